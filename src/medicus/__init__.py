@@ -1,0 +1,1 @@
+"""medicus: a health-data platform for a region's hospitals."""

@@ -1,0 +1,43 @@
+"""ASGI app factory: mounts every capability's router on one FastAPI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from medicus import health
+from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
+from medicus.core.logging import configure_logging
+from medicus.platform import Platform, build_platform
+from medicus.settings import Settings, load_settings
+
+
+def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
+    """Build the app for `settings`; pass `platform` to share services with the caller."""
+    platform = platform or build_platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await platform.close()
+
+    app = FastAPI(
+        title="medicus",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    install_errors(app)
+    app.include_router(health.build_router(platform.database, platform.metrics))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestObserver, metrics=platform.metrics)
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for ASGI servers (`uvicorn --factory medicus.app:create_app_from_environment`)."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.uses_json_logs)
+    return create_app(settings)

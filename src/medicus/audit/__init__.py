@@ -1,0 +1,1 @@
+"""Audit and security: the tamper-evident trail of every access (Cybersicherheitsdienste)."""

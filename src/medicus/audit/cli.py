@@ -1,0 +1,46 @@
+"""`medicus audit ...`: operator commands of the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import asdict
+
+import orjson
+import typer
+
+from medicus.audit.service import AuditTrail, ChainReport
+
+OpenAuditTrail = Callable[[], AbstractAsyncContextManager[AuditTrail]]
+
+
+def _show(report: ChainReport, as_json: bool) -> None:
+    if as_json:
+        typer.echo(orjson.dumps({"intact": report.intact, **asdict(report)}).decode())
+    elif report.intact:
+        typer.echo(f"audit trail intact: {report.entries} entries, head hash {report.head_hash}")
+    else:
+        typer.secho(f"audit trail broken: {report.problem}", fg="red", err=True)
+
+
+def build_cli(open_audit_trail: OpenAuditTrail) -> typer.Typer:
+    cli = typer.Typer(help="Inspect and verify the tamper-evident audit trail.", no_args_is_help=True)
+
+    @cli.command()
+    def verify(
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Walk the hash chain and name the first entry that was altered, removed or
+        reordered. Exits with 1 if the chain is broken."""
+
+        async def run() -> ChainReport:
+            async with open_audit_trail() as audit:
+                return await audit.verify()
+
+        report = asyncio.run(run())
+        _show(report, as_json)
+        if not report.intact:
+            raise typer.Exit(1)
+
+    return cli

@@ -1,0 +1,140 @@
+"""The `medicus` command: serve, migrate, demo data, configuration and the capabilities' own
+commands (`medicus audit ...`)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+import typer
+import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from medicus import audit, migrations
+from medicus.audit.cli import build_cli as build_audit_cli
+from medicus.audit.service import AuditTrail
+from medicus.core.logging import configure_logging
+from medicus.demo import load_demo
+from medicus.platform import Platform, build_platform
+from medicus.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(
+    help="medicus: health-data platform for a region's hospitals.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_cli = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+app.add_typer(config_cli, name="config")
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level, settings.uses_json_logs)
+    return settings
+
+
+@asynccontextmanager
+async def _open_platform() -> AsyncIterator[Platform]:
+    platform = build_platform(_settings())
+    try:
+        yield platform
+    finally:
+        await platform.close()
+
+
+@asynccontextmanager
+async def _open_audit_trail() -> AsyncIterator[AuditTrail]:
+    async with _open_platform() as platform:
+        yield platform.audit
+
+
+app.add_typer(build_audit_cli(_open_audit_trail), name=audit.__name__.rsplit(".", 1)[-1])
+
+
+def _migrate(settings: Settings) -> str:
+    migrations.upgrade(settings.database_url)
+    return migrations.head_revision()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (safe to run again)."""
+    revision = _migrate(_settings())
+    typer.echo(f"database at revision {revision}")
+
+
+@app.command()
+def demo() -> None:
+    """Load demo data: two hospitals, a practice and their staff (safe to run again)."""
+
+    async def run() -> None:
+        async with _open_platform() as platform:
+            summary = await load_demo(platform)
+        typer.echo(
+            f"demo data in place: {summary.organisations_created} organisations, "
+            f"{summary.users_created} users, {summary.memberships_created} memberships created"
+        )
+
+    asyncio.run(run())
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Address to listen on [MEDICUS_HOST]."),
+    port: int | None = typer.Option(None, help="Port to listen on [MEDICUS_PORT]."),
+) -> None:
+    """Serve the platform over HTTP. The embedded SQLite default migrates itself first."""
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = _settings(**overrides)
+    if settings.should_auto_migrate:
+        _migrate(settings)
+    from medicus.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@config_cli.command("show")
+def config_show(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Print the effective configuration, secrets masked."""
+    shown = load_settings().masked()
+    if as_json:
+        typer.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+        return
+    for name, value in shown.items():
+        typer.echo(f"MEDICUS_{name.upper()} = {value}")
+
+
+def _database_problem(error: Exception) -> str:
+    try:
+        url = make_url(load_settings().database_url).render_as_string(hide_password=True)
+    except ConfigError:
+        url = "the configured database"
+    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    return f"cannot use the database at {url}: {reason}"
+
+
+def main() -> None:
+    """Entry point: configuration and database problems end in one sentence, not a traceback."""
+    try:
+        app()
+    except ConfigError as error:
+        typer.echo(f"medicus: configuration error: {error}", err=True)
+        sys.exit(2)
+    except (DBAPIError, OSError) as error:
+        typer.echo(f"medicus: {_database_problem(error)}", err=True)
+        sys.exit(3)

@@ -1,0 +1,1 @@
+"""Shared kernel: database, errors, HTTP plumbing, logging, metrics, ids. Imports nothing else of medicus."""

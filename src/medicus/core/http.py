@@ -1,0 +1,246 @@
+"""HTTP plumbing shared by every capability: request ids, body limits, JSON bodies, errors."""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from email.message import Message
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute, APIRouter
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message as AsgiMessage, Receive, Scope, Send
+
+from medicus.core.errors import (
+    ApiError,
+    ErrorDetail,
+    bad_request,
+    internal_error,
+    payload_too_large,
+    render_error,
+    unprocessable,
+    unsupported_media_type,
+)
+from medicus.core.logging import get_logger
+from medicus.core.metrics import UNMATCHED_ROUTE, HttpMetrics
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+log = get_logger("medicus.http")
+
+
+def current_request_id() -> str | None:
+    return request_id_var.get()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", UNMATCHED_ROUTE)
+
+
+async def _send_error(error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:
+    response = render_error(error, scope.get("path", ""), current_request_id())
+    await response(scope, receive, send)
+
+
+class RequestObserver:
+    """Outermost middleware: gives every request an id, measures it, writes one access line,
+    and turns an unhandled exception into a logged 500 in the platform's error model."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, REQUEST_ID_HEADER.encode())
+        request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else None
+        request_id = request_id or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        started = False
+        begin = time.perf_counter()
+
+        async def send_with_id(message: AsgiMessage) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        self.metrics.in_progress.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            log.error("unhandled error", error_type=type(exc).__name__, exc_info=True)
+            if not started:
+                await _send_error(internal_error(), scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - begin
+            route = _route_template(scope)
+            self.metrics.in_progress.dec()
+            self.metrics.observe(scope["method"], route, status, seconds)
+            log.info(
+                "request",
+                method=scope["method"],
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000, 2),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+            request_id_var.reset(token)
+
+
+class BodySizeLimit:
+    """Refuses bodies over the limit with 413 before any handler acts on them, both when
+    Content-Length announces them and when a chunked body grows past the limit.
+
+    Starlette's RequestBodyLimitMiddleware answers an announced oversize body in plain text
+    when the route does not read it; this one answers in the platform's error model."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                error = bad_request("The Content-Length header is not a number.")
+                await _send_error(error, scope, receive, send)
+                return
+            if int(declared) > self.max_bytes:
+                await _send_error(payload_too_large(self.max_bytes), scope, receive, send)
+                return
+        received = 0
+
+        async def counting_receive() -> AsgiMessage:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException, because FastAPI turns other errors raised while it
+                    # reads the body into a 400.
+                    too_large = payload_too_large(self.max_bytes)
+                    raise HTTPException(413, too_large.detail)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    parsed = Message()
+    parsed["content-type"] = content_type
+    subtype = parsed.get_content_subtype()
+    return parsed.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+def require_json_body(request: Request) -> None:
+    """Raise 415 unless the request declares a JSON body (application/json or */*+json)."""
+    content_type = request.headers.get("content-type")
+    if not is_json_media_type(content_type):
+        raise unsupported_media_type(content_type, "application/json")
+
+
+class JsonRoute(APIRoute):
+    """Route class of every JSON API: a route that takes a body accepts only JSON (415 else);
+    FastAPI's own parsing and validation then apply, with errors mapped by `install_errors`."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def json_only(request: Request) -> Response:
+            require_json_body(request)
+            return await handler(request)
+
+        return json_only
+
+
+def json_router(**options: Any) -> APIRouter:
+    """The router every capability builds its JSON API on."""
+    return APIRouter(route_class=JsonRoute, **options)
+
+
+def _pointer(location: tuple[Any, ...]) -> str:
+    return "/" + "/".join(str(part) for part in location[1:]) if len(location) > 1 else ""
+
+
+def _from_validation_error(exc: RequestValidationError) -> ApiError:
+    errors = list(exc.errors())
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "malformed JSON")
+            position = error["loc"][1] if len(error["loc"]) > 1 else "?"
+            return bad_request(f"The body is not valid JSON ({reason} at character {position}).")
+        if error.get("type") == "missing" and tuple(error["loc"]) == ("body",):
+            return bad_request("This request needs a JSON body.")
+    details = [
+        ErrorDetail(
+            message=str(error["msg"]),
+            pointer=_pointer(tuple(error["loc"])) if error["loc"][0] == "body" else None,
+            expression=".".join(str(part) for part in error["loc"]),
+        )
+        for error in errors
+    ]
+    return unprocessable("The request is well-formed but some values are invalid.", details)
+
+
+def install_errors(app: FastAPI) -> None:
+    """Render every error through the platform's single error model."""
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return render_error(exc, request.url.path, current_request_id())
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            detail = f"There is no resource at {request.url.path}."
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed here."
+        else:
+            detail = str(exc.detail)
+        error = ApiError(exc.status_code, detail, headers=exc.headers or {})
+        return render_error(error, request.url.path, current_request_id())
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return render_error(_from_validation_error(exc), request.url.path, current_request_id())
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)

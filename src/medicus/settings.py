@@ -1,0 +1,190 @@
+"""The one configuration object of a medicus process.
+
+Values come, strongest first, from keyword arguments, `MEDICUS_*` environment variables, an
+optional `medicus.toml` (or the file named by `MEDICUS_CONFIG`) and the defaults below.
+A wrong value stops start-up with one sentence (`ConfigError`), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "MEDICUS_"
+CONFIG_FILE_VARIABLE = "MEDICUS_CONFIG"
+DEFAULT_CONFIG_FILE = "medicus.toml"
+SECRET_KEY_FILE = "keys/secret_key"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one sentence for the operator."""
+
+
+def _async_driver_url(raw: str) -> str:
+    """Accept the URLs operators write and choose the async driver medicus uses for them."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ValueError(
+            "it is not a database URL; use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
+        ) from None
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ValueError("it must name a SQLite file, as in sqlite:///var/medicus.db")
+        return url.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if backend in ("postgresql", "postgres"):
+        if not url.database:
+            raise ValueError("it must name a database, as in postgresql://USER@HOST:5432/medicus")
+        return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ValueError(f"it uses '{backend}', but medicus supports only sqlite and postgresql")
+
+
+class Settings(BaseSettings):
+    """Effective configuration; see docs/operations.md for every field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    secret_key: SecretStr | None = None
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    db_pool_size: int = Field(default=10, ge=1, le=500)
+    auto_migrate: bool | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return _async_driver_url(value) if value else value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if not self.database_url:
+            path = (self.data_dir / "medicus.db").as_posix()
+            object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{path}")
+        if self.env == "production" and self.secret_key is None:
+            raise ValueError(
+                "production mode needs a secret: set MEDICUS_SECRET_KEY (32 or more characters)"
+            )
+        if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("MEDICUS_SECRET_KEY must be at least 32 characters long")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get(CONFIG_FILE_VARIABLE, DEFAULT_CONFIG_FILE))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config_file))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        """The embedded default migrates itself on `serve`; a shared PostgreSQL is migrated
+        explicitly by the operator (`medicus migrate`), so that replicas never race."""
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def uses_json_logs(self) -> bool:
+        if self.log_format == "auto":
+            return self.env == "production"
+        return self.log_format == "json"
+
+    def effective_secret_key(self) -> bytes:
+        """The configured secret, or in development one generated once under `data_dir`."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / SECRET_KEY_FILE
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+    def masked(self) -> dict[str, Any]:
+        """Every setting as the operator would write it, with secrets and passwords masked."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********"
+            elif name == "secret_key":
+                value = f"(not set: development key in {(self.data_dir / SECRET_KEY_FILE)})"
+            elif name == "auto_migrate":
+                value = self.should_auto_migrate
+            elif name == "database_url":
+                value = make_url(value).render_as_string(hide_password=True)
+            elif isinstance(value, Path):
+                value = value.as_posix()
+            shown[name] = value
+        return shown
+
+
+def _unknown_environment_keys() -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    known.add(CONFIG_FILE_VARIABLE)
+    return sorted(key for key in os.environ if key.startswith(ENV_PREFIX) and key not in known)
+
+
+def _sentence(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "configuration"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting '{field}' in the configuration file"
+    if field == "configuration":
+        return message
+    return f"setting {ENV_PREFIX}{field.upper()} is invalid: {message[:1].lower()}{message[1:]}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the Settings or raise ConfigError with one sentence that says what to fix."""
+    unknown = _unknown_environment_keys()
+    if unknown:
+        names = [ENV_PREFIX + name.upper() for name in Settings.model_fields]
+        hint = difflib.get_close_matches(unknown[0], names, n=1)
+        suggestion = f"; did you mean {hint[0]}?" if hint else ""
+        raise ConfigError(f"unknown setting {unknown[0]} in the environment{suggestion}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_sentence(error)) from None
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"the configuration file cannot be read: {error}") from None
