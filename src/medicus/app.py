@@ -20,8 +20,12 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await platform.close()
+        await platform.start_background_work()
+        try:
+            yield
+        finally:
+            await platform.stop_background_work()
+            await platform.close()
 
     app = FastAPI(
         title="medicus",

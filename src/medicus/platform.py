@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
 from medicus.core.db import Database
 from medicus.core.metrics import HttpMetrics
@@ -18,7 +19,14 @@ class Platform:
     database: Database
     metrics: HttpMetrics
     audit: AuditTrail
+    audit_sealer: AuditSealer
     identity: IdentityService
+
+    async def start_background_work(self) -> None:
+        self.audit_sealer.start()
+
+    async def stop_background_work(self) -> None:
+        await self.audit_sealer.stop()
 
     async def close(self) -> None:
         await self.database.dispose()
@@ -32,5 +40,6 @@ def build_platform(settings: Settings) -> Platform:
         database=database,
         metrics=HttpMetrics(),
         audit=audit,
+        audit_sealer=AuditSealer(audit, settings.audit_seal_interval),
         identity=IdentityService(audit),
     )

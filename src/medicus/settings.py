@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     db_pool_size: int = Field(default=10, ge=1, le=500)
     auto_migrate: bool | None = None
+    audit_seal_interval: float = Field(default=0.5, gt=0, le=60)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -25,17 +25,24 @@ def _show(report: ChainReport, as_json: bool) -> None:
 
 
 def build_cli(open_audit_trail: OpenAuditTrail) -> typer.Typer:
-    cli = typer.Typer(help="Inspect and verify the tamper-evident audit trail.", no_args_is_help=True)
+    cli = typer.Typer(
+        help="Inspect and verify the tamper-evident audit trail.", no_args_is_help=True
+    )
 
     @cli.command()
     def verify(
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        seal: bool = typer.Option(
+            True, help="First seal entries still pending, so that the check covers them."
+        ),
     ) -> None:
         """Walk the hash chain and name the first entry that was altered, removed or
         reordered. Exits with 1 if the chain is broken."""
 
         async def run() -> ChainReport:
             async with open_audit_trail() as audit:
+                if seal:
+                    await audit.seal_all()
                 return await audit.verify()
 
         report = asyncio.run(run())

@@ -1,4 +1,10 @@
-"""Tables of the audit trail: append-only entries and the head of their hash chain."""
+"""Tables of the audit trail.
+
+An audited request inserts its entry into `audit_pending`, inside the transaction that does the
+audited work, so the two commit together and no global lock is taken per request. A sealer
+(`AuditSealer`, in any replica) moves pending entries in batches into `audit_entry`, where each
+carries its place in the chain and its hash; `audit_head` holds the chain's end.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from medicus.core.db import Base, UTCDateTime
 
 
-class AuditEntryRow(Base):
-    """One audit entry. `hash` is SHA-256 over `prev_hash` and the entry's canonical content;
-    `seq` is its place in the chain. Rows are only ever inserted."""
+class _EntryContent:
+    """The content of an entry: what its hash covers."""
 
-    __tablename__ = "audit_entry"
-
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str] = mapped_column(String(200))
     organisation: Mapped[str | None] = mapped_column(String(64))
@@ -26,6 +28,25 @@ class AuditEntryRow(Base):
     client_address: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class AuditPendingRow(_EntryContent, Base):
+    """An entry written but not yet sealed into the chain."""
+
+    __tablename__ = "audit_pending"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+
+
+class AuditEntryRow(_EntryContent, Base):
+    """A sealed entry. `hash` is SHA-256 over `prev_hash` and the canonical content; `seq` is
+    its place in the chain. Rows are only ever inserted (the database refuses the rest)."""
+
+    __tablename__ = "audit_entry"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
@@ -37,8 +58,8 @@ class AuditEntryRow(Base):
 
 
 class AuditHeadRow(Base):
-    """The single row that holds the chain's last sequence number and hash. Writers update it
-    first in their transaction, which serialises them on PostgreSQL (row lock) and SQLite
+    """The single row that holds the chain's last sequence number and hash. A sealer updates it
+    first in its transaction, which serialises sealers on PostgreSQL (row lock) and SQLite
     (database lock) alike: the chain cannot fork, whatever the number of processes."""
 
     __tablename__ = "audit_head"

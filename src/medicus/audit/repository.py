@@ -1,19 +1,34 @@
-"""SQL of the audit trail. Each method is one step of a named transaction in `service`."""
+"""SQL of the audit trail. Each function is one step of a named transaction in `service`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import RowMapping, select, update
+from sqlalchemy import RowMapping, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.audit.models import AuditEntryRow, AuditHeadRow
+from medicus.audit.models import AuditEntryRow, AuditHeadRow, AuditPendingRow
 
 HEAD_ID = 1
 GENESIS_HASH = "0" * 64
+
+_pending = AuditPendingRow.__table__
+_entries = AuditEntryRow.__table__
+
+
+async def add_pending(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> None:
+    await session.execute(_pending.insert(), list(entries))
+
+
+async def has_pending(session: AsyncSession) -> bool:
+    return await session.scalar(select(_pending.c.id).limit(1)) is not None
+
+
+async def count_pending(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(_pending)) or 0)
 
 
 async def _create_head_if_missing(session: AsyncSession) -> None:
@@ -22,26 +37,38 @@ async def _create_head_if_missing(session: AsyncSession) -> None:
     await session.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
 
 
-async def reserve(session: AsyncSession, count: int) -> tuple[int, str]:
-    """Take the next `count` places in the chain; returns the sequence number and hash of the
-    entry before them. The UPDATE comes first so that it takes the lock before anything is read."""
+async def lock_head(session: AsyncSession) -> tuple[int, str]:
+    """Lock the chain's head for this transaction and return its sequence number and hash.
+    A (no-op) UPDATE takes the lock on both PostgreSQL and SQLite before anything is read."""
     statement = (
         update(AuditHeadRow)
         .where(AuditHeadRow.id == HEAD_ID)
-        .values(seq=AuditHeadRow.seq + count)
+        .values(seq=AuditHeadRow.seq)
         .returning(AuditHeadRow.seq, AuditHeadRow.hash)
     )
     row = (await session.execute(statement)).one_or_none()
     if row is None:
         await _create_head_if_missing(session)
         row = (await session.execute(statement)).one()
-    return row.seq - count, row.hash
+    return row.seq, row.hash
 
 
-async def append(session: AsyncSession, entries: Sequence[dict[str, Any]], last_hash: str) -> None:
-    await session.execute(AuditEntryRow.__table__.insert(), list(entries))
+async def oldest_pending(session: AsyncSession, limit: int) -> Sequence[RowMapping]:
+    statement = select(_pending).order_by(_pending.c.id).limit(limit)
+    return (await session.execute(statement)).mappings().all()
+
+
+async def seal(
+    session: AsyncSession, entries: Sequence[dict[str, Any]], pending_ids: Sequence[int]
+) -> None:
+    """Move pending entries into the chain and advance the head to the last of them."""
+    await session.execute(_entries.insert(), list(entries))
+    await session.execute(delete(_pending).where(_pending.c.id.in_(pending_ids)))
+    last = entries[-1]
     await session.execute(
-        update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).values(hash=last_hash)
+        update(AuditHeadRow)
+        .where(AuditHeadRow.id == HEAD_ID)
+        .values(seq=last["seq"], hash=last["hash"])
     )
 
 
@@ -55,12 +82,11 @@ async def head(session: AsyncSession) -> tuple[int, str] | None:
 async def entries_after(
     session: AsyncSession, after_seq: int, up_to_seq: int, limit: int
 ) -> Sequence[RowMapping]:
-    """Up to `limit` entries after `after_seq`, in chain order, as plain rows."""
-    table = AuditEntryRow.__table__
+    """Up to `limit` sealed entries after `after_seq`, in chain order, as plain rows."""
     statement = (
-        select(table)
-        .where(table.c.seq > after_seq, table.c.seq <= up_to_seq)
-        .order_by(table.c.seq)
+        select(_entries)
+        .where(_entries.c.seq > after_seq, _entries.c.seq <= up_to_seq)
+        .order_by(_entries.c.seq)
         .limit(limit)
     )
     return (await session.execute(statement)).mappings().all()

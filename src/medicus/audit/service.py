@@ -1,8 +1,11 @@
-"""The audit trail's use-cases: append entries to the hash chain and verify the chain.
+"""The audit trail's use-cases: record entries, seal them into the hash chain, verify the chain.
 
-Each entry carries the SHA-256 of its predecessor (`prev_hash`) and its own `hash` over
+Each sealed entry carries the SHA-256 of its predecessor (`prev_hash`) and its own `hash` over
 `prev_hash` and its canonical content (who, organisation, action, target, outcome, client
 address, time, request id, detail). Changing, removing or reordering an entry breaks a link.
+
+Recording is cheap and lock-free (one INSERT in the caller's transaction); sealing takes the
+chain's lock once per batch. So audited requests never queue behind each other's commits.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from medicus.core.db import Database, utc_now
 from medicus.core.http import current_request_id
 
 VERIFY_BATCH = 5_000
+SEAL_BATCH = 1_000
 
 
 class Outcome(StrEnum):
@@ -53,6 +57,7 @@ class ChainReport:
     entries: int
     head_seq: int
     head_hash: str
+    pending: int = 0
     first_bad_seq: int | None = None
     problem: str | None = None
 
@@ -61,23 +66,24 @@ class ChainReport:
         return self.problem is None
 
 
-def _canonical_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
+_CONTENT_FIELDS = (
+    "action",
+    "actor",
+    "client_address",
+    "detail",
+    "occurred_at",
+    "organisation",
+    "outcome",
+    "request_id",
+    "target",
+)
 
 
 def canonical_content(entry: Mapping[str, Any]) -> bytes:
-    """The bytes an entry's hash covers: its content fields as sorted-key JSON."""
-    content = {
-        "action": entry["action"],
-        "actor": entry["actor"],
-        "client_address": entry["client_address"],
-        "detail": entry["detail"],
-        "occurred_at": _canonical_time(entry["occurred_at"]),
-        "organisation": entry["organisation"],
-        "outcome": entry["outcome"],
-        "request_id": entry["request_id"],
-        "target": entry["target"],
-    }
+    """The bytes an entry's hash covers: its content fields as sorted-key JSON, the time as
+    ISO 8601 UTC with microseconds."""
+    content = {name: entry[name] for name in _CONTENT_FIELDS}
+    content["occurred_at"] = entry["occurred_at"].astimezone(dt.UTC).isoformat("T", "microseconds")
     return orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
 
 
@@ -86,32 +92,23 @@ def chain_hash(prev_hash: str, content: bytes) -> str:
 
 
 class AuditTrail:
-    """Writes and verifies the audit trail. Later capabilities append through `append`, inside
-    the transaction that does the audited work, so that the work and its entry commit together."""
+    """Records, seals and verifies the audit trail. Capabilities record through `append`,
+    inside the transaction that does the audited work, so that work and entry commit together."""
 
     def __init__(self, database: Database, clock: Callable[[], dt.datetime] = utc_now) -> None:
         self._database = database
         self._clock = clock
 
-    async def append(self, session: AsyncSession, *events: AuditEvent) -> list[int]:
-        """Append `events` in the caller's writing transaction; returns their sequence numbers.
-        Call it as late as possible in the transaction: it holds the chain's lock until commit."""
-        if not events:
-            return []
-        occurred_at = self._clock()
-        rows = [self._row(event, occurred_at) for event in events]
-        previous_seq, previous_hash = await repository.reserve(session, len(rows))
-        for offset, row in enumerate(rows, start=1):
-            row["seq"] = previous_seq + offset
-            row["prev_hash"] = previous_hash
-            row["hash"] = previous_hash = chain_hash(previous_hash, canonical_content(row))
-        await repository.append(session, rows, previous_hash)
-        return [row["seq"] for row in rows]
+    async def append(self, session: AsyncSession, *events: AuditEvent) -> None:
+        """Record `events` in the caller's writing transaction."""
+        if events:
+            occurred_at = self._clock()
+            await repository.add_pending(session, [self._row(e, occurred_at) for e in events])
 
-    async def record(self, *events: AuditEvent) -> list[int]:
-        """Append `events` in a transaction of their own."""
+    async def record(self, *events: AuditEvent) -> None:
+        """Record `events` in a transaction of their own."""
         async with self._database.transaction() as session:
-            return await self.append(session, *events)
+            await self.append(session, *events)
 
     @staticmethod
     def _row(event: AuditEvent, occurred_at: dt.datetime) -> dict[str, Any]:
@@ -127,18 +124,44 @@ class AuditTrail:
             "detail": orjson.dumps(dict(event.detail), option=orjson.OPT_SORT_KEYS).decode(),
         }
 
+    async def seal(self, limit: int = SEAL_BATCH) -> int:
+        """Append up to `limit` pending entries, oldest first, to the chain; returns how many."""
+        async with self._database.snapshot() as session:
+            if not await repository.has_pending(session):
+                return 0
+        async with self._database.transaction() as session:
+            head_seq, head_hash = await repository.lock_head(session)
+            pending = await repository.oldest_pending(session, limit)
+            if not pending:
+                return 0
+            entries = []
+            for offset, row in enumerate(pending, start=1):
+                entry = {name: row[name] for name in _CONTENT_FIELDS}
+                entry["seq"] = head_seq + offset
+                entry["prev_hash"] = head_hash
+                entry["hash"] = head_hash = chain_hash(head_hash, canonical_content(entry))
+                entries.append(entry)
+            await repository.seal(session, entries, [row["id"] for row in pending])
+            return len(entries)
+
+    async def seal_all(self) -> int:
+        """Seal until nothing recorded so far is pending."""
+        total = 0
+        while sealed := await self.seal():
+            total += sealed
+        return total
+
     async def verify(self) -> ChainReport:
-        """Walk the chain up to its head and report the first entry that was altered, removed
-        or reordered. Entries appended while it runs are left for the next verification."""
+        """Walk the sealed chain up to its head and report the first entry that was altered,
+        removed or reordered. Entries sealed while it runs are left for the next run."""
         async with self._database.snapshot() as session:
             head = await repository.head(session)
-        if head is None:
-            return ChainReport(entries=0, head_seq=0, head_hash=GENESIS_HASH)
-        head_seq, head_hash = head
+            pending = await repository.count_pending(session)
+        head_seq, head_hash = head or (0, GENESIS_HASH)
         last_seq, last_hash = 0, GENESIS_HASH
 
         def broken(seq: int, problem: str) -> ChainReport:
-            return ChainReport(last_seq, head_seq, head_hash, first_bad_seq=seq, problem=problem)
+            return ChainReport(last_seq, head_seq, head_hash, pending, seq, problem)
 
         while True:
             async with self._database.snapshot() as session:
@@ -146,24 +169,22 @@ class AuditTrail:
             if not batch:
                 break
             for row in batch:
-                expected = last_seq + 1
-                if row['seq'] != expected:
+                seq = row["seq"]
+                if seq != last_seq + 1:
                     return broken(
-                        expected,
-                        f"entry {expected} is missing: the chain jumps from entry "
-                        f"{last_seq} to entry {row['seq']}",
+                        last_seq + 1,
+                        f"entry {last_seq + 1} is missing: the chain jumps from entry "
+                        f"{last_seq} to entry {seq}",
                     )
-                if chain_hash(row['prev_hash'], canonical_content(row)) != row['hash']:
+                if chain_hash(row["prev_hash"], canonical_content(row)) != row["hash"]:
+                    return broken(seq, f"entry {seq} was altered: its content does not match")
+                if row["prev_hash"] != last_hash:
                     return broken(
-                        row['seq'], f"entry {row['seq']} was altered: its content does not match its hash"
-                    )
-                if row['prev_hash'] != last_hash:
-                    return broken(
-                        row['seq'],
-                        f"entry {row['seq']} is out of place: it does not follow entry {last_seq} "
+                        seq,
+                        f"entry {seq} is out of place: it does not follow entry {last_seq} "
                         "(entries were reordered, or one before it was altered or removed)",
                     )
-                last_seq, last_hash = row['seq'], row['hash']
+                last_seq, last_hash = seq, row["hash"]
         if last_seq != head_seq:
             return broken(
                 last_seq + 1,
@@ -172,4 +193,4 @@ class AuditTrail:
             )
         if last_hash != head_hash:
             return broken(last_seq, f"entry {last_seq} does not match the hash kept in the head")
-        return ChainReport(entries=last_seq, head_seq=head_seq, head_hash=head_hash)
+        return ChainReport(last_seq, head_seq, head_hash, pending)

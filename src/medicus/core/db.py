@@ -8,6 +8,7 @@ of failing half-way when a read lock cannot be upgraded.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,12 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -106,7 +112,9 @@ class Database:
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = url
         self.dialect_name = make_url(url).get_backend_name()
+        self._sqlite_writer_lock: asyncio.Lock | None = None
         if self.dialect_name == "sqlite":
+            self._sqlite_writer_lock = asyncio.Lock()
             self._writer = _make_engine(url, pool_size, "BEGIN IMMEDIATE")
             self._reader = _make_engine(url, pool_size, "BEGIN")
         else:
@@ -117,8 +125,18 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A writing transaction: committed when the block ends, rolled back if it raises."""
-        async with self._write_sessions() as session, session.begin():
+        async with self._writer_turn(), self._write_sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def _writer_turn(self) -> AsyncIterator[None]:
+        """SQLite has one writer at a time: in-process writers queue here, cheaply, instead of
+        in SQLite's busy handler, which polls with sleeps of up to 100 ms."""
+        if self._sqlite_writer_lock is None:
+            yield
+            return
+        async with self._sqlite_writer_lock:
+            yield
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:

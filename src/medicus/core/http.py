@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import re
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from email.message import Message
@@ -49,6 +50,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def _stack_without_values(exc: BaseException) -> list[str]:
+    """Where an error happened, without its message: messages of database and validation
+    errors can quote the data being processed, which may be personal data. Hand-written
+    because logging's and structlog's traceback renderers always include the message."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return [f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames[-12:]]
 
 
 def _route_template(scope: Scope) -> str:
@@ -96,7 +105,9 @@ class RequestObserver:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            log.error("unhandled error", error_type=type(exc).__name__, exc_info=True)
+            log.error(
+                "unhandled error", error_type=type(exc).__name__, stack=_stack_without_values(exc)
+            )
             if not started:
                 await _send_error(internal_error(), scope, receive, send_with_id)
         finally:

@@ -71,8 +71,12 @@ class IdentityService:
         await repository.add(session, row)
         await self._audit.append(
             session,
-            AuditEvent("iam.organisation.create", actor, organisation=row.id,
-                       target=f"Organization/{row.id}"),
+            AuditEvent(
+                "iam.organisation.create",
+                actor,
+                organisation=row.id,
+                target=f"Organization/{row.id}",
+            ),
         )
         return Provisioned(row.id, created=True)
 

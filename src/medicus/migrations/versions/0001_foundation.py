@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 19:21:44.394974
+Create Date: 2026-11-22 19:29:42.104487
 """
 
 from collections.abc import Sequence
@@ -30,6 +30,8 @@ def upgrade() -> None:
     op.create_table(
         "audit_entry",
         sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("prev_hash", sa.String(length=64), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(length=200), nullable=False),
         sa.Column("organisation", sa.String(length=64), nullable=True),
@@ -39,8 +41,6 @@ def upgrade() -> None:
         sa.Column("client_address", sa.String(length=64), nullable=True),
         sa.Column("request_id", sa.String(length=128), nullable=True),
         sa.Column("detail", sa.Text(), nullable=False),
-        sa.Column("prev_hash", sa.String(length=64), nullable=False),
-        sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_entry")),
     )
     with op.batch_alter_table("audit_entry", schema=None) as batch_op:
@@ -54,6 +54,25 @@ def upgrade() -> None:
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_head")),
+    )
+    op.create_table(
+        "audit_pending",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("organisation", sa.String(length=64), nullable=True),
+        sa.Column("action", sa.String(length=100), nullable=False),
+        sa.Column("target", sa.String(length=300), nullable=True),
+        sa.Column("outcome", sa.String(length=20), nullable=False),
+        sa.Column("client_address", sa.String(length=64), nullable=True),
+        sa.Column("request_id", sa.String(length=128), nullable=True),
+        sa.Column("detail", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_pending")),
     )
     op.create_table(
         "organisation",
@@ -91,7 +110,7 @@ def upgrade() -> None:
 
 
 def _forbid_audit_changes() -> None:
-    """Audit entries are append-only: the database itself refuses UPDATE and DELETE.
+    """Sealed audit entries are append-only: the database itself refuses UPDATE and DELETE.
     (Someone who owns the database can still drop the triggers; the hash chain catches that.)"""
     if op.get_bind().dialect.name == "sqlite":
         for verb in ("UPDATE", "DELETE"):
@@ -120,6 +139,7 @@ def downgrade() -> None:
     op.drop_index("ix_membership_organisation_id", table_name="membership")
     op.drop_table("membership")
     op.drop_table("organisation")
+    op.drop_table("audit_pending")
     op.drop_table("audit_head")
     with op.batch_alter_table("audit_entry", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_entry_target")

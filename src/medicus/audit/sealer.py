@@ -1,0 +1,46 @@
+"""Background sealing of recorded audit entries into the hash chain, in every serve process.
+
+Several processes may seal at once; the chain's lock makes them take turns, so running one per
+replica needs no leader election. Pending entries live in the database, never only in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from sqlalchemy.exc import DBAPIError
+
+from medicus.audit.service import SEAL_BATCH, AuditTrail
+from medicus.core.logging import get_logger
+
+log = get_logger("medicus.audit.sealer")
+
+
+class AuditSealer:
+    def __init__(self, trail: AuditTrail, interval_seconds: float) -> None:
+        self._trail = trail
+        self._interval = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-sealer")
+
+    async def stop(self) -> None:
+        """Stop the loop, then seal what is pending so that a clean shutdown leaves none."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(DBAPIError, OSError):
+            await self._trail.seal_all()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sealed = await self._trail.seal()
+            except (DBAPIError, OSError) as error:
+                log.warning("audit sealing failed; retrying", error_type=type(error).__name__)
+                sealed = 0
+            if sealed < SEAL_BATCH:
+                await asyncio.sleep(self._interval)

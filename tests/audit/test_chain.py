@@ -1,0 +1,155 @@
+"""The audit trail's hash chain: appended entries verify, and every kind of tampering behind
+the app's back (altering, removing, reordering, cutting the tail) is named by `verify`."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from medicus.audit.service import AuditEvent, Outcome
+from medicus.core.db import Database
+from medicus.platform import Platform
+
+
+def _event(number: int) -> AuditEvent:
+    return AuditEvent(
+        action="fhir.read",
+        actor=f"user:{number % 3}",
+        organisation="org-1",
+        target=f"Patient/{number}",
+        outcome=Outcome.DENIED if number % 4 == 0 else Outcome.SUCCESS,
+        client_address="127.0.0.1",
+        detail={"purpose": "TREAT", "n": number},
+    )
+
+
+async def _write_entries(platform: Platform, count: int) -> None:
+    """Record `count` entries and seal them into the chain, in batches of unequal size."""
+    await platform.audit.record(*(_event(number) for number in range(1, count // 2 + 1)))
+    assert await platform.audit.seal() == count // 2
+    await platform.audit.record(*(_event(number) for number in range(count // 2 + 1, count + 1)))
+    assert await platform.audit.seal_all() == count - count // 2
+
+
+async def _tamper(database: Database, *statements: str) -> None:
+    """Change audit rows as someone with the database owner's rights could: first switch off
+    the append-only triggers, then run `statements`."""
+    async with database.transaction() as session:
+        if database.dialect_name == "sqlite":
+            await session.execute(text("DROP TRIGGER IF EXISTS audit_entry_no_update"))
+            await session.execute(text("DROP TRIGGER IF EXISTS audit_entry_no_delete"))
+        else:
+            await session.execute(
+                text("ALTER TABLE audit_entry DISABLE TRIGGER audit_entry_append_only")
+            )
+        for statement in statements:
+            await session.execute(text(statement))
+
+
+async def test_an_untouched_chain_verifies(fresh_platform: Platform) -> None:
+    await _write_entries(fresh_platform, 10)
+    await fresh_platform.audit.record(_event(11))
+    report = await fresh_platform.audit.verify()
+    assert report.intact, report.problem
+    assert (report.entries, report.pending) == (10, 1)
+    await fresh_platform.audit.seal_all()
+    report = await fresh_platform.audit.verify()
+    assert (report.entries, report.head_seq, report.pending) == (11, 11, 0)
+
+
+async def test_an_empty_trail_verifies(fresh_platform: Platform) -> None:
+    report = await fresh_platform.audit.verify()
+    assert report.intact
+    assert report.entries == 0
+
+
+async def test_a_modified_entry_is_named(fresh_platform: Platform) -> None:
+    await _write_entries(fresh_platform, 10)
+    await _tamper(fresh_platform.database, "UPDATE audit_entry SET actor = 'user:x' WHERE seq = 4")
+    report = await fresh_platform.audit.verify()
+    assert not report.intact
+    assert report.first_bad_seq == 4
+    assert report.problem is not None
+    assert "entry 4 was altered" in report.problem
+
+
+async def test_a_modified_entry_with_recomputed_hash_breaks_the_next_link(
+    fresh_platform: Platform,
+) -> None:
+    await _write_entries(fresh_platform, 10)
+    await _tamper(fresh_platform.database, "UPDATE audit_entry SET hash = prev_hash WHERE seq = 6")
+    report = await fresh_platform.audit.verify()
+    assert report.first_bad_seq == 6
+
+
+async def test_a_deleted_entry_is_named(fresh_platform: Platform) -> None:
+    await _write_entries(fresh_platform, 10)
+    await _tamper(fresh_platform.database, "DELETE FROM audit_entry WHERE seq = 7")
+    report = await fresh_platform.audit.verify()
+    assert report.first_bad_seq == 7
+    assert report.problem is not None
+    assert "entry 7 is missing" in report.problem
+
+
+async def test_deleted_and_renumbered_entries_are_named(fresh_platform: Platform) -> None:
+    await _write_entries(fresh_platform, 10)
+    await _tamper(
+        fresh_platform.database,
+        "DELETE FROM audit_entry WHERE seq = 5",
+        "UPDATE audit_entry SET seq = seq - 1 WHERE seq > 5",
+        "UPDATE audit_head SET seq = seq - 1",
+    )
+    report = await fresh_platform.audit.verify()
+    assert report.first_bad_seq == 5
+    assert report.problem is not None
+    assert "out of place" in report.problem
+
+
+async def test_reordered_entries_are_named(fresh_platform: Platform) -> None:
+    await _write_entries(fresh_platform, 10)
+    await _tamper(
+        fresh_platform.database,
+        "UPDATE audit_entry SET seq = 1000 WHERE seq = 3",
+        "UPDATE audit_entry SET seq = 3 WHERE seq = 8",
+        "UPDATE audit_entry SET seq = 8 WHERE seq = 1000",
+    )
+    report = await fresh_platform.audit.verify()
+    assert report.first_bad_seq == 3
+    assert report.problem is not None
+    assert "entry 3 is out of place" in report.problem
+
+
+async def test_a_cut_off_tail_is_named(fresh_platform: Platform) -> None:
+    await _write_entries(fresh_platform, 10)
+    await _tamper(fresh_platform.database, "DELETE FROM audit_entry WHERE seq > 8")
+    report = await fresh_platform.audit.verify()
+    assert report.first_bad_seq == 9
+    assert report.problem is not None
+    assert "entries 9 to 10 are missing" in report.problem
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE audit_entry SET actor = 'user:x' WHERE seq = 1", "DELETE FROM audit_entry"],
+)
+async def test_the_database_refuses_changes_to_entries(
+    fresh_platform: Platform, statement: str
+) -> None:
+    await _write_entries(fresh_platform, 3)
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with fresh_platform.database.transaction() as session:
+            await session.execute(text(statement))
+    assert (await fresh_platform.audit.verify()).intact
+
+
+async def test_a_failed_transaction_leaves_no_entry(fresh_platform: Platform) -> None:
+    await _write_entries(fresh_platform, 2)
+    with pytest.raises(RuntimeError):
+        async with fresh_platform.database.transaction() as session:
+            await fresh_platform.audit.append(session, _event(3))
+            raise RuntimeError("the audited work failed")
+    assert await fresh_platform.audit.seal_all() == 0
+    report = await fresh_platform.audit.verify()
+    assert report.intact
+    assert (report.entries, report.pending) == (2, 0)

@@ -1,0 +1,121 @@
+"""Shared fixtures: every test runs against a real database, SQLite by default, PostgreSQL when
+TEST_POSTGRES_URL names a server (for example postgresql://postgres@127.0.0.1:5432/postgres).
+Each test session creates its own databases there and drops them afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from medicus import migrations
+from medicus.app import create_app
+from medicus.platform import Platform, build_platform
+from medicus.settings import Settings
+
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL")
+
+
+def _admin_url() -> str:
+    assert POSTGRES_ADMIN_URL is not None
+    return (
+        make_url(POSTGRES_ADMIN_URL)
+        .set(drivername="postgresql+asyncpg")
+        .render_as_string(hide_password=False)
+    )
+
+
+async def _postgres(statement: str) -> None:
+    engine = create_async_engine(_admin_url(), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+class DatabaseFactory:
+    """Makes fresh, migrated databases of the dialect under test."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.created: list[str] = []
+
+    @property
+    def dialect(self) -> str:
+        return "postgresql" if POSTGRES_ADMIN_URL else "sqlite"
+
+    def new_url(self, migrate: bool = True) -> str:
+        name = f"medicus_test_{uuid.uuid4().hex[:12]}"
+        if POSTGRES_ADMIN_URL:
+            asyncio.run(_postgres(f'CREATE DATABASE "{name}"'))
+            self.created.append(name)
+            url = make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
+        else:
+            url = f"sqlite+aiosqlite:///{(self.folder / name).as_posix()}.db"
+        if migrate:
+            migrations.upgrade(url)
+        return url
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            asyncio.run(_postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def database_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(tmp_path_factory.mktemp("databases"))
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture(scope="session")
+async def database_url(database_factory: DatabaseFactory) -> str:
+    """One migrated database shared by the tests that do not need a pristine one.
+    (Set-up runs in a thread because migrations start an event loop of their own.)"""
+    return await asyncio.to_thread(database_factory.new_url)
+
+
+@pytest.fixture
+async def fresh_database_url(database_factory: DatabaseFactory) -> str:
+    """A database of its own, for tests that tamper with it or count everything in it."""
+    return await asyncio.to_thread(database_factory.new_url)
+
+
+def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:
+    return Settings(data_dir=data_dir, database_url=database_url, **overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+async def platform(settings: Settings) -> AsyncIterator[Platform]:
+    built = build_platform(settings)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+async def fresh_platform(tmp_path: Path, fresh_database_url: str) -> AsyncIterator[Platform]:
+    built = build_platform(make_settings(tmp_path, fresh_database_url))
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+async def client(settings: Settings, platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, platform)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
