@@ -26,7 +26,7 @@ from sqlalchemy.exc import ArgumentError
 ENV_PREFIX = "MEDICUS_"
 CONFIG_FILE_VARIABLE = "MEDICUS_CONFIG"
 DEFAULT_CONFIG_FILE = "medicus.toml"
-SECRET_KEY_FILE = "keys/secret_key"
+SECRET_KEY_FILE = "keys/secret_key"  # noqa: S105 (a file name, not a secret)
 
 
 class ConfigError(Exception):

@@ -145,10 +145,14 @@ async def test_the_database_refuses_changes_to_entries(
 
 async def test_a_failed_transaction_leaves_no_entry(fresh_platform: Platform) -> None:
     await _write_entries(fresh_platform, 2)
-    with pytest.raises(RuntimeError):
+
+    async def audited_work_that_fails() -> None:
         async with fresh_platform.database.transaction() as session:
             await fresh_platform.audit.append(session, _event(3))
             raise RuntimeError("the audited work failed")
+
+    with pytest.raises(RuntimeError):
+        await audited_work_that_fails()
     assert await fresh_platform.audit.seal_all() == 0
     report = await fresh_platform.audit.verify()
     assert report.intact

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import RowMapping, delete, func, select, update
+from sqlalchemy import RowMapping, Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,8 +15,8 @@ from medicus.audit.models import AuditEntryRow, AuditHeadRow, AuditPendingRow
 HEAD_ID = 1
 GENESIS_HASH = "0" * 64
 
-_pending = AuditPendingRow.__table__
-_entries = AuditEntryRow.__table__
+_pending = cast(Table, AuditPendingRow.__table__)
+_entries = cast(Table, AuditEntryRow.__table__)
 
 
 async def add_pending(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> None:
@@ -32,7 +32,7 @@ async def count_pending(session: AsyncSession) -> int:
 
 
 async def _create_head_if_missing(session: AsyncSession) -> None:
-    insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(AuditHeadRow).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH)
     await session.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
 

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
+from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.audit import repository
@@ -79,7 +80,7 @@ _CONTENT_FIELDS = (
 )
 
 
-def canonical_content(entry: Mapping[str, Any]) -> bytes:
+def canonical_content(entry: Mapping[str, Any] | RowMapping) -> bytes:
     """The bytes an entry's hash covers: its content fields as sorted-key JSON, the time as
     ISO 8601 UTC with microseconds."""
     content = {name: entry[name] for name in _CONTENT_FIELDS}

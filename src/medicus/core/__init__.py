@@ -1,1 +1,3 @@
-"""Shared kernel: database, errors, HTTP plumbing, logging, metrics, ids. Imports nothing else of medicus."""
+"""Shared kernel: database, errors, HTTP plumbing, logging, metrics, ids.
+
+Imports nothing else of medicus."""

@@ -7,7 +7,7 @@ import re
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from email.message import Message
 from typing import Any
 
@@ -17,7 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, APIRouter
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message as AsgiMessage, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
 from medicus.core.errors import (
     ApiError,
@@ -189,7 +190,7 @@ class JsonRoute(APIRoute):
     """Route class of every JSON API: a route that takes a body accepts only JSON (415 else);
     FastAPI's own parsing and validation then apply, with errors mapped by `install_errors`."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         if self.body_field is None:
             return handler

@@ -1,0 +1,5 @@
+"""`python -m medicus` runs the `medicus` command."""
+
+from medicus.cli import main
+
+main()

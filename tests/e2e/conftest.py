@@ -1,0 +1,89 @@
+"""Helpers that run the real `medicus` command as a separate process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import POSTGRES_ADMIN_URL
+
+
+def medicus_environment(data_dir: Path, database_url: str | None, **extra: str) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MEDICUS_")}
+    environment["MEDICUS_DATA_DIR"] = str(data_dir)
+    if database_url:
+        environment["MEDICUS_DATABASE_URL"] = database_url
+    environment.update(extra)
+    return environment
+
+
+def run_medicus(
+    *arguments: str, environment: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "medicus", *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[str]
+    base_url: str
+    environment: dict[str, str]
+
+
+@pytest.fixture
+def server_database_url(fresh_database_url: str) -> str | None:
+    """PostgreSQL runs get a fresh database; SQLite runs use the embedded default, so that the
+    server has to create and migrate it itself."""
+    return fresh_database_url if POSTGRES_ADMIN_URL else None
+
+
+@pytest.fixture
+def server(tmp_path: Path, server_database_url: str | None) -> Iterator[RunningServer]:
+    port = free_port()
+    environment = medicus_environment(tmp_path / "var", server_database_url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "medicus", "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if process.poll() is not None:
+            raise AssertionError(f"medicus serve exited early:\n{process.stdout.read()}")  # type: ignore[union-attr]
+    else:
+        process.kill()
+        raise AssertionError("medicus serve did not become ready within 60 s")
+    yield RunningServer(process, base_url, environment)
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)

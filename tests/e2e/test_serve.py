@@ -1,0 +1,52 @@
+"""The real `medicus serve` process, spoken to over HTTP on a free port."""
+
+from __future__ import annotations
+
+import signal
+
+import httpx
+import orjson
+
+from tests.e2e.conftest import RunningServer, run_medicus
+
+
+def test_the_server_is_ready_and_answers_in_the_error_model(server: RunningServer) -> None:
+    ready = httpx.get(f"{server.base_url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+    assert len(ready.headers["x-request-id"]) == 32
+
+    missing = httpx.post(f"{server.base_url}/nowhere", content=b"{", timeout=5)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["request_id"] == missing.headers["x-request-id"]
+
+    huge = httpx.post(f"{server.base_url}/healthz", content=b"x" * (33 * 1024 * 1024), timeout=30)
+    assert huge.status_code == 413
+
+
+def test_the_server_stops_cleanly_and_logs_no_paths(server: RunningServer) -> None:
+    httpx.get(f"{server.base_url}/patients/Erika-Mustermann?kvnr=A123456780")
+    server.process.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal for the process manager to see.
+    assert server.process.wait(15) in (0, -signal.SIGTERM)
+    output = server.process.stdout.read()  # type: ignore[union-attr]
+    assert "Application shutdown complete" in output
+    assert "route=<unmatched> status=404" in output
+    assert "Mustermann" not in output
+    assert "A123456780" not in output
+
+
+def test_demo_and_audit_verify_against_the_served_data(server: RunningServer) -> None:
+    first = run_medicus("demo", environment=server.environment)
+    assert first.returncode == 0, first.stderr
+    assert "3 organisations" in first.stdout
+    again = run_medicus("demo", environment=server.environment)
+    assert "0 organisations, 0 users, 0 memberships created" in again.stdout
+
+    verified = run_medicus("audit", "verify", "--json", environment=server.environment)
+    assert verified.returncode == 0, verified.stderr
+    report = orjson.loads(verified.stdout)
+    assert report["intact"] is True
+    assert report["entries"] > 0
+    assert report["pending"] == 0
