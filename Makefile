@@ -33,7 +33,7 @@ format: install
 	$(BIN)/ruff check --fix src tests benchmarks
 
 bench: install
-	$(BIN)/python benchmarks/http_baseline.py
+	$(BIN)/python -m benchmarks.http_baseline
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
