@@ -25,15 +25,20 @@ async def test_readyz_is_ready_on_a_migrated_database(client: httpx.AsyncClient)
     assert body["checks"]["migrations"].startswith("current")
 
 
-async def test_readyz_is_not_ready_before_migrations(
-    tmp_path: Path, database_factory: DatabaseFactory
-) -> None:
-    url = await asyncio.to_thread(database_factory.new_url, False)
-    app = create_app(make_settings(tmp_path, url))
+async def _readyz(data_dir: Path, database_url: str) -> httpx.Response:
+    app = create_app(make_settings(data_dir, database_url))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         response = await http.get("/readyz")
     await app.state.platform.close()
+    return response
+
+
+async def test_readyz_is_not_ready_before_migrations(
+    tmp_path: Path, database_factory: DatabaseFactory
+) -> None:
+    url = await asyncio.to_thread(database_factory.new_url, False)
+    response = await _readyz(tmp_path, url)
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "not ready"
@@ -41,12 +46,7 @@ async def test_readyz_is_not_ready_before_migrations(
 
 
 async def test_readyz_is_not_ready_without_database(tmp_path: Path) -> None:
-    url = "postgresql+asyncpg://nobody@127.0.0.1:1/nothing"
-    app = create_app(make_settings(tmp_path, url))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        response = await http.get("/readyz")
-    await app.state.platform.close()
+    response = await _readyz(tmp_path, "postgresql+asyncpg://nobody@127.0.0.1:1/nothing")
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("unreachable")
 
