@@ -52,8 +52,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(environment: dict[str, str] | None = None) -> Iterator[str]:
-    """A `medicus serve` process on a free loopback port with its own data dir; yields its URL."""
+def running_server(environment: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """A `medicus serve` process on a free loopback port with its own data dir; yields its URL
+    and the data dir (so that the benchmark can prepare data through the same database)."""
     with tempfile.TemporaryDirectory(prefix="medicus-bench-") as data_dir:
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDICUS_")}
@@ -69,7 +70,7 @@ def running_server(environment: dict[str, str] | None = None) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(url, process)
-            yield url
+            yield url, data_dir
         finally:
             process.terminate()
             process.wait(30)

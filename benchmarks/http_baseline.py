@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     arguments = parser.parse_args()
-    with running_server() as url:
+    with running_server() as (url, _data_dir):
         result = asyncio.run(drive(url, _healthz, arguments.concurrency, arguments.seconds))
     report = {
         "benchmark": "http_baseline",

@@ -90,8 +90,16 @@ async def fresh_database_url(database_factory: DatabaseFactory) -> str:
     return await asyncio.to_thread(database_factory.new_url)
 
 
+CHEAP_PASSWORD_HASHING = {"argon2_time_cost": 1, "argon2_memory_kib": 1024}
+
+
 def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:
-    return Settings(data_dir=data_dir, database_url=database_url, **overrides)
+    """Settings for a test: its own data dir and database, cheap argon2 (tests log in often)."""
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        **{**CHEAP_PASSWORD_HASHING, **overrides},  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture

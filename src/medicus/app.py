@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from medicus import health
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
 from medicus.core.logging import configure_logging
+from medicus.iam import routes as iam_routes
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings, load_settings
 
@@ -35,6 +36,15 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.state.platform = platform
     install_errors(app)
     app.include_router(health.build_router(platform.database, platform.metrics))
+    app.include_router(
+        iam_routes.build_router(
+            platform.endpoints,
+            platform.logins,
+            platform.oauth,
+            platform.tokens,
+            platform.signing_keys,
+        )
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=platform.metrics)
     return app

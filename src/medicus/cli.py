@@ -14,11 +14,13 @@ import uvicorn
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from medicus import audit, migrations
+from medicus import migrations
 from medicus.audit.cli import build_cli as build_audit_cli
 from medicus.audit.service import AuditTrail
 from medicus.core.logging import configure_logging
 from medicus.demo import load_demo
+from medicus.iam.cli import AdminContext
+from medicus.iam.cli import build_cli as build_admin_cli
 from medicus.platform import Platform, build_platform
 from medicus.settings import ConfigError, Settings, load_settings
 
@@ -52,7 +54,14 @@ async def _open_audit_trail() -> AsyncIterator[AuditTrail]:
         yield platform.audit
 
 
-app.add_typer(build_audit_cli(_open_audit_trail), name=audit.__name__.rsplit(".", 1)[-1])
+@asynccontextmanager
+async def _open_admin_context() -> AsyncIterator[AdminContext]:
+    async with _open_platform() as platform:
+        yield AdminContext(platform.database, platform.identity, platform.signing_keys)
+
+
+app.add_typer(build_audit_cli(_open_audit_trail), name="audit")
+app.add_typer(build_admin_cli(_open_admin_context), name="admin")
 
 
 def _migrate(settings: Settings) -> str:

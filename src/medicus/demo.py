@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medicus.iam.service import OrganisationType, Role
+from medicus.iam.roles import OrganisationType, Role
 from medicus.platform import Platform
 
 DEMO_ACTOR = "system:demo"

@@ -3,13 +3,21 @@ Nothing else creates engines, clients or services; routes receive what they need
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
+from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
 from medicus.core.metrics import HttpMetrics
+from medicus.iam.discovery import Endpoints
+from medicus.iam.keys import SigningKeys
+from medicus.iam.login import LoginService
+from medicus.iam.oauth import OAuthService
+from medicus.iam.passwords import PasswordHasher
 from medicus.iam.service import IdentityService
+from medicus.iam.tokens import TokenService
 from medicus.settings import Settings
 
 
@@ -21,8 +29,14 @@ class Platform:
     audit: AuditTrail
     audit_sealer: AuditSealer
     identity: IdentityService
+    endpoints: Endpoints
+    signing_keys: SigningKeys
+    tokens: TokenService
+    logins: LoginService
+    oauth: OAuthService
 
     async def start_background_work(self) -> None:
+        await self.signing_keys.ring()
         self.audit_sealer.start()
 
     async def stop_background_work(self) -> None:
@@ -35,11 +49,47 @@ class Platform:
 def build_platform(settings: Settings) -> Platform:
     database = Database(settings.database_url, pool_size=settings.db_pool_size)
     audit = AuditTrail(database)
+    box = SecretBox(settings.effective_secret_key())
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
+    )
+    endpoints = Endpoints(
+        issuer=settings.public_url,
+        fhir_base_url=f"{settings.public_url}/fhir",
+        secure_cookies=settings.public_url.startswith("https://"),
+    )
+    token_lifetime = dt.timedelta(seconds=settings.access_token_seconds)
+    signing_keys = SigningKeys(
+        database, box, token_lifetime, dt.timedelta(days=settings.signing_key_rotation_days)
+    )
+    tokens = TokenService(
+        database, signing_keys, endpoints.issuer, endpoints.fhir_base_url, token_lifetime
+    )
     return Platform(
         settings=settings,
         database=database,
         metrics=HttpMetrics(),
         audit=audit,
         audit_sealer=AuditSealer(audit, settings.audit_seal_interval),
-        identity=IdentityService(audit),
+        identity=IdentityService(audit, hasher),
+        endpoints=endpoints,
+        signing_keys=signing_keys,
+        tokens=tokens,
+        logins=LoginService(
+            database,
+            audit,
+            hasher,
+            box,
+            issuer_name="medicus",
+            session_lifetime=dt.timedelta(seconds=settings.session_seconds),
+            attempts_before_lockout=settings.login_attempts_before_lockout,
+        ),
+        oauth=OAuthService(
+            database,
+            audit,
+            tokens,
+            token_endpoint=endpoints.token,
+            fhir_base_url=endpoints.fhir_base_url,
+            refresh_lifetime=dt.timedelta(seconds=settings.refresh_token_seconds),
+        ),
     )

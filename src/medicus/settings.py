@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=500)
     auto_migrate: bool | None = None
     audit_seal_interval: float = Field(default=0.5, gt=0, le=60)
+    public_url: str = ""
+    access_token_seconds: int = Field(default=300, ge=30, le=3600)
+    refresh_token_seconds: int = Field(default=30 * 24 * 3600, ge=300)
+    session_seconds: int = Field(default=12 * 3600, ge=300)
+    signing_key_rotation_days: int = Field(default=90, ge=1)
+    login_attempts_before_lockout: int = Field(default=5, ge=1, le=100)
+    argon2_time_cost: int = Field(default=3, ge=1, le=20)
+    argon2_memory_kib: int = Field(default=65536, ge=1024, le=4 * 1024 * 1024)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -86,8 +94,17 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         return _async_driver_url(value) if value else value
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("it must be an http(s) URL, as in https://medicus.example.org")
+        return value.rstrip("/")
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
+        if not self.public_url:
+            object.__setattr__(self, "public_url", f"http://{self.host}:{self.port}")
         if not self.database_url:
             path = (self.data_dir / "medicus.db").as_posix()
             object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{path}")

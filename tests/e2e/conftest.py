@@ -27,7 +27,7 @@ def medicus_environment(data_dir: Path, database_url: str | None, **extra: str) 
 
 
 def run_medicus(
-    *arguments: str, environment: dict[str, str], timeout: float = 120
+    *arguments: str, environment: dict[str, str], timeout: float = 120, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "medicus", *arguments],
@@ -36,6 +36,7 @@ def run_medicus(
         text=True,
         timeout=timeout,
         check=False,
+        input=stdin,
     )
 
 

@@ -22,25 +22,29 @@ class AuditSealer:
         self._trail = trail
         self._interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="audit-sealer")
 
     async def stop(self) -> None:
-        """Stop the loop, then seal what is pending so that a clean shutdown leaves none."""
+        """Let the loop finish its batch (it is never cancelled inside a transaction), then
+        seal what is pending, so that a clean shutdown leaves nothing unsealed."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
+            self._task = None
         with contextlib.suppress(DBAPIError, OSError):
             await self._trail.seal_all()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 sealed = await self._trail.seal()
             except (DBAPIError, OSError) as error:
                 log.warning("audit sealing failed; retrying", error_type=type(error).__name__)
                 sealed = 0
             if sealed < SEAL_BATCH:
-                await asyncio.sleep(self._interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._interval)

@@ -138,12 +138,10 @@ class Database:
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:
-        """A reading transaction; anything it writes is rolled back."""
+        """A reading transaction, rolled back when the block ends. Rows read stay readable
+        after it (closing detaches them without expiring them)."""
         async with self._read_sessions() as session:
-            try:
-                yield session
-            finally:
-                await session.rollback()
+            yield session
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""

@@ -1,10 +1,14 @@
-"""Tables of organisations (tenants), users and their memberships."""
+"""Tables of identity and access management: organisations (tenants), users, memberships,
+credentials, browser sessions, OAuth clients, codes, refresh tokens and signing keys.
+
+Bearer values (session ids, codes, refresh tokens, recovery codes) are stored only as hashes;
+private keys and TOTP secrets only encrypted (`core.crypto.SecretBox`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medicus.core.db import Base, UTCDateTime
@@ -19,6 +23,10 @@ class OrganisationRow(Base):
     iknr: Mapped[str | None] = mapped_column(String(9), unique=True)
     telematik_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # Which members must use a second factor: "clinical" (default), "all" or "none".
+    mfa_policy: Mapped[str] = mapped_column(
+        String(20), default="clinical", server_default="clinical"
+    )
 
 
 class UserRow(Base):
@@ -29,6 +37,13 @@ class UserRow(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    totp_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Sessions and tokens issued before this moment are void ("log out everywhere").
+    sessions_valid_after: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class MembershipRow(Base):
@@ -43,3 +58,126 @@ class MembershipRow(Base):
         ForeignKey("organisation.id", ondelete="CASCADE"), primary_key=True
     )
     role: Mapped[str] = mapped_column(String(40))
+
+    __table_args__ = (Index("ix_membership_organisation_id", "organisation_id"),)
+
+
+class RecoveryCodeRow(Base):
+    __tablename__ = "recovery_code"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class BrowserSessionRow(Base):
+    """A login in a browser. `stage` is "password" until the second factor is done, then
+    "complete"; `organisation_id` is the organisation the user works for in this session."""
+
+    __tablename__ = "browser_session"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    organisation_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    stage: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    authenticated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A TOTP secret being enrolled, encrypted, until the user confirms it with a first code.
+    pending_totp_secret: Mapped[str | None] = mapped_column(Text, default=None)
+
+    __table_args__ = (Index("ix_browser_session_user_id", "user_id"),)
+
+
+class OAuthClientRow(Base):
+    """A registered OAuth client: a public app (authorization code + PKCE) or a backend service
+    (client credentials, authenticated by `private_key_jwt` against its registered JWKS)."""
+
+    __tablename__ = "oauth_client"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisation.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    redirect_uris: Mapped[str] = mapped_column(Text, default="[]")
+    jwks: Mapped[str | None] = mapped_column(Text, default=None)
+    scope: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class AuthorizationCodeRow(Base):
+    __tablename__ = "authorization_code"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    session_hash: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str | None] = mapped_column(String(255), default=None)
+    auth_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The refresh-token family issued for this code, revoked if the code is replayed.
+    family_id: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class RefreshTokenRow(Base):
+    """Refresh tokens rotate: each use marks the row used and issues a successor in the same
+    family. A used token presented again means theft, and the whole family is revoked."""
+
+    __tablename__ = "refresh_token"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_refresh_token_family_id", "family_id"),)
+
+
+class SigningKeyRow(Base):
+    """A key that signs tokens. The newest unretired key signs; retired keys stay published in
+    the JWKS until `published_until`, when every token they signed has expired."""
+
+    __tablename__ = "signing_key"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(10))
+    private_key: Mapped[str] = mapped_column(Text)
+    public_jwk: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    published_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class RevokedTokenRow(Base):
+    """Access tokens revoked before they expire (RFC 7009), by their `jti`."""
+
+    __tablename__ = "revoked_token"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ClientAssertionRow(Base):
+    """`jti`s of client assertions already used, so that a captured assertion cannot be
+    replayed (SMART Backend Services)."""
+
+    __tablename__ = "client_assertion"
+
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

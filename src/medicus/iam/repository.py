@@ -1,15 +1,45 @@
-"""SQL of organisations, users and memberships."""
+"""SQL of organisations, users, memberships, recovery codes and browser sessions."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.iam.models import MembershipRow, OrganisationRow, UserRow
+from medicus.iam.models import (
+    BrowserSessionRow,
+    MembershipRow,
+    OrganisationRow,
+    RecoveryCodeRow,
+    UserRow,
+)
+
+
+async def organisation(session: AsyncSession, organisation_id: str) -> OrganisationRow | None:
+    return await session.get(OrganisationRow, organisation_id)
 
 
 async def organisation_by_iknr(session: AsyncSession, iknr: str) -> OrganisationRow | None:
     return await session.scalar(select(OrganisationRow).where(OrganisationRow.iknr == iknr))
+
+
+async def organisation_by_reference(
+    session: AsyncSession, reference: str
+) -> OrganisationRow | None:
+    """An organisation by id, IK number or exact name (what an operator types on the CLI)."""
+    statement = select(OrganisationRow).where(
+        (OrganisationRow.id == reference)
+        | (OrganisationRow.iknr == reference)
+        | (OrganisationRow.name == reference)
+    )
+    return (await session.scalars(statement.limit(2))).first()
+
+
+async def user(session: AsyncSession, user_id: str) -> UserRow | None:
+    return await session.get(UserRow, user_id)
 
 
 async def user_by_email(session: AsyncSession, email: str) -> UserRow | None:
@@ -22,6 +52,69 @@ async def membership(
     return await session.get(MembershipRow, (user_id, organisation_id))
 
 
-async def add(session: AsyncSession, row: OrganisationRow | UserRow | MembershipRow) -> None:
+async def memberships_of(
+    session: AsyncSession, user_id: str
+) -> Sequence[Row[tuple[MembershipRow, OrganisationRow]]]:
+    """The user's memberships with their organisations, by organisation name."""
+    statement = (
+        select(MembershipRow, OrganisationRow)
+        .join(OrganisationRow, OrganisationRow.id == MembershipRow.organisation_id)
+        .where(MembershipRow.user_id == user_id)
+        .order_by(OrganisationRow.name)
+    )
+    return (await session.execute(statement)).all()
+
+
+async def add(
+    session: AsyncSession,
+    row: OrganisationRow | UserRow | MembershipRow | RecoveryCodeRow | BrowserSessionRow,
+) -> None:
     session.add(row)
     await session.flush()
+
+
+async def update_user(session: AsyncSession, user_id: str, **values: Any) -> None:
+    await session.execute(update(UserRow).where(UserRow.id == user_id).values(**values))
+
+
+async def replace_recovery_codes(
+    session: AsyncSession, user_id: str, code_hashes: Sequence[str]
+) -> None:
+    await session.execute(
+        RecoveryCodeRow.__table__.delete().where(RecoveryCodeRow.user_id == user_id)
+    )
+    session.add_all(RecoveryCodeRow(user_id=user_id, code_hash=h) for h in code_hashes)
+    await session.flush()
+
+
+async def use_recovery_code(
+    session: AsyncSession, user_id: str, code_hash: str, now: dt.datetime
+) -> bool:
+    """Mark an unused recovery code used; False if there is no such unused code."""
+    statement = (
+        update(RecoveryCodeRow)
+        .where(
+            RecoveryCodeRow.user_id == user_id,
+            RecoveryCodeRow.code_hash == code_hash,
+            RecoveryCodeRow.used_at.is_(None),
+        )
+        .values(used_at=now)
+        .returning(RecoveryCodeRow.code_hash)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def browser_session(session: AsyncSession, id_hash: str) -> BrowserSessionRow | None:
+    return await session.get(BrowserSessionRow, id_hash)
+
+
+async def update_browser_session(session: AsyncSession, id_hash: str, **values: Any) -> None:
+    await session.execute(
+        update(BrowserSessionRow).where(BrowserSessionRow.id_hash == id_hash).values(**values)
+    )
+
+
+async def revoke_browser_sessions(session: AsyncSession, user_id: str) -> None:
+    await session.execute(
+        update(BrowserSessionRow).where(BrowserSessionRow.user_id == user_id).values(revoked=True)
+    )

@@ -1,38 +1,28 @@
-"""Use-cases of identity management that the foundation needs: idempotent provisioning of
-organisations, users and memberships, each audited. Login, tokens and administration build on
-these tables."""
+"""Use-cases of identity administration: organisations, users, memberships, passwords and OAuth
+clients, each audited. Used by the demo data, the admin CLI and (later) the admin API."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
+import orjson
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.audit.service import AuditEvent, AuditTrail
 from medicus.core.db import utc_now
 from medicus.core.ids import new_id
-from medicus.iam import repository
-from medicus.iam.models import MembershipRow, OrganisationRow, UserRow
+from medicus.iam import repository, token_repository
+from medicus.iam.models import MembershipRow, OAuthClientRow, OrganisationRow, UserRow
+from medicus.iam.passwords import PasswordHasher, check_password_policy
+from medicus.iam.roles import ClientKind, MfaPolicy, OrganisationType, Role
+from medicus.iam.scopes import parse_scopes
 
 
-class OrganisationType(StrEnum):
-    HOSPITAL = "hospital"
-    UNIVERSITY_HOSPITAL = "university_hospital"
-    PRACTICE = "practice"
-    LABORATORY = "laboratory"
-    RESEARCH_INSTITUTE = "research_institute"
-    APP_VENDOR = "app_vendor"
-    PLATFORM_OPERATOR = "platform_operator"
-
-
-class Role(StrEnum):
-    PLATFORM_ADMIN = "platform_admin"
-    ORGANISATION_ADMIN = "organisation_admin"
-    PHYSICIAN = "physician"
-    NURSE = "nurse"
-    MEDICAL_ASSISTANT = "medical_assistant"
-    RESEARCHER = "researcher"
+class AdministrationError(ValueError):
+    """An administrative request that cannot be carried out; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +34,9 @@ class Provisioned:
 
 
 class IdentityService:
-    def __init__(self, audit: AuditTrail) -> None:
+    def __init__(self, audit: AuditTrail, hasher: PasswordHasher) -> None:
         self._audit = audit
+        self._hasher = hasher
 
     async def ensure_organisation(
         self,
@@ -55,30 +46,16 @@ class IdentityService:
         kind: OrganisationType,
         iknr: str,
         telematik_id: str | None = None,
+        mfa_policy: MfaPolicy = MfaPolicy.CLINICAL,
     ) -> Provisioned:
         """The organisation with IK number `iknr`, created if it does not exist yet."""
         existing = await repository.organisation_by_iknr(session, iknr)
         if existing is not None:
             return Provisioned(existing.id, created=False)
-        row = OrganisationRow(
-            id=new_id(),
-            name=name,
-            type=str(kind),
-            iknr=iknr,
-            telematik_id=telematik_id,
-            created_at=utc_now(),
+        organisation_id = await self.create_organisation(
+            session, actor, name, kind, iknr, telematik_id, mfa_policy
         )
-        await repository.add(session, row)
-        await self._audit.append(
-            session,
-            AuditEvent(
-                "iam.organisation.create",
-                actor,
-                organisation=row.id,
-                target=f"Organization/{row.id}",
-            ),
-        )
-        return Provisioned(row.id, created=True)
+        return Provisioned(organisation_id, created=True)
 
     async def ensure_user(
         self, session: AsyncSession, actor: str, email: str, display_name: str
@@ -117,3 +94,106 @@ class IdentityService:
             ),
         )
         return True
+
+    async def set_password(
+        self, session: AsyncSession, actor: str, user_id: str, password: str
+    ) -> None:
+        """Set a password that passes the policy (raises PasswordRejected otherwise)."""
+        user = await repository.user(session, user_id)
+        if user is None:
+            raise AdministrationError("There is no such user.")
+        check_password_policy(password, (user.email, user.display_name))
+        await repository.update_user(session, user_id, password_hash=self._hasher.hash(password))
+        await self._audit.append(
+            session, AuditEvent("iam.password.set", actor, target=f"Practitioner/{user_id}")
+        )
+
+    async def organisation(self, session: AsyncSession, reference: str) -> OrganisationRow:
+        """An organisation by id, IK number or name, or AdministrationError."""
+        found = await repository.organisation_by_reference(session, reference)
+        if found is None:
+            raise AdministrationError(f"There is no organisation '{reference}'.")
+        return found
+
+    async def create_organisation(
+        self,
+        session: AsyncSession,
+        actor: str,
+        name: str,
+        kind: OrganisationType,
+        iknr: str | None,
+        telematik_id: str | None,
+        mfa_policy: MfaPolicy,
+    ) -> str:
+        if iknr is not None and (len(iknr) != 9 or not iknr.isdigit()):
+            raise AdministrationError("An IK number has nine digits.")
+        if iknr and await repository.organisation_by_iknr(session, iknr) is not None:
+            raise AdministrationError(f"An organisation with IK number {iknr} exists already.")
+        row = OrganisationRow(
+            id=new_id(),
+            name=name,
+            type=str(kind),
+            iknr=iknr,
+            telematik_id=telematik_id,
+            created_at=utc_now(),
+            mfa_policy=str(mfa_policy),
+        )
+        await repository.add(session, row)
+        await self._audit.append(
+            session,
+            AuditEvent(
+                "iam.organisation.create",
+                actor,
+                organisation=row.id,
+                target=f"Organization/{row.id}",
+            ),
+        )
+        return row.id
+
+    async def create_client(
+        self,
+        session: AsyncSession,
+        actor: str,
+        name: str,
+        organisation_id: str,
+        scope: str,
+        jwks: dict[str, object] | None = None,
+        redirect_uris: Sequence[str] = (),
+    ) -> str:
+        """Register a backend service (with `jwks`, for private_key_jwt) or a public app (with
+        `redirect_uris`, for the authorization code flow with PKCE); returns its client_id."""
+        parsed_scope = parse_scopes(scope)
+        if jwks is not None:
+            try:
+                keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+            except (JoseError, ValueError, KeyError, TypeError) as error:
+                raise AdministrationError(f"The JWKS cannot be read: {error}") from None
+            if any(key.is_private for key in keys.keys):
+                raise AdministrationError("The JWKS must hold public keys only.")
+        elif not redirect_uris:
+            raise AdministrationError("A client needs a JWKS or at least one redirect URI.")
+        client_id = new_id()
+        await token_repository.add(
+            session,
+            OAuthClientRow(
+                client_id=client_id,
+                organisation_id=organisation_id,
+                name=name,
+                kind=ClientKind.BACKEND if jwks is not None else ClientKind.PUBLIC,
+                redirect_uris=orjson.dumps(list(redirect_uris)).decode(),
+                jwks=orjson.dumps(jwks).decode() if jwks is not None else None,
+                scope=parsed_scope.to_string(),
+                created_at=utc_now(),
+            ),
+        )
+        await self._audit.append(
+            session,
+            AuditEvent(
+                "iam.client.create",
+                actor,
+                organisation=organisation_id,
+                target=f"client:{client_id}",
+                detail={"scope": parsed_scope.to_string()},
+            ),
+        )
+        return client_id

@@ -1,0 +1,102 @@
+"""Token validation cost: validations/s in-process (signature and claims only, and with the
+revocation/account check against the database), and token-protected requests/s
+(`GET /oauth/userinfo` with a bearer token) against `GET /healthz` of the same server in the
+same run, 16 concurrent keep-alive clients. Prints JSON. Goal: protected ≥ 80 % of baseline.
+
+    python -m benchmarks.token [--seconds 8] [--validations 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from benchmarks.harness import drive, running_server
+from medicus.demo import load_demo
+from medicus.iam import repository
+from medicus.iam.tokens import TokenGrant
+from medicus.platform import build_platform
+from medicus.settings import load_settings
+
+DEMO_PHYSICIAN = "dr.berg@uk-nordstadt.example"
+
+
+async def _prepare(data_dir: str) -> tuple[str, dict[str, float]]:
+    """Demo data, a physician's access token, and in-process validation rates."""
+    settings = load_settings(data_dir=Path(data_dir))
+    platform = build_platform(settings)
+    try:
+        await load_demo(platform)
+        async with platform.database.snapshot() as session:
+            user = await repository.user_by_email(session, DEMO_PHYSICIAN)
+            assert user is not None
+            (membership, organisation), *_ = await repository.memberships_of(session, user.id)
+        grant = TokenGrant(
+            user.id,
+            "user",
+            organisation.id,
+            membership.role,
+            "benchmark",
+            "openid fhirUser user/*.rs",
+            f"{settings.public_url}/fhir/x",
+        )
+        token = await platform.tokens.issue_access_token(grant)
+        rates = {
+            "decode_per_second": await _rate(platform.tokens.decode, token),
+            "validate_per_second": await _rate(platform.tokens.validate, token),
+        }
+    finally:
+        await platform.close()
+    return token, rates
+
+
+async def _rate(function: object, token: str, count: int = 3000) -> float:
+    began = time.perf_counter()
+    for _ in range(count):
+        await function(token)  # type: ignore[operator]
+    return round(count / (time.perf_counter() - began), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    arguments = parser.parse_args()
+    with running_server() as (url, data_dir):
+        token, in_process = asyncio.run(_prepare(data_dir))
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def healthz(client: aiohttp.ClientSession, _number: int) -> int:
+            async with client.get("/healthz") as response:
+                await response.read()
+                return response.status
+
+        async def userinfo(client: aiohttp.ClientSession, _number: int) -> int:
+            async with client.get("/oauth/userinfo", headers=headers) as response:
+                await response.read()
+                return response.status
+
+        baseline = asyncio.run(drive(url, healthz, arguments.concurrency, arguments.seconds))
+        protected = asyncio.run(drive(url, userinfo, arguments.concurrency, arguments.seconds))
+    report = {
+        "benchmark": "token",
+        "in_process": in_process,
+        "baseline_healthz": baseline.as_json(),
+        "protected_userinfo": protected.as_json(),
+        "protected_to_baseline": round(
+            protected.requests_per_second / baseline.requests_per_second, 3
+        ),
+        "goal_protected_to_baseline": 0.8,
+        "cpu_count": os.cpu_count(),
+    }
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""`medicus admin ...`: commands operators script. Each prints the new id, or JSON with --json;
+a refused request ends with one sentence and exit code 1."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import typer
+
+from medicus.core.db import Database
+from medicus.iam.keys import SigningKeys
+from medicus.iam.passwords import PasswordRejected
+from medicus.iam.roles import MfaPolicy, OrganisationType, Role
+from medicus.iam.scopes import ScopeError
+from medicus.iam.service import AdministrationError, IdentityService
+
+OPERATOR = "system:cli"
+T = TypeVar("T")
+
+
+class AdminContext:
+    """What the admin commands need, opened per command by the composition root."""
+
+    def __init__(self, database: Database, identity: IdentityService, keys: SigningKeys) -> None:
+        self.database = database
+        self.identity = identity
+        self.keys = keys
+
+
+OpenAdminContext = Callable[[], AbstractAsyncContextManager[AdminContext]]
+
+
+def _run(open_context: OpenAdminContext, work: Callable[[AdminContext], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with open_context() as context:
+            return await work(context)
+
+    try:
+        return asyncio.run(run())
+    except (AdministrationError, PasswordRejected, ScopeError) as error:
+        typer.echo(f"medicus: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _print(result: dict[str, Any], as_json: bool, key: str) -> None:
+    typer.echo(orjson.dumps(result).decode() if as_json else str(result[key]))
+
+
+def build_cli(open_context: OpenAdminContext) -> typer.Typer:
+    cli = typer.Typer(
+        help="Administer organisations, users and OAuth clients.", no_args_is_help=True
+    )
+    as_json_option = typer.Option(False, "--json", help="Print JSON instead of the bare id.")
+
+    @cli.command("create-org")
+    def create_org(
+        name: str,
+        kind: OrganisationType = typer.Option(..., "--type", help="Kind of organisation."),
+        iknr: str | None = typer.Option(None, help="IK number (9 digits)."),
+        telematik_id: str | None = typer.Option(None, help="Telematik-ID."),
+        mfa_policy: MfaPolicy = typer.Option(MfaPolicy.CLINICAL, help="Who must use 2FA."),
+        as_json: bool = as_json_option,
+    ) -> None:
+        """Create an organisation (tenant); prints its id."""
+
+        async def work(context: AdminContext) -> str:
+            async with context.database.transaction() as session:
+                return await context.identity.create_organisation(
+                    session, OPERATOR, name, kind, iknr, telematik_id, mfa_policy
+                )
+
+        _print({"id": _run(open_context, work), "name": name}, as_json, "id")
+
+    @cli.command("create-user")
+    def create_user(
+        email: str,
+        org: str = typer.Option(..., help="Organisation: id, IK number or exact name."),
+        role: Role = typer.Option(..., help="Role at that organisation."),
+        name: str | None = typer.Option(None, help="Display name (default: the e-mail)."),
+        password_stdin: bool = typer.Option(False, help="Read a password from standard input."),
+        as_json: bool = as_json_option,
+    ) -> None:
+        """Create a user (or add a membership to an existing one); prints the user's id."""
+        password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+
+        async def work(context: AdminContext) -> dict[str, Any]:
+            async with context.database.transaction() as session:
+                organisation = await context.identity.organisation(session, org)
+                user = await context.identity.ensure_user(session, OPERATOR, email, name or email)
+                await context.identity.ensure_membership(
+                    session, OPERATOR, user.id, organisation.id, role
+                )
+                if password is not None:
+                    await context.identity.set_password(session, OPERATOR, user.id, password)
+            return {"id": user.id, "created": user.created, "organisation": organisation.id}
+
+        _print(_run(open_context, work), as_json, "id")
+
+    @cli.command("create-client")
+    def create_client(
+        name: str,
+        org: str = typer.Option(..., help="Organisation: id, IK number or exact name."),
+        scope: str = typer.Option(..., help='Scopes it may get, e.g. "system/*.rs".'),
+        jwks_file: Path | None = typer.Option(
+            None, help="Public JWKS of a backend service (private_key_jwt)."
+        ),
+        redirect_uri: list[str] = typer.Option(
+            [], help="Redirect URI of a public app (repeatable)."
+        ),
+        as_json: bool = as_json_option,
+    ) -> None:
+        """Register an OAuth client: a backend service with --jwks-file, or a public app
+        (authorization code with PKCE) with --redirect-uri; prints its client_id."""
+        jwks = _read_jwks(jwks_file) if jwks_file is not None else None
+
+        async def work(context: AdminContext) -> str:
+            async with context.database.transaction() as session:
+                organisation = await context.identity.organisation(session, org)
+                return await context.identity.create_client(
+                    session, OPERATOR, name, organisation.id, scope, jwks, redirect_uri
+                )
+
+        _print({"client_id": _run(open_context, work), "name": name}, as_json, "client_id")
+
+    @cli.command("rotate-keys")
+    def rotate_keys(as_json: bool = as_json_option) -> None:
+        """Retire the token-signing key and create a new one; prints the new key id.
+        Tokens signed by the old key stay valid until they expire."""
+
+        async def work(context: AdminContext) -> str:
+            return await context.keys.rotate()
+
+        _print({"kid": _run(open_context, work)}, as_json, "kid")
+
+    return cli
+
+
+def _read_jwks(path: Path) -> dict[str, object]:
+    try:
+        loaded = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as error:
+        typer.echo(f"medicus: cannot read the JWKS file {path}: {error}", err=True)
+        raise typer.Exit(1) from None
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("keys"), list):
+        typer.echo(f"medicus: {path} is not a JWKS (an object with a 'keys' list)", err=True)
+        raise typer.Exit(1)
+    return loaded

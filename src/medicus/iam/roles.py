@@ -1,0 +1,59 @@
+"""Roles, organisation types, second-factor policies and what each role may ask for."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrganisationType(StrEnum):
+    HOSPITAL = "hospital"
+    UNIVERSITY_HOSPITAL = "university_hospital"
+    PRACTICE = "practice"
+    LABORATORY = "laboratory"
+    RESEARCH_INSTITUTE = "research_institute"
+    APP_VENDOR = "app_vendor"
+    PLATFORM_OPERATOR = "platform_operator"
+
+
+class Role(StrEnum):
+    PLATFORM_ADMIN = "platform_admin"
+    ORGANISATION_ADMIN = "organisation_admin"
+    PHYSICIAN = "physician"
+    NURSE = "nurse"
+    MEDICAL_ASSISTANT = "medical_assistant"
+    RESEARCHER = "researcher"
+    SERVICE = "service"
+
+
+class MfaPolicy(StrEnum):
+    """Which members of an organisation must log in with a second factor."""
+
+    CLINICAL = "clinical"
+    ALL = "all"
+    NONE = "none"
+
+
+class ClientKind(StrEnum):
+    PUBLIC = "public"
+    """An app in a browser or on a device: authorization code with PKCE, no secret."""
+    BACKEND = "backend"
+    """A service (connector, app backend): client credentials with private_key_jwt."""
+
+
+CLINICAL_ROLES = frozenset({Role.PHYSICIAN, Role.NURSE, Role.MEDICAL_ASSISTANT})
+
+_IDENTITY_SCOPES = "openid fhirUser profile offline_access online_access"
+_LAUNCH_SCOPES = "launch launch/patient launch/encounter"
+
+# The most each role may be granted; a token gets the intersection of this, what the client is
+# registered for and what it asked for. The `access` capability decides per record on top.
+ROLE_SCOPES: dict[Role, str] = {
+    Role.PHYSICIAN: f"{_IDENTITY_SCOPES} {_LAUNCH_SCOPES} user/*.cruds patient/*.cruds",
+    Role.NURSE: f"{_IDENTITY_SCOPES} {_LAUNCH_SCOPES} user/*.crus patient/*.crus",
+    Role.MEDICAL_ASSISTANT: f"{_IDENTITY_SCOPES} {_LAUNCH_SCOPES} user/*.rs user/Patient.cru "
+    "user/Appointment.cruds patient/*.rs",
+    Role.ORGANISATION_ADMIN: f"{_IDENTITY_SCOPES} user/Organization.rs user/Practitioner.cruds "
+    "user/PractitionerRole.cruds",
+    Role.PLATFORM_ADMIN: f"{_IDENTITY_SCOPES} user/Organization.cruds user/Practitioner.rs",
+    Role.RESEARCHER: f"{_IDENTITY_SCOPES} user/ResearchStudy.rs",
+}

@@ -1,0 +1,86 @@
+"""A small world for identity tests: two hospitals, their staff, a public app, an ASGI client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from medicus.app import create_app
+from medicus.iam.roles import MfaPolicy, OrganisationType, Role
+from medicus.platform import Platform
+
+PASSWORD = "correct horse battery staple 42"
+REDIRECT_URI = "http://127.0.0.1:9999/callback"
+APP_SCOPE = "openid fhirUser profile offline_access launch/patient user/*.rs patient/*.rs"
+
+
+@dataclass
+class World:
+    platform: Platform
+    http: httpx.AsyncClient
+    hospital_a: str
+    hospital_b: str
+    physician: str
+    consultant: str
+    admin_a: str
+    app_client_id: str
+
+
+async def _user(
+    platform: Platform, session: object, email: str, memberships: list[tuple[str, Role]]
+) -> str:
+    identity = platform.identity
+    user = await identity.ensure_user(session, "system:test", email, email.split("@")[0])  # type: ignore[arg-type]
+    for organisation_id, role in memberships:
+        await identity.ensure_membership(session, "system:test", user.id, organisation_id, role)  # type: ignore[arg-type]
+    await identity.set_password(session, "system:test", user.id, PASSWORD)  # type: ignore[arg-type]
+    return user.id
+
+
+@pytest.fixture
+async def world(fresh_platform: Platform) -> AsyncIterator[World]:
+    platform = fresh_platform
+    identity = platform.identity
+    async with platform.database.transaction() as session:
+        a = await identity.create_organisation(
+            session,
+            "system:test",
+            "Klinikum A",
+            OrganisationType.HOSPITAL,
+            "261100001",
+            None,
+            MfaPolicy.CLINICAL,
+        )
+        b = await identity.create_organisation(
+            session,
+            "system:test",
+            "Klinikum B",
+            OrganisationType.HOSPITAL,
+            "261100002",
+            None,
+            MfaPolicy.CLINICAL,
+        )
+        physician = await _user(platform, session, "dr.a@klinikum-a.example", [(a, Role.PHYSICIAN)])
+        consultant = await _user(
+            platform,
+            session,
+            "dr.ab@klinikum-a.example",
+            [(a, Role.PHYSICIAN), (b, Role.PHYSICIAN)],
+        )
+        admin_a = await _user(
+            platform, session, "admin@klinikum-a.example", [(a, Role.ORGANISATION_ADMIN)]
+        )
+        app_client_id = await identity.create_client(
+            session, "system:test", "Ward app", a, APP_SCOPE, redirect_uris=[REDIRECT_URI]
+        )
+    app = create_app(platform.settings, platform)
+    await platform.start_background_work()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(
+        transport=transport, base_url=platform.settings.public_url
+    ) as http:
+        yield World(platform, http, a, b, physician, consultant, admin_a, app_client_id)
+    await platform.stop_background_work()
