@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from medicus import health
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
 from medicus.core.logging import configure_logging
+from medicus.iam import admin_routes
 from medicus.iam import routes as iam_routes
+from medicus.iam.pages import Pages
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings, load_settings
 
@@ -36,15 +38,18 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.state.platform = platform
     install_errors(app)
     app.include_router(health.build_router(platform.database, platform.metrics))
+    pages = Pages(secure_cookies=platform.endpoints.secure_cookies)
     app.include_router(
         iam_routes.build_router(
             platform.endpoints,
+            pages,
             platform.logins,
             platform.oauth,
             platform.tokens,
             platform.signing_keys,
         )
     )
+    app.include_router(admin_routes.build_router(platform.admin, platform.tokens, pages))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=platform.metrics)
     return app

@@ -10,12 +10,20 @@ from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
 from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
+from medicus.core.mail import (
+    LogMailSender,
+    MailSender,
+    SmtpMailSender,
+    UnavailableMailSender,
+)
 from medicus.core.metrics import HttpMetrics
+from medicus.iam.admin import AdminService
 from medicus.iam.discovery import Endpoints
 from medicus.iam.keys import SigningKeys
 from medicus.iam.login import LoginService
 from medicus.iam.oauth import OAuthService
 from medicus.iam.passwords import PasswordHasher
+from medicus.iam.revocations import Revocations
 from medicus.iam.service import IdentityService
 from medicus.iam.tokens import TokenService
 from medicus.settings import Settings
@@ -32,14 +40,19 @@ class Platform:
     endpoints: Endpoints
     signing_keys: SigningKeys
     tokens: TokenService
+    revocations: Revocations
     logins: LoginService
     oauth: OAuthService
+    admin: AdminService
 
     async def start_background_work(self) -> None:
         await self.signing_keys.ring()
+        await self.revocations.poll()
+        self.revocations.start()
         self.audit_sealer.start()
 
     async def stop_background_work(self) -> None:
+        await self.revocations.stop()
         await self.audit_sealer.stop()
 
     async def close(self) -> None:
@@ -62,16 +75,24 @@ def build_platform(settings: Settings) -> Platform:
     signing_keys = SigningKeys(
         database, box, token_lifetime, dt.timedelta(days=settings.signing_key_rotation_days)
     )
+    revocations = Revocations(database, token_lifetime, settings.revocation_poll_seconds)
     tokens = TokenService(
-        database, signing_keys, endpoints.issuer, endpoints.fhir_base_url, token_lifetime
+        database,
+        signing_keys,
+        revocations,
+        endpoints.issuer,
+        endpoints.fhir_base_url,
+        token_lifetime,
     )
+    identity = IdentityService(audit, hasher, revocations)
     return Platform(
         settings=settings,
         database=database,
         metrics=HttpMetrics(),
         audit=audit,
         audit_sealer=AuditSealer(audit, settings.audit_seal_interval),
-        identity=IdentityService(audit, hasher),
+        identity=identity,
+        revocations=revocations,
         endpoints=endpoints,
         signing_keys=signing_keys,
         tokens=tokens,
@@ -83,6 +104,7 @@ def build_platform(settings: Settings) -> Platform:
             issuer_name="medicus",
             session_lifetime=dt.timedelta(seconds=settings.session_seconds),
             attempts_before_lockout=settings.login_attempts_before_lockout,
+            revocations=revocations,
         ),
         oauth=OAuthService(
             database,
@@ -92,4 +114,19 @@ def build_platform(settings: Settings) -> Platform:
             fhir_base_url=endpoints.fhir_base_url,
             refresh_lifetime=dt.timedelta(seconds=settings.refresh_token_seconds),
         ),
+        admin=AdminService(
+            database,
+            audit,
+            identity,
+            revocations,
+            _mail_sender(settings),
+            settings.public_url,
+            dt.timedelta(days=settings.invitation_days),
+        ),
     )
+
+
+def _mail_sender(settings: Settings) -> MailSender:
+    if settings.smtp_url is not None:
+        return SmtpMailSender(settings.smtp_url.get_secret_value(), settings.mail_from)
+    return UnavailableMailSender() if settings.env == "production" else LogMailSender()

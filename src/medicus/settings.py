@@ -80,7 +80,11 @@ class Settings(BaseSettings):
     refresh_token_seconds: int = Field(default=30 * 24 * 3600, ge=300)
     session_seconds: int = Field(default=12 * 3600, ge=300)
     signing_key_rotation_days: int = Field(default=90, ge=1)
+    revocation_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     login_attempts_before_lockout: int = Field(default=5, ge=1, le=100)
+    smtp_url: SecretStr | None = None
+    mail_from: str = "medicus <noreply@medicus.invalid>"
+    invitation_days: int = Field(default=7, ge=1, le=60)
     argon2_time_cost: int = Field(default=3, ge=1, le=20)
     argon2_memory_kib: int = Field(default=65536, ge=1024, le=4 * 1024 * 1024)
 
@@ -167,6 +171,8 @@ class Settings(BaseSettings):
                 value = f"(not set: development key in {(self.data_dir / SECRET_KEY_FILE)})"
             elif name == "auto_migrate":
                 value = self.should_auto_migrate
+            elif name == "smtp_url" and value is None:
+                value = "(not set: e-mails are written to the log in development)"
             elif name == "database_url":
                 value = make_url(value).render_as_string(hide_password=True)
             elif isinstance(value, Path):

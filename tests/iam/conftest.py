@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import email
+import email.message
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 
 from medicus.app import create_app
 from medicus.iam.roles import MfaPolicy, OrganisationType, Role
-from medicus.platform import Platform
+from medicus.platform import Platform, build_platform
+from tests.conftest import make_settings
+from tests.e2e.conftest import free_port
 
 PASSWORD = "correct horse battery staple 42"
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
@@ -40,9 +47,34 @@ async def _user(
     return user.id
 
 
+class Mailbox:
+    """A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+        self.port = 0
+
+    async def handle_DATA(self, _server: object, _session: object, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
 @pytest.fixture
-async def world(fresh_platform: Platform) -> AsyncIterator[World]:
-    platform = fresh_platform
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox()
+    box.port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+@pytest.fixture
+async def world(tmp_path: Path, fresh_database_url: str, mailbox: Mailbox) -> AsyncIterator[World]:
+    settings = make_settings(
+        tmp_path, fresh_database_url, smtp_url=f"smtp://127.0.0.1:{mailbox.port}"
+    )
+    platform = build_platform(settings)
     identity = platform.identity
     async with platform.database.transaction() as session:
         a = await identity.create_organisation(
@@ -84,3 +116,4 @@ async def world(fresh_platform: Platform) -> AsyncIterator[World]:
     ) as http:
         yield World(platform, http, a, b, physician, consultant, admin_a, app_client_id)
     await platform.stop_background_work()
+    await platform.close()

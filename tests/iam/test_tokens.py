@@ -11,7 +11,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 
-from medicus.iam import repository
+from medicus.iam.revocations import Revocations
 from medicus.iam.tokens import InvalidToken, TokenGrant, TokenService
 from medicus.platform import Platform
 from tests.iam.conftest import World
@@ -41,7 +41,12 @@ def _variant(platform: Platform, **changes: object) -> TokenService:
         "lifetime": tokens.lifetime,
         **changes,
     }
-    return TokenService(platform.database, platform.signing_keys, **options)  # type: ignore[arg-type]
+    return TokenService(
+        platform.database,
+        platform.signing_keys,
+        platform.revocations,
+        **options,  # type: ignore[arg-type]
+    )
 
 
 async def _claims_of_valid_token(world: World) -> tuple[dict[str, object], str]:
@@ -54,6 +59,13 @@ async def test_a_valid_token_gives_the_principal(world: World) -> None:
     principal = await world.platform.tokens.validate(token)
     assert (principal.subject, principal.organisation_id) == (world.physician, world.hospital_a)
     assert principal.actor == f"user:{world.physician}"
+    me = (await world.http.get("/api/me", headers={"Authorization": f"Bearer {token}"})).json()
+    assert (me["subject"], me["organisation"], me["role"]) == (
+        world.physician,
+        world.hospital_a,
+        "physician",
+    )
+    assert me["scope"] == "openid user/*.rs"
 
 
 async def _refused(world: World, token: str, reason: str) -> None:
@@ -107,11 +119,14 @@ async def test_a_revoked_token_is_refused(world: World) -> None:
     await _refused(world, token, "revoked")
 
 
-async def test_a_disabled_users_token_is_refused(world: World) -> None:
+async def test_a_token_voided_by_another_process_is_refused_after_a_poll(world: World) -> None:
     token = await world.platform.tokens.issue_access_token(_grant(world))
+    other_process = Revocations(world.platform.database, dt.timedelta(minutes=5), 1.0)
     async with world.platform.database.transaction() as session:
-        await repository.update_user(session, world.physician, active=False)
-    await _refused(world, token, "disabled")
+        await other_process.void_user_tokens(session, world.physician)
+    assert (await world.platform.tokens.validate(token)).subject == world.physician
+    await world.platform.revocations.poll()
+    await _refused(world, token, "revoked")
 
 
 async def test_garbage_and_missing_tokens_are_401(world: World) -> None:

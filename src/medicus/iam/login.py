@@ -23,6 +23,7 @@ from medicus.core.db import Database, utc_now
 from medicus.iam import repository, token_repository
 from medicus.iam.models import BrowserSessionRow, UserRow
 from medicus.iam.passwords import PasswordHasher
+from medicus.iam.revocations import Revocations
 from medicus.iam.roles import CLINICAL_ROLES, MfaPolicy
 from medicus.iam.totp import (
     hash_recovery_code,
@@ -83,7 +84,8 @@ class BrowserSession:
 
 
 def _lockout(failures_over_limit: int) -> dt.timedelta:
-    return min(LOCKOUT_BASE * (2 ** min(failures_over_limit, 16)), LOCKOUT_MAX)
+    backoff: dt.timedelta = LOCKOUT_BASE * (2 ** min(failures_over_limit, 16))
+    return min(backoff, LOCKOUT_MAX)
 
 
 class LoginService:
@@ -96,6 +98,7 @@ class LoginService:
         issuer_name: str,
         session_lifetime: dt.timedelta,
         attempts_before_lockout: int,
+        revocations: Revocations,
     ) -> None:
         self._database = database
         self._audit = audit
@@ -104,6 +107,7 @@ class LoginService:
         self._issuer_name = issuer_name
         self._session_lifetime = session_lifetime
         self._attempts = attempts_before_lockout
+        self._revocations = revocations
 
     async def start(self, email: str, password: str, client_address: str | None) -> str:
         """Check e-mail and password; returns a new session token (cookie value) whose stage
@@ -239,7 +243,8 @@ class LoginService:
     async def choose_organisation(self, token: str, organisation_id: str) -> None:
         async with self._database.transaction() as session:
             row, user = await self._pending(session, token, Stage.COMPLETE)
-            if await repository.membership(session, user.id, organisation_id) is None:
+            membership = await repository.membership(session, user.id, organisation_id)
+            if membership is None or not membership.active:
                 raise LoginFailed("You are not a member of that organisation.")
             await repository.update_browser_session(
                 session, row.id_hash, organisation_id=organisation_id
@@ -284,6 +289,7 @@ class LoginService:
             await repository.update_user(session, user_id, sessions_valid_after=utc_now())
             await repository.revoke_browser_sessions(session, user_id)
             await token_repository.revoke_user_refresh_tokens(session, user_id)
+            await self._revocations.void_user_tokens(session, user_id)
             await self._audit.append(
                 session, AuditEvent("iam.logout.everywhere", actor, target=f"user:{user_id}")
             )

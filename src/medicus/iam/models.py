@@ -58,8 +58,28 @@ class MembershipRow(Base):
         ForeignKey("organisation.id", ondelete="CASCADE"), primary_key=True
     )
     role: Mapped[str] = mapped_column(String(40))
+    # Suspended by the organisation's admin: the user cannot work for this organisation.
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
 
     __table_args__ = (Index("ix_membership_organisation_id", "organisation_id"),)
+
+
+class InvitationRow(Base):
+    """An invitation to join an organisation in a role, sent by e-mail; the link carries a
+    random token, stored here only as its hash."""
+
+    __tablename__ = "invitation"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(40))
+    invited_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class RecoveryCodeRow(Base):
@@ -163,13 +183,24 @@ class SigningKeyRow(Base):
     published_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
-class RevokedTokenRow(Base):
-    """Access tokens revoked before they expire (RFC 7009), by their `jti`."""
+class RevocationRow(Base):
+    """An append-only feed of what makes access tokens void before they expire: one token
+    (`kind` "token", `subject` its jti) or every token of a user issued before `not_before`
+    (`kind` "user": logout everywhere, account disabled). Each process follows the feed into
+    memory, so that checking a token costs no database round trip. Rows matter only until
+    `expires_at`, when every token they concern has expired anyway."""
 
-    __tablename__ = "revoked_token"
+    __tablename__ = "revocation"
 
-    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    kind: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[str] = mapped_column(String(64))
+    not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_revocation_expires_at", "expires_at"),)
 
 
 class ClientAssertionRow(Base):

@@ -249,7 +249,7 @@ class OAuthService:
         ends it; a changed role narrows it."""
         user = await repository.user(session, user_id)
         membership = await repository.membership(session, user_id, organisation_id)
-        if user is None or not user.active or membership is None:
+        if user is None or not user.active or membership is None or not membership.active:
             raise OAuthError("invalid_grant", "The user may no longer sign in here.")
         granted = intersect(parse_scopes(scope), _role_scope(membership.role))
         return TokenGrant(

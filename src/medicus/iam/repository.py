@@ -6,11 +6,12 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.iam.models import (
     BrowserSessionRow,
+    InvitationRow,
     MembershipRow,
     OrganisationRow,
     RecoveryCodeRow,
@@ -54,20 +55,63 @@ async def membership(
 
 async def memberships_of(
     session: AsyncSession, user_id: str
-) -> Sequence[Row[tuple[MembershipRow, OrganisationRow]]]:
+) -> Sequence[Row[MembershipRow, OrganisationRow]]:
     """The user's memberships with their organisations, by organisation name."""
     statement = (
         select(MembershipRow, OrganisationRow)
         .join(OrganisationRow, OrganisationRow.id == MembershipRow.organisation_id)
-        .where(MembershipRow.user_id == user_id)
+        .where(MembershipRow.user_id == user_id, MembershipRow.active.is_(True))
         .order_by(OrganisationRow.name)
     )
     return (await session.execute(statement)).all()
 
 
+async def members_of(
+    session: AsyncSession, organisation_id: str
+) -> Sequence[Row[MembershipRow, UserRow]]:
+    """Every membership of the organisation, suspended ones included, by e-mail address."""
+    statement = (
+        select(MembershipRow, UserRow)
+        .join(UserRow, UserRow.id == MembershipRow.user_id)
+        .where(MembershipRow.organisation_id == organisation_id)
+        .order_by(UserRow.email)
+    )
+    return (await session.execute(statement)).all()
+
+
+async def update_membership(
+    session: AsyncSession, user_id: str, organisation_id: str, **values: Any
+) -> None:
+    await session.execute(
+        update(MembershipRow)
+        .where(MembershipRow.user_id == user_id, MembershipRow.organisation_id == organisation_id)
+        .values(**values)
+    )
+
+
+async def invitation(session: AsyncSession, token_hash: str) -> InvitationRow | None:
+    return await session.get(InvitationRow, token_hash)
+
+
+async def accept_invitation(session: AsyncSession, token_hash: str, now: dt.datetime) -> bool:
+    """Mark the invitation accepted unless it was already; True if this call accepted it."""
+    statement = (
+        update(InvitationRow)
+        .where(InvitationRow.token_hash == token_hash, InvitationRow.accepted_at.is_(None))
+        .values(accepted_at=now)
+        .returning(InvitationRow.token_hash)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
 async def add(
     session: AsyncSession,
-    row: OrganisationRow | UserRow | MembershipRow | RecoveryCodeRow | BrowserSessionRow,
+    row: OrganisationRow
+    | UserRow
+    | MembershipRow
+    | RecoveryCodeRow
+    | BrowserSessionRow
+    | InvitationRow,
 ) -> None:
     session.add(row)
     await session.flush()
@@ -80,9 +124,7 @@ async def update_user(session: AsyncSession, user_id: str, **values: Any) -> Non
 async def replace_recovery_codes(
     session: AsyncSession, user_id: str, code_hashes: Sequence[str]
 ) -> None:
-    await session.execute(
-        RecoveryCodeRow.__table__.delete().where(RecoveryCodeRow.user_id == user_id)
-    )
+    await session.execute(delete(RecoveryCodeRow).where(RecoveryCodeRow.user_id == user_id))
     session.add_all(RecoveryCodeRow(user_id=user_id, code_hash=h) for h in code_hashes)
     await session.flush()
 

@@ -40,6 +40,12 @@ class ClientKind(StrEnum):
     """A service (connector, app backend): client credentials with private_key_jwt."""
 
 
+ADMIN_ROLES = frozenset({Role.ORGANISATION_ADMIN, Role.PLATFORM_ADMIN})
+# What an organisation's admin may make someone; platform admins are made by the operator.
+ASSIGNABLE_ROLES = frozenset(
+    {Role.ORGANISATION_ADMIN, Role.PHYSICIAN, Role.NURSE, Role.MEDICAL_ASSISTANT, Role.RESEARCHER}
+)
+
 CLINICAL_ROLES = frozenset({Role.PHYSICIAN, Role.NURSE, Role.MEDICAL_ASSISTANT})
 
 _IDENTITY_SCOPES = "openid fhirUser profile offline_access online_access"
@@ -52,8 +58,8 @@ ROLE_SCOPES: dict[Role, str] = {
     Role.NURSE: f"{_IDENTITY_SCOPES} {_LAUNCH_SCOPES} user/*.crus patient/*.crus",
     Role.MEDICAL_ASSISTANT: f"{_IDENTITY_SCOPES} {_LAUNCH_SCOPES} user/*.rs user/Patient.cru "
     "user/Appointment.cruds patient/*.rs",
-    Role.ORGANISATION_ADMIN: f"{_IDENTITY_SCOPES} user/Organization.rs user/Practitioner.cruds "
-    "user/PractitionerRole.cruds",
-    Role.PLATFORM_ADMIN: f"{_IDENTITY_SCOPES} user/Organization.cruds user/Practitioner.rs",
+    Role.ORGANISATION_ADMIN: f"{_IDENTITY_SCOPES} admin user/Organization.rs "
+    "user/Practitioner.cruds user/PractitionerRole.cruds",
+    Role.PLATFORM_ADMIN: f"{_IDENTITY_SCOPES} admin user/Organization.cruds user/Practitioner.rs",
     Role.RESEARCHER: f"{_IDENTITY_SCOPES} user/ResearchStudy.rs",
 }

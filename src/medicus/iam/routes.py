@@ -7,26 +7,21 @@ as OAuth clients expect; the login pages are server-rendered HTML with CSRF prot
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from medicus.core.crypto import constant_time_equal, new_token
 from medicus.iam.discovery import Endpoints
 from medicus.iam.http import bearer_principal
 from medicus.iam.keys import SigningKeys
 from medicus.iam.login import LoginFailed, LoginService, Stage
 from medicus.iam.oauth import AuthorizeError, OAuthError, OAuthService
+from medicus.iam.pages import SESSION_COOKIE, Pages
 from medicus.iam.tokens import Principal, TokenService
 
-SESSION_COOKIE = "medicus_session"
-CSRF_COOKIE = "medicus_csrf"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
 def _safe_next(value: str | None) -> str:
@@ -56,46 +51,6 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
-class _Pages:
-    """Rendering and CSRF for the login pages."""
-
-    def __init__(self, endpoints: Endpoints) -> None:
-        self.endpoints = endpoints
-
-    def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
-        csrf = request.cookies.get(CSRF_COOKIE) or new_token()
-        response = _templates.TemplateResponse(
-            request, name, {"csrf": csrf, "error": None, **context}, status_code=status
-        )
-        response.headers.update(_NO_STORE)
-        response.headers["X-Frame-Options"] = "DENY"
-        response.set_cookie(
-            CSRF_COOKIE,
-            csrf,
-            httponly=True,
-            samesite="strict",
-            secure=self.endpoints.secure_cookies,
-        )
-        return response
-
-    @staticmethod
-    def csrf_ok(request: Request, form: dict[str, str]) -> bool:
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        return bool(cookie) and constant_time_equal(cookie, form.get("csrf", ""))
-
-    def redirect(self, location: str, session_token: str | None = None) -> RedirectResponse:
-        response = RedirectResponse(location, status_code=303)
-        if session_token is not None:
-            response.set_cookie(
-                SESSION_COOKIE,
-                session_token,
-                httponly=True,
-                samesite="lax",
-                secure=self.endpoints.secure_cookies,
-            )
-        return response
-
-
 def _next_step(stage: Stage, needs_organisation: bool, next_url: str) -> str:
     query = urlencode({"next": next_url})
     if stage is Stage.SECOND_FACTOR:
@@ -109,13 +64,13 @@ def _next_step(stage: Stage, needs_organisation: bool, next_url: str) -> str:
 
 def build_router(
     endpoints: Endpoints,
+    pages: Pages,
     logins: LoginService,
     oauth: OAuthService,
     tokens: TokenService,
     keys: SigningKeys,
 ) -> APIRouter:
     router = APIRouter(tags=["identity"])
-    pages = _Pages(endpoints)
     authenticated = Depends(bearer_principal(tokens))
 
     @router.get("/.well-known/openid-configuration", summary="OpenID Connect discovery")
@@ -171,8 +126,7 @@ def build_router(
 
     @router.post("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_submit(request: Request) -> Response:
-        form = dict((await request.form()).items())
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        fields = await pages.form(request)
         next_url = _safe_next(fields.get("next"))
         if not pages.csrf_ok(request, fields):
             return pages.render(
@@ -205,7 +159,7 @@ def build_router(
 
     @router.post("/login/second-factor", response_class=HTMLResponse, include_in_schema=False)
     async def second_factor_submit(request: Request) -> Response:
-        fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        fields = await pages.form(request)
         next_url = _safe_next(fields.get("next"))
         token = request.cookies.get(SESSION_COOKIE, "")
         if not pages.csrf_ok(request, fields):
@@ -237,7 +191,7 @@ def build_router(
 
     @router.post("/login/enrol", response_class=HTMLResponse, include_in_schema=False)
     async def enrol_submit(request: Request) -> Response:
-        fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        fields = await pages.form(request)
         next_url = _safe_next(fields.get("next"))
         token = request.cookies.get(SESSION_COOKIE, "")
         client = request.client.host if request.client else None
@@ -263,7 +217,7 @@ def build_router(
 
     @router.post("/login/organisation", response_class=HTMLResponse, include_in_schema=False)
     async def organisation_submit(request: Request) -> Response:
-        fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        fields = await pages.form(request)
         next_url = _safe_next(fields.get("next"))
         if not pages.csrf_ok(request, fields):
             return pages.render(request, "error.html", 400, message="The form expired.")
@@ -291,7 +245,7 @@ def build_router(
 
     @router.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
-        fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        fields = await pages.form(request)
         token = request.cookies.get(SESSION_COOKIE)
         if token and pages.csrf_ok(request, fields):
             await logins.logout(token)
@@ -301,7 +255,7 @@ def build_router(
 
     @router.post("/logout/everywhere", include_in_schema=False)
     async def logout_everywhere(request: Request) -> Response:
-        fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        fields = await pages.form(request)
         login = await logins.current(request.cookies.get(SESSION_COOKIE))
         if login is not None and pages.csrf_ok(request, fields):
             await logins.logout_everywhere(login.user_id, f"user:{login.user_id}")
@@ -331,6 +285,21 @@ def build_router(
         except OAuthError as error:
             return _oauth_error(error)
         return Response(status_code=200, headers=_NO_STORE)
+
+    @router.get("/api/me", summary="Who the bearer token says the caller is")
+    async def me(caller: Principal = authenticated) -> dict[str, Any]:
+        """The caller as the platform sees it: subject, organisation, role, granted scopes and
+        expiry; answered from the token alone, for apps deciding what to offer."""
+        return {
+            "subject": caller.subject,
+            "kind": caller.kind,
+            "organisation": caller.organisation_id,
+            "role": caller.role,
+            "client_id": caller.client_id,
+            "scope": caller.scope_text,
+            "expires_at": caller.expires_at,
+            "fhirUser": caller.fhir_user,
+        }
 
     @router.get("/oauth/userinfo", summary="OpenID Connect userinfo")
     async def userinfo(caller: Principal = authenticated) -> dict[str, Any]:

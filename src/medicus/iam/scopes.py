@@ -4,8 +4,9 @@ and intersected.
 v2 resource scopes are `context/Type.permissions[?query]`: context `patient`, `user` or
 `system`; Type a FHIR resource type or `*`; permissions a non-empty subsequence of `cruds`;
 an optional query narrows the scope (e.g. `?category=...|laboratory`). v1's `.read`, `.write`
-and `.*` map to `rs`, `cud` and `cruds`. Hand-written: no well-kept Python library parses SMART
-v2 scopes and intersects them.
+and `.*` map to `rs`, `cud` and `cruds`. Besides SMART's own, `admin` grants the
+administration API to the roles that may administer. Hand-written: no well-kept Python library
+parses SMART v2 scopes and intersects them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ OTHER_SCOPES = frozenset(
         "launch",
         "launch/patient",
         "launch/encounter",
+        "admin",
     }
 )
 _V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": PERMISSION_ORDER}

@@ -17,6 +17,7 @@ from medicus.core.ids import new_id
 from medicus.iam import repository, token_repository
 from medicus.iam.models import MembershipRow, OAuthClientRow, OrganisationRow, UserRow
 from medicus.iam.passwords import PasswordHasher, check_password_policy
+from medicus.iam.revocations import Revocations
 from medicus.iam.roles import ClientKind, MfaPolicy, OrganisationType, Role
 from medicus.iam.scopes import parse_scopes
 
@@ -34,9 +35,10 @@ class Provisioned:
 
 
 class IdentityService:
-    def __init__(self, audit: AuditTrail, hasher: PasswordHasher) -> None:
+    def __init__(self, audit: AuditTrail, hasher: PasswordHasher, revocations: Revocations) -> None:
         self._audit = audit
         self._hasher = hasher
+        self._revocations = revocations
 
     async def ensure_organisation(
         self,
@@ -107,6 +109,9 @@ class IdentityService:
         await self._audit.append(
             session, AuditEvent("iam.password.set", actor, target=f"Practitioner/{user_id}")
         )
+
+    def password_matches(self, password_hash: str, password: str) -> bool:
+        return self._hasher.verify(password_hash, password)
 
     async def organisation(self, session: AsyncSession, reference: str) -> OrganisationRow:
         """An organisation by id, IK number or name, or AdministrationError."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,17 +15,9 @@ from medicus.iam.models import (
     ClientAssertionRow,
     OAuthClientRow,
     RefreshTokenRow,
-    RevokedTokenRow,
+    RevocationRow,
     SigningKeyRow,
-    UserRow,
 )
-
-
-@dataclass(frozen=True)
-class TokenStatus:
-    revoked: bool
-    active: bool
-    valid_after: dt.datetime | None = None
 
 
 async def client(session: AsyncSession, client_id: str) -> OAuthClientRow | None:
@@ -35,7 +26,7 @@ async def client(session: AsyncSession, client_id: str) -> OAuthClientRow | None
 
 async def add(
     session: AsyncSession,
-    row: OAuthClientRow | AuthorizationCodeRow | RefreshTokenRow | SigningKeyRow | RevokedTokenRow,
+    row: OAuthClientRow | AuthorizationCodeRow | RefreshTokenRow | SigningKeyRow | RevocationRow,
 ) -> None:
     session.add(row)
     await session.flush()
@@ -116,19 +107,16 @@ async def retire_keys(
     )
 
 
-async def token_status(session: AsyncSession, jti: str, user_id: str | None) -> TokenStatus:
-    """Whether an access token's `jti` was revoked and, for a user's token, the user's state;
-    one round trip, because every protected request asks."""
-    revoked = select(RevokedTokenRow.jti).where(RevokedTokenRow.jti == jti).exists()
-    if user_id is None:
-        return TokenStatus(revoked=bool(await session.scalar(select(revoked))), active=True)
-    statement = select(revoked, UserRow.active, UserRow.sessions_valid_after).where(
-        UserRow.id == user_id
+async def revocations_after(
+    session: AsyncSession, after_id: int, now: dt.datetime
+) -> Sequence[RevocationRow]:
+    """Revocations appended after `after_id` that still matter at `now`, in feed order."""
+    statement = (
+        select(RevocationRow)
+        .where(RevocationRow.id > after_id, RevocationRow.expires_at > now)
+        .order_by(RevocationRow.id)
     )
-    row = (await session.execute(statement)).one_or_none()
-    if row is None:
-        return TokenStatus(revoked=True, active=False)
-    return TokenStatus(revoked=bool(row[0]), active=row[1], valid_after=row[2])
+    return (await session.scalars(statement)).all()
 
 
 async def remember_assertion(

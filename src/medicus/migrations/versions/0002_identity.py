@@ -1,8 +1,9 @@
-"""Identity: credentials, browser sessions, OAuth clients, codes, refresh and signing keys.
+"""Identity: credentials, browser sessions, invitations, OAuth clients, codes, refresh and
+signing keys, the revocation feed.
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 19:51:48.669660
+Create Date: 2026-11-22 20:19:20.099824
 """
 
 from collections.abc import Sequence
@@ -59,11 +60,22 @@ def upgrade() -> None:
         batch_op.create_index("ix_refresh_token_family_id", ["family_id"], unique=False)
 
     op.create_table(
-        "revoked_token",
-        sa.Column("jti", sa.String(length=64), nullable=False),
+        "revocation",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("subject", sa.String(length=64), nullable=False),
+        sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("jti", name=op.f("pk_revoked_token")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_revocation")),
     )
+    with op.batch_alter_table("revocation", schema=None) as batch_op:
+        batch_op.create_index("ix_revocation_expires_at", ["expires_at"], unique=False)
+
     op.create_table(
         "signing_key",
         sa.Column("kid", sa.String(length=64), nullable=False),
@@ -97,6 +109,27 @@ def upgrade() -> None:
     with op.batch_alter_table("browser_session", schema=None) as batch_op:
         batch_op.create_index("ix_browser_session_user_id", ["user_id"], unique=False)
 
+    op.create_table(
+        "invitation",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("organisation_id", sa.String(length=64), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("display_name", sa.String(length=200), nullable=False),
+        sa.Column("role", sa.String(length=40), nullable=False),
+        sa.Column("invited_by", sa.String(length=200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["organisation_id"],
+            ["organisation.id"],
+            name=op.f("fk_invitation_organisation_id_organisation"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_invitation")),
+        sa.UniqueConstraint("id", name=op.f("uq_invitation_id")),
+    )
     op.create_table(
         "oauth_client",
         sa.Column("client_id", sa.String(length=64), nullable=False),
@@ -140,6 +173,9 @@ def upgrade() -> None:
             sa.Column("sessions_valid_after", sa.DateTime(timezone=True), nullable=True)
         )
 
+    with op.batch_alter_table("membership", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("active", sa.Boolean(), server_default="1", nullable=False))
+
     with op.batch_alter_table("organisation", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("mfa_policy", sa.String(length=20), server_default="clinical", nullable=False)
@@ -149,6 +185,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("organisation", schema=None) as batch_op:
         batch_op.drop_column("mfa_policy")
+
+    with op.batch_alter_table("membership", schema=None) as batch_op:
+        batch_op.drop_column("active")
 
     with op.batch_alter_table("app_user", schema=None) as batch_op:
         batch_op.drop_column("sessions_valid_after")
@@ -160,12 +199,16 @@ def downgrade() -> None:
 
     op.drop_table("recovery_code")
     op.drop_table("oauth_client")
+    op.drop_table("invitation")
     with op.batch_alter_table("browser_session", schema=None) as batch_op:
         batch_op.drop_index("ix_browser_session_user_id")
 
     op.drop_table("browser_session")
     op.drop_table("signing_key")
-    op.drop_table("revoked_token")
+    with op.batch_alter_table("revocation", schema=None) as batch_op:
+        batch_op.drop_index("ix_revocation_expires_at")
+
+    op.drop_table("revocation")
     with op.batch_alter_table("refresh_token", schema=None) as batch_op:
         batch_op.drop_index("ix_refresh_token_family_id")
 

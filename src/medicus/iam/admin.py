@@ -1,0 +1,242 @@
+"""Administration of organisations and their people, with one rule: organisation admins act on
+their own organisation only; platform admins on any, and only they create organisations.
+Every action, allowed or refused, is audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.core.crypto import new_token, token_hash
+from medicus.core.db import Database, utc_now
+from medicus.core.errors import ApiError
+from medicus.core.ids import new_id
+from medicus.core.mail import Mail, MailSender
+from medicus.iam import repository
+from medicus.iam.models import InvitationRow
+from medicus.iam.passwords import check_password_policy
+from medicus.iam.revocations import Revocations
+from medicus.iam.roles import ASSIGNABLE_ROLES, MfaPolicy, OrganisationType, Role
+from medicus.iam.service import IdentityService
+from medicus.iam.tokens import Principal
+
+
+@dataclass(frozen=True)
+class Invitation:
+    id: str
+    email: str
+    role: str
+    expires_at: dt.datetime
+
+
+class AdminService:
+    def __init__(
+        self,
+        database: Database,
+        audit: AuditTrail,
+        identity: IdentityService,
+        revocations: Revocations,
+        mail: MailSender,
+        public_url: str,
+        invitation_lifetime: dt.timedelta,
+    ) -> None:
+        self._database = database
+        self._audit = audit
+        self._identity = identity
+        self._revocations = revocations
+        self._mail = mail
+        self._public_url = public_url
+        self._invitation_lifetime = invitation_lifetime
+
+    async def _authorise(self, caller: Principal, organisation_id: str | None, action: str) -> None:
+        """Allow platform admins everything and organisation admins their own organisation;
+        a refusal is audited and answered with 403."""
+        allowed = (
+            caller.kind == "user"
+            and "admin" in caller.scope.other
+            and (
+                caller.role == Role.PLATFORM_ADMIN
+                or (
+                    caller.role == Role.ORGANISATION_ADMIN
+                    and organisation_id is not None
+                    and caller.organisation_id == organisation_id
+                )
+            )
+        )
+        if allowed:
+            return
+        await self._audit.record(
+            AuditEvent(
+                action,
+                caller.actor,
+                outcome=Outcome.DENIED,
+                organisation=caller.organisation_id,
+                target=f"Organization/{organisation_id}" if organisation_id else None,
+            )
+        )
+        raise ApiError(403, "You may not administer this organisation.")
+
+    async def create_organisation(
+        self,
+        caller: Principal,
+        name: str,
+        kind: OrganisationType,
+        iknr: str | None,
+        telematik_id: str | None,
+        mfa_policy: MfaPolicy,
+    ) -> str:
+        if caller.role != Role.PLATFORM_ADMIN:
+            await self._authorise(caller, None, "iam.organisation.create")
+        async with self._database.transaction() as session:
+            return await self._identity.create_organisation(
+                session, caller.actor, name, kind, iknr, telematik_id, mfa_policy
+            )
+
+    async def members(self, caller: Principal, organisation_id: str) -> list[dict[str, Any]]:
+        await self._authorise(caller, organisation_id, "iam.member.list")
+        async with self._database.snapshot() as session:
+            rows = await repository.members_of(session, organisation_id)
+        return [
+            {
+                "user_id": user.id,
+                "email": user.email,
+                "display_name": user.display_name,
+                "role": membership.role,
+                "active": membership.active and user.active,
+                "second_factor": user.totp_secret is not None,
+            }
+            for membership, user in rows
+        ]
+
+    async def invite(
+        self, caller: Principal, organisation_id: str, email: str, display_name: str, role: Role
+    ) -> Invitation:
+        """Invite someone by e-mail to join the organisation in `role`."""
+        await self._authorise(caller, organisation_id, "iam.invitation.create")
+        _assignable(role)
+        token, now = new_token(), utc_now()
+        row = InvitationRow(
+            token_hash=token_hash(token),
+            id=new_id(),
+            organisation_id=organisation_id,
+            email=email.strip().lower(),
+            display_name=display_name,
+            role=str(role),
+            invited_by=caller.actor,
+            created_at=now,
+            expires_at=now + self._invitation_lifetime,
+        )
+        async with self._database.transaction() as session:
+            organisation = await repository.organisation(session, organisation_id)
+            if organisation is None:
+                raise ApiError(404, "There is no such organisation.")
+            await repository.add(session, row)
+            await self._audit.append(
+                session,
+                AuditEvent(
+                    "iam.invitation.create",
+                    caller.actor,
+                    organisation=organisation_id,
+                    target=f"invitation:{row.id}",
+                    detail={"role": str(role)},
+                ),
+            )
+        await self._mail.send(
+            Mail(
+                to=row.email,
+                subject=f"Invitation to {organisation.name} on medicus",
+                body=(
+                    f"{display_name},\n\nyou are invited to work for {organisation.name} as "
+                    f"{role}. Accept within {self._invitation_lifetime.days} days:\n\n"
+                    f"{self._public_url}/invitation?token={token}\n"
+                ),
+            )
+        )
+        return Invitation(row.id, row.email, row.role, row.expires_at)
+
+    async def update_member(
+        self,
+        caller: Principal,
+        organisation_id: str,
+        user_id: str,
+        role: Role | None,
+        active: bool | None,
+    ) -> None:
+        """Change a member's role or suspend/restore their membership. Suspending voids the
+        member's tokens at once."""
+        await self._authorise(caller, organisation_id, "iam.member.update")
+        if role is not None:
+            _assignable(role)
+        async with self._database.transaction() as session:
+            if await repository.membership(session, user_id, organisation_id) is None:
+                raise ApiError(404, "This person is not a member of the organisation.")
+            values: dict[str, Any] = {}
+            if role is not None:
+                values["role"] = str(role)
+            if active is not None:
+                values["active"] = active
+            if values:
+                await repository.update_membership(session, user_id, organisation_id, **values)
+                await self._revocations.void_user_tokens(session, user_id)
+            await self._audit.append(
+                session,
+                AuditEvent(
+                    "iam.member.update",
+                    caller.actor,
+                    organisation=organisation_id,
+                    target=f"Practitioner/{user_id}",
+                    detail={k: str(v) for k, v in values.items()},
+                ),
+            )
+
+    async def reset_second_factor(
+        self, caller: Principal, organisation_id: str, user_id: str
+    ) -> None:
+        """Remove a member's authenticator and recovery codes; they enrol anew at next login."""
+        await self._authorise(caller, organisation_id, "iam.mfa.reset")
+        async with self._database.transaction() as session:
+            if await repository.membership(session, user_id, organisation_id) is None:
+                raise ApiError(404, "This person is not a member of the organisation.")
+            await repository.update_user(session, user_id, totp_secret=None, totp_last_step=None)
+            await repository.replace_recovery_codes(session, user_id, [])
+            await self._audit.append(
+                session,
+                AuditEvent(
+                    "iam.mfa.reset",
+                    caller.actor,
+                    organisation=organisation_id,
+                    target=f"Practitioner/{user_id}",
+                ),
+            )
+
+    async def accept_invitation(self, token: str, password: str) -> str:
+        """Create (or extend) the invited user's account with a password; returns the e-mail
+        address to log in with. Raises ApiError for an unknown, used or expired invitation."""
+        async with self._database.transaction() as session:
+            row = await repository.invitation(session, token_hash(token))
+            if row is None or row.accepted_at is not None or row.expires_at <= utc_now():
+                raise ApiError(410, "This invitation is no longer valid; ask for a new one.")
+            actor = f"invitation:{row.id}"
+            existing = await repository.user_by_email(session, row.email)
+            if existing is not None and existing.password_hash is not None:
+                # Someone who has an account proves it with their password; an invitation
+                # never replaces a password.
+                if not self._identity.password_matches(existing.password_hash, password):
+                    raise ApiError(401, "This is not the password of your existing account.")
+            else:
+                check_password_policy(password, (row.email, row.display_name))
+            await repository.accept_invitation(session, row.token_hash, utc_now())
+            user = await self._identity.ensure_user(session, actor, row.email, row.display_name)
+            await self._identity.ensure_membership(
+                session, actor, user.id, row.organisation_id, Role(row.role)
+            )
+            if existing is None or existing.password_hash is None:
+                await self._identity.set_password(session, actor, user.id, password)
+            return row.email
+
+
+def _assignable(role: Role) -> None:
+    if role not in ASSIGNABLE_ROLES:
+        raise ApiError(422, f"An organisation admin cannot give the role {role}.")

@@ -1,0 +1,124 @@
+"""HTTP of administration: a JSON API for organisation and platform admins (bearer tokens with
+the `admin` scope), and the page where an invited person accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, EmailStr, Field
+
+from medicus.core.errors import ApiError
+from medicus.core.http import json_router
+from medicus.iam.admin import AdminService
+from medicus.iam.http import bearer_principal
+from medicus.iam.pages import Pages
+from medicus.iam.passwords import PasswordRejected
+from medicus.iam.roles import MfaPolicy, OrganisationType, Role
+from medicus.iam.tokens import Principal, TokenService
+
+
+class NewOrganisation(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    type: OrganisationType
+    iknr: str | None = Field(default=None, pattern=r"^\d{9}$")
+    telematik_id: str | None = Field(default=None, max_length=128)
+    mfa_policy: MfaPolicy = MfaPolicy.CLINICAL
+
+
+class NewInvitation(BaseModel):
+    email: EmailStr
+    display_name: str = Field(min_length=1, max_length=200)
+    role: Role
+
+
+class MemberChange(BaseModel):
+    role: Role | None = None
+    active: bool | None = None
+
+
+def build_router(admin: AdminService, tokens: TokenService, pages: Pages) -> APIRouter:
+    api = json_router(prefix="/api/admin", tags=["administration"])
+    caller = Depends(bearer_principal(tokens))
+
+    @api.post("/organisations", status_code=201, summary="Create an organisation (platform)")
+    async def create_organisation(
+        body: NewOrganisation, principal: Principal = caller
+    ) -> dict[str, str]:
+        organisation_id = await admin.create_organisation(
+            principal, body.name, body.type, body.iknr, body.telematik_id, body.mfa_policy
+        )
+        return {"id": organisation_id}
+
+    @api.get("/organisations/{organisation_id}/members", summary="Members of an organisation")
+    async def members(organisation_id: str, principal: Principal = caller) -> list[dict[str, Any]]:
+        return await admin.members(principal, organisation_id)
+
+    @api.post(
+        "/organisations/{organisation_id}/invitations",
+        status_code=201,
+        summary="Invite someone by e-mail",
+    )
+    async def invite(
+        organisation_id: str, body: NewInvitation, principal: Principal = caller
+    ) -> dict[str, str]:
+        invitation = await admin.invite(
+            principal, organisation_id, body.email, body.display_name, body.role
+        )
+        return {
+            "id": invitation.id,
+            "email": invitation.email,
+            "expires_at": invitation.expires_at.isoformat(),
+        }
+
+    @api.patch(
+        "/organisations/{organisation_id}/members/{user_id}",
+        status_code=204,
+        summary="Change a member's role, suspend or restore them",
+    )
+    async def update_member(
+        organisation_id: str, user_id: str, body: MemberChange, principal: Principal = caller
+    ) -> None:
+        await admin.update_member(principal, organisation_id, user_id, body.role, body.active)
+
+    @api.post(
+        "/organisations/{organisation_id}/members/{user_id}/reset-second-factor",
+        status_code=204,
+        summary="Remove a member's authenticator; they enrol anew",
+    )
+    async def reset_second_factor(
+        organisation_id: str, user_id: str, principal: Principal = caller
+    ) -> None:
+        await admin.reset_second_factor(principal, organisation_id, user_id)
+
+    pages_router = APIRouter(include_in_schema=False)
+
+    @pages_router.get("/invitation", response_class=HTMLResponse)
+    async def invitation_page(request: Request, token: str = "") -> Response:
+        return pages.render(request, "invitation.html", token=token)
+
+    @pages_router.post("/invitation", response_class=HTMLResponse)
+    async def invitation_accept(request: Request) -> Response:
+        fields = await pages.form(request)
+        token = fields.get("token", "")
+        if not pages.csrf_ok(request, fields):
+            return pages.render(
+                request,
+                "invitation.html",
+                400,
+                token=token,
+                error="The form expired; please try again.",
+            )
+        try:
+            email = await admin.accept_invitation(token, fields.get("password", ""))
+        except (ApiError, PasswordRejected) as refusal:
+            status = refusal.status if isinstance(refusal, ApiError) else 422
+            message = refusal.detail if isinstance(refusal, ApiError) else str(refusal)
+            return pages.render(request, "invitation.html", status, token=token, error=message)
+        return pages.render(request, "login.html", next="/account", email=email)
+
+    router = APIRouter()
+    router.include_router(api)
+    router.include_router(pages_router)
+    return router

@@ -1,0 +1,121 @@
+"""Early ends of access tokens, followed into memory.
+
+Revoking a token (RFC 7009), logging a user out everywhere or disabling an account appends a
+row to the `revocation` feed. Every process keeps the live part of the feed in memory and polls
+for new rows every `poll_interval` (one indexed query), so token validation needs no database
+round trip. The process that revokes applies the change at once; other replicas within one
+poll interval. Only rows younger than the longest token lifetime are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from medicus.core.db import Database, utc_now
+from medicus.core.logging import get_logger
+from medicus.iam import token_repository
+from medicus.iam.models import RevocationRow
+
+log = get_logger("medicus.iam.revocations")
+
+TOKEN = "token"  # noqa: S105 (a kind of revocation, not a secret)
+USER = "user"
+
+
+class Revocations:
+    def __init__(
+        self, database: Database, token_lifetime: dt.timedelta, poll_interval: float
+    ) -> None:
+        self._database = database
+        self._token_lifetime = token_lifetime
+        self._poll_interval = poll_interval
+        self._revoked_tokens: dict[str, dt.datetime] = {}
+        self._users_void_before: dict[str, dt.datetime] = {}
+        self._last_id = 0
+        self._last_poll = float("-inf")
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    def is_revoked(self, jti: str, user_id: str | None, issued_at: float) -> bool:
+        if jti in self._revoked_tokens:
+            return True
+        void_before = self._users_void_before.get(user_id) if user_id else None
+        return void_before is not None and issued_at <= void_before.timestamp()
+
+    async def current(self) -> None:
+        """Poll now unless the background loop has polled recently (e.g. in a CLI process)."""
+        if time.monotonic() - self._last_poll > 2 * self._poll_interval:
+            await self.poll()
+
+    async def revoke_token(self, session: AsyncSession, jti: str, expires_at: dt.datetime) -> None:
+        await self._append(session, TOKEN, jti, utc_now(), expires_at)
+
+    async def void_user_tokens(self, session: AsyncSession, user_id: str) -> None:
+        """Every token of the user issued until now becomes void."""
+        now = utc_now()
+        await self._append(session, USER, user_id, now, now + self._token_lifetime)
+
+    async def _append(
+        self,
+        session: AsyncSession,
+        kind: str,
+        subject: str,
+        not_before: dt.datetime,
+        expires_at: dt.datetime,
+    ) -> None:
+        expires_at = expires_at + dt.timedelta(minutes=1)
+        row = RevocationRow(
+            kind=kind, subject=subject, not_before=not_before, expires_at=expires_at
+        )
+        await token_repository.add(session, row)
+        # Applied at once here; if the transaction rolls back, the only effect is that some
+        # tokens are refused until they expire: failing safe.
+        self._apply(row)
+
+    def _apply(self, row: RevocationRow) -> None:
+        if row.kind == TOKEN:
+            self._revoked_tokens[row.subject] = row.expires_at
+        else:
+            known = self._users_void_before.get(row.subject)
+            self._users_void_before[row.subject] = max(known or row.not_before, row.not_before)
+
+    async def poll(self) -> None:
+        """Apply rows appended since the last poll and forget those that no longer matter."""
+        async with self._database.snapshot() as session:
+            rows = await token_repository.revocations_after(session, self._last_id, utc_now())
+        for row in rows:
+            self._apply(row)
+            self._last_id = max(self._last_id, row.id)
+        self._forget_expired()
+        self._last_poll = time.monotonic()
+
+    def _forget_expired(self) -> None:
+        now = utc_now()
+        horizon = now - self._token_lifetime - dt.timedelta(minutes=1)
+        self._revoked_tokens = {j: e for j, e in self._revoked_tokens.items() if e > now}
+        self._users_void_before = {u: t for u, t in self._users_void_before.items() if t > horizon}
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name="revocation-feed")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.poll()
+            except (DBAPIError, OSError) as error:
+                log.warning("revocation poll failed; retrying", error_type=type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._poll_interval)
