@@ -18,7 +18,7 @@ from medicus import migrations
 from medicus.audit.cli import build_cli as build_audit_cli
 from medicus.audit.service import AuditTrail
 from medicus.core.logging import configure_logging
-from medicus.demo import load_demo
+from medicus.demo import DEMO_ORGANISATIONS, DEMO_PASSWORD, load_demo
 from medicus.iam.cli import AdminContext
 from medicus.iam.cli import build_cli as build_admin_cli
 from medicus.platform import Platform, build_platform
@@ -82,10 +82,17 @@ def demo() -> None:
 
     async def run() -> None:
         async with _open_platform() as platform:
+            if platform.settings.env == "production":
+                raise ConfigError("demo data is for development; MEDICUS_ENV is production")
             summary = await load_demo(platform)
+            login = f"{platform.settings.public_url}/login"
         typer.echo(
             f"demo data in place: {summary.organisations_created} organisations, "
             f"{summary.users_created} users, {summary.memberships_created} memberships created"
+        )
+        typer.echo(
+            f"log in at {login} as {DEMO_ORGANISATIONS[0].staff[1][0]} (physician) or "
+            f"{DEMO_ORGANISATIONS[0].staff[0][0]} (admin), password '{DEMO_PASSWORD}'"
         )
 
     asyncio.run(run())

@@ -9,6 +9,8 @@ from medicus.iam.roles import OrganisationType, Role
 from medicus.platform import Platform
 
 DEMO_ACTOR = "system:demo"
+# Development only (`medicus demo` refuses production): every demo person's password.
+DEMO_PASSWORD = "medicus demo passphrase 2026"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ async def load_demo(platform: Platform) -> DemoSummary:
             for email, display_name, role in demo.staff:
                 user = await identity.ensure_user(session, DEMO_ACTOR, email, display_name)
                 users += user.created
+                if user.created:
+                    await identity.set_password(session, DEMO_ACTOR, user.id, DEMO_PASSWORD)
                 memberships += await identity.ensure_membership(
                     session, DEMO_ACTOR, user.id, organisation.id, role
                 )

@@ -32,7 +32,10 @@ async def test_demo_is_audited(fresh_platform: Platform) -> None:
     await fresh_platform.audit.seal_all()
     report = await fresh_platform.audit.verify()
     assert report.intact
-    created = summary.organisations_created + summary.users_created + summary.memberships_created
+    # Each organisation and membership once; each user twice (created, password set).
+    created = (
+        summary.organisations_created + 2 * summary.users_created + summary.memberships_created
+    )
     assert report.entries == created
 
 

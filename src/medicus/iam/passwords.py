@@ -8,6 +8,7 @@ breach API.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -36,11 +37,26 @@ def check_password_policy(password: str, context: Sequence[str] = ()) -> None:
         raise PasswordRejected(f"The password must have at least {MIN_LENGTH} characters.")
     if len(normalised) > MAX_LENGTH:
         raise PasswordRejected(f"The password must have at most {MAX_LENGTH} characters.")
-    inputs = [part for item in context for part in (item, *item.replace("@", ".").split("."))]
-    result = zxcvbn(normalised, user_inputs=[i for i in inputs if i])
+    inputs = _context_words(context)
+    if _made_of(normalised, inputs):
+        raise PasswordRejected("The password is made of your name or e-mail address.")
+    result = zxcvbn(normalised, user_inputs=inputs)
     if result["score"] < MIN_STRENGTH:
         warning = result["feedback"].get("warning") or "It is too easy to guess."
         raise PasswordRejected(f"The password is too weak: {warning.rstrip('.')}.")
+
+
+def _context_words(context: Sequence[str]) -> list[str]:
+    words = {part.lower() for item in context for part in re.split(r"[\s@._-]+", item)}
+    return sorted((word for word in words if len(word) >= 3), key=len, reverse=True)
+
+
+def _made_of(password: str, words: Sequence[str]) -> bool:
+    """Whether little is left of the password once the person's own words are taken out."""
+    rest = re.sub(r"[\W_]+", "", password.lower())
+    for word in words:
+        rest = rest.replace(word, "")
+    return len(rest) < 6
 
 
 class PasswordHasher:
