@@ -47,6 +47,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             platform.oauth,
             platform.tokens,
             platform.signing_keys,
+            platform.upstream,
         )
     )
     app.include_router(admin_routes.build_router(platform.admin, platform.tokens, pages))

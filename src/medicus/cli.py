@@ -57,7 +57,9 @@ async def _open_audit_trail() -> AsyncIterator[AuditTrail]:
 @asynccontextmanager
 async def _open_admin_context() -> AsyncIterator[AdminContext]:
     async with _open_platform() as platform:
-        yield AdminContext(platform.database, platform.identity, platform.signing_keys)
+        yield AdminContext(
+            platform.database, platform.identity, platform.signing_keys, platform.upstream
+        )
 
 
 app.add_typer(build_audit_cli(_open_audit_trail), name="audit")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import httpx
+
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
 from medicus.core.crypto import SecretBox
@@ -26,6 +28,7 @@ from medicus.iam.passwords import PasswordHasher
 from medicus.iam.revocations import Revocations
 from medicus.iam.service import IdentityService
 from medicus.iam.tokens import TokenService
+from medicus.iam.upstream import UpstreamLogins
 from medicus.settings import Settings
 
 
@@ -44,6 +47,8 @@ class Platform:
     logins: LoginService
     oauth: OAuthService
     admin: AdminService
+    upstream: UpstreamLogins
+    http_client: httpx.AsyncClient
 
     async def start_background_work(self) -> None:
         await self.signing_keys.ring()
@@ -56,6 +61,7 @@ class Platform:
         await self.audit_sealer.stop()
 
     async def close(self) -> None:
+        await self.http_client.aclose()
         await self.database.dispose()
 
 
@@ -85,6 +91,17 @@ def build_platform(settings: Settings) -> Platform:
         token_lifetime,
     )
     identity = IdentityService(audit, hasher, revocations)
+    logins = LoginService(
+        database,
+        audit,
+        hasher,
+        box,
+        issuer_name="medicus",
+        session_lifetime=dt.timedelta(seconds=settings.session_seconds),
+        attempts_before_lockout=settings.login_attempts_before_lockout,
+        revocations=revocations,
+    )
+    http_client = httpx.AsyncClient(timeout=10, follow_redirects=False)
     return Platform(
         settings=settings,
         database=database,
@@ -96,16 +113,7 @@ def build_platform(settings: Settings) -> Platform:
         endpoints=endpoints,
         signing_keys=signing_keys,
         tokens=tokens,
-        logins=LoginService(
-            database,
-            audit,
-            hasher,
-            box,
-            issuer_name="medicus",
-            session_lifetime=dt.timedelta(seconds=settings.session_seconds),
-            attempts_before_lockout=settings.login_attempts_before_lockout,
-            revocations=revocations,
-        ),
+        logins=logins,
         oauth=OAuthService(
             database,
             audit,
@@ -123,6 +131,15 @@ def build_platform(settings: Settings) -> Platform:
             settings.public_url,
             dt.timedelta(days=settings.invitation_days),
         ),
+        upstream=UpstreamLogins(
+            database,
+            audit,
+            logins,
+            box,
+            callback_url=f"{settings.public_url}/login/upstream/callback",
+            http=http_client,
+        ),
+        http_client=http_client,
     )
 
 

@@ -19,6 +19,7 @@ from medicus.iam.passwords import PasswordRejected
 from medicus.iam.roles import MfaPolicy, OrganisationType, Role
 from medicus.iam.scopes import ScopeError
 from medicus.iam.service import AdministrationError, IdentityService
+from medicus.iam.upstream import UpstreamLogins
 
 OPERATOR = "system:cli"
 T = TypeVar("T")
@@ -27,10 +28,17 @@ T = TypeVar("T")
 class AdminContext:
     """What the admin commands need, opened per command by the composition root."""
 
-    def __init__(self, database: Database, identity: IdentityService, keys: SigningKeys) -> None:
+    def __init__(
+        self,
+        database: Database,
+        identity: IdentityService,
+        keys: SigningKeys,
+        upstream: UpstreamLogins,
+    ) -> None:
         self.database = database
         self.identity = identity
         self.keys = keys
+        self.upstream = upstream
 
 
 OpenAdminContext = Callable[[], AbstractAsyncContextManager[AdminContext]]
@@ -127,6 +135,35 @@ def build_cli(open_context: OpenAdminContext) -> typer.Typer:
                 )
 
         _print({"client_id": _run(open_context, work), "name": name}, as_json, "client_id")
+
+    @cli.command("set-upstream-idp")
+    def set_upstream_idp(
+        org: str = typer.Argument(..., help="Organisation: id, IK number or exact name."),
+        issuer: str = typer.Option(..., help="Issuer URL of the hospital's OIDC provider."),
+        client_id: str = typer.Option(..., help="medicus's client id at that provider."),
+        client_secret_stdin: bool = typer.Option(
+            False, help="Read a client secret from standard input (else PKCE only)."
+        ),
+        trust_upstream_mfa: bool = typer.Option(
+            False, help="Accept the hospital's second factor instead of medicus's."
+        ),
+        as_json: bool = as_json_option,
+    ) -> None:
+        """Let the organisation's people log in through its own OpenID Connect provider.
+        Register `<public URL>/login/upstream/callback` as redirect URI there."""
+        secret = sys.stdin.readline().rstrip("\n") if client_secret_stdin else None
+
+        async def work(context: AdminContext) -> str:
+            async with context.database.transaction() as session:
+                organisation = await context.identity.organisation(session, org)
+            await context.upstream.configure(
+                organisation.id, issuer, client_id, secret, trust_upstream_mfa, OPERATOR
+            )
+            return organisation.id
+
+        _print(
+            {"organisation": _run(open_context, work), "issuer": issuer}, as_json, "organisation"
+        )
 
     @cli.command("rotate-keys")
     def rotate_keys(as_json: bool = as_json_option) -> None:

@@ -116,20 +116,51 @@ class LoginService:
             now = utc_now()
             user = await self._check_password(session, email, password, now, client_address)
             if user is not None:
-                token = new_token()
                 stage = await self._stage_after_password(session, user)
-                row = BrowserSessionRow(
-                    id_hash=token_hash(token),
-                    user_id=user.id,
-                    stage=str(stage),
-                    created_at=now,
-                    expires_at=now + PENDING_LOGIN,
-                )
-                await repository.add(session, row)
-                if stage is Stage.COMPLETE:
-                    await self._complete(session, row.id_hash, user, now, client_address)
+                token = await self._open(session, user, stage, None, now, client_address)
         if user is None:
             raise LoginFailed(GENERIC_FAILURE)
+        return token
+
+    async def start_external(
+        self,
+        session: AsyncSession,
+        user: UserRow,
+        organisation_id: str,
+        second_factor_done: bool,
+        client_address: str | None,
+    ) -> str:
+        """A session for someone whose first factor an upstream identity provider checked, in
+        the caller's transaction; medicus's second factor follows unless the upstream one is
+        trusted."""
+        stage = (
+            Stage.COMPLETE
+            if second_factor_done
+            else (await self._stage_after_password(session, user))
+        )
+        return await self._open(session, user, stage, organisation_id, utc_now(), client_address)
+
+    async def _open(
+        self,
+        session: AsyncSession,
+        user: UserRow,
+        stage: Stage,
+        organisation_id: str | None,
+        now: dt.datetime,
+        client_address: str | None,
+    ) -> str:
+        token = new_token()
+        row = BrowserSessionRow(
+            id_hash=token_hash(token),
+            user_id=user.id,
+            organisation_id=organisation_id,
+            stage=str(stage),
+            created_at=now,
+            expires_at=now + PENDING_LOGIN,
+        )
+        await repository.add(session, row)
+        if stage is Stage.COMPLETE:
+            await self._complete(session, row.id_hash, user, now, client_address)
         return token
 
     async def _check_password(
@@ -313,6 +344,7 @@ class LoginService:
         now: dt.datetime,
         client_address: str | None,
     ) -> None:
+        row = await repository.browser_session(session, id_hash)
         memberships = await repository.memberships_of(session, user.id)
         only = memberships[0][1].id if len(memberships) == 1 else None
         await repository.update_browser_session(
@@ -321,7 +353,7 @@ class LoginService:
             stage=str(Stage.COMPLETE),
             authenticated_at=now,
             expires_at=now + self._session_lifetime,
-            organisation_id=only,
+            organisation_id=(row.organisation_id if row else None) or only,
             pending_totp_secret=None,
         )
         await repository.update_user(session, user.id, failed_logins=0, locked_until=None)

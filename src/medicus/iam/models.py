@@ -212,3 +212,45 @@ class ClientAssertionRow(Base):
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class UpstreamIdentityProviderRow(Base):
+    """A hospital's own OpenID Connect provider, through which its people log in to medicus.
+    `trust_upstream_mfa` accepts the hospital's second factor instead of asking for medicus's."""
+
+    __tablename__ = "upstream_idp"
+
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisation.id", ondelete="CASCADE"), primary_key=True
+    )
+    issuer: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(255))
+    client_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    scope: Mapped[str] = mapped_column(String(500), default="openid email profile")
+    trust_upstream_mfa: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ExternalIdentityRow(Base):
+    """Which medicus user an upstream identity (issuer, subject) is."""
+
+    __tablename__ = "external_identity"
+
+    issuer: Mapped[str] = mapped_column(String(500), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    linked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class UpstreamLoginRow(Base):
+    """A login sent to an upstream provider and not back yet: its state (hashed), and the
+    PKCE verifier and nonce (encrypted) that the answer must match. Used once."""
+
+    __tablename__ = "upstream_login"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    secrets: Mapped[str] = mapped_column(Text)
+    next_url: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    used: Mapped[bool] = mapped_column(Boolean, default=False)

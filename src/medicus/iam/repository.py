@@ -11,10 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.iam.models import (
     BrowserSessionRow,
+    ExternalIdentityRow,
     InvitationRow,
     MembershipRow,
     OrganisationRow,
     RecoveryCodeRow,
+    UpstreamIdentityProviderRow,
+    UpstreamLoginRow,
     UserRow,
 )
 
@@ -111,7 +114,9 @@ async def add(
     | MembershipRow
     | RecoveryCodeRow
     | BrowserSessionRow
-    | InvitationRow,
+    | InvitationRow
+    | ExternalIdentityRow
+    | UpstreamLoginRow,
 ) -> None:
     session.add(row)
     await session.flush()
@@ -160,3 +165,51 @@ async def revoke_browser_sessions(session: AsyncSession, user_id: str) -> None:
     await session.execute(
         update(BrowserSessionRow).where(BrowserSessionRow.user_id == user_id).values(revoked=True)
     )
+
+
+async def upstream_idp(
+    session: AsyncSession, organisation_id: str
+) -> UpstreamIdentityProviderRow | None:
+    return await session.get(UpstreamIdentityProviderRow, organisation_id)
+
+
+async def enabled_upstream_idps(
+    session: AsyncSession,
+) -> Sequence[Row[UpstreamIdentityProviderRow, OrganisationRow]]:
+    statement = (
+        select(UpstreamIdentityProviderRow, OrganisationRow)
+        .join(OrganisationRow, OrganisationRow.id == UpstreamIdentityProviderRow.organisation_id)
+        .where(UpstreamIdentityProviderRow.enabled.is_(True))
+        .order_by(OrganisationRow.name)
+    )
+    return (await session.execute(statement)).all()
+
+
+async def save_upstream_idp(session: AsyncSession, row: UpstreamIdentityProviderRow) -> None:
+    await session.merge(row)
+    await session.flush()
+
+
+async def take_upstream_login(
+    session: AsyncSession, state_hash: str, now: dt.datetime
+) -> UpstreamLoginRow | None:
+    """The pending login for a state, marked used; None if unknown, used or expired."""
+    statement = (
+        update(UpstreamLoginRow)
+        .where(
+            UpstreamLoginRow.state_hash == state_hash,
+            UpstreamLoginRow.used.is_(False),
+            UpstreamLoginRow.expires_at > now,
+        )
+        .values(used=True)
+        .returning(UpstreamLoginRow.state_hash)
+    )
+    if (await session.execute(statement)).scalar_one_or_none() is None:
+        return None
+    return await session.get(UpstreamLoginRow, state_hash)
+
+
+async def external_identity(
+    session: AsyncSession, issuer: str, subject: str
+) -> ExternalIdentityRow | None:
+    return await session.get(ExternalIdentityRow, (issuer, subject))

@@ -20,6 +20,7 @@ from medicus.iam.login import LoginFailed, LoginService, Stage
 from medicus.iam.oauth import AuthorizeError, OAuthError, OAuthService
 from medicus.iam.pages import SESSION_COOKIE, Pages
 from medicus.iam.tokens import Principal, TokenService
+from medicus.iam.upstream import UpstreamLoginFailed, UpstreamLogins
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -69,6 +70,7 @@ def build_router(
     oauth: OAuthService,
     tokens: TokenService,
     keys: SigningKeys,
+    upstream: UpstreamLogins,
 ) -> APIRouter:
     router = APIRouter(tags=["identity"])
     authenticated = Depends(bearer_principal(tokens))
@@ -122,7 +124,40 @@ def build_router(
 
     @router.get("/login", response_class=HTMLResponse, summary="Login page")
     async def login_page(request: Request, next: str | None = None) -> Response:
-        return pages.render(request, "login.html", next=_safe_next(next), email="")
+        return pages.render(
+            request,
+            "login.html",
+            next=_safe_next(next),
+            email="",
+            providers=await upstream.providers(),
+        )
+
+    @router.get("/login/upstream/callback", include_in_schema=False)
+    async def upstream_callback(
+        request: Request, state: str = "", code: str = "", error: str | None = None
+    ) -> Response:
+        if error is not None:
+            message = "The hospital's login was cancelled or refused."
+            return pages.render(request, "error.html", 400, message=message)
+        client = request.client.host if request.client else None
+        try:
+            token, next_url = await upstream.finish(state, code, client)
+        except UpstreamLoginFailed as failure:
+            return pages.render(request, "error.html", 403, message=str(failure))
+        login = await logins.current(token)
+        assert login is not None
+        step = _next_step(login.stage, login.needs_organisation, _safe_next(next_url))
+        return pages.redirect(step, token)
+
+    @router.get("/login/upstream/{organisation_id}", include_in_schema=False)
+    async def upstream_begin(
+        request: Request, organisation_id: str, next: str | None = None
+    ) -> Response:
+        try:
+            url = await upstream.begin(organisation_id, _safe_next(next))
+        except UpstreamLoginFailed as failure:
+            return pages.render(request, "error.html", 404, message=str(failure))
+        return pages.redirect(url)
 
     @router.post("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_submit(request: Request) -> Response:

@@ -1,9 +1,9 @@
 """Identity: credentials, browser sessions, invitations, OAuth clients, codes, refresh and
-signing keys, the revocation feed.
+signing keys, the revocation feed, upstream identity providers.
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 20:19:20.099824
+Create Date: 2026-11-22 20:26:49.930781
 """
 
 from collections.abc import Sequence
@@ -88,6 +88,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("kid", name=op.f("pk_signing_key")),
     )
     op.create_table(
+        "upstream_login",
+        sa.Column("state_hash", sa.String(length=64), nullable=False),
+        sa.Column("organisation_id", sa.String(length=64), nullable=False),
+        sa.Column("secrets", sa.Text(), nullable=False),
+        sa.Column("next_url", sa.Text(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("state_hash", name=op.f("pk_upstream_login")),
+    )
+    op.create_table(
         "browser_session",
         sa.Column("id_hash", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=64), nullable=False),
@@ -109,6 +119,20 @@ def upgrade() -> None:
     with op.batch_alter_table("browser_session", schema=None) as batch_op:
         batch_op.create_index("ix_browser_session_user_id", ["user_id"], unique=False)
 
+    op.create_table(
+        "external_identity",
+        sa.Column("issuer", sa.String(length=500), nullable=False),
+        sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["app_user.id"],
+            name=op.f("fk_external_identity_user_id_app_user"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("issuer", "subject", name=op.f("pk_external_identity")),
+    )
     op.create_table(
         "invitation",
         sa.Column("token_hash", sa.String(length=64), nullable=False),
@@ -161,6 +185,23 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "code_hash", name=op.f("pk_recovery_code")),
     )
+    op.create_table(
+        "upstream_idp",
+        sa.Column("organisation_id", sa.String(length=64), nullable=False),
+        sa.Column("issuer", sa.String(length=500), nullable=False),
+        sa.Column("client_id", sa.String(length=255), nullable=False),
+        sa.Column("client_secret", sa.Text(), nullable=True),
+        sa.Column("scope", sa.String(length=500), nullable=False),
+        sa.Column("trust_upstream_mfa", sa.Boolean(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organisation_id"],
+            ["organisation.id"],
+            name=op.f("fk_upstream_idp_organisation_id_organisation"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("organisation_id", name=op.f("pk_upstream_idp")),
+    )
     with op.batch_alter_table("app_user", schema=None) as batch_op:
         batch_op.add_column(sa.Column("password_hash", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("totp_secret", sa.Text(), nullable=True))
@@ -197,13 +238,16 @@ def downgrade() -> None:
         batch_op.drop_column("totp_secret")
         batch_op.drop_column("password_hash")
 
+    op.drop_table("upstream_idp")
     op.drop_table("recovery_code")
     op.drop_table("oauth_client")
     op.drop_table("invitation")
+    op.drop_table("external_identity")
     with op.batch_alter_table("browser_session", schema=None) as batch_op:
         batch_op.drop_index("ix_browser_session_user_id")
 
     op.drop_table("browser_session")
+    op.drop_table("upstream_login")
     op.drop_table("signing_key")
     with op.batch_alter_table("revocation", schema=None) as batch_op:
         batch_op.drop_index("ix_revocation_expires_at")
