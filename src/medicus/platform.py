@@ -90,7 +90,7 @@ def build_platform(settings: Settings) -> Platform:
         endpoints.fhir_base_url,
         token_lifetime,
     )
-    identity = IdentityService(audit, hasher, revocations)
+    identity = IdentityService(audit, hasher)
     logins = LoginService(
         database,
         audit,

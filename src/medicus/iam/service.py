@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 from joserfc.errors import JoseError
@@ -17,9 +18,17 @@ from medicus.core.ids import new_id
 from medicus.iam import repository, token_repository
 from medicus.iam.models import MembershipRow, OAuthClientRow, OrganisationRow, UserRow
 from medicus.iam.passwords import PasswordHasher, check_password_policy
-from medicus.iam.revocations import Revocations
 from medicus.iam.roles import ClientKind, MfaPolicy, OrganisationType, Role
 from medicus.iam.scopes import parse_scopes
+
+
+class OrganisationDirectory(Protocol):
+    """Told of every organisation created or changed, in the same transaction: the hook by
+    which the FHIR hub will mirror organisations as FHIR `Organization` resources."""
+
+    async def organisation_saved(
+        self, session: AsyncSession, organisation: OrganisationRow
+    ) -> None: ...
 
 
 class AdministrationError(ValueError):
@@ -35,10 +44,15 @@ class Provisioned:
 
 
 class IdentityService:
-    def __init__(self, audit: AuditTrail, hasher: PasswordHasher, revocations: Revocations) -> None:
+    def __init__(
+        self,
+        audit: AuditTrail,
+        hasher: PasswordHasher,
+        directories: Sequence[OrganisationDirectory] = (),
+    ) -> None:
         self._audit = audit
         self._hasher = hasher
-        self._revocations = revocations
+        self._directories = tuple(directories)
 
     async def ensure_organisation(
         self,
@@ -144,6 +158,8 @@ class IdentityService:
             mfa_policy=str(mfa_policy),
         )
         await repository.add(session, row)
+        for directory in self._directories:
+            await directory.organisation_saved(session, row)
         await self._audit.append(
             session,
             AuditEvent(

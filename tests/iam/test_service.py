@@ -1,0 +1,58 @@
+"""Identity administration rules that need no HTTP."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from medicus.iam.models import OrganisationRow
+from medicus.iam.passwords import PasswordHasher
+from medicus.iam.roles import MfaPolicy, OrganisationType
+from medicus.iam.service import AdministrationError, IdentityService
+from medicus.platform import Platform
+
+
+class RecordingDirectory:
+    """An OrganisationDirectory that remembers what it was told (the FHIR mirror's stand-in)."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[str, str | None]] = []
+
+    async def organisation_saved(
+        self, session: AsyncSession, organisation: OrganisationRow
+    ) -> None:
+        assert session.in_transaction()
+        self.saved.append((organisation.name, organisation.iknr))
+
+
+async def test_directories_hear_of_new_organisations(fresh_platform: Platform) -> None:
+    directory = RecordingDirectory()
+    identity = IdentityService(
+        fresh_platform.audit, PasswordHasher(1, 1024, 1), directories=[directory]
+    )
+    async with fresh_platform.database.transaction() as session:
+        await identity.create_organisation(
+            session,
+            "system:test",
+            "Klinikum Ost",
+            OrganisationType.HOSPITAL,
+            "264400001",
+            None,
+            MfaPolicy.CLINICAL,
+        )
+    assert directory.saved == [("Klinikum Ost", "264400001")]
+
+
+@pytest.mark.parametrize("iknr", ["12345678", "1234567890", "12345678x"])
+async def test_ik_numbers_have_nine_digits(fresh_platform: Platform, iknr: str) -> None:
+    async with fresh_platform.database.transaction() as session:
+        with pytest.raises(AdministrationError, match="nine digits"):
+            await fresh_platform.identity.create_organisation(
+                session,
+                "system:test",
+                "X",
+                OrganisationType.PRACTICE,
+                iknr,
+                None,
+                MfaPolicy.CLINICAL,
+            )
