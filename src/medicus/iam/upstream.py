@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
+from authlib.deprecate import AuthlibDeprecationWarning
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -28,6 +29,13 @@ from medicus.core.crypto import SecretBox, new_token, token_hash
 from medicus.core.db import Database, utc_now
 from medicus.iam import repository
 from medicus.iam.login import LoginService
+
+with warnings.catch_warnings():
+    # authlib 1.9 announces a move of its httpx client to the httpx2 package; the client works
+    # as it is, and operators should not see the notice on every command.
+    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
 from medicus.iam.models import (
     ExternalIdentityRow,
     UpstreamIdentityProviderRow,
