@@ -74,6 +74,12 @@ async def test_only_platform_admins_create_organisations(world: World) -> None:
     operator = await _token(world, world.admin_a, world.hospital_a, "platform_admin")
     created = await world.http.post("/api/admin/organisations", json=body, headers=operator)
     assert created.status_code == 201
+    again = await world.http.post("/api/admin/organisations", json=body, headers=operator)
+    assert again.status_code == 409
+    assert "exists already" in again.json()["detail"]
+    no_scope = await _token(world, world.admin_a, world.hospital_a, "platform_admin", "openid")
+    refused = await world.http.post("/api/admin/organisations", json=body, headers=no_scope)
+    assert refused.status_code == 403
     invalid = await world.http.post(
         "/api/admin/organisations",
         headers=operator,

@@ -19,7 +19,7 @@ from medicus.iam.models import InvitationRow
 from medicus.iam.passwords import check_password_policy
 from medicus.iam.revocations import Revocations
 from medicus.iam.roles import ASSIGNABLE_ROLES, MfaPolicy, OrganisationType, Role
-from medicus.iam.service import IdentityService
+from medicus.iam.service import AdministrationError, IdentityService
 from medicus.iam.tokens import Principal
 
 
@@ -87,12 +87,14 @@ class AdminService:
         telematik_id: str | None,
         mfa_policy: MfaPolicy,
     ) -> str:
-        if caller.role != Role.PLATFORM_ADMIN:
-            await self._authorise(caller, None, "iam.organisation.create")
-        async with self._database.transaction() as session:
-            return await self._identity.create_organisation(
-                session, caller.actor, name, kind, iknr, telematik_id, mfa_policy
-            )
+        await self._authorise(caller, None, "iam.organisation.create")
+        try:
+            async with self._database.transaction() as session:
+                return await self._identity.create_organisation(
+                    session, caller.actor, name, kind, iknr, telematik_id, mfa_policy
+                )
+        except AdministrationError as refusal:
+            raise ApiError(refusal.status, str(refusal)) from None
 
     async def members(self, caller: Principal, organisation_id: str) -> list[dict[str, Any]]:
         await self._authorise(caller, organisation_id, "iam.member.list")

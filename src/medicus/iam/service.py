@@ -32,7 +32,12 @@ class OrganisationDirectory(Protocol):
 
 
 class AdministrationError(ValueError):
-    """An administrative request that cannot be carried out; the message says why."""
+    """An administrative request that cannot be carried out; the message says why, `status`
+    what it would be over HTTP (409 for a conflict with what exists, 422 for invalid input)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,9 @@ class IdentityService:
         if iknr is not None and (len(iknr) != 9 or not iknr.isdigit()):
             raise AdministrationError("An IK number has nine digits.")
         if iknr and await repository.organisation_by_iknr(session, iknr) is not None:
-            raise AdministrationError(f"An organisation with IK number {iknr} exists already.")
+            raise AdministrationError(
+                f"An organisation with IK number {iknr} exists already.", status=409
+            )
         row = OrganisationRow(
             id=new_id(),
             name=name,
