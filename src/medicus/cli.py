@@ -39,10 +39,20 @@ def _settings(**overrides: object) -> Settings:
     return settings
 
 
+class DatabaseNotReady(Exception):
+    """The database is reachable but its schema is not the one this code needs."""
+
+
 @asynccontextmanager
 async def _open_platform() -> AsyncIterator[Platform]:
     platform = build_platform(_settings())
     try:
+        revision = await migrations.current_revision(platform.database)
+        if revision != migrations.head_revision():
+            raise DatabaseNotReady(
+                f"the database is at revision {revision or 'none'} but this medicus needs "
+                f"{migrations.head_revision()}; run `medicus migrate` first"
+            )
         yield platform
     finally:
         await platform.close()
@@ -155,4 +165,7 @@ def main() -> None:
         sys.exit(2)
     except (DBAPIError, OSError) as error:
         typer.echo(f"medicus: {_database_problem(error)}", err=True)
+        sys.exit(3)
+    except DatabaseNotReady as error:
+        typer.echo(f"medicus: {error}", err=True)
         sys.exit(3)

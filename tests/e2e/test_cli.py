@@ -36,6 +36,13 @@ def test_unreachable_database_is_one_sentence(tmp_path: Path) -> None:
     assert "topsecret" not in result.stderr + result.stdout
 
 
+def test_commands_on_an_unmigrated_database_say_what_to_do(tmp_path: Path) -> None:
+    result = run_medicus("demo", environment=medicus_environment(tmp_path, None))
+    assert result.returncode == 3
+    line = _one_line_error(result.stderr)
+    assert line.endswith("run `medicus migrate` first")
+
+
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
     environment = medicus_environment(
         tmp_path,
