@@ -13,8 +13,8 @@ run: install
 	$(BIN)/medicus serve --host 127.0.0.1 --port 8080
 
 test: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.synced
@@ -29,8 +29,8 @@ $(VENV)/.synced: $(BIN)/uv pyproject.toml uv.lock
 	touch $@
 
 format: install
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks scripts
+	$(BIN)/ruff check --fix src tests benchmarks scripts
 
 bench: install
 	$(BIN)/python -m benchmarks.http_baseline

@@ -11,36 +11,41 @@ import time
 import pyotp
 
 _STEP_SECONDS = 30
-_CODE = re.compile(r"^\d{6}$")
+_DIGITS = 6
+_CODE = re.compile(r"[0-9]{6}")  # not \d, which also matches other scripts' digits
 # No 0/o, 1/l/i: the codes are read off paper.
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 _RECOVERY_GROUPS = 4
 _RECOVERY_GROUP_LENGTH = 4
 
 
+def _totp(secret: str) -> pyotp.TOTP:
+    return pyotp.TOTP(secret, digits=_DIGITS, digest=hashlib.sha1, interval=_STEP_SECONDS)
+
+
 def new_totp_secret() -> str:
+    """A random 160-bit secret, base32-encoded (32 characters)."""
     return pyotp.random_base32(32)
 
 
 def provisioning_uri(secret: str, account: str, issuer: str) -> str:
-    return pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=issuer)
+    """The `otpauth://` URI for an authenticator app (shown as a QR code)."""
+    return _totp(secret).provisioning_uri(name=account, issuer_name=issuer)
 
 
 def verify_totp(
     secret: str, code: str, last_used_step: int | None, now: float | None = None
 ) -> int | None:
     """The time step `code` belongs to (current ±1 for clock drift), or None if it matches
-    none of them or belongs to a step not after `last_used_step` (a replay)."""
+    none of them after `last_used_step` (an earlier step would be a replay)."""
     code = code.replace(" ", "")
-    if not _CODE.match(code):
+    if not _CODE.fullmatch(code):
         return None
-    moment = time.time() if now is None else now
-    current = int(moment // _STEP_SECONDS)
-    totp = pyotp.TOTP(secret)
+    current = int((time.time() if now is None else now) // _STEP_SECONDS)
+    totp = _totp(secret)
     for step in (current - 1, current, current + 1):
-        if secrets.compare_digest(totp.at(step * _STEP_SECONDS), code):
-            if last_used_step is not None and step <= last_used_step:
-                return None
+        fresh = last_used_step is None or step > last_used_step
+        if fresh and secrets.compare_digest(totp.generate_otp(step), code):
             return step
     return None
 
@@ -57,9 +62,12 @@ def new_recovery_codes(count: int = 10) -> list[str]:
 
 
 def normalise_recovery_code(code: str) -> str:
+    """The code as stored: lower-case, without dashes and white space."""
     return re.sub(r"[\s-]", "", code).lower()
 
 
 def hash_recovery_code(code: str) -> str:
-    """SHA-256 of the normalised code; a fast hash suffices for random, single-use codes."""
+    """SHA-256 (hex) of the normalised code."""
+    # A fast, unsalted hash suffices: the codes are random with 79 bits of entropy and single-use,
+    # so there is nothing to guess from a dictionary and brute force is out of reach.
     return hashlib.sha256(normalise_recovery_code(code).encode()).hexdigest()
