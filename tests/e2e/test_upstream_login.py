@@ -4,8 +4,10 @@ runs in-process and talks to it over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -15,7 +17,8 @@ import pytest
 from medicus.app import create_app
 from medicus.iam import repository
 from medicus.iam.roles import MfaPolicy, OrganisationType, Role
-from medicus.platform import Platform
+from medicus.platform import Platform, build_platform
+from tests.conftest import DatabaseFactory, make_settings
 from tests.e2e.conftest import RunningServer, run_medicus
 from tests.iam.browser import Browser
 
@@ -38,9 +41,24 @@ def _admin(server: RunningServer, *arguments: str, stdin: str | None = None) -> 
 
 
 @pytest.fixture
-async def federation(server: RunningServer, fresh_platform: Platform) -> AsyncIterator[Federation]:
+async def platform_of_its_own(
+    tmp_path: Path, database_factory: DatabaseFactory
+) -> AsyncIterator[Platform]:
+    """The platform under test, with a database apart from the hospital provider's (on
+    PostgreSQL, `server` uses the test's fresh database)."""
+    url = await asyncio.to_thread(database_factory.new_url)
+    platform = build_platform(make_settings(tmp_path / "platform", url))
+    yield platform
+    await platform.close()
+
+
+@pytest.fixture
+async def federation(
+    server: RunningServer, platform_of_its_own: Platform
+) -> AsyncIterator[Federation]:
     """The hospital's provider knows the doctor and has registered the platform as a client;
     the platform knows the doctor as a member of the hospital's organisation."""
+    platform = platform_of_its_own
     _admin(
         server,
         "create-org",
@@ -64,7 +82,7 @@ async def federation(server: RunningServer, fresh_platform: Platform) -> AsyncIt
             "--password-stdin",
             stdin=PASSWORD + "\n",
         )
-    callback = f"{fresh_platform.settings.public_url}/login/upstream/callback"
+    callback = f"{platform.settings.public_url}/login/upstream/callback"
     client = _admin(
         server,
         "create-client",
@@ -77,7 +95,6 @@ async def federation(server: RunningServer, fresh_platform: Platform) -> AsyncIt
         "openid email profile",
     )
 
-    platform = fresh_platform
     async with platform.database.transaction() as session:
         organisation = await platform.identity.create_organisation(
             session,
