@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from medicus import health
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
 from medicus.core.logging import configure_logging
+from medicus.fhir import routes as fhir_routes
 from medicus.iam import admin_routes
 from medicus.iam import routes as iam_routes
 from medicus.iam.pages import Pages
@@ -51,6 +52,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         )
     )
     app.include_router(admin_routes.build_router(platform.admin, platform.tokens, pages))
+    app.include_router(fhir_routes.build_router(platform.fhir, platform.tokens))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=platform.metrics)
     return app

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from medicus.access.policy import AccessPolicy
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
 from medicus.core.crypto import SecretBox
@@ -19,6 +20,7 @@ from medicus.core.mail import (
     UnavailableMailSender,
 )
 from medicus.core.metrics import HttpMetrics
+from medicus.fhir.service import FhirService
 from medicus.iam.admin import AdminService
 from medicus.iam.discovery import Endpoints
 from medicus.iam.keys import SigningKeys
@@ -49,6 +51,7 @@ class Platform:
     admin: AdminService
     upstream: UpstreamLogins
     http_client: httpx.AsyncClient
+    fhir: FhirService
 
     async def start_background_work(self) -> None:
         await self.signing_keys.ring()
@@ -140,6 +143,7 @@ def build_platform(settings: Settings) -> Platform:
             http=http_client,
         ),
         http_client=http_client,
+        fhir=FhirService(database, AccessPolicy(), audit),
     )
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import medicus.audit.models
+import medicus.fhir.models
 import medicus.iam.models  # noqa: F401  (register the tables on the metadata)
 from medicus.core.db import Base
 

@@ -1,0 +1,1 @@
+"""The one data-protection concept: decides who may do what to which patient data."""

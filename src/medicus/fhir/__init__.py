@@ -1,0 +1,1 @@
+"""The FHIR R4 hub for patients' core data (Drehscheibe für Kerndaten)."""

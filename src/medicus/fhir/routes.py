@@ -1,0 +1,135 @@
+"""HTTP of the FHIR hub (single-resource interactions so far): thin handlers that parse, call
+`FhirService`, and render FHIR JSON with ETag, Last-Modified and Location."""
+
+from __future__ import annotations
+
+import re
+from email.utils import format_datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from medicus.core.errors import FHIR_JSON, ApiError
+from medicus.core.http import is_json_media_type
+from medicus.fhir.service import FhirService, StoredVersion
+from medicus.iam.http import bearer_principal
+from medicus.iam.tokens import Principal, TokenService
+
+_ETAG = re.compile(r'^(W/)?"(\d+)"$')
+MAX_HISTORY = 1000
+
+
+def _if_match(request: Request) -> int | None:
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    found = _ETAG.match(header.strip())
+    if found is None:
+        raise ApiError(400, 'If-Match must be an ETag such as W/"3".', issue_type="invalid")
+    return int(found.group(2))
+
+
+async def _body(request: Request) -> bytes:
+    if not is_json_media_type(request.headers.get("content-type")):
+        raise ApiError(
+            415, "Send the resource as application/fhir+json.", issue_type="not-supported"
+        )
+    return await request.body()
+
+
+def _render(stored: StoredVersion, request: Request, status: int = 200) -> Response:
+    headers = {
+        "ETag": stored.etag,
+        "Last-Modified": format_datetime(stored.last_updated, usegmt=True),
+    }
+    if status == 201:
+        headers["Location"] = (
+            f"{request.base_url}fhir/{stored.resource_type}/{stored.fhir_id}"
+            f"/_history/{stored.version}"
+        )
+    if request.headers.get("prefer", "").replace(" ", "") == "return=minimal":
+        return Response(status_code=status, headers=headers)
+    return Response(stored.content, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def build_router(fhir: FhirService, tokens: TokenService) -> APIRouter:
+    router = APIRouter(prefix="/fhir", tags=["fhir"])
+    caller = Depends(bearer_principal(tokens))
+
+    @router.post("/{resource_type}", summary="create")
+    async def create(
+        request: Request, resource_type: str, principal: Principal = caller
+    ) -> Response:
+        stored = await fhir.create(principal, resource_type, await _body(request))
+        return _render(stored, request, 201)
+
+    @router.get("/{resource_type}/{fhir_id}", summary="read")
+    async def read(
+        request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
+    ) -> Response:
+        return _render(await fhir.read(principal, resource_type, fhir_id), request)
+
+    @router.get("/{resource_type}/{fhir_id}/_history/{version}", summary="vread")
+    async def vread(
+        request: Request,
+        resource_type: str,
+        fhir_id: str,
+        version: str,
+        principal: Principal = caller,
+    ) -> Response:
+        if not version.isdigit():
+            raise ApiError(400, f"'{version}' is not a version number.", issue_type="invalid")
+        return _render(await fhir.read(principal, resource_type, fhir_id, int(version)), request)
+
+    @router.put("/{resource_type}/{fhir_id}", summary="update (or create with this id)")
+    async def update(
+        request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
+    ) -> Response:
+        stored = await fhir.update(
+            principal, resource_type, fhir_id, await _body(request), _if_match(request)
+        )
+        return _render(stored, request, 201 if stored.created else 200)
+
+    @router.delete("/{resource_type}/{fhir_id}", status_code=204, summary="delete")
+    async def delete(
+        request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
+    ) -> Response:
+        await fhir.delete(principal, resource_type, fhir_id, _if_match(request))
+        return Response(status_code=204)
+
+    @router.get("/{resource_type}/{fhir_id}/_history", summary="history of one resource")
+    async def history(
+        request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
+    ) -> Response:
+        count = request.query_params.get("_count", "100")
+        if not count.isdigit() or not 0 < int(count) <= MAX_HISTORY:
+            raise ApiError(400, f"_count must be 1 to {MAX_HISTORY}.", issue_type="invalid")
+        versions = await fhir.history(principal, resource_type, fhir_id, int(count))
+        base = f"{request.base_url}fhir"
+        entries: list[dict[str, Any]] = []
+        for version, path in versions:
+            entry: dict[str, Any] = {
+                "fullUrl": f"{base}/{path}",
+                "request": {
+                    "method": "DELETE" if version.content is None else "PUT",
+                    "url": f"{path}/_history/{version.version}",
+                },
+                "response": {
+                    "status": "204" if version.content is None else "200",
+                    "etag": f'W/"{version.version}"',
+                },
+            }
+            if version.content is not None:
+                entry["resource"] = orjson.Fragment(version.content)
+            entries.append(entry)
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "history",
+            "total": len(entries),
+            "entry": entries,
+        }
+        return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+
+    return router

@@ -1,0 +1,42 @@
+"""An in-process platform with two hospitals and bearer tokens for FHIR tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from medicus.app import create_app
+from medicus.iam.tokens import TokenGrant
+from medicus.platform import Platform
+
+FHIR_JSON = {"content-type": "application/fhir+json"}
+
+
+@dataclass
+class Hub:
+    platform: Platform
+    http: httpx.AsyncClient
+    token: Callable[..., Awaitable[dict[str, str]]]
+
+
+@pytest.fixture
+async def hub(fresh_platform: Platform) -> AsyncIterator[Hub]:
+    platform = fresh_platform
+
+    async def token(
+        organisation: str = "hospital-a", scope: str = "user/*.cruds", kind: str = "user"
+    ) -> dict[str, str]:
+        grant = TokenGrant(
+            f"{organisation}-someone", kind, organisation, "physician", "test", scope
+        )
+        issued = await platform.tokens.issue_access_token(grant)
+        return {"Authorization": f"Bearer {issued}", **FHIR_JSON}
+
+    await platform.start_background_work()
+    transport = httpx.ASGITransport(app=create_app(platform.settings, platform))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+        yield Hub(platform, http, token)
+    await platform.stop_background_work()

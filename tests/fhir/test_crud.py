@@ -1,0 +1,150 @@
+"""FHIR single-resource interactions through HTTP: create, read, vread, update (also as
+create), delete with tombstone, history; ETags and If-Match; errors as OperationOutcome;
+own-organisation access and the audit trail."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from tests.fhir.conftest import Hub
+
+PATIENT = {
+    "resourceType": "Patient",
+    "identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}],
+    "name": [{"family": "Mustermann", "given": ["Erika"]}],
+    "birthDate": "1964-08-12",
+}
+
+
+async def _create(hub: Hub, resource: dict[str, object] = PATIENT) -> dict[str, object]:
+    response = await hub.http.post(
+        f"/fhir/{resource['resourceType']}",
+        content=orjson.dumps(resource),
+        headers=await hub.token(),
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_create_then_read_returns_what_was_sent(hub: Hub) -> None:
+    created = await _create(hub)
+    assert created["meta"]["versionId"] == "1"
+    response = await hub.http.get(f"/fhir/Patient/{created['id']}", headers=await hub.token())
+    assert response.status_code == 200
+    assert response.headers["etag"] == 'W/"1"'
+    assert response.headers["content-type"] == "application/fhir+json"
+    read = response.json()
+    assert {k: v for k, v in read.items() if k not in ("id", "meta")} == PATIENT
+
+
+async def test_update_versions_and_if_match(hub: Hub) -> None:
+    created = await _create(hub)
+    url = f"/fhir/Patient/{created['id']}"
+    changed = {**created, "birthDate": "1964-08-13"}
+    headers = {**await hub.token(), "If-Match": 'W/"1"'}
+    response = await hub.http.put(url, content=orjson.dumps(changed), headers=headers)
+    assert response.status_code == 200
+    assert response.headers["etag"] == 'W/"2"'
+    stale = await hub.http.put(url, content=orjson.dumps(changed), headers=headers)
+    assert stale.status_code == 412
+    assert stale.json()["resourceType"] == "OperationOutcome"
+    first = await hub.http.get(f"{url}/_history/1", headers=await hub.token())
+    assert first.json()["birthDate"] == "1964-08-12"
+    history = (await hub.http.get(f"{url}/_history", headers=await hub.token())).json()
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["2", "1"]
+
+
+async def test_update_as_create_with_a_client_id(hub: Hub) -> None:
+    resource = {**PATIENT, "id": "kis-4711"}
+    response = await hub.http.put(
+        "/fhir/Patient/kis-4711", content=orjson.dumps(resource), headers=await hub.token()
+    )
+    assert response.status_code == 201
+    assert response.headers["location"].endswith("/fhir/Patient/kis-4711/_history/1")
+
+
+async def test_delete_leaves_a_tombstone(hub: Hub) -> None:
+    created = await _create(hub)
+    url = f"/fhir/Patient/{created['id']}"
+    assert (await hub.http.delete(url, headers=await hub.token())).status_code == 204
+    gone = await hub.http.get(url, headers=await hub.token())
+    assert gone.status_code == 410
+    assert gone.json()["issue"][0]["code"] == "deleted"
+    history = (await hub.http.get(f"{url}/_history", headers=await hub.token())).json()
+    assert history["entry"][0]["request"]["method"] == "DELETE"
+    assert (await hub.http.get(f"{url}/_history/1", headers=await hub.token())).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/fhir/Patient/does-not-exist", None, 404),
+        ("GET", "/fhir/Dragon/1", None, 404),
+        ("GET", "/fhir/Patient/bad$id", None, 400),
+        ("POST", "/fhir/Patient", b'{"resourceType": "Patient",', 400),
+        ("POST", "/fhir/Patient", b"[1, 2]", 400),
+        ("POST", "/fhir/Patient", b'{"resourceType": "Observation"}', 422),
+        ("PUT", "/fhir/Patient/x1", b'{"resourceType": "Patient", "id": "x2"}', 400),
+        ("GET", "/fhir/Patient/x1/_history/one", None, 400),
+    ],
+)
+async def test_bad_requests_get_operation_outcomes(
+    hub: Hub, method: str, path: str, body: bytes | None, status: int
+) -> None:
+    response = await hub.http.request(method, path, content=body, headers=await hub.token())
+    assert response.status_code == status, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_wrong_content_type_is_415(hub: Hub) -> None:
+    headers = {**await hub.token(), "content-type": "text/plain"}
+    response = await hub.http.post("/fhir/Patient", content=orjson.dumps(PATIENT), headers=headers)
+    assert response.status_code == 415
+
+
+async def test_another_hospital_sees_nothing_and_is_audited(hub: Hub) -> None:
+    created = await _create(hub)
+    other = await hub.token(organisation="hospital-b")
+    url = f"/fhir/Patient/{created['id']}"
+    assert (await hub.http.get(url, headers=other)).status_code == 404
+    changed = orjson.dumps({**created, "birthDate": "2000-01-01"})
+    assert (await hub.http.put(url, content=changed, headers=other)).status_code == 404
+    assert (await hub.http.delete(url, headers=other)).status_code == 404
+    mine = await hub.http.get(url, headers=await hub.token())
+    assert mine.json()["birthDate"] == "1964-08-12"
+    await hub.platform.audit.seal_all()
+    async with hub.platform.database.snapshot() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT action, outcome, organisation FROM audit_entry WHERE target = :target"
+                ),
+                {"target": f"Patient/{created['id']}"},
+            )
+        ).all()
+    outcomes = {(row[0], row[1], row[2]) for row in rows}
+    assert ("fhir.read", "denied", "hospital-b") in outcomes
+    assert ("fhir.update", "denied", "hospital-b") in outcomes
+    assert ("fhir.delete", "denied", "hospital-b") in outcomes
+    assert ("fhir.create", "success", "hospital-a") in outcomes
+    assert ("fhir.read", "success", "hospital-a") in outcomes
+
+
+async def test_scopes_limit_what_a_token_may_do(hub: Hub) -> None:
+    read_only = await hub.token(scope="user/Patient.rs")
+    response = await hub.http.post(
+        "/fhir/Patient", content=orjson.dumps(PATIENT), headers=read_only
+    )
+    assert response.status_code == 403
+    observations_only = await hub.token(scope="user/Observation.cruds")
+    created = await _create(hub)
+    response = await hub.http.get(f"/fhir/Patient/{created['id']}", headers=observations_only)
+    assert response.status_code == 403
+
+
+async def test_without_a_token_it_is_401(hub: Hub) -> None:
+    response = await hub.http.get("/fhir/Patient/x")
+    assert response.status_code == 401
+    assert response.json()["resourceType"] == "OperationOutcome"
