@@ -30,7 +30,7 @@ def _probe_router() -> object:
     async def probe(body: Probe) -> dict[str, object]:
         return body.model_dump()
 
-    @router.post("/fhir/Probe")
+    @router.post("/fhir/Probe/x/y/z")
     async def fhir_probe() -> None:
         raise ApiError(
             422,
@@ -156,7 +156,7 @@ async def test_wrong_method_is_405_with_allow(probe_client: httpx.AsyncClient) -
 
 
 async def test_fhir_paths_answer_with_operation_outcome(probe_client: httpx.AsyncClient) -> None:
-    response = await probe_client.get("/fhir/Nothing/1")
+    response = await probe_client.get("/fhir/Nothing/1/no/such/path")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/fhir+json"
     outcome = response.json()
@@ -165,7 +165,7 @@ async def test_fhir_paths_answer_with_operation_outcome(probe_client: httpx.Asyn
 
 
 async def test_operation_outcome_points_at_the_element(probe_client: httpx.AsyncClient) -> None:
-    response = await probe_client.post("/fhir/Probe")
+    response = await probe_client.post("/fhir/Probe/x/y/z")
     assert response.status_code == 422
     issues = response.json()["issue"]
     assert issues[1]["expression"] == ["Patient.birthDate"]
