@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+import medicus
 from medicus import health
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
 from medicus.core.logging import configure_logging
 from medicus.fhir import routes as fhir_routes
+from medicus.fhir.capability import capability_statement
 from medicus.iam import admin_routes
 from medicus.iam import routes as iam_routes
 from medicus.iam.pages import Pages
@@ -33,7 +35,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
 
     app = FastAPI(
         title="medicus",
-        version="0.1.0",
+        version=medicus.__version__,
         lifespan=lifespan,
     )
     app.state.platform = platform
@@ -52,7 +54,10 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         )
     )
     app.include_router(admin_routes.build_router(platform.admin, platform.tokens, pages))
-    app.include_router(fhir_routes.build_router(platform.fhir, platform.tokens))
+    capabilities = capability_statement(
+        platform.endpoints.fhir_base_url, platform.endpoints.issuer, medicus.__version__
+    )
+    app.include_router(fhir_routes.build_router(platform.fhir, platform.tokens, capabilities))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=platform.metrics)
     return app

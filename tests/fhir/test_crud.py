@@ -148,3 +148,23 @@ async def test_without_a_token_it_is_401(hub: Hub) -> None:
     response = await hub.http.get("/fhir/Patient/x")
     assert response.status_code == 401
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_the_capability_statement_is_public_and_truthful(hub: Hub) -> None:
+    response = await hub.http.get("/fhir/metadata")
+    assert response.status_code == 200
+    statement = response.json()
+    assert statement["fhirVersion"] == "4.0.1"
+    rest = statement["rest"][0]
+    patient = next(r for r in rest["resource"] if r["type"] == "Patient")
+    assert {i["code"] for i in patient["interaction"]} == {
+        "read",
+        "vread",
+        "update",
+        "delete",
+        "history-instance",
+        "create",
+    }
+    assert "searchParam" not in patient
+    oauth = rest["security"]["extension"][0]["extension"]
+    assert {e["url"] for e in oauth} == {"authorize", "token", "revoke", "introspect"}

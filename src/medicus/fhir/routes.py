@@ -54,9 +54,16 @@ def _render(stored: StoredVersion, request: Request, status: int = 200) -> Respo
     return Response(stored.content, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
-def build_router(fhir: FhirService, tokens: TokenService) -> APIRouter:
+def build_router(
+    fhir: FhirService, tokens: TokenService, capabilities: dict[str, Any]
+) -> APIRouter:
     router = APIRouter(prefix="/fhir", tags=["fhir"])
     caller = Depends(bearer_principal(tokens))
+    capability_bytes = orjson.dumps(capabilities)
+
+    @router.get("/metadata", summary="CapabilityStatement")
+    async def metadata() -> Response:
+        return Response(capability_bytes, media_type=FHIR_JSON)
 
     @router.post("/{resource_type}", summary="create")
     async def create(
