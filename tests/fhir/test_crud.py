@@ -163,8 +163,51 @@ async def test_the_capability_statement_is_public_and_truthful(hub: Hub) -> None
         "update",
         "delete",
         "history-instance",
+        "history-type",
         "create",
     }
     assert "searchParam" not in patient
     oauth = rest["security"]["extension"][0]["extension"]
     assert {e["url"] for e in oauth} == {"authorize", "token", "revoke", "introspect"}
+
+
+async def test_type_and_system_history_show_only_the_callers_organisation(hub: Hub) -> None:
+    mine = await _create(hub)
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "Hb"}}
+    await _create(hub, observation)
+    other = await hub.token(organisation="hospital-b")
+    response = await hub.http.post("/fhir/Patient", content=orjson.dumps(PATIENT), headers=other)
+    theirs = response.json()
+
+    patients = (await hub.http.get("/fhir/Patient/_history", headers=await hub.token())).json()
+    ids = {entry["resource"]["id"] for entry in patients["entry"]}
+    assert mine["id"] in ids
+    assert theirs["id"] not in ids
+    everything = (await hub.http.get("/fhir/_history", headers=await hub.token())).json()
+    kinds = {entry["resource"]["resourceType"] for entry in everything["entry"]}
+    assert kinds == {"Patient", "Observation"}
+
+    only_patients = await hub.token(scope="user/Patient.rs")
+    narrowed = (await hub.http.get("/fhir/_history", headers=only_patients)).json()
+    assert {e["resource"]["resourceType"] for e in narrowed["entry"]} == {"Patient"}
+
+
+async def test_history_since_and_count(hub: Hub) -> None:
+    first = await _create(hub)
+    since = first["meta"]["lastUpdated"]
+    await _create(hub)
+    later = await hub.http.get(
+        "/fhir/Patient/_history", params={"_since": since, "_count": "1"}, headers=await hub.token()
+    )
+    assert later.status_code == 200
+    assert len(later.json()["entry"]) == 1
+    bad = await hub.http.get(
+        "/fhir/Patient/_history", params={"_since": "yesterday"}, headers=await hub.token()
+    )
+    assert bad.status_code == 400
+    naive = await hub.http.get(
+        "/fhir/Patient/_history",
+        params={"_since": "2026-01-01T00:00:00"},
+        headers=await hub.token(),
+    )
+    assert naive.status_code == 400

@@ -58,3 +58,9 @@ class AccessPolicy:
         if owner_organisation is not None and owner_organisation != principal.organisation_id:
             return Decision(False, "other-organisation")
         return Decision(True, "own-organisation")
+
+    def readable_types(self, principal: Principal, all_types: frozenset[str]) -> frozenset[str]:
+        """The resource types whose history or search the principal's scopes allow."""
+        context = Context.SYSTEM if principal.kind == "service" else Context.USER
+        allowed = principal.scope.resource_types_for(context, "r")
+        return all_types if "*" in allowed else all_types & allowed

@@ -7,7 +7,7 @@ from typing import Any
 
 from medicus.fhir.definitions import resource_types
 
-INTERACTIONS = ("read", "vread", "update", "delete", "history-instance", "create")
+INTERACTIONS = ("read", "vread", "update", "delete", "history-instance", "history-type", "create")
 
 
 def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[str, Any]:
@@ -46,6 +46,7 @@ def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[
                         }
                     ],
                 },
+                "interaction": [{"code": "history-system"}],
                 "resource": [
                     {
                         "type": resource_type,

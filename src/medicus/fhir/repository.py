@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.fhir.models import FhirResourceRow, FhirVersionRow
@@ -62,3 +63,27 @@ async def replace(
     )
     result = await session.execute(statement)
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def history(
+    session: AsyncSession,
+    organisation_id: str,
+    resource_types: Sequence[str] | None,
+    since: dt.datetime | None,
+    limit: int,
+) -> Sequence[Row[FhirVersionRow, str, str]]:
+    """Versions of the organisation's resources (of `resource_types`, or all), newest first.
+    The organisation is part of the query: what the caller may not see is never read."""
+    statement = (
+        select(FhirVersionRow, FhirResourceRow.resource_type, FhirResourceRow.fhir_id)
+        .join(FhirResourceRow, FhirResourceRow.rid == FhirVersionRow.rid)
+        .where(FhirResourceRow.organisation_id == organisation_id)
+    )
+    if resource_types is not None:
+        statement = statement.where(FhirResourceRow.resource_type.in_(resource_types))
+    if since is not None:
+        statement = statement.where(FhirVersionRow.last_updated >= since)
+    statement = statement.order_by(
+        FhirVersionRow.last_updated.desc(), FhirVersionRow.rid, FhirVersionRow.version.desc()
+    ).limit(limit)
+    return (await session.execute(statement)).all()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from email.utils import format_datetime
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi.responses import Response
 
 from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import is_json_media_type
+from medicus.fhir.models import FhirVersionRow
 from medicus.fhir.service import FhirService, StoredVersion
 from medicus.iam.http import bearer_principal
 from medicus.iam.tokens import Principal, TokenService
@@ -37,6 +39,50 @@ async def _body(request: Request) -> bytes:
             415, "Send the resource as application/fhir+json.", issue_type="not-supported"
         )
     return await request.body()
+
+
+def _count(request: Request) -> int:
+    count = request.query_params.get("_count", "100")
+    if not count.isdigit() or not 0 < int(count) <= MAX_HISTORY:
+        raise ApiError(400, f"_count must be 1 to {MAX_HISTORY}.", issue_type="invalid")
+    return int(count)
+
+
+def _since(request: Request) -> dt.datetime | None:
+    value = request.query_params.get("_since")
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiError(
+            400, f"_since '{value}' is not a FHIR instant.", issue_type="invalid"
+        ) from None
+    if moment.tzinfo is None:
+        raise ApiError(
+            400, "_since needs a time zone, as in 2026-11-22T10:00:00Z.", issue_type="invalid"
+        )
+    return moment
+
+
+def _history_bundle(request: Request, versions: list[tuple[FhirVersionRow, str]]) -> Response:
+    base = f"{request.base_url}fhir"
+    entries: list[dict[str, Any]] = []
+    for version, path in versions:
+        deleted = version.content is None
+        entry: dict[str, Any] = {
+            "fullUrl": f"{base}/{path}",
+            "request": {
+                "method": "DELETE" if deleted else "PUT",
+                "url": f"{path}/_history/{version.version}",
+            },
+            "response": {"status": "204" if deleted else "200", "etag": f'W/"{version.version}"'},
+        }
+        if version.content is not None:
+            entry["resource"] = orjson.Fragment(version.content)
+        entries.append(entry)
+    bundle = {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
 
 
 def _render(stored: StoredVersion, request: Request, status: int = 200) -> Response:
@@ -64,6 +110,20 @@ def build_router(
     @router.get("/metadata", summary="CapabilityStatement")
     async def metadata() -> Response:
         return Response(capability_bytes, media_type=FHIR_JSON)
+
+    @router.get("/_history", summary="history of everything the caller may read")
+    async def system_history(request: Request, principal: Principal = caller) -> Response:
+        versions = await fhir.history_of_many(principal, None, _since(request), _count(request))
+        return _history_bundle(request, versions)
+
+    @router.get("/{resource_type}/_history", summary="history of one resource type")
+    async def type_history(
+        request: Request, resource_type: str, principal: Principal = caller
+    ) -> Response:
+        versions = await fhir.history_of_many(
+            principal, resource_type, _since(request), _count(request)
+        )
+        return _history_bundle(request, versions)
 
     @router.post("/{resource_type}", summary="create")
     async def create(
@@ -110,33 +170,7 @@ def build_router(
     async def history(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
-        count = request.query_params.get("_count", "100")
-        if not count.isdigit() or not 0 < int(count) <= MAX_HISTORY:
-            raise ApiError(400, f"_count must be 1 to {MAX_HISTORY}.", issue_type="invalid")
-        versions = await fhir.history(principal, resource_type, fhir_id, int(count))
-        base = f"{request.base_url}fhir"
-        entries: list[dict[str, Any]] = []
-        for version, path in versions:
-            entry: dict[str, Any] = {
-                "fullUrl": f"{base}/{path}",
-                "request": {
-                    "method": "DELETE" if version.content is None else "PUT",
-                    "url": f"{path}/_history/{version.version}",
-                },
-                "response": {
-                    "status": "204" if version.content is None else "200",
-                    "etag": f'W/"{version.version}"',
-                },
-            }
-            if version.content is not None:
-                entry["resource"] = orjson.Fragment(version.content)
-            entries.append(entry)
-        bundle = {
-            "resourceType": "Bundle",
-            "type": "history",
-            "total": len(entries),
-            "entry": entries,
-        }
-        return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+        versions = await fhir.history(principal, resource_type, fhir_id, _count(request))
+        return _history_bundle(request, versions)
 
     return router

@@ -150,6 +150,36 @@ class FhirService:
             _check_version(row, if_match)
             await self._new_version(session, caller, row, None, "delete")
 
+    async def history_of_many(
+        self,
+        caller: Principal,
+        resource_type: str | None,
+        since: dt.datetime | None,
+        count: int,
+    ) -> list[tuple[FhirVersionRow, str]]:
+        """Type history (`resource_type`) or system history (None) of what the caller may
+        read: the caller's organisation and scopes are conditions of the query."""
+        if resource_type is not None:
+            self.check_type(resource_type)
+            await self._require(caller, Interaction.HISTORY, resource_type, None, None)
+            types: frozenset[str] = frozenset({resource_type})
+        else:
+            types = self._access.readable_types(caller, resource_types())
+            await self._audit.record(
+                _event(
+                    caller,
+                    Interaction.HISTORY,
+                    "*",
+                    None,
+                    Decision(bool(types), "own-organisation"),
+                )
+            )
+        async with self._database.snapshot() as session:
+            rows = await repository.history(
+                session, caller.organisation_id, sorted(types), since, count
+            )
+        return [(version, f"{kind}/{fhir_id}") for version, kind, fhir_id in rows]
+
     async def history(
         self, caller: Principal, resource_type: str, fhir_id: str, count: int
     ) -> list[tuple[FhirVersionRow, str]]:
