@@ -165,8 +165,11 @@ async def test_the_capability_statement_is_public_and_truthful(hub: Hub) -> None
         "history-instance",
         "history-type",
         "create",
+        "search-type",
     }
-    assert "searchParam" not in patient
+    searchable = {p["name"] for p in patient["searchParam"]}
+    assert {"identifier", "family", "birthdate", "_id", "_lastUpdated"} <= searchable
+    assert "general-practitioner" in searchable
     oauth = rest["security"]["extension"][0]["extension"]
     assert {e["url"] for e in oauth} == {"authorize", "token", "revoke", "introspect"}
 

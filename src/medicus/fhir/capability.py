@@ -6,8 +6,27 @@ import datetime as dt
 from typing import Any
 
 from medicus.fhir.definitions import resource_types
+from medicus.fhir.search.parameters import INDEXED_TYPES, parameters_of
 
-INTERACTIONS = ("read", "vread", "update", "delete", "history-instance", "history-type", "create")
+INTERACTIONS = (
+    "search-type",
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+)
+
+
+def _search_params(resource_type: str) -> list[dict[str, str]]:
+    """The parameters this server really searches on (others answer 400)."""
+    return [
+        {"name": code, "type": parameter.type}
+        for code, parameter in sorted(parameters_of(resource_type).items())
+        if parameter.type in INDEXED_TYPES or code in ("_id", "_lastUpdated")
+    ]
 
 
 def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[str, Any]:
@@ -54,6 +73,7 @@ def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[
                         "versioning": "versioned-update",
                         "readHistory": True,
                         "updateCreate": True,
+                        "searchParam": _search_params(resource_type),
                     }
                     for resource_type in sorted(resource_types())
                 ],

@@ -43,3 +43,82 @@ class FhirVersionRow(Base):
     last_updated: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     method: Mapped[str] = mapped_column(String(10))
     content: Mapped[str | None] = mapped_column(Text)
+
+
+class TokenIndexRow(Base):
+    """Derived: one token (system, code) a search parameter selects in a current resource."""
+
+    __tablename__ = "fhir_token"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    rid: Mapped[int] = mapped_column(BigInteger)
+    resource_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(100))
+    system: Mapped[str | None] = mapped_column(String(255))
+    code: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ix_fhir_token_lookup", "resource_type", "param", "code", "system"),
+        Index("ix_fhir_token_rid", "rid"),
+    )
+
+
+class StringIndexRow(Base):
+    """Derived: one normalised string (lower case, no accents) of a search parameter."""
+
+    __tablename__ = "fhir_string"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    rid: Mapped[int] = mapped_column(BigInteger)
+    resource_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(100))
+    value: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ix_fhir_string_lookup", "resource_type", "param", "value"),
+        Index("ix_fhir_string_rid", "rid"),
+    )
+
+
+class ReferenceIndexRow(Base):
+    """Derived: one reference (target type and id) of a search parameter."""
+
+    __tablename__ = "fhir_reference"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    rid: Mapped[int] = mapped_column(BigInteger)
+    resource_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(100))
+    target_type: Mapped[str] = mapped_column(String(64))
+    target_id: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_fhir_reference_lookup", "resource_type", "param", "target_id", "target_type"),
+        Index("ix_fhir_reference_rid", "rid"),
+    )
+
+
+class DateIndexRow(Base):
+    """Derived: the half-open UTC range [low, high) a date value of a search parameter covers."""
+
+    __tablename__ = "fhir_date"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    rid: Mapped[int] = mapped_column(BigInteger)
+    resource_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(100))
+    low: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    high: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_fhir_date_lookup", "resource_type", "param", "low", "high"),
+        Index("ix_fhir_date_rid", "rid"),
+    )

@@ -5,10 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, delete, select, update
+from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
 
-from medicus.fhir.models import FhirResourceRow, FhirVersionRow
+from medicus.fhir.models import (
+    DateIndexRow,
+    FhirResourceRow,
+    FhirVersionRow,
+    ReferenceIndexRow,
+    StringIndexRow,
+    TokenIndexRow,
+)
+from medicus.fhir.search.extract import IndexRows
 
 
 async def resource(
@@ -87,3 +97,42 @@ async def history(
         FhirVersionRow.last_updated.desc(), FhirVersionRow.rid, FhirVersionRow.version.desc()
     ).limit(limit)
     return (await session.execute(statement)).all()
+
+
+_INDEX_TABLES = (TokenIndexRow, StringIndexRow, ReferenceIndexRow, DateIndexRow)
+
+
+async def write_index(
+    session: AsyncSession, rid: int, resource_type: str, rows: IndexRows | None
+) -> None:
+    """Replace the search index of resource `rid` (None: it was deleted, no index)."""
+    for table in _INDEX_TABLES:
+        await session.execute(delete(table).where(table.rid == rid))
+    if rows is None:
+        return
+    batches = (
+        (TokenIndexRow, [{"param": p, "system": s, "code": c} for p, s, c in rows.tokens]),
+        (StringIndexRow, [{"param": p, "value": v[:255]} for p, v in rows.strings]),
+        (
+            ReferenceIndexRow,
+            [{"param": p, "target_type": t, "target_id": i} for p, t, i in rows.references],
+        ),
+        (DateIndexRow, [{"param": p, "low": lo, "high": hi} for p, lo, hi in rows.dates]),
+    )
+    for table, values in batches:
+        if values:
+            await session.execute(
+                sql_insert(table),
+                [{**value, "rid": rid, "resource_type": resource_type} for value in values],
+            )
+
+
+async def search(
+    session: AsyncSession, statement: Select[FhirResourceRow], limit: int, offset: int
+) -> Sequence[FhirResourceRow]:
+    ordered = statement.order_by(FhirResourceRow.last_updated.desc(), FhirResourceRow.rid.desc())
+    return (await session.scalars(ordered.limit(limit).offset(offset))).all()
+
+
+async def count(session: AsyncSession, statement: Select[int]) -> int:
+    return int(await session.scalar(statement) or 0)

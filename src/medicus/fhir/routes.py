@@ -7,6 +7,7 @@ import datetime as dt
 import re
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -15,12 +16,14 @@ from fastapi.responses import Response
 from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import is_json_media_type
 from medicus.fhir.models import FhirVersionRow
-from medicus.fhir.service import FhirService, StoredVersion
+from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.service import FhirService, SearchResult, StoredVersion
 from medicus.iam.http import bearer_principal
 from medicus.iam.tokens import Principal, TokenService
 
 _ETAG = re.compile(r'^(W/)?"(\d+)"$')
 MAX_HISTORY = 1000
+MAX_PAGE = 1000
 
 
 def _if_match(request: Request) -> int | None:
@@ -39,6 +42,46 @@ async def _body(request: Request) -> bytes:
             415, "Send the resource as application/fhir+json.", issue_type="not-supported"
         )
     return await request.body()
+
+
+def _bounded(value: str, name: str, lowest: int, highest: int) -> int:
+    if not value.isdigit() or not lowest <= int(value) <= highest:
+        raise ApiError(400, f"{name} must be {lowest} to {highest}.", issue_type="invalid")
+    return int(value)
+
+
+def _searchset(
+    request: Request,
+    resource_type: str,
+    parameters: list[tuple[str, str]],
+    result: SearchResult,
+    count: int,
+    offset: int,
+) -> Response:
+    base = f"{request.base_url}fhir/{resource_type}"
+    kept = [(k, v) for k, v in parameters if k not in ("_count", "_offset")]
+
+    def page_link(relation: str, page_offset: int) -> dict[str, str]:
+        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(page_offset))])
+        return {"relation": relation, "url": f"{base}?{query}"}
+
+    links = [page_link("self", offset)]
+    if result.has_more:
+        links.append(page_link("next", offset + count))
+    if offset > 0:
+        links.append(page_link("previous", max(0, offset - count)))
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    if result.total is not None:
+        bundle["total"] = result.total
+    bundle["entry"] = [
+        {
+            "fullUrl": f"{base}/{fhir_id}",
+            "resource": orjson.Fragment(content),
+            "search": {"mode": "match"},
+        }
+        for fhir_id, content in result.resources
+    ]
+    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
 
 
 def _count(request: Request) -> int:
@@ -131,6 +174,45 @@ def build_router(
     ) -> Response:
         stored = await fhir.create(principal, resource_type, await _body(request))
         return _render(stored, request, 201)
+
+    @router.get("/{resource_type}", summary="search")
+    async def search(
+        request: Request, resource_type: str, principal: Principal = caller
+    ) -> Response:
+        return await _search(
+            request, resource_type, list(request.query_params.multi_items()), principal
+        )
+
+    @router.post("/{resource_type}/_search", summary="search with a form body")
+    async def search_by_post(
+        request: Request, resource_type: str, principal: Principal = caller
+    ) -> Response:
+        if not request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            raise ApiError(
+                415, "Send the search parameters form-encoded.", issue_type="not-supported"
+            )
+        form = await request.form()
+        parameters = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        parameters += list(request.query_params.multi_items())
+        return await _search(request, resource_type, parameters, principal)
+
+    async def _search(
+        request: Request,
+        resource_type: str,
+        parameters: list[tuple[str, str]],
+        principal: Principal,
+    ) -> Response:
+        values = dict(parameters)
+        count = _bounded(values.get("_count", "50"), "_count", 1, MAX_PAGE)
+        offset = _bounded(values.get("_offset", "0"), "_offset", 0, 1_000_000)
+        lenient = "handling=lenient" in request.headers.get("prefer", "").replace(" ", "")
+        search_request = SearchRequest(resource_type, parameters, lenient)
+        result = await fhir.search(
+            principal, search_request, count, offset, total=values.get("_total") == "accurate"
+        )
+        return _searchset(request, resource_type, parameters, result, count, offset)
 
     @router.get("/{resource_type}/{fhir_id}", summary="read")
     async def read(

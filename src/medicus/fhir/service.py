@@ -24,9 +24,19 @@ from medicus.core.ids import new_id
 from medicus.fhir import repository
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.models import FhirResourceRow, FhirVersionRow
+from medicus.fhir.search import query
+from medicus.fhir.search.extract import extract
+from medicus.fhir.search.query import SearchRequest
 from medicus.iam.tokens import Principal
 
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    resources: list[tuple[str, bytes]]
+    has_more: bool
+    total: int | None
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,25 @@ class FhirService:
             _check_version(row, if_match)
             await self._new_version(session, caller, row, None, "delete")
 
+    async def search(
+        self,
+        caller: Principal,
+        request: SearchRequest,
+        count: int,
+        offset: int,
+        total: bool,
+    ) -> SearchResult:
+        """Current resources matching `request` that the caller may see, one page of them;
+        the caller's organisation is a condition of the query itself."""
+        self.check_type(request.resource_type)
+        await self._require(caller, Interaction.SEARCH, request.resource_type, None, None)
+        statement = query.build(request, caller.organisation_id)
+        async with self._database.snapshot() as session:
+            rows = await repository.search(session, statement, count + 1, offset)
+            matches = await repository.count(session, query.count_of(statement)) if total else None
+        page = [(row.fhir_id, row.content.encode()) for row in rows[:count] if row.content]
+        return SearchResult(page, has_more=len(rows) > count, total=matches)
+
     async def history_of_many(
         self,
         caller: Principal,
@@ -222,6 +251,8 @@ class FhirService:
             rid=row.rid, version=1, last_updated=now, method="create", content=content
         )
         await repository.add_version(session, version)
+        index = extract(resource_type, resource)
+        await repository.write_index(session, row.rid, resource_type, index)
         await self._audit.append(
             session,
             _event(
@@ -255,6 +286,12 @@ class FhirService:
                 issue_type="conflict",
             )
         await repository.add_version(session, version)
+        await repository.write_index(
+            session,
+            row.rid,
+            row.resource_type,
+            None if resource is None else extract(row.resource_type, resource),
+        )
         interaction = Interaction.DELETE if resource is None else Interaction.UPDATE
         await self._audit.append(
             session,

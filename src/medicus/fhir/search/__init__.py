@@ -1,0 +1,1 @@
+"""FHIR search: index extraction from the official search parameters, and query building."""

@@ -1,0 +1,178 @@
+"""FHIR search through HTTP over the index derived from the official search parameters:
+token, string, reference and date parameters, _id and _lastUpdated, OR and AND, paging,
+_total, unknown parameters, and the organisation filter inside the query."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.fhir.conftest import Hub
+
+KVNR = "http://fhir.de/sid/gkv/kvid-10"
+
+
+def _patient(kvnr: str, family: str, given: str, birth: str) -> dict[str, object]:
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": KVNR, "value": kvnr}],
+        "name": [{"family": family, "given": [given]}],
+        "birthDate": birth,
+    }
+
+
+def _observation(patient_id: str, loinc: str, when: str) -> dict[str, object]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": when,
+    }
+
+
+async def _post(hub: Hub, resource: dict[str, object], organisation: str = "hospital-a") -> str:
+    response = await hub.http.post(
+        f"/fhir/{resource['resourceType']}",
+        content=orjson.dumps(resource),
+        headers=await hub.token(organisation=organisation),
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def _ids(hub: Hub, path: str, **params: str) -> list[str]:
+    response = await hub.http.get(path, params=params, headers=await hub.token())
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    assert bundle["type"] == "searchset"
+    return [entry["resource"]["id"] for entry in bundle["entry"]]
+
+
+@pytest.fixture
+async def ward(hub: Hub) -> dict[str, str]:
+    erika = await _post(hub, _patient("A123456780", "Müller", "Erika", "1964-08-12"))
+    max_ = await _post(hub, _patient("B987654321", "Mustermann", "Max", "1971-02-03"))
+    hb = await _post(hub, _observation(erika, "718-7", "2026-11-01T10:00:00Z"))
+    glucose = await _post(hub, _observation(erika, "2345-7", "2026-10-15T08:30:00Z"))
+    other = await _post(hub, _observation(max_, "718-7", "2025-01-01T00:00:00Z"))
+    foreign = await _post(
+        hub, _patient("A123456780", "Müller", "Erika", "1964-08-12"), organisation="hospital-b"
+    )
+    return {
+        "erika": erika,
+        "max": max_,
+        "hb": hb,
+        "glucose": glucose,
+        "other": other,
+        "foreign": foreign,
+    }
+
+
+async def test_patient_by_kvnr(hub: Hub, ward: dict[str, str]) -> None:
+    found = await _ids(hub, "/fhir/Patient", identifier=f"{KVNR}|A123456780")
+    assert found == [ward["erika"]]
+    assert await _ids(hub, "/fhir/Patient", identifier="A123456780") == [ward["erika"]]
+    assert await _ids(hub, "/fhir/Patient", identifier="http://other|A123456780") == []
+
+
+async def test_name_and_birth_date(hub: Hub, ward: dict[str, str]) -> None:
+    assert await _ids(hub, "/fhir/Patient", name="muller") == [ward["erika"]]
+    assert set(await _ids(hub, "/fhir/Patient", family="Mu")) == {ward["erika"], ward["max"]}
+    assert await _ids(hub, "/fhir/Patient", **{"family:exact": "Müller"}) == [ward["erika"]]
+    assert await _ids(hub, "/fhir/Patient", **{"name:contains": "sterm"}) == [ward["max"]]
+    found = await _ids(hub, "/fhir/Patient", family="mu", birthdate="1964-08-12")
+    assert found == [ward["erika"]]
+    assert await _ids(hub, "/fhir/Patient", birthdate="1964") == [ward["erika"]]
+    assert await _ids(hub, "/fhir/Patient", birthdate="ge1970-01-01") == [ward["max"]]
+
+
+async def test_a_patients_labs_by_code_and_date(hub: Hub, ward: dict[str, str]) -> None:
+    erika = ward["erika"]
+    assert set(await _ids(hub, "/fhir/Observation", subject=f"Patient/{erika}")) == {
+        ward["hb"],
+        ward["glucose"],
+    }
+    found = await _ids(hub, "/fhir/Observation", patient=erika, code="http://loinc.org|718-7")
+    assert found == [ward["hb"]]
+    either = await _ids(hub, "/fhir/Observation", code="718-7,2345-7", patient=erika)
+    assert set(either) == {ward["hb"], ward["glucose"]}
+    response = await hub.http.get(
+        "/fhir/Observation?date=ge2026-10-01&date=lt2026-11-01&patient=" + erika,
+        headers=await hub.token(),
+    )
+    assert [e["resource"]["id"] for e in response.json()["entry"]] == [ward["glucose"]]
+
+
+async def test_other_organisations_are_never_found_nor_counted(
+    hub: Hub, ward: dict[str, str]
+) -> None:
+    response = await hub.http.get(
+        "/fhir/Patient",
+        params={"identifier": "A123456780", "_total": "accurate"},
+        headers=await hub.token(),
+    )
+    bundle = response.json()
+    assert bundle["total"] == 1
+    assert ward["foreign"] not in [e["resource"]["id"] for e in bundle["entry"]]
+
+
+async def test_paging_links_walk_all_results(hub: Hub, ward: dict[str, str]) -> None:
+    seen: list[str] = []
+    url: str | None = "/fhir/Observation?_count=2"
+    while url:
+        bundle = (await hub.http.get(url, headers=await hub.token())).json()
+        seen += [entry["resource"]["id"] for entry in bundle["entry"]]
+        url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
+    assert sorted(seen) == sorted([ward["hb"], ward["glucose"], ward["other"]])
+
+
+async def test_id_and_last_updated(hub: Hub, ward: dict[str, str]) -> None:
+    assert await _ids(hub, "/fhir/Patient", _id=ward["max"]) == [ward["max"]]
+    assert len(await _ids(hub, "/fhir/Patient", _lastUpdated="ge2020-01-01")) == 2
+    assert await _ids(hub, "/fhir/Patient", _lastUpdated="lt2020-01-01") == []
+
+
+async def test_search_by_post(hub: Hub, ward: dict[str, str]) -> None:
+    response = await hub.http.post(
+        "/fhir/Patient/_search",
+        data={"family": "Must"},
+        headers={**await hub.token(), "content-type": "application/x-www-form-urlencoded"},
+    )
+    assert [e["resource"]["id"] for e in response.json()["entry"]] == [ward["max"]]
+
+
+async def test_updates_and_deletes_change_the_index(hub: Hub, ward: dict[str, str]) -> None:
+    renamed = _patient("B987654321", "Neumann", "Max", "1971-02-03")
+    renamed["id"] = ward["max"]
+    await hub.http.put(
+        f"/fhir/Patient/{ward['max']}", content=orjson.dumps(renamed), headers=await hub.token()
+    )
+    assert await _ids(hub, "/fhir/Patient", family="Neumann") == [ward["max"]]
+    assert await _ids(hub, "/fhir/Patient", family="Mustermann") == []
+    await hub.http.delete(f"/fhir/Patient/{ward['max']}", headers=await hub.token())
+    assert await _ids(hub, "/fhir/Patient", family="Neumann") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("/fhir/Patient?shoe-size=42", 400),
+        ("/fhir/Patient?birthdate=yesterday", 400),
+        ("/fhir/Patient?family:sounds-like=x", 400),
+        ("/fhir/Patient?_count=0", 400),
+        ("/fhir/Dragon?name=x", 404),
+    ],
+)
+async def test_bad_searches_are_operation_outcomes(hub: Hub, query: str, status: int) -> None:
+    response = await hub.http.get(query, headers=await hub.token())
+    assert response.status_code == status
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_lenient_handling_ignores_unknown_parameters(hub: Hub, ward: dict[str, str]) -> None:
+    response = await hub.http.get(
+        "/fhir/Patient?shoe-size=42&family=Must",
+        headers={**await hub.token(), "Prefer": "handling=lenient"},
+    )
+    assert [e["resource"]["id"] for e in response.json()["entry"]] == [ward["max"]]
