@@ -159,6 +159,7 @@ async def test_updates_and_deletes_change_the_index(hub: Hub, ward: dict[str, st
     [
         ("/fhir/Patient?shoe-size=42", 400),
         ("/fhir/Patient?birthdate=yesterday", 400),
+        ("/fhir/Patient?birthdate=2026-13-01", 400),
         ("/fhir/Patient?family:sounds-like=x", 400),
         ("/fhir/Patient?_count=0", 400),
         ("/fhir/Dragon?name=x", 404),
@@ -176,3 +177,16 @@ async def test_lenient_handling_ignores_unknown_parameters(hub: Hub, ward: dict[
         headers={**await hub.token(), "Prefer": "handling=lenient"},
     )
     assert [e["resource"]["id"] for e in response.json()["entry"]] == [ward["max"]]
+
+
+async def test_oversized_values_are_indexed_without_error(hub: Hub) -> None:
+    odd = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://x/" + "s" * 400, "code": "c" * 400}]},
+        "subject": {"reference": "Patient/" + "p" * 300},
+    }
+    response = await hub.http.post(
+        "/fhir/Observation", content=orjson.dumps(odd), headers=await hub.token()
+    )
+    assert response.status_code == 201

@@ -105,17 +105,24 @@ _INDEX_TABLES = (TokenIndexRow, StringIndexRow, ReferenceIndexRow, DateIndexRow)
 async def write_index(
     session: AsyncSession, rid: int, resource_type: str, rows: IndexRows | None
 ) -> None:
-    """Replace the search index of resource `rid` (None: it was deleted, no index)."""
+    """Replace the search index of resource `rid` (None: it was deleted, no index). Values
+    longer than their columns are cut: they still match searches for their beginning."""
     for table in _INDEX_TABLES:
         await session.execute(delete(table).where(table.rid == rid))
     if rows is None:
         return
     batches = (
-        (TokenIndexRow, [{"param": p, "system": s, "code": c} for p, s, c in rows.tokens]),
+        (
+            TokenIndexRow,
+            [{"param": p, "system": s and s[:255], "code": c[:255]} for p, s, c in rows.tokens],
+        ),
         (StringIndexRow, [{"param": p, "value": v[:255]} for p, v in rows.strings]),
         (
             ReferenceIndexRow,
-            [{"param": p, "target_type": t, "target_id": i} for p, t, i in rows.references],
+            [
+                {"param": p, "target_type": t[:64], "target_id": i[:64]}
+                for p, t, i in rows.references
+            ],
         ),
         (DateIndexRow, [{"param": p, "low": lo, "high": hi} for p, lo, hi in rows.dates]),
     )

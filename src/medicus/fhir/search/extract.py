@@ -46,13 +46,20 @@ def normalise(text: str) -> str:
 
 def date_range(value: str) -> tuple[dt.datetime, dt.datetime] | None:
     """The half-open UTC range [low, high) a FHIR date/dateTime/instant stands for, by its
-    precision; None if it is not one."""
+    precision; None if it is not one (including impossible dates such as 2026-13-01)."""
     found = _DATE.match(value.strip())
     if found is None:
         return None
+    try:
+        return _range(value.strip(), found)
+    except ValueError:
+        return None
+
+
+def _range(value: str, found: re.Match[str]) -> tuple[dt.datetime, dt.datetime]:
     year, month, day = int(found["year"]), found["month"], found["day"]
     if found["time"] is not None:
-        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.UTC)
         low = moment.astimezone(dt.UTC)

@@ -1,0 +1,86 @@
+"""Index extraction rules: date precision ranges, string normalisation, token and reference
+shapes, expressions rewritten for fhirpathpy."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from medicus.fhir.search.extract import date_range, extract, normalise
+from medicus.fhir.search.parameters import parameters_of
+
+UTC = dt.UTC
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high"),
+    [
+        ("2026", dt.datetime(2026, 1, 1, tzinfo=UTC), dt.datetime(2027, 1, 1, tzinfo=UTC)),
+        ("2026-12", dt.datetime(2026, 12, 1, tzinfo=UTC), dt.datetime(2027, 1, 1, tzinfo=UTC)),
+        ("2026-02-28", dt.datetime(2026, 2, 28, tzinfo=UTC), dt.datetime(2026, 3, 1, tzinfo=UTC)),
+        (
+            "2026-11-22T10:15:30+01:00",
+            dt.datetime(2026, 11, 22, 9, 15, 30, tzinfo=UTC),
+            dt.datetime(2026, 11, 22, 9, 15, 31, tzinfo=UTC),
+        ),
+        (
+            "2026-11-22T10:15Z",
+            dt.datetime(2026, 11, 22, 10, 15, tzinfo=UTC),
+            dt.datetime(2026, 11, 22, 10, 16, tzinfo=UTC),
+        ),
+    ],
+)
+def test_dates_stand_for_the_range_of_their_precision(
+    value: str, low: dt.datetime, high: dt.datetime
+) -> None:
+    assert date_range(value) == (low, high)
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-13-01", "26-01-01", ""])
+def test_non_dates_are_refused(value: str) -> None:
+    assert date_range(value) is None
+
+
+def test_strings_compare_without_case_and_accents() -> None:
+    assert normalise("Müller-Lüdenscheidt") == normalise("MULLER-ludenscheidt")
+    assert normalise("Straße") == "strasse"
+
+
+def test_expressions_are_rewritten_for_fhirpathpy() -> None:
+    patient_of_observation = parameters_of("Observation")["patient"]
+    assert patient_of_observation.expression == "Observation.subject"
+    assert patient_of_observation.target_types == ("Patient",)
+    assert parameters_of("Patient")["_id"].expression == "Patient.id"
+
+
+def test_extraction_of_tokens_references_and_periods() -> None:
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": "https://other.example/fhir/Patient/p7/_history/2"},
+        "period": {"start": "2026-11-01", "end": "2026-11-05"},
+    }
+    rows = extract("Encounter", encounter)
+    assert ("status", None, "finished") in rows.tokens
+    assert ("class", "http://terminology.hl7.org/CodeSystem/v3-ActCode", "IMP") in rows.tokens
+    assert ("subject", "Patient", "p7") in rows.references
+    assert ("patient", "Patient", "p7") in rows.references
+    assert (
+        "date",
+        dt.datetime(2026, 11, 1, tzinfo=UTC),
+        dt.datetime(2026, 11, 6, tzinfo=UTC),
+    ) in rows.dates
+
+
+def test_a_reference_to_another_type_is_not_a_patient() -> None:
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Group/g1"},
+    }
+    rows = extract("Observation", observation)
+    assert ("subject", "Group", "g1") in rows.references
+    assert all(param != "patient" for param, _, _ in rows.references)
