@@ -3,6 +3,8 @@ the app's back (altering, removing, reordering, cutting the tail) is named by `v
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -138,3 +140,29 @@ async def test_a_failed_transaction_leaves_no_entry(fresh_platform: Platform) ->
     report = await fresh_platform.audit.verify()
     assert report.intact
     assert (report.entries, report.pending) == (2, 0)
+
+
+async def test_concurrent_records_share_commits_and_lose_nothing(
+    fresh_platform: Platform,
+) -> None:
+    """Group commit: 200 concurrent `record` calls all return after their entry is durable,
+    with far fewer transactions than calls, and the chain holds every entry once."""
+    transactions = 0
+    database = fresh_platform.database
+    original = database.transaction
+
+    def counting_transaction():  # type: ignore[no-untyped-def]
+        nonlocal transactions
+        transactions += 1
+        return original()
+
+    database.transaction = counting_transaction  # type: ignore[method-assign]
+    try:
+        await asyncio.gather(*(fresh_platform.audit.record(_event(n)) for n in range(1, 201)))
+    finally:
+        database.transaction = original  # type: ignore[method-assign]
+    assert transactions < 100
+    await fresh_platform.audit.seal_all()
+    report = await fresh_platform.audit.verify()
+    assert report.intact
+    assert report.entries == 200

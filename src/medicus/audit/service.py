@@ -10,6 +10,7 @@ chain's lock once per batch. So audited requests never queue behind each other's
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping
@@ -99,6 +100,8 @@ class AuditTrail:
     def __init__(self, database: Database, clock: Callable[[], dt.datetime] = utc_now) -> None:
         self._database = database
         self._clock = clock
+        self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._committing = asyncio.Lock()
 
     async def append(self, session: AsyncSession, *events: AuditEvent) -> None:
         """Record `events` in the caller's writing transaction."""
@@ -107,9 +110,37 @@ class AuditTrail:
             await repository.add_pending(session, [self._row(e, occurred_at) for e in events])
 
     async def record(self, *events: AuditEvent) -> None:
-        """Record `events` in a transaction of their own."""
-        async with self._database.transaction() as session:
-            await self.append(session, *events)
+        """Record `events` in a transaction of their own, and return once it is committed.
+        Concurrent callers share transactions (group commit): whoever finds no commit in
+        progress writes everything recorded until then, so many audited reads cost one
+        commit instead of one each, and none returns before its entry is durable."""
+        if not events:
+            return
+        occurred_at = self._clock()
+        rows = [self._row(event, occurred_at) for event in events]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((rows, done))
+        async with self._committing:
+            if not done.done():
+                await self._commit_waiting()
+        await done
+
+    async def _commit_waiting(self) -> None:
+        """Commit everything waiting; each waiter learns the outcome through its future."""
+        batch, self._waiting = self._waiting, []
+        try:
+            async with self._database.transaction() as session:
+                await repository.add_pending(session, [row for rows, _ in batch for row in rows])
+        except Exception as error:
+            for _, waiter in batch:
+                waiter.set_exception(error)
+        else:
+            for _, waiter in batch:
+                waiter.set_result(None)
+        finally:
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(RuntimeError("the audit commit was interrupted"))
 
     @staticmethod
     def _row(event: AuditEvent, occurred_at: dt.datetime) -> dict[str, Any]:
