@@ -45,10 +45,9 @@ class FhirVersionRow(Base):
     content: Mapped[str | None] = mapped_column(Text)
 
 
-class TokenIndexRow(Base):
-    """Derived: one token (system, code) a search parameter selects in a current resource."""
-
-    __tablename__ = "fhir_token"
+class _IndexEntry:
+    """Columns every search-index row has: which resource, of which type, for which parameter.
+    Index rows are derived data, rebuilt from the resource whenever it is written."""
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -56,6 +55,13 @@ class TokenIndexRow(Base):
     rid: Mapped[int] = mapped_column(BigInteger)
     resource_type: Mapped[str] = mapped_column(String(64))
     param: Mapped[str] = mapped_column(String(100))
+
+
+class TokenIndexRow(_IndexEntry, Base):
+    """One token (system, code) a search parameter selects in a current resource."""
+
+    __tablename__ = "fhir_token"
+
     system: Mapped[str | None] = mapped_column(String(255))
     code: Mapped[str] = mapped_column(String(255))
 
@@ -65,17 +71,11 @@ class TokenIndexRow(Base):
     )
 
 
-class StringIndexRow(Base):
-    """Derived: one normalised string (lower case, no accents) of a search parameter."""
+class StringIndexRow(_IndexEntry, Base):
+    """One normalised string (lower case, no accents) of a search parameter."""
 
     __tablename__ = "fhir_string"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
-    rid: Mapped[int] = mapped_column(BigInteger)
-    resource_type: Mapped[str] = mapped_column(String(64))
-    param: Mapped[str] = mapped_column(String(100))
     value: Mapped[str] = mapped_column(String(255))
 
     __table_args__ = (
@@ -84,17 +84,11 @@ class StringIndexRow(Base):
     )
 
 
-class ReferenceIndexRow(Base):
-    """Derived: one reference (target type and id) of a search parameter."""
+class ReferenceIndexRow(_IndexEntry, Base):
+    """One reference (target type and id) of a search parameter."""
 
     __tablename__ = "fhir_reference"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
-    rid: Mapped[int] = mapped_column(BigInteger)
-    resource_type: Mapped[str] = mapped_column(String(64))
-    param: Mapped[str] = mapped_column(String(100))
     target_type: Mapped[str] = mapped_column(String(64))
     target_id: Mapped[str] = mapped_column(String(64))
 
@@ -104,17 +98,11 @@ class ReferenceIndexRow(Base):
     )
 
 
-class DateIndexRow(Base):
-    """Derived: the half-open UTC range [low, high) a date value of a search parameter covers."""
+class DateIndexRow(_IndexEntry, Base):
+    """The half-open UTC range [low, high) a date value of a search parameter covers."""
 
     __tablename__ = "fhir_date"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
-    rid: Mapped[int] = mapped_column(BigInteger)
-    resource_type: Mapped[str] = mapped_column(String(64))
-    param: Mapped[str] = mapped_column(String(100))
     low: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     high: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
