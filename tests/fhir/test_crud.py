@@ -214,3 +214,10 @@ async def test_history_since_and_count(hub: Hub) -> None:
         headers=await hub.token(),
     )
     assert naive.status_code == 400
+
+
+async def test_scopes_with_query_constraints_grant_nothing_until_enforced(hub: Hub) -> None:
+    created = await _create(hub)
+    constrained = await hub.token(scope="user/Patient.rs?gender=female")
+    response = await hub.http.get(f"/fhir/Patient/{created['id']}", headers=constrained)
+    assert response.status_code == 403

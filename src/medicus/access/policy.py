@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from medicus.iam.scopes import Context
+from medicus.iam.scopes import Context, ScopeSet
 from medicus.iam.tokens import Principal
 
 
@@ -42,6 +42,13 @@ class Decision:
     reason: str
 
 
+def _enforceable(principal: Principal) -> ScopeSet:
+    """The token's scopes without those narrowed by a query (`?category=laboratory`): such
+    constraints are not applied as filters yet, so they grant nothing rather than everything."""
+    unconstrained = frozenset(scope for scope in principal.scope.resources if not scope.query)
+    return ScopeSet(unconstrained, principal.scope.other)
+
+
 class AccessPolicy:
     def decide(
         self,
@@ -53,7 +60,7 @@ class AccessPolicy:
         """May `principal` perform `interaction` on a `resource_type` held by
         `owner_organisation` (None: a resource that does not exist yet)?"""
         context = Context.SYSTEM if principal.kind == "service" else Context.USER
-        if not principal.scope.allows(context, resource_type, _PERMISSION[interaction]):
+        if not _enforceable(principal).allows(context, resource_type, _PERMISSION[interaction]):
             return Decision(False, "scope")
         if owner_organisation is not None and owner_organisation != principal.organisation_id:
             return Decision(False, "other-organisation")
@@ -62,5 +69,5 @@ class AccessPolicy:
     def readable_types(self, principal: Principal, all_types: frozenset[str]) -> frozenset[str]:
         """The resource types whose history or search the principal's scopes allow."""
         context = Context.SYSTEM if principal.kind == "service" else Context.USER
-        allowed = principal.scope.resource_types_for(context, "r")
+        allowed = _enforceable(principal).resource_types_for(context, "r")
         return all_types if "*" in allowed else all_types & allowed
