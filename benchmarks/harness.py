@@ -29,6 +29,7 @@ class LoadResult:
     errors: int
     seconds: float
     p50_ms: float
+    p95_ms: float
     p99_ms: float
 
     @property
@@ -41,6 +42,7 @@ class LoadResult:
             "errors": self.errors,
             "requests_per_second": round(self.requests_per_second, 1),
             "p50_ms": round(self.p50_ms, 3),
+            "p95_ms": round(self.p95_ms, 3),
             "p99_ms": round(self.p99_ms, 3),
         }
 
@@ -116,6 +118,7 @@ async def drive(
         errors=errors[0],
         seconds=elapsed,
         p50_ms=statistics.median(latencies) * 1000,
+        p95_ms=latencies[int(len(latencies) * 0.95) - 1] * 1000,
         p99_ms=latencies[int(len(latencies) * 0.99) - 1] * 1000,
     )
 

@@ -57,7 +57,15 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     capabilities = capability_statement(
         platform.endpoints.fhir_base_url, platform.endpoints.issuer, medicus.__version__
     )
-    app.include_router(fhir_routes.build_router(platform.fhir, platform.tokens, capabilities))
+    app.include_router(
+        fhir_routes.build_router(
+            platform.fhir.service,
+            platform.fhir.bundles,
+            platform.fhir.operations,
+            platform.tokens,
+            capabilities,
+        )
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=platform.metrics)
     return app

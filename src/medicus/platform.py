@@ -20,7 +20,12 @@ from medicus.core.mail import (
     UnavailableMailSender,
 )
 from medicus.core.metrics import HttpMetrics
+from medicus.fhir.bundles import BundleService
+from medicus.fhir.guard import Guard
+from medicus.fhir.operations import Operations
 from medicus.fhir.service import FhirService
+from medicus.fhir.validation import validate
+from medicus.fhir.writer import ResourceWriter
 from medicus.iam.admin import AdminService
 from medicus.iam.discovery import Endpoints
 from medicus.iam.keys import SigningKeys
@@ -32,6 +37,15 @@ from medicus.iam.service import IdentityService
 from medicus.iam.tokens import TokenService
 from medicus.iam.upstream import UpstreamLogins
 from medicus.settings import Settings
+
+
+@dataclass(frozen=True)
+class FhirHub:
+    """The FHIR capability's services, built once here."""
+
+    service: FhirService
+    bundles: BundleService
+    operations: Operations
 
 
 @dataclass
@@ -51,7 +65,7 @@ class Platform:
     admin: AdminService
     upstream: UpstreamLogins
     http_client: httpx.AsyncClient
-    fhir: FhirService
+    fhir: FhirHub
 
     async def start_background_work(self) -> None:
         await self.signing_keys.ring()
@@ -143,8 +157,15 @@ def build_platform(settings: Settings) -> Platform:
             http=http_client,
         ),
         http_client=http_client,
-        fhir=FhirService(database, AccessPolicy(), audit),
+        fhir=_fhir_hub(database, audit),
     )
+
+
+def _fhir_hub(database: Database, audit: AuditTrail) -> FhirHub:
+    guard = Guard(AccessPolicy())
+    writer = ResourceWriter(guard, audit, validate)
+    service = FhirService(database, guard, audit, writer)
+    return FhirHub(service, BundleService(service), Operations(database, service, validate))
 
 
 def _mail_sender(settings: Settings) -> MailSender:

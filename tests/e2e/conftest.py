@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +61,10 @@ def server_database_url(fresh_database_url: str) -> str | None:
     return fresh_database_url if POSTGRES_ADMIN_URL else None
 
 
-@pytest.fixture
-def server(tmp_path: Path, server_database_url: str | None) -> Iterator[RunningServer]:
+@contextmanager
+def serving(environment: dict[str, str]) -> Iterator[RunningServer]:
+    """`medicus serve` on a free loopback port, ready to answer; killed on exit."""
     port = free_port()
-    environment = medicus_environment(tmp_path / "var", server_database_url)
     process = subprocess.Popen(
         [sys.executable, "-m", "medicus", "serve", "--port", str(port)],
         env=environment,
@@ -84,7 +85,15 @@ def server(tmp_path: Path, server_database_url: str | None) -> Iterator[RunningS
     else:
         process.kill()
         raise AssertionError("medicus serve did not become ready within 60 s")
-    yield RunningServer(process, base_url, environment)
-    if process.poll() is None:
-        process.kill()
-        process.wait(10)
+    try:
+        yield RunningServer(process, base_url, environment)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture
+def server(tmp_path: Path, server_database_url: str | None) -> Iterator[RunningServer]:
+    with serving(medicus_environment(tmp_path / "var", server_database_url)) as running:
+        yield running

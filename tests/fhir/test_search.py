@@ -31,7 +31,7 @@ def _observation(patient_id: str, loinc: str, when: str) -> dict[str, object]:
     }
 
 
-async def _post(hub: Hub, resource: dict[str, object], organisation: str = "hospital-a") -> str:
+async def create(hub: Hub, resource: dict[str, object], organisation: str = "hospital-a") -> str:
     response = await hub.http.post(
         f"/fhir/{resource['resourceType']}",
         content=orjson.dumps(resource),
@@ -41,7 +41,7 @@ async def _post(hub: Hub, resource: dict[str, object], organisation: str = "hosp
     return str(response.json()["id"])
 
 
-async def _ids(hub: Hub, path: str, **params: str) -> list[str]:
+async def search_ids(hub: Hub, path: str, **params: str) -> list[str]:
     response = await hub.http.get(path, params=params, headers=await hub.token())
     assert response.status_code == 200, response.text
     bundle = response.json()
@@ -51,12 +51,12 @@ async def _ids(hub: Hub, path: str, **params: str) -> list[str]:
 
 @pytest.fixture
 async def ward(hub: Hub) -> dict[str, str]:
-    erika = await _post(hub, _patient("A123456780", "Müller", "Erika", "1964-08-12"))
-    max_ = await _post(hub, _patient("B987654321", "Mustermann", "Max", "1971-02-03"))
-    hb = await _post(hub, _observation(erika, "718-7", "2026-11-01T10:00:00Z"))
-    glucose = await _post(hub, _observation(erika, "2345-7", "2026-10-15T08:30:00Z"))
-    other = await _post(hub, _observation(max_, "718-7", "2025-01-01T00:00:00Z"))
-    foreign = await _post(
+    erika = await create(hub, _patient("A123456780", "Müller", "Erika", "1964-08-12"))
+    max_ = await create(hub, _patient("B987654321", "Mustermann", "Max", "1971-02-03"))
+    hb = await create(hub, _observation(erika, "718-7", "2026-11-01T10:00:00Z"))
+    glucose = await create(hub, _observation(erika, "2345-7", "2026-10-15T08:30:00Z"))
+    other = await create(hub, _observation(max_, "718-7", "2025-01-01T00:00:00Z"))
+    foreign = await create(
         hub, _patient("A123456780", "Müller", "Erika", "1964-08-12"), organisation="hospital-b"
     )
     return {
@@ -70,32 +70,32 @@ async def ward(hub: Hub) -> dict[str, str]:
 
 
 async def test_patient_by_kvnr(hub: Hub, ward: dict[str, str]) -> None:
-    found = await _ids(hub, "/fhir/Patient", identifier=f"{KVNR}|A123456780")
+    found = await search_ids(hub, "/fhir/Patient", identifier=f"{KVNR}|A123456780")
     assert found == [ward["erika"]]
-    assert await _ids(hub, "/fhir/Patient", identifier="A123456780") == [ward["erika"]]
-    assert await _ids(hub, "/fhir/Patient", identifier="http://other|A123456780") == []
+    assert await search_ids(hub, "/fhir/Patient", identifier="A123456780") == [ward["erika"]]
+    assert await search_ids(hub, "/fhir/Patient", identifier="http://other|A123456780") == []
 
 
 async def test_name_and_birth_date(hub: Hub, ward: dict[str, str]) -> None:
-    assert await _ids(hub, "/fhir/Patient", name="muller") == [ward["erika"]]
-    assert set(await _ids(hub, "/fhir/Patient", family="Mu")) == {ward["erika"], ward["max"]}
-    assert await _ids(hub, "/fhir/Patient", **{"family:exact": "Müller"}) == [ward["erika"]]
-    assert await _ids(hub, "/fhir/Patient", **{"name:contains": "sterm"}) == [ward["max"]]
-    found = await _ids(hub, "/fhir/Patient", family="mu", birthdate="1964-08-12")
+    assert await search_ids(hub, "/fhir/Patient", name="muller") == [ward["erika"]]
+    assert set(await search_ids(hub, "/fhir/Patient", family="Mu")) == {ward["erika"], ward["max"]}
+    assert await search_ids(hub, "/fhir/Patient", **{"family:exact": "Müller"}) == [ward["erika"]]
+    assert await search_ids(hub, "/fhir/Patient", **{"name:contains": "sterm"}) == [ward["max"]]
+    found = await search_ids(hub, "/fhir/Patient", family="mu", birthdate="1964-08-12")
     assert found == [ward["erika"]]
-    assert await _ids(hub, "/fhir/Patient", birthdate="1964") == [ward["erika"]]
-    assert await _ids(hub, "/fhir/Patient", birthdate="ge1970-01-01") == [ward["max"]]
+    assert await search_ids(hub, "/fhir/Patient", birthdate="1964") == [ward["erika"]]
+    assert await search_ids(hub, "/fhir/Patient", birthdate="ge1970-01-01") == [ward["max"]]
 
 
 async def test_a_patients_labs_by_code_and_date(hub: Hub, ward: dict[str, str]) -> None:
     erika = ward["erika"]
-    assert set(await _ids(hub, "/fhir/Observation", subject=f"Patient/{erika}")) == {
+    assert set(await search_ids(hub, "/fhir/Observation", subject=f"Patient/{erika}")) == {
         ward["hb"],
         ward["glucose"],
     }
-    found = await _ids(hub, "/fhir/Observation", patient=erika, code="http://loinc.org|718-7")
+    found = await search_ids(hub, "/fhir/Observation", patient=erika, code="http://loinc.org|718-7")
     assert found == [ward["hb"]]
-    either = await _ids(hub, "/fhir/Observation", code="718-7,2345-7", patient=erika)
+    either = await search_ids(hub, "/fhir/Observation", code="718-7,2345-7", patient=erika)
     assert set(either) == {ward["hb"], ward["glucose"]}
     response = await hub.http.get(
         "/fhir/Observation?date=ge2026-10-01&date=lt2026-11-01&patient=" + erika,
@@ -128,9 +128,9 @@ async def test_paging_links_walk_all_results(hub: Hub, ward: dict[str, str]) -> 
 
 
 async def test_id_and_last_updated(hub: Hub, ward: dict[str, str]) -> None:
-    assert await _ids(hub, "/fhir/Patient", _id=ward["max"]) == [ward["max"]]
-    assert len(await _ids(hub, "/fhir/Patient", _lastUpdated="ge2020-01-01")) == 2
-    assert await _ids(hub, "/fhir/Patient", _lastUpdated="lt2020-01-01") == []
+    assert await search_ids(hub, "/fhir/Patient", _id=ward["max"]) == [ward["max"]]
+    assert len(await search_ids(hub, "/fhir/Patient", _lastUpdated="ge2020-01-01")) == 2
+    assert await search_ids(hub, "/fhir/Patient", _lastUpdated="lt2020-01-01") == []
 
 
 async def test_search_by_post(hub: Hub, ward: dict[str, str]) -> None:
@@ -148,10 +148,10 @@ async def test_updates_and_deletes_change_the_index(hub: Hub, ward: dict[str, st
     await hub.http.put(
         f"/fhir/Patient/{ward['max']}", content=orjson.dumps(renamed), headers=await hub.token()
     )
-    assert await _ids(hub, "/fhir/Patient", family="Neumann") == [ward["max"]]
-    assert await _ids(hub, "/fhir/Patient", family="Mustermann") == []
+    assert await search_ids(hub, "/fhir/Patient", family="Neumann") == [ward["max"]]
+    assert await search_ids(hub, "/fhir/Patient", family="Mustermann") == []
     await hub.http.delete(f"/fhir/Patient/{ward['max']}", headers=await hub.token())
-    assert await _ids(hub, "/fhir/Patient", family="Neumann") == []
+    assert await search_ids(hub, "/fhir/Patient", family="Neumann") == []
 
 
 @pytest.mark.parametrize(
@@ -184,9 +184,89 @@ async def test_oversized_values_are_indexed_without_error(hub: Hub) -> None:
         "resourceType": "Observation",
         "status": "final",
         "code": {"coding": [{"system": "http://x/" + "s" * 400, "code": "c" * 400}]},
-        "subject": {"reference": "Patient/" + "p" * 300},
+        "valueString": "v" * 400,
+        "meta": {"source": "http://x/" + "u" * 700},
     }
     response = await hub.http.post(
         "/fhir/Observation", content=orjson.dumps(odd), headers=await hub.token()
     )
     assert response.status_code == 201
+    assert await search_ids(hub, "/fhir/Observation", **{"value-string": "v" * 300}) != []
+
+
+PKV = "http://fhir.de/sid/pkv/kvid-10"
+IKNR = "http://fhir.de/sid/arge-ik/iknr"
+CASE = "https://hospital-a.example/sid/fallnummer"
+V2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+DE_BASIS = "http://fhir.de/CodeSystem/identifier-type-de-basis"
+
+
+async def test_german_identifiers_work_out_of_the_box(hub: Hub) -> None:
+    """KVNR (GKV and PKV), IK numbers and case numbers, by value, by type and by chain."""
+    gkv = {"type": {"coding": [{"system": DE_BASIS, "code": "KVZ10"}]}, "system": KVNR}
+    insured = await create(
+        hub,
+        {
+            "resourceType": "Patient",
+            "identifier": [{**gkv, "value": "A123456780"}],
+            "name": [{"family": "Kassen"}],
+        },
+    )
+    private = await create(
+        hub,
+        {
+            "resourceType": "Patient",
+            "identifier": [{"system": PKV, "value": "P123456789"}],
+            "name": [{"family": "Privat"}],
+        },
+    )
+    clinic = await create(
+        hub,
+        {
+            "resourceType": "Organization",
+            "identifier": [{"system": IKNR, "value": "260326822"}],
+            "name": "Klinikum",
+        },
+    )
+    case = await create(
+        hub,
+        {
+            "resourceType": "Encounter",
+            "status": "in-progress",
+            "class": {"code": "IMP"},
+            "identifier": [
+                {
+                    "type": {"coding": [{"system": V2, "code": "VN"}]},
+                    "system": CASE,
+                    "value": "F-2026-0001",
+                }
+            ],
+            "subject": {"reference": f"Patient/{insured}"},
+            "serviceProvider": {"reference": f"Organization/{clinic}"},
+        },
+    )
+    assert await search_ids(hub, "/fhir/Patient", identifier=f"{PKV}|P123456789") == [private]
+    assert await search_ids(hub, "/fhir/Patient", identifier=f"{KVNR}|P123456789") == []
+    of_type = {"identifier:of-type": f"{DE_BASIS}|KVZ10|A123456780"}
+    assert await search_ids(hub, "/fhir/Patient", **of_type) == [insured]
+    assert await search_ids(hub, "/fhir/Organization", identifier=f"{IKNR}|260326822") == [clinic]
+    assert await search_ids(hub, "/fhir/Encounter", identifier=f"{CASE}|F-2026-0001") == [case]
+    by_type = {"identifier:of-type": f"{V2}|VN|F-2026-0001"}
+    assert await search_ids(hub, "/fhir/Encounter", **by_type) == [case]
+    chained = {"subject:Patient.identifier": f"{KVNR}|A123456780"}
+    assert await search_ids(hub, "/fhir/Encounter", **chained) == [case]
+    by_ik = {"service-provider.identifier": f"{IKNR}|260326822"}
+    assert await search_ids(hub, "/fhir/Encounter", **by_ik) == [case]
+
+
+async def test_a_logical_reference_by_kvnr(hub: Hub) -> None:
+    """`subject:identifier` finds references that carry only the patient's KVNR."""
+    logical = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"identifier": {"system": KVNR, "value": "A123456780"}},
+    }
+    found = await create(hub, logical)
+    params = {"subject:identifier": f"{KVNR}|A123456780"}
+    assert await search_ids(hub, "/fhir/Observation", **params) == [found]

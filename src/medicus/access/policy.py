@@ -23,6 +23,7 @@ class Interaction(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     DELETE = "delete"
+    EVERYTHING = "everything"
 
 
 _PERMISSION = {
@@ -33,6 +34,7 @@ _PERMISSION = {
     Interaction.CREATE: "c",
     Interaction.UPDATE: "u",
     Interaction.DELETE: "d",
+    Interaction.EVERYTHING: "r",
 }
 
 

@@ -113,7 +113,7 @@ def _problem_body(error: ApiError, instance: str, request_id: str | None) -> dic
     return body
 
 
-def _operation_outcome(error: ApiError) -> dict[str, Any]:
+def operation_outcome(error: ApiError) -> dict[str, Any]:
     severity = "fatal" if error.status >= 500 else "error"
     code = error.issue_type or _ISSUE_TYPE_BY_STATUS.get(error.status, "exception")
     issues: list[dict[str, Any]] = [
@@ -134,7 +134,7 @@ def is_fhir_path(path: str) -> bool:
 def render_error(error: ApiError, path: str, request_id: str | None) -> Response:
     """The response for `error` in the dialect of the endpoint at `path`."""
     if is_fhir_path(path):
-        body = _operation_outcome(error)
+        body = operation_outcome(error)
         media_type = FHIR_JSON
     else:
         body = _problem_body(error, path, request_id)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from medicus.fhir.definitions import resource_types
-from medicus.fhir.search.parameters import INDEXED_TYPES, parameters_of
+from medicus.fhir.search.parameters import parameters_of
 
 INTERACTIONS = (
     "search-type",
@@ -20,13 +21,59 @@ INTERACTIONS = (
 )
 
 
+_CHAINING = (
+    "Chaining ({code}.param, {code}:Type.param, several levels) and _include/_revinclude "
+    "are supported; chains only look into the caller's organisation."
+)
+_RESULT_PARAMETERS = (
+    (
+        "_sort",
+        "special",
+        "Several keys, '-' descending: string, token, uri, reference, "
+        "number, quantity and date parameters, _id, _lastUpdated.",
+    ),
+    ("_total", "special", "none, estimate (counts up to 10000), accurate."),
+    ("_count", "number", "1-1000, default 50; paging links by offset."),
+    ("_summary", "special", "count returns only the total."),
+    ("_has", "special", "Reverse chaining: _has:Type:reference:parameter, nested."),
+)
+
+
 def _search_params(resource_type: str) -> list[dict[str, str]]:
     """The parameters this server really searches on (others answer 400)."""
-    return [
-        {"name": code, "type": parameter.type}
-        for code, parameter in sorted(parameters_of(resource_type).items())
-        if parameter.type in INDEXED_TYPES or code in ("_id", "_lastUpdated")
+    params = []
+    for code, parameter in sorted(parameters_of(resource_type).items()):
+        if not parameter.searchable:
+            continue
+        entry = {"name": code, "type": parameter.type}
+        if parameter.type == "reference":
+            entry["documentation"] = _CHAINING.format(code=code)
+        params.append(entry)
+    return params + [
+        {"name": name, "type": kind, "documentation": text}
+        for name, kind, text in _RESULT_PARAMETERS
     ]
+
+
+def _includes(resource_type: str) -> list[str]:
+    references = [
+        code
+        for code, parameter in parameters_of(resource_type).items()
+        if parameter.type == "reference" and parameter.searchable
+    ]
+    return ["*"] + [f"{resource_type}:{code}" for code in sorted(references)]
+
+
+@functools.cache
+def _reverse_includes() -> dict[str, list[str]]:
+    """For each type, `Source:param` of every reference parameter that may refer to it."""
+    found: dict[str, list[str]] = {}
+    for source in sorted(resource_types()):
+        for code, parameter in sorted(parameters_of(source).items()):
+            if parameter.type == "reference" and parameter.searchable:
+                for target in parameter.targets or sorted(resource_types()):
+                    found.setdefault(target, []).append(f"{source}:{code}")
+    return found
 
 
 def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[str, Any]:
@@ -74,6 +121,8 @@ def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[
                         "readHistory": True,
                         "updateCreate": True,
                         "searchParam": _search_params(resource_type),
+                        "searchInclude": _includes(resource_type),
+                        "searchRevInclude": _reverse_includes().get(resource_type, []),
                     }
                     for resource_type in sorted(resource_types())
                 ],

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Double, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medicus.core.db import Base, UTCDateTime
@@ -45,9 +45,18 @@ class FhirVersionRow(Base):
     content: Mapped[str | None] = mapped_column(Text)
 
 
+# Strings searched by prefix compare byte by byte (collation "C" on PostgreSQL, SQLite's
+# default), so that `value LIKE 'abc%'` and `value >= 'abc'` are ranges of the btree index.
+_BYTEWISE_255 = String(255).with_variant(String(255, collation="C"), "postgresql")
+_BYTEWISE_512 = String(512).with_variant(String(512, collation="C"), "postgresql")
+
+
 class _IndexEntry:
     """Columns every search-index row has: which resource, of which type, for which parameter.
-    Index rows are derived data, rebuilt from the resource whenever it is written."""
+    Index rows are derived data, rebuilt from the resource whenever it is written.
+
+    A composite parameter's components are stored as rows of their own types under
+    `code$k`; `grp` numbers the element they came from, so that components pair up."""
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -55,6 +64,7 @@ class _IndexEntry:
     rid: Mapped[int] = mapped_column(BigInteger)
     resource_type: Mapped[str] = mapped_column(String(64))
     param: Mapped[str] = mapped_column(String(100))
+    grp: Mapped[int | None] = mapped_column(Integer)
 
 
 class TokenIndexRow(_IndexEntry, Base):
@@ -76,7 +86,7 @@ class StringIndexRow(_IndexEntry, Base):
 
     __tablename__ = "fhir_string"
 
-    value: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(_BYTEWISE_255)
 
     __table_args__ = (
         Index("ix_fhir_string_lookup", "resource_type", "param", "value"),
@@ -109,4 +119,60 @@ class DateIndexRow(_IndexEntry, Base):
     __table_args__ = (
         Index("ix_fhir_date_lookup", "resource_type", "param", "low", "high"),
         Index("ix_fhir_date_rid", "rid"),
+    )
+
+
+class NumberIndexRow(_IndexEntry, Base):
+    """One number of a search parameter."""
+
+    __tablename__ = "fhir_number"
+
+    value: Mapped[float] = mapped_column(Double)
+
+    __table_args__ = (
+        Index("ix_fhir_number_lookup", "resource_type", "param", "value"),
+        Index("ix_fhir_number_rid", "rid"),
+    )
+
+
+class QuantityIndexRow(_IndexEntry, Base):
+    """A quantity (low = high) or range [low, high] of a search parameter as written, and, if
+    its UCUM unit has a plain factor to a base unit (mg, mL, h, mg/dL...), in that base unit
+    too (`canonical_*`), so that 5 mg is found by a search for 0.005 g."""
+
+    __tablename__ = "fhir_quantity"
+
+    low: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+    system: Mapped[str | None] = mapped_column(String(255))
+    code: Mapped[str | None] = mapped_column(String(255))
+    unit: Mapped[str | None] = mapped_column(String(255))
+    canonical_low: Mapped[float | None] = mapped_column(Double)
+    canonical_high: Mapped[float | None] = mapped_column(Double)
+    canonical_code: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_fhir_quantity_lookup", "resource_type", "param", "low", "high"),
+        Index(
+            "ix_fhir_quantity_canonical",
+            "resource_type",
+            "param",
+            "canonical_code",
+            "canonical_low",
+            "canonical_high",
+        ),
+        Index("ix_fhir_quantity_rid", "rid"),
+    )
+
+
+class UriIndexRow(_IndexEntry, Base):
+    """One URI of a search parameter, as written (URIs compare case-sensitively)."""
+
+    __tablename__ = "fhir_uri"
+
+    value: Mapped[str] = mapped_column(_BYTEWISE_512)
+
+    __table_args__ = (
+        Index("ix_fhir_uri_lookup", "resource_type", "param", "value"),
+        Index("ix_fhir_uri_rid", "rid"),
     )

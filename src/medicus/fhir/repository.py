@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, and_, delete, exists, func, or_, select, update
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
@@ -14,11 +16,24 @@ from medicus.fhir.models import (
     DateIndexRow,
     FhirResourceRow,
     FhirVersionRow,
+    NumberIndexRow,
+    QuantityIndexRow,
     ReferenceIndexRow,
     StringIndexRow,
     TokenIndexRow,
+    UriIndexRow,
 )
+from medicus.fhir.search import query
 from medicus.fhir.search.extract import IndexRows
+from medicus.fhir.search.include import (
+    MAX_INCLUDED,
+    MAX_ITERATIONS,
+    Found,
+    Include,
+    included,
+    includes_of,
+)
+from medicus.fhir.search.query import SearchRequest
 
 
 async def resource(
@@ -99,22 +114,28 @@ async def history(
     return (await session.execute(statement)).all()
 
 
-_INDEX_TABLES = (TokenIndexRow, StringIndexRow, ReferenceIndexRow, DateIndexRow)
+_INDEX_TABLES = (
+    TokenIndexRow,
+    StringIndexRow,
+    ReferenceIndexRow,
+    DateIndexRow,
+    NumberIndexRow,
+    QuantityIndexRow,
+    UriIndexRow,
+)
 
 
-async def write_index(
-    session: AsyncSession, rid: int, resource_type: str, rows: IndexRows | None
-) -> None:
-    """Replace the search index of resource `rid` (None: it was deleted, no index). Values
-    longer than their columns are cut: they still match searches for their beginning."""
-    for table in _INDEX_TABLES:
-        await session.execute(delete(table).where(table.rid == rid))
-    if rows is None:
-        return
-    batches = (
+def _cut(text: str | None, length: int = 255) -> str | None:
+    return text and text[:length]
+
+
+def _values(rows: IndexRows, group: int | None) -> list[tuple[type[Any], list[dict[str, Any]]]]:
+    """The rows of each index table, as column values. Values longer than their columns are
+    cut: they still match searches for their beginning."""
+    batches: list[tuple[type[Any], list[dict[str, Any]]]] = [
         (
             TokenIndexRow,
-            [{"param": p, "system": s and s[:255], "code": c[:255]} for p, s, c in rows.tokens],
+            [{"param": p, "system": _cut(s), "code": c[:255]} for p, s, c in rows.tokens],
         ),
         (StringIndexRow, [{"param": p, "value": v[:255]} for p, v in rows.strings]),
         (
@@ -125,13 +146,63 @@ async def write_index(
             ],
         ),
         (DateIndexRow, [{"param": p, "low": lo, "high": hi} for p, lo, hi in rows.dates]),
-    )
+        (NumberIndexRow, [{"param": p, "value": v} for p, v in rows.numbers]),
+        (
+            QuantityIndexRow,
+            [
+                {
+                    "param": p,
+                    "low": q.low,
+                    "high": q.high,
+                    "system": _cut(q.system),
+                    "code": _cut(q.code),
+                    "unit": _cut(q.unit),
+                    "canonical_low": q.canonical and q.canonical[0],
+                    "canonical_high": q.canonical and q.canonical[1],
+                    "canonical_code": q.canonical and q.canonical[2][:64],
+                }
+                for p, q in rows.quantities
+            ],
+        ),
+        (UriIndexRow, [{"param": p, "value": v[:512]} for p, v in rows.uris]),
+    ]
+    return [(table, [{**value, "grp": group} for value in values]) for table, values in batches]
+
+
+def index_values(
+    rid: int, resource_type: str, rows: IndexRows
+) -> dict[type[Any], list[dict[str, Any]]]:
+    """The index rows of resource `rid` as column values by table; the rows of each composite
+    element carry the element's number in `grp`."""
+    batches = _values(rows, None)
+    for number, group in enumerate(rows.groups):
+        batches += _values(group, number)
+    merged: dict[type[Any], list[dict[str, Any]]] = {}
     for table, values in batches:
-        if values:
-            await session.execute(
-                sql_insert(table),
-                [{**value, "rid": rid, "resource_type": resource_type} for value in values],
-            )
+        merged.setdefault(table, []).extend(
+            {**value, "rid": rid, "resource_type": resource_type} for value in values
+        )
+    return merged
+
+
+async def insert_index(
+    session: AsyncSession, values: dict[type[Any], list[dict[str, Any]]]
+) -> None:
+    """Insert index rows (of one or many resources), one statement per table (through the
+    table, not the ORM class: the ORM's bulk path costs ~50 µs per row)."""
+    for table, rows in values.items():
+        if rows:
+            await session.execute(sql_insert(table.__table__), rows)
+
+
+async def write_index(
+    session: AsyncSession, rid: int, resource_type: str, rows: IndexRows | None
+) -> None:
+    """Replace the search index of resource `rid` (None: it was deleted, no index)."""
+    for table in _INDEX_TABLES:
+        await session.execute(delete(table).where(table.rid == rid))
+    if rows is not None:
+        await insert_index(session, index_values(rid, resource_type, rows))
 
 
 async def search(
@@ -141,5 +212,167 @@ async def search(
     return (await session.scalars(ordered.limit(limit).offset(offset))).all()
 
 
+async def page(
+    session: AsyncSession, statement: Select[FhirResourceRow], limit: int, offset: int
+) -> Sequence[FhirResourceRow]:
+    """One page of an already ordered search."""
+    return (await session.scalars(statement.limit(limit).offset(offset))).all()
+
+
+async def rows(
+    session: AsyncSession, statement: Select[FhirResourceRow]
+) -> Sequence[FhirResourceRow]:
+    return (await session.scalars(statement)).all()
+
+
 async def count(session: AsyncSession, statement: Select[int]) -> int:
     return int(await session.scalar(statement) or 0)
+
+
+ESTIMATE_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    rows: Sequence[FhirResourceRow]
+    has_more: bool
+    total: int | None
+    included: list[FhirResourceRow]
+
+
+async def search_page(
+    session: AsyncSession,
+    request: SearchRequest,
+    organisation_id: str,
+    size: int,
+    offset: int,
+    accurate: bool,
+) -> SearchPage:
+    """One page of a search (ONE query, the organisation inside it), its total as `_total`
+    asks, and what it includes (`_summary=count`: only the total)."""
+    statement = query.build(request, organisation_id)
+    includes = includes_of(request)
+    mode = query.total_mode(request, accurate)
+    if request.values("_summary") == ["count"]:
+        return SearchPage([], False, await count(session, query.count_of(statement)), [])
+    found = await page(session, query.ordered(statement, request), size + 1, offset)
+    matched, has_more = found[:size], len(found) > size
+    total = await _total(session, statement, mode, len(matched), has_more, offset)
+    extra = await _included(session, includes, matched, organisation_id, request.readable)
+    return SearchPage(matched, has_more, total, extra)
+
+
+async def _total(
+    session: AsyncSession,
+    statement: Select[FhirResourceRow],
+    mode: str,
+    matched: int,
+    has_more: bool,
+    offset: int,
+) -> int | None:
+    """Known without counting on the last page; otherwise counted if `_total` asks for it
+    (`estimate` counts at most ESTIMATE_LIMIT matches, so its cost is bounded)."""
+    if mode != "none" and not has_more and (matched or offset == 0):
+        return offset + matched
+    if mode not in ("accurate", "estimate"):
+        return None
+    limit = ESTIMATE_LIMIT if mode == "estimate" else None
+    return await count(session, query.count_of(statement, limit))
+
+
+async def _included(
+    session: AsyncSession,
+    includes: Sequence[Include],
+    matched: Sequence[FhirResourceRow],
+    organisation_id: str,
+    readable: frozenset[str] | None,
+) -> list[FhirResourceRow]:
+    """`_include`/`_revinclude` of a page, repeated for `:iterate` directives on what each
+    pass added (bounded: MAX_ITERATIONS passes, MAX_INCLUDED resources)."""
+    added: list[FhirResourceRow] = []
+    found, seen, active = matched, {row.rid for row in matched}, list(includes)
+    for _ in range(MAX_ITERATIONS):
+        keys = [Found(row.rid, row.resource_type, row.fhir_id) for row in found]
+        statement = included(active, keys, seen, organisation_id, readable)
+        if statement is None or len(added) >= MAX_INCLUDED:
+            break
+        found = await rows(session, statement)
+        added += found
+        seen |= {row.rid for row in found}
+        active = [include for include in includes if include.iterate]
+    return added[:MAX_INCLUDED]
+
+
+async def lock_condition(session: AsyncSession, key: int) -> None:
+    """Hold a transaction-scoped lock on `key` (PostgreSQL; SQLite has a single writer)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+async def compartment(
+    session: AsyncSession,
+    organisation_id: str,
+    patient_id: str,
+    members: dict[str, tuple[str, ...]],
+    since: dt.datetime | None,
+    limit: int,
+    offset: int,
+) -> Sequence[FhirResourceRow]:
+    """The patient (if `members` has Patient) and the current resources of the organisation
+    that are in the patient's compartment: those that refer to the patient through one of
+    their type's compartment parameters (`members`: resource type → parameters)."""
+    in_compartment = or_(
+        *(
+            and_(ReferenceIndexRow.resource_type == kind, ReferenceIndexRow.param.in_(params))
+            for kind, params in members.items()
+        )
+    )
+    refers = exists().where(
+        ReferenceIndexRow.rid == FhirResourceRow.rid,
+        ReferenceIndexRow.target_type == "Patient",
+        ReferenceIndexRow.target_id == patient_id,
+        in_compartment,
+    )
+    is_patient = and_(
+        FhirResourceRow.resource_type == "Patient", FhirResourceRow.fhir_id == patient_id
+    )
+    statement = select(FhirResourceRow).where(
+        FhirResourceRow.organisation_id == organisation_id,
+        FhirResourceRow.deleted.is_(False),
+        FhirResourceRow.resource_type.in_(list(members)),
+        or_(is_patient, refers) if "Patient" in members else refers,
+    )
+    if since is not None:
+        statement = statement.where(FhirResourceRow.last_updated >= since)
+    statement = statement.order_by(FhirResourceRow.rid).limit(limit).offset(offset)
+    return (await session.scalars(statement)).all()
+
+
+def lookup(resource_type: str, fhir_id: str, version: int | None) -> Select[Any]:
+    """One statement for a read or vread: owner, version, time and content (None: deleted)
+    of the current version or of version `version`."""
+    resource = FhirResourceRow
+    if version is None:
+        return select(
+            resource.organisation_id,
+            resource.version,
+            resource.last_updated,
+            resource.content,
+        ).where(resource.resource_type == resource_type, resource.fhir_id == fhir_id)
+    stored = FhirVersionRow
+    return (
+        select(resource.organisation_id, stored.version, stored.last_updated, stored.content)
+        .join(stored, and_(stored.rid == resource.rid, stored.version == version))
+        .where(resource.resource_type == resource_type, resource.fhir_id == fhir_id)
+    )
+
+
+async def insert_resources(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert new resources in one statement; their row ids, in the order of `rows`."""
+    table = FhirResourceRow.__table__
+    statement = sql_insert(table).returning(table.c.rid, sort_by_parameter_order=True)
+    return list((await session.scalars(statement, rows)).all())
+
+
+async def add_versions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(sql_insert(FhirVersionRow.__table__), rows)

@@ -1,13 +1,14 @@
-"""HTTP of the FHIR hub (single-resource interactions so far): thin handlers that parse, call
-`FhirService`, and render FHIR JSON with ETag, Last-Modified and Location."""
+"""HTTP of the FHIR hub: thin handlers that parse the request, call `FhirService` (reads,
+searches) or `ResourceWriter` in one of its transactions (writes), and render FHIR JSON with
+ETag, Last-Modified and Location, honouring `Prefer` and the conditional-read headers."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -15,25 +16,40 @@ from fastapi.responses import Response
 
 from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import is_json_media_type
+from medicus.fhir.bundles import BundleService
 from medicus.fhir.models import FhirVersionRow
+from medicus.fhir.operations import Operations
+from medicus.fhir.resources import StoredVersion, parse_json, parse_resource
 from medicus.fhir.search.query import SearchRequest
-from medicus.fhir.service import FhirService, SearchResult, StoredVersion
+from medicus.fhir.service import FhirService, SearchResult
+from medicus.fhir.subsetting import Subset
 from medicus.iam.http import bearer_principal
 from medicus.iam.tokens import Principal, TokenService
 
-_ETAG = re.compile(r'^(W/)?"(\d+)"$')
+# Strictly `W/"3"`; bare and unweakened versions are accepted too, as clients send them.
+_ETAG = re.compile(r'^(W/)?"?(\d+)"?$')
 MAX_HISTORY = 1000
 MAX_PAGE = 1000
+_PREFER_RETURN = ("minimal", "representation", "OperationOutcome")
 
 
-def _if_match(request: Request) -> int | None:
-    header = request.headers.get("if-match")
+def parse_etag(header: str | None, name: str) -> int | None:
+    """The version in an ETag header (`W/"3"`), None without one; anything else is a 400."""
     if header is None:
         return None
     found = _ETAG.match(header.strip())
     if found is None:
-        raise ApiError(400, 'If-Match must be an ETag such as W/"3".', issue_type="invalid")
+        raise ApiError(400, f'{name} must be an ETag such as W/"3".', issue_type="invalid")
     return int(found.group(2))
+
+
+def prefer(request: Request, key: str) -> str | None:
+    """One preference of the `Prefer` header (RFC 7240), such as `return` or `handling`."""
+    for part in request.headers.get("prefer", "").replace(";", ",").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip() == key:
+            return value.strip().strip('"')
+    return None
 
 
 async def _body(request: Request) -> bytes:
@@ -42,6 +58,30 @@ async def _body(request: Request) -> bytes:
             415, "Send the resource as application/fhir+json.", issue_type="not-supported"
         )
     return await request.body()
+
+
+async def _patch_body(request: Request) -> Any:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("application/json-patch+json"):
+        raise ApiError(
+            415,
+            "Send a JSON Patch as application/json-patch+json (FHIRPath Patch is not supported).",
+            issue_type="not-supported",
+        )
+    return parse_json(await request.body())
+
+
+def _conditions(request: Request) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.query_params.multi_items() if k != "_format"]
+
+
+def _if_none_exist(request: Request) -> list[tuple[str, str]] | None:
+    """The condition of a conditional create: the `If-None-Exist` header, or search
+    parameters in the URL of the POST (as fhirpy's `get_or_create` sends them)."""
+    header = request.headers.get("if-none-exist")
+    if header is None:
+        return _conditions(request) or None
+    return parse_qsl(header.removeprefix("?"), keep_blank_values=True)
 
 
 def _bounded(value: str, name: str, lowest: int, highest: int) -> int:
@@ -80,6 +120,13 @@ def _searchset(
             "search": {"mode": "match"},
         }
         for fhir_id, content in result.resources
+    ] + [
+        {
+            "fullUrl": f"{request.base_url}fhir/{kind}/{fhir_id}",
+            "resource": orjson.Fragment(content),
+            "search": {"mode": "include"},
+        }
+        for kind, fhir_id, content in result.included
     ]
     return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
 
@@ -128,31 +175,96 @@ def _history_bundle(request: Request, versions: list[tuple[FhirVersionRow, str]]
     return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
 
 
-def _render(stored: StoredVersion, request: Request, status: int = 200) -> Response:
+def _headers(stored: StoredVersion, request: Request) -> dict[str, str]:
     headers = {
         "ETag": stored.etag,
         "Last-Modified": format_datetime(stored.last_updated, usegmt=True),
     }
-    if status == 201:
+    if stored.created:
         headers["Location"] = (
             f"{request.base_url}fhir/{stored.resource_type}/{stored.fhir_id}"
             f"/_history/{stored.version}"
         )
-    if request.headers.get("prefer", "").replace(" ", "") == "return=minimal":
-        return Response(status_code=status, headers=headers)
-    return Response(stored.content, status_code=status, media_type=FHIR_JSON, headers=headers)
+    return headers
+
+
+def _render_write(stored: StoredVersion | None, request: Request) -> Response:
+    """The answer to a write, shaped by `Prefer: return=…` (representation by default)."""
+    if stored is None or stored.content is None:
+        return Response(status_code=204)
+    headers = _headers(stored, request)
+    wanted = prefer(request, "return")
+    if wanted == "minimal":
+        return Response(status_code=stored.status, headers=headers)
+    if wanted == "OperationOutcome":
+        outcome = {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {
+                    "severity": "information",
+                    "code": "informational",
+                    "diagnostics": f"{stored.resource_type}/{stored.fhir_id} is at version "
+                    f"{stored.version}.",
+                }
+            ],
+        }
+        return Response(
+            orjson.dumps(outcome), status_code=stored.status, media_type=FHIR_JSON, headers=headers
+        )
+    return Response(
+        stored.content, status_code=stored.status, media_type=FHIR_JSON, headers=headers
+    )
+
+
+def _not_modified(stored: StoredVersion, request: Request) -> bool:
+    """`If-None-Match` (the same version) or `If-Modified-Since` (not changed since then)."""
+    etag = parse_etag(request.headers.get("if-none-match"), "If-None-Match")
+    if etag is not None:
+        return etag == stored.version
+    since = request.headers.get("if-modified-since")
+    if since is None:
+        return False
+    try:
+        moment = parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        raise ApiError(
+            400, "If-Modified-Since must be an HTTP date.", issue_type="invalid"
+        ) from None
+    return stored.last_updated.replace(microsecond=0) <= moment
+
+
+def _render_read(stored: StoredVersion, request: Request) -> Response:
+    headers = _headers(stored, request)
+    if _not_modified(stored, request):
+        return Response(status_code=304, headers=headers)
+    assert stored.content is not None
+    content = Subset.of(dict(request.query_params)).apply(stored.content)
+    return Response(content, media_type=FHIR_JSON, headers=headers)
 
 
 def build_router(
-    fhir: FhirService, tokens: TokenService, capabilities: dict[str, Any]
+    fhir: FhirService,
+    bundles: BundleService,
+    operations: Operations,
+    tokens: TokenService,
+    capabilities: dict[str, Any],
 ) -> APIRouter:
     router = APIRouter(prefix="/fhir", tags=["fhir"])
     caller = Depends(bearer_principal(tokens))
     capability_bytes = orjson.dumps(capabilities)
+    writer = fhir.writer
 
     @router.get("/metadata", summary="CapabilityStatement")
     async def metadata() -> Response:
         return Response(capability_bytes, media_type=FHIR_JSON)
+
+    @router.post("", summary="transaction or batch")
+    @router.post("/", include_in_schema=False)
+    async def bundle(request: Request, principal: Principal = caller) -> Response:
+        answer = await bundles.process(
+            principal, parse_json(await _body(request)), prefer(request, "return")
+        )
+        return Response(orjson.dumps(answer), media_type=FHIR_JSON)
 
     @router.get("/_history", summary="history of everything the caller may read")
     async def system_history(request: Request, principal: Principal = caller) -> Response:
@@ -168,12 +280,73 @@ def build_router(
         )
         return _history_bundle(request, versions)
 
-    @router.post("/{resource_type}", summary="create")
+    @router.post("/{resource_type}/$validate", summary="validate without storing")
+    async def validate(
+        request: Request, resource_type: str, principal: Principal = caller
+    ) -> Response:
+        outcome = await operations.validate(
+            principal, resource_type, parse_json(await _body(request))
+        )
+        return Response(orjson.dumps(outcome), media_type=FHIR_JSON)
+
+    @router.get("/Patient/{fhir_id}/$everything", summary="everything about a patient")
+    async def everything(request: Request, fhir_id: str, principal: Principal = caller) -> Response:
+        return await operations.everything(principal, fhir_id, request)
+
+    @router.get("/{resource_type}/{fhir_id}/$meta", summary="the meta of a resource")
+    async def meta(resource_type: str, fhir_id: str, principal: Principal = caller) -> Response:
+        stored = await fhir.read(principal, resource_type, fhir_id)
+        return Response(orjson.dumps(operations.meta(stored)), media_type=FHIR_JSON)
+
+    @router.post("/{resource_type}", summary="create (conditional with If-None-Exist)")
     async def create(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
-        stored = await fhir.create(principal, resource_type, await _body(request))
-        return _render(stored, request, 201)
+        resource = parse_resource(await _body(request), resource_type, None)
+        resource.pop("id", None)
+        stored = await fhir.write(
+            lambda session: writer.create(
+                session, principal, resource_type, resource, _if_none_exist(request)
+            )
+        )
+        return _render_write(stored, request)
+
+    @router.put("/{resource_type}", summary="conditional update")
+    async def conditional_update(
+        request: Request, resource_type: str, principal: Principal = caller
+    ) -> Response:
+        body = parse_json(await _body(request))
+        if_match = parse_etag(request.headers.get("if-match"), "If-Match")
+        stored = await fhir.write(
+            lambda session: writer.conditional_update(
+                session, principal, resource_type, _conditions(request), body, if_match
+            )
+        )
+        return _render_write(stored, request)
+
+    @router.patch("/{resource_type}", summary="conditional patch (JSON Patch)")
+    async def conditional_patch(
+        request: Request, resource_type: str, principal: Principal = caller
+    ) -> Response:
+        operations_ = await _patch_body(request)
+        if_match = parse_etag(request.headers.get("if-match"), "If-Match")
+        stored = await fhir.write(
+            lambda session: writer.conditional_patch(
+                session, principal, resource_type, _conditions(request), operations_, if_match
+            )
+        )
+        return _render_write(stored, request)
+
+    @router.delete("/{resource_type}", status_code=204, summary="conditional delete")
+    async def conditional_delete(
+        request: Request, resource_type: str, principal: Principal = caller
+    ) -> Response:
+        await fhir.write(
+            lambda session: writer.conditional_delete(
+                session, principal, resource_type, _conditions(request)
+            )
+        )
+        return Response(status_code=204)
 
     @router.get("/{resource_type}", summary="search")
     async def search(
@@ -207,7 +380,7 @@ def build_router(
         values = dict(parameters)
         count = _bounded(values.get("_count", "50"), "_count", 1, MAX_PAGE)
         offset = _bounded(values.get("_offset", "0"), "_offset", 0, 1_000_000)
-        lenient = "handling=lenient" in request.headers.get("prefer", "").replace(" ", "")
+        lenient = prefer(request, "handling") == "lenient"
         search_request = SearchRequest(resource_type, parameters, lenient)
         result = await fhir.search(
             principal, search_request, count, offset, total=values.get("_total") == "accurate"
@@ -218,7 +391,7 @@ def build_router(
     async def read(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
-        return _render(await fhir.read(principal, resource_type, fhir_id), request)
+        return _render_read(await fhir.read(principal, resource_type, fhir_id), request)
 
     @router.get("/{resource_type}/{fhir_id}/_history/{version}", summary="vread")
     async def vread(
@@ -230,22 +403,43 @@ def build_router(
     ) -> Response:
         if not version.isdigit():
             raise ApiError(400, f"'{version}' is not a version number.", issue_type="invalid")
-        return _render(await fhir.read(principal, resource_type, fhir_id, int(version)), request)
+        stored = await fhir.read(principal, resource_type, fhir_id, int(version))
+        return _render_read(stored, request)
 
     @router.put("/{resource_type}/{fhir_id}", summary="update (or create with this id)")
     async def update(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
-        stored = await fhir.update(
-            principal, resource_type, fhir_id, await _body(request), _if_match(request)
+        resource = parse_resource(await _body(request), resource_type, fhir_id)
+        if_match = parse_etag(request.headers.get("if-match"), "If-Match")
+        stored = await fhir.write(
+            lambda session: writer.update(
+                session, principal, resource_type, fhir_id, resource, if_match
+            )
         )
-        return _render(stored, request, 201 if stored.created else 200)
+        return _render_write(stored, request)
+
+    @router.patch("/{resource_type}/{fhir_id}", summary="patch (JSON Patch)")
+    async def patch(
+        request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
+    ) -> Response:
+        operations_ = await _patch_body(request)
+        if_match = parse_etag(request.headers.get("if-match"), "If-Match")
+        stored = await fhir.write(
+            lambda session: writer.patch(
+                session, principal, resource_type, fhir_id, operations_, if_match
+            )
+        )
+        return _render_write(stored, request)
 
     @router.delete("/{resource_type}/{fhir_id}", status_code=204, summary="delete")
     async def delete(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
-        await fhir.delete(principal, resource_type, fhir_id, _if_match(request))
+        if_match = parse_etag(request.headers.get("if-match"), "If-Match")
+        await fhir.write(
+            lambda session: writer.delete(session, principal, resource_type, fhir_id, if_match)
+        )
         return Response(status_code=204)
 
     @router.get("/{resource_type}/{fhir_id}/_history", summary="history of one resource")

@@ -7,9 +7,11 @@ import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from medicus.fhir.search.parameters import INDEXED_TYPES, SearchParameter, parameters_of
+from medicus.fhir.search.parameters import SearchParameter, component_accessor, parameters_of
+from medicus.fhir.search.units import UCUM, canonical
 
 _DATE = re.compile(
     r"^(?P<year>\d{4})(-(?P<month>\d{2})(-(?P<day>\d{2})"
@@ -30,12 +32,38 @@ _STRING_PARTS = {
 }
 
 
+_UNBOUNDED = 1e308
+
+
+@dataclass
+class Quantity:
+    """A quantity or range [low, high] as written, and in its base unit (units.py) where
+    its unit has one: `canonical` is (low, high, base unit)."""
+
+    low: float
+    high: float
+    system: str | None
+    code: str | None
+    unit: str | None
+    canonical: tuple[float, float, str] | None = None
+
+
 @dataclass
 class IndexRows:
+    """Rows per index table, each starting with the parameter's code. Besides the parameters
+    themselves, `code:text` (string) holds a token's display texts, `code:identifier` (token)
+    a reference's identifier and `code:of-type` (token) an identifier as (type system,
+    "type code|value"), for the modifiers of those names. `groups` are the elements of
+    composite parameters, each with its components' rows under `code$k`."""
+
     tokens: list[tuple[str, str | None, str]] = field(default_factory=list)
     strings: list[tuple[str, str]] = field(default_factory=list)
     references: list[tuple[str, str, str]] = field(default_factory=list)
     dates: list[tuple[str, dt.datetime, dt.datetime]] = field(default_factory=list)
+    numbers: list[tuple[str, float]] = field(default_factory=list)
+    quantities: list[tuple[str, Quantity]] = field(default_factory=list)
+    uris: list[tuple[str, str]] = field(default_factory=list)
+    groups: list[IndexRows] = field(default_factory=list)
 
 
 def normalise(text: str) -> str:
@@ -126,25 +154,142 @@ def _dates(value: Any) -> list[tuple[dt.datetime, dt.datetime]]:
     return []
 
 
-def _add(rows: IndexRows, parameter: SearchParameter, value: Any) -> None:
-    code = parameter.code
-    if parameter.type == "token":
-        rows.tokens.extend((code, system, token) for system, token in _tokens(value))
-    elif parameter.type == "string":
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def canonical_unit(system: str | None, code: str | None) -> tuple[float, str] | None:
+    """The factor to the base unit of `code` if it is a simple UCUM unit (or has no system)."""
+    return canonical(code) if code and system in (None, "", UCUM) else None
+
+
+def _quantity(value: Any) -> Quantity | None:
+    if not isinstance(value, dict):
+        return None
+    if "low" in value or "high" in value:
+        return _quantity_range(_quantity(value.get("low")), _quantity(value.get("high")))
+    number = _number(value.get("value"))
+    if number is None:
+        return None
+    system, unit = value.get("system"), value.get("unit")
+    code = value.get("code") or (unit if not system else None)
+    base = canonical_unit(system, code)
+    in_base = (number * base[0], number * base[0], base[1]) if base else None
+    return Quantity(number, number, system, code, unit, in_base)
+
+
+def _quantity_range(low: Quantity | None, high: Quantity | None) -> Quantity | None:
+    """A Range: its ends (an open end unbounded), in the unit of its ends."""
+    ends = low or high
+    if ends is None:
+        return None
+    canonical_ends = (low or ends).canonical, (high or ends).canonical
+    in_base = None
+    if canonical_ends[0] and canonical_ends[1]:
+        in_base = (
+            canonical_ends[0][0] if low else -_UNBOUNDED,
+            canonical_ends[1][1] if high else _UNBOUNDED,
+            canonical_ends[0][2],
+        )
+    return Quantity(
+        low.low if low else -_UNBOUNDED,
+        high.high if high else _UNBOUNDED,
+        ends.system,
+        ends.code,
+        ends.unit,
+        in_base,
+    )
+
+
+def _texts(value: Any) -> list[str]:
+    """The display texts of a CodeableConcept or Coding, for the token modifier `:text`."""
+    if not isinstance(value, dict):
+        return []
+    texts = [value[key] for key in ("text", "display") if isinstance(value.get(key), str)]
+    for coding in value.get("coding") or []:
+        texts.extend(_texts(coding))
+    return texts
+
+
+def _add_token(rows: IndexRows, code: str, value: Any) -> None:
+    rows.tokens.extend((code, system, token) for system, token in _tokens(value))
+    if "$" in code:
+        return
+    rows.strings.extend((f"{code}:text", normalise(text)) for text in _texts(value))
+    if isinstance(value, dict) and isinstance(value.get("type"), dict) and "value" in value:
+        rows.tokens.extend(
+            (f"{code}:of-type", system, f"{kind}|{value['value']}")
+            for system, kind in _tokens(value["type"])
+        )
+
+
+def _add_reference(rows: IndexRows, parameter: SearchParameter, value: Any) -> None:
+    found = _reference(value, parameter.target_types)
+    if found:
+        rows.references.append((parameter.code, *found))
+    if isinstance(value, dict) and isinstance(value.get("identifier"), dict):
+        identifier = value["identifier"]
+        rows.tokens.extend((f"{parameter.code}:identifier", s, v) for s, v in _tokens(identifier))
+
+
+def _add(rows: IndexRows, parameter: SearchParameter, code: str, value: Any) -> None:
+    kind = parameter.type
+    if kind == "token":
+        _add_token(rows, code, value)
+    elif kind == "string":
         rows.strings.extend((code, normalise(text)) for text in _strings(value))
-    elif parameter.type == "reference":
-        found = _reference(value, parameter.target_types)
-        if found:
-            rows.references.append((code, *found))
-    elif parameter.type == "date":
+    elif kind == "reference":
+        _add_reference(rows, parameter, value)
+    elif kind == "date":
         rows.dates.extend((code, low, high) for low, high in _dates(value))
+    elif kind == "number" and (number := _number(value)) is not None:
+        rows.numbers.append((code, number))
+    elif kind == "quantity" and (quantity := _quantity(value)) is not None:
+        rows.quantities.append((code, quantity))
+    elif kind == "uri" and isinstance(value, str):
+        rows.uris.append((code, value))
+
+
+def _component_values(
+    resource_type: str, resource: dict[str, Any], element: Any, expression: str
+) -> list[Any]:
+    """What a component selects in one element of a composite (a component starting at the
+    resource, `%resource.x`, is evaluated on the resource)."""
+    if expression.startswith(f"{resource_type}."):
+        return list(component_accessor(expression, resource_type)(resource))
+    return list(component_accessor(expression, None)(element))
+
+
+def _composite(rows: IndexRows, parameter: SearchParameter, resource: dict[str, Any]) -> None:
+    """One group of rows per element the composite selects, its components' rows under
+    `code$k`, so that `code-value-quantity` matches code and value of the same component."""
+    for element in parameter.values(resource):
+        group = IndexRows()
+        for number, component in enumerate(parameter.components):
+            part = SearchParameter(parameter.resource_type, "", component.type, None)
+            values = _component_values(
+                parameter.resource_type, resource, element, component.expression
+            )
+            for value in values:
+                _add(group, part, f"{parameter.code}${number}", value)
+        rows.groups.append(group)
 
 
 def extract(resource_type: str, resource: dict[str, Any]) -> IndexRows:
-    """The index rows of `resource` for the parameter types searched so far."""
+    """The index rows of `resource` for its searchable parameters (`_id` and `_lastUpdated`
+    are columns of the resource row)."""
     rows = IndexRows()
     for parameter in parameters_of(resource_type).values():
-        if parameter.type in INDEXED_TYPES and parameter.code not in ("_id", "_lastUpdated"):
-            for value in parameter.values(resource):
-                _add(rows, parameter, value)
+        if not parameter.searchable or parameter.code in ("_id", "_lastUpdated"):
+            continue
+        if parameter.type == "composite":
+            _composite(rows, parameter, resource)
+            continue
+        for value in parameter.values(resource):
+            _add(rows, parameter, parameter.code, value)
     return rows

@@ -1,9 +1,13 @@
 """The search parameters of each resource type, from the generated definitions, with their
 FHIRPath expressions compiled once (fhirpathpy, R4 model).
 
-Two forms fhirpathpy cannot evaluate are rewritten: `Resource.x`/`DomainResource.x` start at
-the concrete type, and `.where(resolve() is Type)` (no resolver here) becomes a filter on the
-reference's type, applied by the extractor.
+Three forms fhirpathpy cannot evaluate are rewritten: `Resource.x`/`DomainResource.x` start at
+the concrete type; `.where(resolve() is Type)` (no resolver here) becomes a filter on the
+reference's type, applied by the extractor; and `x as T`/`x.as(T)`, which strict FHIRPath
+refuses on more than one value (two components of an Observation), become `x.ofType(T)`.
+
+Composite parameters keep their components (the component parameter's type and its
+expression, relative to each element the composite's expression selects).
 """
 
 from __future__ import annotations
@@ -19,9 +23,23 @@ from typing import Any
 from fhirpathpy import compile as compile_fhirpath
 from fhirpathpy.models import models
 
+from medicus.fhir.search.paths import compile_path
+
 _DEFINITIONS = Path(__file__).parent.parent / "definitions" / "search_parameters.json"
 _RESOLVE_IS = re.compile(r"\.where\(resolve\(\) is (\w+)\)")
-INDEXED_TYPES = frozenset({"token", "string", "reference", "date"})
+_AS = re.compile(r"(?:\s+as\s+(\w+)|\.as\((\w+)\))")
+INDEXED_TYPES = frozenset(
+    {"token", "string", "reference", "date", "number", "quantity", "uri", "composite"}
+)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One part of a composite parameter: its type, and its expression relative to an element
+    the composite's expression selects."""
+
+    type: str
+    expression: str
 
 
 @dataclass(frozen=True)
@@ -31,6 +49,8 @@ class SearchParameter:
     type: str
     expression: str | None
     target_types: tuple[str, ...] = ()
+    components: tuple[Component, ...] = ()
+    targets: tuple[str, ...] = ()
     _compiled: list[Callable[..., list[Any]]] = field(
         default_factory=list, compare=False, repr=False
     )
@@ -40,15 +60,43 @@ class SearchParameter:
         if self.expression is None:
             return []
         if not self._compiled:
-            self._compiled.append(compile_fhirpath(self.expression, models["r4"]))
+            accessor = compile_path(self.expression, self.resource_type)
+            self._compiled.append(accessor or compiled(self.expression))
         return list(self._compiled[0](resource))
+
+    @property
+    def searchable(self) -> bool:
+        """Whether medicus can search on this parameter (not `_text`, `_content`, `near`...)."""
+        return self.type in INDEXED_TYPES and (self.expression is not None or self.code == "_id")
+
+
+@functools.cache
+def compiled(expression: str) -> Callable[..., list[Any]]:
+    """A FHIRPath expression compiled once by fhirpathpy."""
+    return compile_fhirpath(expression, models["r4"])
+
+
+@functools.cache
+def component_accessor(expression: str, root_type: str | None) -> Callable[..., list[Any]]:
+    """A composite component's expression, evaluated on the element the composite selects
+    (`root_type` None) or on the resource. fhirpathpy, the fallback, loses the type of a
+    bare element, so its choice elements (`value.ofType(Quantity)`) find nothing there."""
+    return compile_path(expression, root_type) or compiled(expression)
+
+
+def _of_type(expression: str) -> str:
+    def replace(found: re.Match[str]) -> str:
+        kind = found[1] or found[2]
+        return f".ofType({'dateTime' if kind == 'DateTime' else kind})"
+
+    return _AS.sub(replace, expression)
 
 
 def _rewrite(expression: str | None, resource_type: str) -> tuple[str | None, tuple[str, ...]]:
     if expression is None:
         return None, ()
     targets = tuple(_RESOLVE_IS.findall(expression))
-    expression = _RESOLVE_IS.sub("", expression)
+    expression = _of_type(_RESOLVE_IS.sub("", expression))
     expression = re.sub(r"\b(Domain)?Resource\.", f"{resource_type}.", expression)
     return expression, targets
 
@@ -62,10 +110,25 @@ def parameters_of(resource_type: str) -> dict[str, SearchParameter]:
 @functools.cache
 def _all() -> dict[str, dict[str, SearchParameter]]:
     table: dict[str, dict[str, SearchParameter]] = {}
-    for entry in json.loads(_DEFINITIONS.read_text(encoding="utf-8")):
+    entries = json.loads(_DEFINITIONS.read_text(encoding="utf-8"))
+    types_by_url = {entry["url"]: entry["type"] for entry in entries}
+    for entry in entries:
         expression, targets = _rewrite(entry["expression"], entry["resource_type"])
+        components = tuple(
+            Component(
+                types_by_url[part["definition"]],
+                _of_type(part["expression"].replace("%resource", entry["resource_type"])),
+            )
+            for part in entry["component"]
+        )
         parameter = SearchParameter(
-            entry["resource_type"], entry["code"], entry["type"], expression, targets
+            entry["resource_type"],
+            entry["code"],
+            entry["type"],
+            expression,
+            targets,
+            components,
+            tuple(entry["target"]),
         )
         table.setdefault(entry["resource_type"], {})[entry["code"]] = parameter
     return table

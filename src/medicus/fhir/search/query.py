@@ -1,214 +1,416 @@
-"""FHIR search parameters into one SQL query: each parameter an EXISTS over its index table
-(repeated parameters AND, comma-separated values OR), the caller's organisation a condition of
-the same query, so that nothing the caller may not see is ever read or counted."""
+"""FHIR search parameters into one SQL query: each parameter an IN over the matching rows of
+its index table (repeated parameters AND, comma-separated values OR), chains and `_has` an IN
+over the referenced or referring resources, `_sort` correlated subqueries, and the caller's
+organisation a condition of the query and of every resource a chain looks into, so that
+nothing the caller may not see is ever read, counted or used to select."""
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import ColumnElement, exists, false, func, not_, or_, select, true, union_all
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
-from medicus.core.errors import ApiError, ErrorDetail
-from medicus.fhir.models import (
-    DateIndexRow,
-    FhirResourceRow,
-    ReferenceIndexRow,
-    StringIndexRow,
-    TokenIndexRow,
+from medicus.core.errors import ApiError
+from medicus.fhir.definitions import resource_types
+from medicus.fhir.models import FhirResourceRow, ReferenceIndexRow
+from medicus.fhir.search.match import (
+    TABLES,
+    invalid,
+    matches,
+    parse_date,
+    point_condition,
+    split_escaped,
 )
-from medicus.fhir.search.extract import date_range, normalise
-from medicus.fhir.search.parameters import INDEXED_TYPES, parameters_of
+from medicus.fhir.search.parameters import SearchParameter, parameters_of
 
-RESULT_PARAMETERS = frozenset({"_count", "_total", "_format", "_offset"})
-_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
+RESULT_PARAMETERS = frozenset(
+    {
+        "_count",
+        "_total",
+        "_format",
+        "_offset",
+        "_sort",
+        "_include",
+        "_revinclude",
+        "_summary",
+        "_elements",
+        "_pretty",
+    }
+)
+UNSUPPORTED = {
+    "_text": "full-text search of the narrative",
+    "_content": "full-text search of the content",
+    "_list": "search by list membership",
+    "_query": "named queries",
+    "_filter": "the _filter syntax",
+    "_contained": "searching contained resources",
+    "_containedType": "searching contained resources",
+}
+_SORT_COLUMNS = {
+    "string": ("value", "value"),
+    "token": ("code", "code"),
+    "uri": ("value", "value"),
+    "reference": ("target_id", "target_id"),
+    "number": ("value", "value"),
+    "date": ("low", "high"),
+    "quantity": ("low", "high"),
+}
 
 
 @dataclass(frozen=True)
 class SearchRequest:
+    """A search: its type, its parameters as sent, `Prefer: handling=lenient`, and the types
+    the caller may read (None: all), which chains, `_has` and `_include` may look into."""
+
     resource_type: str
     parameters: Sequence[tuple[str, str]]
     lenient: bool = False
+    readable: frozenset[str] | None = None
+
+    def values(self, name: str) -> list[str]:
+        return [value for key, value in self.parameters if key == name]
 
 
-def _invalid(message: str, name: str) -> ApiError:
-    return ApiError(
-        400, message, errors=[ErrorDetail(message, expression=name)], issue_type="invalid"
+class UnknownParameter(ApiError):
+    """A parameter the type does not have: ignored under `Prefer: handling=lenient`."""
+
+
+def is_result_parameter(name: str) -> bool:
+    return name in RESULT_PARAMETERS or name.partition(":")[0] in ("_include", "_revinclude")
+
+
+@dataclass(frozen=True)
+class _Scope:
+    organisation_id: str
+    readable: frozenset[str] | None
+
+    def visible(self, row: Any) -> list[ColumnElement[bool]]:
+        """The conditions under which a resource row may be used at all."""
+        return [row.organisation_id == self.organisation_id, row.deleted.is_(False)]
+
+    def require_readable(self, resource_type: str, name: str) -> None:
+        if self.readable is not None and resource_type not in self.readable:
+            raise invalid(
+                f"{name} looks into {resource_type}, which your access token may not read.",
+                name,
+                403,
+            )
+
+
+def _has_index_row(
+    row: Any,
+    resource_type: str,
+    kind: str,
+    param: str,
+    where: Callable[[Any], ColumnElement[bool]] | None = None,
+    negate: bool = False,
+) -> ColumnElement[bool]:
+    """Whether the row has (`negate`: has no) index row of `param` matching `where`. Positive:
+    an IN over the uncorrelated index rows, which both databases start from (SQLite would run
+    a correlated EXISTS once per row of the type). Negative: a correlated NOT EXISTS, which
+    PostgreSQL runs as an anti-join after the other conditions rather than reading every
+    excluded row first."""
+    table = aliased(TABLES[kind])
+    conditions = [table.resource_type == resource_type, table.param == param]
+    if where is not None:
+        conditions.append(where(table))
+    if negate:
+        return ~exists().where(table.rid == row.rid, *conditions)
+    return row.rid.in_(select(table.rid).where(*conditions))  # type: ignore[no-any-return]
+
+
+def _modified(parameter: SearchParameter, name: str, modifier: str | None) -> tuple[str, str, bool]:
+    """The index (type, parameter row name) a modifier searches, and whether it negates."""
+    kind, code = parameter.type, parameter.code
+    if modifier is None:
+        return kind, code, False
+    if kind == "token" and modifier in ("not", "text", "of-type"):
+        return {
+            "not": ("token", code, True),
+            "text": ("string", f"{code}:text", False),
+            "of-type": ("token", f"{code}:of-type", False),
+        }[modifier]
+    if kind == "reference" and modifier == "identifier":
+        return "token", f"{code}:identifier", False
+    if (
+        (kind == "string" and modifier in ("exact", "contains"))
+        or (kind == "uri" and modifier in ("above", "below", "contains"))
+        or (kind == "reference" and modifier in _target_types(parameter))
+    ):
+        return kind, code, False
+    if kind == "token" and modifier in ("above", "below", "in", "not-in"):
+        raise invalid(
+            f"{name}: :{modifier} needs a terminology server, which medicus has not.", name
+        )
+    raise invalid(f"The modifier :{modifier} is not supported on {code} ({kind}).", name)
+
+
+def _target_types(parameter: SearchParameter) -> Sequence[str]:
+    return parameter.targets or sorted(resource_types())
+
+
+def _missing(
+    row: Any, resource_type: str, parameter: SearchParameter, name: str, value: str
+) -> ColumnElement[bool]:
+    if value not in ("true", "false"):
+        raise invalid(f"{name} must be true or false.", name)
+    if parameter.code in ("_id", "_lastUpdated"):
+        return false() if value == "true" else true()
+    kind, param = parameter.type, parameter.code
+    if kind == "composite":
+        kind, param = parameter.components[0].type, f"{param}$0"
+    return _has_index_row(row, resource_type, kind, param, negate=value == "true")
+
+
+def _composite(
+    row: Any, resource_type: str, parameter: SearchParameter, name: str, value: str
+) -> ColumnElement[bool]:
+    """All components on rows of the same element (`grp`), e.g. `code$gt10`."""
+    parts = split_escaped(value, "$")
+    if len(parts) != len(parameter.components):
+        raise invalid(f"{name} needs {len(parameter.components)} values joined by $.", name)
+    tables = [aliased(TABLES[component.type]) for component in parameter.components]
+    conditions: list[ColumnElement[bool]] = []
+    for number, (table, component, part) in enumerate(
+        zip(tables, parameter.components, parts, strict=True)
+    ):
+        conditions += [
+            table.resource_type == resource_type,
+            table.param == f"{parameter.code}${number}",
+            matches(component.type, table, part, name, None),
+        ]
+        if number:
+            conditions += [table.rid == tables[0].rid, table.grp == tables[0].grp]
+    return row.rid.in_(select(tables[0].rid).where(*conditions))  # type: ignore[no-any-return]
+
+
+def _resource_column(
+    row: Any, parameter: SearchParameter, name: str, values: list[str], modifier: str | None
+) -> ColumnElement[bool]:
+    """`_id` and `_lastUpdated` are columns of the resource row, not index rows."""
+    if parameter.code == "_id":
+        if modifier not in (None, "not"):
+            raise invalid(f"The modifier :{modifier} is not supported on _id.", name)
+        found: ColumnElement[bool] = row.fhir_id.in_(values)
+        return not_(found) if modifier == "not" else found
+    if modifier is not None:
+        raise invalid(f"The modifier :{modifier} is not supported on _lastUpdated.", name)
+    return or_(*[point_condition(row.last_updated, *parse_date(v, name)) for v in values])
+
+
+def _parameter(
+    row: Any,
+    resource_type: str,
+    parameter: SearchParameter,
+    name: str,
+    modifier: str | None,
+    value: str,
+) -> ColumnElement[bool]:
+    if modifier == "missing":
+        return _missing(row, resource_type, parameter, name, value)
+    values = split_escaped(value, ",")
+    if not all(values):
+        raise invalid(f"{name} needs a value.", name)
+    if parameter.code in ("_id", "_lastUpdated"):
+        return _resource_column(row, parameter, name, values, modifier)
+    if parameter.type == "composite":
+        if modifier is not None:
+            raise invalid(f"The modifier :{modifier} is not supported on {parameter.code}.", name)
+        return or_(*[_composite(row, resource_type, parameter, name, v) for v in values])
+    kind, param, negate = _modified(parameter, name, modifier)
+    match_modifier = None if negate or kind != parameter.type else modifier
+    if (
+        parameter.type == "token"
+        and modifier == "of-type"
+        and any(len(split_escaped(v, "|")) != 3 for v in values)
+    ):
+        raise invalid(f"{name} must be system|code|value (the identifier's type and value).", name)
+    return _has_index_row(
+        row,
+        resource_type,
+        kind,
+        param,
+        lambda table: or_(*[matches(kind, table, v, name, match_modifier) for v in values]),
+        negate,
     )
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _token(resource_type: str, code: str, value: str) -> ColumnElement[bool]:
-    table = TokenIndexRow
-    conditions = [
-        table.rid == FhirResourceRow.rid,
-        table.resource_type == resource_type,
-        table.param == code,
-    ]
-    if "|" in value:
-        system, token = value.split("|", 1)
-        if token:
-            conditions.append(table.code == token)
-        conditions.append(table.system.is_(None) if system == "" else table.system == system)
-    else:
-        conditions.append(table.code == value)
-    return exists().where(*conditions)
-
-
-def _string(resource_type: str, code: str, value: str, modifier: str | None) -> ColumnElement[bool]:
-    table = StringIndexRow
-    wanted = normalise(value)
-    if modifier == "exact":
-        match = table.value == wanted
-    elif modifier == "contains":
-        match = table.value.like(f"%{_escape_like(wanted)}%", escape="\\")
-    else:
-        match = table.value.like(f"{_escape_like(wanted)}%", escape="\\")
-    return exists().where(
-        table.rid == FhirResourceRow.rid,
-        table.resource_type == resource_type,
-        table.param == code,
-        match,
-    )
-
-
-def _reference(
-    resource_type: str, code: str, value: str, modifier: str | None
+def _chain(
+    scope: _Scope, row: Any, resource_type: str, head: str, rest: str, value: str, name: str
 ) -> ColumnElement[bool]:
-    table = ReferenceIndexRow
-    parts = value.split("/_history/")[0].rstrip("/").split("/")
-    conditions = [
-        table.rid == FhirResourceRow.rid,
-        table.resource_type == resource_type,
-        table.param == code,
-        table.target_id == parts[-1],
-    ]
-    target_type = parts[-2] if len(parts) >= 2 else modifier
-    if target_type:
-        conditions.append(table.target_type == target_type)
-    return exists().where(*conditions)
-
-
-def _date_condition(
-    low: InstrumentedAttribute[dt.datetime],
-    high: InstrumentedAttribute[dt.datetime],
-    prefix: str,
-    wanted: tuple[dt.datetime, dt.datetime],
-) -> ColumnElement[bool]:
-    """FHIR's prefix semantics on ranges ([low, high) of the value and of the target)."""
-    start, end = wanted
-    equal = and_(low >= start, high <= end)
-    return {
-        "eq": equal,
-        "ne": not_(equal),
-        "gt": high > end,
-        "lt": low < start,
-        "ge": high > start,
-        "le": low < end,
-        "sa": low >= end,
-        "eb": high <= start,
-    }[prefix]
-
-
-def _point_condition(
-    moment: InstrumentedAttribute[dt.datetime], prefix: str, wanted: tuple[dt.datetime, dt.datetime]
-) -> ColumnElement[bool]:
-    """The same semantics for a point in time (such as `_lastUpdated`)."""
-    start, end = wanted
-    equal = and_(moment >= start, moment < end)
-    return {
-        "eq": equal,
-        "ne": not_(equal),
-        "gt": moment >= end,
-        "lt": moment < start,
-        "ge": moment >= start,
-        "le": moment < end,
-        "sa": moment >= end,
-        "eb": moment < start,
-    }[prefix]
-
-
-def _split_prefix(value: str) -> tuple[str, str]:
-    if value[:2] in _PREFIXES and not value[:2].isdigit():
-        return value[:2], value[2:]
-    return "eq", value
-
-
-def _date(resource_type: str, code: str, name: str, value: str) -> ColumnElement[bool]:
-    prefix, text = _split_prefix(value)
-    wanted = date_range(text)
-    if wanted is None:
-        raise _invalid(f"'{value}' is not a date for {name}.", name)
-    if code == "_lastUpdated":
-        return _point_condition(FhirResourceRow.last_updated, prefix, wanted)
-    table = DateIndexRow
-    return exists().where(
-        table.rid == FhirResourceRow.rid,
-        table.resource_type == resource_type,
-        table.param == code,
-        _date_condition(table.low, table.high, prefix, wanted),
-    )
-
-
-def _value_condition(
-    resource_type: str, name: str, code: str, kind: str, modifier: str | None, value: str
-) -> ColumnElement[bool]:
-    if code == "_id":
-        return FhirResourceRow.fhir_id == value
-    if kind == "token":
-        return _token(resource_type, code, value)
-    if kind == "string":
-        return _string(resource_type, code, value, modifier)
-    if kind == "reference":
-        return _reference(resource_type, code, value, modifier)
-    return _date(resource_type, code, name, value)
-
-
-def _condition(resource_type: str, name: str, value: str) -> ColumnElement[bool] | None:
-    code, _, modifier = name.partition(":")
+    """`subject:Patient.name=x`: a reference of the row to a visible resource matching `rest`.
+    An IN over the (uncorrelated) referring rows, so that the database starts from the few
+    targets that match rather than from every row of the searched type."""
+    code, _, target = head.partition(":")
     parameter = parameters_of(resource_type).get(code)
-    if parameter is None or parameter.type not in INDEXED_TYPES:
-        return None
-    if modifier and modifier not in ("exact", "contains") and parameter.type != "reference":
-        raise _invalid(f"The modifier :{modifier} is not supported on {code}.", name)
-    values = [v for v in value.split(",") if v]
-    if not values:
-        raise _invalid(f"{name} needs a value.", name)
-    alternatives = [
-        _value_condition(resource_type, name, code, parameter.type, modifier or None, v)
-        for v in values
+    if parameter is None or parameter.type != "reference":
+        raise invalid(f"{name}: {code} is not a reference parameter of {resource_type}.", name)
+    if target and target not in _target_types(parameter):
+        raise invalid(f"{name}: {code} does not refer to {target}.", name)
+    following = rest.split(".")[0].split(":")[0]
+    candidates = [
+        kind
+        for kind in ([target] if target else _target_types(parameter))
+        if following == "_has" or following in parameters_of(kind)
     ]
-    return or_(*alternatives) if len(alternatives) > 1 else alternatives[0]
+    if not candidates:
+        raise invalid(f"{name}: no type {code} refers to has a parameter {following}.", name)
+    if target:
+        scope.require_readable(target, name)
+    selects = []
+    for kind in candidates:
+        if scope.readable is not None and kind not in scope.readable:
+            continue
+        target_row, reference = aliased(FhirResourceRow), aliased(ReferenceIndexRow)
+        selects.append(
+            select(reference.rid).where(
+                reference.resource_type == resource_type,
+                reference.param == code,
+                reference.target_type == kind,
+                target_row.resource_type == kind,
+                target_row.fhir_id == reference.target_id,
+                *scope.visible(target_row),
+                _condition(scope, target_row, kind, rest, value, name),
+            )
+        )
+    if not selects:
+        return false()
+    return row.rid.in_(union_all(*selects) if len(selects) > 1 else selects[0])  # type: ignore[no-any-return]
+
+
+def _reverse_chain(
+    scope: _Scope, row: Any, resource_type: str, key: str, value: str, name: str
+) -> ColumnElement[bool]:
+    """`_has:Observation:patient:code=x`: a visible Observation referring to the row through
+    `patient` and matching `code=x` (which may itself be a chain or another `_has`); an IN
+    over the ids those Observations refer to, for the same reason as in `_chain`."""
+    parts = key.split(":", 3)
+    if len(parts) < 4 or not all(parts):
+        raise invalid(f"{name} must be _has:Type:reference:parameter.", name)
+    _, source_type, code, rest = parts
+    if source_type not in resource_types():
+        raise invalid(f"{name}: {source_type} is not a resource type.", name)
+    parameter = parameters_of(source_type).get(code)
+    if parameter is None or parameter.type != "reference":
+        raise invalid(f"{name}: {code} is not a reference parameter of {source_type}.", name)
+    if resource_type not in _target_types(parameter):
+        raise invalid(f"{name}: {source_type}.{code} does not refer to {resource_type}.", name)
+    scope.require_readable(source_type, name)
+    source, reference = aliased(FhirResourceRow), aliased(ReferenceIndexRow)
+    referring = select(reference.target_id).where(
+        source.resource_type == source_type,
+        *scope.visible(source),
+        reference.rid == source.rid,
+        reference.resource_type == source_type,
+        reference.param == code,
+        reference.target_type == resource_type,
+        _condition(scope, source, source_type, rest, value, name),
+    )
+    return row.fhir_id.in_(referring)  # type: ignore[no-any-return]
+
+
+def _condition(
+    scope: _Scope, row: Any, resource_type: str, key: str, value: str, name: str
+) -> ColumnElement[bool]:
+    """The condition of parameter `key` (all of `name`, or what is left of it in a chain)."""
+    if key.startswith("_has:"):
+        return _reverse_chain(scope, row, resource_type, key, value, name)
+    head, dot, rest = key.partition(".")
+    if dot:
+        return _chain(scope, row, resource_type, head, rest, value, name)
+    code, _, modifier = key.partition(":")
+    if code in UNSUPPORTED:
+        raise invalid(f"{code} ({UNSUPPORTED[code]}) is not supported by medicus.", name)
+    parameter = parameters_of(resource_type).get(code)
+    if parameter is None or not parameter.searchable:
+        message = f"{code} is not a search parameter of {resource_type} that medicus supports."
+        if key == name:
+            raise UnknownParameter(
+                400, message, errors=invalid(message, name).errors, issue_type="invalid"
+            )
+        raise invalid(message, name)
+    return _parameter(row, resource_type, parameter, name, modifier or None, value)
 
 
 def build(request: SearchRequest, organisation_id: str) -> Select[FhirResourceRow]:
     """The SELECT of matching current resources of `organisation_id`, unordered, unpaged."""
+    scope = _Scope(organisation_id, request.readable)
     conditions: list[ColumnElement[bool]] = [
         FhirResourceRow.resource_type == request.resource_type,
-        FhirResourceRow.organisation_id == organisation_id,
-        FhirResourceRow.deleted.is_(False),
+        *scope.visible(FhirResourceRow),
     ]
     for name, value in request.parameters:
-        if name in RESULT_PARAMETERS:
+        if is_result_parameter(name):
             continue
-        condition = _condition(request.resource_type, name, value)
-        if condition is None:
-            if request.lenient:
-                continue
-            raise _invalid(
-                f"{name} is not a search parameter of {request.resource_type} "
-                "that medicus supports.",
-                name,
+        try:
+            conditions.append(
+                _condition(scope, FhirResourceRow, request.resource_type, name, value, name)
             )
-        conditions.append(condition)
+        except UnknownParameter:
+            if not request.lenient:
+                raise
     return select(FhirResourceRow).where(*conditions)
 
 
-def count_of(statement: Select[FhirResourceRow]) -> Select[int]:
-    return select(func.count()).select_from(statement.order_by(None).subquery())
+def _sort_key(resource_type: str, key: str) -> Any:
+    descending, code = key.startswith("-"), key.removeprefix("-")
+    if code == "_id":
+        column: Any = FhirResourceRow.fhir_id
+    elif code == "_lastUpdated":
+        column = FhirResourceRow.last_updated
+    else:
+        parameter = parameters_of(resource_type).get(code)
+        if parameter is None or not parameter.searchable or parameter.type not in _SORT_COLUMNS:
+            raise invalid(
+                f"_sort: {code} is not a parameter of {resource_type} to sort by.", "_sort"
+            )
+        table = aliased(TABLES[parameter.type])
+        lowest, highest = _SORT_COLUMNS[parameter.type]
+        aggregate = (
+            func.max(getattr(table, highest)) if descending else func.min(getattr(table, lowest))
+        )
+        column = (
+            select(aggregate)
+            .where(
+                table.rid == FhirResourceRow.rid,
+                table.resource_type == resource_type,
+                table.param == code,
+            )
+            .scalar_subquery()
+        )
+    return column.desc().nulls_last() if descending else column.asc().nulls_last()
+
+
+def ordered(statement: Select[FhirResourceRow], request: SearchRequest) -> Select[FhirResourceRow]:
+    """`statement` in the order `_sort` asks for (several keys, `-` descending; a resource's
+    lowest value ascending, its highest descending; those without a value last), the row id
+    breaking ties so that pages are stable; newest first without `_sort`."""
+    keys = [key for value in request.values("_sort") for key in value.split(",")]
+    if not keys:
+        return statement.order_by(FhirResourceRow.last_updated.desc(), FhirResourceRow.rid.desc())
+    if not all(keys):
+        raise invalid("_sort needs parameter names separated by commas.", "_sort")
+    columns = [_sort_key(request.resource_type, key) for key in keys]
+    return statement.order_by(*columns, FhirResourceRow.rid.asc())
+
+
+def total_mode(request: SearchRequest, accurate: bool) -> str:
+    """How to count: `none`, `estimate` or `accurate` (`_summary=count` is accurate)."""
+    if request.values("_summary") == ["count"]:
+        return "accurate"
+    modes = request.values("_total")
+    if len(modes) > 1 or (modes and modes[0] not in ("none", "estimate", "accurate")):
+        raise invalid("_total must be none, estimate or accurate.", "_total")
+    return "accurate" if accurate else (modes[0] if modes else "default")
+
+
+def count_of(statement: Select[FhirResourceRow], limit: int | None = None) -> Select[int]:
+    """The number of matches (counting at most `limit`, for an estimate of bounded cost)."""
+    inner = statement.order_by(None).with_only_columns(FhirResourceRow.rid)
+    if limit is not None:
+        inner = inner.limit(limit)
+    return select(func.count()).select_from(inner.subquery())

@@ -1,0 +1,66 @@
+"""The FHIR hub's one way to ask `access`: every decision becomes an audit event, and a
+refusal becomes the error the caller sees (404 for another organisation's record, so that
+its existence is not revealed; 403 for a scope that does not allow the interaction)."""
+
+from __future__ import annotations
+
+from medicus.access.policy import AccessPolicy, Decision, Interaction
+from medicus.audit.service import AuditEvent, Outcome
+from medicus.core.errors import ApiError
+from medicus.iam.tokens import Principal
+
+
+class AccessDenied(Exception):
+    """A refusal: its audit event must be recorded even though the work is rolled back."""
+
+    def __init__(self, event: AuditEvent, error: ApiError) -> None:
+        super().__init__(error.detail)
+        self.event = event
+        self.error = error
+
+
+def audit_event(
+    caller: Principal,
+    interaction: Interaction | str,
+    target: str,
+    decision: Decision,
+    detail: dict[str, str] | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        f"fhir.{interaction}",
+        caller.actor,
+        outcome=Outcome.SUCCESS if decision.allowed else Outcome.DENIED,
+        organisation=caller.organisation_id,
+        target=target,
+        detail={"reason": decision.reason, **(detail or {})},
+    )
+
+
+class Guard:
+    def __init__(self, access: AccessPolicy) -> None:
+        self._access = access
+
+    def check(
+        self,
+        caller: Principal,
+        interaction: Interaction,
+        resource_type: str,
+        fhir_id: str | None,
+        owner_organisation: str | None,
+    ) -> AuditEvent:
+        """The audit event of an allowed decision; raises `AccessDenied` otherwise."""
+        decision = self._access.decide(caller, interaction, resource_type, owner_organisation)
+        target = f"{resource_type}/{fhir_id}" if fhir_id else resource_type
+        event = audit_event(caller, interaction, target, decision)
+        if decision.allowed:
+            return event
+        if decision.reason == "other-organisation":
+            error = ApiError(404, f"{target} is not known here.")
+        else:
+            error = ApiError(
+                403, f"Your access token does not allow {interaction} on {resource_type}."
+            )
+        raise AccessDenied(event, error)
+
+    def readable_types(self, caller: Principal, all_types: frozenset[str]) -> frozenset[str]:
+        return self._access.readable_types(caller, all_types)

@@ -1,0 +1,151 @@
+"""`_include` and `_revinclude`: the resources a page refers to, and those referring to it.
+Each pass is one SQL query over the reference index with the caller's organisation (and the
+types the caller may read) as conditions; `:iterate` repeats the pass on what was included."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql import Select
+
+from medicus.fhir.definitions import resource_types
+from medicus.fhir.models import FhirResourceRow, ReferenceIndexRow
+from medicus.fhir.search.match import invalid
+from medicus.fhir.search.parameters import parameters_of
+from medicus.fhir.search.query import SearchRequest
+
+MAX_INCLUDED = 1000
+MAX_ITERATIONS = 4
+_NAMES = {
+    "_include": (False, False),
+    "_include:iterate": (False, True),
+    "_include:recurse": (False, True),
+    "_revinclude": (True, False),
+    "_revinclude:iterate": (True, True),
+    "_revinclude:recurse": (True, True),
+}
+
+
+@dataclass(frozen=True)
+class Include:
+    """`Source:param[:Target]`: references of `Source` resources through `param` (None: every
+    reference parameter, `*`), to `Target` only if given."""
+
+    source_type: str | None
+    param: str | None
+    target_type: str | None
+    reverse: bool
+    iterate: bool
+
+
+def _parse(name: str, value: str, resource_type: str) -> Include:
+    reverse, iterate = _NAMES[name]
+    if value == "*":
+        source = None if iterate or reverse else resource_type
+        return Include(source, None, None, reverse, iterate)
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in resource_types():
+        raise invalid(f"{name} must be Type:parameter[:TargetType] or *.", name)
+    source, code = parts[0], parts[1]
+    target = parts[2] if len(parts) == 3 else None
+    if code != "*":
+        parameter = parameters_of(source).get(code)
+        if parameter is None or parameter.type != "reference":
+            raise invalid(f"{name}: {code} is not a reference parameter of {source}.", name)
+        if target and parameter.targets and target not in parameter.targets:
+            raise invalid(f"{name}: {source}.{code} does not refer to {target}.", name)
+    if not iterate and not reverse and source != resource_type:
+        raise invalid(f"{name}: {source} is not the type searched; use :iterate.", name)
+    return Include(source, None if code == "*" else code, target, reverse, iterate)
+
+
+def includes_of(request: SearchRequest) -> list[Include]:
+    """The `_include`/`_revinclude` directives of a search (400 on malformed ones)."""
+    found = []
+    for name, value in request.parameters:
+        if name.partition(":")[0] in ("_include", "_revinclude"):
+            if name not in _NAMES:
+                raise invalid(f"{name}: the only modifier of includes is :iterate.", name)
+            found += [_parse(name, part, request.resource_type) for part in value.split(",")]
+    return found
+
+
+@dataclass(frozen=True)
+class Found:
+    """A resource already in the bundle, by row id, type and id."""
+
+    rid: int
+    resource_type: str
+    fhir_id: str
+
+
+def _forward(include: Include, found: Sequence[Found], row: Any) -> ColumnElement[bool]:
+    sources = [item.rid for item in found if include.source_type in (None, item.resource_type)]
+    if not sources:
+        return false()
+    reference = aliased(ReferenceIndexRow)
+    conditions = [
+        reference.rid.in_(sources),
+        reference.target_type == row.resource_type,
+        reference.target_id == row.fhir_id,
+    ]
+    if include.param:
+        conditions.append(reference.param == include.param)
+    if include.target_type:
+        conditions.append(row.resource_type == include.target_type)
+    return exists().where(*conditions)
+
+
+def _reverse(include: Include, found: Sequence[Found], row: Any) -> ColumnElement[bool]:
+    by_type: dict[str, list[str]] = {}
+    for item in found:
+        if include.target_type in (None, item.resource_type):
+            by_type.setdefault(item.resource_type, []).append(item.fhir_id)
+    if not by_type:
+        return false()
+    reference = aliased(ReferenceIndexRow)
+    conditions = [
+        reference.rid == row.rid,
+        reference.resource_type == (include.source_type or row.resource_type),
+        or_(
+            *[
+                and_(reference.target_type == kind, reference.target_id.in_(ids))
+                for kind, ids in by_type.items()
+            ]
+        ),
+    ]
+    if include.source_type:
+        conditions.append(row.resource_type == include.source_type)
+    if include.param:
+        conditions.append(reference.param == include.param)
+    return exists().where(*conditions)
+
+
+def included(
+    includes: Iterable[Include],
+    found: Sequence[Found],
+    seen: Iterable[int],
+    organisation_id: str,
+    readable: frozenset[str] | None,
+) -> Select[FhirResourceRow] | None:
+    """One pass: the visible resources `includes` reach from `found`, not yet `seen` (None if
+    there is nothing to look for)."""
+    row = FhirResourceRow
+    alternatives = [
+        (_reverse if include.reverse else _forward)(include, found, row) for include in includes
+    ]
+    if not alternatives or not found:
+        return None
+    statement = select(row).where(
+        row.organisation_id == organisation_id,
+        row.deleted.is_(False),
+        row.rid.not_in(list(seen)),
+        or_(*alternatives),
+    )
+    if readable is not None:
+        statement = statement.where(row.resource_type.in_(sorted(readable)))
+    return statement.order_by(row.rid).limit(MAX_INCLUDED)

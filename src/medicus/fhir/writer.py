@@ -1,0 +1,413 @@
+"""Writes of FHIR resources inside a caller's transaction: create, update, patch, delete and
+their conditional forms. Single interactions and transaction bundles share these, so a bundle
+entry obeys exactly the rules of the same request on its own.
+
+Each write asks `access` (through `Guard`), validates the resource, stores the new version and
+its search index, and appends its audit event to the same transaction: work and audit entry
+commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jsonpatch
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from medicus.access.policy import Interaction
+from medicus.audit.service import AuditEvent, AuditTrail
+from medicus.core.db import utc_now
+from medicus.core.errors import ApiError, ErrorDetail
+from medicus.core.ids import new_id
+from medicus.fhir import repository
+from medicus.fhir.guard import Guard
+from medicus.fhir.models import FhirResourceRow, FhirVersionRow
+from medicus.fhir.resources import StoredVersion, check_id, check_resource, check_type, with_meta
+from medicus.fhir.search import query
+from medicus.fhir.search.extract import IndexRows, extract
+from medicus.fhir.search.query import SearchRequest
+from medicus.iam.tokens import Principal
+
+Conditions = Sequence[tuple[str, str]]
+
+
+class Issue(Protocol):
+    """A finding of validation (see `medicus.fhir.validation`)."""
+
+    severity: str
+    code: str
+    expression: str
+    diagnostics: str
+
+
+Validator = Callable[[dict[str, Any]], Sequence[Issue]]
+
+
+def require_valid(issues: Sequence[Issue]) -> None:
+    """A resource with errors is a 422 whose issues name the offending elements."""
+    errors = [issue for issue in issues if issue.severity in ("error", "fatal")]
+    if errors:
+        raise ApiError(
+            422,
+            f"The resource is not valid FHIR R4 ({len(errors)} problem(s)).",
+            errors=[ErrorDetail(i.diagnostics, expression=i.expression) for i in errors],
+            issue_type=errors[0].code,
+        )
+
+
+def _conflict() -> ApiError:
+    return ApiError(
+        409, "The resource was changed at the same time; read and retry.", issue_type="conflict"
+    )
+
+
+def _check_version(row: FhirResourceRow, if_match: int | None) -> None:
+    if if_match is not None and if_match != row.version:
+        raise ApiError(
+            412, f"The resource is at version {row.version}, not {if_match}.", issue_type="conflict"
+        )
+
+
+def _several(resource_type: str, conditions: Conditions) -> ApiError:
+    criteria = "&".join(f"{k}={v}" for k, v in conditions)
+    return ApiError(
+        412,
+        f"More than one {resource_type} matches {criteria}; the condition must select one.",
+        issue_type="multiple-matches",
+    )
+
+
+def apply_patch(current: bytes, operations: Any) -> dict[str, Any]:
+    """A resource changed by a JSON Patch (RFC 6902); a patch that does not apply is a 422."""
+    if not isinstance(operations, list):
+        raise ApiError(400, "A JSON Patch is an array of operations.", issue_type="invalid")
+    try:
+        patched = jsonpatch.apply_patch(orjson.loads(current), operations)
+    except jsonpatch.JsonPatchTestFailed as failed:
+        raise ApiError(
+            422, f"A test of the patch failed: {failed}.", issue_type="processing"
+        ) from None
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as wrong:
+        raise ApiError(
+            422, f"The patch does not apply: {wrong}.", issue_type="processing"
+        ) from None
+    if not isinstance(patched, dict):
+        raise ApiError(422, "The patch must leave a resource.", issue_type="processing")
+    return patched
+
+
+_QUEUE = "medicus.fhir.queued_creations"
+
+
+@dataclass(frozen=True)
+class _Creation:
+    row: dict[str, Any]
+    index: IndexRows
+    event: AuditEvent
+
+
+def _queue(session: AsyncSession) -> list[_Creation]:
+    queued: list[_Creation] = session.info.setdefault(_QUEUE, [])
+    return queued
+
+
+class ResourceWriter:
+    def __init__(self, guard: Guard, audit: AuditTrail, validate: Validator) -> None:
+        self._guard = guard
+        self._audit = audit
+        self._validate = validate
+
+    async def find(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        resource_type: str,
+        conditions: Conditions,
+        limit: int = 2,
+    ) -> list[FhirResourceRow]:
+        """Current resources of the caller's organisation that match a condition (the query
+        part of a conditional interaction); an empty or unknown condition is a 400."""
+        check_type(resource_type)
+        if not conditions:
+            raise ApiError(
+                400, "A conditional interaction needs search parameters.", issue_type="invalid"
+            )
+        await self._audit.append(
+            session, self._guard.check(caller, Interaction.SEARCH, resource_type, None, None)
+        )
+        await self.flush(session)
+        await repository.lock_condition(
+            session, self._condition_key(caller, resource_type, conditions)
+        )
+        statement = query.build(SearchRequest(resource_type, conditions), caller.organisation_id)
+        return list(await repository.search(session, statement, limit, 0))
+
+    @staticmethod
+    def _condition_key(caller: Principal, resource_type: str, conditions: Conditions) -> int:
+        """Concurrent conditional writes with the same condition queue on a lock of this key
+        (PostgreSQL; SQLite has one writer anyway), so `If-None-Exist` cannot create twice."""
+        text = "\n".join(
+            [caller.organisation_id, resource_type, *sorted(f"{k}={v}" for k, v in conditions)]
+        )
+        return int.from_bytes(
+            hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True
+        )
+
+    async def create(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        resource_type: str,
+        resource: dict[str, Any],
+        if_none_exist: Conditions | None = None,
+        fhir_id: str | None = None,
+    ) -> StoredVersion:
+        """Create with a server id (new, or `fhir_id` chosen beforehand by a transaction);
+        with `if_none_exist`, return the one match instead."""
+        check_type(resource_type)
+        check_resource(resource, resource_type, resource.get("id"))
+        if if_none_exist is not None:
+            existing = await self.existing(session, caller, resource_type, if_none_exist)
+            if existing is not None:
+                return existing
+        return await self._insert(session, caller, resource_type, fhir_id or new_id(), resource)
+
+    async def existing(
+        self, session: AsyncSession, caller: Principal, resource_type: str, conditions: Conditions
+    ) -> StoredVersion | None:
+        """The one resource matching an `If-None-Exist` condition (None: no match; several
+        matches are a 412)."""
+        matches = await self.find(session, caller, resource_type, conditions)
+        if len(matches) > 1:
+            raise _several(resource_type, conditions)
+        return _current(matches[0]) if matches else None
+
+    async def update(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        resource_type: str,
+        fhir_id: str,
+        resource: dict[str, Any],
+        if_match: int | None = None,
+    ) -> StoredVersion:
+        """Update, or create with the client's id if there is no such resource."""
+        check_type(resource_type)
+        check_id(fhir_id)
+        check_resource(resource, resource_type, fhir_id)
+        await self.flush(session)
+        row = await repository.resource(session, resource_type, fhir_id, for_update=True)
+        if row is None:
+            return await self._insert(session, caller, resource_type, fhir_id, resource)
+        event = self._guard.check(
+            caller, Interaction.UPDATE, resource_type, fhir_id, row.organisation_id
+        )
+        _check_version(row, if_match)
+        return await self._new_version(session, event, row, resource, "update")
+
+    async def conditional_update(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        resource_type: str,
+        conditions: Conditions,
+        resource: dict[str, Any],
+        if_match: int | None = None,
+    ) -> StoredVersion:
+        """Update the one match of `conditions`; with none, create (with the body's id, if it
+        has one); several matches are a 412."""
+        check_resource(resource, resource_type, None)
+        matches = await self.find(session, caller, resource_type, conditions)
+        if len(matches) > 1:
+            raise _several(resource_type, conditions)
+        if not matches:
+            if "id" in resource:
+                return await self.update(
+                    session, caller, resource_type, str(resource["id"]), resource
+                )
+            return await self._insert(session, caller, resource_type, new_id(), resource)
+        if resource.get("id", matches[0].fhir_id) != matches[0].fhir_id:
+            raise ApiError(
+                400,
+                "The body's id differs from the resource the condition selects.",
+                issue_type="invalid",
+            )
+        with_id = {**resource, "id": matches[0].fhir_id}
+        return await self.update(session, caller, resource_type, with_id["id"], with_id, if_match)
+
+    async def patch(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        resource_type: str,
+        fhir_id: str,
+        operations: Any,
+        if_match: int | None = None,
+    ) -> StoredVersion:
+        check_type(resource_type)
+        check_id(fhir_id)
+        await self.flush(session)
+        row = await repository.resource(session, resource_type, fhir_id, for_update=True)
+        owner = None if row is None else row.organisation_id
+        event = self._guard.check(caller, Interaction.UPDATE, resource_type, fhir_id, owner)
+        if row is None or row.content is None:
+            raise ApiError(
+                404 if row is None else 410,
+                f"{resource_type}/{fhir_id} cannot be patched: it does not exist.",
+            )
+        _check_version(row, if_match)
+        patched = apply_patch(row.content.encode(), operations)
+        if patched.get("resourceType") != resource_type or patched.get("id") != fhir_id:
+            raise ApiError(
+                422, "A patch must not change resourceType or id.", issue_type="processing"
+            )
+        return await self._new_version(session, event, row, patched, "patch")
+
+    async def conditional_patch(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        resource_type: str,
+        conditions: Conditions,
+        operations: Any,
+        if_match: int | None = None,
+    ) -> StoredVersion:
+        matches = await self.find(session, caller, resource_type, conditions)
+        if len(matches) != 1:
+            if matches:
+                raise _several(resource_type, conditions)
+            raise ApiError(404, f"No {resource_type} matches the condition.")
+        return await self.patch(
+            session, caller, resource_type, matches[0].fhir_id, operations, if_match
+        )
+
+    async def delete(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        resource_type: str,
+        fhir_id: str,
+        if_match: int | None = None,
+    ) -> StoredVersion | None:
+        """Delete as a versioned tombstone; deleting what is gone or never was is no error."""
+        check_type(resource_type)
+        check_id(fhir_id)
+        await self.flush(session)
+        row = await repository.resource(session, resource_type, fhir_id, for_update=True)
+        owner = None if row is None else row.organisation_id
+        event = self._guard.check(caller, Interaction.DELETE, resource_type, fhir_id, owner)
+        if row is None or row.deleted:
+            return None
+        _check_version(row, if_match)
+        return await self._new_version(session, event, row, None, "delete")
+
+    async def conditional_delete(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        resource_type: str,
+        conditions: Conditions,
+    ) -> StoredVersion | None:
+        """Delete the one match of `conditions` (none: nothing to do; several: 412)."""
+        matches = await self.find(session, caller, resource_type, conditions)
+        if len(matches) > 1:
+            raise _several(resource_type, conditions)
+        if not matches:
+            return None
+        return await self.delete(session, caller, resource_type, matches[0].fhir_id)
+
+    async def _insert(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        resource_type: str,
+        fhir_id: str,
+        resource: dict[str, Any],
+    ) -> StoredVersion:
+        """Queue a new resource; `flush` writes all queued ones together, which turns a
+        transaction bundle's hundreds of statements into a few."""
+        event = self._guard.check(caller, Interaction.CREATE, resource_type, fhir_id, None)
+        require_valid(self._validate(resource))
+        now = utc_now()
+        content = with_meta(resource, fhir_id, 1, now)
+        row = {
+            "resource_type": resource_type,
+            "fhir_id": fhir_id,
+            "version": 1,
+            "last_updated": now,
+            "deleted": False,
+            "organisation_id": caller.organisation_id,
+            "content": content,
+        }
+        _queue(session).append(_Creation(row, extract(resource_type, resource), event))
+        return StoredVersion(resource_type, fhir_id, 1, now, content.encode(), created=True)
+
+    async def flush(self, session: AsyncSession) -> None:
+        """Write the queued creations: resources, first versions, index rows and audit
+        entries, one statement per table."""
+        queued: list[_Creation] = session.info.pop(_QUEUE, [])
+        if not queued:
+            return
+        rids = await repository.insert_resources(session, [c.row for c in queued])
+        await repository.add_versions(
+            session,
+            [
+                {
+                    "rid": rid,
+                    "version": 1,
+                    "last_updated": c.row["last_updated"],
+                    "method": "create",
+                    "content": c.row["content"],
+                }
+                for rid, c in zip(rids, queued, strict=True)
+            ],
+        )
+        index: dict[type[Any], list[dict[str, Any]]] = {}
+        for rid, creation in zip(rids, queued, strict=True):
+            values = repository.index_values(rid, creation.row["resource_type"], creation.index)
+            for table, rows in values.items():
+                index.setdefault(table, []).extend(rows)
+        await repository.insert_index(session, index)
+        await self._audit.append(session, *(c.event for c in queued))
+
+    async def _new_version(
+        self,
+        session: AsyncSession,
+        event: AuditEvent,
+        row: FhirResourceRow,
+        resource: dict[str, Any] | None,
+        method: str,
+    ) -> StoredVersion:
+        if resource is not None:
+            require_valid(self._validate(resource))
+        now = utc_now()
+        number = row.version + 1
+        content = None if resource is None else with_meta(resource, row.fhir_id, number, now)
+        version = FhirVersionRow(
+            rid=row.rid, version=number, last_updated=now, method=method, content=content
+        )
+        if not await repository.replace(session, row.rid, row.version, version, content is None):
+            raise _conflict()
+        await repository.add_version(session, version)
+        await repository.write_index(
+            session,
+            row.rid,
+            row.resource_type,
+            None if resource is None else extract(row.resource_type, resource),
+        )
+        await self._audit.append(session, event)
+        return StoredVersion(
+            row.resource_type, row.fhir_id, number, now, content.encode() if content else None
+        )
+
+
+def _current(row: FhirResourceRow) -> StoredVersion:
+    """The stored current version of a row that a conditional create found."""
+    assert row.content is not None
+    return StoredVersion(
+        row.resource_type, row.fhir_id, row.version, row.last_updated, row.content.encode()
+    )

@@ -1,0 +1,292 @@
+"""Transaction and batch bundles through HTTP: atomicity, urn:uuid and conditional
+references, processing order, and entry-by-entry answers of a batch."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+
+from tests.fhir.conftest import Hub
+
+KVNR = "http://fhir.de/sid/gkv/kvid-10"
+PATIENT_URL = "urn:uuid:8b1f2f4e-1d7a-4a3c-9d5e-0f1a2b3c4d5e"
+
+
+def _patient(kvnr: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": KVNR, "value": kvnr}],
+        "name": [{"family": "Mustermann", "given": ["Erika"]}],
+    }
+
+
+def _observation(subject: str, value: float = 13.2) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+        "subject": {"reference": subject},
+        "valueQuantity": {
+            "value": value,
+            "unit": "g/dL",
+            "system": "http://unitsofmeasure.org",
+            "code": "g/dL",
+        },
+    }
+
+
+def _bundle(kind: str, *entries: dict[str, Any]) -> bytes:
+    return orjson.dumps({"resourceType": "Bundle", "type": kind, "entry": list(entries)})
+
+
+async def _post(hub: Hub, body: bytes, organisation: str = "hospital-a", **headers: str) -> Any:
+    return await hub.http.post(
+        "/fhir", content=body, headers={**await hub.token(organisation=organisation), **headers}
+    )
+
+
+async def _resource_count(hub: Hub) -> int:
+    async with hub.platform.database.snapshot() as session:
+        return int((await session.execute(text("SELECT count(*) FROM fhir_resource"))).scalar_one())
+
+
+async def test_transaction_resolves_urn_uuid_references(hub: Hub) -> None:
+    body = _bundle(
+        "transaction",
+        {
+            "fullUrl": "urn:uuid:0c6e3a35-5a4e-4d1d-9b59-2d6c1c0e7a11",
+            "resource": _observation(PATIENT_URL),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+        {
+            "fullUrl": PATIENT_URL,
+            "resource": _patient("A123456780"),
+            "request": {"method": "POST", "url": "Patient"},
+        },
+    )
+    response = await _post(hub, body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["type"] == "transaction-response"
+    statuses = [entry["response"]["status"] for entry in answer["entry"]]
+    assert statuses == ["201 Created", "201 Created"]
+    observation_location = answer["entry"][0]["response"]["location"]
+    patient_id = answer["entry"][1]["response"]["location"].split("/")[1]
+    observation = await hub.http.get(
+        f"/fhir/{observation_location.split('/_history')[0]}", headers=await hub.token()
+    )
+    assert observation.json()["subject"]["reference"] == f"Patient/{patient_id}"
+    found = await hub.http.get(
+        "/fhir/Observation", params={"subject": f"Patient/{patient_id}"}, headers=await hub.token()
+    )
+    assert len(found.json()["entry"]) == 1
+
+
+async def test_transaction_failing_half_way_leaves_nothing(hub: Hub) -> None:
+    before = await _resource_count(hub)
+    body = _bundle(
+        "transaction",
+        {
+            "fullUrl": PATIENT_URL,
+            "resource": _patient("B1"),
+            "request": {"method": "POST", "url": "Patient"},
+        },
+        {
+            "resource": _observation(PATIENT_URL),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+        {
+            "resource": {
+                **_observation(PATIENT_URL),
+                "status": "no-such-status",
+                "valueQuantity": "high",
+            },
+            "request": {"method": "POST", "url": "Observation"},
+        },
+    )
+    response = await _post(hub, body)
+    assert response.status_code == 422
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "Bundle.entry[2]" in outcome["issue"][0]["diagnostics"]
+    assert await _resource_count(hub) == before
+
+
+async def test_transaction_with_a_dangling_urn_uuid_is_refused(hub: Hub) -> None:
+    body = _bundle(
+        "transaction",
+        {
+            "resource": _observation("urn:uuid:00000000-0000-0000-0000-000000000000"),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+    )
+    response = await _post(hub, body)
+    assert response.status_code == 400
+    assert await _resource_count(hub) == 0
+
+
+async def test_conditional_references_and_conditional_create_in_a_transaction(hub: Hub) -> None:
+    first = _bundle(
+        "transaction",
+        {
+            "fullUrl": PATIENT_URL,
+            "resource": _patient("C123456789"),
+            "request": {
+                "method": "POST",
+                "url": "Patient",
+                "ifNoneExist": f"identifier={KVNR}|C123456789",
+            },
+        },
+    )
+    created = (await _post(hub, first)).json()["entry"][0]["response"]
+    assert created["status"] == "201 Created"
+    again = _bundle(
+        "transaction",
+        {
+            "fullUrl": PATIENT_URL,
+            "resource": _patient("C123456789"),
+            "request": {
+                "method": "POST",
+                "url": "Patient",
+                "ifNoneExist": f"identifier={KVNR}|C123456789",
+            },
+        },
+        {
+            "resource": _observation(PATIENT_URL),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+        {
+            "resource": _observation(f"Patient?identifier={KVNR}|C123456789", 9.9),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+    )
+    answer = (await _post(hub, again)).json()["entry"]
+    assert answer[0]["response"]["status"] == "200 OK"
+    assert answer[0]["response"]["location"] == created["location"]
+    patient = created["location"].split("/_history")[0]
+    found = await hub.http.get(
+        "/fhir/Observation",
+        params={"subject": patient, "_total": "accurate"},
+        headers=await hub.token(),
+    )
+    assert found.json()["total"] == 2
+    unknown = _bundle(
+        "transaction",
+        {
+            "resource": _observation(f"Patient?identifier={KVNR}|nobody"),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+    )
+    assert (await _post(hub, unknown)).status_code == 412
+
+
+async def test_transaction_order_delete_before_create_and_reads_last(hub: Hub) -> None:
+    await hub.http.put(
+        "/fhir/Patient/old-1",
+        content=orjson.dumps({**_patient("D1"), "id": "old-1"}),
+        headers=await hub.token(),
+    )
+    body = _bundle(
+        "transaction",
+        {"request": {"method": "GET", "url": "Patient?identifier=" + f"{KVNR}|D2"}},
+        {
+            "resource": {**_patient("D2"), "id": "new-1"},
+            "request": {"method": "PUT", "url": "Patient/new-1"},
+        },
+        {"request": {"method": "DELETE", "url": "Patient/old-1"}},
+    )
+    answer = (await _post(hub, body)).json()["entry"]
+    assert answer[0]["resource"]["total"] == 1
+    assert answer[1]["response"]["status"] == "201 Created"
+    assert answer[2]["response"]["status"] == "204 No Content"
+    assert (await hub.http.get("/fhir/Patient/old-1", headers=await hub.token())).status_code == 410
+
+
+async def test_transaction_may_not_change_one_resource_twice(hub: Hub) -> None:
+    body = _bundle(
+        "transaction",
+        {
+            "resource": {**_patient("E1"), "id": "twice"},
+            "request": {"method": "PUT", "url": "Patient/twice"},
+        },
+        {"request": {"method": "DELETE", "url": "Patient/twice"}},
+    )
+    assert (await _post(hub, body)).status_code == 400
+
+
+async def test_patch_entry_in_a_transaction(hub: Hub) -> None:
+    await hub.http.put(
+        "/fhir/Patient/p-1",
+        content=orjson.dumps({**_patient("F1"), "id": "p-1"}),
+        headers=await hub.token(),
+    )
+    patch = base64.b64encode(
+        orjson.dumps([{"op": "add", "path": "/gender", "value": "female"}])
+    ).decode()
+    body = _bundle(
+        "transaction",
+        {
+            "resource": {
+                "resourceType": "Binary",
+                "contentType": "application/json-patch+json",
+                "data": patch,
+            },
+            "request": {"method": "PATCH", "url": "Patient/p-1"},
+        },
+    )
+    response = await _post(hub, body, Prefer="return=representation")
+    assert response.json()["entry"][0]["resource"]["gender"] == "female"
+
+
+async def test_batch_answers_entry_by_entry(hub: Hub) -> None:
+    body = _bundle(
+        "batch",
+        {"resource": _patient("G1"), "request": {"method": "POST", "url": "Patient"}},
+        {
+            "resource": {"resourceType": "Patient", "birthDate": "never"},
+            "request": {"method": "POST", "url": "Patient"},
+        },
+        {"request": {"method": "GET", "url": "Patient/does-not-exist"}},
+        {"request": {"method": "BREW", "url": "Coffee"}},
+        {"resource": _patient("G2"), "request": {"method": "POST", "url": "Patient"}},
+    )
+    response = await _post(hub, body)
+    assert response.status_code == 200
+    statuses = [entry["response"]["status"] for entry in response.json()["entry"]]
+    assert statuses == ["201 Created", "422", "404", "400", "201 Created"]
+    assert response.json()["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+
+
+async def test_bundle_input_errors(hub: Hub) -> None:
+    assert (await _post(hub, b"{not json")).status_code == 400
+    assert (await _post(hub, orjson.dumps({"resourceType": "Patient"}))).status_code == 400
+    assert (
+        await _post(hub, orjson.dumps({"resourceType": "Bundle", "type": "collection"}))
+    ).status_code == 400
+    no_request = _bundle("transaction", {"resource": _patient("H1")})
+    assert (await _post(hub, no_request)).status_code == 400
+    bad_url = _bundle(
+        "transaction",
+        {"resource": _patient("H1"), "request": {"method": "POST", "url": "Nonsense"}},
+    )
+    assert (await _post(hub, bad_url)).status_code == 404
+
+
+async def test_transaction_cannot_touch_another_hospitals_record(hub: Hub) -> None:
+    await hub.http.put(
+        "/fhir/Patient/theirs",
+        content=orjson.dumps({**_patient("J1"), "id": "theirs"}),
+        headers=await hub.token(organisation="hospital-b"),
+    )
+    before = await _resource_count(hub)
+    body = _bundle(
+        "transaction",
+        {"resource": _patient("J2"), "request": {"method": "POST", "url": "Patient"}},
+        {"request": {"method": "DELETE", "url": "Patient/theirs"}},
+    )
+    response = await _post(hub, body)
+    assert response.status_code == 404
+    assert await _resource_count(hub) == before

@@ -1,0 +1,109 @@
+"""`$validate`, `$meta` and `Patient/$everything` through HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tests.fhir.conftest import Hub
+
+
+async def _put(hub: Hub, resource: dict[str, Any], organisation: str = "hospital-a") -> None:
+    path = f"/fhir/{resource['resourceType']}/{resource['id']}"
+    response = await hub.http.put(
+        path, content=orjson.dumps(resource), headers=await hub.token(organisation=organisation)
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_validate_reports_without_storing(hub: Hub) -> None:
+    token = await hub.token()
+    bad = {"resourceType": "Patient", "birthDate": "soon"}
+    response = await hub.http.post(
+        "/fhir/Patient/$validate", content=orjson.dumps(bad), headers=token
+    )
+    assert response.status_code == 200
+    issues = response.json()["issue"]
+    assert any("Patient.birthDate" in issue.get("expression", []) for issue in issues)
+    good = {"resourceType": "Patient", "birthDate": "1964-08-12"}
+    wrapped = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": good}]}
+    response = await hub.http.post(
+        "/fhir/Patient/$validate", content=orjson.dumps(wrapped), headers=token
+    )
+    assert response.json()["issue"][0]["severity"] == "information"
+    listed = await hub.http.get("/fhir/Patient", params={"_total": "accurate"}, headers=token)
+    assert listed.json()["total"] == 0
+
+
+async def test_meta(hub: Hub) -> None:
+    await _put(hub, {"resourceType": "Patient", "id": "m1", "meta": {"tag": [{"code": "vip"}]}})
+    response = await hub.http.get("/fhir/Patient/m1/$meta", headers=await hub.token())
+    meta = response.json()["parameter"][0]["valueMeta"]
+    assert (meta["versionId"], meta["tag"]) == ("1", [{"code": "vip"}])
+
+
+async def test_everything_is_the_patients_compartment_in_own_hospital(hub: Hub) -> None:
+    await _put(hub, {"resourceType": "Patient", "id": "erika"})
+    await _put(hub, {"resourceType": "Patient", "id": "max"})
+    for number, subject in enumerate(["erika", "erika", "max"]):
+        await _put(
+            hub,
+            {
+                "resourceType": "Observation",
+                "id": f"o{number}",
+                "status": "final",
+                "code": {"text": "Hb"},
+                "subject": {"reference": f"Patient/{subject}"},
+            },
+        )
+    await _put(
+        hub,
+        {
+            "resourceType": "Encounter",
+            "id": "e1",
+            "status": "finished",
+            "class": {"code": "IMP"},
+            "subject": {"reference": "Patient/erika"},
+        },
+    )
+    await _put(hub, {"resourceType": "Practitioner", "id": "doc"})
+    await _put(
+        hub,
+        {
+            "resourceType": "Observation",
+            "id": "elsewhere",
+            "status": "final",
+            "code": {"text": "Hb"},
+            "subject": {"reference": "Patient/erika"},
+        },
+        organisation="hospital-b",
+    )
+    token = await hub.token()
+    response = await hub.http.get("/fhir/Patient/erika/$everything", headers=token)
+    assert response.status_code == 200
+    found = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in response.json()["entry"]}
+    assert found == {
+        ("Patient", "erika"),
+        ("Observation", "o0"),
+        ("Observation", "o1"),
+        ("Encounter", "e1"),
+    }
+    typed = await hub.http.get(
+        "/fhir/Patient/erika/$everything", params={"_type": "Encounter"}, headers=token
+    )
+    assert {e["resource"]["id"] for e in typed.json()["entry"]} == {"e1"}
+    paged = await hub.http.get(
+        "/fhir/Patient/erika/$everything", params={"_count": "2"}, headers=token
+    )
+    assert len(paged.json()["entry"]) == 2
+    assert any(link["relation"] == "next" for link in paged.json()["link"])
+    foreign = await hub.http.get(
+        "/fhir/Patient/erika/$everything", headers=await hub.token(organisation="hospital-b")
+    )
+    assert foreign.status_code == 404
+    assert (
+        await hub.http.get(
+            "/fhir/Patient/erika/$everything", params={"_since": "yesterday"}, headers=token
+        )
+    ).status_code == 400
