@@ -102,7 +102,9 @@ class FhirService:
         total: bool,
     ) -> SearchResult:
         """Current resources matching `request` that the caller may see, one page of them;
-        the caller's organisation is a condition of the query itself."""
+        the caller's organisation is a condition of the query itself. Chains, `_has` and
+        `_include` only look into the types the caller's scopes may read; what `_include`
+        adds is audited as a read of each included type."""
         self.check_type(request.resource_type)
         await self._require(caller, Interaction.SEARCH, request.resource_type, None, None)
         readable = self._guard.readable_types(caller, resource_types())
