@@ -166,7 +166,11 @@ async def test_the_capability_statement_is_public_and_truthful(hub: Hub) -> None
         "history-type",
         "create",
         "search-type",
+        "patch",
     }
+    assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system"}
+    assert {o["name"] for o in rest["operation"]} == {"everything", "validate", "meta"}
+    assert patient["conditionalCreate"] is True
     searchable = {p["name"] for p in patient["searchParam"]}
     assert {"identifier", "family", "birthdate", "_id", "_lastUpdated"} <= searchable
     assert "general-practitioner" in searchable

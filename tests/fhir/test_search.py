@@ -161,7 +161,8 @@ async def test_updates_and_deletes_change_the_index(hub: Hub, ward: dict[str, st
         ("/fhir/Patient?birthdate=yesterday", 400),
         ("/fhir/Patient?birthdate=2026-13-01", 400),
         ("/fhir/Patient?family:sounds-like=x", 400),
-        ("/fhir/Patient?_count=0", 400),
+        ("/fhir/Patient?_count=-1", 400),
+        ("/fhir/Patient?_count=1001", 400),
         ("/fhir/Dragon?name=x", 404),
     ],
 )
@@ -169,6 +170,13 @@ async def test_bad_searches_are_operation_outcomes(hub: Hub, query: str, status:
     response = await hub.http.get(query, headers=await hub.token())
     assert response.status_code == status
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_count_zero_is_the_total_only(hub: Hub, ward: dict[str, str]) -> None:
+    response = await hub.http.get("/fhir/Patient?_count=0", headers=await hub.token())
+    assert response.status_code == 200
+    bundle = response.json()
+    assert (bundle["total"], bundle.get("entry", [])) == (2, [])
 
 
 async def test_lenient_handling_ignores_unknown_parameters(hub: Hub, ward: dict[str, str]) -> None:

@@ -18,6 +18,7 @@ INTERACTIONS = (
     "history-instance",
     "history-type",
     "create",
+    "patch",
 )
 
 
@@ -112,7 +113,23 @@ def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[
                         }
                     ],
                 },
-                "interaction": [{"code": "history-system"}],
+                "interaction": [
+                    {"code": code} for code in ("transaction", "batch", "history-system")
+                ],
+                "operation": [
+                    {
+                        "name": "everything",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    },
+                    {
+                        "name": "validate",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                    },
+                    {
+                        "name": "meta",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-meta",
+                    },
+                ],
                 "resource": [
                     {
                         "type": resource_type,
@@ -120,6 +137,10 @@ def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[
                         "versioning": "versioned-update",
                         "readHistory": True,
                         "updateCreate": True,
+                        "conditionalCreate": True,
+                        "conditionalRead": "full-support",
+                        "conditionalUpdate": True,
+                        "conditionalDelete": "single",
                         "searchParam": _search_params(resource_type),
                         "searchInclude": _includes(resource_type),
                         "searchRevInclude": _reverse_includes().get(resource_type, []),

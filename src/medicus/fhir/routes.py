@@ -95,6 +95,7 @@ def _searchset(
     resource_type: str,
     parameters: list[tuple[str, str]],
     result: SearchResult,
+    subset: Subset,
     count: int,
     offset: int,
 ) -> Response:
@@ -116,14 +117,14 @@ def _searchset(
     bundle["entry"] = [
         {
             "fullUrl": f"{base}/{fhir_id}",
-            "resource": orjson.Fragment(content),
+            "resource": orjson.Fragment(subset.apply(content)),
             "search": {"mode": "match"},
         }
         for fhir_id, content in result.resources
     ] + [
         {
             "fullUrl": f"{request.base_url}fhir/{kind}/{fhir_id}",
-            "resource": orjson.Fragment(content),
+            "resource": orjson.Fragment(subset.apply(content)),
             "search": {"mode": "include"},
         }
         for kind, fhir_id, content in result.included
@@ -378,14 +379,19 @@ def build_router(
         principal: Principal,
     ) -> Response:
         values = dict(parameters)
-        count = _bounded(values.get("_count", "50"), "_count", 1, MAX_PAGE)
+        count = _bounded(values.get("_count", "50"), "_count", 0, MAX_PAGE)
         offset = _bounded(values.get("_offset", "0"), "_offset", 0, 1_000_000)
+        subset = Subset.of(values)
+        if count == 0:  # FHIR: `_count=0` asks for the total only, as `_summary=count` does
+            parameters = [(k, v) for k, v in parameters if k != "_summary"]
+            parameters.append(("_summary", "count"))
+            count = 1
         lenient = prefer(request, "handling") == "lenient"
         search_request = SearchRequest(resource_type, parameters, lenient)
         result = await fhir.search(
             principal, search_request, count, offset, total=values.get("_total") == "accurate"
         )
-        return _searchset(request, resource_type, parameters, result, count, offset)
+        return _searchset(request, resource_type, parameters, result, subset, count, offset)
 
     @router.get("/{resource_type}/{fhir_id}", summary="read")
     async def read(

@@ -118,11 +118,13 @@ class FhirService:
             found = await repository.search_page(
                 session, request, caller.organisation_id, count, offset, total
             )
-        for kind in sorted({row.resource_type for row in found.included}):
-            decision = Decision(True, "own-organisation")
-            await self._audit.record(
+        decision = Decision(True, "own-organisation")
+        await self._audit.record(
+            *(
                 audit_event(caller, Interaction.READ, kind, decision, {"via": "_include"})
+                for kind in sorted({row.resource_type for row in found.included})
             )
+        )
         page = [(row.fhir_id, row.content.encode()) for row in found.rows if row.content]
         extra = tuple(
             (row.resource_type, row.fhir_id, row.content.encode())

@@ -39,6 +39,8 @@ RESULT_PARAMETERS = frozenset(
         "_summary",
         "_elements",
         "_pretty",
+        # Not FHIR: fhirpy's `count()` sends it (Aidbox's way to ask for a total); ignored.
+        "_totalMethod",
     }
 )
 UNSUPPORTED = {
