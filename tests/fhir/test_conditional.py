@@ -229,3 +229,16 @@ async def test_invalid_resource_is_422_naming_the_element(hub: Hub) -> None:
     expressions = {e for issue in response.json()["issue"] for e in issue.get("expression", [])}
     assert {"Patient.birthDate", "Patient.shoeSize"} <= expressions
     assert await _count(hub, "M1") == 0
+
+
+async def test_concurrent_update_as_create_of_one_id_never_fails_with_500(hub: Hub) -> None:
+    body = orjson.dumps({**_patient("N1"), "id": "same-id"})
+    token = await hub.token()
+    answers = await asyncio.gather(
+        *(hub.http.put("/fhir/Patient/same-id", content=body, headers=token) for _ in range(6))
+    )
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses.count(201) == 1
+    assert set(statuses) <= {200, 201, 409}
+    history = await hub.http.get("/fhir/Patient/same-id/_history", headers=token)
+    assert len(history.json()["entry"]) == statuses.count(200) + 1
