@@ -163,7 +163,7 @@ def main() -> None:
     report: dict[str, object] = {"benchmark": "fhir", "database": arguments.database}
     with (
         _database(arguments.database, arguments.postgres_url) as database_url,
-        running_server({"MEDICUS_DATABASE_URL": database_url} if database_url else None) as (
+        running_server(_server_environment(database_url)) as (
             url,
             data_dir,
         ),
@@ -222,6 +222,13 @@ def main() -> None:
         }
     )
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+
+
+def _server_environment(database_url: str | None) -> dict[str, str] | None:
+    """PostgreSQL databases are migrated by the server at start (SQLite's default does so)."""
+    if database_url is None:
+        return None
+    return {"MEDICUS_DATABASE_URL": database_url, "MEDICUS_AUTO_MIGRATE": "true"}
 
 
 def _healthz() -> Request:
