@@ -7,21 +7,15 @@ import datetime as dt
 from typing import Any
 
 import orjson
-from fastapi import Request
-from fastapi.responses import Response
 
 from medicus.access.policy import Interaction
 from medicus.core.db import Database
-from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.fhir import repository
 from medicus.fhir.definitions import patient_compartment
 from medicus.fhir.resources import StoredVersion, check_id, check_resource, check_type
 from medicus.fhir.service import FhirService
 from medicus.fhir.writer import Validator
 from medicus.iam.tokens import Principal
-
-EVERYTHING_PAGE = 100
-MAX_EVERYTHING_PAGE = 1000
 
 
 class Operations:
@@ -70,43 +64,32 @@ class Operations:
         meta = orjson.loads(stored.content).get("meta", {})
         return {"resourceType": "Parameters", "parameter": [{"name": "return", "valueMeta": meta}]}
 
-    async def everything(self, caller: Principal, patient_id: str, request: Request) -> Response:
-        """The patient and their compartment, one page at a time (`_count`, `_offset`), limited
-        by `_type` and `_since`; only what the caller's organisation holds."""
+    async def everything(
+        self,
+        caller: Principal,
+        patient_id: str,
+        types: str | None,
+        since: dt.datetime | None,
+        count: int,
+        offset: int,
+    ) -> tuple[list[tuple[str, str, bytes]], bool]:
+        """One page of the patient and their compartment (type, id, content), limited to
+        `types` (`_type`) and `since`, and whether more follow; only what the caller's
+        organisation holds and the caller's scopes may read."""
         check_id(patient_id)
         await self._fhir.read(caller, "Patient", patient_id)
         await self._fhir.require(caller, Interaction.EVERYTHING, "Patient", patient_id)
-        members = self._members(caller, request.query_params.get("_type"))
-        count = _number(request.query_params.get("_count"), EVERYTHING_PAGE, 1, MAX_EVERYTHING_PAGE)
-        offset = _number(request.query_params.get("_offset"), 0, 0, 10_000_000)
-        since = _instant(request.query_params.get("_since"))
+        members = self._members(caller, types)
         async with self._database.snapshot() as session:
             rows = await repository.compartment(
                 session, caller.organisation_id, patient_id, members, since, count + 1, offset
             )
-        base = f"{request.base_url}fhir"
-        links = [{"relation": "self", "url": str(request.url)}]
-        if len(rows) > count:
-            params = {**request.query_params, "_count": str(count), "_offset": str(offset + count)}
-            query = "&".join(f"{k}={v}" for k, v in params.items())
-            links.append(
-                {"relation": "next", "url": f"{base}/Patient/{patient_id}/$everything?{query}"}
-            )
-        bundle = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "link": links,
-            "entry": [
-                {
-                    "fullUrl": f"{base}/{row.resource_type}/{row.fhir_id}",
-                    "resource": orjson.Fragment(row.content),
-                    "search": {"mode": "match"},
-                }
-                for row in rows[:count]
-                if row.content
-            ],
-        }
-        return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+        page = [
+            (row.resource_type, row.fhir_id, row.content.encode())
+            for row in rows[:count]
+            if row.content
+        ]
+        return page, len(rows) > count
 
     def _members(self, caller: Principal, wanted: str | None) -> dict[str, tuple[str, ...]]:
         """Compartment types the caller's scopes may read (and `_type` asks for)."""
@@ -118,29 +101,3 @@ class Operations:
                 check_type(kind)
             readable &= asked
         return {kind: params for kind, params in members.items() if kind in readable}
-
-
-def _number(value: str | None, default: int, lowest: int, highest: int) -> int:
-    if value is None:
-        return default
-    if not value.isdigit() or not lowest <= int(value) <= highest:
-        raise ApiError(
-            400,
-            f"Expected a number from {lowest} to {highest}, not {value!r}.",
-            issue_type="invalid",
-        )
-    return int(value)
-
-
-def _instant(value: str | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise ApiError(
-            400, f"_since {value!r} is not an instant with a time zone.", issue_type="invalid"
-        )
-    return moment

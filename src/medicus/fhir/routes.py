@@ -30,6 +30,7 @@ from medicus.iam.tokens import Principal, TokenService
 _ETAG = re.compile(r'^(W/)?"?(\d+)"?$')
 MAX_HISTORY = 1000
 MAX_PAGE = 1000
+EVERYTHING_PAGE = 100
 _PREFER_RETURN = ("minimal", "representation", "OperationOutcome")
 
 
@@ -176,6 +177,40 @@ def _history_bundle(request: Request, versions: list[tuple[FhirVersionRow, str]]
     return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
 
 
+def _everything_bundle(
+    request: Request,
+    patient_id: str,
+    page: list[tuple[str, str, bytes]],
+    more: bool,
+    count: int,
+    offset: int,
+) -> Response:
+    base = f"{request.base_url}fhir"
+    links = [{"relation": "self", "url": str(request.url)}]
+    if more:
+        kept = [
+            (k, v) for k, v in request.query_params.multi_items() if k not in ("_count", "_offset")
+        ]
+        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(offset + count))])
+        links.append(
+            {"relation": "next", "url": f"{base}/Patient/{patient_id}/$everything?{query}"}
+        )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": links,
+        "entry": [
+            {
+                "fullUrl": f"{base}/{kind}/{fhir_id}",
+                "resource": orjson.Fragment(content),
+                "search": {"mode": "match"},
+            }
+            for kind, fhir_id, content in page
+        ],
+    }
+    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+
+
 def _headers(stored: StoredVersion, request: Request) -> dict[str, str]:
     headers = {
         "ETag": stored.etag,
@@ -292,7 +327,13 @@ def build_router(
 
     @router.get("/Patient/{fhir_id}/$everything", summary="everything about a patient")
     async def everything(request: Request, fhir_id: str, principal: Principal = caller) -> Response:
-        return await operations.everything(principal, fhir_id, request)
+        values = request.query_params
+        count = _bounded(values.get("_count", str(EVERYTHING_PAGE)), "_count", 1, MAX_PAGE)
+        offset = _bounded(values.get("_offset", "0"), "_offset", 0, 10_000_000)
+        page, more = await operations.everything(
+            principal, fhir_id, values.get("_type"), _since(request), count, offset
+        )
+        return _everything_bundle(request, fhir_id, page, more, count, offset)
 
     @router.get("/{resource_type}/{fhir_id}/$meta", summary="the meta of a resource")
     async def meta(resource_type: str, fhir_id: str, principal: Principal = caller) -> Response:
