@@ -273,6 +273,9 @@ async def test_bundle_input_errors(hub: Hub) -> None:
         {"resource": _patient("H1"), "request": {"method": "POST", "url": "Nonsense"}},
     )
     assert (await _post(hub, bad_url)).status_code == 404
+    bad_version = _bundle("batch", {"request": {"method": "GET", "url": "Patient/p1/_history/x"}})
+    answer = await _post(hub, bad_version)
+    assert answer.json()["entry"][0]["response"]["status"] == "400"
 
 
 async def test_transaction_cannot_touch_another_hospitals_record(hub: Hub) -> None:

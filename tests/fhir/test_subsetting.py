@@ -66,3 +66,5 @@ async def test_read_with_elements(hub: Hub) -> None:
     assert (
         await hub.http.get(url, params={"_summary": "nonsense"}, headers=await hub.token())
     ).status_code == 400
+    count = await hub.http.get(url, params={"_summary": "count"}, headers=await hub.token())
+    assert count.status_code == 400

@@ -95,7 +95,7 @@ def parse_entry(index: int, raw: Any) -> Entry:
     if (
         not segments
         or len(segments) not in (1, 2, 4)
-        or (len(segments) == 4 and segments[2] != "_history")
+        or (len(segments) == 4 and (segments[2] != "_history" or not segments[3].isdigit()))
     ):
         raise _entry_error(index, f"request.url {url!r} is not Type, Type/id or Type?query.")
     try:
@@ -114,7 +114,7 @@ def parse_entry(index: int, raw: Any) -> Entry:
         method=method,
         resource_type=segments[0],
         fhir_id=segments[1] if len(segments) > 1 else None,
-        version=int(segments[3]) if len(segments) == 4 and segments[3].isdigit() else None,
+        version=int(segments[3]) if len(segments) == 4 else None,
         conditions=conditions,
         resource=resource,
         full_url=raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None,

@@ -274,7 +274,10 @@ def _render_read(stored: StoredVersion, request: Request) -> Response:
     if _not_modified(stored, request):
         return Response(status_code=304, headers=headers)
     assert stored.content is not None
-    content = Subset.of(dict(request.query_params)).apply(stored.content)
+    subset = Subset.of(dict(request.query_params))
+    if subset.summary == "count":
+        raise ApiError(400, "_summary=count applies to searches only.", issue_type="invalid")
+    content = subset.apply(stored.content)
     return Response(content, media_type=FHIR_JSON, headers=headers)
 
 

@@ -23,7 +23,7 @@ from medicus.core.errors import ApiError
 from medicus.fhir import repository
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import AccessDenied, Guard, audit_event
-from medicus.fhir.models import FhirResourceRow, FhirVersionRow
+from medicus.fhir.models import FhirVersionRow
 from medicus.fhir.resources import StoredVersion, check_id, check_type
 from medicus.fhir.search.query import SearchRequest
 from medicus.fhir.writer import ResourceWriter
@@ -165,7 +165,8 @@ class FhirService:
         async with self._database.snapshot() as session:
             row = await repository.resource(session, resource_type, fhir_id)
             rows = [] if row is None else await repository.versions(session, row.rid, count)
-        await self._require(caller, Interaction.HISTORY, resource_type, fhir_id, row)
+        owner = None if row is None else row.organisation_id
+        await self._require(caller, Interaction.HISTORY, resource_type, fhir_id, owner)
         if row is None:
             raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
         return [(version, f"{resource_type}/{fhir_id}") for version in rows]
@@ -185,12 +186,10 @@ class FhirService:
         interaction: Interaction,
         resource_type: str,
         fhir_id: str | None,
-        owner: FhirResourceRow | str | None,
+        owner: str | None,
     ) -> None:
-        """Ask `access` for a read of a resource held by `owner` (an organisation id, or the
-        row that says it; None: no such resource); the decision, allowed or not, is audited."""
-        if isinstance(owner, FhirResourceRow):
-            owner = owner.organisation_id
+        """Ask `access` for a read of a resource held by organisation `owner` (None: no such
+        resource, or a search); the decision, allowed or not, is audited."""
         try:
             event = self._guard.check(caller, interaction, resource_type, fhir_id, owner)
         except AccessDenied as denied:
