@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, and_, false, or_, select, tuple_
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
@@ -84,23 +84,24 @@ class Found:
 
 
 def _forward(include: Include, found: Sequence[Found], row: Any) -> ColumnElement[bool]:
+    """The row is a target of the found resources' references: a (type, id) IN over the
+    references of those few rows, which finds targets by their key instead of testing every
+    resource of the organisation."""
     sources = [item.rid for item in found if include.source_type in (None, item.resource_type)]
     if not sources:
         return false()
     reference = aliased(ReferenceIndexRow)
-    conditions = [
-        reference.rid.in_(sources),
-        reference.target_type == row.resource_type,
-        reference.target_id == row.fhir_id,
-    ]
+    conditions = [reference.rid.in_(sources)]
     if include.param:
         conditions.append(reference.param == include.param)
     if include.target_type:
-        conditions.append(row.resource_type == include.target_type)
-    return exists().where(*conditions)
+        conditions.append(reference.target_type == include.target_type)
+    targets = select(reference.target_type, reference.target_id).where(*conditions)
+    return tuple_(row.resource_type, row.fhir_id).in_(targets)
 
 
 def _reverse(include: Include, found: Sequence[Found], row: Any) -> ColumnElement[bool]:
+    """The row refers to one of the found resources: an IN over the referring index rows."""
     by_type: dict[str, list[str]] = {}
     for item in found:
         if include.target_type in (None, item.resource_type):
@@ -109,8 +110,6 @@ def _reverse(include: Include, found: Sequence[Found], row: Any) -> ColumnElemen
         return false()
     reference = aliased(ReferenceIndexRow)
     conditions = [
-        reference.rid == row.rid,
-        reference.resource_type == (include.source_type or row.resource_type),
         or_(
             *[
                 and_(reference.target_type == kind, reference.target_id.in_(ids))
@@ -119,10 +118,10 @@ def _reverse(include: Include, found: Sequence[Found], row: Any) -> ColumnElemen
         ),
     ]
     if include.source_type:
-        conditions.append(row.resource_type == include.source_type)
+        conditions.append(reference.resource_type == include.source_type)
     if include.param:
         conditions.append(reference.param == include.param)
-    return exists().where(*conditions)
+    return row.rid.in_(select(reference.rid).where(*conditions))  # type: ignore[no-any-return]
 
 
 def included(
@@ -141,7 +140,9 @@ def included(
     if not alternatives or not found:
         return None
     statement = select(row).where(
-        row.organisation_id == organisation_id,
+        # As an expression, the organisation cannot lead an index: the few targets, found by
+        # key, drive the query, not every resource the organisation holds of their type.
+        row.organisation_id.concat("") == organisation_id,
         row.deleted.is_(False),
         row.rid.not_in(list(seen)),
         or_(*alternatives),

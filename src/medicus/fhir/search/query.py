@@ -110,18 +110,27 @@ def _has_index_row(
     param: str,
     where: Callable[[Any], ColumnElement[bool]] | None = None,
     negate: bool = False,
+    probe: bool = False,
 ) -> ColumnElement[bool]:
     """Whether the row has (`negate`: has no) index row of `param` matching `where`. Positive:
     an IN over the uncorrelated index rows, which both databases start from (SQLite would run
-    a correlated EXISTS once per row of the type). Negative: a correlated NOT EXISTS, which
-    PostgreSQL runs as an anti-join after the other conditions rather than reading every
-    excluded row first."""
+    a correlated EXISTS once per row of the type) — unless `probe`: another, more selective
+    condition drives the search, and this one is checked per candidate row by a correlated
+    EXISTS instead of being read in full (`code=718-7` matches a third of all Observations).
+    Negative: a correlated NOT EXISTS, which PostgreSQL runs as an anti-join after the other
+    conditions rather than reading every excluded row first."""
     table = aliased(TABLES[kind])
     conditions = [table.resource_type == resource_type, table.param == param]
     if where is not None:
         conditions.append(where(table))
     if negate:
         return ~exists().where(table.rid == row.rid, *conditions)
+    if probe:
+        # Compared as an expression, the type cannot lead an index: without statistics
+        # SQLite would otherwise take the lookup index (more equalities) and scan every row
+        # of the value per candidate; the `rid` index finds the candidate's few rows directly.
+        unindexed = [table.resource_type.concat("") == resource_type, *conditions[1:]]
+        return exists().where(table.rid == row.rid, *unindexed)
     return row.rid.in_(select(table.rid).where(*conditions))  # type: ignore[no-any-return]
 
 
@@ -211,6 +220,7 @@ def _parameter(
     name: str,
     modifier: str | None,
     value: str,
+    probe: bool = False,
 ) -> ColumnElement[bool]:
     if modifier == "missing":
         return _missing(row, resource_type, parameter, name, value)
@@ -238,6 +248,7 @@ def _parameter(
         param,
         lambda table: or_(*[matches(kind, table, v, name, match_modifier) for v in values]),
         negate,
+        probe,
     )
 
 
@@ -316,9 +327,16 @@ def _reverse_chain(
 
 
 def _condition(
-    scope: _Scope, row: Any, resource_type: str, key: str, value: str, name: str
+    scope: _Scope,
+    row: Any,
+    resource_type: str,
+    key: str,
+    value: str,
+    name: str,
+    probe: bool = False,
 ) -> ColumnElement[bool]:
-    """The condition of parameter `key` (all of `name`, or what is left of it in a chain)."""
+    """The condition of parameter `key` (all of `name`, or what is left of it in a chain);
+    `probe`: checked per row found by another condition (see `_has_index_row`)."""
     if key.startswith("_has:"):
         return _reverse_chain(scope, row, resource_type, key, value, name)
     head, dot, rest = key.partition(".")
@@ -335,7 +353,25 @@ def _condition(
                 400, message, errors=invalid(message, name).errors, issue_type="invalid"
             )
         raise invalid(message, name)
-    return _parameter(row, resource_type, parameter, name, modifier or None, value)
+    return _parameter(row, resource_type, parameter, name, modifier or None, value, probe)
+
+
+def _selectivity(resource_type: str, name: str) -> int:
+    """How few rows a parameter is likely to match (lower: fewer), without statistics: the
+    search starts from the most selective parameter and checks the others per row. A
+    reference (`subject=Patient/1`), an identifier or a chain names one thing; a plain token
+    (`code`, `status`) or a date range may match a large share of the data."""
+    code, _, modifier = name.partition(":")
+    if code.startswith("_has") or "." in code:
+        return 1
+    parameter = parameters_of(resource_type).get(code.split(".")[0])
+    if parameter is None or modifier in ("missing", "not"):
+        return 9
+    if code == "_id" or parameter.type == "reference" or modifier in ("identifier", "of-type"):
+        return 0
+    if "identifier" in code:
+        return 1
+    return {"string": 2, "token": 3, "uri": 3, "composite": 4}.get(parameter.type, 5)
 
 
 def build(request: SearchRequest, organisation_id: str) -> Select[FhirResourceRow]:
@@ -345,12 +381,24 @@ def build(request: SearchRequest, organisation_id: str) -> Select[FhirResourceRo
         FhirResourceRow.resource_type == request.resource_type,
         *scope.visible(FhirResourceRow),
     ]
-    for name, value in request.parameters:
-        if is_result_parameter(name):
-            continue
+    searched = [(n, v) for n, v in request.parameters if not is_result_parameter(n)]
+    driver = min(
+        range(len(searched)),
+        key=lambda i: _selectivity(request.resource_type, searched[i][0]),
+        default=None,
+    )
+    for number, (name, value) in enumerate(searched):
         try:
             conditions.append(
-                _condition(scope, FhirResourceRow, request.resource_type, name, value, name)
+                _condition(
+                    scope,
+                    FhirResourceRow,
+                    request.resource_type,
+                    name,
+                    value,
+                    name,
+                    probe=number != driver,
+                )
             )
         except UnknownParameter:
             if not request.lenient:

@@ -1,0 +1,66 @@
+"""Query plans of typical searches (SQLite's EXPLAIN QUERY PLAN on the migrated schema): a
+search starts from its most selective parameter and checks the others per candidate row, so
+that its cost follows its result, not the share of the database an unselective parameter
+matches (`code=718-7` is a third of all Observations); includes find their targets by key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from medicus import migrations
+from medicus.fhir.search import query
+from medicus.fhir.search.include import Found, included, includes_of
+from medicus.fhir.search.query import SearchRequest
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    path: Path = tmp_path_factory.mktemp("plans") / "plans.db"
+    migrations.upgrade(f"sqlite+aiosqlite:///{path}")
+    engine = create_engine(f"sqlite:///{path}")
+
+    def explain(statement: object) -> str:
+        compiled = statement.compile(engine, compile_kwargs={"literal_binds": True})  # type: ignore[attr-defined]
+        with engine.connect() as connection:
+            rows = connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}")).all()
+        return "\n".join(str(row[3]) for row in rows)
+
+    yield explain
+    engine.dispose()
+
+
+def _search(*parameters: tuple[str, str], resource_type: str = "Observation") -> object:
+    return query.build(SearchRequest(resource_type, parameters), "hospital-a")
+
+
+def test_a_patients_labs_start_from_the_patient(plan) -> None:  # type: ignore[no-untyped-def]
+    found = plan(
+        _search(
+            ("code", "http://loinc.org|718-7"),
+            ("date", "ge2025-01-01"),
+            ("subject", "Patient/p1"),
+        )
+    )
+    assert "ix_fhir_reference_lookup" in found
+    assert "ix_fhir_token_lookup" not in found
+    assert "ix_fhir_date_lookup" not in found
+    assert "ix_fhir_token_rid (rid=?)" in found
+    assert "ix_fhir_date_rid (rid=?)" in found
+
+
+def test_a_single_parameter_is_read_from_its_index(plan) -> None:  # type: ignore[no-untyped-def]
+    found = plan(
+        _search(("identifier", "http://fhir.de/sid/gkv/kvid-10|A1"), resource_type="Patient")
+    )
+    assert "ix_fhir_token_lookup" in found
+
+
+def test_includes_find_their_targets_by_key(plan) -> None:  # type: ignore[no-untyped-def]
+    request = SearchRequest("Observation", [("_include", "Observation:subject")])
+    statement = included(includes_of(request), [Found(1, "Observation", "o1")], [], "h", None)
+    found = plan(statement)
+    assert "(resource_type=? AND fhir_id=?)" in found
+    assert "ix_fhir_resource_organisation" not in found
