@@ -217,6 +217,24 @@ async def test_transaction_may_not_change_one_resource_twice(hub: Hub) -> None:
     assert (await _post(hub, body)).status_code == 400
 
 
+async def test_transaction_entries_may_not_share_a_full_url(hub: Hub) -> None:
+    body = _bundle(
+        "transaction",
+        {
+            "fullUrl": PATIENT_URL,
+            "resource": _patient("E2"),
+            "request": {"method": "POST", "url": "Patient"},
+        },
+        {
+            "fullUrl": PATIENT_URL,
+            "resource": _patient("E3"),
+            "request": {"method": "POST", "url": "Patient"},
+        },
+    )
+    assert (await _post(hub, body)).status_code == 400
+    assert await _resource_count(hub) == 0
+
+
 async def test_patch_entry_in_a_transaction(hub: Hub) -> None:
     await hub.http.put(
         "/fhir/Patient/p-1",

@@ -360,14 +360,20 @@ def _failed(index: int, error: ApiError) -> Entry:
 
 
 def _refuse_duplicates(entries: list[Entry]) -> None:
-    """Two entries of one transaction may not change the same resource (FHIR's rule)."""
-    seen: set[str] = set()
+    """Two entries of one transaction may not change the same resource, nor share a fullUrl
+    (references to it would be ambiguous) — FHIR's rules."""
+    targets: set[str] = set()
+    full_urls: set[str] = set()
     for entry in entries:
         if entry.method in ("PUT", "PATCH", "DELETE") and entry.fhir_id:
             target = f"{entry.resource_type}/{entry.fhir_id}"
-            if target in seen:
+            if target in targets:
                 raise _entry_error(entry.index, f"{target} is changed by more than one entry.")
-            seen.add(target)
+            targets.add(target)
+        if entry.full_url and entry.resource is not None:
+            if entry.full_url in full_urls:
+                raise _entry_error(entry.index, f"fullUrl {entry.full_url} is not unique.")
+            full_urls.add(entry.full_url)
 
 
 def _searchset(
