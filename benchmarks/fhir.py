@@ -53,6 +53,12 @@ async def _admin(admin_url: str, statement: str) -> None:
         await engine.dispose()
 
 
+async def _analyze(database_url: str) -> None:
+    """Fresh statistics after a bulk load, as an operator runs ANALYZE after one (autovacuum
+    would, later): without them PostgreSQL plans a patient's labs as a scan of all labs."""
+    await _admin(database_url, "ANALYZE")
+
+
 @contextmanager
 def _database(kind: str, postgres_url: str) -> Iterator[str | None]:
     """None (the embedded SQLite default) or the URL of a fresh PostgreSQL database."""
@@ -178,6 +184,8 @@ def main() -> None:
                 _ingest(url, headers, loaded, patients, arguments.ingest_clients, patient_ids)
             )
             loaded = patients
+            if database_url:
+                asyncio.run(_analyze(database_url))
             ingest.append(
                 {
                     "up_to_resources": patients * RESOURCES_PER_PATIENT,
