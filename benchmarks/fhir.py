@@ -164,12 +164,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per measured phase")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--ingest-clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
     arguments = parser.parse_args()
     sizes = sorted(int(size) for size in arguments.sizes.split(","))
-    report: dict[str, object] = {"benchmark": "fhir", "database": arguments.database}
+    report: dict[str, object] = {
+        "benchmark": "fhir",
+        "database": arguments.database,
+        "server_workers": arguments.workers,
+    }
     with (
         _database(arguments.database, arguments.postgres_url) as database_url,
-        running_server(_server_environment(database_url)) as (
+        running_server(_server_environment(database_url, arguments.workers)) as (
             url,
             data_dir,
         ),
@@ -232,11 +237,12 @@ def main() -> None:
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
 
 
-def _server_environment(database_url: str | None) -> dict[str, str] | None:
+def _server_environment(database_url: str | None, workers: int) -> dict[str, str]:
     """PostgreSQL databases are migrated by the server at start (SQLite's default does so)."""
-    if database_url is None:
-        return None
-    return {"MEDICUS_DATABASE_URL": database_url, "MEDICUS_AUTO_MIGRATE": "true"}
+    environment = {"MEDICUS_WORKERS": str(workers)}
+    if database_url is not None:
+        environment.update({"MEDICUS_DATABASE_URL": database_url, "MEDICUS_AUTO_MIGRATE": "true"})
+    return environment
 
 
 def _healthz() -> Request:

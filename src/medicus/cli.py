@@ -4,9 +4,11 @@ commands (`medicus audit ...`)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 import typer
@@ -114,24 +116,52 @@ def demo() -> None:
 def serve(
     host: str | None = typer.Option(None, help="Address to listen on [MEDICUS_HOST]."),
     port: int | None = typer.Option(None, help="Port to listen on [MEDICUS_PORT]."),
+    workers: int | None = typer.Option(
+        None, help="Server processes sharing the port [MEDICUS_WORKERS]; one per core."
+    ),
 ) -> None:
     """Serve the platform over HTTP. The embedded SQLite default migrates itself first."""
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    given = {"host": host, "port": port, "workers": workers}
+    overrides = {k: v for k, v in given.items() if v is not None}
     settings = _settings(**overrides)
     if settings.should_auto_migrate:
         _migrate(settings)
-    from medicus.app import create_app
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.workers == 1:
+        from medicus.app import create_app
 
+        uvicorn.run(create_app(settings), **options)
+        return
+    _prepare_for_workers(settings, overrides)
     uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        server_header=False,
-        timeout_graceful_shutdown=10,
+        "medicus.app:create_app_from_environment", factory=True, workers=settings.workers, **options
     )
+
+
+def _prepare_for_workers(settings: Settings, overrides: Mapping[str, object]) -> None:
+    """Worker processes build their settings from the environment, so the command line's
+    choices go there; the development secret and the first signing key are created here,
+    once, so that the workers do not race to create different ones."""
+    for name, value in overrides.items():
+        os.environ[f"MEDICUS_{name.upper()}"] = str(value)
+    settings.effective_secret_key()
+
+    async def first_signing_key() -> None:
+        platform = build_platform(settings)
+        try:
+            await platform.signing_keys.ring()
+        finally:
+            await platform.close()
+
+    asyncio.run(first_signing_key())
 
 
 @config_cli.command("show")

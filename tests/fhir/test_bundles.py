@@ -115,6 +115,45 @@ async def test_transaction_failing_half_way_leaves_nothing(hub: Hub) -> None:
     assert await _resource_count(hub) == before
 
 
+async def _index_row_count(hub: Hub) -> int:
+    async with hub.platform.database.snapshot() as session:
+        return int((await session.execute(text("SELECT count(*) FROM fhir_token"))).scalar_one())
+
+
+async def test_transaction_failing_after_its_creations_were_written_leaves_nothing(
+    hub: Hub,
+) -> None:
+    """The PUT makes the queued creations reach the database (on PostgreSQL by COPY) before
+    its If-Match fails: the rollback must take those rows, index rows included, with it."""
+    created = await hub.http.post(
+        "/fhir/Observation",
+        content=orjson.dumps(_observation("Patient/x")),
+        headers={**await hub.token(), "Content-Type": "application/fhir+json"},
+    )
+    existing = created.json()["id"]
+    resources, index_rows = await _resource_count(hub), await _index_row_count(hub)
+    body = _bundle(
+        "transaction",
+        {
+            "fullUrl": PATIENT_URL,
+            "resource": _patient("C1"),
+            "request": {"method": "POST", "url": "Patient"},
+        },
+        {
+            "resource": _observation(PATIENT_URL),
+            "request": {"method": "POST", "url": "Observation"},
+        },
+        {
+            "resource": {**_observation("Patient/x", 9.9), "id": existing},
+            "request": {"method": "PUT", "url": f"Observation/{existing}", "ifMatch": 'W/"7"'},
+        },
+    )
+    response = await _post(hub, body)
+    assert response.status_code == 412, response.text
+    assert await _resource_count(hub) == resources
+    assert await _index_row_count(hub) == index_rows
+
+
 async def test_transaction_with_a_dangling_urn_uuid_is_refused(hub: Hub) -> None:
     body = _bundle(
         "transaction",

@@ -125,6 +125,19 @@ async def test_composites_pair_values_of_the_same_element(hub: Hub, labs: dict[s
     assert await _find(hub, **either) == {labs["pressure"], labs["low"]}
 
 
+async def test_a_composite_without_all_its_components_has_no_value(
+    hub: Hub, labs: dict[str, str]
+) -> None:
+    """The labs carry quantities, none a coded value: code-value-concept is missing on all
+    of them, code-value-quantity only on the blood pressure (its values are components)."""
+    everything = set(labs.values())
+    assert await _find(hub, **{"code-value-concept:missing": "true"}) == everything
+    assert await _find(hub, **{"code-value-quantity:missing": "true"}) == {labs["pressure"]}
+    assert await _find(hub, **{"code-value-quantity:missing": "false"}) == everything - {
+        labs["pressure"]
+    }
+
+
 async def test_token_modifiers(hub: Hub, labs: dict[str, str]) -> None:
     everything = set(labs.values())
     assert await _find(hub, **{"code:not": "718-7"}) == everything - {labs["high"], labs["low"]}

@@ -15,20 +15,19 @@ from medicus.audit.models import AuditEntryRow, AuditHeadRow, AuditPendingRow
 HEAD_ID = 1
 GENESIS_HASH = "0" * 64
 
-_pending = cast(Table, AuditPendingRow.__table__)
+PENDING = cast(Table, AuditPendingRow.__table__)
 _entries = cast(Table, AuditEntryRow.__table__)
 
 
 async def add_pending(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> None:
-    await session.execute(_pending.insert(), list(entries))
+    await session.execute(PENDING.insert(), list(entries))
 
 
-async def has_pending(session: AsyncSession) -> bool:
-    return await session.scalar(select(_pending.c.id).limit(1)) is not None
+ANY_PENDING = select(PENDING.c.id).limit(1)
 
 
 async def count_pending(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(_pending)) or 0)
+    return int(await session.scalar(select(func.count()).select_from(PENDING)) or 0)
 
 
 async def _create_head_if_missing(session: AsyncSession) -> None:
@@ -54,7 +53,7 @@ async def lock_head(session: AsyncSession) -> tuple[int, str]:
 
 
 async def oldest_pending(session: AsyncSession, limit: int) -> Sequence[RowMapping]:
-    statement = select(_pending).order_by(_pending.c.id).limit(limit)
+    statement = select(PENDING).order_by(PENDING.c.id).limit(limit)
     return (await session.execute(statement)).mappings().all()
 
 
@@ -63,7 +62,7 @@ async def seal(
 ) -> None:
     """Move pending entries into the chain and advance the head to the last of them."""
     await session.execute(_entries.insert(), list(entries))
-    await session.execute(delete(_pending).where(_pending.c.id.in_(pending_ids)))
+    await session.execute(delete(PENDING).where(PENDING.c.id.in_(pending_ids)))
     last = entries[-1]
     await session.execute(
         update(AuditHeadRow)

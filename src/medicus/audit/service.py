@@ -129,8 +129,9 @@ class AuditTrail:
         """Commit everything waiting; each waiter learns the outcome through its future."""
         batch, self._waiting = self._waiting, []
         try:
-            async with self._database.transaction() as session:
-                await repository.add_pending(session, [row for rows, _ in batch for row in rows])
+            await self._database.insert_many(
+                repository.PENDING, [row for rows, _ in batch for row in rows]
+            )
         except Exception as error:
             for _, waiter in batch:
                 waiter.set_exception(error)
@@ -158,9 +159,8 @@ class AuditTrail:
 
     async def seal(self, limit: int = SEAL_BATCH) -> int:
         """Append up to `limit` pending entries, oldest first, to the chain; returns how many."""
-        async with self._database.snapshot() as session:
-            if not await repository.has_pending(session):
-                return 0
+        if await self._database.fetch_one(repository.ANY_PENDING) is None:
+            return 0
         async with self._database.transaction() as session:
             head_seq, head_hash = await repository.lock_head(session)
             pending = await repository.oldest_pending(session, limit)

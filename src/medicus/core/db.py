@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, Row, create_engine, event, text
+from sqlalchemy import DateTime, MetaData, Table, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeDecorator
+
+from medicus.core.driver import AnySelect, Driver, DriverRow, PostgresDriver, SqliteDriver
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -105,25 +106,6 @@ def _make_engine(url: str, pool_size: int, begin_statement: str = "BEGIN") -> As
     )
 
 
-def _sqlite_point_reader(url: str) -> Engine:
-    """A synchronous reader of the same SQLite file, each statement its own snapshot (WAL:
-    readers never wait for the writer). Short busy timeout: it blocks the event loop."""
-    sync_url = make_url(url).set(drivername="sqlite")
-    engine = create_engine(
-        sync_url,
-        hide_parameters=True,
-        pool_size=1,
-        connect_args={"check_same_thread": False, "isolation_level": None},
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA busy_timeout = 1000")
-        dbapi_connection.execute("PRAGMA query_only = ON")
-
-    return engine
-
-
 class Database:
     """The platform's database: a reader and a writer engine (the same one on PostgreSQL)."""
 
@@ -135,10 +117,10 @@ class Database:
             self._sqlite_writer_lock = asyncio.Lock()
             self._writer = _make_engine(url, pool_size, "BEGIN IMMEDIATE")
             self._reader = _make_engine(url, pool_size, "BEGIN")
-            self._point_reader: Engine | None = _sqlite_point_reader(url)
+            self._driver: Driver = SqliteDriver(url, self._writer.dialect, SQLITE_BUSY_TIMEOUT_MS)
         else:
             self._writer = self._reader = _make_engine(url, pool_size)
-            self._point_reader = None
+            self._driver = PostgresDriver(url, self._writer.dialect, pool_size)
         self._write_sessions = async_sessionmaker(self._writer, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self._reader, expire_on_commit=False)
 
@@ -165,16 +147,17 @@ class Database:
         async with self._read_sessions() as session:
             yield session
 
-    async def fetch_one(self, statement: Select[Any]) -> Row[Any] | None:
-        """The first row of a short read (a lookup by key), in one round trip and outside any
-        transaction. On SQLite it runs on the event loop's own thread: a point query takes
-        tens of microseconds there, a hop to aiosqlite's thread ten times more."""
-        if self._point_reader is not None:
-            with self._point_reader.connect() as connection:
-                return connection.execute(statement).first()
-        async with self._reader.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            return (await autocommit.execute(statement)).first()
+    async def fetch_one(
+        self, statement: AnySelect, parameters: dict[str, Any] | None = None
+    ) -> DriverRow | None:
+        """The first row of a short read (a lookup by key) in one round trip, outside any
+        transaction, through the driver itself (see `driver`)."""
+        return await self._driver.fetch_one(statement, parameters or {})
+
+    async def insert_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert `rows` in a committed transaction of their own, through the driver itself."""
+        async with self._writer_turn():
+            await self._driver.insert_many(table, rows)
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -182,8 +165,7 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        if self._point_reader is not None:
-            self._point_reader.dispose()
+        await self._driver.close()
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()

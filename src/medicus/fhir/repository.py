@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, and_, delete, exists, func, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
+from medicus.core.driver import AnySelect
 from medicus.fhir.models import (
     DateIndexRow,
     FhirResourceRow,
@@ -23,7 +24,7 @@ from medicus.fhir.models import (
     TokenIndexRow,
     UriIndexRow,
 )
-from medicus.fhir.search import query
+from medicus.fhir.search import paging, query
 from medicus.fhir.search.extract import IndexRows
 from medicus.fhir.search.include import (
     MAX_INCLUDED,
@@ -188,11 +189,9 @@ def index_values(
 async def insert_index(
     session: AsyncSession, values: dict[type[Any], list[dict[str, Any]]]
 ) -> None:
-    """Insert index rows (of one or many resources), one statement per table (through the
-    table, not the ORM class: the ORM's bulk path costs ~50 µs per row)."""
+    """Insert index rows (of one or many resources), one statement per table."""
     for table, rows in values.items():
-        if rows:
-            await session.execute(sql_insert(table.__table__), rows)
+        await insert_rows(session, cast(Table, table.__table__), rows)
 
 
 async def write_index(
@@ -213,10 +212,11 @@ async def search(
 
 
 async def page(
-    session: AsyncSession, statement: Select[FhirResourceRow], limit: int, offset: int
-) -> Sequence[FhirResourceRow]:
-    """One page of an already ordered search."""
-    return (await session.scalars(statement.limit(limit).offset(offset))).all()
+    session: AsyncSession, statement: Select[Any], limit: int, offset: int
+) -> Sequence[Row[Any]]:
+    """One page of an ordered search: each resource, then its sort values."""
+    found: Sequence[Row[Any]] = (await session.execute(statement.limit(limit).offset(offset))).all()
+    return found
 
 
 async def rows(
@@ -235,7 +235,7 @@ ESTIMATE_LIMIT = 10_000
 @dataclass(frozen=True)
 class SearchPage:
     rows: Sequence[FhirResourceRow]
-    has_more: bool
+    next_cursor: str | None  # None: the last page
     total: int | None
     included: list[FhirResourceRow]
 
@@ -249,17 +249,25 @@ async def search_page(
     accurate: bool,
 ) -> SearchPage:
     """One page of a search (ONE query, the organisation inside it), its total as `_total`
-    asks, and what it includes (`_summary=count`: only the total)."""
+    asks, what it includes (`_summary=count`: only the total), and the cursor of the next
+    page. A `_cursor` only bounds the page query: totals count the whole search."""
     statement = query.build(request, organisation_id)
     includes = includes_of(request)
     mode = query.total_mode(request, accurate)
     if request.values("_summary") == ["count"]:
-        return SearchPage([], False, await count(session, query.count_of(statement)), [])
-    found = await page(session, query.ordered(statement, request), size + 1, offset)
-    matched, has_more = found[:size], len(found) > size
-    total = await _total(session, statement, mode, len(matched), has_more, offset)
+        return SearchPage([], None, await count(session, query.count_of(statement)), [])
+    keys = query.sort_keys(request)
+    position = paging.start(request, organisation_id, keys)
+    bounded = statement if position is None else statement.where(paging.after(keys, position))
+    found = await page(session, query.ordered(bounded, keys), size + 1, offset)
+    matched, has_more = [row[0] for row in found[:size]], len(found) > size
+    known = offset if position is None else None
+    total = await _total(session, statement, mode, len(matched), has_more, known)
     extra = await _included(session, includes, matched, organisation_id, request.readable)
-    return SearchPage(matched, has_more, total, extra)
+    following = None
+    if has_more:
+        following = paging.cursor(request, organisation_id, keys, found[size - 1][1:])
+    return SearchPage(matched, following, total, extra)
 
 
 async def _total(
@@ -268,11 +276,12 @@ async def _total(
     mode: str,
     matched: int,
     has_more: bool,
-    offset: int,
+    offset: int | None,
 ) -> int | None:
-    """Known without counting on the last page; otherwise counted if `_total` asks for it
+    """Known without counting on the last page of offset paging (`offset` None: a cursor
+    page, whose position is not known); otherwise counted if `_total` asks for it
     (`estimate` counts at most ESTIMATE_LIMIT matches, so its cost is bounded)."""
-    if mode != "none" and not has_more and (matched or offset == 0):
+    if offset is not None and mode != "none" and not has_more and (matched or offset == 0):
         return offset + matched
     if mode not in ("accurate", "estimate"):
         return None
@@ -348,31 +357,72 @@ async def compartment(
     return (await session.scalars(statement)).all()
 
 
-def lookup(resource_type: str, fhir_id: str, version: int | None) -> Select[Any]:
-    """One statement for a read or vread: owner, version, time and content (None: deleted)
-    of the current version or of version `version`."""
-    resource = FhirResourceRow
-    if version is None:
-        return select(
-            resource.organisation_id,
-            resource.version,
-            resource.last_updated,
-            resource.content,
-        ).where(resource.resource_type == resource_type, resource.fhir_id == fhir_id)
-    stored = FhirVersionRow
-    return (
-        select(resource.organisation_id, stored.version, stored.last_updated, stored.content)
-        .join(stored, and_(stored.rid == resource.rid, stored.version == version))
-        .where(resource.resource_type == resource_type, resource.fhir_id == fhir_id)
+_resource = FhirResourceRow
+_version = FhirVersionRow
+_CURRENT: AnySelect = select(
+    _resource.organisation_id, _resource.version, _resource.last_updated, _resource.content
+).where(
+    _resource.resource_type == bindparam("resource_type"),
+    _resource.fhir_id == bindparam("fhir_id"),
+)
+_VERSION: AnySelect = (
+    select(_resource.organisation_id, _version.version, _version.last_updated, _version.content)
+    .join(_version, and_(_version.rid == _resource.rid, _version.version == bindparam("version")))
+    .where(
+        _resource.resource_type == bindparam("resource_type"),
+        _resource.fhir_id == bindparam("fhir_id"),
     )
+)
+
+
+def lookup(
+    resource_type: str, fhir_id: str, version: int | None
+) -> tuple[AnySelect, dict[str, Any]]:
+    """One statement for a read or vread: owner, version, time and content (None: deleted)
+    of the current version or of version `version`. The statements are built once, with
+    parameters: building one per read cost more than running it."""
+    parameters: dict[str, Any] = {"resource_type": resource_type, "fhir_id": fhir_id}
+    if version is None:
+        return _CURRENT, parameters
+    return _VERSION, {**parameters, "version": version}
 
 
 async def insert_resources(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert new resources in one statement; their row ids, in the order of `rows`."""
-    table = FhirResourceRow.__table__
-    statement = sql_insert(table).returning(table.c.rid, sort_by_parameter_order=True)
-    return list((await session.scalars(statement, rows)).all())
+    """Insert new resources; their row ids, in the order of `rows`. PostgreSQL takes the ids
+    from the table's sequence first, so that the rows can be copied in."""
+    table = cast(Table, FhirResourceRow.__table__)
+    if session.get_bind().dialect.name != "postgresql":
+        statement = sql_insert(table).returning(table.c.rid, sort_by_parameter_order=True)
+        return list((await session.scalars(statement, rows)).all())
+    sequence = func.pg_get_serial_sequence(table.name, table.c.rid.name)
+    allocate = select(func.nextval(sequence)).select_from(func.generate_series(1, len(rows)))
+    rids = list((await session.scalars(allocate)).all())
+    await insert_rows(
+        session, table, [{**row, "rid": rid} for row, rid in zip(rows, rids, strict=True)]
+    )
+    return rids
 
 
 async def add_versions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await session.execute(sql_insert(FhirVersionRow.__table__), rows)
+    await insert_rows(session, cast(Table, FhirVersionRow.__table__), rows)
+
+
+async def insert_rows(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` (dicts with the same keys) into `table`, through the table rather than
+    the ORM (whose bulk path costs ~50 µs per row). On PostgreSQL through COPY on the
+    session's own connection, inside its transaction: a bundle's ~1,000 index rows as
+    INSERT parameters cost SQLAlchemy and asyncpg several times what the copy costs. The
+    caller has already run a statement in the transaction (asyncpg's transaction begins
+    with SQLAlchemy's first statement, not before)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        await session.execute(sql_insert(table), rows)
+        return
+    columns = list(rows[0])
+    connection = (await (await session.connection()).get_raw_connection()).driver_connection
+    if connection is None or not connection.is_in_transaction():
+        raise RuntimeError("COPY outside a transaction: run a statement in it first")
+    await connection.copy_records_to_table(
+        table.name, columns=columns, records=[tuple(row[c] for c in columns) for row in rows]
+    )

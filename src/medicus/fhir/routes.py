@@ -91,6 +91,24 @@ def _bounded(value: str, name: str, lowest: int, highest: int) -> int:
     return int(value)
 
 
+def _page_queries(
+    parameters: list[tuple[str, str]], result: SearchResult, count: int, offset: int
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The query of each paging link. `next` always carries a cursor (keyset paging: what is
+    written between two pages does not shift them); `previous` only exists for offsets, as
+    a cursor page does not know where it is."""
+    kept = [(k, v) for k, v in parameters if k not in ("_count", "_offset", "_cursor")]
+    size = ("_count", str(count))
+    cursor = dict(parameters).get("_cursor")
+    here = ("_cursor", cursor) if cursor is not None else ("_offset", str(offset))
+    queries = [("self", [*kept, size, here])]
+    if result.next_cursor is not None:
+        queries.append(("next", [*kept, size, ("_cursor", result.next_cursor)]))
+    if cursor is None and offset > 0:
+        queries.append(("previous", [*kept, size, ("_offset", str(max(0, offset - count)))]))
+    return queries
+
+
 def _searchset(
     request: Request,
     resource_type: str,
@@ -101,17 +119,10 @@ def _searchset(
     offset: int,
 ) -> Response:
     base = f"{request.base_url}fhir/{resource_type}"
-    kept = [(k, v) for k, v in parameters if k not in ("_count", "_offset")]
-
-    def page_link(relation: str, page_offset: int) -> dict[str, str]:
-        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(page_offset))])
-        return {"relation": relation, "url": f"{base}?{query}"}
-
-    links = [page_link("self", offset)]
-    if result.has_more:
-        links.append(page_link("next", offset + count))
-    if offset > 0:
-        links.append(page_link("previous", max(0, offset - count)))
+    links = [
+        {"relation": relation, "url": f"{base}?{urlencode(query)}"}
+        for relation, query in _page_queries(parameters, result, count, offset)
+    ]
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
     if result.total is not None:
         bundle["total"] = result.total

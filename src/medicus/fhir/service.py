@@ -35,7 +35,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class SearchResult:
     resources: list[tuple[str, bytes]]
-    has_more: bool
+    next_cursor: str | None  # None: the last page
     total: int | None
     included: tuple[tuple[str, str, bytes], ...] = ()
 
@@ -82,16 +82,15 @@ class FhirService:
         check_type(resource_type)
         check_id(fhir_id)
         interaction = Interaction.READ if version is None else Interaction.VREAD
-        found = await self._database.fetch_one(repository.lookup(resource_type, fhir_id, version))
-        owner = None if found is None else found.organisation_id
+        found = await self._database.fetch_one(*repository.lookup(resource_type, fhir_id, version))
+        owner = None if found is None else found[0]
         await self._require(caller, interaction, resource_type, fhir_id, owner)
         if found is None:
             raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
-        if found.content is None:
+        _, stored_version, last_updated, content = found
+        if content is None:
             raise ApiError(410, f"{resource_type}/{fhir_id} was deleted.", issue_type="deleted")
-        return StoredVersion(
-            resource_type, fhir_id, found.version, found.last_updated, found.content.encode()
-        )
+        return StoredVersion(resource_type, fhir_id, stored_version, last_updated, content.encode())
 
     async def search(
         self,
@@ -131,7 +130,7 @@ class FhirService:
             for row in found.included
             if row.content
         )
-        return SearchResult(page, found.has_more, found.total, extra)
+        return SearchResult(page, found.next_cursor, found.total, extra)
 
     async def history_of_many(
         self,

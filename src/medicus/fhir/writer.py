@@ -38,10 +38,14 @@ Conditions = Sequence[tuple[str, str]]
 class Issue(Protocol):
     """A finding of validation (see `medicus.fhir.validation`)."""
 
-    severity: str
-    code: str
-    expression: str
-    diagnostics: str
+    @property
+    def severity(self) -> str: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def expression(self) -> str: ...
+    @property
+    def diagnostics(self) -> str: ...
 
 
 Validator = Callable[[dict[str, Any]], Sequence[Issue]]

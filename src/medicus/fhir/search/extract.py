@@ -267,14 +267,22 @@ def _component_values(
 
 def _composite(rows: IndexRows, parameter: SearchParameter, resource: dict[str, Any]) -> None:
     """One group of rows per element the composite selects, its components' rows under
-    `code$k`, so that `code-value-quantity` matches code and value of the same component."""
+    `code$k`, so that `code-value-quantity` matches code and value of the same component.
+    An element without a value for every component has no value of the composite (a search
+    needs all components to match): it gets no rows. Observation's eleven composites would
+    otherwise write about a third of all its index rows for values it does not have."""
     for element in parameter.values(resource):
+        selected = [
+            _component_values(parameter.resource_type, resource, element, component.expression)
+            for component in parameter.components
+        ]
+        if not all(selected):
+            continue
         group = IndexRows()
-        for number, component in enumerate(parameter.components):
+        for number, (component, values) in enumerate(
+            zip(parameter.components, selected, strict=True)
+        ):
             part = SearchParameter(parameter.resource_type, "", component.type, None)
-            values = _component_values(
-                parameter.resource_type, resource, element, component.expression
-            )
             for value in values:
                 _add(group, part, f"{parameter.code}${number}", value)
         rows.groups.append(group)

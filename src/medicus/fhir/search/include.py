@@ -91,7 +91,7 @@ def _forward(include: Include, found: Sequence[Found], row: Any) -> ColumnElemen
     if not sources:
         return false()
     reference = aliased(ReferenceIndexRow)
-    conditions = [reference.rid.in_(sources)]
+    conditions: list[ColumnElement[bool]] = [reference.rid.in_(sources)]
     if include.param:
         conditions.append(reference.param == include.param)
     if include.target_type:

@@ -32,6 +32,9 @@ _STEP = re.compile(
     r")"
 )
 
+_GROUPED_HEAD = re.compile(r"^\((?P<head>[^()]*(?:\([^()]*\)[^()]*)*)\)(?P<rest>\..+)$")
+"""A bracketed first part followed by more steps: `(Observation.value.ofType(X)).text`."""
+
 Node = tuple[Any, str | None]
 """A value and its FHIR type name (None where it is not known)."""
 Accessor = Callable[[Any], list[Any]]
@@ -157,6 +160,8 @@ def _alternatives(expression: str) -> list[str] | None:
         part = part.strip()
         while part.startswith("(") and part.endswith(")"):
             part = part[1:-1].strip()
+        if grouped := _GROUPED_HEAD.match(part):
+            part = grouped["head"] + grouped["rest"]
         if "|" in part:
             return None
         cleaned.append(part)

@@ -10,7 +10,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, false, func, not_, or_, select, true, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Label,
+    SQLColumnExpression,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
@@ -33,6 +45,7 @@ RESULT_PARAMETERS = frozenset(
         "_total",
         "_format",
         "_offset",
+        "_cursor",
         "_sort",
         "_include",
         "_revinclude",
@@ -52,14 +65,16 @@ UNSUPPORTED = {
     "_contained": "searching contained resources",
     "_containedType": "searching contained resources",
 }
+# Per sortable parameter type: the column ascending, the column descending, and the kind of
+# value a paging cursor carries for it.
 _SORT_COLUMNS = {
-    "string": ("value", "value"),
-    "token": ("code", "code"),
-    "uri": ("value", "value"),
-    "reference": ("target_id", "target_id"),
-    "number": ("value", "value"),
-    "date": ("low", "high"),
-    "quantity": ("low", "high"),
+    "string": ("value", "value", "text"),
+    "token": ("code", "code", "text"),
+    "uri": ("value", "value", "text"),
+    "reference": ("target_id", "target_id", "text"),
+    "number": ("value", "value", "number"),
+    "date": ("low", "high", "moment"),
+    "quantity": ("low", "high", "number"),
 }
 
 
@@ -406,46 +421,71 @@ def build(request: SearchRequest, organisation_id: str) -> Select[FhirResourceRo
     return select(FhirResourceRow).where(*conditions)
 
 
-def _sort_key(resource_type: str, key: str) -> Any:
+@dataclass(frozen=True)
+class SortKey:
+    """One key of a search's order: its SQL expression, its direction, the kind of its values
+    (`text`, `number`, `moment`, `rid`; what a paging cursor carries) and whether resources
+    may lack a value (they come last in either direction)."""
+
+    expression: SQLColumnExpression[Any]
+    descending: bool
+    kind: str
+    nullable: bool = False
+
+
+def _sort_key(resource_type: str, key: str) -> SortKey:
     descending, code = key.startswith("-"), key.removeprefix("-")
     if code == "_id":
-        column: Any = FhirResourceRow.fhir_id
-    elif code == "_lastUpdated":
-        column = FhirResourceRow.last_updated
-    else:
-        parameter = parameters_of(resource_type).get(code)
-        if parameter is None or not parameter.searchable or parameter.type not in _SORT_COLUMNS:
-            raise invalid(
-                f"_sort: {code} is not a parameter of {resource_type} to sort by.", "_sort"
-            )
-        table = aliased(TABLES[parameter.type])
-        lowest, highest = _SORT_COLUMNS[parameter.type]
-        aggregate = (
-            func.max(getattr(table, highest)) if descending else func.min(getattr(table, lowest))
+        return SortKey(FhirResourceRow.fhir_id, descending, "text")
+    if code == "_lastUpdated":
+        return SortKey(FhirResourceRow.last_updated, descending, "moment")
+    parameter = parameters_of(resource_type).get(code)
+    if parameter is None or not parameter.searchable or parameter.type not in _SORT_COLUMNS:
+        raise invalid(f"_sort: {code} is not a parameter of {resource_type} to sort by.", "_sort")
+    table = aliased(TABLES[parameter.type])
+    lowest, highest, kind = _SORT_COLUMNS[parameter.type]
+    aggregate = (
+        func.max(getattr(table, highest)) if descending else func.min(getattr(table, lowest))
+    )
+    value = (
+        select(aggregate)
+        .where(
+            table.rid == FhirResourceRow.rid,
+            table.resource_type == resource_type,
+            table.param == code,
         )
-        column = (
-            select(aggregate)
-            .where(
-                table.rid == FhirResourceRow.rid,
-                table.resource_type == resource_type,
-                table.param == code,
-            )
-            .scalar_subquery()
-        )
-    return column.desc().nulls_last() if descending else column.asc().nulls_last()
+        .scalar_subquery()
+    )
+    return SortKey(value, descending, kind, nullable=True)
 
 
-def ordered(statement: Select[FhirResourceRow], request: SearchRequest) -> Select[FhirResourceRow]:
-    """`statement` in the order `_sort` asks for (several keys, `-` descending; a resource's
-    lowest value ascending, its highest descending; those without a value last), the row id
-    breaking ties so that pages are stable; newest first without `_sort`."""
+def sort_keys(request: SearchRequest) -> list[SortKey]:
+    """The order `_sort` asks for (several keys, `-` descending; a resource's lowest value
+    ascending, its highest descending), the row id breaking ties so that every resource has a
+    place of its own. Without `_sort`: the most recently created first, by row id alone, which
+    an update does not change (`_lastUpdated` does, and would move a resource across pages)."""
     keys = [key for value in request.values("_sort") for key in value.split(",")]
     if not keys:
-        return statement.order_by(FhirResourceRow.last_updated.desc(), FhirResourceRow.rid.desc())
+        return [SortKey(FhirResourceRow.rid, True, "rid")]
     if not all(keys):
         raise invalid("_sort needs parameter names separated by commas.", "_sort")
     columns = [_sort_key(request.resource_type, key) for key in keys]
-    return statement.order_by(*columns, FhirResourceRow.rid.asc())
+    return [*columns, SortKey(FhirResourceRow.rid, False, "rid")]
+
+
+def ordered(statement: Select[FhirResourceRow], keys: Sequence[SortKey]) -> Select[Any]:
+    """`statement` in the order of `keys`, those without a value last; each key's value is a
+    column after the resource (the last one's values are where the next page starts)."""
+    labelled: list[Label[Any]] = [
+        key.expression.label(f"sort_{number}") for number, key in enumerate(keys)
+    ]
+    order = []
+    for key, column in zip(keys, labelled, strict=True):
+        direction = column.desc() if key.descending else column.asc()
+        # Only where a value may be missing: PostgreSQL would not read the row id's index
+        # backwards for `DESC NULLS LAST`.
+        order.append(direction.nulls_last() if key.nullable else direction)
+    return statement.add_columns(*labelled).order_by(*order)
 
 
 def total_mode(request: SearchRequest, accurate: bool) -> str:

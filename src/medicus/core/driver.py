@@ -1,0 +1,208 @@
+"""The two hottest statements, straight through the database driver: a point read (one row by
+key) and a batched insert in a transaction of its own (the audit trail's group commit).
+
+Every FHIR read is one indexed lookup plus one audit entry. Through SQLAlchemy's execution
+machinery (pool checkout with pre-ping, execution context, ORM session, result metadata) each
+cost several times what the database needs, and on SQLite each step of a transaction was a hop
+to aiosqlite's thread. So these statements are compiled once per dialect from SQLAlchemy
+constructs (the SQL stays written in one place, parameterised, with the column types' bind and
+result processing) and run by the driver itself: `sqlite3` (reads on the event loop's thread,
+a write transaction as one hop to a worker thread) or `asyncpg` (prepared statements, one round
+trip). SQLAlchemy has no public "run this compiled statement raw" path, hence this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import asyncpg
+from sqlalchemy import Insert, Table
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.sql import Select
+
+DriverRow = tuple[Any, ...]
+AnySelect = Select[*tuple[Any, ...]]
+"""A SELECT of any columns."""
+Processor = Callable[[Any], Any] | None
+
+
+class CompiledStatement:
+    """A statement compiled for one dialect: SQL text, its parameters in order with their bind
+    processors, and the result processors of its columns (naive SQLite time → aware UTC)."""
+
+    def __init__(self, statement: AnySelect | Insert, dialect: Dialect) -> None:
+        column_keys = None
+        if isinstance(statement, Insert):
+            column_keys = [
+                column.key for column in statement.table.columns if not column.primary_key
+            ]
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        self.sql = compiled.string
+        self._names: Sequence[str] = tuple(compiled.positiontup or ())
+        binds = [compiled.binds[name] for name in self._names]
+        self._binders: list[Processor] = [
+            bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds
+        ]
+        self._fixed = {
+            name: bind.value
+            for name, bind in zip(self._names, binds, strict=True)
+            if not bind.required
+        }
+        self._results: list[Processor] = (
+            [
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in statement.selected_columns
+            ]
+            if isinstance(statement, Select)
+            else []
+        )
+
+    def arguments(self, parameters: dict[str, Any]) -> list[Any]:
+        """Positional arguments; literal values of the statement (a LIMIT) fill the gaps."""
+        given = {**self._fixed, **parameters} if self._fixed else parameters
+        return [
+            given[name] if bind is None else bind(given[name])
+            for name, bind in zip(self._names, self._binders, strict=True)
+        ]
+
+    def row(self, values: Sequence[Any]) -> DriverRow:
+        return tuple(
+            value if process is None else process(value)
+            for process, value in zip(self._results, values, strict=True)
+        )
+
+
+class Driver(Protocol):
+    async def fetch_one(self, statement: AnySelect, parameters: dict[str, Any]) -> DriverRow | None:
+        """The first row of `statement` with `parameters`, outside any transaction."""
+
+    async def insert_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert `rows` into `table` in one committed transaction of their own. Each row
+        names every column but the primary key (Python-side defaults are not applied). The
+        caller takes the database's writer turn first (SQLite has one writer)."""
+
+    async def close(self) -> None: ...
+
+
+class _Compiling:
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._compiled: dict[int, tuple[object, CompiledStatement]] = {}
+
+    def compiled(self, statement: AnySelect | Insert) -> CompiledStatement:
+        """Statements are module-level constants, so they are keyed by identity (and kept
+        alive here, so that the identity is not reused)."""
+        entry = self._compiled.get(id(statement))
+        if entry is None:
+            entry = (statement, CompiledStatement(statement, self._dialect))
+            self._compiled[id(statement)] = entry
+        return entry[1]
+
+    def inserting(self, table: Table) -> CompiledStatement:
+        entry = self._compiled.get(id(table))
+        if entry is None:
+            entry = (table, CompiledStatement(table.insert(), self._dialect))
+            self._compiled[id(table)] = entry
+        return entry[1]
+
+
+class SqliteDriver(_Compiling):
+    """Reads: one read-only connection used on the event loop's thread only (in WAL mode a
+    read never waits for the writer; a point query costs less than a hop to another thread;
+    short busy timeout, as it blocks the loop). Writes: one connection used by one worker
+    thread at a time (callers hold the writer turn), durable like the engine's."""
+
+    def __init__(self, url: str, dialect: Dialect, busy_timeout_ms: int) -> None:
+        super().__init__(dialect)
+        self._path = make_url(url).database or ":memory:"
+        self._busy_timeout_ms = busy_timeout_ms
+        self._reader: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+
+    def _connect(self, *pragmas: str) -> sqlite3.Connection:
+        connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        for pragma in pragmas:
+            connection.execute(pragma)
+        return connection
+
+    async def fetch_one(self, statement: AnySelect, parameters: dict[str, Any]) -> DriverRow | None:
+        if self._reader is None:
+            self._reader = self._connect("PRAGMA busy_timeout = 1000", "PRAGMA query_only = ON")
+        query = self.compiled(statement)
+        values = self._reader.execute(query.sql, query.arguments(parameters)).fetchone()
+        return None if values is None else query.row(values)
+
+    async def insert_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        insert = self.inserting(table)
+        await asyncio.to_thread(self._write, insert.sql, [insert.arguments(row) for row in rows])
+
+    def _write(self, sql: str, arguments: list[list[Any]]) -> None:
+        if self._writer is None:
+            self._writer = self._connect(
+                f"PRAGMA busy_timeout = {self._busy_timeout_ms}",
+                "PRAGMA synchronous = FULL",
+                "PRAGMA foreign_keys = ON",
+            )
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            self._writer.executemany(sql, arguments)
+        except BaseException:
+            self._writer.execute("ROLLBACK")
+            raise
+        self._writer.execute("COMMIT")
+
+    async def close(self) -> None:
+        for connection in (self._reader, self._writer):
+            if connection is not None:
+                connection.close()
+        self._reader = self._writer = None
+
+
+class PostgresDriver(_Compiling):
+    """A small asyncpg pool of autocommit connections, opened on first use inside the running
+    loop; asyncpg prepares each statement once per connection. Nothing here leaves session
+    state behind, so connections go back to the pool without asyncpg's reset round trip."""
+
+    def __init__(self, url: str, dialect: Dialect, size: int) -> None:
+        super().__init__(dialect)
+        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._size = size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _opened(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=self._size,
+                    connection_class=_StatelessConnection,
+                )
+        return self._pool
+
+    async def fetch_one(self, statement: AnySelect, parameters: dict[str, Any]) -> DriverRow | None:
+        query = self.compiled(statement)
+        pool = self._pool or await self._opened()
+        values = await pool.fetchrow(query.sql, *query.arguments(parameters))
+        return None if values is None else query.row(tuple(values))
+
+    async def insert_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """asyncpg's executemany is atomic: one transaction, one pipelined round trip."""
+        insert = self.inserting(table)
+        pool = self._pool or await self._opened()
+        await pool.executemany(insert.sql, [insert.arguments(row) for row in rows])
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class _StatelessConnection(asyncpg.Connection):  # type: ignore[misc]
+    def get_reset_query(self) -> str:
+        """Point reads and single-statement inserts leave no session state to reset."""
+        return ""

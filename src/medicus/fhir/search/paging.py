@@ -1,0 +1,161 @@
+"""Keyset paging: a search's `next` link carries a cursor, the sort values and row id of the
+page's last resource, and the next page is the rows strictly after that key in the search's
+order. Resources created, updated or deleted between two pages do not shift the pages after
+them, as they would with an offset.
+
+The cursor only ever adds a lower bound to a search that keeps the organisation and every
+other condition, so it cannot widen what a caller sees. It is not encrypted: it holds values
+of a resource the caller was shown (base64, readable by anyone who sees the URL). A checksum
+over the values and the search (organisation, type, parameters, `_sort`) makes any other
+search, a truncated or an edited cursor a 400; it is no signature: whoever recomputes it can
+only move where a page of their own search starts."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, and_, or_
+
+from medicus.core.errors import ApiError
+from medicus.fhir.search.match import invalid
+from medicus.fhir.search.query import SearchRequest, SortKey, is_result_parameter
+
+# A sort value has at most 512 characters, at most 6 bytes each in JSON, 4/3 of that in base64:
+# a cursor longer than about 4096 characters per key (one more for the rest) is not ours.
+MAX_CURSOR_PER_KEY = 4096
+_FORMAT = "1"
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+_LARGEST_RID = 2**63 - 1
+_LONGEST_TEXT = 512
+
+
+def after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+    """Rows strictly after `values` in the order of `keys`: beyond on the first key, or equal
+    on it and beyond on the next, and so on. An OR of ANDs rather than a row-value comparison,
+    which could neither mix directions nor put missing values last."""
+    *leading, (last_key, last_value) = zip(keys, values, strict=True)
+    condition = _beyond(last_key, last_value)
+    for key, value in reversed(leading):
+        tie = and_(_equal(key, value), condition)
+        condition = tie if value is None else or_(_beyond(key, value), tie)
+    return condition
+
+
+def _beyond(key: SortKey, value: Any) -> ColumnElement[bool]:
+    """Rows after `value` on this key alone (`value` is not None: nothing comes after the
+    missing values, which are last)."""
+    beyond = key.expression < value if key.descending else key.expression > value
+    return or_(beyond, key.expression.is_(None)) if key.nullable else beyond
+
+
+def _equal(key: SortKey, value: Any) -> ColumnElement[bool]:
+    return key.expression.is_(None) if value is None else key.expression == value
+
+
+def cursor(
+    request: SearchRequest, organisation_id: str, keys: Sequence[SortKey], values: Sequence[Any]
+) -> str:
+    """The cursor of the page after the resource whose sort values are `values`."""
+    encoded = [_encode(key, value) for key, value in zip(keys, values, strict=True)]
+    payload = [*encoded, _checksum(request, organisation_id, encoded)]
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode("ascii")
+
+
+def start(
+    request: SearchRequest, organisation_id: str, keys: Sequence[SortKey]
+) -> list[Any] | None:
+    """The sort values the page starts after (`_cursor`); None without a cursor."""
+    sent = request.values("_cursor")
+    if not sent:
+        return None
+    if len(sent) > 1 or request.values("_offset"):
+        raise invalid("Send at most one _cursor, and no _offset with it.", "_cursor")
+    encoded = _payload(sent[0], len(keys))
+    if encoded[-1] != _checksum(request, organisation_id, encoded[:-1]):
+        message = "_cursor belongs to another search or was altered; search again without it."
+        raise invalid(message, "_cursor")
+    values = [_decode(key, value) for key, value in zip(keys, encoded[:-1], strict=True)]
+    if cursor(request, organisation_id, keys, values) != sent[0]:
+        raise _malformed()
+    return values
+
+
+def _malformed() -> ApiError:
+    return invalid("_cursor is not a cursor this server issued.", "_cursor")
+
+
+def _payload(text: str, length: int) -> list[Any]:
+    """The JSON array inside a cursor: `length` values and a checksum."""
+    if len(text) > MAX_CURSOR_PER_KEY * (length + 1) or not _BASE64URL.fullmatch(text):
+        raise _malformed()
+    try:
+        payload = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except ValueError:  # binascii.Error and orjson.JSONDecodeError among them
+        raise _malformed() from None
+    if not isinstance(payload, list) or len(payload) != length + 1:
+        raise _malformed()
+    if not isinstance(payload[-1], str):
+        raise _malformed()
+    return payload
+
+
+def _checksum(request: SearchRequest, organisation_id: str, encoded: Sequence[Any]) -> str:
+    """A digest of the search the cursor belongs to and of its values."""
+    searched = sorted((n, v) for n, v in request.parameters if not is_result_parameter(n))
+    identity = [
+        _FORMAT,
+        organisation_id,
+        request.resource_type,
+        searched,
+        request.values("_sort"),
+        list(encoded),
+    ]
+    digest = hashlib.sha256(orjson.dumps(identity)).digest()[:12]
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def _encode(key: SortKey, value: Any) -> Any:
+    """A sort value as JSON: numbers as their shortest text (JSON has no infinity), times as
+    ISO 8601 in UTC."""
+    if value is None:
+        return None
+    if key.kind == "number":
+        return repr(float(value))
+    if key.kind == "moment":
+        moment: dt.datetime = value
+        return moment.astimezone(dt.UTC).isoformat()
+    return value
+
+
+def _decode(key: SortKey, value: Any) -> Any:
+    """A sort value from a cursor, checked against the kind of its key, so that no value the
+    database would refuse (a NUL, a row id beyond 64 bits) ever reaches it."""
+    if value is None and key.nullable:
+        return None
+    if key.kind == "rid" and type(value) is int and 0 < value <= _LARGEST_RID:
+        return value
+    if key.kind == "text" and isinstance(value, str) and _plain(value):
+        return value
+    if key.kind in ("number", "moment") and isinstance(value, str):
+        try:
+            return float(value) if key.kind == "number" else _moment(value)
+        except ValueError:
+            pass
+    raise _malformed()
+
+
+def _plain(text: str) -> bool:
+    return len(text) <= _LONGEST_TEXT and "\x00" not in text
+
+
+def _moment(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text)
+    if moment.utcoffset() != dt.timedelta(0):
+        raise ValueError(text)
+    return moment

@@ -1,0 +1,71 @@
+"""The driver path (point reads, batched inserts) against the real database: the same types and
+values as through SQLAlchemy, a failed batch leaves nothing, literal LIMITs are bound."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from medicus.audit.repository import ANY_PENDING, PENDING
+from medicus.core.db import Database
+
+
+def _row(actor: str, occurred_at: dt.datetime) -> dict[str, object]:
+    return {
+        "occurred_at": occurred_at,
+        "actor": actor,
+        "organisation": "hospital-a",
+        "action": "fhir.read",
+        "target": "Patient/1",
+        "outcome": "success",
+        "client_address": None,
+        "request_id": "r1",
+        "detail": "{}",
+    }
+
+
+async def test_inserted_rows_read_back_with_their_types(fresh_database_url: str) -> None:
+    database = Database(fresh_database_url)
+    moment = dt.datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    try:
+        assert await database.fetch_one(ANY_PENDING) is None
+        await database.insert_many(PENDING, [_row("user:a", moment), _row("user:b", moment)])
+        statement = select(PENDING.c.actor, PENDING.c.occurred_at).where(
+            PENDING.c.actor == "user:b"
+        )
+        found = await database.fetch_one(statement)
+        assert found is not None
+        actor, occurred_at = found
+        assert actor == "user:b"
+        assert occurred_at == moment
+        assert occurred_at.tzinfo is not None
+        assert await database.fetch_one(ANY_PENDING) is not None
+    finally:
+        await database.dispose()
+
+
+async def test_a_failing_batch_leaves_nothing(fresh_database_url: str) -> None:
+    database = Database(fresh_database_url)
+    moment = dt.datetime.now(dt.UTC)
+    broken = {**_row("user:c", moment), "actor": None}
+    try:
+        with pytest.raises(Exception, match=r"(?i)null"):
+            await database.insert_many(PENDING, [_row("user:a", moment), broken])
+        assert await database.fetch_one(ANY_PENDING) is None
+        await database.insert_many(PENDING, [_row("user:a", moment)])
+        assert await database.fetch_one(ANY_PENDING) is not None
+    finally:
+        await database.dispose()
+
+
+async def test_naive_times_are_refused_before_they_reach_the_database(
+    fresh_database_url: str,
+) -> None:
+    database = Database(fresh_database_url)
+    try:
+        with pytest.raises(ValueError, match="naive"):
+            await database.insert_many(PENDING, [_row("user:a", dt.datetime(2026, 1, 1))])
+    finally:
+        await database.dispose()
