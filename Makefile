@@ -15,6 +15,7 @@ run: install
 test: install
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.synced

@@ -1,7 +1,9 @@
 """FHIR hub at scale, measured side by side in one run against the `/healthz` baseline of the
 same server: ingest through transaction bundles (resources/s), creates/s and reads/s with
 p50/p99, and p50/p95 of ten typical clinical searches at each database size, so that the
-growth of their cost with the size of the database shows. Prints JSON.
+growth of their cost with the size of the database shows. Each search is measured from one
+client (its latency) and from `--concurrency` clients at once (latency under load, where it
+waits for the others on a machine with few cores). Prints JSON.
 
     python -m benchmarks.fhir [--database sqlite|postgresql] [--sizes 100000,1000000]
 
@@ -182,7 +184,8 @@ def main() -> None:
         token = asyncio.run(_token(url, data_dir, database_url))
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
         patient_ids: list[str] = [""] * (sizes[-1] // RESOURCES_PER_PATIENT + 1)
-        loaded, ingest, searches = 0, [], {}
+        loaded, ingest = 0, []
+        searches: Searches = {}
         for size in sizes:
             patients = size // RESOURCES_PER_PATIENT
             stored, seconds, failed = asyncio.run(
@@ -200,9 +203,12 @@ def main() -> None:
                 }
             )
             searches[str(size)] = {
-                name: _load(
-                    url, _get(path, headers), arguments.concurrency, arguments.seconds
-                ).as_json()
+                name: {
+                    f"clients_{clients}": _load(
+                        url, _get(path, headers), clients, arguments.seconds
+                    ).as_json()
+                    for clients in (1, arguments.concurrency)
+                }
                 for name, path in _searches(patients, patient_ids).items()
             }
         baseline = _load(url, _healthz(), arguments.concurrency, arguments.seconds)
@@ -268,12 +274,24 @@ def _create(headers: dict[str, str]) -> Request:
     return request
 
 
-def _growth(searches: dict[str, dict[str, dict[str, float | int]]], sizes: list[int]) -> object:
+Searches = dict[str, dict[str, dict[str, dict[str, float | int]]]]
+"""size → search → `clients_N` → measurements."""
+
+
+def _growth(searches: Searches, sizes: list[int]) -> object:
+    """p95 at the largest size over p95 at the smallest, per search and client count."""
     if len(sizes) < 2:
         return None
     small, large = searches[str(sizes[0])], searches[str(sizes[-1])]
     return {
-        name: round(float(large[name]["p95_ms"]) / max(float(small[name]["p95_ms"]), 0.001), 2)
+        name: {
+            clients: round(
+                float(large[name][clients]["p95_ms"])
+                / max(float(small[name][clients]["p95_ms"]), 0.001),
+                2,
+            )
+            for clients in small[name]
+        }
         for name in small
     }
 

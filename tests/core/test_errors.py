@@ -172,10 +172,13 @@ async def test_operation_outcome_points_at_the_element(probe_client: httpx.Async
     assert {issue["code"] for issue in issues} == {"invalid"}
 
 
+@pytest.mark.parametrize("json_lines", [True, False], ids=["json", "console"])
 async def test_unhandled_error_is_500_without_details(
-    probe_client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+    probe_client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str], json_lines: bool
 ) -> None:
-    configure_logging("INFO", json_lines=True)
+    """In console format too: the frames logged under `stack` broke structlog's console
+    renderer, and the error handler itself raised."""
+    configure_logging("INFO", json_lines=json_lines)
     response = await probe_client.get("/explode")
     body = _problem(response, 500)
     assert "Mustermann" not in response.text

@@ -7,13 +7,18 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
 
 from tests.conftest import POSTGRES_ADMIN_URL
 
@@ -97,3 +102,86 @@ def serving(environment: dict[str, str]) -> Iterator[RunningServer]:
 def server(tmp_path: Path, server_database_url: str | None) -> Iterator[RunningServer]:
     with serving(medicus_environment(tmp_path / "var", server_database_url)) as running:
         yield running
+
+
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@dataclass(frozen=True)
+class Hub:
+    """A running server and a backend service (SMART Backend Services) registered on it."""
+
+    server: RunningServer
+    fhir_url: str
+    token_endpoint: str
+    client_id: str
+    key: ECKey
+    scope: str
+
+    def assertion(self) -> str:
+        """A fresh private_key_jwt client assertion (ES384)."""
+        now = int(time.time())
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": self.token_endpoint,
+            "exp": now + 240,
+            "iat": now,
+            "jti": str(uuid.uuid4()),
+        }
+        header = {"alg": "ES384", "kid": self.key.kid, "typ": "JWT"}
+        return jwt.encode(header, claims, self.key, algorithms=["ES384"])
+
+    def access_token(self) -> str:
+        response = httpx.post(
+            self.token_endpoint,
+            data={
+                "grant_type": "client_credentials",
+                "scope": self.scope,
+                "client_assertion_type": CLIENT_ASSERTION_TYPE,
+                "client_assertion": self.assertion(),
+            },
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["token_type"] == "Bearer"
+        return str(body["access_token"])
+
+
+def admin(server: RunningServer, *arguments: str) -> dict[str, Any]:
+    """`medicus admin ... --json` against the server's database; its answer."""
+    result = run_medicus("admin", *arguments, "--json", environment=server.environment)
+    assert result.returncode == 0, result.stderr
+    answer: dict[str, Any] = orjson.loads(result.stdout)
+    return answer
+
+
+def register_backend_service(
+    server: RunningServer, folder: Path, organisation: str, iknr: str, scope: str
+) -> Hub:
+    """An organisation and a backend service of it with its own key, through the operators'
+    CLI, as a hospital's connector is set up."""
+    admin(server, "create-org", organisation, "--type", "hospital", "--iknr", iknr)
+    key = ECKey.generate_key("P-384", parameters={"kid": f"{iknr}-1"})
+    jwks = folder / "jwks.json"
+    jwks.write_bytes(orjson.dumps({"keys": [key.as_dict(private=False)]}))
+    registered = admin(
+        server,
+        "create-client",
+        f"{organisation} connector",
+        "--org",
+        iknr,
+        "--jwks-file",
+        str(jwks),
+        "--scope",
+        scope,
+    )
+    smart = httpx.get(f"{server.base_url}/fhir/.well-known/smart-configuration").json()
+    return Hub(
+        server=server,
+        fhir_url=f"{server.base_url}/fhir",
+        token_endpoint=smart["token_endpoint"],
+        client_id=registered["client_id"],
+        key=key,
+        scope=scope,
+    )

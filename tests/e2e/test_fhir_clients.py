@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import orjson
 import pytest
 from fhirclient import client as smart_client
 from fhirclient.auth import FHIROAuth2Auth
@@ -46,70 +43,18 @@ from fhirclient.server import FHIRServer
 from fhirpy import AsyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 from fhirpy.lib import AsyncFHIRResource
-from joserfc import jwt
-from joserfc.jwk import ECKey
 from requests import HTTPError
 
 from tests.conftest import POSTGRES_ADMIN_URL, DatabaseFactory
-from tests.e2e.conftest import RunningServer, medicus_environment, run_medicus, serving
+from tests.e2e.conftest import Hub, medicus_environment, register_backend_service, serving
 
 KVNR = "http://fhir.de/sid/gkv/kvid-10"
 LOINC = "http://loinc.org"
 UNITS = {"29463-7": "kg", "8302-2": "cm", "8867-4": "/min"}  # weight, height, heart rate
 IKNR = "262200002"
 SCOPE = "system/*.cruds"
-CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 pytestmark = pytest.mark.e2e
-
-
-# Server problems that break a client library call; each is described in the reason. The marks
-# are strict: once the server is fixed the test XPASSes, fails, and the mark has to go.
-@dataclass(frozen=True)
-class Hub:
-    """The running server and the backend service registered on it."""
-
-    server: RunningServer
-    fhir_url: str
-    token_endpoint: str
-    client_id: str
-    key: ECKey
-
-    def assertion(self) -> str:
-        """A fresh private_key_jwt client assertion (SMART Backend Services, ES384)."""
-        now = int(time.time())
-        claims = {
-            "iss": self.client_id,
-            "sub": self.client_id,
-            "aud": self.token_endpoint,
-            "exp": now + 240,
-            "iat": now,
-            "jti": str(uuid.uuid4()),
-        }
-        header = {"alg": "ES384", "kid": self.key.kid, "typ": "JWT"}
-        return jwt.encode(header, claims, self.key, algorithms=["ES384"])
-
-    def access_token(self) -> str:
-        response = httpx.post(
-            self.token_endpoint,
-            data={
-                "grant_type": "client_credentials",
-                "scope": SCOPE,
-                "client_assertion_type": CLIENT_ASSERTION_TYPE,
-                "client_assertion": self.assertion(),
-            },
-        )
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["token_type"] == "Bearer"
-        return str(body["access_token"])
-
-
-def _admin(server: RunningServer, *arguments: str) -> dict[str, Any]:
-    result = run_medicus("admin", *arguments, "--json", environment=server.environment)
-    assert result.returncode == 0, result.stderr
-    answer: dict[str, Any] = orjson.loads(result.stdout)
-    return answer
 
 
 @pytest.fixture(scope="module")
@@ -123,29 +68,7 @@ def hub(
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             database_url = pool.submit(database_factory.new_url).result()
     with serving(medicus_environment(folder / "var", database_url)) as server:
-        _admin(server, "create-org", "Klinikum FHIR-Clients", "--type", "hospital", "--iknr", IKNR)
-        key = ECKey.generate_key("P-384", parameters={"kid": "fhir-clients-1"})
-        jwks = folder / "jwks.json"
-        jwks.write_bytes(orjson.dumps({"keys": [key.as_dict(private=False)]}))
-        registered = _admin(
-            server,
-            "create-client",
-            "FHIR client libraries",
-            "--org",
-            IKNR,
-            "--jwks-file",
-            str(jwks),
-            "--scope",
-            SCOPE,
-        )
-        smart = httpx.get(f"{server.base_url}/fhir/.well-known/smart-configuration").json()
-        yield Hub(
-            server=server,
-            fhir_url=f"{server.base_url}/fhir",
-            token_endpoint=smart["token_endpoint"],
-            client_id=registered["client_id"],
-            key=key,
-        )
+        yield register_backend_service(server, folder, "Klinikum FHIR-Clients", IKNR, SCOPE)
 
 
 @pytest.fixture

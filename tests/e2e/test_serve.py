@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import httpx
 import orjson
 
-from tests.e2e.conftest import RunningServer, run_medicus
+from tests.e2e.conftest import (
+    RunningServer,
+    medicus_environment,
+    register_backend_service,
+    run_medicus,
+    serving,
+)
 
 
 def test_the_server_is_ready_and_answers_in_the_error_model(server: RunningServer) -> None:
@@ -50,3 +57,34 @@ def test_demo_and_audit_verify_against_the_served_data(server: RunningServer) ->
     assert report["intact"] is True
     assert report["entries"] > 0
     assert report["pending"] == 0
+
+
+def test_worker_processes_share_keys_and_data(
+    tmp_path: Path, server_database_url: str | None
+) -> None:
+    """`--workers 2`: tokens issued by either process are accepted by both, and what one
+    process stores the other reads. Each request opens a new connection, so the kernel hands
+    them to both workers."""
+    environment = medicus_environment(tmp_path / "var", server_database_url, MEDICUS_WORKERS="2")
+    with serving(environment) as server:
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        assert len(children.read_text().split()) >= 2
+        hub = register_backend_service(
+            server, tmp_path, "Klinikum Worker", "260100023", "system/*.cruds"
+        )
+        tokens = [hub.access_token() for _ in range(6)]
+        created = httpx.post(
+            f"{hub.fhir_url}/Patient",
+            content=orjson.dumps({"resourceType": "Patient", "gender": "female"}),
+            headers={
+                "Authorization": f"Bearer {tokens[0]}",
+                "Content-Type": "application/fhir+json",
+            },
+        )
+        assert created.status_code == 201, created.text
+        location = f"{hub.fhir_url}/Patient/{created.json()['id']}"
+        statuses = {
+            httpx.get(location, headers={"Authorization": f"Bearer {token}"}).status_code
+            for token in tokens * 5
+        }
+        assert statuses == {200}

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import DateTime, MetaData, Table, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -37,6 +38,9 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+Reader = AsyncSession | AsyncConnection
+"""What reading SQL runs on: a session, or the plain connection of `Database.reading()`."""
 
 
 class Base(DeclarativeBase):
@@ -146,6 +150,19 @@ class Database:
         after it (closing detaches them without expiring them)."""
         async with self._read_sessions() as session:
             yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection for a few reads that return rows, not ORM objects. PostgreSQL:
+        autocommit, so no BEGIN/ROLLBACK round trips (at READ COMMITTED each statement of
+        a transaction saw its own snapshot anyway). SQLite: a read transaction, one
+        snapshot for all its statements."""
+        async with self._reader.connect() as connection:
+            if self._sqlite_writer_lock is None:
+                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return
+            async with connection.begin():
+                yield connection
 
     async def fetch_one(
         self, statement: AnySelect, parameters: dict[str, Any] | None = None

@@ -107,7 +107,10 @@ class RequestObserver:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             log.error(
-                "unhandled error", error_type=type(exc).__name__, stack=_stack_without_values(exc)
+                # Not `stack`: structlog's console renderer takes that key for a string.
+                "unhandled error",
+                error_type=type(exc).__name__,
+                frames=_stack_without_values(exc),
             )
             if not started:
                 await _send_error(internal_error(), scope, receive, send_with_id)

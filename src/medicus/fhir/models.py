@@ -6,8 +6,20 @@ Each row knows the organisation that holds it, so that access decisions are part
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, Boolean, Double, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Double,
+    Index,
+    Integer,
+    Row,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medicus.core.db import Base, UTCDateTime
@@ -31,6 +43,12 @@ class FhirResourceRow(Base):
         UniqueConstraint("resource_type", "fhir_id", name="uq_fhir_resource_type_id"),
         Index("ix_fhir_resource_organisation", "organisation_id", "resource_type"),
     )
+
+
+RESOURCES = cast(Table, FhirResourceRow.__table__)
+StoredResource = Row[Any]
+"""A resource row as searches return it: plain columns (`rid`, `fhir_id`, `content`...), not
+an ORM object; building those cost searches more than their queries."""
 
 
 class FhirVersionRow(Base):

@@ -7,19 +7,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import Row, Table, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy import insert as sql_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
+from medicus.core.db import Reader
 from medicus.core.driver import AnySelect
 from medicus.fhir.models import (
+    RESOURCES,
     DateIndexRow,
     FhirResourceRow,
     FhirVersionRow,
     NumberIndexRow,
     QuantityIndexRow,
     ReferenceIndexRow,
+    StoredResource,
     StringIndexRow,
     TokenIndexRow,
     UriIndexRow,
@@ -205,27 +210,29 @@ async def write_index(
 
 
 async def search(
-    session: AsyncSession, statement: Select[FhirResourceRow], limit: int, offset: int
-) -> Sequence[FhirResourceRow]:
+    session: Reader, statement: Select[Any], limit: int, offset: int
+) -> Sequence[StoredResource]:
     ordered = statement.order_by(FhirResourceRow.last_updated.desc(), FhirResourceRow.rid.desc())
-    return (await session.scalars(ordered.limit(limit).offset(offset))).all()
+    found: Sequence[StoredResource] = (
+        await session.execute(ordered.limit(limit).offset(offset))
+    ).all()
+    return found
 
 
 async def page(
-    session: AsyncSession, statement: Select[Any], limit: int, offset: int
+    session: Reader, statement: Select[Any], limit: int, offset: int
 ) -> Sequence[Row[Any]]:
     """One page of an ordered search: each resource, then its sort values."""
     found: Sequence[Row[Any]] = (await session.execute(statement.limit(limit).offset(offset))).all()
     return found
 
 
-async def rows(
-    session: AsyncSession, statement: Select[FhirResourceRow]
-) -> Sequence[FhirResourceRow]:
-    return (await session.scalars(statement)).all()
+async def rows(session: Reader, statement: Select[Any]) -> Sequence[StoredResource]:
+    found: Sequence[StoredResource] = (await session.execute(statement)).all()
+    return found
 
 
-async def count(session: AsyncSession, statement: Select[int]) -> int:
+async def count(session: Reader, statement: Select[int]) -> int:
     return int(await session.scalar(statement) or 0)
 
 
@@ -234,14 +241,14 @@ ESTIMATE_LIMIT = 10_000
 
 @dataclass(frozen=True)
 class SearchPage:
-    rows: Sequence[FhirResourceRow]
+    rows: Sequence[StoredResource]
     next_cursor: str | None  # None: the last page
     total: int | None
-    included: list[FhirResourceRow]
+    included: list[StoredResource]
 
 
 async def search_page(
-    session: AsyncSession,
+    session: Reader,
     request: SearchRequest,
     organisation_id: str,
     size: int,
@@ -260,19 +267,21 @@ async def search_page(
     position = paging.start(request, organisation_id, keys)
     bounded = statement if position is None else statement.where(paging.after(keys, position))
     found = await page(session, query.ordered(bounded, keys), size + 1, offset)
-    matched, has_more = [row[0] for row in found[:size]], len(found) > size
+    matched, has_more = found[:size], len(found) > size
     known = offset if position is None else None
     total = await _total(session, statement, mode, len(matched), has_more, known)
     extra = await _included(session, includes, matched, organisation_id, request.readable)
     following = None
     if has_more:
-        following = paging.cursor(request, organisation_id, keys, found[size - 1][1:])
+        following = paging.cursor(
+            request, organisation_id, keys, found[size - 1][len(RESOURCES.c) :]
+        )
     return SearchPage(matched, following, total, extra)
 
 
 async def _total(
-    session: AsyncSession,
-    statement: Select[FhirResourceRow],
+    session: Reader,
+    statement: Select[Any],
     mode: str,
     matched: int,
     has_more: bool,
@@ -290,15 +299,15 @@ async def _total(
 
 
 async def _included(
-    session: AsyncSession,
+    session: Reader,
     includes: Sequence[Include],
-    matched: Sequence[FhirResourceRow],
+    matched: Sequence[StoredResource],
     organisation_id: str,
     readable: frozenset[str] | None,
-) -> list[FhirResourceRow]:
+) -> list[StoredResource]:
     """`_include`/`_revinclude` of a page, repeated for `:iterate` directives on what each
     pass added (bounded: MAX_ITERATIONS passes, MAX_INCLUDED resources)."""
-    added: list[FhirResourceRow] = []
+    added: list[StoredResource] = []
     found, seen, active = matched, {row.rid for row in matched}, list(includes)
     for _ in range(MAX_ITERATIONS):
         keys = [Found(row.rid, row.resource_type, row.fhir_id) for row in found]
@@ -423,6 +432,9 @@ async def insert_rows(session: AsyncSession, table: Table, rows: list[dict[str, 
     connection = (await (await session.connection()).get_raw_connection()).driver_connection
     if connection is None or not connection.is_in_transaction():
         raise RuntimeError("COPY outside a transaction: run a statement in it first")
-    await connection.copy_records_to_table(
-        table.name, columns=columns, records=[tuple(row[c] for c in columns) for row in rows]
-    )
+    records = [tuple(row[c] for c in columns) for row in rows]
+    try:
+        await connection.copy_records_to_table(table.name, columns=columns, records=records)
+    except asyncpg.IntegrityConstraintViolationError as violation:
+        # What SQLAlchemy raises for the same conflict through INSERT (a 409 upstream).
+        raise IntegrityError(f"COPY {table.name}", None, violation) from violation

@@ -113,9 +113,9 @@ class FhirService:
             request.lenient,
             None if readable == resource_types() else readable,
         )
-        async with self._database.snapshot() as session:
+        async with self._database.reading() as connection:
             found = await repository.search_page(
-                session, request, caller.organisation_id, count, offset, total
+                connection, request, caller.organisation_id, count, offset, total
             )
         decision = Decision(True, "own-organisation")
         await self._audit.record(

@@ -25,7 +25,7 @@ from medicus.core.errors import ApiError, ErrorDetail
 from medicus.core.ids import new_id
 from medicus.fhir import repository
 from medicus.fhir.guard import Guard
-from medicus.fhir.models import FhirResourceRow, FhirVersionRow
+from medicus.fhir.models import FhirResourceRow, FhirVersionRow, StoredResource
 from medicus.fhir.resources import StoredVersion, check_id, check_resource, check_type, with_meta
 from medicus.fhir.search import query
 from medicus.fhir.search.extract import IndexRows, extract
@@ -132,7 +132,7 @@ class ResourceWriter:
         resource_type: str,
         conditions: Conditions,
         limit: int = 2,
-    ) -> list[FhirResourceRow]:
+    ) -> list[StoredResource]:
         """Current resources of the caller's organisation that match a condition (the query
         part of a conditional interaction); an empty or unknown condition is a 400."""
         check_type(resource_type)
@@ -409,7 +409,7 @@ class ResourceWriter:
         )
 
 
-def _current(row: FhirResourceRow) -> StoredVersion:
+def _current(row: StoredResource) -> StoredVersion:
     """The stored current version of a row that a conditional create found."""
     assert row.content is not None
     return StoredVersion(

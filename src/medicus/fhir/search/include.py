@@ -13,7 +13,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
 from medicus.fhir.definitions import resource_types
-from medicus.fhir.models import FhirResourceRow, ReferenceIndexRow
+from medicus.fhir.models import RESOURCES, FhirResourceRow, ReferenceIndexRow
 from medicus.fhir.search.match import invalid
 from medicus.fhir.search.parameters import parameters_of
 from medicus.fhir.search.query import SearchRequest
@@ -130,7 +130,7 @@ def included(
     seen: Iterable[int],
     organisation_id: str,
     readable: frozenset[str] | None,
-) -> Select[FhirResourceRow] | None:
+) -> Select[Any] | None:
     """One pass: the visible resources `includes` reach from `found`, not yet `seen` (None if
     there is nothing to look for)."""
     row = FhirResourceRow
@@ -139,7 +139,7 @@ def included(
     ]
     if not alternatives or not found:
         return None
-    statement = select(row).where(
+    statement = select(*RESOURCES.c).where(
         # As an expression, the organisation cannot lead an index: the few targets, found by
         # key, drive the query, not every resource the organisation holds of their type.
         row.organisation_id.concat("") == organisation_id,
