@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, tuple_
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
 from medicus.fhir.definitions import resource_types
-from medicus.fhir.models import RESOURCES, FhirResourceRow, ReferenceIndexRow
-from medicus.fhir.search.match import invalid
+from medicus.fhir.models import RESOURCES
+from medicus.fhir.search.match import TABLES, invalid
 from medicus.fhir.search.parameters import parameters_of
 from medicus.fhir.search.query import SearchRequest
 
@@ -90,7 +89,7 @@ def _forward(include: Include, found: Sequence[Found], row: Any) -> ColumnElemen
     sources = [item.rid for item in found if include.source_type in (None, item.resource_type)]
     if not sources:
         return false()
-    reference = aliased(ReferenceIndexRow)
+    reference = TABLES["reference"].alias().c
     conditions: list[ColumnElement[bool]] = [reference.rid.in_(sources)]
     if include.param:
         conditions.append(reference.param == include.param)
@@ -108,7 +107,7 @@ def _reverse(include: Include, found: Sequence[Found], row: Any) -> ColumnElemen
             by_type.setdefault(item.resource_type, []).append(item.fhir_id)
     if not by_type:
         return false()
-    reference = aliased(ReferenceIndexRow)
+    reference = TABLES["reference"].alias().c
     conditions = [
         or_(
             *[
@@ -133,7 +132,7 @@ def included(
 ) -> Select[Any] | None:
     """One pass: the visible resources `includes` reach from `found`, not yet `seen` (None if
     there is nothing to look for)."""
-    row = FhirResourceRow
+    row = RESOURCES.c
     alternatives = [
         (_reverse if include.reverse else _forward)(include, found, row) for include in includes
     ]

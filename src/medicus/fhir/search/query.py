@@ -23,12 +23,11 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
 from medicus.core.errors import ApiError
 from medicus.fhir.definitions import resource_types
-from medicus.fhir.models import RESOURCES, FhirResourceRow, ReferenceIndexRow
+from medicus.fhir.models import RESOURCES
 from medicus.fhir.search.match import (
     TABLES,
     invalid,
@@ -296,7 +295,7 @@ def _chain(
     for kind in candidates:
         if scope.readable is not None and kind not in scope.readable:
             continue
-        target_row, reference = aliased(FhirResourceRow), aliased(ReferenceIndexRow)
+        target_row, reference = RESOURCES.alias().c, TABLES["reference"].alias().c
         selects.append(
             select(reference.rid).where(
                 reference.resource_type == resource_type,
@@ -331,7 +330,7 @@ def _reverse_chain(
     if resource_type not in _target_types(parameter):
         raise invalid(f"{name}: {source_type}.{code} does not refer to {resource_type}.", name)
     scope.require_readable(source_type, name)
-    source, reference = aliased(FhirResourceRow), aliased(ReferenceIndexRow)
+    source, reference = RESOURCES.alias().c, TABLES["reference"].alias().c
     referring = select(reference.target_id).where(
         source.resource_type == source_type,
         *scope.visible(source),
@@ -396,8 +395,8 @@ def build(request: SearchRequest, organisation_id: str) -> Select[Any]:
     """The SELECT of matching current resources of `organisation_id`, unordered, unpaged."""
     scope = _Scope(organisation_id, request.readable)
     conditions: list[ColumnElement[bool]] = [
-        FhirResourceRow.resource_type == request.resource_type,
-        *scope.visible(FhirResourceRow),
+        RESOURCES.c.resource_type == request.resource_type,
+        *scope.visible(RESOURCES.c),
     ]
     searched = [(n, v) for n, v in request.parameters if not is_result_parameter(n)]
     driver = min(
@@ -410,7 +409,7 @@ def build(request: SearchRequest, organisation_id: str) -> Select[Any]:
             conditions.append(
                 _condition(
                     scope,
-                    FhirResourceRow,
+                    RESOURCES.c,
                     request.resource_type,
                     name,
                     value,
@@ -439,9 +438,9 @@ class SortKey:
 def _sort_key(resource_type: str, key: str) -> SortKey:
     descending, code = key.startswith("-"), key.removeprefix("-")
     if code == "_id":
-        return SortKey(FhirResourceRow.fhir_id, descending, "text")
+        return SortKey(RESOURCES.c.fhir_id, descending, "text")
     if code == "_lastUpdated":
-        return SortKey(FhirResourceRow.last_updated, descending, "moment")
+        return SortKey(RESOURCES.c.last_updated, descending, "moment")
     parameter = parameters_of(resource_type).get(code)
     if parameter is None or not parameter.searchable or parameter.type not in _SORT_COLUMNS:
         raise invalid(f"_sort: {code} is not a parameter of {resource_type} to sort by.", "_sort")
@@ -453,7 +452,7 @@ def _sort_key(resource_type: str, key: str) -> SortKey:
     value = (
         select(aggregate)
         .where(
-            table.rid == FhirResourceRow.rid,
+            table.rid == RESOURCES.c.rid,
             table.resource_type == resource_type,
             table.param == code,
         )
@@ -469,11 +468,11 @@ def sort_keys(request: SearchRequest) -> list[SortKey]:
     an update does not change (`_lastUpdated` does, and would move a resource across pages)."""
     keys = [key for value in request.values("_sort") for key in value.split(",")]
     if not keys:
-        return [SortKey(FhirResourceRow.rid, True, "rid")]
+        return [SortKey(RESOURCES.c.rid, True, "rid")]
     if not all(keys):
         raise invalid("_sort needs parameter names separated by commas.", "_sort")
     columns = [_sort_key(request.resource_type, key) for key in keys]
-    return [*columns, SortKey(FhirResourceRow.rid, False, "rid")]
+    return [*columns, SortKey(RESOURCES.c.rid, False, "rid")]
 
 
 def ordered(statement: Select[Any], keys: Sequence[SortKey]) -> Select[Any]:
@@ -503,7 +502,7 @@ def total_mode(request: SearchRequest, accurate: bool) -> str:
 
 def count_of(statement: Select[Any], limit: int | None = None) -> Select[int]:
     """The number of matches (counting at most `limit`, for an estimate of bounded cost)."""
-    inner = statement.order_by(None).with_only_columns(FhirResourceRow.rid)
+    inner = statement.order_by(None).with_only_columns(RESOURCES.c.rid)
     if limit is not None:
         inner = inner.limit(limit)
     return select(func.count()).select_from(inner.subquery())
