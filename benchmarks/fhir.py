@@ -37,7 +37,10 @@ RESOURCES_PER_PATIENT = 38
 
 
 async def _token(url: str, data_dir: str, database_url: str | None) -> str:
-    overrides = {"database_url": database_url} if database_url else {}
+    """An access token of the longest lifetime allowed (1 h); phases renew it (`_renew`)."""
+    overrides: dict[str, object] = {"access_token_seconds": 3600}
+    if database_url:
+        overrides["database_url"] = database_url
     platform = build_platform(load_settings(data_dir=Path(data_dir), public_url=url, **overrides))
     try:
         grant = TokenGrant("bench", "user", "bench-hospital", "physician", "bench", "user/*.cruds")
@@ -181,13 +184,19 @@ def main() -> None:
             data_dir,
         ),
     ):
-        token = asyncio.run(_token(url, data_dir, database_url))
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+        headers = {"Content-Type": "application/fhir+json"}
+
+        def renew() -> None:
+            """A fresh token before each phase: a 1M run outlasts any one token."""
+            token = asyncio.run(_token(url, data_dir, database_url))
+            headers["Authorization"] = f"Bearer {token}"
+
         patient_ids: list[str] = [""] * (sizes[-1] // RESOURCES_PER_PATIENT + 1)
         loaded, ingest = 0, []
         searches: Searches = {}
         for size in sizes:
             patients = size // RESOURCES_PER_PATIENT
+            renew()
             stored, seconds, failed = asyncio.run(
                 _ingest(url, headers, loaded, patients, arguments.ingest_clients, patient_ids)
             )
@@ -202,6 +211,7 @@ def main() -> None:
                     "resources_per_second": round(stored / seconds, 1),
                 }
             )
+            renew()
             searches[str(size)] = {
                 name: {
                     f"clients_{clients}": _load(
@@ -211,6 +221,7 @@ def main() -> None:
                 }
                 for name, path in _searches(patients, patient_ids).items()
             }
+        renew()
         baseline = _load(url, _healthz(), arguments.concurrency, arguments.seconds)
         reads = _load(
             url,
