@@ -157,14 +157,14 @@ def build_platform(settings: Settings) -> Platform:
             http=http_client,
         ),
         http_client=http_client,
-        fhir=_fhir_hub(database, audit),
+        fhir=_fhir_hub(database, audit, box),
     )
 
 
-def _fhir_hub(database: Database, audit: AuditTrail) -> FhirHub:
+def _fhir_hub(database: Database, audit: AuditTrail, box: SecretBox) -> FhirHub:
     guard = Guard(AccessPolicy())
     writer = ResourceWriter(guard, audit, validate)
-    service = FhirService(database, guard, audit, writer)
+    service = FhirService(database, guard, audit, writer, box)
     return FhirHub(service, BundleService(service), Operations(database, service, validate))
 
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 import pytest
 
+from medicus.core.crypto import SecretBox
 from medicus.fhir.models import FhirResourceRow
 from medicus.fhir.search import paging
 from medicus.fhir.search.query import SearchRequest, SortKey
@@ -226,26 +227,48 @@ async def test_totals_and_includes_on_cursor_pages(hub: Hub) -> None:
     assert "total" not in unasked[1]  # a cursor page cannot tell where it is: not counted
 
 
-def _forged(values: Sequence[object], parameters: list[tuple[str, str]]) -> str:
-    """A cursor of hospital-a's Patient search with `parameters`, its checksum computed as
-    the server does, around any JSON `values` (keys of kind `text` encode them unchanged)."""
+PURPOSE = "fhir-search-cursor"
+
+
+def _box(hub: Hub) -> SecretBox:
+    """The server's own sealing, as only someone holding the platform secret has it."""
+    return SecretBox(hub.platform.settings.effective_secret_key())
+
+
+def _forged(hub: Hub, values: Sequence[object], parameters: list[tuple[str, str]]) -> str:
+    """A cursor of hospital-a's Patient search with `parameters`, sealed as the server seals,
+    around any JSON `values` (keys of kind `text` encode them unchanged)."""
     keys = [SortKey(FhirResourceRow.rid, False, "text")] * len(values)
-    return paging.cursor(SearchRequest("Patient", parameters), "hospital-a", keys, values)
+    request = SearchRequest("Patient", parameters)
+    return paging.cursor(request, "hospital-a", keys, values, _box(hub))
 
 
-def _payload(cursor: str) -> list[object]:
-    return list(orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))))
+def _payload(hub: Hub, cursor: str) -> list[object]:
+    return list(orjson.loads(_box(hub).decrypt(PURPOSE, cursor)))
 
 
-def _encoded(payload: list[object]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
+def _encoded(hub: Hub, payload: list[object]) -> str:
+    return _box(hub).encrypt(PURPOSE, orjson.dumps(payload))
+
+
+async def test_cursors_do_not_show_patient_data(hub: Hub, crowd: list[str]) -> None:
+    """Sort values are patient data; a cursor is sealed, and sealed anew each time."""
+    page = await _get(hub, "/fhir/Patient?_count=1&_sort=family")
+    cursor = _cursor(str(_link(page, "next")))
+    family = page["entry"][0]["resource"]["name"][0]["family"]
+    assert family.lower() in _payload(hub, cursor)  # the normalised sort value
+    assert family.lower() not in cursor.lower()
+    assert family.lower().encode() not in base64.urlsafe_b64decode(cursor.partition(".")[2])
+    again = _cursor(str(_link(await _get(hub, "/fhir/Patient?_count=1&_sort=family"), "next")))
+    assert again != cursor
+    assert _payload(hub, again) == _payload(hub, cursor)
 
 
 async def test_malformed_and_altered_cursors_are_400(hub: Hub, crowd: list[str]) -> None:
     first = await _get(hub, "/fhir/Patient?_count=2&_sort=family,-birthdate")
     cursor = _cursor(str(_link(first, "next")))
     flipped = cursor[:10] + ("A" if cursor[10] != "A" else "B") + cursor[11:]
-    family, birth, rid, checksum = _payload(cursor)
+    family, birth, rid, checksum = _payload(hub, cursor)
     assert isinstance(rid, int)
     sorted_by = [("_sort", "family,-birthdate")]
     bad = [
@@ -259,17 +282,21 @@ async def test_malformed_and_altered_cursors_are_400(hub: Hub, crowd: list[str])
         base64.urlsafe_b64encode(b"not json").decode(),
         base64.urlsafe_b64encode(b"[]").decode(),
         base64.urlsafe_b64encode(b'{"a": 1}').decode(),
-        _encoded([family, birth, rid - 1, checksum]),
-        _encoded(["x", family, birth, rid, checksum]),
-        _encoded([family, birth, rid]),
-        _forged(["adler", "1980-05-05T00:00:00", 1], sorted_by),  # no time zone
-        _forged(["ad\x00ler", None, 1], sorted_by),
-        _forged(["adler", None, 2**63], sorted_by),
-        _forged(["adler", None, 0], sorted_by),
-        _forged(["adler", None, "1"], sorted_by),
-        _forged(["adler", None, True], sorted_by),
-        _forged([None, "1980", 1], sorted_by),
-        _forged(["adler", 5, 1], sorted_by),
+        "1." + cursor.partition(".")[2],
+        "2." + cursor.partition(".")[2],
+        SecretBox(b"another platform's secret key!!!").encrypt(PURPOSE, b"[1]"),
+        _box(hub).encrypt("another purpose", orjson.dumps([family, birth, rid, checksum])),
+        _encoded(hub, [family, birth, rid - 1, checksum]),
+        _encoded(hub, ["x", family, birth, rid, checksum]),
+        _encoded(hub, [family, birth, rid]),
+        _forged(hub, ["adler", "1980-05-05T00:00:00", 1], sorted_by),  # no time zone
+        _forged(hub, ["ad\x00ler", None, 1], sorted_by),
+        _forged(hub, ["adler", None, 2**63], sorted_by),
+        _forged(hub, ["adler", None, 0], sorted_by),
+        _forged(hub, ["adler", None, "1"], sorted_by),
+        _forged(hub, ["adler", None, True], sorted_by),
+        _forged(hub, [None, "1980", 1], sorted_by),
+        _forged(hub, ["adler", 5, 1], sorted_by),
     ]
     for value in bad:
         response = await hub.http.get(
@@ -305,7 +332,7 @@ async def test_a_cursor_of_another_search_or_organisation_reveals_nothing(
         assert "entry" not in response.json()
     # Forged with the checksum recomputed, a position only bounds the caller's own results.
     for values in ([2**62], [1]):
-        forged = _forged(values, [])
+        forged = _forged(hub, values, [])
         pages = await walk(hub, f"/fhir/Patient?_count=100&_cursor={forged}")
         assert set(_ids(pages)) <= set(crowd)
         assert not set(_ids(pages)) & set(theirs)

@@ -40,15 +40,20 @@ class SecretBox:
         return (_FORMAT + b"." + base64.urlsafe_b64encode(nonce + sealed)).decode("ascii")
 
     def decrypt(self, purpose: str, token: str) -> bytes:
-        version, _, body = token.encode("ascii").partition(b".")
+        """The plaintext of `token`; DecryptionError for anything `encrypt` did not make with
+        this secret and purpose (also non-ASCII, bad or trailing base64, a cut-off token)."""
+        try:
+            version, _, body = token.encode("ascii").partition(b".")
+            raw = base64.b64decode(body, altchars=b"-_", validate=True)
+        except ValueError:
+            raise DecryptionError(f"an encrypted {purpose} is malformed") from None
         if version != _FORMAT:
             raise DecryptionError(f"unknown format of an encrypted {purpose}")
-        raw = base64.urlsafe_b64decode(body)
         try:
             return self._key(purpose).decrypt(
                 raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _FORMAT + purpose.encode()
             )
-        except InvalidTag:
+        except (InvalidTag, ValueError):
             raise DecryptionError(f"an encrypted {purpose} does not open") from None
 
     def sign(self, purpose: str, message: bytes) -> str:

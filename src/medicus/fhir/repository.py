@@ -242,7 +242,7 @@ ESTIMATE_LIMIT = 10_000
 @dataclass(frozen=True)
 class SearchPage:
     rows: Sequence[StoredResource]
-    next_cursor: str | None  # None: the last page
+    last_sort_values: tuple[Any, ...] | None  # None: the last page
     total: int | None
     included: list[StoredResource]
 
@@ -254,29 +254,26 @@ async def search_page(
     size: int,
     offset: int,
     accurate: bool,
+    keys: Sequence[query.SortKey],
+    position: Sequence[Any] | None,
 ) -> SearchPage:
-    """One page of a search (ONE query, the organisation inside it), its total as `_total`
-    asks, what it includes (`_summary=count`: only the total), and the cursor of the next
-    page. A `_cursor` only bounds the page query: totals count the whole search."""
+    """One page of a search (ONE query, the organisation inside it) in the order of `keys`,
+    after `position` (the sort values of a cursor), its total as `_total` asks, what it
+    includes (`_summary=count`: only the total), and the sort values of its last resource if
+    more follow. A position only bounds the page query: totals count the whole search."""
     statement = query.build(request, organisation_id)
     includes = includes_of(request)
     mode = query.total_mode(request, accurate)
     if request.values("_summary") == ["count"]:
         return SearchPage([], None, await count(session, query.count_of(statement)), [])
-    keys = query.sort_keys(request)
-    position = paging.start(request, organisation_id, keys)
     bounded = statement if position is None else statement.where(paging.after(keys, position))
     found = await page(session, query.ordered(bounded, keys), size + 1, offset)
     matched, has_more = found[:size], len(found) > size
     known = offset if position is None else None
     total = await _total(session, statement, mode, len(matched), has_more, known)
     extra = await _included(session, includes, matched, organisation_id, request.readable)
-    following = None
-    if has_more:
-        following = paging.cursor(
-            request, organisation_id, keys, found[size - 1][len(RESOURCES.c) :]
-        )
-    return SearchPage(matched, following, total, extra)
+    last = tuple(found[size - 1][len(RESOURCES.c) :]) if has_more else None
+    return SearchPage(matched, last, total, extra)
 
 
 async def _total(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.policy import Decision, Interaction
 from medicus.audit.service import AuditTrail
+from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
 from medicus.fhir import repository
@@ -25,6 +26,7 @@ from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import AccessDenied, Guard, audit_event
 from medicus.fhir.models import FhirVersionRow
 from medicus.fhir.resources import StoredVersion, check_id, check_type
+from medicus.fhir.search import paging, query
 from medicus.fhir.search.query import SearchRequest
 from medicus.fhir.writer import ResourceWriter
 from medicus.iam.tokens import Principal
@@ -42,9 +44,15 @@ class SearchResult:
 
 class FhirService:
     def __init__(
-        self, database: Database, guard: Guard, audit: AuditTrail, writer: ResourceWriter
+        self,
+        database: Database,
+        guard: Guard,
+        audit: AuditTrail,
+        writer: ResourceWriter,
+        cursors: SecretBox,
     ) -> None:
         self._database = database
+        self._cursors = cursors
         self._guard = guard
         self._audit = audit
         self.writer = writer
@@ -113,9 +121,12 @@ class FhirService:
             request.lenient,
             None if readable == resource_types() else readable,
         )
+        organisation = caller.organisation_id
+        keys = query.sort_keys(request)
+        position = paging.start(request, organisation, keys, self._cursors)
         async with self._database.reading() as connection:
             found = await repository.search_page(
-                connection, request, caller.organisation_id, count, offset, total
+                connection, request, organisation, count, offset, total, keys, position
             )
         decision = Decision(True, "own-organisation")
         await self._audit.record(
@@ -130,7 +141,12 @@ class FhirService:
             for row in found.included
             if row.content
         )
-        return SearchResult(page, found.next_cursor, found.total, extra)
+        following = None
+        if found.last_sort_values is not None:
+            following = paging.cursor(
+                request, organisation, keys, found.last_sort_values, self._cursors
+            )
+        return SearchResult(page, following, found.total, extra)
 
     async def history_of_many(
         self,
