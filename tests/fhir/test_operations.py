@@ -43,6 +43,10 @@ async def test_meta(hub: Hub) -> None:
     assert (meta["versionId"], meta["tag"]) == ("1", [{"code": "vip"}])
 
 
+def _matches(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in bundle["entry"] if e["search"]["mode"] == "match"]
+
+
 async def test_everything_is_the_patients_compartment_in_own_hospital(hub: Hub) -> None:
     await _put(hub, {"resourceType": "Patient", "id": "erika"})
     await _put(hub, {"resourceType": "Patient", "id": "max"})
@@ -65,9 +69,15 @@ async def test_everything_is_the_patients_compartment_in_own_hospital(hub: Hub) 
             "status": "finished",
             "class": {"code": "IMP"},
             "subject": {"reference": "Patient/erika"},
+            "participant": [
+                {"individual": {"reference": "Practitioner/treating"}},
+                {"individual": {"reference": "Practitioner/foreign"}},
+            ],
         },
     )
     await _put(hub, {"resourceType": "Practitioner", "id": "doc"})
+    await _put(hub, {"resourceType": "Practitioner", "id": "treating"})
+    await _put(hub, {"resourceType": "Practitioner", "id": "foreign"}, organisation="hospital-b")
     await _put(
         hub,
         {
@@ -82,24 +92,32 @@ async def test_everything_is_the_patients_compartment_in_own_hospital(hub: Hub) 
     token = await hub.token()
     response = await hub.http.get("/fhir/Patient/erika/$everything", headers=token)
     assert response.status_code == 200
-    found = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in response.json()["entry"]}
+    entries = response.json()["entry"]
+    found = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in entries}
     assert found == {
         ("Patient", "erika"),
         ("Observation", "o0"),
         ("Observation", "o1"),
         ("Encounter", "e1"),
+        ("Practitioner", "treating"),  # referenced by the Encounter, held here
     }
+    modes = {e["resource"]["id"]: e["search"]["mode"] for e in entries}
+    assert (modes["treating"], modes["e1"]) == ("include", "match")
+    observations_only = await hub.http.get(
+        "/fhir/Patient/erika/$everything", params={"_type": "Observation"}, headers=token
+    )
+    assert {e["resource"]["id"] for e in observations_only.json()["entry"]} == {"o0", "o1"}
     typed = await hub.http.get(
         "/fhir/Patient/erika/$everything", params={"_type": "Encounter"}, headers=token
     )
     assert {e["resource"]["id"] for e in typed.json()["entry"]} == {"e1"}
     since = {"_count": "2", "_since": "2000-01-01T00:00:00+01:00"}
     paged = await hub.http.get("/fhir/Patient/erika/$everything", params=since, headers=token)
-    assert len(paged.json()["entry"]) == 2
+    assert len(_matches(paged.json())) == 2
     following = next(link["url"] for link in paged.json()["link"] if link["relation"] == "next")
     rest = await hub.http.get(following, headers=token)
     assert rest.status_code == 200, rest.text
-    assert len(rest.json()["entry"]) == 2
+    assert len(_matches(rest.json())) == 2
     foreign = await hub.http.get(
         "/fhir/Patient/erika/$everything", headers=await hub.token(organisation="hospital-b")
     )

@@ -1,9 +1,11 @@
 """FHIR operations: `$validate` (the checks of a write, without storing), `$meta`, and
-`Patient/$everything` (the patient's compartment, of what the caller may read)."""
+`Patient/$everything` (the patient's compartment and what it refers to, of what the caller
+may read)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -11,7 +13,7 @@ import orjson
 from medicus.access.policy import Interaction
 from medicus.core.db import Database
 from medicus.fhir import repository
-from medicus.fhir.definitions import patient_compartment
+from medicus.fhir.definitions import patient_compartment, resource_types
 from medicus.fhir.resources import StoredVersion, check_id, check_resource, check_type
 from medicus.fhir.service import FhirService
 from medicus.fhir.writer import Validator
@@ -72,32 +74,53 @@ class Operations:
         since: dt.datetime | None,
         count: int,
         offset: int,
-    ) -> tuple[list[tuple[str, str, bytes]], bool]:
+    ) -> tuple[list[tuple[str, str, bytes]], bool, list[tuple[str, str, bytes]]]:
         """One page of the patient and their compartment (type, id, content), limited to
-        `types` (`_type`) and `since`, and whether more follow; only what the caller's
-        organisation holds and the caller's scopes may read."""
+        `types` (`_type`) and `since`, whether more follow, and the resources that page
+        refers to outside the compartment (the Practitioner of an Encounter, a Medication,
+        the Organization), with the same limits; only what the caller's organisation holds
+        and the caller's scopes may read."""
         check_id(patient_id)
         await self._fhir.read(caller, "Patient", patient_id)
         await self._fhir.require(caller, Interaction.EVERYTHING, "Patient", patient_id)
         members = self._members(caller, types)
+        targets = self._targets(caller, types)
         async with self._database.snapshot() as session:
             rows = await repository.compartment(
                 session, caller.organisation_id, patient_id, members, since, count + 1, offset
             )
-        page = [
-            (row.resource_type, row.fhir_id, row.content.encode())
-            for row in rows[:count]
-            if row.content
-        ]
-        return page, len(rows) > count
+            found = await repository.referenced(
+                session, rows[:count], caller.organisation_id, targets
+            )
+        referenced = [row for row in found if since is None or row.last_updated >= since]
+        await self._fhir.record_included(
+            caller, {row.resource_type for row in referenced}, "$everything"
+        )
+        return _entries(rows[:count]), len(rows) > count, _entries(referenced)
 
     def _members(self, caller: Principal, wanted: str | None) -> dict[str, tuple[str, ...]]:
         """Compartment types the caller's scopes may read (and `_type` asks for)."""
         members = patient_compartment()
-        readable = self._fhir.readable_types(caller, frozenset(members))
-        if wanted:
-            asked = {kind.strip() for kind in wanted.split(",")}
-            for kind in asked:
-                check_type(kind)
-            readable &= asked
+        readable = self._fhir.readable_types(caller, frozenset(members)) & _asked(wanted)
         return {kind: params for kind, params in members.items() if kind in readable}
+
+    def _targets(self, caller: Principal, wanted: str | None) -> frozenset[str]:
+        """Types of referenced resources the caller may read (and `_type` asks for), outside
+        the compartment's types: a member the page refers to (the Patient, an Encounter) is
+        a match on its own page, so it would come twice."""
+        outside = resource_types() - frozenset(patient_compartment())
+        return self._fhir.readable_types(caller, outside) & _asked(wanted)
+
+
+def _asked(wanted: str | None) -> frozenset[str]:
+    """The types `_type` names (all types without it); an unknown one is a 400."""
+    if not wanted:
+        return resource_types()
+    asked = frozenset(kind.strip() for kind in wanted.split(","))
+    for kind in asked:
+        check_type(kind)
+    return asked
+
+
+def _entries(rows: Sequence[Any]) -> list[tuple[str, str, bytes]]:
+    return [(row.resource_type, row.fhir_id, row.content.encode()) for row in rows if row.content]

@@ -318,6 +318,17 @@ async def _included(
     return added[:MAX_INCLUDED]
 
 
+async def referenced(
+    session: Reader,
+    found: Sequence[StoredResource],
+    organisation_id: str,
+    readable: frozenset[str] | None,
+) -> list[StoredResource]:
+    """The visible resources that `found` refer to (as `_include=*`), not among `found`."""
+    every_reference = Include(None, None, None, reverse=False, iterate=False)
+    return await _included(session, [every_reference], found, organisation_id, readable)
+
+
 async def lock_condition(session: AsyncSession, key: int) -> None:
     """Hold a transaction-scoped lock on `key` (PostgreSQL; SQLite has a single writer)."""
     if session.get_bind().dialect.name == "postgresql":
@@ -325,14 +336,14 @@ async def lock_condition(session: AsyncSession, key: int) -> None:
 
 
 async def compartment(
-    session: AsyncSession,
+    session: Reader,
     organisation_id: str,
     patient_id: str,
     members: dict[str, tuple[str, ...]],
     since: dt.datetime | None,
     limit: int,
     offset: int,
-) -> Sequence[FhirResourceRow]:
+) -> Sequence[StoredResource]:
     """The patient (if `members` has Patient) and the current resources of the organisation
     that are in the patient's compartment: those that refer to the patient through one of
     their type's compartment parameters (`members`: resource type → parameters)."""
@@ -351,7 +362,7 @@ async def compartment(
     is_patient = and_(
         FhirResourceRow.resource_type == "Patient", FhirResourceRow.fhir_id == patient_id
     )
-    statement = select(FhirResourceRow).where(
+    statement = select(*RESOURCES.c).where(
         FhirResourceRow.organisation_id == organisation_id,
         FhirResourceRow.deleted.is_(False),
         FhirResourceRow.resource_type.in_(list(members)),
@@ -360,7 +371,7 @@ async def compartment(
     if since is not None:
         statement = statement.where(FhirResourceRow.last_updated >= since)
     statement = statement.order_by(FhirResourceRow.rid).limit(limit).offset(offset)
-    return (await session.scalars(statement)).all()
+    return await rows(session, statement)
 
 
 _resource = FhirResourceRow

@@ -193,6 +193,7 @@ def _everything_bundle(
     patient_id: str,
     page: list[tuple[str, str, bytes]],
     more: bool,
+    referenced: list[tuple[str, str, bytes]],
     count: int,
     offset: int,
 ) -> Response:
@@ -214,9 +215,10 @@ def _everything_bundle(
             {
                 "fullUrl": f"{base}/{kind}/{fhir_id}",
                 "resource": orjson.Fragment(content),
-                "search": {"mode": "match"},
+                "search": {"mode": mode},
             }
-            for kind, fhir_id, content in page
+            for mode, entries in (("match", page), ("include", referenced))
+            for kind, fhir_id, content in entries
         ],
     }
     return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
@@ -344,10 +346,10 @@ def build_router(
         values = request.query_params
         count = _bounded(values.get("_count", str(EVERYTHING_PAGE)), "_count", 1, MAX_PAGE)
         offset = _bounded(values.get("_offset", "0"), "_offset", 0, 10_000_000)
-        page, more = await operations.everything(
+        page, more, referenced = await operations.everything(
             principal, fhir_id, values.get("_type"), _since(request), count, offset
         )
-        return _everything_bundle(request, fhir_id, page, more, count, offset)
+        return _everything_bundle(request, fhir_id, page, more, referenced, count, offset)
 
     @router.get("/{resource_type}/{fhir_id}/$meta", summary="the meta of a resource")
     async def meta(resource_type: str, fhir_id: str, principal: Principal = caller) -> Response:

@@ -128,13 +128,7 @@ class FhirService:
             found = await repository.search_page(
                 connection, request, organisation, count, offset, total, keys, position
             )
-        decision = Decision(True, "own-organisation")
-        await self._audit.record(
-            *(
-                audit_event(caller, Interaction.READ, kind, decision, {"via": "_include"})
-                for kind in sorted({row.resource_type for row in found.included})
-            )
-        )
+        await self.record_included(caller, {row.resource_type for row in found.included})
         page = [(row.fhir_id, row.content.encode()) for row in found.rows if row.content]
         extra = tuple(
             (row.resource_type, row.fhir_id, row.content.encode())
@@ -191,6 +185,20 @@ class FhirService:
     ) -> None:
         """Ask `access` about an interaction with an existing resource that has been read."""
         await self._require(caller, interaction, resource_type, fhir_id, None)
+
+    async def record_included(
+        self, caller: Principal, kinds: set[str], via: str = "_include"
+    ) -> None:
+        """Audit the resources a search or operation added beyond its matches, as a read of
+        each of their types (they were found by key, within the caller's organisation and
+        readable types)."""
+        decision = Decision(True, "own-organisation")
+        await self._audit.record(
+            *(
+                audit_event(caller, Interaction.READ, kind, decision, {"via": via})
+                for kind in sorted(kinds)
+            )
+        )
 
     def readable_types(self, caller: Principal, types: frozenset[str]) -> frozenset[str]:
         return self._guard.readable_types(caller, types)
