@@ -123,8 +123,9 @@ async def _index_row_count(hub: Hub) -> int:
 async def test_transaction_failing_after_its_creations_were_written_leaves_nothing(
     hub: Hub,
 ) -> None:
-    """The PUT makes the queued creations reach the database (on PostgreSQL by COPY) before
-    its If-Match fails: the rollback must take those rows, index rows included, with it."""
+    """The PUT makes the queued creations reach the database (70 resources: on PostgreSQL
+    by COPY) before its If-Match fails: the rollback must take those rows, index rows
+    included, with it."""
     created = await hub.http.post(
         "/fhir/Observation",
         content=orjson.dumps(_observation("Patient/x")),
@@ -139,10 +140,13 @@ async def test_transaction_failing_after_its_creations_were_written_leaves_nothi
             "resource": _patient("C1"),
             "request": {"method": "POST", "url": "Patient"},
         },
-        {
-            "resource": _observation(PATIENT_URL),
-            "request": {"method": "POST", "url": "Observation"},
-        },
+        *[
+            {
+                "resource": _observation(PATIENT_URL, value),
+                "request": {"method": "POST", "url": "Observation"},
+            }
+            for value in range(70)
+        ],
         {
             "resource": {**_observation("Patient/x", 9.9), "id": existing},
             "request": {"method": "PUT", "url": f"Observation/{existing}", "ifMatch": 'W/"7"'},

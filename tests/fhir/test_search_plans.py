@@ -64,3 +64,10 @@ def test_includes_find_their_targets_by_key(plan) -> None:  # type: ignore[no-un
     found = plan(statement)
     assert "(resource_type=? AND fhir_id=?)" in found
     assert "ix_fhir_resource_organisation" not in found
+
+
+def test_a_day_reads_only_that_days_index_range(plan) -> None:  # type: ignore[no-untyped-def]
+    """`date=2026-03-01` read every date row from that day to the newest (at 1M resources,
+    a day's encounters took 170 ms instead of a few)."""
+    found = plan(_search(("date", "2026-03-01"), resource_type="Encounter"))
+    assert "ix_fhir_date_lookup (resource_type=? AND param=? AND low>? AND low<?)" in found

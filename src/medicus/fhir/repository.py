@@ -408,7 +408,7 @@ async def insert_resources(session: AsyncSession, rows: list[dict[str, Any]]) ->
     """Insert new resources; their row ids, in the order of `rows`. PostgreSQL takes the ids
     from the table's sequence first, so that the rows can be copied in."""
     table = cast(Table, FhirResourceRow.__table__)
-    if session.get_bind().dialect.name != "postgresql":
+    if not _copies(session, rows):
         statement = sql_insert(table).returning(table.c.rid, sort_by_parameter_order=True)
         return list((await session.scalars(statement, rows)).all())
     sequence = func.pg_get_serial_sequence(table.name, table.c.rid.name)
@@ -424,16 +424,24 @@ async def add_versions(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
     await insert_rows(session, cast(Table, FhirVersionRow.__table__), rows)
 
 
+COPY_FROM_ROWS = 64
+"""A COPY takes more round trips than an INSERT: worth it from a bundle's worth of rows."""
+
+
+def _copies(session: AsyncSession, rows: list[dict[str, Any]]) -> bool:
+    return len(rows) >= COPY_FROM_ROWS and session.get_bind().dialect.name == "postgresql"
+
+
 async def insert_rows(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert `rows` (dicts with the same keys) into `table`, through the table rather than
-    the ORM (whose bulk path costs ~50 µs per row). On PostgreSQL through COPY on the
-    session's own connection, inside its transaction: a bundle's ~1,000 index rows as
+    the ORM (whose bulk path costs ~50 µs per row). Many rows on PostgreSQL go through COPY
+    on the session's own connection, inside its transaction: a bundle's ~1,000 index rows as
     INSERT parameters cost SQLAlchemy and asyncpg several times what the copy costs. The
     caller has already run a statement in the transaction (asyncpg's transaction begins
     with SQLAlchemy's first statement, not before)."""
     if not rows:
         return
-    if session.get_bind().dialect.name != "postgresql":
+    if not _copies(session, rows):
         await session.execute(sql_insert(table), rows)
         return
     columns = list(rows[0])

@@ -214,7 +214,10 @@ def date_condition(
     """FHIR's prefix semantics on ranges ([low, high) of the value and of the target); `ap`
     widens the target by 10% of its distance from now (at least its own precision)."""
     start, end = wanted
-    equal = and_(low >= start, high <= end)
+    # `low < end` follows from the others (low < high); it bounds the index range on `low`,
+    # which otherwise ran from `start` to the newest value (a day's encounters read every
+    # encounter since that day).
+    equal = and_(low >= start, low < end, high <= end)
     if prefix == "ap":
         gap = abs(dt.datetime.now(dt.UTC) - start) * _APPROXIMATE
         return and_(low < end + gap, high > start - gap)
