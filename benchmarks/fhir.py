@@ -65,8 +65,9 @@ async def _analyze(database_url: str) -> None:
 
 
 @contextmanager
-def _database(kind: str, postgres_url: str) -> Iterator[str | None]:
-    """None (the embedded SQLite default) or the URL of a fresh PostgreSQL database."""
+def _database(kind: str, postgres_url: str, keep: bool) -> Iterator[str | None]:
+    """None (the embedded SQLite default) or the URL of a fresh PostgreSQL database, dropped
+    afterwards unless `keep` (to look at query plans on the loaded data)."""
     if kind == "sqlite":
         yield None
         return
@@ -77,7 +78,8 @@ def _database(kind: str, postgres_url: str) -> Iterator[str | None]:
     try:
         yield admin.set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(_admin(server, f'DROP DATABASE "{name}" WITH (FORCE)'))
+        if not keep:
+            asyncio.run(_admin(server, f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 async def _ingest(
@@ -170,6 +172,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--ingest-clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--keep-database", action="store_true", help="keep the PostgreSQL database afterwards"
+    )
     arguments = parser.parse_args()
     sizes = sorted(int(size) for size in arguments.sizes.split(","))
     report: dict[str, object] = {
@@ -178,12 +183,16 @@ def main() -> None:
         "server_workers": arguments.workers,
     }
     with (
-        _database(arguments.database, arguments.postgres_url) as database_url,
+        _database(
+            arguments.database, arguments.postgres_url, arguments.keep_database
+        ) as database_url,
         running_server(_server_environment(database_url, arguments.workers)) as (
             url,
             data_dir,
         ),
     ):
+        if arguments.keep_database and database_url:
+            report["kept_database"] = make_url(database_url).database
         headers = {"Content-Type": "application/fhir+json"}
 
         def renew() -> None:

@@ -63,7 +63,7 @@ def test_includes_find_their_targets_by_key(plan) -> None:  # type: ignore[no-un
     statement = included(includes_of(request), [Found(1, "Observation", "o1")], [], "h", None)
     found = plan(statement)
     assert "(resource_type=? AND fhir_id=?)" in found
-    assert "ix_fhir_resource_organisation" not in found
+    assert "ix_fhir_resource_listing" not in found
 
 
 def test_a_day_reads_only_that_days_index_range(plan) -> None:  # type: ignore[no-untyped-def]

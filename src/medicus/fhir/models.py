@@ -41,7 +41,7 @@ class FhirResourceRow(Base):
 
     __table_args__ = (
         UniqueConstraint("resource_type", "fhir_id", name="uq_fhir_resource_type_id"),
-        Index("ix_fhir_resource_organisation", "organisation_id", "resource_type"),
+        Index("ix_fhir_resource_listing", "organisation_id", "resource_type", "rid"),
     )
 
 
