@@ -71,3 +71,20 @@ def test_a_day_reads_only_that_days_index_range(plan) -> None:  # type: ignore[n
     a day's encounters took 170 ms instead of a few)."""
     found = plan(_search(("date", "2026-03-01"), resource_type="Encounter"))
     assert "ix_fhir_date_lookup (resource_type=? AND param=? AND low>? AND low<?)" in found
+
+
+def test_a_birth_date_starts_before_a_name(plan) -> None:  # type: ignore[no-untyped-def]
+    """A name prefix matches more people the larger the database (`family=Familie123` also
+    finds Familie1230…); one day of birth stays a handful."""
+    found = plan(
+        _search(("family", "Familie123"), ("birthdate", "1964-05-17"), resource_type="Patient")
+    )
+    assert "ix_fhir_date_lookup" in found
+    assert "ix_fhir_string_lookup" not in found
+    assert "ix_fhir_string_rid (rid=?)" in found
+
+
+def test_a_year_of_birth_does_not_start_before_a_name(plan) -> None:  # type: ignore[no-untyped-def]
+    found = plan(_search(("family", "Meier"), ("birthdate", "1964"), resource_type="Patient"))
+    assert "ix_fhir_string_lookup" in found
+    assert "ix_fhir_date_lookup" not in found

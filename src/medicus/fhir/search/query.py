@@ -373,11 +373,12 @@ def _condition(
     return _parameter(row, resource_type, parameter, name, modifier or None, value, probe)
 
 
-def _selectivity(resource_type: str, name: str) -> int:
+def _selectivity(resource_type: str, name: str, value: str) -> int:
     """How few rows a parameter is likely to match (lower: fewer), without statistics: the
     search starts from the most selective parameter and checks the others per row. A
-    reference (`subject=Patient/1`), an identifier or a chain names one thing; a plain token
-    (`code`, `status`) or a date range may match a large share of the data."""
+    reference (`subject=Patient/1`), an identifier or a chain names one thing; so, nearly,
+    does one day (`birthdate=1964-05-17`: a name prefix matches more people as the database
+    grows); a plain token (`code`, `status`) or a date range may match a large share."""
     code, _, modifier = name.partition(":")
     if code.startswith("_has") or "." in code:
         return 1
@@ -386,9 +387,15 @@ def _selectivity(resource_type: str, name: str) -> int:
         return 9
     if code == "_id" or parameter.type == "reference" or modifier in ("identifier", "of-type"):
         return 0
-    if "identifier" in code:
+    if "identifier" in code or (parameter.type == "date" and _one_day_or_less(value)):
         return 1
     return {"string": 2, "token": 3, "uri": 3, "composite": 4}.get(parameter.type, 5)
+
+
+def _one_day_or_less(value: str) -> bool:
+    """An `eq` date of day precision or finer, alone (not an OR of several)."""
+    moment = value.removeprefix("eq")
+    return "," not in moment and len(moment) >= len("2026-01-01") and moment[:1].isdigit()
 
 
 def build(request: SearchRequest, organisation_id: str) -> Select[Any]:
@@ -401,7 +408,7 @@ def build(request: SearchRequest, organisation_id: str) -> Select[Any]:
     searched = [(n, v) for n, v in request.parameters if not is_result_parameter(n)]
     driver = min(
         range(len(searched)),
-        key=lambda i: _selectivity(request.resource_type, searched[i][0]),
+        key=lambda i: _selectivity(request.resource_type, *searched[i]),
         default=None,
     )
     for number, (name, value) in enumerate(searched):
