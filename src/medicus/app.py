@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +22,9 @@ from medicus.iam import routes as iam_routes
 from medicus.iam.pages import Pages
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings, load_settings
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
@@ -76,3 +83,24 @@ def create_app_from_environment() -> FastAPI:
     settings = load_settings()
     configure_logging(settings.log_level, settings.uses_json_logs)
     return create_app(settings)
+
+
+def create_worker_app() -> FastAPI:
+    """Factory of `medicus serve --workers N`'s worker processes, which exit with their
+    supervisor."""
+    _exit_with_parent()
+    return create_app_from_environment()
+
+
+def _exit_with_parent() -> None:
+    """Have the kernel send this process SIGTERM (a graceful shutdown) when its parent dies.
+
+    A supervisor killed outright (SIGKILL, the OOM killer) cannot stop its workers, which
+    would go on serving the port unsupervised. Linux's parent-death signal is set through
+    prctl(2), which the standard library does not wrap; elsewhere this does nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the signal was set
+        os.kill(os.getpid(), signal.SIGTERM)

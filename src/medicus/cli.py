@@ -141,9 +141,7 @@ def serve(
         uvicorn.run(create_app(settings), **options)
         return
     _prepare_for_workers(settings, overrides)
-    uvicorn.run(
-        "medicus.app:create_app_from_environment", factory=True, workers=settings.workers, **options
-    )
+    uvicorn.run("medicus.app:create_worker_app", factory=True, workers=settings.workers, **options)
 
 
 def _prepare_for_workers(settings: Settings, overrides: Mapping[str, object]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from tests.e2e.conftest import (
     RunningServer,
@@ -88,3 +90,27 @@ def test_worker_processes_share_keys_and_data(
             for token in tokens * 5
         }
         assert statuses == {200}
+
+
+def test_workers_exit_when_their_supervisor_is_killed(
+    tmp_path: Path, server_database_url: str | None
+) -> None:
+    """A supervisor killed outright (SIGKILL, the OOM killer) cannot stop its workers: they
+    must notice by themselves, or they keep serving the port, unsupervised, for ever."""
+    environment = medicus_environment(tmp_path / "var", server_database_url, MEDICUS_WORKERS="2")
+    with serving(environment) as server:
+        pid = server.process.pid
+        workers = [
+            int(child)
+            for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            if "--multiprocessing-fork" in Path(f"/proc/{child}/cmdline").read_text()
+        ]
+        assert len(workers) == 2
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
+        deadline = time.monotonic() + 20
+        while any(Path(f"/proc/{worker}").exists() for worker in workers):
+            assert time.monotonic() < deadline, "workers outlived their supervisor"
+            time.sleep(0.2)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.base_url}/healthz", timeout=2)
