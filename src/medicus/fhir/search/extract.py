@@ -4,8 +4,10 @@ search. Derived data: the index of a resource can always be rebuilt from its JSO
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -255,14 +257,48 @@ def _add(rows: IndexRows, parameter: SearchParameter, code: str, value: Any) -> 
         rows.uris.append((code, value))
 
 
-def _component_values(
-    resource_type: str, resource: dict[str, Any], element: Any, expression: str
-) -> list[Any]:
-    """What a component selects in one element of a composite (a component starting at the
-    resource, `%resource.x`, is evaluated on the resource)."""
-    if expression.startswith(f"{resource_type}."):
-        return list(component_accessor(expression, resource_type)(resource))
-    return list(component_accessor(expression, None)(element))
+@dataclass(frozen=True)
+class _Part:
+    """A component of a composite, ready to evaluate: its accessor, whether it starts at the
+    resource (`%resource.x`) rather than at the element the composite selects, and the
+    parameter (`code$k`, of the component's type) its rows are added as."""
+
+    accessor: Callable[[Any], list[Any]]
+    on_resource: bool
+    parameter: SearchParameter
+
+
+@functools.cache
+def _parts(resource_type: str, code: str) -> tuple[_Part, ...]:
+    composite = parameters_of(resource_type)[code]
+    parts = []
+    for number, component in enumerate(composite.components):
+        on_resource = component.expression.startswith(f"{resource_type}.")
+        root = resource_type if on_resource else None
+        parts.append(
+            _Part(
+                component_accessor(component.expression, root),
+                on_resource,
+                SearchParameter(resource_type, f"{code}${number}", component.type, None),
+            )
+        )
+    return tuple(parts)
+
+
+def _all_components(
+    parts: tuple[_Part, ...], resource: dict[str, Any], element: Any
+) -> list[list[Any]] | None:
+    """What each component selects in `element`; None as soon as one selects nothing. The
+    last component (the value: quantity, concept, date, string) is the one most often
+    missing, so it is looked at first."""
+    selected: list[list[Any]] = []
+    for part in reversed(parts):
+        values = part.accessor(resource if part.on_resource else element)
+        if not values:
+            return None
+        selected.append(values)
+    selected.reverse()
+    return selected
 
 
 def _composite(rows: IndexRows, parameter: SearchParameter, resource: dict[str, Any]) -> None:
@@ -271,30 +307,33 @@ def _composite(rows: IndexRows, parameter: SearchParameter, resource: dict[str, 
     An element without a value for every component has no value of the composite (a search
     needs all components to match): it gets no rows. Observation's eleven composites would
     otherwise write about a third of all its index rows for values it does not have."""
+    parts = _parts(parameter.resource_type, parameter.code)
     for element in parameter.values(resource):
-        selected = [
-            _component_values(parameter.resource_type, resource, element, component.expression)
-            for component in parameter.components
-        ]
-        if not all(selected):
+        selected = _all_components(parts, resource, element)
+        if selected is None:
             continue
         group = IndexRows()
-        for number, (component, values) in enumerate(
-            zip(parameter.components, selected, strict=True)
-        ):
-            part = SearchParameter(parameter.resource_type, "", component.type, None)
+        for part, values in zip(parts, selected, strict=True):
             for value in values:
-                _add(group, part, f"{parameter.code}${number}", value)
+                _add(group, part.parameter, part.parameter.code, value)
         rows.groups.append(group)
 
 
+@functools.cache
+def _indexed(resource_type: str) -> tuple[SearchParameter, ...]:
+    """The parameters of `resource_type` that have index rows (`_id` and `_lastUpdated` are
+    columns of the resource row)."""
+    return tuple(
+        parameter
+        for parameter in parameters_of(resource_type).values()
+        if parameter.searchable and parameter.code not in ("_id", "_lastUpdated")
+    )
+
+
 def extract(resource_type: str, resource: dict[str, Any]) -> IndexRows:
-    """The index rows of `resource` for its searchable parameters (`_id` and `_lastUpdated`
-    are columns of the resource row)."""
+    """The index rows of `resource` for its searchable parameters."""
     rows = IndexRows()
-    for parameter in parameters_of(resource_type).values():
-        if not parameter.searchable or parameter.code in ("_id", "_lastUpdated"):
-            continue
+    for parameter in _indexed(resource_type):
         if parameter.type == "composite":
             _composite(rows, parameter, resource)
             continue
