@@ -23,7 +23,6 @@ from medicus.iam.pages import Pages
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings, load_settings
 
-
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
