@@ -135,28 +135,33 @@ def _cut(text: str | None, length: int = 255) -> str | None:
     return text and text[:length]
 
 
-def _values(rows: IndexRows, group: int | None) -> list[tuple[type[Any], list[dict[str, Any]]]]:
+def _values(
+    rows: IndexRows, rid: int, resource_type: str, group: int | None
+) -> list[tuple[type[Any], list[dict[str, Any]]]]:
     """The rows of each index table, as column values. Values longer than their columns are
-    cut: they still match searches for their beginning."""
-    batches: list[tuple[type[Any], list[dict[str, Any]]]] = [
+    cut: they still match searches for their beginning. (Each row's dict is built once: a
+    bundle has about a thousand of them.)"""
+    key = {"rid": rid, "resource_type": resource_type, "grp": group}
+    return [
         (
             TokenIndexRow,
-            [{"param": p, "system": _cut(s), "code": c[:255]} for p, s, c in rows.tokens],
+            [{**key, "param": p, "system": _cut(s), "code": c[:255]} for p, s, c in rows.tokens],
         ),
-        (StringIndexRow, [{"param": p, "value": v[:255]} for p, v in rows.strings]),
+        (StringIndexRow, [{**key, "param": p, "value": v[:255]} for p, v in rows.strings]),
         (
             ReferenceIndexRow,
             [
-                {"param": p, "target_type": t[:64], "target_id": i[:64]}
+                {**key, "param": p, "target_type": t[:64], "target_id": i[:64]}
                 for p, t, i in rows.references
             ],
         ),
-        (DateIndexRow, [{"param": p, "low": lo, "high": hi} for p, lo, hi in rows.dates]),
-        (NumberIndexRow, [{"param": p, "value": v} for p, v in rows.numbers]),
+        (DateIndexRow, [{**key, "param": p, "low": lo, "high": hi} for p, lo, hi in rows.dates]),
+        (NumberIndexRow, [{**key, "param": p, "value": v} for p, v in rows.numbers]),
         (
             QuantityIndexRow,
             [
                 {
+                    **key,
                     "param": p,
                     "low": q.low,
                     "high": q.high,
@@ -170,9 +175,8 @@ def _values(rows: IndexRows, group: int | None) -> list[tuple[type[Any], list[di
                 for p, q in rows.quantities
             ],
         ),
-        (UriIndexRow, [{"param": p, "value": v[:512]} for p, v in rows.uris]),
+        (UriIndexRow, [{**key, "param": p, "value": v[:512]} for p, v in rows.uris]),
     ]
-    return [(table, [{**value, "grp": group} for value in values]) for table, values in batches]
 
 
 def index_values(
@@ -180,14 +184,13 @@ def index_values(
 ) -> dict[type[Any], list[dict[str, Any]]]:
     """The index rows of resource `rid` as column values by table; the rows of each composite
     element carry the element's number in `grp`."""
-    batches = _values(rows, None)
+    batches = _values(rows, rid, resource_type, None)
     for number, group in enumerate(rows.groups):
-        batches += _values(group, number)
+        batches += _values(group, rid, resource_type, number)
     merged: dict[type[Any], list[dict[str, Any]]] = {}
     for table, values in batches:
-        merged.setdefault(table, []).extend(
-            {**value, "rid": rid, "resource_type": resource_type} for value in values
-        )
+        if values:
+            merged.setdefault(table, []).extend(values)
     return merged
 
 
