@@ -88,6 +88,11 @@ async def test_delete_leaves_a_tombstone(hub: Hub) -> None:
         ("POST", "/fhir/Patient", b'{"resourceType": "Observation"}', 422),
         ("PUT", "/fhir/Patient/x1", b'{"resourceType": "Patient", "id": "x2"}', 400),
         ("GET", "/fhir/Patient/x1/_history/one", None, 400),
+        ("GET", "/fhir/Patient/x1/_history/٣", None, 400),
+        ("GET", "/fhir/Patient/x1/_history/99999999999999999999", None, 404),
+        ("GET", "/fhir/Patient?_format=xml", None, 406),
+        ("GET", "/fhir/Patient/x1?_format=application/fhir+xml", None, 406),
+        ("GET", "/fhir/metadata?_format=text/xml", None, 406),
     ],
 )
 async def test_bad_requests_get_operation_outcomes(

@@ -95,7 +95,12 @@ def parse_entry(index: int, raw: Any) -> Entry:
     if (
         not segments
         or len(segments) not in (1, 2, 4)
-        or (len(segments) == 4 and (segments[2] != "_history" or not segments[3].isdigit()))
+        or (
+            len(segments) == 4
+            and (
+                segments[2] != "_history" or not segments[3].isascii() or not segments[3].isdigit()
+            )
+        )
     ):
         raise _entry_error(index, f"request.url {url!r} is not Type, Type/id or Type?query.")
     try:

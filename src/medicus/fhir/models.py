@@ -51,6 +51,10 @@ StoredResource = Row[Any]
 an ORM object; building those cost searches more than their queries."""
 
 
+LARGEST_VERSION = 2**31 - 1
+"""Versions are 32-bit integers (`fhir_version.version`): a larger one is no version."""
+
+
 class FhirVersionRow(Base):
     """One version of a resource; a deletion is a version without content."""
 

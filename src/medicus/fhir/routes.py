@@ -72,6 +72,24 @@ async def _patch_body(request: Request) -> Any:
     return parse_json(await request.body())
 
 
+_JSON_FORMATS = frozenset(
+    {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+)
+
+
+def _json_only(request: Request) -> None:
+    """`_format` asking for what medicus does not write (XML, Turtle, HTML) is a 406: an
+    answer in JSON would be read as the wrong thing. (Accept headers are not negotiated:
+    clients list XML and JSON there, and all get JSON.)"""
+    requested = request.query_params.get("_format")
+    if requested is not None and requested.partition(";")[0].strip() not in _JSON_FORMATS:
+        raise ApiError(
+            406,
+            f"_format={requested} is not served here; medicus speaks FHIR JSON (_format=json).",
+            issue_type="not-supported",
+        )
+
+
 def _conditions(request: Request) -> list[tuple[str, str]]:
     return [(k, v) for k, v in request.query_params.multi_items() if k != "_format"]
 
@@ -301,7 +319,7 @@ def build_router(
     tokens: TokenService,
     capabilities: dict[str, Any],
 ) -> APIRouter:
-    router = APIRouter(prefix="/fhir", tags=["fhir"])
+    router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(_json_only)])
     caller = Depends(bearer_principal(tokens))
     capability_bytes = orjson.dumps(capabilities)
     writer = fhir.writer
@@ -464,7 +482,7 @@ def build_router(
         version: str,
         principal: Principal = caller,
     ) -> Response:
-        if not version.isdigit():
+        if not (version.isascii() and version.isdigit()):
             raise ApiError(400, f"'{version}' is not a version number.", issue_type="invalid")
         stored = await fhir.read(principal, resource_type, fhir_id, int(version))
         return _render_read(stored, request)

@@ -24,7 +24,7 @@ from medicus.core.errors import ApiError
 from medicus.fhir import repository
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import AccessDenied, Guard, audit_event
-from medicus.fhir.models import FhirVersionRow
+from medicus.fhir.models import LARGEST_VERSION, FhirVersionRow
 from medicus.fhir.resources import StoredVersion, check_id, check_type
 from medicus.fhir.search import paging, query
 from medicus.fhir.search.query import SearchRequest
@@ -90,7 +90,11 @@ class FhirService:
         check_type(resource_type)
         check_id(fhir_id)
         interaction = Interaction.READ if version is None else Interaction.VREAD
-        found = await self._database.fetch_one(*repository.lookup(resource_type, fhir_id, version))
+        found = (
+            None  # no such version, and not a number the database would take
+            if version is not None and version > LARGEST_VERSION
+            else await self._database.fetch_one(*repository.lookup(resource_type, fhir_id, version))
+        )
         owner = None if found is None else found[0]
         await self._require(caller, interaction, resource_type, fhir_id, owner)
         if found is None:
