@@ -93,6 +93,14 @@ async def test_delete_leaves_a_tombstone(hub: Hub) -> None:
         ("GET", "/fhir/Patient?_format=xml", None, 406),
         ("GET", "/fhir/Patient/x1?_format=application/fhir+xml", None, 406),
         ("GET", "/fhir/metadata?_format=text/xml", None, 406),
+        ("GET", "/fhir/Patient?name=a%00b", None, 400),
+        ("GET", "/fhir/Patient?identifier=%00|x", None, 400),
+        (
+            "POST",
+            "/fhir/Patient",
+            b'{"resourceType": "Patient", "name": [{"family": "a\\u0000"}]}',
+            422,
+        ),
     ],
 )
 async def test_bad_requests_get_operation_outcomes(

@@ -309,6 +309,8 @@ def _primitive(value: Any, primitive: _Primitive) -> tuple[str, str] | None:
             return STRUCTURE, f"Must be a JSON string ({primitive.name})"
         if not value:
             return VALUE, "ele-1: a string must not be empty"
+        if "\x00" in value:
+            return VALUE, "A string must not contain U+0000 (NUL)"
         if primitive.match is not None and primitive.match(value) is None:
             return VALUE, f"{value[:80]!r} is not a valid {primitive.name}"
         if primitive.calendar and len(value) >= 10 and value[8:10] > "28":

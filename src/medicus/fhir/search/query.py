@@ -400,6 +400,10 @@ def _one_day_or_less(value: str) -> bool:
 
 def build(request: SearchRequest, organisation_id: str) -> Select[Any]:
     """The SELECT of matching current resources of `organisation_id`, unordered, unpaged."""
+    for name, value in request.parameters:
+        if "\x00" in name or "\x00" in value:
+            # Nothing stored contains it, and PostgreSQL refuses it in a text parameter.
+            raise invalid("A search parameter must not contain a NUL character (%00).", name)
     scope = _Scope(organisation_id, request.readable)
     conditions: list[ColumnElement[bool]] = [
         RESOURCES.c.resource_type == request.resource_type,
