@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, cast
 
 import asyncpg
@@ -451,7 +452,8 @@ async def insert_rows(session: AsyncSession, table: Table, rows: list[dict[str, 
     connection = (await (await session.connection()).get_raw_connection()).driver_connection
     if connection is None or not connection.is_in_transaction():
         raise RuntimeError("COPY outside a transaction: run a statement in it first")
-    records = [tuple(row[c] for c in columns) for row in rows]
+    fields = itemgetter(*columns)  # tuples built in C; of one column, a bare value
+    records = list(map(fields, rows)) if len(columns) > 1 else [(fields(row),) for row in rows]
     try:
         await connection.copy_records_to_table(table.name, columns=columns, records=records)
     except asyncpg.IntegrityConstraintViolationError as violation:
