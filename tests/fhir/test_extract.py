@@ -84,3 +84,62 @@ def test_a_reference_to_another_type_is_not_a_patient() -> None:
     rows = extract("Observation", observation)
     assert ("subject", "Group", "g1") in rows.references
     assert all(param != "patient" for param, _, _ in rows.references)
+
+
+def test_unions_of_other_parameters_are_answered_from_their_members() -> None:
+    """R4's Observation has six `combo-*` parameters, each `x | component.x`; nothing else in
+    R4 is such a union of parameters of its own type (references are not considered)."""
+    unions = {
+        (resource_type, code): parameter.members
+        for resource_type in ("Observation", "Patient", "Encounter", "Condition", "Procedure")
+        for code, parameter in parameters_of(resource_type).items()
+        if parameter.members
+    }
+    assert unions == {
+        ("Observation", "combo-code"): ("code", "component-code"),
+        ("Observation", "combo-code-value-concept"): (
+            "code-value-concept",
+            "component-code-value-concept",
+        ),
+        ("Observation", "combo-code-value-quantity"): (
+            "code-value-quantity",
+            "component-code-value-quantity",
+        ),
+        ("Observation", "combo-data-absent-reason"): (
+            "component-data-absent-reason",
+            "data-absent-reason",
+        ),
+        ("Observation", "combo-value-concept"): ("component-value-concept", "value-concept"),
+        ("Observation", "combo-value-quantity"): ("component-value-quantity", "value-quantity"),
+    }
+
+
+def test_a_union_selects_what_its_members_select_and_has_no_rows_of_its_own() -> None:
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "valueCodeableConcept": {"text": "normal"},
+        "dataAbsentReason": {"coding": [{"code": "not-performed"}]},
+        "component": [
+            {
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "valueQuantity": {"value": 120, "code": "mm[Hg]"},
+            },
+            {
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                "dataAbsentReason": {"coding": [{"code": "error"}]},
+            },
+        ],
+    }
+    parameters = parameters_of("Observation")
+    for parameter in parameters.values():
+        if parameter.members:
+            selected = parameter.values(observation)
+            by_members = [v for m in parameter.members for v in parameters[m].values(observation)]
+            assert sorted(map(repr, selected)) == sorted(map(repr, by_members)), parameter.code
+    rows = extract("Observation", observation)
+    names = {row[0].split("$")[0].split(":")[0] for row in rows.tokens + rows.strings}
+    names |= {row[0].split("$")[0] for row in rows.quantities}
+    assert not any(name.startswith("combo-") for name in names)
+    assert {"code", "component-code", "value-concept", "data-absent-reason"} <= names

@@ -194,3 +194,33 @@ async def test_lenient_handling_still_refuses_malformed_values(hub: Hub) -> None
     assert ignored.status_code == 200
     refused = await hub.http.get("/fhir/Observation?value-quantity=abc", headers=headers)
     assert refused.status_code == 400
+
+
+async def test_combo_parameters_search_the_resource_and_its_components(
+    hub: Hub, labs: dict[str, str]
+) -> None:
+    """`combo-*` parameters have no index rows of their own: they are answered from
+    `code` + `component-code` and the like, with every modifier and `:missing`."""
+    assert await _find(hub, **{"combo-code": "8480-6"}) == {labs["pressure"]}
+    assert await _find(hub, **{"combo-code": "85354-9"}) == {labs["pressure"]}
+    assert await _find(hub, **{"combo-code": "2345-7,8462-4"}) == {
+        labs["glucose"],
+        labs["pressure"],
+    }
+    assert await _find(hub, **{"combo-code:text": "hemo"}) == {
+        labs["high"],
+        labs["low"],
+        labs["glucose"],
+    }
+    assert await _find(hub, **{"combo-code:not": "718-7"}) == {labs["glucose"], labs["pressure"]}
+    assert await _find(hub, **{"combo-value-quantity": "ge100"}) == {
+        labs["glucose"],
+        labs["pressure"],
+    }
+    assert await _find(hub, **{"combo-value-quantity": "gt110", "combo-code": "8480-6"}) == {
+        labs["pressure"]
+    }
+    assert await _find(hub, **{"combo-value-concept:missing": "true"}) == set(labs.values())
+    assert await _find(hub, **{"combo-code-value-quantity:missing": "false"}) == set(labs.values())
+    ordered = await search_ids(hub, "/fhir/Observation", _sort="-combo-value-quantity")
+    assert ordered[:2] == [labs["pressure"], labs["glucose"]]

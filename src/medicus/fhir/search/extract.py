@@ -321,12 +321,15 @@ def _composite(rows: IndexRows, parameter: SearchParameter, resource: dict[str, 
 
 @functools.cache
 def _indexed(resource_type: str) -> tuple[SearchParameter, ...]:
-    """The parameters of `resource_type` that have index rows (`_id` and `_lastUpdated` are
-    columns of the resource row)."""
+    """The parameters of `resource_type` that have index rows of their own (`_id` and
+    `_lastUpdated` are columns of the resource row; a union such as `combo-code` is
+    answered from its members' rows)."""
     return tuple(
         parameter
         for parameter in parameters_of(resource_type).values()
-        if parameter.searchable and parameter.code not in ("_id", "_lastUpdated")
+        if parameter.searchable
+        and parameter.code not in ("_id", "_lastUpdated")
+        and not parameter.members
     )
 
 

@@ -16,14 +16,14 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fhirpathpy import compile as compile_fhirpath
 from fhirpathpy.models import models
 
-from medicus.fhir.search.paths import compile_path
+from medicus.fhir.search.paths import alternatives, compile_path
 
 _DEFINITIONS = Path(__file__).parent.parent / "definitions" / "search_parameters.json"
 _RESOLVE_IS = re.compile(r"\.where\(resolve\(\) is (\w+)\)")
@@ -51,9 +51,18 @@ class SearchParameter:
     target_types: tuple[str, ...] = ()
     components: tuple[Component, ...] = ()
     targets: tuple[str, ...] = ()
+    members: tuple[str, ...] = ()
+    """Parameters whose index rows together are this one's (see `_unions`); empty: it has
+    rows of its own."""
     _compiled: list[Callable[..., list[Any]]] = field(
         default_factory=list, compare=False, repr=False
     )
+
+    def index_names(self, name: str) -> list[str]:
+        """The `param` values of the index rows that hold `name` (this parameter's code, or
+        one derived from it: `code:text`, `code$0`)."""
+        suffix = name.removeprefix(self.code)
+        return [member + suffix for member in self.members] or [name]
 
     def values(self, resource: dict[str, Any]) -> list[Any]:
         """What the expression selects in `resource` (empty if the parameter has none)."""
@@ -131,4 +140,40 @@ def _all() -> dict[str, dict[str, SearchParameter]]:
             tuple(entry["target"]),
         )
         table.setdefault(entry["resource_type"], {})[entry["code"]] = parameter
-    return table
+    return {resource_type: _unions(parameters) for resource_type, parameters in table.items()}
+
+
+_UNION_TYPES = frozenset({"token", "string", "date", "number", "quantity", "uri", "composite"})
+
+
+def _unions(parameters: dict[str, SearchParameter]) -> dict[str, SearchParameter]:
+    """Parameters that select exactly what others of their type select together are answered
+    from those others' index rows instead of rows of their own: R4's Observation `combo-code`
+    is `code` | `component-code`, and its six `combo-*` parameters were a third of a lab
+    value's index rows. Members are parameters of the same type (and components) whose
+    expressions' alternatives are a proper part of the union's and which are no union
+    themselves; they must cover it exactly. References are left alone: theirs differ by
+    target type, which the expressions do not show."""
+    paths: dict[str, frozenset[str]] = {}
+    for code, parameter in parameters.items():
+        texts = alternatives(parameter.expression) if parameter.expression else None
+        if texts and parameter.type in _UNION_TYPES:
+            paths[code] = frozenset(texts)
+
+    def parts(code: str) -> list[str]:
+        whole, parameter = paths[code], parameters[code]
+        return [
+            other
+            for other, part in paths.items()
+            if part < whole
+            and parameters[other].type == parameter.type
+            and parameters[other].components == parameter.components
+        ]
+
+    composed = {code for code in paths if parts(code)}
+    result = dict(parameters)
+    for code in composed:
+        members = sorted(other for other in parts(code) if other not in composed)
+        if members and frozenset().union(*(paths[m] for m in members)) == paths[code]:
+            result[code] = replace(parameters[code], members=tuple(members))
+    return result

@@ -153,7 +153,7 @@ def _path(text: str, root_type: str | None) -> Callable[[list[Node]], list[Node]
     return run
 
 
-def _alternatives(expression: str) -> list[str] | None:
+def alternatives(expression: str) -> list[str] | None:
     """The top-level `|` alternatives, each without enclosing brackets (None: not simple)."""
     parts, depth, current = [], 0, ""
     for character in expression:
@@ -204,13 +204,13 @@ def compile_path(expression: str, root_type: str | None) -> Accessor | None:
     not have: where every alternative starts with a child of the root, a root without any of
     those keys selects nothing, found without walking the path (a third of the cost of
     indexing an Observation)."""
-    alternatives = _alternatives(expression)
-    if alternatives is None:
+    texts = alternatives(expression)
+    if texts is None:
         return None
-    paths = [_path(text, root_type) for text in alternatives]
+    paths = [_path(text, root_type) for text in texts]
     if any(path is None for path in paths):
         return None
-    starts = [_first_keys(text, root_type) for text in alternatives]
+    starts = [_first_keys(text, root_type) for text in texts]
     keys = None if None in starts else frozenset().union(*(k for k in starts if k is not None))
 
     def accessor(value: Any) -> list[Any]:

@@ -121,12 +121,13 @@ def _has_index_row(
     row: Any,
     resource_type: str,
     kind: str,
-    param: str,
+    names: Sequence[str],
     where: Callable[[Any], ColumnElement[bool]] | None = None,
     negate: bool = False,
     probe: bool = False,
 ) -> ColumnElement[bool]:
-    """Whether the row has (`negate`: has no) index row of `param` matching `where`. Positive:
+    """Whether the row has (`negate`: has no) index row named one of `names` matching `where`
+    (several: a union parameter's members, see `SearchParameter.members`). Positive:
     an IN over the uncorrelated index rows, which both databases start from (SQLite would run
     a correlated EXISTS once per row of the type) — unless `probe`: another, more selective
     condition drives the search, and this one is checked per candidate row by a correlated
@@ -137,7 +138,8 @@ def _has_index_row(
     The index table is not aliased: each subquery is a scope of its own with the table once,
     and building an ORM alias cost more than running the search (~1 ms per parameter)."""
     table = TABLES[kind].c
-    conditions = [table.resource_type == resource_type, table.param == param]
+    named = table.param == names[0] if len(names) == 1 else table.param.in_(names)
+    conditions = [table.resource_type == resource_type, named]
     if where is not None:
         conditions.append(where(table))
     if negate:
@@ -191,7 +193,8 @@ def _missing(
     kind, param = parameter.type, parameter.code
     if kind == "composite":
         kind, param = parameter.components[0].type, f"{param}$0"
-    return _has_index_row(row, resource_type, kind, param, negate=value == "true")
+    names = parameter.index_names(param)
+    return _has_index_row(row, resource_type, kind, names, negate=value == "true")
 
 
 def _composite(
@@ -214,6 +217,12 @@ def _composite(
         if number:
             conditions += [table.rid == tables[0].rid, table.grp == tables[0].grp]
     return row.rid.in_(select(tables[0].rid).where(*conditions))  # type: ignore[no-any-return]
+
+
+def _members(resource_type: str, parameter: SearchParameter) -> list[SearchParameter]:
+    """The parameters whose rows answer `parameter`: its members, or itself."""
+    every = parameters_of(resource_type)
+    return [every[member] for member in parameter.members] or [parameter]
 
 
 def _resource_column(
@@ -249,7 +258,13 @@ def _parameter(
     if parameter.type == "composite":
         if modifier is not None:
             raise invalid(f"The modifier :{modifier} is not supported on {parameter.code}.", name)
-        return or_(*[_composite(row, resource_type, parameter, name, v) for v in values])
+        return or_(
+            *[
+                _composite(row, resource_type, part, name, v)
+                for part in _members(resource_type, parameter)
+                for v in values
+            ]
+        )
     kind, param, negate = _modified(parameter, name, modifier)
     match_modifier = None if negate or kind != parameter.type else modifier
     if (
@@ -262,7 +277,7 @@ def _parameter(
         row,
         resource_type,
         kind,
-        param,
+        parameter.index_names(param),
         lambda table: or_(*[matches(kind, table, v, name, match_modifier) for v in values]),
         negate,
         probe,
@@ -465,7 +480,7 @@ def _sort_key(resource_type: str, key: str) -> SortKey:
         .where(
             table.rid == RESOURCES.c.rid,
             table.resource_type == resource_type,
-            table.param == code,
+            table.param.in_(parameter.index_names(code)),
         )
         .scalar_subquery()
     )
