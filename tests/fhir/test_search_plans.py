@@ -88,3 +88,11 @@ def test_a_year_of_birth_does_not_start_before_a_name(plan) -> None:  # type: ig
     found = plan(_search(("family", "Meier"), ("birthdate", "1964"), resource_type="Patient"))
     assert "ix_fhir_string_lookup" in found
     assert "ix_fhir_date_lookup" not in found
+
+
+def test_a_day_of_last_updated_does_not_lead(plan) -> None:  # type: ignore[no-untyped-def]
+    """`_lastUpdated` is a column of the resource without an index: leading with it would
+    check the other parameters for every resource of the type."""
+    found = plan(_search(("_lastUpdated", "2026-03-01"), ("code", "http://loinc.org|718-7")))
+    assert "ix_fhir_token_lookup" in found
+    assert "ix_fhir_token_rid (rid=?)" not in found

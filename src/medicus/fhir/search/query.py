@@ -402,9 +402,14 @@ def _selectivity(resource_type: str, name: str, value: str) -> int:
         return 9
     if code == "_id" or parameter.type == "reference" or modifier in ("identifier", "of-type"):
         return 0
-    if "identifier" in code or (parameter.type == "date" and _one_day_or_less(value)):
+    if "identifier" in code or (_indexed_date(parameter) and _one_day_or_less(value)):
         return 1
     return {"string": 2, "token": 3, "uri": 3, "composite": 4}.get(parameter.type, 5)
+
+
+def _indexed_date(parameter: SearchParameter) -> bool:
+    """A date with index rows (`_lastUpdated` is a column without an index of its own)."""
+    return parameter.type == "date" and parameter.code != "_lastUpdated"
 
 
 def _one_day_or_less(value: str) -> bool:
