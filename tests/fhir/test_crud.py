@@ -191,6 +191,27 @@ async def test_the_capability_statement_is_public_and_truthful(hub: Hub) -> None
     assert {e["url"] for e in oauth} == {"authorize", "token", "revoke", "introspect"}
 
 
+@pytest.mark.parametrize(
+    ("accept_encoding", "compressed"),
+    [
+        ("gzip, deflate", True),
+        ("br;q=1.0, gzip;q=0.5", True),
+        ("gzip;q=0", False),
+        ("identity", False),
+    ],
+)
+async def test_the_capability_statement_is_sent_gzipped_to_who_accepts_it(
+    hub: Hub, accept_encoding: str, compressed: bool
+) -> None:
+    response = await hub.http.get("/fhir/metadata", headers={"Accept-Encoding": accept_encoding})
+    assert response.status_code == 200
+    assert (response.headers.get("content-encoding") == "gzip") is compressed
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.json()["resourceType"] == "CapabilityStatement"
+    if compressed:
+        assert int(response.headers["content-length"]) < len(response.content) / 10
+
+
 async def test_type_and_system_history_show_only_the_callers_organisation(hub: Hub) -> None:
     mine = await _create(hub)
     observation = {"resourceType": "Observation", "status": "final", "code": {"text": "Hb"}}

@@ -5,6 +5,7 @@ ETag, Last-Modified and Location, honouring `Prefer` and the conditional-read he
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import re
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
@@ -312,6 +313,16 @@ def _render_read(stored: StoredVersion, request: Request) -> Response:
     return Response(content, media_type=FHIR_JSON, headers=headers)
 
 
+def _accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header admits gzip (`gzip`, `*`, not with `q=0`)."""
+    for item in accept_encoding.split(","):
+        coding, _, parameters = item.partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            weight = parameters.strip().removeprefix("q=").strip() if parameters else "1"
+            return weight not in ("0", "0.0", "0.00", "0.000")
+    return False
+
+
 def build_router(
     fhir: FhirService,
     bundles: BundleService,
@@ -322,11 +333,18 @@ def build_router(
     router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(_json_only)])
     caller = Depends(bearer_principal(tokens))
     capability_bytes = orjson.dumps(capabilities)
+    capability_gzipped = gzip.compress(capability_bytes)
     writer = fhir.writer
 
     @router.get("/metadata", summary="CapabilityStatement")
-    async def metadata() -> Response:
-        return Response(capability_bytes, media_type=FHIR_JSON)
+    async def metadata(request: Request) -> Response:
+        """~700 KB of JSON (every parameter and include of every type), which clients fetch
+        at start: compressed once (~25 KB) for those that accept gzip."""
+        vary = {"Vary": "Accept-Encoding"}
+        if _accepts_gzip(request.headers.get("accept-encoding", "")):
+            headers = {**vary, "Content-Encoding": "gzip"}
+            return Response(capability_gzipped, media_type=FHIR_JSON, headers=headers)
+        return Response(capability_bytes, media_type=FHIR_JSON, headers=vary)
 
     @router.post("", summary="transaction or batch")
     @router.post("/", include_in_schema=False)
