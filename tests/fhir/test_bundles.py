@@ -334,9 +334,10 @@ async def test_bundle_input_errors(hub: Hub) -> None:
         {"resource": _patient("H1"), "request": {"method": "POST", "url": "Nonsense"}},
     )
     assert (await _post(hub, bad_url)).status_code == 404
-    bad_version = _bundle("batch", {"request": {"method": "GET", "url": "Patient/p1/_history/x"}})
-    answer = await _post(hub, bad_version)
-    assert answer.json()["entry"][0]["response"]["status"] == "400"
+    for version, status in (("x", "400"), ("\u0663", "400"), ("99999999999999999999", "404")):
+        url = f"Patient/p1/_history/{version}"
+        answer = await _post(hub, _bundle("batch", {"request": {"method": "GET", "url": url}}))
+        assert answer.json()["entry"][0]["response"]["status"] == status, version
 
 
 async def test_transaction_cannot_touch_another_hospitals_record(hub: Hub) -> None:

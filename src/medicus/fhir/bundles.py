@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.core.errors import ApiError, ErrorDetail, operation_outcome
 from medicus.core.ids import new_id
-from medicus.fhir.resources import StoredVersion, check_id, check_type, fhir_time
+from medicus.fhir.resources import (
+    StoredVersion,
+    check_id,
+    check_type,
+    fhir_time,
+    is_version_number,
+)
 from medicus.fhir.search.query import SearchRequest
 from medicus.fhir.service import FhirService
 from medicus.iam.tokens import Principal
@@ -96,10 +102,7 @@ def parse_entry(index: int, raw: Any) -> Entry:
         not segments
         or len(segments) not in (1, 2, 4)
         or (
-            len(segments) == 4
-            and (
-                segments[2] != "_history" or not segments[3].isascii() or not segments[3].isdigit()
-            )
+            len(segments) == 4 and (segments[2] != "_history" or not is_version_number(segments[3]))
         )
     ):
         raise _entry_error(index, f"request.url {url!r} is not Type, Type/id or Type?query.")

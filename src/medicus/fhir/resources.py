@@ -49,6 +49,11 @@ def check_type(resource_type: str) -> None:
         )
 
 
+def is_version_number(text: str) -> bool:
+    """ASCII digits only (`str.isdigit` also takes `٣` and `²`)."""
+    return text.isascii() and text.isdigit()
+
+
 def check_id(fhir_id: str) -> None:
     if not ID.match(fhir_id):
         raise ApiError(400, f"'{fhir_id}' is not a valid FHIR id.", issue_type="invalid")

@@ -20,7 +20,12 @@ from medicus.core.http import is_json_media_type
 from medicus.fhir.bundles import BundleService
 from medicus.fhir.models import FhirVersionRow
 from medicus.fhir.operations import Operations
-from medicus.fhir.resources import StoredVersion, parse_json, parse_resource
+from medicus.fhir.resources import (
+    StoredVersion,
+    is_version_number,
+    parse_json,
+    parse_resource,
+)
 from medicus.fhir.search.query import SearchRequest
 from medicus.fhir.service import FhirService, SearchResult
 from medicus.fhir.subsetting import Subset
@@ -500,7 +505,7 @@ def build_router(
         version: str,
         principal: Principal = caller,
     ) -> Response:
-        if not (version.isascii() and version.isdigit()):
+        if not is_version_number(version):
             raise ApiError(400, f"'{version}' is not a version number.", issue_type="invalid")
         stored = await fhir.read(principal, resource_type, fhir_id, int(version))
         return _render_read(stored, request)

@@ -76,6 +76,12 @@ def _flatten(value: Any, kind: str | None, into: list[Node]) -> None:
         into.append((value, kind))
 
 
+def _json_key(name: str, of_type: str | None) -> str:
+    """The JSON key of element `name` of type `of_type` where the structure is not known
+    (`value` of Quantity: `valueQuantity`)."""
+    return name + of_type[0].upper() + of_type[1:] if of_type else name
+
+
 def _child(nodes: list[Node], name: str, of_type: str | None) -> list[Node]:
     found: list[Node] = []
     structures = _structures()
@@ -84,8 +90,7 @@ def _child(nodes: list[Node], name: str, of_type: str | None) -> list[Node]:
             continue
         elements = structures.get(kind) if kind else None
         if elements is None:
-            key = name + of_type[0].upper() + of_type[1:] if of_type else name
-            _flatten(value.get(key), of_type, found)
+            _flatten(value.get(_json_key(name, of_type)), of_type, found)
         elif name in elements.choices:
             for key, variant in elements.choices[name]:
                 if of_type is None or variant == of_type:
@@ -189,7 +194,7 @@ def _first_keys(text: str, root_type: str | None) -> frozenset[str] | None:
     of_type = matches[1]["type"] if len(matches) > 1 else None
     elements = _structures().get(root_type) if root_type else None
     if elements is None:
-        return frozenset({name + of_type[0].upper() + of_type[1:] if of_type else name})
+        return frozenset({_json_key(name, of_type)})
     if name in elements.choices:
         return frozenset(key for key, kind in elements.choices[name] if of_type in (None, kind))
     return frozenset({name} if name in elements.plain else ())
