@@ -47,6 +47,19 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.state.platform = platform
     install_errors(app)
     app.include_router(health.build_router(platform.database, platform.metrics))
+    capabilities = capability_statement(
+        platform.endpoints.fhir_base_url, platform.endpoints.issuer, medicus.__version__
+    )
+    # The FHIR hub's routes first: they take most requests, and routes are tried in order.
+    app.include_router(
+        fhir_routes.build_router(
+            platform.fhir.service,
+            platform.fhir.bundles,
+            platform.fhir.operations,
+            platform.tokens,
+            capabilities,
+        )
+    )
     pages = Pages(secure_cookies=platform.endpoints.secure_cookies)
     app.include_router(
         iam_routes.build_router(
@@ -60,18 +73,6 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         )
     )
     app.include_router(admin_routes.build_router(platform.admin, platform.tokens, pages))
-    capabilities = capability_statement(
-        platform.endpoints.fhir_base_url, platform.endpoints.issuer, medicus.__version__
-    )
-    app.include_router(
-        fhir_routes.build_router(
-            platform.fhir.service,
-            platform.fhir.bundles,
-            platform.fhir.operations,
-            platform.tokens,
-            capabilities,
-        )
-    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=platform.metrics)
     return app

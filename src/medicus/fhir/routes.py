@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import is_json_media_type
@@ -31,6 +32,18 @@ from medicus.fhir.service import FhirService, SearchResult
 from medicus.fhir.subsetting import Subset
 from medicus.iam.http import bearer_principal
 from medicus.iam.tokens import Principal, TokenService
+
+
+class _ResourceTypeConvertor(StringConvertor):
+    """A resource type in a path is letters (`Patient`): paths such as
+    `/fhir/.well-known/smart-configuration` are not mistaken for a read and reach their own
+    routes, which lets the FHIR routes come first in the app (Starlette tries routes in
+    order, ~2 µs each)."""
+
+    regex = "[A-Za-z]+"
+
+
+register_url_convertor("resource_type", _ResourceTypeConvertor())
 
 # Strictly `W/"3"`; bare and unweakened versions are accepted too, as clients send them.
 _ETAG = re.compile(r'^(W/)?"?(\d+)"?$')
@@ -83,7 +96,7 @@ _JSON_FORMATS = frozenset(
 )
 
 
-def _json_only(request: Request) -> None:
+async def _json_only(request: Request) -> None:
     """`_format` asking for what medicus does not write (XML, Turtle, HTML) is a 406: an
     answer in JSON would be read as the wrong thing. (Accept headers are not negotiated:
     clients list XML and JSON there, and all get JSON.)"""
@@ -364,7 +377,7 @@ def build_router(
         versions = await fhir.history_of_many(principal, None, _since(request), _count(request))
         return _history_bundle(request, versions)
 
-    @router.get("/{resource_type}/_history", summary="history of one resource type")
+    @router.get("/{resource_type:resource_type}/_history", summary="history of one resource type")
     async def type_history(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
@@ -373,7 +386,7 @@ def build_router(
         )
         return _history_bundle(request, versions)
 
-    @router.post("/{resource_type}/$validate", summary="validate without storing")
+    @router.post("/{resource_type:resource_type}/$validate", summary="validate without storing")
     async def validate(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
@@ -392,12 +405,14 @@ def build_router(
         )
         return _everything_bundle(request, fhir_id, page, more, referenced, count, offset)
 
-    @router.get("/{resource_type}/{fhir_id}/$meta", summary="the meta of a resource")
+    @router.get("/{resource_type:resource_type}/{fhir_id}/$meta", summary="the meta of a resource")
     async def meta(resource_type: str, fhir_id: str, principal: Principal = caller) -> Response:
         stored = await fhir.read(principal, resource_type, fhir_id)
         return Response(orjson.dumps(operations.meta(stored)), media_type=FHIR_JSON)
 
-    @router.post("/{resource_type}", summary="create (conditional with If-None-Exist)")
+    @router.post(
+        "/{resource_type:resource_type}", summary="create (conditional with If-None-Exist)"
+    )
     async def create(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
@@ -410,7 +425,7 @@ def build_router(
         )
         return _render_write(stored, request)
 
-    @router.put("/{resource_type}", summary="conditional update")
+    @router.put("/{resource_type:resource_type}", summary="conditional update")
     async def conditional_update(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
@@ -423,7 +438,7 @@ def build_router(
         )
         return _render_write(stored, request)
 
-    @router.patch("/{resource_type}", summary="conditional patch (JSON Patch)")
+    @router.patch("/{resource_type:resource_type}", summary="conditional patch (JSON Patch)")
     async def conditional_patch(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
@@ -436,7 +451,7 @@ def build_router(
         )
         return _render_write(stored, request)
 
-    @router.delete("/{resource_type}", status_code=204, summary="conditional delete")
+    @router.delete("/{resource_type:resource_type}", status_code=204, summary="conditional delete")
     async def conditional_delete(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
@@ -447,7 +462,7 @@ def build_router(
         )
         return Response(status_code=204)
 
-    @router.get("/{resource_type}", summary="search")
+    @router.get("/{resource_type:resource_type}", summary="search")
     async def search(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
@@ -455,7 +470,7 @@ def build_router(
             request, resource_type, list(request.query_params.multi_items()), principal
         )
 
-    @router.post("/{resource_type}/_search", summary="search with a form body")
+    @router.post("/{resource_type:resource_type}/_search", summary="search with a form body")
     async def search_by_post(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
@@ -491,13 +506,13 @@ def build_router(
         )
         return _searchset(request, resource_type, parameters, result, subset, count, offset)
 
-    @router.get("/{resource_type}/{fhir_id}", summary="read")
+    @router.get("/{resource_type:resource_type}/{fhir_id}", summary="read")
     async def read(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
         return _render_read(await fhir.read(principal, resource_type, fhir_id), request)
 
-    @router.get("/{resource_type}/{fhir_id}/_history/{version}", summary="vread")
+    @router.get("/{resource_type:resource_type}/{fhir_id}/_history/{version}", summary="vread")
     async def vread(
         request: Request,
         resource_type: str,
@@ -510,7 +525,9 @@ def build_router(
         stored = await fhir.read(principal, resource_type, fhir_id, int(version))
         return _render_read(stored, request)
 
-    @router.put("/{resource_type}/{fhir_id}", summary="update (or create with this id)")
+    @router.put(
+        "/{resource_type:resource_type}/{fhir_id}", summary="update (or create with this id)"
+    )
     async def update(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
@@ -523,7 +540,7 @@ def build_router(
         )
         return _render_write(stored, request)
 
-    @router.patch("/{resource_type}/{fhir_id}", summary="patch (JSON Patch)")
+    @router.patch("/{resource_type:resource_type}/{fhir_id}", summary="patch (JSON Patch)")
     async def patch(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
@@ -536,7 +553,7 @@ def build_router(
         )
         return _render_write(stored, request)
 
-    @router.delete("/{resource_type}/{fhir_id}", status_code=204, summary="delete")
+    @router.delete("/{resource_type:resource_type}/{fhir_id}", status_code=204, summary="delete")
     async def delete(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
@@ -546,7 +563,9 @@ def build_router(
         )
         return Response(status_code=204)
 
-    @router.get("/{resource_type}/{fhir_id}/_history", summary="history of one resource")
+    @router.get(
+        "/{resource_type:resource_type}/{fhir_id}/_history", summary="history of one resource"
+    )
     async def history(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
