@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from medicus.audit.service import AuditEvent, Outcome
+from medicus.core.bulk import COPY_FROM_ROWS
 from medicus.core.db import Database
 from medicus.platform import Platform
 
@@ -49,15 +50,16 @@ async def _tamper(database: Database, *statements: str) -> None:
             await session.execute(text(statement))
 
 
-async def test_an_untouched_chain_verifies(fresh_platform: Platform) -> None:
-    await _write_entries(fresh_platform, 10)
-    await fresh_platform.audit.record(_event(11))
+@pytest.mark.parametrize("count", [10, 2 * COPY_FROM_ROWS + 2])  # INSERTed, COPied (PostgreSQL)
+async def test_an_untouched_chain_verifies(fresh_platform: Platform, count: int) -> None:
+    await _write_entries(fresh_platform, count)
+    await fresh_platform.audit.record(_event(count + 1))
     report = await fresh_platform.audit.verify()
     assert report.intact, report.problem
-    assert (report.entries, report.pending) == (10, 1)
+    assert (report.entries, report.pending) == (count, 1)
     await fresh_platform.audit.seal_all()
     report = await fresh_platform.audit.verify()
-    assert (report.entries, report.head_seq, report.pending) == (11, 11, 0)
+    assert (report.entries, report.head_seq, report.pending) == (count + 1, count + 1, 0)
 
 
 async def test_an_empty_trail_verifies(fresh_platform: Platform) -> None:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from medicus.core.bulk import COPY_FROM_ROWS
 from medicus.core.db import Database
 from medicus.fhir import repository
 from medicus.fhir.models import FhirResourceRow
@@ -26,7 +27,7 @@ def _resource(number: int, fhir_id: str | None = None) -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize("count", [3, repository.COPY_FROM_ROWS + 6])
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 6])
 async def test_bulk_inserts_return_row_ids_in_order(fresh_database_url: str, count: int) -> None:
     database = Database(fresh_database_url)
     try:
@@ -41,7 +42,7 @@ async def test_bulk_inserts_return_row_ids_in_order(fresh_database_url: str, cou
         await database.dispose()
 
 
-@pytest.mark.parametrize("count", [3, repository.COPY_FROM_ROWS + 6])
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 6])
 async def test_a_conflict_in_a_bulk_insert_is_an_integrity_error_and_leaves_nothing(
     fresh_database_url: str, count: int
 ) -> None:

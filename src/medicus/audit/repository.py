@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Table, delete, func, select, update
+from sqlalchemy import BigInteger, RowMapping, Table, any_, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.audit.models import AuditEntryRow, AuditHeadRow, AuditPendingRow
+from medicus.core.bulk import insert_rows
 
 HEAD_ID = 1
 GENESIS_HASH = "0" * 64
@@ -61,14 +63,22 @@ async def seal(
     session: AsyncSession, entries: Sequence[dict[str, Any]], pending_ids: Sequence[int]
 ) -> None:
     """Move pending entries into the chain and advance the head to the last of them."""
-    await session.execute(_entries.insert(), list(entries))
-    await session.execute(delete(PENDING).where(PENDING.c.id.in_(pending_ids)))
+    await insert_rows(session, _entries, entries)
+    await session.execute(delete(PENDING).where(_any_of(session, PENDING.c.id, pending_ids)))
     last = entries[-1]
     await session.execute(
         update(AuditHeadRow)
         .where(AuditHeadRow.id == HEAD_ID)
         .values(seq=last["seq"], hash=last["hash"])
     )
+
+
+def _any_of(session: AsyncSession, column: Any, values: Sequence[int]) -> Any:
+    """`column IN values`; on PostgreSQL one array parameter (`= ANY($1)`) rather than one
+    parameter per value, which SQLAlchemy renders and asyncpg sends one by one."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("values", list(values), type_=ARRAY(BigInteger)))
+    return column.in_(values)
 
 
 async def head(session: AsyncSession) -> tuple[int, str] | None:

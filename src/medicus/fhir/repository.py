@@ -5,16 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any, cast
 
-import asyncpg
 from sqlalchemy import Row, Table, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy import insert as sql_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
+from medicus.core.bulk import copies, insert_rows
 from medicus.core.db import Reader
 from medicus.core.driver import AnySelect
 from medicus.fhir.models import (
@@ -412,7 +410,7 @@ async def insert_resources(session: AsyncSession, rows: list[dict[str, Any]]) ->
     """Insert new resources; their row ids, in the order of `rows`. PostgreSQL takes the ids
     from the table's sequence first, so that the rows can be copied in."""
     table = cast(Table, FhirResourceRow.__table__)
-    if not _copies(session, rows):
+    if not copies(session, rows):
         statement = sql_insert(table).returning(table.c.rid, sort_by_parameter_order=True)
         return list((await session.scalars(statement, rows)).all())
     sequence = func.pg_get_serial_sequence(table.name, table.c.rid.name)
@@ -426,36 +424,3 @@ async def insert_resources(session: AsyncSession, rows: list[dict[str, Any]]) ->
 
 async def add_versions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     await insert_rows(session, cast(Table, FhirVersionRow.__table__), rows)
-
-
-COPY_FROM_ROWS = 64
-"""A COPY takes more round trips than an INSERT: worth it from a bundle's worth of rows."""
-
-
-def _copies(session: AsyncSession, rows: list[dict[str, Any]]) -> bool:
-    return len(rows) >= COPY_FROM_ROWS and session.get_bind().dialect.name == "postgresql"
-
-
-async def insert_rows(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` (dicts with the same keys) into `table`, through the table rather than
-    the ORM (whose bulk path costs ~50 µs per row). Many rows on PostgreSQL go through COPY
-    on the session's own connection, inside its transaction: a bundle's ~1,000 index rows as
-    INSERT parameters cost SQLAlchemy and asyncpg several times what the copy costs. The
-    caller has already run a statement in the transaction (asyncpg's transaction begins
-    with SQLAlchemy's first statement, not before)."""
-    if not rows:
-        return
-    if not _copies(session, rows):
-        await session.execute(sql_insert(table), rows)
-        return
-    columns = list(rows[0])
-    connection = (await (await session.connection()).get_raw_connection()).driver_connection
-    if connection is None or not connection.is_in_transaction():
-        raise RuntimeError("COPY outside a transaction: run a statement in it first")
-    fields = itemgetter(*columns)  # tuples built in C; of one column, a bare value
-    records = list(map(fields, rows)) if len(columns) > 1 else [(fields(row),) for row in rows]
-    try:
-        await connection.copy_records_to_table(table.name, columns=columns, records=records)
-    except asyncpg.IntegrityConstraintViolationError as violation:
-        # What SQLAlchemy raises for the same conflict through INSERT (a 409 upstream).
-        raise IntegrityError(f"COPY {table.name}", None, violation) from violation
