@@ -87,6 +87,14 @@ def unprocessable(detail: str, errors: Sequence[ErrorDetail]) -> ApiError:
     return ApiError(422, detail, errors=errors)
 
 
+def database_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "The database is not reachable at the moment (a restart or failover); retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
 def internal_error() -> ApiError:
     return ApiError(
         500,

@@ -20,10 +20,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
+from medicus.core.db import is_unavailable
 from medicus.core.errors import (
     ApiError,
     ErrorDetail,
     bad_request,
+    database_unavailable,
     internal_error,
     payload_too_large,
     render_error,
@@ -106,14 +108,19 @@ class RequestObserver:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            log.error(
-                # Not `stack`: structlog's console renderer takes that key for a string.
-                "unhandled error",
-                error_type=type(exc).__name__,
-                frames=_stack_without_values(exc),
-            )
+            if is_unavailable(exc):
+                log.warning("database unavailable", error_type=type(exc).__name__)
+                error = database_unavailable()
+            else:
+                log.error(
+                    # Not `stack`: structlog's console renderer takes that key for a string.
+                    "unhandled error",
+                    error_type=type(exc).__name__,
+                    frames=_stack_without_values(exc),
+                )
+                error = internal_error()
             if not started:
-                await _send_error(internal_error(), scope, receive, send_with_id)
+                await _send_error(error, scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - begin
             route = _route_template(scope)
