@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
 import medicus.audit.models
@@ -15,6 +18,8 @@ import medicus.fhir.models
 import medicus.iam.models  # noqa: F401  (register every table)
 from medicus import migrations
 from medicus.core.db import Base, Database
+from medicus.fhir.models import RESOURCES, PositionIndexRow
+from medicus.fhir.search.extract import extract
 from medicus.platform import Platform
 from tests.conftest import DatabaseFactory
 
@@ -50,5 +55,51 @@ async def test_rows_of_union_parameters_are_removed(database_factory: DatabaseFa
         async with database.snapshot() as session:
             left = (await session.execute(text("SELECT param FROM fhir_token"))).scalars().all()
         assert left == ["code"]
+    finally:
+        await database.dispose()
+
+
+async def test_locations_stored_before_positions_are_indexed(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Migration 0007: the positions of current Locations get the rows a write makes; no
+    rows for deleted Locations, Locations without a position or with none on the Earth."""
+    url = await asyncio.to_thread(database_factory.new_url, False)
+    await asyncio.to_thread(migrations.upgrade, url, "0006")
+    where = {"latitude": 52.5262, "longitude": 13.3766}
+    stored = [
+        ("charite", "Location", False, {"position": where}),
+        ("gone", "Location", True, {"position": where}),
+        ("nowhere", "Location", False, {}),
+        ("beyond", "Location", False, {"position": {"latitude": 95, "longitude": 0}}),
+        ("patient", "Patient", False, {"position": where}),
+    ]
+    database = Database(url)
+    try:
+        async with database.transaction() as session:
+            for rid, (fhir_id, kind, deleted, content) in enumerate(stored, start=1):
+                await session.execute(
+                    RESOURCES.insert().values(
+                        rid=rid,
+                        resource_type=kind,
+                        fhir_id=fhir_id,
+                        version=1,
+                        last_updated=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+                        deleted=deleted,
+                        organisation_id="hospital-a",
+                        content=None if deleted else json.dumps({"resourceType": kind, **content}),
+                    )
+                )
+        await asyncio.to_thread(migrations.upgrade, url)
+        async with database.snapshot() as session:
+            rows = (await session.execute(select(PositionIndexRow.__table__))).mappings().all()
+        assert [(row["rid"], row["resource_type"], row["param"]) for row in rows] == [
+            (1, "Location", "near")
+        ]
+        [(_, *written)] = extract(
+            "Location", {"resourceType": "Location", "position": where}
+        ).positions
+        columns = ("latitude", "longitude", "x", "y", "z")
+        assert [rows[0][column] for column in columns] == pytest.approx(written)
     finally:
         await database.dispose()

@@ -172,8 +172,10 @@ async def test_json_patch(hub: Hub) -> None:
     answer = await hub.http.patch(url, content=orjson.dumps(invalid), headers=headers)
     assert answer.status_code == 422
     assert "Patient.birthDate" in answer.json()["issue"][1]["expression"]
-    fhir_json = {**headers, "content-type": "application/fhir+json"}
-    assert (await hub.http.patch(url, content=b"{}", headers=fhir_json)).status_code == 415
+    fhir_json = {**headers, "content-type": "application/fhir+json"}  # a FHIRPath Patch
+    assert (await hub.http.patch(url, content=b"{}", headers=fhir_json)).status_code == 422
+    text = {**headers, "content-type": "text/plain"}
+    assert (await hub.http.patch(url, content=b"{}", headers=text)).status_code == 415
     read = (await hub.http.get(url, headers=await hub.token())).json()
     assert read["meta"]["versionId"] == "2"
 

@@ -96,3 +96,36 @@ def test_a_day_of_last_updated_does_not_lead(plan) -> None:  # type: ignore[no-u
     found = plan(_search(("_lastUpdated", "2026-03-01"), ("code", "http://loinc.org|718-7")))
     assert "ix_fhir_token_lookup" in found
     assert "ix_fhir_token_rid (rid=?)" not in found
+
+
+def test_near_reads_a_band_of_latitudes(plan) -> None:  # type: ignore[no-untyped-def]
+    """A box around the circle is an index range; the exact distance is checked after."""
+    found = plan(_search(("near", "52.52|13.40|10|km"), resource_type="Location"))
+    assert (
+        "ix_fhir_position_lookup (resource_type=? AND param=? AND latitude>? AND latitude<?)"
+        in found
+    )
+
+
+def test_near_is_checked_per_location_of_an_organisation(plan) -> None:  # type: ignore[no-untyped-def]
+    found = plan(
+        _search(
+            ("near", "52.52|13.40|10|km"),
+            ("organization", "Organization/o1"),
+            resource_type="Location",
+        )
+    )
+    assert "ix_fhir_reference_lookup" in found
+    assert "ix_fhir_position_rid (rid=?)" in found
+    assert "ix_fhir_position_lookup" not in found
+
+
+def test_a_list_starts_from_its_entries(plan) -> None:  # type: ignore[no-untyped-def]
+    """The List by its key, its rows by its row id, its items by type and id, and the
+    searched resources by row id: never every resource of the type, nor every List's items."""
+    found = plan(_search(("_list", "l1"), ("family", "Meier"), resource_type="Patient"))
+    assert "(resource_type=? AND fhir_id=?)" in found
+    assert "ix_fhir_reference_rid (rid=?)" in found
+    assert "ix_fhir_reference_lookup" not in found
+    assert "ix_fhir_string_lookup" not in found
+    assert "ix_fhir_resource_listing (organisation_id=? AND resource_type=? AND rid=?" in found

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.core.errors import ApiError, ErrorDetail, operation_outcome
 from medicus.core.ids import new_id
+from medicus.fhir.fhirpath_patch import FhirPathPatch
 from medicus.fhir.resources import (
     StoredVersion,
     check_id,
@@ -147,11 +148,16 @@ def _references(value: Any) -> Iterator[dict[str, Any]]:
 
 
 def _patch_operations(entry: Entry) -> Any:
-    """The JSON Patch of a PATCH entry: a Binary carrying it base64-encoded."""
+    """The patch of a PATCH entry: a Parameters resource (FHIRPath Patch), or a Binary carrying
+    a JSON Patch base64-encoded."""
+    if entry.resource.get("resourceType") == "Parameters":
+        return FhirPathPatch(entry.resource)
     binary = entry.resource
     if binary.get("resourceType") != "Binary" or "json-patch" not in str(binary.get("contentType")):
         raise _entry_error(
-            entry.index, "a PATCH entry carries a Binary of application/json-patch+json."
+            entry.index,
+            "a PATCH entry carries a Parameters (FHIRPath Patch) or a Binary of "
+            "application/json-patch+json.",
         )
     try:
         return orjson.loads(base64.b64decode(str(binary.get("data", "")), validate=True))
@@ -197,7 +203,7 @@ class BundleService:
             await self._run(session, caller, [e for e in ordered if e.method == "DELETE"])
             ids = await self._assign_ids(session, caller, entries)
             for entry in ordered:
-                if entry.method in ("POST", "PUT"):
+                if entry.method in ("POST", "PUT", "PATCH"):
                     await self._resolve_references(session, caller, entry, ids)
             await self._run(
                 session, caller, [e for e in ordered if e.method in ("POST", "PUT", "PATCH")]

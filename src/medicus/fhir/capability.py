@@ -7,6 +7,7 @@ import functools
 from typing import Any
 
 from medicus.fhir.definitions import resource_types
+from medicus.fhir.search.geo import DEFAULT_DISTANCE
 from medicus.fhir.search.parameters import parameters_of
 
 INTERACTIONS = (
@@ -37,6 +38,17 @@ _RESULT_PARAMETERS = (
     ("_count", "number", "1-1000, default 50; next links carry a cursor (keyset paging)."),
     ("_summary", "special", "count returns only the total."),
     ("_has", "special", "Reverse chaining: _has:Type:reference:parameter, nested."),
+    (
+        "_list",
+        "special",
+        "_list=id: the resources List/id refers to in entry.item, if that List is the "
+        "caller's organisation's. Functional lists ($current-allergies...) are not supported.",
+    ),
+)
+_NEAR = (
+    "latitude|longitude|distance|units (WGS84 degrees; distance along the surface, "
+    "great-circle): units a UCUM length (km if none: m, km, [mi_i], [nmi_i]...); without a "
+    f"distance {DEFAULT_DISTANCE / 1000:g} km. _sort=near orders by distance from one point."
 )
 
 
@@ -49,6 +61,8 @@ def _search_params(resource_type: str) -> list[dict[str, str]]:
         entry = {"name": code, "type": parameter.type}
         if parameter.type == "reference":
             entry["documentation"] = _CHAINING.format(code=code)
+        if parameter.type == "special":
+            entry["documentation"] = _NEAR
         params.append(entry)
     return params + [
         {"name": name, "type": kind, "documentation": text}
@@ -96,6 +110,8 @@ def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[
         "implementation": {"description": "medicus FHIR hub", "url": fhir_base_url},
         "fhirVersion": "4.0.1",
         "format": ["json"],
+        # JSON Patch, and FHIRPath Patch (a Parameters resource in FHIR JSON)
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [
             {
                 "mode": "server",

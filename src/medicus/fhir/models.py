@@ -198,3 +198,22 @@ class UriIndexRow(_IndexEntry, Base):
         Index("ix_fhir_uri_lookup", "resource_type", "param", "value"),
         Index("ix_fhir_uri_rid", "rid"),
     )
+
+
+class PositionIndexRow(_IndexEntry, Base):
+    """A position (WGS84 degrees) of a `near` parameter (Location.position), and its point on
+    the unit sphere (x, y, z): the index narrows a search to a latitude/longitude box, the
+    point gives the exact distance with arithmetic alone (search/geo.py)."""
+
+    __tablename__ = "fhir_position"
+
+    latitude: Mapped[float] = mapped_column(Double)
+    longitude: Mapped[float] = mapped_column(Double)
+    x: Mapped[float] = mapped_column(Double)
+    y: Mapped[float] = mapped_column(Double)
+    z: Mapped[float] = mapped_column(Double)
+
+    __table_args__ = (
+        Index("ix_fhir_position_lookup", "resource_type", "param", "latitude", "longitude"),
+        Index("ix_fhir_position_rid", "rid"),
+    )

@@ -21,6 +21,7 @@ from medicus.fhir.models import (
     FhirResourceRow,
     FhirVersionRow,
     NumberIndexRow,
+    PositionIndexRow,
     QuantityIndexRow,
     ReferenceIndexRow,
     StoredResource,
@@ -29,7 +30,7 @@ from medicus.fhir.models import (
     UriIndexRow,
 )
 from medicus.fhir.search import paging, query
-from medicus.fhir.search.extract import IndexRows
+from medicus.fhir.search.extract import IndexRows, has_positions
 from medicus.fhir.search.include import (
     MAX_INCLUDED,
     MAX_ITERATIONS,
@@ -175,6 +176,13 @@ def _values(
             ],
         ),
         (UriIndexRow, [{**key, "param": p, "value": v[:512]} for p, v in rows.uris]),
+        (
+            PositionIndexRow,
+            [
+                {**key, "param": p, "latitude": la, "longitude": lo, "x": x, "y": y, "z": z}
+                for p, la, lo, x, y, z in rows.positions
+            ],
+        ),
     ]
 
 
@@ -205,7 +213,8 @@ async def write_index(
     session: AsyncSession, rid: int, resource_type: str, rows: IndexRows | None
 ) -> None:
     """Replace the search index of resource `rid` (None: it was deleted, no index)."""
-    for table in _INDEX_TABLES:
+    positions = (PositionIndexRow,) if has_positions(resource_type) else ()
+    for table in _INDEX_TABLES + positions:
         await session.execute(delete(table).where(table.rid == rid))
     if rows is not None:
         await insert_index(session, index_values(rid, resource_type, rows))

@@ -19,6 +19,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import is_json_media_type
 from medicus.fhir.bundles import BundleService
+from medicus.fhir.fhirpath_patch import FhirPathPatch
 from medicus.fhir.models import FhirVersionRow
 from medicus.fhir.operations import Operations
 from medicus.fhir.resources import (
@@ -81,14 +82,19 @@ async def _body(request: Request) -> bytes:
 
 
 async def _patch_body(request: Request) -> Any:
+    """A JSON Patch (application/json-patch+json), or a FHIRPath Patch: a Parameters resource
+    in FHIR JSON."""
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("application/json-patch+json"):
-        raise ApiError(
-            415,
-            "Send a JSON Patch as application/json-patch+json (FHIRPath Patch is not supported).",
-            issue_type="not-supported",
-        )
-    return parse_json(await request.body())
+    if content_type.startswith("application/json-patch+json"):
+        return parse_json(await request.body())
+    if is_json_media_type(content_type):
+        return FhirPathPatch(parse_json(await request.body()))
+    raise ApiError(
+        415,
+        "Send a JSON Patch as application/json-patch+json, or a FHIRPath Patch (Parameters) as "
+        "application/fhir+json.",
+        issue_type="not-supported",
+    )
 
 
 _JSON_FORMATS = frozenset(
@@ -438,7 +444,9 @@ def build_router(
         )
         return _render_write(stored, request)
 
-    @router.patch("/{resource_type:resource_type}", summary="conditional patch (JSON Patch)")
+    @router.patch(
+        "/{resource_type:resource_type}", summary="conditional patch (JSON or FHIRPath Patch)"
+    )
     async def conditional_patch(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
@@ -540,7 +548,9 @@ def build_router(
         )
         return _render_write(stored, request)
 
-    @router.patch("/{resource_type:resource_type}/{fhir_id}", summary="patch (JSON Patch)")
+    @router.patch(
+        "/{resource_type:resource_type}/{fhir_id}", summary="patch (JSON or FHIRPath Patch)"
+    )
     async def patch(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:

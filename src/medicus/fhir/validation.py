@@ -169,6 +169,46 @@ def _required(elements: dict[str, _Element]) -> list[tuple[str, tuple[str, ...]]
     return [(label, tuple(keys)) for label, keys in groups.items()]
 
 
+@dataclass(frozen=True, slots=True)
+class Property:
+    """A JSON property of a FHIR structure as the tables describe it, e.g. Patient's
+    `deceasedBoolean`: `name` is what FHIRPath calls it (`deceased`), `type` a primitive
+    (`boolean`), a data type (`HumanName`), a backbone element (`Patient.contact`) or
+    `Resource` (contained and nested resources)."""
+
+    key: str
+    name: str
+    type: str
+    many: bool
+    primitive: bool
+
+
+def properties(structure: str, name: str) -> list[Property]:
+    """The properties of `structure` (`Patient`, `HumanName`, `Patient.contact`…) that hold its
+    element `name`: one, or one per type of a choice element (`deceased`); a JSON key such as
+    `deceasedBoolean` names just that variant. Empty for an unknown structure or element."""
+    found = _schema().structures.get(structure)
+    if found is None:
+        return []
+    return [
+        Property(
+            element.name,
+            element.choice or element.name,
+            _type_name(element),
+            element.many,
+            element.primitive is not None,
+        )
+        for element in found.elements.values()
+        if name in (element.name, element.choice)
+    ]
+
+
+def _type_name(element: _Element) -> str:
+    if element.primitive is not None:
+        return element.primitive.name
+    return element.structure.name if element.structure is not None else "Resource"
+
+
 # --- the walk ------------------------------------------------------------------------------
 
 

@@ -23,7 +23,8 @@ from medicus.audit.service import AuditEvent, AuditTrail
 from medicus.core.db import utc_now
 from medicus.core.errors import ApiError, ErrorDetail
 from medicus.core.ids import new_id
-from medicus.fhir import repository
+from medicus.fhir import fhirpath_patch, repository
+from medicus.fhir.fhirpath_patch import FhirPathPatch
 from medicus.fhir.guard import Guard
 from medicus.fhir.models import FhirResourceRow, FhirVersionRow, StoredResource
 from medicus.fhir.resources import StoredVersion, check_id, check_resource, check_type, with_meta
@@ -86,7 +87,10 @@ def _several(resource_type: str, conditions: Conditions) -> ApiError:
 
 
 def apply_patch(current: bytes, operations: Any) -> dict[str, Any]:
-    """A resource changed by a JSON Patch (RFC 6902); a patch that does not apply is a 422."""
+    """A resource changed by a FHIRPath Patch (`FhirPathPatch`) or a JSON Patch (RFC 6902); a
+    patch that does not apply is a 422."""
+    if isinstance(operations, FhirPathPatch):
+        return fhirpath_patch.apply(operations.parameters, orjson.loads(current))
     if not isinstance(operations, list):
         raise ApiError(400, "A JSON Patch is an array of operations.", issue_type="invalid")
     try:

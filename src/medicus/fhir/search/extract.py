@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from medicus.fhir.search.geo import is_position, on_sphere
 from medicus.fhir.search.parameters import SearchParameter, component_accessor, parameters_of
 from medicus.fhir.search.units import UCUM, canonical
 
@@ -55,8 +56,9 @@ class IndexRows:
     """Rows per index table, each starting with the parameter's code. Besides the parameters
     themselves, `code:text` (string) holds a token's display texts, `code:identifier` (token)
     a reference's identifier and `code:of-type` (token) an identifier as (type system,
-    "type code|value"), for the modifiers of those names. `groups` are the elements of
-    composite parameters, each with its components' rows under `code$k`."""
+    "type code|value"), for the modifiers of those names. `positions` are `near`'s (latitude,
+    longitude, and x, y, z on the unit sphere). `groups` are the elements of composite
+    parameters, each with its components' rows under `code$k`."""
 
     tokens: list[tuple[str, str | None, str]] = field(default_factory=list)
     strings: list[tuple[str, str]] = field(default_factory=list)
@@ -65,6 +67,7 @@ class IndexRows:
     numbers: list[tuple[str, float]] = field(default_factory=list)
     quantities: list[tuple[str, Quantity]] = field(default_factory=list)
     uris: list[tuple[str, str]] = field(default_factory=list)
+    positions: list[tuple[str, float, float, float, float, float]] = field(default_factory=list)
     groups: list[IndexRows] = field(default_factory=list)
 
 
@@ -208,6 +211,17 @@ def _quantity_range(low: Quantity | None, high: Quantity | None) -> Quantity | N
     )
 
 
+def _position(value: Any) -> tuple[float, float, float, float, float] | None:
+    """A Location.position as latitude, longitude and its point on the unit sphere; None if
+    it is no position on the Earth (a latitude beyond ±90°, a longitude beyond ±180°)."""
+    if not isinstance(value, dict):
+        return None
+    latitude, longitude = _number(value.get("latitude")), _number(value.get("longitude"))
+    if latitude is None or longitude is None or not is_position(latitude, longitude):
+        return None
+    return latitude, longitude, *on_sphere(latitude, longitude)
+
+
 def _texts(value: Any) -> list[str]:
     """The display texts of a CodeableConcept or Coding, for the token modifier `:text`."""
     if not isinstance(value, dict):
@@ -255,6 +269,8 @@ def _add(rows: IndexRows, parameter: SearchParameter, code: str, value: Any) -> 
         rows.quantities.append((code, quantity))
     elif kind == "uri" and isinstance(value, str):
         rows.uris.append((code, value))
+    elif kind == "special" and (position := _position(value)) is not None:
+        rows.positions.append((code, *position))
 
 
 @dataclass(frozen=True)
@@ -331,6 +347,13 @@ def _indexed(resource_type: str) -> tuple[SearchParameter, ...]:
         and parameter.code not in ("_id", "_lastUpdated")
         and not parameter.members
     )
+
+
+@functools.cache
+def has_positions(resource_type: str) -> bool:
+    """Whether resources of `resource_type` may have position rows (Locations): only theirs
+    are looked for in that table when their index is replaced."""
+    return any(parameter.type == "special" for parameter in _indexed(resource_type))
 
 
 def extract(resource_type: str, resource: dict[str, Any]) -> IndexRows:

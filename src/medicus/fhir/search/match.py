@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException, InvalidOperation
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, and_, not_, or_, true
@@ -18,6 +18,7 @@ from medicus.core.errors import ApiError, ErrorDetail
 from medicus.fhir.models import (
     DateIndexRow,
     NumberIndexRow,
+    PositionIndexRow,
     QuantityIndexRow,
     ReferenceIndexRow,
     StringIndexRow,
@@ -25,6 +26,7 @@ from medicus.fhir.models import (
     UriIndexRow,
 )
 from medicus.fhir.search.extract import canonical_unit, date_range, normalise
+from medicus.fhir.search.geo import DEFAULT_DISTANCE, Circle, is_position, metres_in, on_sphere
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 TABLES: dict[str, Table] = {
@@ -37,11 +39,12 @@ TABLES: dict[str, Table] = {
         "number": NumberIndexRow,
         "quantity": QuantityIndexRow,
         "uri": UriIndexRow,
+        "special": PositionIndexRow,
     }.items()
 }
 """The index tables by search parameter type, as Core tables: conditions on their columns
 (`table.c.code`) cost a fraction of those on ORM attributes, which are built anew for
-every search."""
+every search. The one special parameter with index rows is Location's `near`."""
 _APPROXIMATE = 0.1
 
 
@@ -133,17 +136,17 @@ def _uri(table: Any, value: str, name: str, modifier: str | None) -> ColumnEleme
 
 
 def _decimal(text: str, name: str) -> tuple[float, float, float]:
-    """The value and the range [low, high) its precision implies ('1.0' is [0.95, 1.05))."""
+    """The value and the range [low, high) its precision implies ('1.0' is [0.95, 1.05)).
+    An exponent beyond what decimal arithmetic reaches (`1e999999999`) is no number either."""
     try:
         number = Decimal(text)
-    except InvalidOperation:
-        number = Decimal("NaN")
-    if not number.is_finite():
-        raise invalid(f"'{text}' is not a number for {name}.", name)
-    exponent = number.as_tuple().exponent
-    assert isinstance(exponent, int)
-    half = Decimal(5).scaleb(exponent - 1)
-    return float(number), float(number - half), float(number + half)
+        exponent = number.as_tuple().exponent
+        if not isinstance(exponent, int):  # NaN, infinity
+            raise InvalidOperation
+        half = Decimal(5).scaleb(exponent - 1)
+        return float(number), float(number - half), float(number + half)
+    except DecimalException:
+        raise invalid(f"'{text}' is not a number for {name}.", name) from None
 
 
 def _range_condition(
@@ -270,6 +273,54 @@ def _date(table: Any, value: str, name: str, modifier: str | None) -> ColumnElem
     return date_condition(table.low, table.high, prefix, wanted)
 
 
+def circle(value: str, name: str) -> Circle:
+    """`latitude|longitude[|distance[|units]]` (degrees; a UCUM length, km if none): the
+    positions a `near` value stands for, DEFAULT_DISTANCE around it without a distance."""
+    parts = split_escaped(value, "|")
+    if not 2 <= len(parts) <= 4:
+        raise invalid(f"{name} must be latitude|longitude|distance|units.", name)
+    latitude, longitude = (_decimal(part, name)[0] for part in parts[:2])
+    if not is_position(latitude, longitude):
+        message = f"{name}: the latitude must be within ±90 and the longitude within ±180."
+        raise invalid(message, name)
+    unit = parts[3] if len(parts) > 3 and parts[3] else "km"
+    factor = metres_in(unit)
+    if factor is None:
+        raise invalid(f"{name}: {unit} is not a unit of length (such as km, m, [mi_i]).", name)
+    if len(parts) < 3 or not parts[2]:
+        return Circle(latitude, longitude, DEFAULT_DISTANCE)
+    distance = _decimal(parts[2], name)[0]
+    if distance < 0:
+        raise invalid(f"{name}: the distance must not be negative.", name)
+    return Circle(latitude, longitude, distance * factor)
+
+
+def squared_chord(table: Any, latitude: float, longitude: float) -> ColumnElement[float]:
+    """The square of the chord from a position row's point to (latitude, longitude): it
+    grows with the great-circle distance between them (search/geo.py)."""
+    x, y, z = on_sphere(latitude, longitude)
+    return (  # type: ignore[no-any-return]
+        (table.x - x) * (table.x - x)
+        + (table.y - y) * (table.y - y)
+        + (table.z - z) * (table.z - z)
+    )
+
+
+def _near(table: Any, value: str, name: str, modifier: str | None) -> ColumnElement[bool]:
+    """A position within the circle: inside its latitude/longitude box (the index's range),
+    then closer than its chord."""
+    around = circle(value, name)
+    if around.covers_earth:
+        return true()
+    south, north = around.latitudes()
+    return and_(
+        table.latitude >= south,
+        table.latitude <= north,
+        or_(*[table.longitude.between(west, east) for west, east in around.longitudes()]),
+        squared_chord(table, around.latitude, around.longitude) <= around.chord**2,
+    )
+
+
 _MATCHERS: dict[str, Callable[[Any, str, str, str | None], ColumnElement[bool]]] = {
     "token": _token,
     "string": _string,
@@ -278,6 +329,7 @@ _MATCHERS: dict[str, Callable[[Any, str, str, str | None], ColumnElement[bool]]]
     "number": _number,
     "quantity": _quantity,
     "uri": _uri,
+    "special": _near,
 }
 
 

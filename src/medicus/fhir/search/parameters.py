@@ -31,6 +31,8 @@ _AS = re.compile(r"(?:\s+as\s+(\w+)|\.as\((\w+)\))")
 INDEXED_TYPES = frozenset(
     {"token", "string", "reference", "date", "number", "quantity", "uri", "composite"}
 )
+INDEXED_SPECIAL = frozenset({"near"})
+"""The special parameters medicus indexes: Location's `near`, its position (search/geo.py)."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,11 @@ class SearchParameter:
 
     @property
     def searchable(self) -> bool:
-        """Whether medicus can search on this parameter (not `_text`, `_content`, `near`...)."""
-        return self.type in INDEXED_TYPES and (self.expression is not None or self.code == "_id")
+        """Whether medicus can search on this parameter (not `_text`, `_content`, `_filter`...)."""
+        indexed = self.type in INDEXED_TYPES or (
+            self.type == "special" and self.code in INDEXED_SPECIAL
+        )
+        return indexed and (self.expression is not None or self.code == "_id")
 
 
 @functools.cache

@@ -1,8 +1,8 @@
 """FHIR search parameters into one SQL query: each parameter an IN over the matching rows of
-its index table (repeated parameters AND, comma-separated values OR), chains and `_has` an IN
-over the referenced or referring resources, `_sort` correlated subqueries, and the caller's
-organisation a condition of the query and of every resource a chain looks into, so that
-nothing the caller may not see is ever read, counted or used to select."""
+its index table (repeated parameters AND, comma-separated values OR), chains, `_has` and
+`_list` an IN over the referenced or referring resources, `_sort` correlated subqueries, and
+the caller's organisation a condition of the query and of every resource a chain or a list
+looks into, so that nothing the caller may not see is ever read, counted or used to select."""
 
 from __future__ import annotations
 
@@ -30,11 +30,13 @@ from medicus.fhir.definitions import resource_types
 from medicus.fhir.models import RESOURCES
 from medicus.fhir.search.match import (
     TABLES,
+    circle,
     invalid,
     matches,
     parse_date,
     point_condition,
     split_escaped,
+    squared_chord,
 )
 from medicus.fhir.search.parameters import SearchParameter, parameters_of
 
@@ -58,7 +60,6 @@ RESULT_PARAMETERS = frozenset(
 UNSUPPORTED = {
     "_text": "full-text search of the narrative",
     "_content": "full-text search of the content",
-    "_list": "search by list membership",
     "_query": "named queries",
     "_filter": "the _filter syntax",
     "_contained": "searching contained resources",
@@ -358,6 +359,43 @@ def _reverse_chain(
     return row.fhir_id.in_(referring)  # type: ignore[no-any-return]
 
 
+def _in_list(
+    scope: _Scope, row: Any, resource_type: str, key: str, value: str, name: str
+) -> ColumnElement[bool]:
+    """`_list=42`: what List/42 refers to in `entry.item` (its reference index rows), if that
+    List is visible to the caller: another organisation's List, or a deleted one, names
+    nothing, as if it did not exist. An IN over the row ids of the items (each found by type
+    and id), so that the search starts from the List's few entries, not from every resource
+    of the type (an IN over their ids did, on SQLite)."""
+    if key != "_list":
+        raise invalid(f"The modifier :{key.partition(':')[2]} is not supported on _list.", name)
+    ids = split_escaped(value, ",")
+    if not all(ids):
+        raise invalid(f"{name} needs the id of a List.", name)
+    if any(fhir_id.startswith("$") for fhir_id in ids):
+        message = f"{name}: functional lists ({value}) are not supported; name a List by its id."
+        raise invalid(message, name)
+    scope.require_readable("List", name)
+    listing, reference, item = (
+        RESOURCES.alias().c,
+        TABLES["reference"].alias().c,
+        RESOURCES.alias().c,
+    )
+    items = select(item.rid).where(
+        listing.resource_type == "List",
+        listing.fhir_id.in_(ids),
+        *scope.visible(listing),
+        # The List's own rows by its row id: their type goes without saying, and without it
+        # SQLite cannot start from every List's `item` rows instead.
+        reference.rid == listing.rid,
+        reference.param == "item",
+        reference.target_type == resource_type,
+        item.resource_type == resource_type,
+        item.fhir_id == reference.target_id,
+    )
+    return row.rid.in_(items)  # type: ignore[no-any-return]
+
+
 def _condition(
     scope: _Scope,
     row: Any,
@@ -371,6 +409,8 @@ def _condition(
     `probe`: checked per row found by another condition (see `_has_index_row`)."""
     if key.startswith("_has:"):
         return _reverse_chain(scope, row, resource_type, key, value, name)
+    if key.partition(":")[0] == "_list":
+        return _in_list(scope, row, resource_type, key, value, name)
     head, dot, rest = key.partition(".")
     if dot:
         return _chain(scope, row, resource_type, head, rest, value, name)
@@ -392,10 +432,11 @@ def _selectivity(resource_type: str, name: str, value: str) -> int:
     """How few rows a parameter is likely to match (lower: fewer), without statistics: the
     search starts from the most selective parameter and checks the others per row. A
     reference (`subject=Patient/1`), an identifier or a chain names one thing; so, nearly,
-    does one day (`birthdate=1964-05-17`: a name prefix matches more people as the database
-    grows); a plain token (`code`, `status`) or a date range may match a large share."""
+    do a List's entries and one day (`birthdate=1964-05-17`: a name prefix matches more
+    people as the database grows); a plain token (`code`, `status`) or a date range may
+    match a large share."""
     code, _, modifier = name.partition(":")
-    if code.startswith("_has") or "." in code:
+    if code.startswith("_has") or code == "_list" or "." in code:
         return 1
     parameter = parameters_of(resource_type).get(code.split(".")[0])
     if parameter is None or modifier in ("missing", "not"):
@@ -466,13 +507,36 @@ class SortKey:
     nullable: bool = False
 
 
-def _sort_key(resource_type: str, key: str) -> SortKey:
+def _near_key(request: SearchRequest, code: str, descending: bool) -> SortKey:
+    """`_sort=near`: by the distance from the search's one `near` point (to a resource's
+    closest position; as its chord, which grows with the distance, see geo.py)."""
+    points = [point for value in request.values(code) for point in split_escaped(value, ",")]
+    if len(points) != 1:
+        raise invalid(f"_sort={code} needs one {code} parameter with one point.", "_sort")
+    centre = circle(points[0], code)
+    table = TABLES["special"].alias().c
+    distance = (
+        select(func.min(squared_chord(table, centre.latitude, centre.longitude)))
+        .where(
+            table.rid == RESOURCES.c.rid,
+            table.resource_type == request.resource_type,
+            table.param == code,
+        )
+        .scalar_subquery()
+    )
+    return SortKey(distance, descending, "number", nullable=True)
+
+
+def _sort_key(request: SearchRequest, key: str) -> SortKey:
+    resource_type = request.resource_type
     descending, code = key.startswith("-"), key.removeprefix("-")
     if code == "_id":
         return SortKey(RESOURCES.c.fhir_id, descending, "text")
     if code == "_lastUpdated":
         return SortKey(RESOURCES.c.last_updated, descending, "moment")
     parameter = parameters_of(resource_type).get(code)
+    if parameter is not None and parameter.type == "special" and parameter.searchable:
+        return _near_key(request, code, descending)
     if parameter is None or not parameter.searchable or parameter.type not in _SORT_COLUMNS:
         raise invalid(f"_sort: {code} is not a parameter of {resource_type} to sort by.", "_sort")
     table = TABLES[parameter.type].alias().c
@@ -502,7 +566,7 @@ def sort_keys(request: SearchRequest) -> list[SortKey]:
         return [SortKey(RESOURCES.c.rid, True, "rid")]
     if not all(keys):
         raise invalid("_sort needs parameter names separated by commas.", "_sort")
-    columns = [_sort_key(request.resource_type, key) for key in keys]
+    columns = [_sort_key(request, key) for key in keys]
     return [*columns, SortKey(RESOURCES.c.rid, False, "rid")]
 
 
