@@ -37,4 +37,4 @@ bench: install
 	$(BIN)/python -m benchmarks.http_baseline
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .mypy_cache_postgresql
