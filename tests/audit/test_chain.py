@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from medicus.audit.service import AuditEvent, Outcome
-from medicus.core.bulk import COPY_FROM_ROWS
+from medicus.core.bulk import BULK_FROM_ROWS
 from medicus.core.db import Database
 from medicus.platform import Platform
 
@@ -50,7 +50,7 @@ async def _tamper(database: Database, *statements: str) -> None:
             await session.execute(text(statement))
 
 
-@pytest.mark.parametrize("count", [10, 2 * COPY_FROM_ROWS + 2])  # INSERTed, COPied (PostgreSQL)
+@pytest.mark.parametrize("count", [10, 2 * BULK_FROM_ROWS + 2])  # INSERTed, COPied (PostgreSQL)
 async def test_an_untouched_chain_verifies(fresh_platform: Platform, count: int) -> None:
     await _write_entries(fresh_platform, count)
     await fresh_platform.audit.record(_event(count + 1))

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import asyncpg
@@ -186,15 +187,31 @@ class PostgresDriver(_Compiling):
 
     async def fetch_one(self, statement: AnySelect, parameters: dict[str, Any]) -> DriverRow | None:
         query = self.compiled(statement)
-        pool = self._pool or await self._opened()
-        values = await pool.fetchrow(query.sql, *query.arguments(parameters))
+        async with self._connection() as connection:
+            values = await connection.fetchrow(query.sql, *query.arguments(parameters))
         return None if values is None else query.row(tuple(values))
 
     async def insert_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         """asyncpg's executemany is atomic: one transaction, one pipelined round trip."""
         insert = self.inserting(table)
+        async with self._connection() as connection:
+            await connection.executemany(insert.sql, [insert.arguments(row) for row in rows])
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection. asyncpg raises its InternalClientError when its own state of
+        a connection broke — seen when the server closed the connection under it (a restart,
+        a killed backend): the connection is discarded and the error is a lost connection,
+        which the platform answers with a 503."""
         pool = self._pool or await self._opened()
-        await pool.executemany(insert.sql, [insert.arguments(row) for row in rows])
+        async with pool.acquire() as connection:
+            try:
+                yield connection
+            except asyncpg.InternalClientError as error:
+                connection.terminate()
+                raise asyncpg.ConnectionDoesNotExistError(
+                    "the database connection broke"
+                ) from error
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -12,7 +12,7 @@ from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
-from medicus.core.bulk import copies, insert_rows
+from medicus.core.bulk import Batch, in_bulk, insert_tables
 from medicus.core.db import Reader
 from medicus.core.driver import AnySelect
 from medicus.fhir.models import (
@@ -201,14 +201,6 @@ def index_values(
     return merged
 
 
-async def insert_index(
-    session: AsyncSession, values: dict[type[Any], list[dict[str, Any]]]
-) -> None:
-    """Insert index rows (of one or many resources), one statement per table."""
-    for table, rows in values.items():
-        await insert_rows(session, cast(Table, table.__table__), rows)
-
-
 async def write_index(
     session: AsyncSession, rid: int, resource_type: str, rows: IndexRows | None
 ) -> None:
@@ -217,7 +209,7 @@ async def write_index(
     for table in _INDEX_TABLES + positions:
         await session.execute(delete(table).where(table.rid == rid))
     if rows is not None:
-        await insert_index(session, index_values(rid, resource_type, rows))
+        await insert_tables(session, index_batches([rid], [(resource_type, rows)]))
 
 
 async def search(
@@ -415,21 +407,49 @@ def lookup(
     return _VERSION, {**parameters, "version": version}
 
 
-async def insert_resources(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert new resources; their row ids, in the order of `rows`. PostgreSQL takes the ids
-    from the table's sequence first, so that the rows can be copied in."""
+async def insert_new(
+    session: AsyncSession,
+    rows: list[dict[str, Any]],
+    dependents: Callable[[list[int]], list[Batch]] = lambda _rids: [],
+) -> list[int]:
+    """Insert new resources and the rows that `dependents` makes for their row ids (their
+    versions and index rows); the row ids, in the order of `rows`. For many rows on
+    PostgreSQL the ids come from the table's sequence first, and everything goes in one
+    statement (see `insert_tables`)."""
     table = cast(Table, FhirResourceRow.__table__)
-    if not copies(session, rows):
+    if not in_bulk(session, rows):
         statement = sql_insert(table).returning(table.c.rid, sort_by_parameter_order=True)
-        return list((await session.scalars(statement, rows)).all())
+        rids = list((await session.scalars(statement, rows)).all())
+        await insert_tables(session, dependents(rids))
+        return rids
     sequence = func.pg_get_serial_sequence(table.name, table.c.rid.name)
     allocate = select(func.nextval(sequence)).select_from(func.generate_series(1, len(rows)))
     rids = list((await session.scalars(allocate)).all())
-    await insert_rows(
-        session, table, [{**row, "rid": rid} for row, rid in zip(rows, rids, strict=True)]
-    )
+    resources = [{**row, "rid": rid} for row, rid in zip(rows, rids, strict=True)]
+    await insert_tables(session, [(table, resources), *dependents(rids)])
     return rids
 
 
-async def add_versions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await insert_rows(session, cast(Table, FhirVersionRow.__table__), rows)
+def new_versions(rids: list[int], rows: list[dict[str, Any]]) -> Batch:
+    """The first versions of new resources (`rows` as given to `insert_new`)."""
+    versions = [
+        {
+            "rid": rid,
+            "version": 1,
+            "last_updated": row["last_updated"],
+            "method": "create",
+            "content": row["content"],
+        }
+        for rid, row in zip(rids, rows, strict=True)
+    ]
+    return cast(Table, FhirVersionRow.__table__), versions
+
+
+def index_batches(rids: list[int], resources: list[tuple[str, IndexRows]]) -> list[Batch]:
+    """The index rows of new resources (type and extracted rows, in the order of `rids`),
+    one batch per table."""
+    merged: dict[type[Any], list[dict[str, Any]]] = {}
+    for rid, (resource_type, rows) in zip(rids, resources, strict=True):
+        for table, values in index_values(rid, resource_type, rows).items():
+            merged.setdefault(table, []).extend(values)
+    return [(cast(Table, table.__table__), values) for table, values in merged.items()]

@@ -355,31 +355,22 @@ class ResourceWriter:
         return StoredVersion(resource_type, fhir_id, 1, now, content.encode(), created=True)
 
     async def flush(self, session: AsyncSession) -> None:
-        """Write the queued creations: resources, first versions, index rows and audit
-        entries, one statement per table."""
+        """Write the queued creations: resources, first versions and index rows (on
+        PostgreSQL in one statement), then the audit entries."""
         queued: list[_Creation] = session.info.pop(_QUEUE, [])
         if not queued:
             return
-        rids = await repository.insert_resources(session, [c.row for c in queued])
-        await repository.add_versions(
+        rows = [c.row for c in queued]
+        await repository.insert_new(
             session,
-            [
-                {
-                    "rid": rid,
-                    "version": 1,
-                    "last_updated": c.row["last_updated"],
-                    "method": "create",
-                    "content": c.row["content"],
-                }
-                for rid, c in zip(rids, queued, strict=True)
+            rows,
+            lambda rids: [
+                repository.new_versions(rids, rows),
+                *repository.index_batches(
+                    rids, [(c.row["resource_type"], c.index) for c in queued]
+                ),
             ],
         )
-        index: dict[type[Any], list[dict[str, Any]]] = {}
-        for rid, creation in zip(rids, queued, strict=True):
-            values = repository.index_values(rid, creation.row["resource_type"], creation.index)
-            for table, rows in values.items():
-                index.setdefault(table, []).extend(rows)
-        await repository.insert_index(session, index)
         await self._audit.append(session, *(c.event for c in queued))
 
     async def _new_version(
