@@ -418,6 +418,13 @@ def _refusal(*operations: Any, parameters: Any = None) -> ApiError:
 
 NAME = {"valueString": "x"}
 ERRORS = [
+    # a regular expression from a patch could hold the server (catastrophic backtracking)
+    ([_op("delete", "Patient.name.where(family.matches('(a+)+$'))")], "matches()", "not-supported"),
+    (
+        [_op("delete", "Patient.name.where(family.replaceMatches('a', 'b') = 'x')")],
+        "replaceMatches()",
+        "not-supported",
+    ),
     # malformed patches
     ([_op("delete", "Patient.birthDate"), {"name": "op"}], "'operation'", "invalid"),
     ([{"name": "operation", "part": [{"name": "type", "valueCode": "copy"}]}], "type", "invalid"),

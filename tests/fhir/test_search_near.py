@@ -178,6 +178,7 @@ async def test_a_chain_into_locations(hub: Hub, places: dict[str, str]) -> None:
         ("near=52.5|13.4|5|mg", "near"),
         ("near=52.5|13.4|-5|km", "near"),
         ("near=52.5|13.4|nan|km", "near"),
+        ("near=52.5|13.4|1e400|km", "near"),  # infinite: not a distance
         ("near=52.5|13.4|five|km", "near"),
         ("near=1e999999999|13.4", "near"),
         ("near=52.5|13.4|1e-999999999|km", "near"),

@@ -358,6 +358,7 @@ def _parse(path: str) -> Node:
     tokens = CommonTokenStream(lexer)
     tokens.fill()
     _names_after_dots(tokens.tokens)
+    _refuse_patterns(tokens.tokens)
     parser = FHIRPathParser(tokens)
     parser.removeErrorListeners()
     parser.addErrorListener(_SyntaxErrors())
@@ -374,6 +375,20 @@ def _names_after_dots(tokens: list[Any]) -> None:
     for dot, word in itertools.pairwise(visible):
         if dot.text == "." and word.type != FHIRPathLexer.IDENTIFIER and word.text.isalpha():
             word.type = FHIRPathLexer.IDENTIFIER
+
+
+_PATTERN_FUNCTIONS = frozenset({"matches", "replaceMatches"})
+
+
+def _refuse_patterns(tokens: list[Any]) -> None:
+    """No regular expressions from a patch: Python's `re` would run one such as `(a+)+$`
+    against the resource's text for as long as it backtracks, holding the server's event
+    loop (a denial of service by anyone who may patch). FHIRPath Patch needs none to name
+    an element."""
+    visible = [token for token in tokens if token.channel == Token.DEFAULT_CHANNEL]
+    for word, bracket in itertools.pairwise(visible):
+        if word.text in _PATTERN_FUNCTIONS and bracket.text == "(":
+            raise _Refused(f"{word.text}() is not allowed in a patch path.", "not-supported")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ finds itself."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from decimal import Decimal, DecimalException, InvalidOperation
 from typing import Any, cast
@@ -290,8 +291,8 @@ def circle(value: str, name: str) -> Circle:
     if len(parts) < 3 or not parts[2]:
         return Circle(latitude, longitude, DEFAULT_DISTANCE)
     distance = _decimal(parts[2], name)[0]
-    if distance < 0:
-        raise invalid(f"{name}: the distance must not be negative.", name)
+    if not 0 <= distance < math.inf:
+        raise invalid(f"{name}: the distance must be a number of at least 0.", name)
     return Circle(latitude, longitude, distance * factor)
 
 
