@@ -49,6 +49,15 @@ async def search_ids(hub: Hub, path: str, **params: str) -> list[str]:
     return [entry["resource"]["id"] for entry in bundle["entry"]]
 
 
+async def assert_refused(hub: Hub, path: str, expression: str) -> None:
+    """A search that answers 400 with an OperationOutcome naming `expression`."""
+    response = await hub.http.get(path, headers=await hub.token())
+    assert response.status_code == 400, response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert [expression] in [issue.get("expression") for issue in outcome["issue"]]
+
+
 @pytest.fixture
 async def ward(hub: Hub) -> dict[str, str]:
     erika = await create(hub, _patient("A123456780", "Müller", "Erika", "1964-08-12"))
