@@ -60,7 +60,15 @@ class SmtpMailSender:
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = self._sender, mail.to, mail.subject
         message.set_content(mail.body)
-        await asyncio.to_thread(self._deliver, message)
+        try:
+            await asyncio.to_thread(self._deliver, message)
+        except (OSError, smtplib.SMTPException) as error:
+            # Said here, where it is known to be the mail relay: a bare connection error would
+            # otherwise be taken for the database's (a 503 that names the wrong system).
+            log.warning("mail relay unavailable", error_type=type(error).__name__)
+            raise ApiError(
+                503, "The e-mail could not be sent: the mail relay is not reachable or refused it."
+            ) from None
 
     def _deliver(self, message: EmailMessage) -> None:
         context = ssl.create_default_context()
