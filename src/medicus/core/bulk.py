@@ -32,9 +32,9 @@ BULK_FROM_ROWS = 64
 SQLAlchemy INSERTs, which keep their column defaults and type processing."""
 
 
-def in_bulk(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> bool:
-    """Whether these rows go in as one statement (rather than as INSERTs)."""
-    return len(rows) >= BULK_FROM_ROWS and session.get_bind().dialect.name == "postgresql"
+def in_bulk(session: AsyncSession, rows: int) -> bool:
+    """Whether this many rows go in as one statement (rather than as INSERTs)."""
+    return rows >= BULK_FROM_ROWS and session.get_bind().dialect.name == "postgresql"
 
 
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -48,7 +48,7 @@ async def insert_tables(session: AsyncSession, batches: Sequence[Batch]) -> None
     the session's own connection, inside its transaction. The caller has already run a
     statement in the transaction (asyncpg's begins with SQLAlchemy's first statement)."""
     batches = [(table, rows) for table, rows in batches if rows]
-    if not in_bulk(session, [row for _, rows in batches for row in rows]):
+    if not in_bulk(session, sum(len(rows) for _, rows in batches)):
         for table, rows in batches:
             await session.execute(sql_insert(table), list(rows))
         return

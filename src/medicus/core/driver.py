@@ -2,7 +2,7 @@
 key) and a batched insert in a transaction of its own (the audit trail's group commit).
 
 Every FHIR read is one indexed lookup plus one audit entry. Through SQLAlchemy's execution
-machinery (pool checkout with pre-ping, execution context, ORM session, result metadata) each
+machinery (pool checkout, execution context, ORM session, result metadata) each
 cost several times what the database needs, and on SQLite each step of a transaction was a hop
 to aiosqlite's thread. So these statements are compiled once per dialect from SQLAlchemy
 constructs (the SQL stays written in one place, parameterised, with the column types' bind and

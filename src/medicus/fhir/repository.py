@@ -417,7 +417,7 @@ async def insert_new(
     PostgreSQL the ids come from the table's sequence first, and everything goes in one
     statement (see `insert_tables`)."""
     table = cast(Table, FhirResourceRow.__table__)
-    if not in_bulk(session, rows):
+    if not in_bulk(session, len(rows)):
         statement = sql_insert(table).returning(table.c.rid, sort_by_parameter_order=True)
         rids = list((await session.scalars(statement, rows)).all())
         await insert_tables(session, dependents(rids))
