@@ -8,12 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from medicus import migrations
+from medicus.core.driver import CompiledStatement
+from medicus.fhir.models import RESOURCES
 from medicus.fhir.search import query
 from medicus.fhir.search.include import Found, included, includes_of
 from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.search.template import Sql, Values
 
 
 @pytest.fixture(scope="module")
@@ -22,18 +25,23 @@ def plan(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
     migrations.upgrade(f"sqlite+aiosqlite:///{path}")
     engine = create_engine(f"sqlite:///{path}")
 
-    def explain(statement: object) -> str:
-        compiled = statement.compile(engine, compile_kwargs={"literal_binds": True})  # type: ignore[attr-defined]
+    def explain(search: tuple[Sql, Values]) -> str:
+        """The plan of the statement as it runs: compiled once, values bound."""
+        statement, values = search
+        compiled = CompiledStatement(statement.build(RESOURCES.c), engine.dialect)
+        arguments = tuple(compiled.arguments(values.parameters()))
         with engine.connect() as connection:
-            rows = connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}")).all()
+            plan = f"EXPLAIN QUERY PLAN {compiled.sql}"
+            rows = connection.exec_driver_sql(plan, arguments).all()
         return "\n".join(str(row[3]) for row in rows)
 
     yield explain
     engine.dispose()
 
 
-def _search(*parameters: tuple[str, str], resource_type: str = "Observation") -> object:
-    return query.build(SearchRequest(resource_type, parameters), "hospital-a")
+def _search(*parameters: tuple[str, str], resource_type: str = "Observation") -> tuple[Sql, Values]:
+    values = Values()
+    return query.build(values, SearchRequest(resource_type, parameters), "hospital-a"), values
 
 
 def test_a_patients_labs_start_from_the_patient(plan) -> None:  # type: ignore[no-untyped-def]
@@ -60,8 +68,11 @@ def test_a_single_parameter_is_read_from_its_index(plan) -> None:  # type: ignor
 
 def test_includes_find_their_targets_by_key(plan) -> None:  # type: ignore[no-untyped-def]
     request = SearchRequest("Observation", [("_include", "Observation:subject")])
-    statement = included(includes_of(request), [Found(1, "Observation", "o1")], [], "h", None)
-    found = plan(statement)
+    values = Values()
+    page = [Found(1, "Observation", "o1")]
+    statement = included(values, includes_of(request), page, [1], "h", None)
+    assert statement is not None
+    found = plan((statement, values))
     assert "(resource_type=? AND fhir_id=?)" in found
     assert "ix_fhir_resource_listing" not in found
 

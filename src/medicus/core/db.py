@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,15 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-from medicus.core.driver import AnySelect, Driver, DriverRow, PostgresDriver, SqliteDriver
+from medicus.core.driver import (
+    AnySelect,
+    Driver,
+    DriverRow,
+    PostgresDriver,
+    SqliteDriver,
+    StatementCache,
+    fetch_all,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -43,6 +51,33 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 Reader = AsyncSession | AsyncConnection
 """What reading SQL runs on: a session, or the plain connection of `Database.reading()`."""
+
+
+class Reading:
+    """The connection of `Database.reading()`: SQLAlchemy statements on `connection`, and
+    statements compiled once per shape (`fetch_all`) run by its driver directly."""
+
+    def __init__(self, connection: AsyncConnection, statements: StatementCache) -> None:
+        self.connection = connection
+        self._statements = statements
+        self._driver_connection: Any = None
+
+    async def fetch_all(
+        self, key: Hashable, build: Callable[[], AnySelect], parameters: dict[str, Any]
+    ) -> list[DriverRow]:
+        """The rows of the statement `build` makes, compiled once for all equal `key`s."""
+        query = self._statements.compiled(key, build)
+        if self._driver_connection is None:
+            raw = await self.connection.get_raw_connection()
+            self._driver_connection = raw.driver_connection
+        try:
+            return await fetch_all(
+                self._driver_connection, self.connection.dialect.name, query, parameters
+            )
+        except (*_BROKEN, asyncpg.InternalClientError) as error:
+            # Outside SQLAlchemy, a broken connection would go back to its pool unnoticed.
+            await self.connection.invalidate(error)
+            raise asyncpg.ConnectionDoesNotExistError("the database connection broke") from error
 
 
 class Base(DeclarativeBase):
@@ -72,13 +107,16 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-_UNAVAILABLE = (
-    OperationalError,  # cannot connect; SQLite: locked for longer than the busy timeout
-    InterfaceError,
+_BROKEN = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     ConnectionError,
+)
+_UNAVAILABLE = (
+    OperationalError,  # cannot connect; SQLite: locked for longer than the busy timeout
+    InterfaceError,
+    *_BROKEN,
 )
 
 
@@ -149,6 +187,7 @@ class Database:
         else:
             self._writer = self._reader = _make_engine(url, pool_size)
             self._driver = PostgresDriver(url, self._writer.dialect, pool_size)
+        self._statements = StatementCache(self._writer.dialect)
         self._write_sessions = async_sessionmaker(self._writer, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self._reader, expire_on_commit=False)
 
@@ -176,17 +215,18 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
+    async def reading(self) -> AsyncIterator[Reading]:
         """A plain connection for a few reads that return rows, not ORM objects. PostgreSQL:
         autocommit, so no BEGIN/ROLLBACK round trips (at READ COMMITTED each statement of
         a transaction saw its own snapshot anyway). SQLite: a read transaction, one
         snapshot for all its statements."""
         async with self._reader.connect() as connection:
             if self._sqlite_writer_lock is None:
-                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                yield Reading(autocommit, self._statements)
                 return
             async with connection.begin():
-                yield connection
+                yield Reading(connection, self._statements)
 
     async def fetch_one(
         self, statement: AnySelect, parameters: dict[str, Any] | None = None

@@ -1,5 +1,6 @@
-"""The two hottest statements, straight through the database driver: a point read (one row by
-key) and a batched insert in a transaction of its own (the audit trail's group commit).
+"""The hottest statements, straight through the database driver: a point read (one row by
+key), a batched insert in a transaction of its own (the audit trail's group commit), and the
+statements of a search (templates compiled once per shape, see `StatementCache`).
 
 Every FHIR read is one indexed lookup plus one audit entry. Through SQLAlchemy's execution
 machinery (pool checkout, execution context, ORM session, result metadata) each
@@ -8,14 +9,17 @@ to aiosqlite's thread. So these statements are compiled once per dialect from SQ
 constructs (the SQL stays written in one place, parameterised, with the column types' bind and
 result processing) and run by the driver itself: `sqlite3` (reads on the event loop's thread,
 a write transaction as one hop to a worker thread) or `asyncpg` (prepared statements, one round
-trip). SQLAlchemy has no public "run this compiled statement raw" path, hence this module.
+trip). A search's statements run on the connection of `Database.reading()` (its snapshot on
+SQLite) through that connection's driver. SQLAlchemy has no public "run this compiled
+statement raw" path, hence this module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -41,6 +45,9 @@ class CompiledStatement:
                 column.key for column in statement.table.columns if not column.primary_key
             ]
         compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        if compiled.has_out_parameters or "POSTCOMPILE" in compiled.string:
+            # An IN over a Python list is expanded per execution; here one bind per value.
+            raise ValueError(f"cannot run this statement as compiled: {compiled.string}")
         self.sql = compiled.string
         self._names: Sequence[str] = tuple(compiled.positiontup or ())
         binds = [compiled.binds[name] for name in self._names]
@@ -74,6 +81,41 @@ class CompiledStatement:
             value if process is None else process(value)
             for process, value in zip(self._results, values, strict=True)
         )
+
+
+class StatementCache:
+    """Statements compiled once per shape (a hashable key that determines the statement
+    entirely, such as a search template), the most recently used `size` of them kept."""
+
+    def __init__(self, dialect: Dialect, size: int = 2048) -> None:
+        self._dialect = dialect
+        self._size = size
+        self._compiled: OrderedDict[Hashable, CompiledStatement] = OrderedDict()
+
+    def compiled(self, key: Hashable, build: Callable[[], AnySelect]) -> CompiledStatement:
+        found = self._compiled.get(key)
+        if found is not None:
+            self._compiled.move_to_end(key)
+            return found
+        found = CompiledStatement(build(), self._dialect)
+        self._compiled[key] = found
+        if len(self._compiled) > self._size:
+            self._compiled.popitem(last=False)
+        return found
+
+
+async def fetch_all(
+    connection: Any, dialect_name: str, query: CompiledStatement, parameters: dict[str, Any]
+) -> list[DriverRow]:
+    """The rows of `query` on a DBAPI driver connection (asyncpg's, or aiosqlite's inside
+    the transaction SQLAlchemy began on it). On PostgreSQL asyncpg prepares it once per
+    connection."""
+    arguments = query.arguments(parameters)
+    if dialect_name == "sqlite":
+        found = await connection.execute_fetchall(query.sql, arguments)
+    else:
+        found = await connection.fetch(query.sql, *arguments)
+    return [query.row(tuple(values)) for values in found]
 
 
 class Driver(Protocol):

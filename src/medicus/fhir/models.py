@@ -6,7 +6,7 @@ Each row knows the organisation that holds it, so that access decisions are part
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -14,7 +14,6 @@ from sqlalchemy import (
     Double,
     Index,
     Integer,
-    Row,
     String,
     Table,
     Text,
@@ -46,9 +45,20 @@ class FhirResourceRow(Base):
 
 
 RESOURCES = cast(Table, FhirResourceRow.__table__)
-StoredResource = Row[Any]
-"""A resource row as searches return it: plain columns (`rid`, `fhir_id`, `content`...), not
-an ORM object; building those cost searches more than their queries."""
+
+
+class StoredResource(NamedTuple):
+    """A resource row as searches return it: the columns of `fhir_resource` in their order,
+    not an ORM object (building those cost searches more than their queries)."""
+
+    rid: int
+    resource_type: str
+    fhir_id: str
+    version: int
+    last_updated: dt.datetime
+    deleted: bool
+    organisation_id: str
+    content: str | None
 
 
 LARGEST_VERSION = 2**31 - 1

@@ -85,12 +85,18 @@ class Operations:
         await self._fhir.require(caller, Interaction.EVERYTHING, "Patient", patient_id)
         members = self._members(caller, types)
         targets = self._targets(caller, types)
-        async with self._database.snapshot() as session:
+        async with self._database.reading() as reading:
             rows = await repository.compartment(
-                session, caller.organisation_id, patient_id, members, since, count + 1, offset
+                reading.connection,
+                caller.organisation_id,
+                patient_id,
+                members,
+                since,
+                count + 1,
+                offset,
             )
             found = await repository.referenced(
-                session, rows[:count], caller.organisation_id, targets
+                reading, rows[:count], caller.organisation_id, targets
             )
         referenced = [row for row in found if since is None or row.last_updated >= since]
         await self._fhir.record_included(

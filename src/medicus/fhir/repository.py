@@ -9,12 +9,11 @@ from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy import insert as sql_insert
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from medicus.core.bulk import Batch, in_bulk, insert_tables
-from medicus.core.db import Reader
-from medicus.core.driver import AnySelect
+from medicus.core.db import Reading
+from medicus.core.driver import AnySelect, DriverRow
 from medicus.fhir.models import (
     RESOURCES,
     DateIndexRow,
@@ -40,6 +39,7 @@ from medicus.fhir.search.include import (
     includes_of,
 )
 from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.search.template import Sql, Values
 
 
 async def resource(
@@ -212,34 +212,35 @@ async def write_index(
         await insert_tables(session, index_batches([rid], [(resource_type, rows)]))
 
 
-async def search(
-    session: Reader, statement: Select[Any], limit: int, offset: int
-) -> Sequence[StoredResource]:
-    ordered = statement.order_by(FhirResourceRow.last_updated.desc(), FhirResourceRow.rid.desc())
-    found: Sequence[StoredResource] = (
-        await session.execute(ordered.limit(limit).offset(offset))
-    ).all()
-    return found
-
-
-async def page(
-    session: Reader, statement: Select[Any], limit: int, offset: int
-) -> Sequence[Row[Any]]:
-    """One page of an ordered search: each resource, then its sort values."""
-    found: Sequence[Row[Any]] = (await session.execute(statement.limit(limit).offset(offset))).all()
-    return found
-
-
-async def rows(session: Reader, statement: Select[Any]) -> Sequence[StoredResource]:
-    found: Sequence[StoredResource] = (await session.execute(statement)).all()
-    return found
-
-
-async def count(session: Reader, statement: Select[int]) -> int:
-    return int(await session.scalar(statement) or 0)
+async def matching(
+    session: AsyncSession, values: Values, statement: Sql, limit: int
+) -> list[StoredResource]:
+    """Up to `limit` resources of a search inside a writing transaction, the most recently
+    updated first."""
+    ordered = (
+        statement.build(RESOURCES.c)
+        .order_by(FhirResourceRow.last_updated.desc(), FhirResourceRow.rid.desc())
+        .limit(limit)
+    )
+    return [StoredResource(*row) for row in await session.execute(ordered, values.parameters())]
 
 
 ESTIMATE_LIMIT = 10_000
+
+
+async def _fetch(reading: Reading, statement: Sql, values: Values) -> list[DriverRow]:
+    return await reading.fetch_all(
+        statement, lambda: statement.build(RESOURCES.c), values.parameters()
+    )
+
+
+async def _resources(reading: Reading, statement: Sql, values: Values) -> list[StoredResource]:
+    return [StoredResource(*row) for row in await _fetch(reading, statement, values)]
+
+
+async def _count(reading: Reading, values: Values, statement: Sql, limit: int | None = None) -> int:
+    (found,) = await _fetch(reading, query.count_of(values, statement, limit), values)
+    return int(found[0] or 0)
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,7 @@ class SearchPage:
 
 
 async def search_page(
-    session: Reader,
+    reading: Reading,
     request: SearchRequest,
     organisation_id: str,
     size: int,
@@ -264,24 +265,32 @@ async def search_page(
     after `position` (the sort values of a cursor), its total as `_total` asks, what it
     includes (`_summary=count`: only the total), and the sort values of its last resource if
     more follow. A position only bounds the page query: totals count the whole search."""
-    statement = query.build(request, organisation_id)
+    values = Values()
+    statement = query.build(values, request, organisation_id)
     includes = includes_of(request)
     mode = query.total_mode(request, accurate)
     if request.values("_summary") == ["count"]:
-        return SearchPage([], None, await count(session, query.count_of(statement)), [])
-    bounded = statement if position is None else statement.where(paging.after(keys, position))
-    found = await page(session, query.ordered(bounded, keys), size + 1, offset)
-    matched, has_more = found[:size], len(found) > size
+        return SearchPage([], None, await _count(reading, values, statement), [])
+    bounded = (
+        statement
+        if position is None
+        else query.narrowed(statement, paging.after(values, keys, position))
+    )
+    found = await _fetch(reading, query.page(values, bounded, keys, size + 1, offset), values)
+    width = len(RESOURCES.c)
+    matched = [StoredResource(*row[:width]) for row in found[:size]]
+    has_more = len(found) > size
     known = offset if position is None else None
-    total = await _total(session, statement, mode, len(matched), has_more, known)
-    extra = await _included(session, includes, matched, organisation_id, request.readable)
-    last = tuple(found[size - 1][len(RESOURCES.c) :]) if has_more else None
+    total = await _total(reading, values, statement, mode, len(matched), has_more, known)
+    extra = await _included(reading, includes, matched, organisation_id, request.readable)
+    last = tuple(found[size - 1][width:]) if has_more else None
     return SearchPage(matched, last, total, extra)
 
 
 async def _total(
-    session: Reader,
-    statement: Select[Any],
+    reading: Reading,
+    values: Values,
+    statement: Sql,
     mode: str,
     matched: int,
     has_more: bool,
@@ -295,11 +304,11 @@ async def _total(
     if mode not in ("accurate", "estimate"):
         return None
     limit = ESTIMATE_LIMIT if mode == "estimate" else None
-    return await count(session, query.count_of(statement, limit))
+    return await _count(reading, values, statement, limit)
 
 
 async def _included(
-    session: Reader,
+    reading: Reading,
     includes: Sequence[Include],
     matched: Sequence[StoredResource],
     organisation_id: str,
@@ -311,10 +320,11 @@ async def _included(
     found, seen, active = matched, {row.rid for row in matched}, list(includes)
     for _ in range(MAX_ITERATIONS):
         keys = [Found(row.rid, row.resource_type, row.fhir_id) for row in found]
-        statement = included(active, keys, seen, organisation_id, readable)
+        values = Values()
+        statement = included(values, active, keys, seen, organisation_id, readable)
         if statement is None or len(added) >= MAX_INCLUDED:
             break
-        found = await rows(session, statement)
+        found = await _resources(reading, statement, values)
         added += found
         seen |= {row.rid for row in found}
         active = [include for include in includes if include.iterate]
@@ -322,14 +332,14 @@ async def _included(
 
 
 async def referenced(
-    session: Reader,
+    reading: Reading,
     found: Sequence[StoredResource],
     organisation_id: str,
     readable: frozenset[str] | None,
 ) -> list[StoredResource]:
     """The visible resources that `found` refer to (as `_include=*`), not among `found`."""
     every_reference = Include(None, None, None, reverse=False, iterate=False)
-    return await _included(session, [every_reference], found, organisation_id, readable)
+    return await _included(reading, [every_reference], found, organisation_id, readable)
 
 
 async def lock_condition(session: AsyncSession, key: int) -> None:
@@ -339,7 +349,7 @@ async def lock_condition(session: AsyncSession, key: int) -> None:
 
 
 async def compartment(
-    session: Reader,
+    session: AsyncConnection,
     organisation_id: str,
     patient_id: str,
     members: dict[str, tuple[str, ...]],
@@ -374,7 +384,7 @@ async def compartment(
     if since is not None:
         statement = statement.where(FhirResourceRow.last_updated >= since)
     statement = statement.order_by(FhirResourceRow.rid).limit(limit).offset(offset)
-    return await rows(session, statement)
+    return [StoredResource(*row) for row in await session.execute(statement)]
 
 
 _resource = FhirResourceRow

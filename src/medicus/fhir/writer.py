@@ -31,6 +31,7 @@ from medicus.fhir.resources import StoredVersion, check_id, check_resource, chec
 from medicus.fhir.search import query
 from medicus.fhir.search.extract import IndexRows, extract
 from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.search.template import Values
 from medicus.iam.tokens import Principal
 
 Conditions = Sequence[tuple[str, str]]
@@ -151,8 +152,10 @@ class ResourceWriter:
         await repository.lock_condition(
             session, self._condition_key(caller, resource_type, conditions)
         )
-        statement = query.build(SearchRequest(resource_type, conditions), caller.organisation_id)
-        return list(await repository.search(session, statement, limit, 0))
+        values = Values()
+        request = SearchRequest(resource_type, conditions)
+        statement = query.build(values, request, caller.organisation_id)
+        return await repository.matching(session, values, statement, limit)
 
     @staticmethod
     def _condition_key(caller: Principal, resource_type: str, conditions: Conditions) -> int:

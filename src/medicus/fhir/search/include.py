@@ -1,6 +1,7 @@
 """`_include` and `_revinclude`: the resources a page refers to, and those referring to it.
-Each pass is one SQL query over the reference index with the caller's organisation (and the
-types the caller may read) as conditions; `:iterate` repeats the pass on what was included."""
+Each pass is one SQL query (a template, see template.py) over the reference index with the
+caller's organisation (and the types the caller may read) as conditions; `:iterate` repeats
+the pass on what was included."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, or_, select, tuple_
 from sqlalchemy.sql import Select
 
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.models import RESOURCES
 from medicus.fhir.search.match import TABLES, invalid
 from medicus.fhir.search.parameters import parameters_of
-from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.search.query import SearchRequest, constants
+from medicus.fhir.search.template import FALSE, Slot, Sql, Values
 
 MAX_INCLUDED = 1000
 MAX_ITERATIONS = 4
@@ -82,70 +84,104 @@ class Found:
     fhir_id: str
 
 
-def _forward(include: Include, found: Sequence[Found], row: Any) -> ColumnElement[bool]:
+def _targets_of(
+    row: Any, sources: tuple[Slot, ...], param: str | None, target_type: str | None
+) -> ColumnElement[bool]:
+    reference = TABLES["reference"].alias().c
+    conditions: list[ColumnElement[bool]] = [reference.rid.in_(sources)]
+    if param:
+        conditions.append(reference.param == param)
+    if target_type:
+        conditions.append(reference.target_type == target_type)
+    targets = select(reference.target_type, reference.target_id).where(*conditions)
+    return tuple_(row.resource_type, row.fhir_id).in_(targets)
+
+
+def _forward(values: Values, include: Include, found: Sequence[Found]) -> Sql:
     """The row is a target of the found resources' references: a (type, id) IN over the
     references of those few rows, which finds targets by their key instead of testing every
     resource of the organisation."""
     sources = [item.rid for item in found if include.source_type in (None, item.resource_type)]
     if not sources:
-        return false()
+        return FALSE
+    return Sql(_targets_of, (values.many(sources), include.param, include.target_type))
+
+
+def _referring_to(
+    row: Any,
+    targets: tuple[tuple[str, tuple[Slot, ...]], ...],
+    source_type: str | None,
+    param: str | None,
+) -> ColumnElement[bool]:
     reference = TABLES["reference"].alias().c
-    conditions: list[ColumnElement[bool]] = [reference.rid.in_(sources)]
-    if include.param:
-        conditions.append(reference.param == include.param)
-    if include.target_type:
-        conditions.append(reference.target_type == include.target_type)
-    targets = select(reference.target_type, reference.target_id).where(*conditions)
-    return tuple_(row.resource_type, row.fhir_id).in_(targets)
+    conditions = [
+        or_(
+            *[
+                and_(reference.target_type == kind, reference.target_id.in_(ids))
+                for kind, ids in targets
+            ]
+        ),
+    ]
+    if source_type:
+        conditions.append(reference.resource_type == source_type)
+    if param:
+        conditions.append(reference.param == param)
+    return row.rid.in_(select(reference.rid).where(*conditions))  # type: ignore[no-any-return]
 
 
-def _reverse(include: Include, found: Sequence[Found], row: Any) -> ColumnElement[bool]:
+def _reverse(values: Values, include: Include, found: Sequence[Found]) -> Sql:
     """The row refers to one of the found resources: an IN over the referring index rows."""
     by_type: dict[str, list[str]] = {}
     for item in found:
         if include.target_type in (None, item.resource_type):
             by_type.setdefault(item.resource_type, []).append(item.fhir_id)
     if not by_type:
-        return false()
-    reference = TABLES["reference"].alias().c
-    conditions = [
-        or_(
-            *[
-                and_(reference.target_type == kind, reference.target_id.in_(ids))
-                for kind, ids in by_type.items()
-            ]
-        ),
-    ]
-    if include.source_type:
-        conditions.append(reference.resource_type == include.source_type)
-    if include.param:
-        conditions.append(reference.param == include.param)
-    return row.rid.in_(select(reference.rid).where(*conditions))  # type: ignore[no-any-return]
+        return FALSE
+    targets = tuple((kind, values.many(ids)) for kind, ids in sorted(by_type.items()))
+    return Sql(_referring_to, (targets, include.source_type, include.param))
+
+
+def _including(
+    row: Any,
+    organisation: Slot,
+    seen: tuple[Slot, ...],
+    alternatives: tuple[Sql, ...],
+    readable: tuple[str, ...] | None,
+) -> Select[Any]:
+    statement = select(*RESOURCES.c).where(
+        # As an expression, the organisation cannot lead an index: the few targets, found by
+        # key, drive the query, not every resource the organisation holds of their type.
+        row.organisation_id.concat("") == organisation,
+        row.deleted.is_(False),
+        row.rid.not_in(seen),
+        or_(*[alternative.build(row) for alternative in alternatives]),
+    )
+    if readable is not None:
+        statement = statement.where(row.resource_type.in_(constants(readable)))
+    return statement.order_by(row.rid).limit(MAX_INCLUDED)
 
 
 def included(
+    values: Values,
     includes: Iterable[Include],
     found: Sequence[Found],
     seen: Iterable[int],
     organisation_id: str,
     readable: frozenset[str] | None,
-) -> Select[Any] | None:
+) -> Sql | None:
     """One pass: the visible resources `includes` reach from `found`, not yet `seen` (None if
     there is nothing to look for)."""
-    row = RESOURCES.c
-    alternatives = [
-        (_reverse if include.reverse else _forward)(include, found, row) for include in includes
-    ]
-    if not alternatives or not found:
-        return None
-    statement = select(*RESOURCES.c).where(
-        # As an expression, the organisation cannot lead an index: the few targets, found by
-        # key, drive the query, not every resource the organisation holds of their type.
-        row.organisation_id.concat("") == organisation_id,
-        row.deleted.is_(False),
-        row.rid.not_in(list(seen)),
-        or_(*alternatives),
+    alternatives = tuple(
+        (_reverse if include.reverse else _forward)(values, include, found) for include in includes
     )
-    if readable is not None:
-        statement = statement.where(row.resource_type.in_(sorted(readable)))
-    return statement.order_by(row.rid).limit(MAX_INCLUDED)
+    if not alternatives or not found or readable == frozenset():
+        return None
+    return Sql(
+        _including,
+        (
+            values.slot(organisation_id),
+            values.many(sorted(seen)),
+            alternatives,
+            None if readable is None else tuple(sorted(readable)),
+        ),
+    )

@@ -1,6 +1,7 @@
-"""What one search value means for one index row: the conditions on an (aliased) index table
-for each parameter type, with FHIR's prefixes, precision and modifiers. query.py wraps them in
-EXISTS subqueries; composites combine several of them on rows of the same element.
+"""What one search value means for one index row: the conditions on an index table for each
+parameter type, with FHIR's prefixes, precision and modifiers, as SQL templates whose values
+are slots (template.py). query.py wraps them in subqueries; composites combine several of
+them on rows of the same element.
 
 Values are cut to their columns' length as they are when indexed, so that a long value still
 finds itself."""
@@ -11,9 +12,10 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from decimal import Decimal, DecimalException, InvalidOperation
+from operator import eq, ge, gt, le, lt
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, not_, or_, true
+from sqlalchemy import ColumnElement, Table
 
 from medicus.core.errors import ApiError, ErrorDetail
 from medicus.fhir.models import (
@@ -28,6 +30,19 @@ from medicus.fhir.models import (
 )
 from medicus.fhir.search.extract import canonical_unit, date_range, normalise
 from medicus.fhir.search.geo import DEFAULT_DISTANCE, Circle, is_position, metres_in, on_sphere
+from medicus.fhir.search.template import (
+    TRUE,
+    Slot,
+    Sql,
+    Values,
+    all_of,
+    any_of,
+    compare,
+    is_null,
+    like,
+    negated,
+    one_of,
+)
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 TABLES: dict[str, Table] = {
@@ -85,55 +100,61 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _starts_with(column: Any, text: str) -> ColumnElement[bool]:
+def _starts_with(values: Values, column: str, text: str) -> Sql:
     """`column` starts with `text`: LIKE for the meaning, and the equivalent byte range so
     that the index is used on both databases (their columns compare byte by byte)."""
-    return and_(
-        column.like(f"{_escape_like(text)}%", escape="\\"),
-        column >= text,
-        column < text + "\U0010ffff",
+    return all_of(
+        like(column, values.slot(f"{_escape_like(text)}%")),
+        compare(column, ge, values.slot(text)),
+        compare(column, lt, values.slot(text + "\U0010ffff")),
     )
 
 
-def _token(table: Any, value: str, name: str, modifier: str | None) -> ColumnElement[bool]:
+def _contains(values: Values, column: str, text: str) -> Sql:
+    return like(column, values.slot(f"%{_escape_like(text)}%"))
+
+
+def _token(values: Values, value: str, name: str, modifier: str | None) -> Sql:
     parts = [part[:255] for part in split_escaped(value, "|")]
     if len(parts) == 1:
-        return table.code == parts[0]  # type: ignore[no-any-return]
+        return compare("code", eq, values.slot(parts[0]))
     system, code = parts[0], "|".join(parts[1:])
-    conditions = [table.system.is_(None) if system == "" else table.system == system]
+    conditions = [is_null("system") if system == "" else compare("system", eq, values.slot(system))]
     if code:
-        conditions.append(table.code == code)
-    return and_(*conditions)
+        conditions.append(compare("code", eq, values.slot(code)))
+    return all_of(*conditions)
 
 
-def _string(table: Any, value: str, name: str, modifier: str | None) -> ColumnElement[bool]:
+def _string(values: Values, value: str, name: str, modifier: str | None) -> Sql:
     wanted = normalise(value)[:255]
     if modifier == "exact":
-        return table.value == wanted  # type: ignore[no-any-return]
+        return compare("value", eq, values.slot(wanted))
     if modifier == "contains":
-        return table.value.like(f"%{_escape_like(wanted)}%", escape="\\")  # type: ignore[no-any-return]
-    return _starts_with(table.value, wanted)
+        return _contains(values, "value", wanted)
+    return _starts_with(values, "value", wanted)
 
 
-def _reference(table: Any, value: str, name: str, modifier: str | None) -> ColumnElement[bool]:
+def _reference(values: Values, value: str, name: str, modifier: str | None) -> Sql:
     parts = value.split("/_history/")[0].rstrip("/").split("/")
     if not parts[-1]:
         raise invalid(f"{name} needs a reference such as Patient/123.", name)
-    condition = table.target_id == parts[-1]
+    condition = compare("target_id", eq, values.slot(parts[-1]))
     target_type = parts[-2] if len(parts) >= 2 else modifier
-    return and_(condition, table.target_type == target_type) if target_type else condition
+    if not target_type:
+        return condition
+    return all_of(condition, compare("target_type", eq, values.slot(target_type)))
 
 
-def _uri(table: Any, value: str, name: str, modifier: str | None) -> ColumnElement[bool]:
+def _uri(values: Values, value: str, name: str, modifier: str | None) -> Sql:
     value = value[:512]
     if modifier == "below":
-        return _starts_with(table.value, value)
+        return _starts_with(values, "value", value)
     if modifier == "above":
         cuts = [i for i, char in enumerate(value) if char == "/"] + [len(value)]
-        return table.value.in_({value[:cut] for cut in cuts if cut > 0})  # type: ignore[no-any-return]
+        return one_of("value", values.slots(sorted({value[:cut] for cut in cuts if cut > 0})))
     if modifier == "contains":
-        return table.value.like(f"%{_escape_like(value)}%", escape="\\")  # type: ignore[no-any-return]
-    return table.value == value  # type: ignore[no-any-return]
+        return _contains(values, "value", value)
+    return compare("value", eq, values.slot(value))
 
 
 def _decimal(text: str, name: str) -> tuple[float, float, float]:
@@ -150,35 +171,45 @@ def _decimal(text: str, name: str) -> tuple[float, float, float]:
         raise invalid(f"'{text}' is not a number for {name}.", name) from None
 
 
-def _range_condition(
-    low: Any, high: Any, prefix: str, value: float, start: float, end: float
-) -> ColumnElement[bool]:
+def _in_range(
+    values: Values,
+    columns: tuple[str, str],
+    prefix: str,
+    value: float,
+    start: float,
+    end: float,
+) -> Sql:
     """FHIR's prefixes on a stored closed range [low, high] (a point: low = high) for a search
     value with the precision range [start, end); `ap` is ±10% of the value (at least the
     precision)."""
-    delta = max(abs(value) * _APPROXIMATE, (end - start) / 2)
-    equal = and_(low >= start, high < end)
-    conditions: dict[str, Callable[[], ColumnElement[bool]]] = {
-        "eq": lambda: equal,
-        "ne": lambda: not_(equal),
-        "gt": lambda: high > value,
-        "lt": lambda: low < value,
-        "ge": lambda: high >= value,
-        "le": lambda: low <= value,
-        "sa": lambda: low > value,
-        "eb": lambda: high < value,
-        "ap": lambda: and_(low < value + delta, high >= value - delta),
-    }
-    return conditions[prefix]()
+    low, high = columns
+    if prefix in ("eq", "ne"):
+        equal = all_of(compare(low, ge, values.slot(start)), compare(high, lt, values.slot(end)))
+        return equal if prefix == "eq" else negated(equal)
+    if prefix == "ap":
+        delta = max(abs(value) * _APPROXIMATE, (end - start) / 2)
+        return all_of(
+            compare(low, lt, values.slot(value + delta)),
+            compare(high, ge, values.slot(value - delta)),
+        )
+    column, operator = {
+        "gt": (high, gt),
+        "lt": (low, lt),
+        "ge": (high, ge),
+        "le": (low, le),
+        "sa": (low, gt),
+        "eb": (high, lt),
+    }[prefix]
+    return compare(column, operator, values.slot(value))
 
 
-def _number(table: Any, value: str, name: str, modifier: str | None) -> ColumnElement[bool]:
+def _number(values: Values, value: str, name: str, modifier: str | None) -> Sql:
     prefix, text = split_prefix(value)
     number, start, end = _decimal(text, name)
-    return _range_condition(table.value, table.value, prefix, number, start, end)
+    return _in_range(values, ("value", "value"), prefix, number, start, end)
 
 
-def _quantity(table: Any, value: str, name: str, modifier: str | None) -> ColumnElement[bool]:
+def _quantity(values: Values, value: str, name: str, modifier: str | None) -> Sql:
     """`[prefix]number[|system|code]`. Without a unit the numbers are compared as written;
     with a UCUM unit (or a unit without system) that has a base unit, in the base unit."""
     parts = split_escaped(value, "|")
@@ -187,78 +218,93 @@ def _quantity(table: Any, value: str, name: str, modifier: str | None) -> Column
     prefix, text = split_prefix(parts[0])
     number, start, end = _decimal(text, name)
     if len(parts) == 1 or not parts[2]:
-        return _range_condition(table.low, table.high, prefix, number, start, end)
+        return _in_range(values, ("low", "high"), prefix, number, start, end)
     system, code = parts[1], parts[2]
-    as_written = and_(
-        table.system == system if system else or_(table.code == code, table.unit == code),
-        table.code == code if system else true(),
-        _range_condition(table.low, table.high, prefix, number, start, end),
-    )
     base = canonical_unit(system or None, code)
-    if base is None:
-        return as_written
-    factor, unit = base
-    in_base = and_(
-        table.canonical_code == unit,
-        _range_condition(
-            table.canonical_low,
-            table.canonical_high,
-            prefix,
-            number * factor,
-            start * factor,
-            end * factor,
+    in_base = None
+    if base is not None:
+        factor, unit = base
+        in_base = all_of(
+            compare("canonical_code", eq, values.slot(unit)),
+            _in_range(
+                values,
+                ("canonical_low", "canonical_high"),
+                prefix,
+                number * factor,
+                start * factor,
+                end * factor,
+            ),
+        )
+        if system:
+            return in_base
+    unit_slot = values.slot(code)
+    as_written = all_of(
+        *(
+            [compare("system", eq, values.slot(system)), compare("code", eq, unit_slot)]
+            if system
+            else [any_of(compare("code", eq, unit_slot), compare("unit", eq, unit_slot))]
         ),
+        _in_range(values, ("low", "high"), prefix, number, start, end),
     )
-    return in_base if system else or_(in_base, as_written)
+    return as_written if in_base is None else any_of(in_base, as_written)
 
 
 def date_condition(
-    low: Any, high: Any, prefix: str, wanted: tuple[dt.datetime, dt.datetime]
-) -> ColumnElement[bool]:
+    values: Values, columns: tuple[str, str], prefix: str, wanted: tuple[dt.datetime, dt.datetime]
+) -> Sql:
     """FHIR's prefix semantics on ranges ([low, high) of the value and of the target); `ap`
     widens the target by 10% of its distance from now (at least its own precision)."""
+    low, high = columns
     start, end = wanted
-    # `low < end` follows from the others (low < high); it bounds the index range on `low`,
-    # which otherwise ran from `start` to the newest value (a day's encounters read every
-    # encounter since that day).
-    equal = and_(low >= start, low < end, high <= end)
     if prefix == "ap":
         gap = abs(dt.datetime.now(dt.UTC) - start) * _APPROXIMATE
-        return and_(low < end + gap, high > start - gap)
-    conditions: dict[str, ColumnElement[bool]] = {
-        "eq": equal,
-        "ne": not_(equal),
-        "gt": high > end,
-        "lt": low < start,
-        "ge": high > start,
-        "le": low < end,
-        "sa": low >= end,
-        "eb": high <= start,
-    }
-    return conditions[prefix]
+        return all_of(
+            compare(low, lt, values.slot(end + gap)), compare(high, gt, values.slot(start - gap))
+        )
+    if prefix in ("eq", "ne"):
+        # `low < end` follows from the others (low < high); it bounds the index range on
+        # `low`, which otherwise ran from `start` to the newest value (a day's encounters
+        # read every encounter since that day).
+        end_slot = values.slot(end)
+        equal = all_of(
+            compare(low, ge, values.slot(start)),
+            compare(low, lt, end_slot),
+            compare(high, le, end_slot),
+        )
+        return equal if prefix == "eq" else negated(equal)
+    column, operator, bound = {
+        "gt": (high, gt, end),
+        "lt": (low, lt, start),
+        "ge": (high, gt, start),
+        "le": (low, lt, end),
+        "sa": (low, ge, end),
+        "eb": (high, le, start),
+    }[prefix]
+    return compare(column, operator, values.slot(bound))
 
 
 def point_condition(
-    moment: Any, prefix: str, wanted: tuple[dt.datetime, dt.datetime]
-) -> ColumnElement[bool]:
+    values: Values, column: str, prefix: str, wanted: tuple[dt.datetime, dt.datetime]
+) -> Sql:
     """The same semantics for a point in time (such as `_lastUpdated`)."""
     start, end = wanted
     if prefix == "ap":
         gap = abs(dt.datetime.now(dt.UTC) - start) * _APPROXIMATE
         start, end = start - gap, end + gap
-    equal = and_(moment >= start, moment < end)
-    conditions: dict[str, ColumnElement[bool]] = {
-        "eq": equal,
-        "ap": equal,
-        "ne": not_(equal),
-        "gt": moment >= end,
-        "lt": moment < start,
-        "ge": moment >= start,
-        "le": moment < end,
-        "sa": moment >= end,
-        "eb": moment < start,
-    }
-    return conditions[prefix]
+    if prefix in ("eq", "ap", "ne"):
+        equal = all_of(
+            compare(column, ge, values.slot(start)), compare(column, lt, values.slot(end))
+        )
+        return negated(equal) if prefix == "ne" else equal
+    operator, bound = {
+        "gt": (ge, end),
+        "lt": (lt, start),
+        "ge": (ge, start),
+        "le": (lt, end),
+        "sa": (ge, end),
+        "eb": (lt, start),
+    }[prefix]
+    return compare(column, operator, values.slot(bound))
 
 
 def parse_date(value: str, name: str) -> tuple[str, tuple[dt.datetime, dt.datetime]]:
@@ -269,9 +315,9 @@ def parse_date(value: str, name: str) -> tuple[str, tuple[dt.datetime, dt.dateti
     return prefix, wanted
 
 
-def _date(table: Any, value: str, name: str, modifier: str | None) -> ColumnElement[bool]:
+def _date(values: Values, value: str, name: str, modifier: str | None) -> Sql:
     prefix, wanted = parse_date(value, name)
-    return date_condition(table.low, table.high, prefix, wanted)
+    return date_condition(values, ("low", "high"), prefix, wanted)
 
 
 def circle(value: str, name: str) -> Circle:
@@ -296,10 +342,9 @@ def circle(value: str, name: str) -> Circle:
     return Circle(latitude, longitude, distance * factor)
 
 
-def squared_chord(table: Any, latitude: float, longitude: float) -> ColumnElement[float]:
-    """The square of the chord from a position row's point to (latitude, longitude): it
-    grows with the great-circle distance between them (search/geo.py)."""
-    x, y, z = on_sphere(latitude, longitude)
+def squared_chord(table: Any, x: Any, y: Any, z: Any) -> ColumnElement[float]:
+    """The square of the chord from a position row's point to (x, y, z) on the unit sphere
+    (numbers or slots): it grows with the great-circle distance between them (search/geo.py)."""
     return (  # type: ignore[no-any-return]
         (table.x - x) * (table.x - x)
         + (table.y - y) * (table.y - y)
@@ -307,22 +352,35 @@ def squared_chord(table: Any, latitude: float, longitude: float) -> ColumnElemen
     )
 
 
-def _near(table: Any, value: str, name: str, modifier: str | None) -> ColumnElement[bool]:
+def _chord_within(table: Any, x: Slot, y: Slot, z: Slot, chord: Slot) -> ColumnElement[bool]:
+    return squared_chord(table, x, y, z) <= chord
+
+
+def _near(values: Values, value: str, name: str, modifier: str | None) -> Sql:
     """A position within the circle: inside its latitude/longitude box (the index's range),
     then closer than its chord."""
     around = circle(value, name)
     if around.covers_earth:
-        return true()
+        return TRUE
     south, north = around.latitudes()
-    return and_(
-        table.latitude >= south,
-        table.latitude <= north,
-        or_(*[table.longitude.between(west, east) for west, east in around.longitudes()]),
-        squared_chord(table, around.latitude, around.longitude) <= around.chord**2,
+    centre = values.slots(on_sphere(around.latitude, around.longitude))
+    return all_of(
+        compare("latitude", ge, values.slot(south)),
+        compare("latitude", le, values.slot(north)),
+        any_of(
+            *[
+                all_of(
+                    compare("longitude", ge, values.slot(west)),
+                    compare("longitude", le, values.slot(east)),
+                )
+                for west, east in around.longitudes()
+            ]
+        ),
+        Sql(_chord_within, (*centre, values.slot(around.chord**2))),
     )
 
 
-_MATCHERS: dict[str, Callable[[Any, str, str, str | None], ColumnElement[bool]]] = {
+_MATCHERS: dict[str, Callable[[Values, str, str, str | None], Sql]] = {
     "token": _token,
     "string": _string,
     "reference": _reference,
@@ -334,10 +392,8 @@ _MATCHERS: dict[str, Callable[[Any, str, str, str | None], ColumnElement[bool]]]
 }
 
 
-def matches(
-    kind: str, table: Any, value: str, name: str, modifier: str | None
-) -> ColumnElement[bool]:
-    """The condition on a row of `table` (the index table of `kind`) for one search value."""
+def matches(values: Values, kind: str, value: str, name: str, modifier: str | None) -> Sql:
+    """The condition on a row of the index table of `kind` for one search value."""
     if not value:
         raise invalid(f"{name} needs a value.", name)
-    return _MATCHERS[kind](table, value, name, modifier)
+    return _MATCHERS[kind](values, value, name, modifier)

@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import or_
 
 from medicus.core.crypto import DecryptionError, SecretBox
 from medicus.core.errors import ApiError
 from medicus.fhir.search.match import invalid
 from medicus.fhir.search.query import SearchRequest, SortKey, is_result_parameter
+from medicus.fhir.search.template import Slot, Sql, Values, all_of, any_of
 
 # A sort value has at most 512 characters, at most 6 bytes each in JSON, 4/3 of that in base64:
 # a cursor longer than about 4096 characters per key (one more for the rest) is not ours.
@@ -36,27 +37,37 @@ _LARGEST_RID = 2**63 - 1
 _LONGEST_TEXT = 512
 
 
-def after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
-    """Rows strictly after `values` in the order of `keys`: beyond on the first key, or equal
-    on it and beyond on the next, and so on. An OR of ANDs rather than a row-value comparison,
-    which could neither mix directions nor put missing values last."""
-    *leading, (last_key, last_value) = zip(keys, values, strict=True)
-    condition = _beyond(last_key, last_value)
+def after(values: Values, keys: Sequence[SortKey], position: Sequence[Any]) -> Sql:
+    """Rows strictly after `position` in the order of `keys`: beyond on the first key, or
+    equal on it and beyond on the next, and so on. An OR of ANDs rather than a row-value
+    comparison, which could neither mix directions nor put missing values last."""
+    *leading, (last_key, last_value) = zip(keys, position, strict=True)
+    condition = _beyond(values, last_key, last_value)
     for key, value in reversed(leading):
-        tie = and_(_equal(key, value), condition)
-        condition = tie if value is None else or_(_beyond(key, value), tie)
+        tie = all_of(_equal(values, key, value), condition)
+        condition = tie if value is None else any_of(_beyond(values, key, value), tie)
     return condition
 
 
-def _beyond(key: SortKey, value: Any) -> ColumnElement[bool]:
+def _after(row: Any, expression: Sql, descending: bool, nullable: bool, value: Slot) -> Any:
+    column = expression.build(row)
+    beyond = column < value if descending else column > value
+    return or_(beyond, column.is_(None)) if nullable else beyond
+
+
+def _beyond(values: Values, key: SortKey, value: Any) -> Sql:
     """Rows after `value` on this key alone (`value` is not None: nothing comes after the
     missing values, which are last)."""
-    beyond = key.expression < value if key.descending else key.expression > value
-    return or_(beyond, key.expression.is_(None)) if key.nullable else beyond
+    return Sql(_after, (key.expression, key.descending, key.nullable, values.slot(value)))
 
 
-def _equal(key: SortKey, value: Any) -> ColumnElement[bool]:
-    return key.expression.is_(None) if value is None else key.expression == value
+def _same(row: Any, expression: Sql, value: Slot | None) -> Any:
+    column = expression.build(row)
+    return column.is_(None) if value is None else column == value
+
+
+def _equal(values: Values, key: SortKey, value: Any) -> Sql:
+    return Sql(_same, (key.expression, None if value is None else values.slot(value)))
 
 
 def cursor(

@@ -2,25 +2,25 @@
 its index table (repeated parameters AND, comma-separated values OR), chains, `_has` and
 `_list` an IN over the referenced or referring resources, `_sort` correlated subqueries, and
 the caller's organisation a condition of the query and of every resource a chain or a list
-looks into, so that nothing the caller may not see is ever read, counted or used to select."""
+looks into, so that nothing the caller may not see is ever read, counted or used to select.
+
+The query is a template (template.py): parsing a search yields its shape, a tree of `Sql`
+pieces, and its values; the shape is compiled once and run with each search's values."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Label,
-    SQLColumnExpression,
     exists,
-    false,
     func,
-    not_,
-    or_,
+    literal,
     select,
-    true,
     union_all,
 )
 from sqlalchemy.sql import Select
@@ -28,6 +28,7 @@ from sqlalchemy.sql import Select
 from medicus.core.errors import ApiError
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.models import RESOURCES
+from medicus.fhir.search.geo import on_sphere
 from medicus.fhir.search.match import (
     TABLES,
     circle,
@@ -39,6 +40,16 @@ from medicus.fhir.search.match import (
     squared_chord,
 )
 from medicus.fhir.search.parameters import SearchParameter, parameters_of
+from medicus.fhir.search.template import (
+    FALSE,
+    TRUE,
+    Slot,
+    Sql,
+    Values,
+    any_of,
+    negated,
+    one_of,
+)
 
 RESULT_PARAMETERS = frozenset(
     {
@@ -100,14 +111,16 @@ def is_result_parameter(name: str) -> bool:
     return name in RESULT_PARAMETERS or name.partition(":")[0] in ("_include", "_revinclude")
 
 
+def constants(items: Sequence[str]) -> list[BindParameter[str]]:
+    """Strings of a search's shape (types, parameter names) as separate bind parameters, so
+    that an IN over them compiles to plain SQL (a list of values would be expanded per run)."""
+    return [literal(item) for item in items]
+
+
 @dataclass(frozen=True)
 class _Scope:
-    organisation_id: str
+    organisation: Slot
     readable: frozenset[str] | None
-
-    def visible(self, row: Any) -> list[ColumnElement[bool]]:
-        """The conditions under which a resource row may be used at all."""
-        return [row.organisation_id == self.organisation_id, row.deleted.is_(False)]
 
     def require_readable(self, resource_type: str, name: str) -> None:
         if self.readable is not None and resource_type not in self.readable:
@@ -118,14 +131,19 @@ class _Scope:
             )
 
 
-def _has_index_row(
+def visible(row: Any, organisation: Slot) -> list[ColumnElement[bool]]:
+    """The conditions under which a resource row may be used at all."""
+    return [row.organisation_id == organisation, row.deleted.is_(False)]
+
+
+def _index_row(
     row: Any,
     resource_type: str,
     kind: str,
-    names: Sequence[str],
-    where: Callable[[Any], ColumnElement[bool]] | None = None,
-    negate: bool = False,
-    probe: bool = False,
+    names: tuple[str, ...],
+    where: Sql | None,
+    negate: bool,
+    probe: bool,
 ) -> ColumnElement[bool]:
     """Whether the row has (`negate`: has no) index row named one of `names` matching `where`
     (several: a union parameter's members, see `SearchParameter.members`). Positive:
@@ -136,13 +154,12 @@ def _has_index_row(
     Negative: a correlated NOT EXISTS, which PostgreSQL runs as an anti-join after the other
     conditions rather than reading every excluded row first.
 
-    The index table is not aliased: each subquery is a scope of its own with the table once,
-    and building an ORM alias cost more than running the search (~1 ms per parameter)."""
+    The index table is not aliased: each subquery is a scope of its own with the table once."""
     table = TABLES[kind].c
-    named = table.param == names[0] if len(names) == 1 else table.param.in_(names)
+    named = table.param == names[0] if len(names) == 1 else table.param.in_(constants(names))
     conditions = [table.resource_type == resource_type, named]
     if where is not None:
-        conditions.append(where(table))
+        conditions.append(where.build(table))
     if negate:
         return ~exists().where(table.rid == row.rid, *conditions)
     if probe:
@@ -152,6 +169,17 @@ def _has_index_row(
         unindexed = [table.resource_type.concat("") == resource_type, *conditions[1:]]
         return exists().where(table.rid == row.rid, *unindexed)
     return row.rid.in_(select(table.rid).where(*conditions))  # type: ignore[no-any-return]
+
+
+def _has_index_row(
+    resource_type: str,
+    kind: str,
+    names: Sequence[str],
+    where: Sql | None = None,
+    negate: bool = False,
+    probe: bool = False,
+) -> Sql:
+    return Sql(_index_row, (resource_type, kind, tuple(names), where, negate, probe))
 
 
 def _modified(parameter: SearchParameter, name: str, modifier: str | None) -> tuple[str, str, bool]:
@@ -184,40 +212,47 @@ def _target_types(parameter: SearchParameter) -> Sequence[str]:
     return parameter.targets or sorted(resource_types())
 
 
-def _missing(
-    row: Any, resource_type: str, parameter: SearchParameter, name: str, value: str
-) -> ColumnElement[bool]:
+def _missing(resource_type: str, parameter: SearchParameter, name: str, value: str) -> Sql:
     if value not in ("true", "false"):
         raise invalid(f"{name} must be true or false.", name)
     if parameter.code in ("_id", "_lastUpdated"):
-        return false() if value == "true" else true()
+        return FALSE if value == "true" else TRUE
     kind, param = parameter.type, parameter.code
     if kind == "composite":
         kind, param = parameter.components[0].type, f"{param}$0"
     names = parameter.index_names(param)
-    return _has_index_row(row, resource_type, kind, names, negate=value == "true")
+    return _has_index_row(resource_type, kind, names, negate=value == "true")
 
 
-def _composite(
-    row: Any, resource_type: str, parameter: SearchParameter, name: str, value: str
+def _same_element(
+    row: Any, resource_type: str, code: str, kinds: tuple[str, ...], parts: tuple[Sql, ...]
 ) -> ColumnElement[bool]:
-    """All components on rows of the same element (`grp`), e.g. `code$gt10`."""
-    parts = split_escaped(value, "$")
-    if len(parts) != len(parameter.components):
-        raise invalid(f"{name} needs {len(parameter.components)} values joined by $.", name)
-    tables = [TABLES[component.type].alias().c for component in parameter.components]
+    """A composite's components on rows of the same element (`grp`) of one resource."""
+    tables = [TABLES[kind].alias().c for kind in kinds]
     conditions: list[ColumnElement[bool]] = []
-    for number, (table, component, part) in enumerate(
-        zip(tables, parameter.components, parts, strict=True)
-    ):
+    for number, (table, part) in enumerate(zip(tables, parts, strict=True)):
         conditions += [
             table.resource_type == resource_type,
-            table.param == f"{parameter.code}${number}",
-            matches(component.type, table, part, name, None),
+            table.param == f"{code}${number}",
+            part.build(table),
         ]
         if number:
             conditions += [table.rid == tables[0].rid, table.grp == tables[0].grp]
     return row.rid.in_(select(tables[0].rid).where(*conditions))  # type: ignore[no-any-return]
+
+
+def _composite(
+    values: Values, resource_type: str, parameter: SearchParameter, name: str, value: str
+) -> Sql:
+    """All components on rows of the same element (`grp`), e.g. `code$gt10`."""
+    parts = split_escaped(value, "$")
+    if len(parts) != len(parameter.components):
+        raise invalid(f"{name} needs {len(parameter.components)} values joined by $.", name)
+    kinds = tuple(component.type for component in parameter.components)
+    matched = tuple(
+        matches(values, kind, part, name, None) for kind, part in zip(kinds, parts, strict=True)
+    )
+    return Sql(_same_element, (resource_type, parameter.code, kinds, matched))
 
 
 def _members(resource_type: str, parameter: SearchParameter) -> list[SearchParameter]:
@@ -227,43 +262,45 @@ def _members(resource_type: str, parameter: SearchParameter) -> list[SearchParam
 
 
 def _resource_column(
-    row: Any, parameter: SearchParameter, name: str, values: list[str], modifier: str | None
-) -> ColumnElement[bool]:
+    values: Values, parameter: SearchParameter, name: str, texts: list[str], modifier: str | None
+) -> Sql:
     """`_id` and `_lastUpdated` are columns of the resource row, not index rows."""
     if parameter.code == "_id":
         if modifier not in (None, "not"):
             raise invalid(f"The modifier :{modifier} is not supported on _id.", name)
-        found: ColumnElement[bool] = row.fhir_id.in_(values)
-        return not_(found) if modifier == "not" else found
+        found = one_of("fhir_id", values.many(texts))
+        return negated(found) if modifier == "not" else found
     if modifier is not None:
         raise invalid(f"The modifier :{modifier} is not supported on _lastUpdated.", name)
-    return or_(*[point_condition(row.last_updated, *parse_date(v, name)) for v in values])
+    return any_of(
+        *[point_condition(values, "last_updated", *parse_date(text, name)) for text in texts]
+    )
 
 
 def _parameter(
-    row: Any,
+    values: Values,
     resource_type: str,
     parameter: SearchParameter,
     name: str,
     modifier: str | None,
     value: str,
     probe: bool = False,
-) -> ColumnElement[bool]:
+) -> Sql:
     if modifier == "missing":
-        return _missing(row, resource_type, parameter, name, value)
-    values = split_escaped(value, ",")
-    if not all(values):
+        return _missing(resource_type, parameter, name, value)
+    texts = split_escaped(value, ",")
+    if not all(texts):
         raise invalid(f"{name} needs a value.", name)
     if parameter.code in ("_id", "_lastUpdated"):
-        return _resource_column(row, parameter, name, values, modifier)
+        return _resource_column(values, parameter, name, texts, modifier)
     if parameter.type == "composite":
         if modifier is not None:
             raise invalid(f"The modifier :{modifier} is not supported on {parameter.code}.", name)
-        return or_(
+        return any_of(
             *[
-                _composite(row, resource_type, part, name, v)
+                _composite(values, resource_type, part, name, text)
                 for part in _members(resource_type, parameter)
-                for v in values
+                for text in texts
             ]
         )
     kind, param, negate = _modified(parameter, name, modifier)
@@ -271,23 +308,48 @@ def _parameter(
     if (
         parameter.type == "token"
         and modifier == "of-type"
-        and any(len(split_escaped(v, "|")) != 3 for v in values)
+        and any(len(split_escaped(text, "|")) != 3 for text in texts)
     ):
         raise invalid(f"{name} must be system|code|value (the identifier's type and value).", name)
-    return _has_index_row(
-        row,
-        resource_type,
-        kind,
-        parameter.index_names(param),
-        lambda table: or_(*[matches(kind, table, v, name, match_modifier) for v in values]),
-        negate,
-        probe,
-    )
+    where = any_of(*[matches(values, kind, text, name, match_modifier) for text in texts])
+    return _has_index_row(resource_type, kind, parameter.index_names(param), where, negate, probe)
+
+
+def _referring(
+    row: Any,
+    resource_type: str,
+    code: str,
+    organisation: Slot,
+    targets: tuple[tuple[str, Sql], ...],
+) -> ColumnElement[bool]:
+    """The row refers through `code` to a visible resource of one of the `targets`' types
+    that matches its condition."""
+    selects = []
+    for kind, condition in targets:
+        target_row, reference = RESOURCES.alias().c, TABLES["reference"].alias().c
+        selects.append(
+            select(reference.rid).where(
+                reference.resource_type == resource_type,
+                reference.param == code,
+                reference.target_type == kind,
+                target_row.resource_type == kind,
+                target_row.fhir_id == reference.target_id,
+                *visible(target_row, organisation),
+                condition.build(target_row),
+            )
+        )
+    return row.rid.in_(union_all(*selects) if len(selects) > 1 else selects[0])  # type: ignore[no-any-return]
 
 
 def _chain(
-    scope: _Scope, row: Any, resource_type: str, head: str, rest: str, value: str, name: str
-) -> ColumnElement[bool]:
+    values: Values,
+    scope: _Scope,
+    resource_type: str,
+    head: str,
+    rest: str,
+    value: str,
+    name: str,
+) -> Sql:
     """`subject:Patient.name=x`: a reference of the row to a visible resource matching `rest`.
     An IN over the (uncorrelated) referring rows, so that the database starts from the few
     targets that match rather than from every row of the searched type."""
@@ -307,30 +369,40 @@ def _chain(
         raise invalid(f"{name}: no type {code} refers to has a parameter {following}.", name)
     if target:
         scope.require_readable(target, name)
-    selects = []
-    for kind in candidates:
-        if scope.readable is not None and kind not in scope.readable:
-            continue
-        target_row, reference = RESOURCES.alias().c, TABLES["reference"].alias().c
-        selects.append(
-            select(reference.rid).where(
-                reference.resource_type == resource_type,
-                reference.param == code,
-                reference.target_type == kind,
-                target_row.resource_type == kind,
-                target_row.fhir_id == reference.target_id,
-                *scope.visible(target_row),
-                _condition(scope, target_row, kind, rest, value, name),
-            )
-        )
-    if not selects:
-        return false()
-    return row.rid.in_(union_all(*selects) if len(selects) > 1 else selects[0])  # type: ignore[no-any-return]
+    targets = tuple(
+        (kind, _condition(values, scope, kind, rest, value, name))
+        for kind in candidates
+        if scope.readable is None or kind in scope.readable
+    )
+    if not targets:
+        return FALSE
+    return Sql(_referring, (resource_type, code, scope.organisation, targets))
+
+
+def _referred_by(
+    row: Any,
+    resource_type: str,
+    source_type: str,
+    code: str,
+    organisation: Slot,
+    condition: Sql,
+) -> ColumnElement[bool]:
+    source, reference = RESOURCES.alias().c, TABLES["reference"].alias().c
+    referring = select(reference.target_id).where(
+        source.resource_type == source_type,
+        *visible(source, organisation),
+        reference.rid == source.rid,
+        reference.resource_type == source_type,
+        reference.param == code,
+        reference.target_type == resource_type,
+        condition.build(source),
+    )
+    return row.fhir_id.in_(referring)  # type: ignore[no-any-return]
 
 
 def _reverse_chain(
-    scope: _Scope, row: Any, resource_type: str, key: str, value: str, name: str
-) -> ColumnElement[bool]:
+    values: Values, scope: _Scope, resource_type: str, key: str, value: str, name: str
+) -> Sql:
     """`_has:Observation:patient:code=x`: a visible Observation referring to the row through
     `patient` and matching `code=x` (which may itself be a chain or another `_has`); an IN
     over the ids those Observations refer to, for the same reason as in `_chain`."""
@@ -346,22 +418,36 @@ def _reverse_chain(
     if resource_type not in _target_types(parameter):
         raise invalid(f"{name}: {source_type}.{code} does not refer to {resource_type}.", name)
     scope.require_readable(source_type, name)
-    source, reference = RESOURCES.alias().c, TABLES["reference"].alias().c
-    referring = select(reference.target_id).where(
-        source.resource_type == source_type,
-        *scope.visible(source),
-        reference.rid == source.rid,
-        reference.resource_type == source_type,
-        reference.param == code,
-        reference.target_type == resource_type,
-        _condition(scope, source, source_type, rest, value, name),
+    condition = _condition(values, scope, source_type, rest, value, name)
+    return Sql(_referred_by, (resource_type, source_type, code, scope.organisation, condition))
+
+
+def _listed(
+    row: Any, resource_type: str, ids: tuple[Slot, ...], organisation: Slot
+) -> ColumnElement[bool]:
+    listing, reference, item = (
+        RESOURCES.alias().c,
+        TABLES["reference"].alias().c,
+        RESOURCES.alias().c,
     )
-    return row.fhir_id.in_(referring)  # type: ignore[no-any-return]
+    items = select(item.rid).where(
+        listing.resource_type == "List",
+        listing.fhir_id.in_(ids),
+        *visible(listing, organisation),
+        # The List's own rows by its row id: their type goes without saying, and without it
+        # SQLite cannot start from every List's `item` rows instead.
+        reference.rid == listing.rid,
+        reference.param == "item",
+        reference.target_type == resource_type,
+        item.resource_type == resource_type,
+        item.fhir_id == reference.target_id,
+    )
+    return row.rid.in_(items)  # type: ignore[no-any-return]
 
 
 def _in_list(
-    scope: _Scope, row: Any, resource_type: str, key: str, value: str, name: str
-) -> ColumnElement[bool]:
+    values: Values, scope: _Scope, resource_type: str, key: str, value: str, name: str
+) -> Sql:
     """`_list=42`: what List/42 refers to in `entry.item` (its reference index rows), if that
     List is visible to the caller: another organisation's List, or a deleted one, names
     nothing, as if it did not exist. An IN over the row ids of the items (each found by type
@@ -376,44 +462,27 @@ def _in_list(
         message = f"{name}: functional lists ({value}) are not supported; name a List by its id."
         raise invalid(message, name)
     scope.require_readable("List", name)
-    listing, reference, item = (
-        RESOURCES.alias().c,
-        TABLES["reference"].alias().c,
-        RESOURCES.alias().c,
-    )
-    items = select(item.rid).where(
-        listing.resource_type == "List",
-        listing.fhir_id.in_(ids),
-        *scope.visible(listing),
-        # The List's own rows by its row id: their type goes without saying, and without it
-        # SQLite cannot start from every List's `item` rows instead.
-        reference.rid == listing.rid,
-        reference.param == "item",
-        reference.target_type == resource_type,
-        item.resource_type == resource_type,
-        item.fhir_id == reference.target_id,
-    )
-    return row.rid.in_(items)  # type: ignore[no-any-return]
+    return Sql(_listed, (resource_type, values.many(ids), scope.organisation))
 
 
 def _condition(
+    values: Values,
     scope: _Scope,
-    row: Any,
     resource_type: str,
     key: str,
     value: str,
     name: str,
     probe: bool = False,
-) -> ColumnElement[bool]:
+) -> Sql:
     """The condition of parameter `key` (all of `name`, or what is left of it in a chain);
-    `probe`: checked per row found by another condition (see `_has_index_row`)."""
+    `probe`: checked per row found by another condition (see `_index_row`)."""
     if key.startswith("_has:"):
-        return _reverse_chain(scope, row, resource_type, key, value, name)
+        return _reverse_chain(values, scope, resource_type, key, value, name)
     if key.partition(":")[0] == "_list":
-        return _in_list(scope, row, resource_type, key, value, name)
+        return _in_list(values, scope, resource_type, key, value, name)
     head, dot, rest = key.partition(".")
     if dot:
-        return _chain(scope, row, resource_type, head, rest, value, name)
+        return _chain(values, scope, resource_type, head, rest, value, name)
     code, _, modifier = key.partition(":")
     if code in UNSUPPORTED:
         raise invalid(f"{code} ({UNSUPPORTED[code]}) is not supported by medicus.", name)
@@ -425,7 +494,7 @@ def _condition(
                 400, message, errors=invalid(message, name).errors, issue_type="invalid"
             )
         raise invalid(message, name)
-    return _parameter(row, resource_type, parameter, name, modifier or None, value, probe)
+    return _parameter(values, resource_type, parameter, name, modifier or None, value, probe)
 
 
 def _selectivity(resource_type: str, name: str, value: str) -> int:
@@ -459,29 +528,36 @@ def _one_day_or_less(value: str) -> bool:
     return "," not in moment and len(moment) >= len("2026-01-01") and moment[:1].isdigit()
 
 
-def build(request: SearchRequest, organisation_id: str) -> Select[Any]:
+def _matching(
+    row: Any, resource_type: str, organisation: Slot, conditions: tuple[Sql, ...]
+) -> Select[Any]:
+    return select(*RESOURCES.c).where(
+        row.resource_type == resource_type,
+        *visible(row, organisation),
+        *[condition.build(row) for condition in conditions],
+    )
+
+
+def build(values: Values, request: SearchRequest, organisation_id: str) -> Sql:
     """The SELECT of matching current resources of `organisation_id`, unordered, unpaged."""
     for name, value in request.parameters:
         if "\x00" in name or "\x00" in value:
             # Nothing stored contains it, and PostgreSQL refuses it in a text parameter.
             raise invalid("A search parameter must not contain a NUL character (%00).", name)
-    scope = _Scope(organisation_id, request.readable)
-    conditions: list[ColumnElement[bool]] = [
-        RESOURCES.c.resource_type == request.resource_type,
-        *scope.visible(RESOURCES.c),
-    ]
+    scope = _Scope(values.slot(organisation_id), request.readable)
     searched = [(n, v) for n, v in request.parameters if not is_result_parameter(n)]
     driver = min(
         range(len(searched)),
         key=lambda i: _selectivity(request.resource_type, *searched[i]),
         default=None,
     )
+    conditions = []
     for number, (name, value) in enumerate(searched):
         try:
             conditions.append(
                 _condition(
+                    values,
                     scope,
-                    RESOURCES.c,
                     request.resource_type,
                     name,
                     value,
@@ -492,68 +568,91 @@ def build(request: SearchRequest, organisation_id: str) -> Select[Any]:
         except UnknownParameter:
             if not request.lenient:
                 raise
-    return select(*RESOURCES.c).where(*conditions)
+    return Sql(_matching, (request.resource_type, scope.organisation, tuple(conditions)))
 
 
 @dataclass(frozen=True)
 class SortKey:
-    """One key of a search's order: its SQL expression, its direction, the kind of its values
-    (`text`, `number`, `moment`, `rid`; what a paging cursor carries) and whether resources
-    may lack a value (they come last in either direction)."""
+    """One key of a search's order: its SQL expression (on the resource row), its direction,
+    the kind of its values (`text`, `number`, `moment`, `rid`; what a paging cursor carries)
+    and whether resources may lack a value (they come last in either direction)."""
 
-    expression: SQLColumnExpression[Any]
+    expression: Sql
     descending: bool
     kind: str
     nullable: bool = False
 
 
-def _near_key(request: SearchRequest, code: str, descending: bool) -> SortKey:
-    """`_sort=near`: by the distance from the search's one `near` point (to a resource's
-    closest position; as its chord, which grows with the distance, see geo.py)."""
-    points = [point for value in request.values(code) for point in split_escaped(value, ",")]
-    if len(points) != 1:
-        raise invalid(f"_sort={code} needs one {code} parameter with one point.", "_sort")
-    centre = circle(points[0], code)
+def _column(row: Any, name: str) -> Any:
+    return getattr(row, name)
+
+
+def _nearest(row: Any, resource_type: str, code: str, centre: tuple[float, float, float]) -> Any:
     table = TABLES["special"].alias().c
-    distance = (
-        select(func.min(squared_chord(table, centre.latitude, centre.longitude)))
+    return (
+        select(func.min(squared_chord(table, *centre)))
         .where(
-            table.rid == RESOURCES.c.rid,
-            table.resource_type == request.resource_type,
+            table.rid == row.rid,
+            table.resource_type == resource_type,
             table.param == code,
         )
         .scalar_subquery()
     )
+
+
+def _near_key(request: SearchRequest, code: str, descending: bool) -> SortKey:
+    """`_sort=near`: by the distance from the search's one `near` point (to a resource's
+    closest position; as its chord, which grows with the distance, see geo.py). The point is
+    part of the statement's shape: such searches are compiled per point."""
+    points = [point for value in request.values(code) for point in split_escaped(value, ",")]
+    if len(points) != 1:
+        raise invalid(f"_sort={code} needs one {code} parameter with one point.", "_sort")
+    centre = circle(points[0], code)
+    distance = Sql(
+        _nearest,
+        (request.resource_type, code, on_sphere(centre.latitude, centre.longitude)),
+    )
     return SortKey(distance, descending, "number", nullable=True)
+
+
+def _sort_value(
+    row: Any, resource_type: str, kind: str, names: tuple[str, ...], descending: bool
+) -> Any:
+    """A resource's lowest value of the parameter ascending, its highest descending."""
+    table = TABLES[kind].alias().c
+    lowest, highest, _ = _SORT_COLUMNS[kind]
+    aggregate = (
+        func.max(getattr(table, highest)) if descending else func.min(getattr(table, lowest))
+    )
+    return (
+        select(aggregate)
+        .where(
+            table.rid == row.rid,
+            table.resource_type == resource_type,
+            table.param.in_(constants(names)),
+        )
+        .scalar_subquery()
+    )
+
+
+_ID, _LAST_UPDATED, _RID = (Sql(_column, (name,)) for name in ("fhir_id", "last_updated", "rid"))
 
 
 def _sort_key(request: SearchRequest, key: str) -> SortKey:
     resource_type = request.resource_type
     descending, code = key.startswith("-"), key.removeprefix("-")
     if code == "_id":
-        return SortKey(RESOURCES.c.fhir_id, descending, "text")
+        return SortKey(_ID, descending, "text")
     if code == "_lastUpdated":
-        return SortKey(RESOURCES.c.last_updated, descending, "moment")
+        return SortKey(_LAST_UPDATED, descending, "moment")
     parameter = parameters_of(resource_type).get(code)
     if parameter is not None and parameter.type == "special" and parameter.searchable:
         return _near_key(request, code, descending)
     if parameter is None or not parameter.searchable or parameter.type not in _SORT_COLUMNS:
         raise invalid(f"_sort: {code} is not a parameter of {resource_type} to sort by.", "_sort")
-    table = TABLES[parameter.type].alias().c
-    lowest, highest, kind = _SORT_COLUMNS[parameter.type]
-    aggregate = (
-        func.max(getattr(table, highest)) if descending else func.min(getattr(table, lowest))
-    )
-    value = (
-        select(aggregate)
-        .where(
-            table.rid == RESOURCES.c.rid,
-            table.resource_type == resource_type,
-            table.param.in_(parameter.index_names(code)),
-        )
-        .scalar_subquery()
-    )
-    return SortKey(value, descending, kind, nullable=True)
+    names = tuple(parameter.index_names(code))
+    value = Sql(_sort_value, (resource_type, parameter.type, names, descending))
+    return SortKey(value, descending, _SORT_COLUMNS[parameter.type][2], nullable=True)
 
 
 def sort_keys(request: SearchRequest) -> list[SortKey]:
@@ -563,18 +662,27 @@ def sort_keys(request: SearchRequest) -> list[SortKey]:
     an update does not change (`_lastUpdated` does, and would move a resource across pages)."""
     keys = [key for value in request.values("_sort") for key in value.split(",")]
     if not keys:
-        return [SortKey(RESOURCES.c.rid, True, "rid")]
+        return [SortKey(_RID, True, "rid")]
     if not all(keys):
         raise invalid("_sort needs parameter names separated by commas.", "_sort")
     columns = [_sort_key(request, key) for key in keys]
-    return [*columns, SortKey(RESOURCES.c.rid, False, "rid")]
+    return [*columns, SortKey(_RID, False, "rid")]
 
 
-def ordered(statement: Select[Any], keys: Sequence[SortKey]) -> Select[Any]:
-    """`statement` in the order of `keys`, those without a value last; each key's value is a
-    column after the resource (the last one's values are where the next page starts)."""
+def _where(row: Any, statement: Sql, condition: Sql) -> Select[Any]:
+    return statement.build(row).where(condition.build(row))  # type: ignore[no-any-return]
+
+
+def narrowed(statement: Sql, condition: Sql) -> Sql:
+    """`statement` with one condition more."""
+    return Sql(_where, (statement, condition))
+
+
+def _page(
+    row: Any, statement: Sql, keys: tuple[SortKey, ...], limit: Slot, offset: Slot
+) -> Select[Any]:
     labelled: list[Label[Any]] = [
-        key.expression.label(f"sort_{number}") for number, key in enumerate(keys)
+        key.expression.build(row).label(f"sort_{number}") for number, key in enumerate(keys)
     ]
     order = []
     for key, column in zip(keys, labelled, strict=True):
@@ -582,7 +690,15 @@ def ordered(statement: Select[Any], keys: Sequence[SortKey]) -> Select[Any]:
         # Only where a value may be missing: PostgreSQL would not read the row id's index
         # backwards for `DESC NULLS LAST`.
         order.append(direction.nulls_last() if key.nullable else direction)
-    return statement.add_columns(*labelled).order_by(*order)
+    selected: Select[Any] = statement.build(row)
+    return selected.add_columns(*labelled).order_by(*order).limit(limit).offset(offset)
+
+
+def page(values: Values, statement: Sql, keys: Sequence[SortKey], size: int, offset: int) -> Sql:
+    """`size` resources of `statement` from `offset` on, in the order of `keys`, those without
+    a value last; each key's value is a column after the resource (the last one's values are
+    where the next page starts)."""
+    return Sql(_page, (statement, tuple(keys), values.slot(size), values.slot(offset)))
 
 
 def total_mode(request: SearchRequest, accurate: bool) -> str:
@@ -595,9 +711,13 @@ def total_mode(request: SearchRequest, accurate: bool) -> str:
     return "accurate" if accurate else (modes[0] if modes else "default")
 
 
-def count_of(statement: Select[Any], limit: int | None = None) -> Select[int]:
-    """The number of matches (counting at most `limit`, for an estimate of bounded cost)."""
-    inner = statement.order_by(None).with_only_columns(RESOURCES.c.rid)
+def _counted(row: Any, statement: Sql, limit: Slot | None) -> Select[Any]:
+    inner = statement.build(row).with_only_columns(row.rid)
     if limit is not None:
         inner = inner.limit(limit)
     return select(func.count()).select_from(inner.subquery())
+
+
+def count_of(values: Values, statement: Sql, limit: int | None = None) -> Sql:
+    """The number of matches (counting at most `limit`, for an estimate of bounded cost)."""
+    return Sql(_counted, (statement, None if limit is None else values.slot(limit)))
