@@ -126,6 +126,23 @@ async def test_other_organisations_are_never_found_nor_counted(
     assert ward["foreign"] not in [e["resource"]["id"] for e in bundle["entry"]]
 
 
+async def test_one_compiled_search_serves_each_organisation_its_own(
+    hub: Hub, ward: dict[str, str]
+) -> None:
+    """The same search by two organisations, in turn: one compiled statement (template.py),
+    the organisation one of its values."""
+    found = {}
+    for organisation in ("hospital-a", "hospital-b", "hospital-a"):
+        response = await hub.http.get(
+            "/fhir/Patient",
+            params={"identifier": f"{KVNR}|A123456780", "_total": "accurate"},
+            headers=await hub.token(organisation=organisation),
+        )
+        bundle = response.json()
+        found[organisation] = ([e["resource"]["id"] for e in bundle["entry"]], bundle["total"])
+    assert found == {"hospital-a": ([ward["erika"]], 1), "hospital-b": ([ward["foreign"]], 1)}
+
+
 async def test_paging_links_walk_all_results(hub: Hub, ward: dict[str, str]) -> None:
     seen: list[str] = []
     url: str | None = "/fhir/Observation?_count=2"

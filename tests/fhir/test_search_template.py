@@ -177,3 +177,14 @@ def test_the_cache_compiles_once_per_key_and_forgets_the_least_recently_used() -
 
 def test_a_found_resource_has_the_columns_of_the_table_in_order() -> None:
     assert StoredResource._fields == tuple(column.key for column in RESOURCES.c)
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.asyncpg.dialect()])  # type: ignore[attr-defined]
+def test_a_page_sorted_by_a_number_compiles(dialect: Any) -> None:
+    """The sort value of a quantity is a double: asyncpg's driver returns it as a float."""
+    request = SearchRequest("Observation", [("_sort", "value-quantity")])
+    values = Values()
+    statement = query.build(values, request, "hospital-a")
+    paged = query.page(values, statement, query.sort_keys(request), 11, 0)
+    compiled = CompiledStatement(paged.build(RESOURCES.c), dialect)
+    assert compiled.row((1, "Observation", "o1", 1, None, False, "h", "{}", 5.5, 1))[-2] == 5.5

@@ -24,9 +24,10 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy import Insert, Table
+from sqlalchemy import Float, Insert, Numeric, Table
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.sql import Select
+from sqlalchemy.types import TypeEngine
 
 DriverRow = tuple[Any, ...]
 AnySelect = Select[*tuple[Any, ...]]
@@ -60,10 +61,7 @@ class CompiledStatement:
             if not bind.required
         }
         self._results: list[Processor] = (
-            [
-                column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in statement.selected_columns
-            ]
+            [_result_processor(column.type, dialect) for column in statement.selected_columns]
             if isinstance(statement, Select)
             else []
         )
@@ -81,6 +79,16 @@ class CompiledStatement:
             value if process is None else process(value)
             for process, value in zip(self._results, values, strict=True)
         )
+
+
+def _result_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Processor:
+    """How a value of `column_type` comes from the driver. SQLAlchemy's asyncpg numbers ask
+    for the column's type code, which only a result carries: asyncpg itself returns a float
+    for double precision (the only floating type here) and a Decimal for numeric."""
+    implementation = column_type.dialect_impl(dialect)
+    if isinstance(implementation, (Float, Numeric)) and dialect.name == "postgresql":
+        return None
+    return implementation.result_processor(dialect, None)
 
 
 class StatementCache:
