@@ -49,10 +49,6 @@ NAMING_CONVENTION = {
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-Reader = AsyncSession | AsyncConnection
-"""What reading SQL runs on: a session, or the plain connection of `Database.reading()`."""
-
-
 class Reading:
     """The connection of `Database.reading()`: SQLAlchemy statements on `connection`, and
     statements compiled once per shape (`fetch_all`) run by its driver directly."""
