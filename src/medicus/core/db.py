@@ -20,7 +20,6 @@ from sqlalchemy import DateTime, MetaData, Table, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -49,31 +48,22 @@ NAMING_CONVENTION = {
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-class Reading:
-    """The connection of `Database.reading()`: SQLAlchemy statements on `connection`, and
-    statements compiled once per shape (`fetch_all`) run by its driver directly."""
 
-    def __init__(self, connection: AsyncConnection, statements: StatementCache) -> None:
-        self.connection = connection
+class Reading:
+    """The connection of `Database.reading()`: statements compiled once per shape, run by the
+    database's driver on it (asyncpg's, or aiosqlite's inside a read transaction)."""
+
+    def __init__(self, connection: Any, dialect_name: str, statements: StatementCache) -> None:
+        self._connection = connection
+        self._dialect_name = dialect_name
         self._statements = statements
-        self._driver_connection: Any = None
 
     async def fetch_all(
         self, key: Hashable, build: Callable[[], AnySelect], parameters: dict[str, Any]
     ) -> list[DriverRow]:
         """The rows of the statement `build` makes, compiled once for all equal `key`s."""
         query = self._statements.compiled(key, build)
-        if self._driver_connection is None:
-            raw = await self.connection.get_raw_connection()
-            self._driver_connection = raw.driver_connection
-        try:
-            return await fetch_all(
-                self._driver_connection, self.connection.dialect.name, query, parameters
-            )
-        except (*_BROKEN, asyncpg.InternalClientError) as error:
-            # Outside SQLAlchemy, a broken connection would go back to its pool unnoticed.
-            await self.connection.invalidate(error)
-            raise asyncpg.ConnectionDoesNotExistError("the database connection broke") from error
+        return await fetch_all(self._connection, self._dialect_name, query, parameters)
 
 
 class Base(DeclarativeBase):
@@ -103,16 +93,13 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-_BROKEN = (
+_UNAVAILABLE = (
+    OperationalError,  # cannot connect; SQLite: locked for longer than the busy timeout
+    InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     ConnectionError,
-)
-_UNAVAILABLE = (
-    OperationalError,  # cannot connect; SQLite: locked for longer than the busy timeout
-    InterfaceError,
-    *_BROKEN,
 )
 
 
@@ -212,17 +199,18 @@ class Database:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Reading]:
-        """A plain connection for a few reads that return rows, not ORM objects. PostgreSQL:
-        autocommit, so no BEGIN/ROLLBACK round trips (at READ COMMITTED each statement of
-        a transaction saw its own snapshot anyway). SQLite: a read transaction, one
-        snapshot for all its statements."""
-        async with self._reader.connect() as connection:
-            if self._sqlite_writer_lock is None:
-                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                yield Reading(autocommit, self._statements)
-                return
-            async with connection.begin():
-                yield Reading(connection, self._statements)
+        """A connection for a few reads of rows (a search's page, count and includes), not ORM
+        objects. PostgreSQL: one of the driver's pooled connections, in autocommit (at READ
+        COMMITTED each statement of a transaction saw its own snapshot anyway), without
+        SQLAlchemy's checkout and checkin. SQLite: a read transaction, one snapshot for all
+        its statements."""
+        if isinstance(self._driver, PostgresDriver):
+            async with self._driver.connection() as connection:
+                yield Reading(connection, self.dialect_name, self._statements)
+            return
+        async with self._reader.connect() as connection, connection.begin():
+            raw = await connection.get_raw_connection()
+            yield Reading(raw.driver_connection, self.dialect_name, self._statements)
 
     async def fetch_one(
         self, statement: AnySelect, parameters: dict[str, Any] | None = None

@@ -237,18 +237,18 @@ class PostgresDriver(_Compiling):
 
     async def fetch_one(self, statement: AnySelect, parameters: dict[str, Any]) -> DriverRow | None:
         query = self.compiled(statement)
-        async with self._connection() as connection:
+        async with self.connection() as connection:
             values = await connection.fetchrow(query.sql, *query.arguments(parameters))
         return None if values is None else query.row(tuple(values))
 
     async def insert_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         """asyncpg's executemany is atomic: one transaction, one pipelined round trip."""
         insert = self.inserting(table)
-        async with self._connection() as connection:
+        async with self.connection() as connection:
             await connection.executemany(insert.sql, [insert.arguments(row) for row in rows])
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection. asyncpg raises its InternalClientError when its own state of
         a connection broke — seen when the server closed the connection under it (a restart,
         a killed backend): the connection is discarded and the error is a lost connection,

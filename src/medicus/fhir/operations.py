@@ -87,7 +87,7 @@ class Operations:
         targets = self._targets(caller, types)
         async with self._database.reading() as reading:
             rows = await repository.compartment(
-                reading.connection,
+                reading,
                 caller.organisation_id,
                 patient_id,
                 members,

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy import insert as sql_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.core.bulk import Batch, in_bulk, insert_tables
 from medicus.core.db import Reading
@@ -38,8 +38,9 @@ from medicus.fhir.search.include import (
     included,
     includes_of,
 )
-from medicus.fhir.search.query import SearchRequest
-from medicus.fhir.search.template import Sql, Values
+from medicus.fhir.search.match import TABLES
+from medicus.fhir.search.query import SearchRequest, constants, visible
+from medicus.fhir.search.template import Slot, Sql, Values
 
 
 async def resource(
@@ -348,43 +349,66 @@ async def lock_condition(session: AsyncSession, key: int) -> None:
         await session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
+def _in_compartment(
+    row: Any,
+    organisation: Slot,
+    patient: Slot,
+    members: tuple[tuple[str, tuple[str, ...]], ...],
+    since: Slot | None,
+    limit: Slot,
+    offset: Slot,
+) -> AnySelect:
+    reference = TABLES["reference"].c
+    refers = exists().where(
+        reference.rid == row.rid,
+        reference.target_type == "Patient",
+        reference.target_id == patient,
+        or_(
+            *(
+                and_(reference.resource_type == kind, reference.param.in_(constants(params)))
+                for kind, params in members
+            )
+        ),
+    )
+    is_patient = and_(row.resource_type == "Patient", row.fhir_id == patient)
+    kinds = [kind for kind, _ in members]
+    statement = select(*RESOURCES.c).where(
+        *visible(row, organisation),
+        row.resource_type.in_(constants(kinds)),
+        or_(is_patient, refers) if "Patient" in kinds else refers,
+    )
+    if since is not None:
+        statement = statement.where(row.last_updated >= since)
+    return statement.order_by(row.rid).limit(limit).offset(offset)
+
+
 async def compartment(
-    session: AsyncConnection,
+    reading: Reading,
     organisation_id: str,
     patient_id: str,
     members: dict[str, tuple[str, ...]],
     since: dt.datetime | None,
     limit: int,
     offset: int,
-) -> Sequence[StoredResource]:
+) -> list[StoredResource]:
     """The patient (if `members` has Patient) and the current resources of the organisation
     that are in the patient's compartment: those that refer to the patient through one of
     their type's compartment parameters (`members`: resource type → parameters)."""
-    in_compartment = or_(
-        *(
-            and_(ReferenceIndexRow.resource_type == kind, ReferenceIndexRow.param.in_(params))
-            for kind, params in members.items()
-        )
+    if not members:
+        return []
+    values = Values()
+    statement = Sql(
+        _in_compartment,
+        (
+            values.slot(organisation_id),
+            values.slot(patient_id),
+            tuple(sorted(members.items())),
+            None if since is None else values.slot(since),
+            values.slot(limit),
+            values.slot(offset),
+        ),
     )
-    refers = exists().where(
-        ReferenceIndexRow.rid == FhirResourceRow.rid,
-        ReferenceIndexRow.target_type == "Patient",
-        ReferenceIndexRow.target_id == patient_id,
-        in_compartment,
-    )
-    is_patient = and_(
-        FhirResourceRow.resource_type == "Patient", FhirResourceRow.fhir_id == patient_id
-    )
-    statement = select(*RESOURCES.c).where(
-        FhirResourceRow.organisation_id == organisation_id,
-        FhirResourceRow.deleted.is_(False),
-        FhirResourceRow.resource_type.in_(list(members)),
-        or_(is_patient, refers) if "Patient" in members else refers,
-    )
-    if since is not None:
-        statement = statement.where(FhirResourceRow.last_updated >= since)
-    statement = statement.order_by(FhirResourceRow.rid).limit(limit).offset(offset)
-    return [StoredResource(*row) for row in await session.execute(statement)]
+    return await _resources(reading, statement, values)
 
 
 _resource = FhirResourceRow
