@@ -11,6 +11,7 @@ from sqlalchemy import column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from medicus.core.driver import CompiledStatement, StatementCache
+from medicus.core.errors import ApiError
 from medicus.fhir.models import RESOURCES, StoredResource
 from medicus.fhir.search import paging, query
 from medicus.fhir.search.include import Found, included, includes_of
@@ -188,3 +189,12 @@ def test_a_page_sorted_by_a_number_compiles(dialect: Any) -> None:
     paged = query.page(values, statement, query.sort_keys(request), 11, 0)
     compiled = CompiledStatement(paged.build(RESOURCES.c), dialect)
     assert compiled.row((1, "Observation", "o1", 1, None, False, "h", "{}", 5.5, 1))[-2] == 5.5
+
+
+def test_a_search_with_too_many_values_in_all_is_refused() -> None:
+    """Each parameter within its limit, together beyond what one statement may bind."""
+    ids = ",".join(f"p{number}" for number in range(query.MAX_ALTERNATIVES))
+    parameters = [("_id", ids)] * (query.MAX_VALUES // query.MAX_ALTERNATIVES + 1)
+    with pytest.raises(ApiError) as refused:
+        _shape("Patient", *parameters)
+    assert refused.value.status == 400

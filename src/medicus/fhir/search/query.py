@@ -76,6 +76,11 @@ UNSUPPORTED = {
     "_contained": "searching contained resources",
     "_containedType": "searching contained resources",
 }
+MAX_ALTERNATIVES = 200
+"""Comma-separated values of one search parameter."""
+MAX_VALUES = 10_000
+"""Values of one search in all (a prefix match takes three, padded lists up to twice their
+length), well below PostgreSQL's 32,767 parameters of a statement."""
 # Per sortable parameter type: the column ascending, the column descending, and the kind of
 # value a paging cursor carries for it.
 _SORT_COLUMNS = {
@@ -180,6 +185,19 @@ def _has_index_row(
     probe: bool = False,
 ) -> Sql:
     return Sql(_index_row, (resource_type, kind, tuple(names), where, negate, probe))
+
+
+def _alternatives(value: str, name: str) -> list[str]:
+    """The comma-separated values of a parameter (any of them matches), at most
+    MAX_ALTERNATIVES: databases refuse deeper conditions (SQLite: an expression depth of
+    1,000, which 500 prefix matches in a chain exceed) or more parameters (PostgreSQL:
+    32,767) than a much longer list would need."""
+    texts = split_escaped(value, ",")
+    if not all(texts):
+        raise invalid(f"{name} needs a value.", name)
+    if len(texts) > MAX_ALTERNATIVES:
+        raise invalid(f"{name} has more than {MAX_ALTERNATIVES} values; search in parts.", name)
+    return texts
 
 
 def _modified(parameter: SearchParameter, name: str, modifier: str | None) -> tuple[str, str, bool]:
@@ -288,9 +306,7 @@ def _parameter(
 ) -> Sql:
     if modifier == "missing":
         return _missing(resource_type, parameter, name, value)
-    texts = split_escaped(value, ",")
-    if not all(texts):
-        raise invalid(f"{name} needs a value.", name)
+    texts = _alternatives(value, name)
     if parameter.code in ("_id", "_lastUpdated"):
         return _resource_column(values, parameter, name, texts, modifier)
     if parameter.type == "composite":
@@ -455,9 +471,7 @@ def _in_list(
     of the type (an IN over their ids did, on SQLite)."""
     if key != "_list":
         raise invalid(f"The modifier :{key.partition(':')[2]} is not supported on _list.", name)
-    ids = split_escaped(value, ",")
-    if not all(ids):
-        raise invalid(f"{name} needs the id of a List.", name)
+    ids = _alternatives(value, name)
     if any(fhir_id.startswith("$") for fhir_id in ids):
         message = f"{name}: functional lists ({value}) are not supported; name a List by its id."
         raise invalid(message, name)
@@ -568,6 +582,9 @@ def build(values: Values, request: SearchRequest, organisation_id: str) -> Sql:
         except UnknownParameter:
             if not request.lenient:
                 raise
+    if len(values.items) > MAX_VALUES:
+        message = f"This search has more than {MAX_VALUES} values in all; search in parts."
+        raise invalid(message, searched[-1][0])
     return Sql(_matching, (request.resource_type, scope.organisation, tuple(conditions)))
 
 
