@@ -271,5 +271,5 @@ class PostgresDriver(_Compiling):
 
 class _StatelessConnection(asyncpg.Connection):  # type: ignore[misc]
     def get_reset_query(self) -> str:
-        """Point reads and single-statement inserts leave no session state to reset."""
+        """Reads, searches and single-statement inserts leave no session state to reset."""
         return ""
