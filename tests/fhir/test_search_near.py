@@ -136,6 +136,35 @@ async def test_sorted_by_distance_and_paged(hub: Hub, places: dict[str, str]) ->
     assert walked == ordered
 
 
+async def test_each_match_carries_its_distance(hub: Hub, places: dict[str, str]) -> None:
+    """The `location-distance` extension on `entry.search`, in km; a search with several
+    points has none (a distance to which of them?)."""
+    near = _near(CHARITE, 30, "km")
+    response = await hub.http.get(
+        "/fhir/Location", params={"near": near, "_sort": "near"}, headers=await hub.token()
+    )
+    distances = {}
+    for entry in response.json()["entry"]:
+        (extension,) = entry["search"]["extension"]
+        assert extension["url"] == "http://hl7.org/fhir/StructureDefinition/location-distance"
+        assert extension["valueDistance"]["code"] == "km"
+        distances[entry["resource"]["id"]] = extension["valueDistance"]["value"]
+    expected = {
+        places[name]: haversine(CHARITE, where) / 1000
+        for name, where in (("charite", CHARITE), ("virchow", VIRCHOW), ("potsdam", POTSDAM))
+    }
+    assert distances.keys() == expected.keys()
+    for fhir_id, kilometres in expected.items():
+        assert distances[fhir_id] == pytest.approx(kilometres, abs=0.001)
+    assert distances[places["charite"]] == 0
+    both = await hub.http.get(
+        "/fhir/Location",
+        params={"near": f"{near},{_near(MUNICH, 1, 'km')}"},
+        headers=await hub.token(),
+    )
+    assert [entry["search"] for entry in both.json()["entry"]] == [{"mode": "match"}] * 4
+
+
 async def test_moved_and_deleted_locations(hub: Hub, places: dict[str, str]) -> None:
     moved = {**_location("Klinikum Potsdam", MUNICH), "id": places["potsdam"]}
     response = await hub.http.put(

@@ -173,7 +173,7 @@ def _searchset(
         {
             "fullUrl": f"{base}/{fhir_id}",
             "resource": orjson.Fragment(subset.apply(content)),
-            "search": {"mode": "match"},
+            "search": _match(result.distances.get(fhir_id)),
         }
         for fhir_id, content in result.resources
     ] + [
@@ -185,6 +185,19 @@ def _searchset(
         for kind, fhir_id, content in result.included
     ]
     return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+
+
+LOCATION_DISTANCE = "http://hl7.org/fhir/StructureDefinition/location-distance"
+
+
+def _match(metres: float | None) -> dict[str, Any]:
+    """A match's `entry.search`, with its distance from a `near` search's point in km."""
+    if metres is None:
+        return {"mode": "match"}
+    kilometres = {"value": round(metres / 1000, 3), "unit": "km"}
+    ucum = {"system": "http://unitsofmeasure.org", "code": "km"}
+    extension = {"url": LOCATION_DISTANCE, "valueDistance": {**kilometres, **ucum}}
+    return {"extension": [extension], "mode": "match"}
 
 
 def _count(request: Request) -> int:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
+import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +28,8 @@ from medicus.fhir.guard import AccessDenied, Guard, audit_event
 from medicus.fhir.models import LARGEST_VERSION, FhirVersionRow
 from medicus.fhir.resources import StoredVersion, check_id, check_type
 from medicus.fhir.search import paging, query
+from medicus.fhir.search.extract import position
+from medicus.fhir.search.geo import distance
 from medicus.fhir.search.query import SearchRequest
 from medicus.fhir.writer import ResourceWriter
 from medicus.iam.tokens import Principal
@@ -40,6 +43,8 @@ class SearchResult:
     next_cursor: str | None  # None: the last page
     total: int | None
     included: tuple[tuple[str, str, bytes], ...] = ()
+    distances: dict[str, float] = field(default_factory=dict)
+    """Metres from the search's `near` point to each match with a position, by id."""
 
 
 class FhirService:
@@ -144,7 +149,9 @@ class FhirService:
             following = paging.cursor(
                 request, organisation, keys, found.last_sort_values, self._cursors
             )
-        return SearchResult(page, following, found.total, extra)
+        centre = query.near_point(request)
+        distances = {} if centre is None else _distances(page, centre)
+        return SearchResult(page, following, found.total, extra, distances)
 
     async def history_of_many(
         self,
@@ -223,3 +230,13 @@ class FhirService:
             await self._audit.record(denied.event)
             raise denied.error from None
         await self._audit.record(event)
+
+
+def _distances(page: list[tuple[str, bytes]], centre: tuple[float, float]) -> dict[str, float]:
+    """Metres from `centre` to the position of each resource that has one (a Location)."""
+    found = {}
+    for fhir_id, content in page:
+        where = position(orjson.loads(content).get("position"))
+        if where is not None:
+            found[fhir_id] = distance(centre, where[:2])
+    return found

@@ -211,7 +211,7 @@ def _quantity_range(low: Quantity | None, high: Quantity | None) -> Quantity | N
     )
 
 
-def _position(value: Any) -> tuple[float, float, float, float, float] | None:
+def position(value: Any) -> tuple[float, float, float, float, float] | None:
     """A Location.position as latitude, longitude and its point on the unit sphere; None if
     it is no position on the Earth (a latitude beyond ±90°, a longitude beyond ±180°)."""
     if not isinstance(value, dict):
@@ -269,8 +269,8 @@ def _add(rows: IndexRows, parameter: SearchParameter, code: str, value: Any) -> 
         rows.quantities.append((code, quantity))
     elif kind == "uri" and isinstance(value, str):
         rows.uris.append((code, value))
-    elif kind == "special" and (position := _position(value)) is not None:
-        rows.positions.append((code, *position))
+    elif kind == "special" and (found := position(value)) is not None:
+        rows.positions.append((code, *found))
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,12 @@ def on_sphere(latitude: float, longitude: float) -> tuple[float, float, float]:
     return math.cos(north) * math.cos(east), math.cos(north) * math.sin(east), math.sin(north)
 
 
+def distance(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Metres along the Earth's surface between two positions (latitude, longitude)."""
+    chord = math.dist(on_sphere(*a), on_sphere(*b))
+    return 2 * math.asin(min(chord / 2, 1.0)) * EARTH_RADIUS
+
+
 @dataclass(frozen=True)
 class Circle:
     """The positions within `radius` metres along the Earth's surface of a centre."""

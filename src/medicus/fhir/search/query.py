@@ -617,6 +617,22 @@ def _nearest(row: Any, resource_type: str, code: str, centre: tuple[float, float
     )
 
 
+def near_point(request: SearchRequest) -> tuple[float, float] | None:
+    """The one point a search's `near` is about (None: no `near`, or several points), whose
+    distance each match carries."""
+    every = parameters_of(request.resource_type)
+    points = [
+        (name, point)
+        for name, value in request.parameters
+        if name in every and every[name].type == "special" and every[name].searchable
+        for point in split_escaped(value, ",")
+    ]
+    if len(points) != 1:
+        return None
+    centre = circle(points[0][1], points[0][0])
+    return centre.latitude, centre.longitude
+
+
 def _near_key(request: SearchRequest, code: str, descending: bool) -> SortKey:
     """`_sort=near`: by the distance from the search's one `near` point (to a resource's
     closest position; as its chord, which grows with the distance, see geo.py). The point is
