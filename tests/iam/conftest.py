@@ -53,8 +53,11 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[email.message.Message] = []
         self.port = 0
+        self.refusing = False
 
     async def handle_DATA(self, _server: object, _session: object, envelope: Any) -> str:
+        if self.refusing:
+            return "554 Transaction failed"
         self.messages.append(email.message_from_bytes(envelope.content))
         return "250 OK"
 

@@ -134,6 +134,36 @@ async def test_an_invitation_arrives_by_mail_and_is_accepted_once(
     assert browser.totp_secret is not None
 
 
+async def test_an_invitation_whose_mail_fails_is_withdrawn(world: World, mailbox: Mailbox) -> None:
+    """A 503 that leaves nothing to accept, so that trying again invites once."""
+    mailbox.refusing = True
+    failed = await _invite(world, "nora.neu@klinikum-a.example")
+    assert failed.status_code == 503
+    assert "mail relay" in failed.json()["detail"]
+    mailbox.refusing = False
+    assert (await _invite(world, "nora.neu@klinikum-a.example")).status_code == 201
+    async with world.platform.database.snapshot() as session:
+        invited = await session.scalar(
+            text("SELECT count(*) FROM invitation WHERE email = 'nora.neu@klinikum-a.example'")
+        )
+    assert invited == 1
+    await world.platform.audit.seal_all()
+    async with world.platform.database.snapshot() as session:
+        actions = (
+            (
+                await session.execute(
+                    text(
+                        "SELECT action FROM audit_entry "
+                        "WHERE action LIKE 'iam.invitation.%' ORDER BY seq"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert actions == ["iam.invitation.create", "iam.invitation.withdraw", "iam.invitation.create"]
+
+
 async def test_an_invitation_never_replaces_an_existing_password(
     world: World, mailbox: Mailbox
 ) -> None:

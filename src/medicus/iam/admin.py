@@ -145,18 +145,38 @@ class AdminService:
                     detail={"role": str(role)},
                 ),
             )
-        await self._mail.send(
-            Mail(
-                to=row.email,
-                subject=f"Invitation to {organisation.name} on medicus",
-                body=(
-                    f"{display_name},\n\nyou are invited to work for {organisation.name} as "
-                    f"{role}. Accept within {self._invitation_lifetime.days} days:\n\n"
-                    f"{self._public_url}/invitation?token={token}\n"
+        mail = Mail(
+            to=row.email,
+            subject=f"Invitation to {organisation.name} on medicus",
+            body=(
+                f"{display_name},\n\nyou are invited to work for {organisation.name} as "
+                f"{role}. Accept within {self._invitation_lifetime.days} days:\n\n"
+                f"{self._public_url}/invitation?token={token}\n"
+            ),
+        )
+        try:
+            await self._mail.send(mail)
+        except ApiError:
+            await self._withdraw(row, "the mail relay did not take the invitation")
+            raise
+        return Invitation(row.id, row.email, row.role, row.expires_at)
+
+    async def _withdraw(self, row: InvitationRow, reason: str) -> None:
+        """Remove an invitation no one received (its mail was not sent), so that inviting
+        again does not leave a second one; the audit trail keeps both steps. The mail is
+        sent after the commit: a relay's delay must not hold the database's writer."""
+        async with self._database.transaction() as session:
+            await repository.delete_invitation(session, row.token_hash)
+            await self._audit.append(
+                session,
+                AuditEvent(
+                    "iam.invitation.withdraw",
+                    row.invited_by,
+                    organisation=row.organisation_id,
+                    target=f"invitation:{row.id}",
+                    detail={"reason": reason},
                 ),
             )
-        )
-        return Invitation(row.id, row.email, row.role, row.expires_at)
 
     async def update_member(
         self,

@@ -96,6 +96,10 @@ async def invitation(session: AsyncSession, token_hash: str) -> InvitationRow | 
     return await session.get(InvitationRow, token_hash)
 
 
+async def delete_invitation(session: AsyncSession, token_hash: str) -> None:
+    await session.execute(delete(InvitationRow).where(InvitationRow.token_hash == token_hash))
+
+
 async def accept_invitation(session: AsyncSession, token_hash: str, now: dt.datetime) -> bool:
     """Mark the invitation accepted unless it was already; True if this call accepted it."""
     statement = (
