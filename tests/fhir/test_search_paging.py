@@ -178,6 +178,38 @@ async def test_sorted_walks_over_tokens_quantities_and_dates(hub: Hub) -> None:
         for size in (1, 3, 100):
             pages = await walk(hub, f"/fhir/Observation?_count={size}&_sort={sort}")
             assert _ids(pages) == [by[letter] for letter in order], (sort, size)
+            assert _ids(await walk_back(hub, pages[-1])) == _ids(pages[:-1]), (sort, size)
+
+
+async def walk_back(hub: Hub, last: dict[str, object]) -> list[dict[str, object]]:
+    """The pages before `last` by their `previous` links, in the search's order."""
+    pages: list[dict[str, object]] = []
+    preceding = _link(last, "previous")
+    while preceding:
+        assert len(pages) < 100, "the walk does not end"
+        pages.insert(0, await _get(hub, preceding))
+        preceding = _link(pages[0], "previous")
+    return pages
+
+
+@pytest.mark.parametrize("sort", ["", "family", "-birthdate,given", "birthdate,-family"])
+async def test_previous_links_walk_back_over_the_same_pages(
+    hub: Hub, crowd: list[str], sort: str
+) -> None:
+    """Backwards across ties and missing values (which come last in either direction), the
+    pages of the walk forwards, each with its resources in the search's order; from a page
+    reached backwards, `next` leads forwards again."""
+    for size in (1, 2, 4):
+        url = (
+            f"/fhir/Patient?_count={size}&_sort={sort}" if sort else f"/fhir/Patient?_count={size}"
+        )
+        forwards = await walk(hub, url)
+        assert _link(forwards[0], "previous") is None
+        backwards = await walk_back(hub, forwards[-1])
+        assert [_ids([page]) for page in backwards] == [_ids([page]) for page in forwards[:-1]]
+        assert _link(backwards[0], "previous") is None
+        onwards = await walk(hub, str(_link(backwards[0], "next")))
+        assert _ids(onwards) == _ids(forwards[1:])
 
 
 async def test_offsets_still_work_and_lead_on_to_cursors(hub: Hub, crowd: list[str]) -> None:
@@ -191,7 +223,7 @@ async def test_offsets_still_work_and_lead_on_to_cursors(hub: Hub, crowd: list[s
     assert "_offset" not in following
     rest = await walk(hub, following)
     assert _ids(rest) == newest_first[6:]
-    assert _link(rest[0], "previous") is None  # a cursor page does not know where it is
+    assert "_cursor=" in str(_link(rest[0], "previous"))
     assert "_cursor=" in str(_link(rest[0], "self"))
 
 

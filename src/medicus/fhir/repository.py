@@ -247,7 +247,8 @@ async def _count(reading: Reading, values: Values, statement: Sql, limit: int | 
 @dataclass(frozen=True)
 class SearchPage:
     rows: Sequence[StoredResource]
-    last_sort_values: tuple[Any, ...] | None  # None: the last page
+    next_values: tuple[Any, ...] | None  # the last row's sort values if a page follows
+    previous_values: tuple[Any, ...] | None  # the first row's if a page comes before
     total: int | None
     included: list[StoredResource]
 
@@ -260,32 +261,44 @@ async def search_page(
     offset: int,
     accurate: bool,
     keys: Sequence[query.SortKey],
-    position: Sequence[Any] | None,
+    position: paging.Position | None,
 ) -> SearchPage:
     """One page of a search (ONE query, the organisation inside it) in the order of `keys`,
-    after `position` (the sort values of a cursor), its total as `_total` asks, what it
-    includes (`_summary=count`: only the total), and the sort values of its last resource if
-    more follow. A position only bounds the page query: totals count the whole search."""
+    after or before `position` (a cursor's), its total as `_total` asks, what it includes
+    (`_summary=count`: only the total), and the sort values its paging links start from. The
+    page before a resource is read in the reverse order and turned round. A position only
+    bounds the page query: totals count the whole search."""
     values = Values()
     statement = query.build(values, request, organisation_id)
     includes = includes_of(request)
     mode = query.total_mode(request, accurate)
     if request.values("_summary") == ["count"]:
-        return SearchPage([], None, await _count(reading, values, statement), [])
+        return SearchPage([], None, None, await _count(reading, values, statement), [])
+    backward = position is not None and position.backward
+    order = [key.reversed() for key in keys] if backward else list(keys)
     bounded = (
         statement
         if position is None
-        else query.narrowed(statement, paging.after(values, keys, position))
+        else query.narrowed(statement, paging.after(values, order, position.values))
     )
-    found = await _fetch(reading, query.page(values, bounded, keys, size + 1, offset), values)
+    found = await _fetch(reading, query.page(values, bounded, order, size + 1, offset), values)
+    more = len(found) > size
+    found = found[:size][::-1] if backward else found[:size]
     width = len(RESOURCES.c)
-    matched = [StoredResource(*row[:width]) for row in found[:size]]
-    has_more = len(found) > size
+    matched = [StoredResource(*row[:width]) for row in found]
     known = offset if position is None else None
-    total = await _total(reading, values, statement, mode, len(matched), has_more, known)
+    total = await _total(reading, values, statement, mode, len(matched), more, known)
     extra = await _included(reading, includes, matched, organisation_id, request.readable)
-    last = tuple(found[size - 1][width:]) if has_more else None
-    return SearchPage(matched, last, total, extra)
+    # Forwards a page came from the one before (if any is left); backwards from the one after.
+    following = found and (more or backward)
+    preceding = found and (more if backward else position is not None)
+    return SearchPage(
+        matched,
+        tuple(found[-1][width:]) if following else None,
+        tuple(found[0][width:]) if preceding else None,
+        total,
+        extra,
+    )
 
 
 async def _total(

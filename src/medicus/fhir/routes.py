@@ -138,8 +138,8 @@ def _page_queries(
     parameters: list[tuple[str, str]], result: SearchResult, count: int, offset: int
 ) -> list[tuple[str, list[tuple[str, str]]]]:
     """The query of each paging link. `next` always carries a cursor (keyset paging: what is
-    written between two pages does not shift them); `previous` only exists for offsets, as
-    a cursor page does not know where it is."""
+    written between two pages does not shift them); `previous` a cursor on a cursor's page
+    (the page before its first resource), an offset on an offset's page."""
     kept = [(k, v) for k, v in parameters if k not in ("_count", "_offset", "_cursor")]
     size = ("_count", str(count))
     cursor = dict(parameters).get("_cursor")
@@ -147,7 +147,9 @@ def _page_queries(
     queries = [("self", [*kept, size, here])]
     if result.next_cursor is not None:
         queries.append(("next", [*kept, size, ("_cursor", result.next_cursor)]))
-    if cursor is None and offset > 0:
+    if result.previous_cursor is not None:
+        queries.append(("previous", [*kept, size, ("_cursor", result.previous_cursor)]))
+    elif cursor is None and offset > 0:
         queries.append(("previous", [*kept, size, ("_offset", str(max(0, offset - count)))]))
     return queries
 

@@ -45,6 +45,7 @@ class SearchResult:
     included: tuple[tuple[str, str, bytes], ...] = ()
     distances: dict[str, float] = field(default_factory=dict)
     """Metres from the search's `near` point to each match with a position, by id."""
+    previous_cursor: str | None = None  # None: no page before, or offset paging
 
 
 class FhirService:
@@ -144,14 +145,16 @@ class FhirService:
             for row in found.included
             if row.content
         )
-        following = None
-        if found.last_sort_values is not None:
-            following = paging.cursor(
-                request, organisation, keys, found.last_sort_values, self._cursors
+        following = preceding = None
+        if found.next_values is not None:
+            following = paging.cursor(request, organisation, keys, found.next_values, self._cursors)
+        if found.previous_values is not None:
+            preceding = paging.cursor(
+                request, organisation, keys, found.previous_values, self._cursors, backward=True
             )
         centre = query.near_point(request)
         distances = {} if centre is None else _distances(page, centre)
-        return SearchResult(page, following, found.total, extra, distances)
+        return SearchResult(page, following, found.total, extra, distances, preceding)
 
     async def history_of_many(
         self,

@@ -10,7 +10,7 @@ pieces, and its values; the shape is compiled once and run with each search's va
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -592,12 +592,18 @@ def build(values: Values, request: SearchRequest, organisation_id: str) -> Sql:
 class SortKey:
     """One key of a search's order: its SQL expression (on the resource row), its direction,
     the kind of its values (`text`, `number`, `moment`, `rid`; what a paging cursor carries)
-    and whether resources may lack a value (they come last in either direction)."""
+    and whether resources may lack a value (they come last in either direction, and first
+    in the reverse order that pages backwards)."""
 
     expression: Sql
     descending: bool
     kind: str
     nullable: bool = False
+    missing_first: bool = False
+
+    def reversed(self) -> SortKey:
+        """The key of the opposite order (to read the page before a resource)."""
+        return replace(self, descending=not self.descending, missing_first=not self.missing_first)
 
 
 def _column(row: Any, name: str) -> Any:
@@ -722,7 +728,9 @@ def _page(
         direction = column.desc() if key.descending else column.asc()
         # Only where a value may be missing: PostgreSQL would not read the row id's index
         # backwards for `DESC NULLS LAST`.
-        order.append(direction.nulls_last() if key.nullable else direction)
+        if key.nullable:
+            direction = direction.nulls_first() if key.missing_first else direction.nulls_last()
+        order.append(direction)
     selected: Select[Any] = statement.build(row)
     return selected.add_columns(*labelled).order_by(*order).limit(limit).offset(offset)
 
