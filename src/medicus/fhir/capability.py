@@ -35,7 +35,7 @@ _RESULT_PARAMETERS = (
         "number, quantity and date parameters, _id, _lastUpdated.",
     ),
     ("_total", "special", "none, estimate (counts up to 10000), accurate."),
-    ("_count", "number", "1-1000, default 50; next links carry a cursor (keyset paging)."),
+    ("_count", "number", "1-1000, default 50; next and previous links carry cursors."),
     ("_summary", "special", "count returns only the total."),
     ("_has", "special", "Reverse chaining: _has:Type:reference:parameter, nested."),
     (
