@@ -212,6 +212,22 @@ async def test_previous_links_walk_back_over_the_same_pages(
         assert _ids(onwards) == _ids(forwards[1:])
 
 
+async def test_eight_sort_keys_page_both_ways_and_nine_are_refused(
+    hub: Hub, crowd: list[str]
+) -> None:
+    """A page after or before a resource compares every key: 20 keys were an SQLite error
+    (a 500) on the page before, 40 on the page after, 300 a recursion error."""
+    keys = ",".join(["family", "-birthdate", "given", "-_id"] * 2)
+    pages = await walk(hub, f"/fhir/Patient?_count=2&_sort={keys}")
+    assert sorted(_ids(pages)) == sorted(crowd)
+    assert _ids(await walk_back(hub, pages[-1])) == _ids(pages[:-1])
+    response = await hub.http.get(
+        "/fhir/Patient", params={"_sort": f"{keys},gender"}, headers=await hub.token()
+    )
+    assert response.status_code == 400
+    assert ["_sort"] in [issue.get("expression") for issue in response.json()["issue"]]
+
+
 async def test_offsets_still_work_and_lead_on_to_cursors(hub: Hub, crowd: list[str]) -> None:
     newest_first = crowd[::-1]
     page = await _get(hub, "/fhir/Patient?_count=3&_offset=3")

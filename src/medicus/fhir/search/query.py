@@ -81,6 +81,10 @@ MAX_ALTERNATIVES = 200
 MAX_VALUES = 10_000
 """Values of one search in all (a prefix match takes three, padded lists up to twice their
 length), well below PostgreSQL's 32,767 parameters of a statement."""
+MAX_SORT_KEYS = 8
+"""Keys of `_sort`: a page after or before a resource compares every key (an OR of ANDs that
+grows with their square); SQLite refused that beyond about 16 keys, Python's recursion
+limit beyond a few hundred."""
 # Per sortable parameter type: the column ascending, the column descending, and the kind of
 # value a paging cursor carries for it.
 _SORT_COLUMNS = {
@@ -704,6 +708,8 @@ def sort_keys(request: SearchRequest) -> list[SortKey]:
         return [SortKey(_RID, True, "rid")]
     if not all(keys):
         raise invalid("_sort needs parameter names separated by commas.", "_sort")
+    if len(keys) > MAX_SORT_KEYS:
+        raise invalid(f"_sort takes at most {MAX_SORT_KEYS} parameters.", "_sort")
     columns = [_sort_key(request, key) for key in keys]
     return [*columns, SortKey(_RID, False, "rid")]
 
