@@ -166,11 +166,12 @@ class Database:
             self._sqlite_writer_lock = asyncio.Lock()
             self._writer = _make_engine(url, pool_size, "BEGIN IMMEDIATE")
             self._reader = _make_engine(url, pool_size, "BEGIN")
-            self._driver: Driver = SqliteDriver(url, self._writer.dialect, SQLITE_BUSY_TIMEOUT_MS)
+            self._statements = StatementCache(self._writer.dialect)
+            self._driver: Driver = SqliteDriver(url, self._statements, SQLITE_BUSY_TIMEOUT_MS)
         else:
             self._writer = self._reader = _make_engine(url, pool_size)
-            self._driver = PostgresDriver(url, self._writer.dialect, pool_size)
-        self._statements = StatementCache(self._writer.dialect)
+            self._statements = StatementCache(self._writer.dialect)
+            self._driver = PostgresDriver(url, self._statements, pool_size)
         self._write_sessions = async_sessionmaker(self._writer, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self._reader, expire_on_commit=False)
 

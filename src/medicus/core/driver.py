@@ -92,15 +92,17 @@ def _result_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Process
 
 
 class StatementCache:
-    """Statements compiled once per shape (a hashable key that determines the statement
-    entirely, such as a search template), the most recently used `size` of them kept."""
+    """Statements compiled once per key: a hashable key that determines the statement
+    entirely (a search template), or a module-level statement or table itself (its
+    identity; kept alive here while cached, so that it is not reused). The most recently
+    used `size` of them are kept."""
 
     def __init__(self, dialect: Dialect, size: int = 2048) -> None:
         self._dialect = dialect
         self._size = size
         self._compiled: OrderedDict[Hashable, CompiledStatement] = OrderedDict()
 
-    def compiled(self, key: Hashable, build: Callable[[], AnySelect]) -> CompiledStatement:
+    def compiled(self, key: Hashable, build: Callable[[], AnySelect | Insert]) -> CompiledStatement:
         found = self._compiled.get(key)
         if found is not None:
             self._compiled.move_to_end(key)
@@ -138,36 +140,14 @@ class Driver(Protocol):
     async def close(self) -> None: ...
 
 
-class _Compiling:
-    def __init__(self, dialect: Dialect) -> None:
-        self._dialect = dialect
-        self._compiled: dict[int, tuple[object, CompiledStatement]] = {}
-
-    def compiled(self, statement: AnySelect | Insert) -> CompiledStatement:
-        """Statements are module-level constants, so they are keyed by identity (and kept
-        alive here, so that the identity is not reused)."""
-        entry = self._compiled.get(id(statement))
-        if entry is None:
-            entry = (statement, CompiledStatement(statement, self._dialect))
-            self._compiled[id(statement)] = entry
-        return entry[1]
-
-    def inserting(self, table: Table) -> CompiledStatement:
-        entry = self._compiled.get(id(table))
-        if entry is None:
-            entry = (table, CompiledStatement(table.insert(), self._dialect))
-            self._compiled[id(table)] = entry
-        return entry[1]
-
-
-class SqliteDriver(_Compiling):
+class SqliteDriver:
     """Reads: one read-only connection used on the event loop's thread only (in WAL mode a
     read never waits for the writer; a point query costs less than a hop to another thread;
     short busy timeout, as it blocks the loop). Writes: one connection used by one worker
     thread at a time (callers hold the writer turn), durable like the engine's."""
 
-    def __init__(self, url: str, dialect: Dialect, busy_timeout_ms: int) -> None:
-        super().__init__(dialect)
+    def __init__(self, url: str, statements: StatementCache, busy_timeout_ms: int) -> None:
+        self._statements = statements
         self._path = make_url(url).database or ":memory:"
         self._busy_timeout_ms = busy_timeout_ms
         self._reader: sqlite3.Connection | None = None
@@ -182,12 +162,12 @@ class SqliteDriver(_Compiling):
     async def fetch_one(self, statement: AnySelect, parameters: dict[str, Any]) -> DriverRow | None:
         if self._reader is None:
             self._reader = self._connect("PRAGMA busy_timeout = 1000", "PRAGMA query_only = ON")
-        query = self.compiled(statement)
+        query = self._statements.compiled(statement, lambda: statement)
         values = self._reader.execute(query.sql, query.arguments(parameters)).fetchone()
         return None if values is None else query.row(values)
 
     async def insert_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-        insert = self.inserting(table)
+        insert = self._statements.compiled(table, table.insert)
         await asyncio.to_thread(self._write, insert.sql, [insert.arguments(row) for row in rows])
 
     def _write(self, sql: str, arguments: list[list[Any]]) -> None:
@@ -212,13 +192,13 @@ class SqliteDriver(_Compiling):
         self._reader = self._writer = None
 
 
-class PostgresDriver(_Compiling):
+class PostgresDriver:
     """A small asyncpg pool of autocommit connections, opened on first use inside the running
     loop; asyncpg prepares each statement once per connection. Nothing here leaves session
     state behind, so connections go back to the pool without asyncpg's reset round trip."""
 
-    def __init__(self, url: str, dialect: Dialect, size: int) -> None:
-        super().__init__(dialect)
+    def __init__(self, url: str, statements: StatementCache, size: int) -> None:
+        self._statements = statements
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._size = size
         self._pool: asyncpg.Pool | None = None
@@ -236,14 +216,14 @@ class PostgresDriver(_Compiling):
         return self._pool
 
     async def fetch_one(self, statement: AnySelect, parameters: dict[str, Any]) -> DriverRow | None:
-        query = self.compiled(statement)
+        query = self._statements.compiled(statement, lambda: statement)
         async with self.connection() as connection:
             values = await connection.fetchrow(query.sql, *query.arguments(parameters))
         return None if values is None else query.row(tuple(values))
 
     async def insert_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         """asyncpg's executemany is atomic: one transaction, one pipelined round trip."""
-        insert = self.inserting(table)
+        insert = self._statements.compiled(table, table.insert)
         async with self.connection() as connection:
             await connection.executemany(insert.sql, [insert.arguments(row) for row in rows])
 
