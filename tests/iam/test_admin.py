@@ -142,13 +142,11 @@ async def test_an_invitation_whose_mail_fails_is_withdrawn(world: World, mailbox
     assert "mail relay" in failed.json()["detail"]
     mailbox.refusing = False
     assert (await _invite(world, "nora.neu@klinikum-a.example")).status_code == 201
+    await world.platform.audit.seal_all()
     async with world.platform.database.snapshot() as session:
         invited = await session.scalar(
             text("SELECT count(*) FROM invitation WHERE email = 'nora.neu@klinikum-a.example'")
         )
-    assert invited == 1
-    await world.platform.audit.seal_all()
-    async with world.platform.database.snapshot() as session:
         actions = (
             (
                 await session.execute(
@@ -161,6 +159,7 @@ async def test_an_invitation_whose_mail_fails_is_withdrawn(world: World, mailbox
             .scalars()
             .all()
         )
+    assert invited == 1
     assert actions == ["iam.invitation.create", "iam.invitation.withdraw", "iam.invitation.create"]
 
 
