@@ -103,3 +103,64 @@ async def test_locations_stored_before_positions_are_indexed(
         assert [rows[0][column] for column in columns] == pytest.approx(written)
     finally:
         await database.dispose()
+
+
+async def test_resources_stored_before_get_their_patient(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Migration 0008: a Patient is its own patient; others get the Patient of the first of
+    their type's compartment parameters (an Observation's `subject` before its `performer`);
+    a Practitioner, or an Observation about a Group, gets none."""
+    url = await asyncio.to_thread(database_factory.new_url, False)
+    await asyncio.to_thread(migrations.upgrade, url, "0007")
+    stored = {
+        1: ("Patient", "anna", []),
+        2: (
+            "Observation",
+            "lab",
+            [("performer", "Patient", "ben"), ("subject", "Patient", "anna")],
+        ),
+        3: ("Observation", "by-ben", [("performer", "Patient", "ben")]),
+        4: ("Observation", "group", [("subject", "Group", "ward-3")]),
+        5: ("Practitioner", "doctor", []),
+        6: ("Encounter", "stay", [("subject", "Patient", "anna"), ("patient", "Patient", "anna")]),
+    }
+    database = Database(url)
+    try:
+        async with database.transaction() as session:
+            for rid, (kind, fhir_id, references) in stored.items():
+                await session.execute(
+                    RESOURCES.insert().values(
+                        rid=rid,
+                        resource_type=kind,
+                        fhir_id=fhir_id,
+                        version=1,
+                        last_updated=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+                        deleted=False,
+                        organisation_id="hospital-a",
+                        content="{}",
+                    )
+                )
+                for param, target_type, target_id in references:
+                    await session.execute(
+                        text(
+                            "INSERT INTO fhir_reference"
+                            " (rid, resource_type, param, target_type, target_id)"
+                            " VALUES (:rid, :kind, :param, :target_type, :target_id)"
+                        ),
+                        {
+                            "rid": rid,
+                            "kind": kind,
+                            "param": param,
+                            "target_type": target_type,
+                            "target_id": target_id,
+                        },
+                    )
+        await asyncio.to_thread(migrations.upgrade, url)
+        async with database.snapshot() as session:
+            found = dict(
+                (await session.execute(select(RESOURCES.c.rid, RESOURCES.c.patient_id))).all()
+            )
+        assert found == {1: "anna", 2: "anna", 3: "ben", 4: None, 5: None, 6: "anna"}
+    finally:
+        await database.dispose()

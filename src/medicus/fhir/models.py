@@ -37,10 +37,15 @@ class FhirResourceRow(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     organisation_id: Mapped[str] = mapped_column(String(64))
     content: Mapped[str | None] = mapped_column(Text)
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    """The Patient record whose compartment the resource is in (a Patient: itself; None:
+    no patient's data, such as a Practitioner), so that decisions about a patient's data
+    are conditions of the query (see `patient_of`)."""
 
     __table_args__ = (
         UniqueConstraint("resource_type", "fhir_id", name="uq_fhir_resource_type_id"),
         Index("ix_fhir_resource_listing", "organisation_id", "resource_type", "rid"),
+        Index("ix_fhir_resource_patient", "patient_id"),
     )
 
 
@@ -59,6 +64,7 @@ class StoredResource(NamedTuple):
     deleted: bool
     organisation_id: str
     content: str | None
+    patient_id: str | None
 
 
 LARGEST_VERSION = 2**31 - 1

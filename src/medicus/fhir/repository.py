@@ -79,17 +79,23 @@ async def add_version(session: AsyncSession, row: FhirVersionRow) -> None:
 
 
 async def replace(
-    session: AsyncSession, rid: int, expected_version: int, new: FhirVersionRow, deleted: bool
+    session: AsyncSession,
+    rid: int,
+    expected_version: int,
+    new: FhirVersionRow,
+    patient_id: str | None,
 ) -> bool:
-    """Make `new` the current version if the stored one is still `expected_version`."""
+    """Make `new` the current version (a deletion: one without content) if the stored one
+    is still `expected_version`."""
     statement = (
         update(FhirResourceRow)
         .where(FhirResourceRow.rid == rid, FhirResourceRow.version == expected_version)
         .values(
             version=new.version,
             last_updated=new.last_updated,
-            deleted=deleted,
+            deleted=new.content is None,
             content=new.content,
+            patient_id=patient_id,
         )
         .execution_options(synchronize_session=False)
     )

@@ -24,6 +24,7 @@ from medicus.core.db import utc_now
 from medicus.core.errors import ApiError, ErrorDetail
 from medicus.core.ids import new_id
 from medicus.fhir import fhirpath_patch, repository
+from medicus.fhir.definitions import patient_compartment
 from medicus.fhir.fhirpath_patch import FhirPathPatch
 from medicus.fhir.guard import Guard
 from medicus.fhir.models import FhirResourceRow, FhirVersionRow, StoredResource
@@ -107,6 +108,21 @@ def apply_patch(current: bytes, operations: Any) -> dict[str, Any]:
     if not isinstance(patched, dict):
         raise ApiError(422, "The patch must leave a resource.", issue_type="processing")
     return patched
+
+
+def patient_of(resource_type: str, fhir_id: str, index: IndexRows) -> str | None:
+    """The id of the Patient record whose compartment a resource is in: a Patient's own id;
+    otherwise the first Patient that one of its type's compartment parameters refers to, in
+    the definition's order (an Observation's `subject` before its `performer`); None for
+    resources that are no patient's data (Practitioner, Medication, Organization)."""
+    if resource_type == "Patient":
+        return fhir_id
+    parameters = patient_compartment().get(resource_type, ())
+    for parameter in parameters:
+        for code, target_type, target_id in index.references:
+            if code == parameter and target_type == "Patient":
+                return target_id
+    return None
 
 
 _QUEUE = "medicus.fhir.queued_creations"
@@ -345,6 +361,7 @@ class ResourceWriter:
         require_valid(self._validate(resource))
         now = utc_now()
         content = with_meta(resource, fhir_id, 1, now)
+        index = extract(resource_type, resource)
         row = {
             "resource_type": resource_type,
             "fhir_id": fhir_id,
@@ -353,8 +370,9 @@ class ResourceWriter:
             "deleted": False,
             "organisation_id": caller.organisation_id,
             "content": content,
+            "patient_id": patient_of(resource_type, fhir_id, index),
         }
-        _queue(session).append(_Creation(row, extract(resource_type, resource), event))
+        _queue(session).append(_Creation(row, index, event))
         return StoredVersion(resource_type, fhir_id, 1, now, content.encode(), created=True)
 
     async def flush(self, session: AsyncSession) -> None:
@@ -392,15 +410,15 @@ class ResourceWriter:
         version = FhirVersionRow(
             rid=row.rid, version=number, last_updated=now, method=method, content=content
         )
-        if not await repository.replace(session, row.rid, row.version, version, content is None):
+        index = None if resource is None else extract(row.resource_type, resource)
+        # A deleted resource stays in its patient's compartment: its history is that patient's.
+        patient_id = (
+            row.patient_id if index is None else patient_of(row.resource_type, row.fhir_id, index)
+        )
+        if not await repository.replace(session, row.rid, row.version, version, patient_id):
             raise _conflict()
         await repository.add_version(session, version)
-        await repository.write_index(
-            session,
-            row.rid,
-            row.resource_type,
-            None if resource is None else extract(row.resource_type, resource),
-        )
+        await repository.write_index(session, row.rid, row.resource_type, index)
         await self._audit.append(session, event)
         return StoredVersion(
             row.resource_type, row.fhir_id, number, now, content.encode() if content else None
