@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
+import medicus.access.models
 import medicus.audit.models
 import medicus.fhir.models
 import medicus.iam.models  # noqa: F401  (register every table)
@@ -162,5 +163,55 @@ async def test_resources_stored_before_get_their_patient(
                 (await session.execute(select(RESOURCES.c.rid, RESOURCES.c.patient_id))).all()
             )
         assert found == {1: "anna", 2: "anna", 3: "ben", 4: None, 5: None, 6: "anna"}
+    finally:
+        await database.dispose()
+
+
+async def test_patients_stored_before_the_index_are_in_it(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Migration 0009: every current Patient gets its record; the same KVNR, one person."""
+    url = await asyncio.to_thread(database_factory.new_url, False)
+    await asyncio.to_thread(migrations.upgrade, url, "0008")
+    kvnr = {"identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}]}
+    stored = [
+        ("p2", "hospital-b", False, kvnr),
+        ("p1", "hospital-a", False, kvnr),
+        ("p3", "hospital-a", False, {}),
+        ("gone", "hospital-a", True, kvnr),
+    ]
+    database = Database(url)
+    try:
+        async with database.transaction() as session:
+            for rid, (fhir_id, organisation, deleted, content) in enumerate(stored, start=1):
+                await session.execute(
+                    RESOURCES.insert().values(
+                        rid=rid,
+                        resource_type="Patient",
+                        fhir_id=fhir_id,
+                        version=1,
+                        last_updated=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+                        deleted=deleted,
+                        organisation_id=organisation,
+                        content=None
+                        if deleted
+                        else json.dumps({"resourceType": "Patient", **content}),
+                        patient_id=fhir_id,
+                    )
+                )
+        await asyncio.to_thread(migrations.upgrade, url)
+        async with database.snapshot() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT patient_id, organisation_id, person_id, kvnr FROM mpi_record"
+                    " ORDER BY patient_id"
+                )
+            )
+            found = [tuple(row) for row in rows]
+        assert found == [
+            ("p1", "hospital-a", "p1", "A123456780"),
+            ("p2", "hospital-b", "p1", "A123456780"),
+            ("p3", "hospital-a", "p3", None),
+        ]
     finally:
         await database.dispose()

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 import medicus
 from medicus import health
+from medicus.access import routes as access_routes
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
 from medicus.core.logging import configure_logging
 from medicus.fhir import routes as fhir_routes
@@ -73,6 +74,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         )
     )
     app.include_router(admin_routes.build_router(platform.admin, platform.tokens, pages))
+    app.include_router(access_routes.build_router(platform.patients, platform.tokens))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=platform.metrics)
     return app

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from medicus.access.patients import PatientIndex
 from medicus.access.policy import AccessPolicy
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
@@ -65,6 +66,7 @@ class Platform:
     admin: AdminService
     upstream: UpstreamLogins
     http_client: httpx.AsyncClient
+    patients: PatientIndex
     fhir: FhirHub
 
     async def start_background_work(self) -> None:
@@ -119,6 +121,7 @@ def build_platform(settings: Settings) -> Platform:
         revocations=revocations,
     )
     http_client = httpx.AsyncClient(timeout=10, follow_redirects=False)
+    patients = PatientIndex(database, audit)
     return Platform(
         settings=settings,
         database=database,
@@ -157,13 +160,16 @@ def build_platform(settings: Settings) -> Platform:
             http=http_client,
         ),
         http_client=http_client,
-        fhir=_fhir_hub(database, audit, box),
+        patients=patients,
+        fhir=_fhir_hub(database, audit, box, patients),
     )
 
 
-def _fhir_hub(database: Database, audit: AuditTrail, box: SecretBox) -> FhirHub:
+def _fhir_hub(
+    database: Database, audit: AuditTrail, box: SecretBox, patients: PatientIndex
+) -> FhirHub:
     guard = Guard(AccessPolicy())
-    writer = ResourceWriter(guard, audit, validate)
+    writer = ResourceWriter(guard, audit, validate, patients)
     service = FhirService(database, guard, audit, writer, box)
     return FhirHub(service, BundleService(service), Operations(database, service, validate))
 

@@ -7,7 +7,8 @@ import datetime as dt
 
 import pytest
 
-from medicus.fhir.search.extract import date_range, extract, normalise
+from medicus.core.dates import date_range
+from medicus.fhir.search.extract import extract, normalise
 from medicus.fhir.search.parameters import parameters_of
 
 UTC = dt.UTC

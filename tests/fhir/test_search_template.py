@@ -188,7 +188,8 @@ def test_a_page_sorted_by_a_number_compiles(dialect: Any) -> None:
     statement = query.build(values, request, "hospital-a")
     paged = query.page(values, statement, query.sort_keys(request), 11, 0)
     compiled = CompiledStatement(paged.build(RESOURCES.c), dialect)
-    assert compiled.row((1, "Observation", "o1", 1, None, False, "h", "{}", 5.5, 1))[-2] == 5.5
+    row = (1, "Observation", "o1", 1, None, False, "h", "{}", "p1", 5.5, 1)
+    assert compiled.row(row)[-2] == 5.5
 
 
 def test_a_search_with_too_many_values_in_all_is_refused() -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy import DateTime, MetaData, Table, event, text
+from sqlalchemy import DateTime, MetaData, Table, event, func, select, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -235,3 +236,14 @@ class Database:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+
+
+async def hold_lock(session: AsyncSession, name: str) -> None:
+    """Hold a lock named `name` until the transaction ends, so that writers whose outcome
+    depends on the same not-yet-committed rows take turns (PostgreSQL; SQLite has a single
+    writer anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(
+            hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+        )
+        await session.execute(select(func.pg_advisory_xact_lock(key)))

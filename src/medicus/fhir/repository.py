@@ -362,12 +362,6 @@ async def referenced(
     return await _included(reading, [every_reference], found, organisation_id, readable)
 
 
-async def lock_condition(session: AsyncSession, key: int) -> None:
-    """Hold a transaction-scoped lock on `key` (PostgreSQL; SQLite has a single writer)."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(key)))
-
-
 def _in_compartment(
     row: Any,
     organisation: Slot,

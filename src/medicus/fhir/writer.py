@@ -9,7 +9,6 @@ commit together or not at all.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,9 +17,10 @@ import jsonpatch
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from medicus.access.patients import PatientIndex
 from medicus.access.policy import Interaction
 from medicus.audit.service import AuditEvent, AuditTrail
-from medicus.core.db import utc_now
+from medicus.core.db import hold_lock, utc_now
 from medicus.core.errors import ApiError, ErrorDetail
 from medicus.core.ids import new_id
 from medicus.fhir import fhirpath_patch, repository
@@ -125,6 +125,13 @@ def patient_of(resource_type: str, fhir_id: str, index: IndexRows) -> str | None
     return None
 
 
+def _condition_lock(caller: Principal, resource_type: str, conditions: Conditions) -> str:
+    """Concurrent conditional writes with the same condition take turns on a lock of this
+    name, so that `If-None-Exist` cannot create twice."""
+    criteria = sorted(f"{k}={v}" for k, v in conditions)
+    return "\n".join(["fhir.condition", caller.organisation_id, resource_type, *criteria])
+
+
 _QUEUE = "medicus.fhir.queued_creations"
 
 
@@ -141,10 +148,13 @@ def _queue(session: AsyncSession) -> list[_Creation]:
 
 
 class ResourceWriter:
-    def __init__(self, guard: Guard, audit: AuditTrail, validate: Validator) -> None:
+    def __init__(
+        self, guard: Guard, audit: AuditTrail, validate: Validator, patients: PatientIndex
+    ) -> None:
         self._guard = guard
         self._audit = audit
         self._validate = validate
+        self._patients = patients
 
     async def find(
         self,
@@ -165,24 +175,11 @@ class ResourceWriter:
             session, self._guard.check(caller, Interaction.SEARCH, resource_type, None, None)
         )
         await self.flush(session)
-        await repository.lock_condition(
-            session, self._condition_key(caller, resource_type, conditions)
-        )
+        await hold_lock(session, _condition_lock(caller, resource_type, conditions))
         values = Values()
         request = SearchRequest(resource_type, conditions)
         statement = query.build(values, request, caller.organisation_id)
         return await repository.matching(session, values, statement, limit)
-
-    @staticmethod
-    def _condition_key(caller: Principal, resource_type: str, conditions: Conditions) -> int:
-        """Concurrent conditional writes with the same condition queue on a lock of this key
-        (PostgreSQL; SQLite has one writer anyway), so `If-None-Exist` cannot create twice."""
-        text = "\n".join(
-            [caller.organisation_id, resource_type, *sorted(f"{k}={v}" for k, v in conditions)]
-        )
-        return int.from_bytes(
-            hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True
-        )
 
     async def create(
         self,
@@ -362,6 +359,7 @@ class ResourceWriter:
         now = utc_now()
         content = with_meta(resource, fhir_id, 1, now)
         index = extract(resource_type, resource)
+        patient_id = patient_of(resource_type, fhir_id, index)
         row = {
             "resource_type": resource_type,
             "fhir_id": fhir_id,
@@ -370,9 +368,12 @@ class ResourceWriter:
             "deleted": False,
             "organisation_id": caller.organisation_id,
             "content": content,
-            "patient_id": patient_of(resource_type, fhir_id, index),
+            "patient_id": patient_id,
         }
         _queue(session).append(_Creation(row, index, event))
+        await self._patients.resource_written(
+            session, resource_type, fhir_id, caller.organisation_id, patient_id, resource
+        )
         return StoredVersion(resource_type, fhir_id, 1, now, content.encode(), created=True)
 
     async def flush(self, session: AsyncSession) -> None:
@@ -419,6 +420,9 @@ class ResourceWriter:
             raise _conflict()
         await repository.add_version(session, version)
         await repository.write_index(session, row.rid, row.resource_type, index)
+        await self._patients.resource_written(
+            session, row.resource_type, row.fhir_id, row.organisation_id, patient_id, resource
+        )
         await self._audit.append(session, event)
         return StoredVersion(
             row.resource_type, row.fhir_id, number, now, content.encode() if content else None

@@ -7,6 +7,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import medicus.access.models
 import medicus.audit.models
 import medicus.fhir.models
 import medicus.iam.models  # noqa: F401  (register the tables on the metadata)

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from medicus.core.dates import date_range
 from medicus.fhir.search.geo import is_position, on_sphere
 from medicus.fhir.search.parameters import SearchParameter, component_accessor, parameters_of
 from medicus.fhir.search.units import UCUM, canonical
 
-_DATE = re.compile(
-    r"^(?P<year>\d{4})(-(?P<month>\d{2})(-(?P<day>\d{2})"
-    r"(T(?P<time>\d{2}:\d{2}(:\d{2}(\.\d+)?)?)(?P<zone>Z|[+-]\d{2}:\d{2})?)?)?)?$"
-)
 _STRING_PARTS = {
     "family",
     "given",
@@ -75,37 +71,6 @@ def normalise(text: str) -> str:
     """Lower case without accents, as FHIR string search compares ('Müller' ~ 'muller')."""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-def date_range(value: str) -> tuple[dt.datetime, dt.datetime] | None:
-    """The half-open UTC range [low, high) a FHIR date/dateTime/instant stands for, by its
-    precision; None if it is not one (including impossible dates such as 2026-13-01)."""
-    found = _DATE.match(value.strip())
-    if found is None:
-        return None
-    try:
-        return _range(value.strip(), found)
-    except ValueError:
-        return None
-
-
-def _range(value: str, found: re.Match[str]) -> tuple[dt.datetime, dt.datetime]:
-    year, month, day = int(found["year"]), found["month"], found["day"]
-    if found["time"] is not None:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        low = moment.astimezone(dt.UTC)
-        step = dt.timedelta(seconds=1) if found["time"].count(":") == 2 else dt.timedelta(minutes=1)
-        return low, low + step
-    if day is not None:
-        low = dt.datetime(year, int(month), int(day), tzinfo=dt.UTC)
-        return low, low + dt.timedelta(days=1)
-    if month is not None:
-        low = dt.datetime(year, int(month), 1, tzinfo=dt.UTC)
-        following = dt.datetime(year + (int(month) == 12), int(month) % 12 + 1, 1, tzinfo=dt.UTC)
-        return low, following
-    return dt.datetime(year, 1, 1, tzinfo=dt.UTC), dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC)
 
 
 def _tokens(value: Any) -> list[tuple[str | None, str]]:

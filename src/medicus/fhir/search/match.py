@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table
 
+from medicus.core.dates import date_range
 from medicus.core.errors import ApiError, ErrorDetail
 from medicus.fhir.models import (
     DateIndexRow,
@@ -28,7 +29,7 @@ from medicus.fhir.models import (
     TokenIndexRow,
     UriIndexRow,
 )
-from medicus.fhir.search.extract import canonical_unit, date_range, normalise
+from medicus.fhir.search.extract import canonical_unit, normalise
 from medicus.fhir.search.geo import DEFAULT_DISTANCE, Circle, is_position, metres_in, on_sphere
 from medicus.fhir.search.template import (
     TRUE,

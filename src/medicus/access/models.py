@@ -1,0 +1,128 @@
+"""Tables of the master patient index: which Patient records of which organisations are one
+person. Derived from the Patient records (their KVNR) and from explicit links that an MPI
+steward made; a person is recomputed whenever either changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import BigInteger, Index, Integer, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from medicus.core.db import Base, UTCDateTime
+
+
+class PatientRecordRow(Base):
+    """A current Patient record and the person it belongs to. `person_id` is the smallest
+    record id of the person's records: deterministic, recomputed when records join or part."""
+
+    __tablename__ = "mpi_record"
+
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[str] = mapped_column(String(64))
+    kvnr: Mapped[str | None] = mapped_column(String(10))
+
+    __table_args__ = (
+        Index("ix_mpi_record_person", "person_id"),
+        Index("ix_mpi_record_kvnr", "kvnr"),
+    )
+
+
+class PatientLinkRow(Base):
+    """An explicit link between two Patient records (the smaller id first): the same person,
+    whatever their KVNRs say."""
+
+    __tablename__ = "mpi_link"
+
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    other_patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    linked_by: Mapped[str] = mapped_column(String(200))
+    linked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_mpi_link_other", "other_patient_id"),)
+
+
+RECORDS = cast(Table, PatientRecordRow.__table__)
+LINKS = cast(Table, PatientLinkRow.__table__)
+
+
+class ConsentRow(Base):
+    """A current, active sharing consent (FHIR Consent, scope `patient-privacy`) as far as
+    sharing needs it: who holds it, whose record it is about, permit or deny (an objection),
+    which organisations it covers (`organisations` None: all participants) and when."""
+
+    __tablename__ = "access_consent"
+
+    consent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(10))
+    organisations: Mapped[str | None] = mapped_column(Text)
+    """A JSON list of organisation ids; None: every participant."""
+    excluded: Mapped[str] = mapped_column(Text)
+    """A JSON list of organisation ids a nested deny provision excludes."""
+    valid_from: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_access_consent_patient", "patient_id"),)
+
+
+class TreatmentRow(Base):
+    """A current treatment relation: an active Encounter or EpisodeOfCare of an organisation
+    for one of its own Patient records."""
+
+    __tablename__ = "access_treatment"
+
+    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_access_treatment_patient", "patient_id"),)
+
+
+class ShareRow(Base):
+    """An organisation may see a person's data held elsewhere between `valid_from` and
+    `valid_until` (None: open): derived from consents, treatment relations and the master
+    patient index, recomputed for a person whenever one of them changes."""
+
+    __tablename__ = "access_share"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[str] = mapped_column(String(64))
+    valid_from: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_access_share_organisation", "organisation_id", "person_id"),
+        Index("ix_access_share_person", "person_id"),
+    )
+
+
+CONSENTS = cast(Table, ConsentRow.__table__)
+TREATMENTS = cast(Table, TreatmentRow.__table__)
+SHARES = cast(Table, ShareRow.__table__)
+
+
+@dataclass(frozen=True)
+class ConsentTerms:
+    decision: str
+    """`permit` or `deny` (an objection)."""
+    organisations: frozenset[str] | None
+    """The organisations covered; None: every participant."""
+    excluded: frozenset[str]
+    valid_from: dt.datetime | None
+    valid_until: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Share:
+    organisation_id: str
+    valid_from: dt.datetime | None
+    valid_until: dt.datetime | None

@@ -1,0 +1,234 @@
+"""The master patient index: the Patient records of different organisations that are one
+person. Records with the same KVNR (`http://fhir.de/sid/gkv/kvid-10`, or the PKV system, which
+carries the same lifelong number) are one person, and so are records that an MPI steward linked
+explicitly; a person is the connected group of records under both rules. Nothing is linked on a
+guess: records that merely look alike (name, birth date) are only proposed for review.
+
+The FHIR hub keeps the index current in the transaction that writes a Patient, so that the
+person is never behind the records, and with it the shares (`sharing`) of the persons whose
+records, consents or treatment relations changed. Links and unlinks are audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from medicus.access import repository, sharing
+from medicus.access.sharing import SHARING_TYPES
+from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.core.db import Database, hold_lock, utc_now
+from medicus.core.errors import ApiError
+from medicus.iam.roles import Role
+from medicus.iam.tokens import Principal
+
+KVNR_SYSTEMS = frozenset({"http://fhir.de/sid/gkv/kvid-10", "http://fhir.de/sid/pkv/kvid-10"})
+_KVNR = re.compile(r"[A-Z][0-9]{9}")
+_LINKS_LOCK = "access.mpi.links"
+
+
+def kvnr_of(patient: dict[str, Any]) -> str | None:
+    """The KVNR a Patient resource carries (the first well-formed one), in capitals."""
+    for identifier in patient.get("identifier") or []:
+        if not isinstance(identifier, dict) or identifier.get("system") not in KVNR_SYSTEMS:
+            continue
+        value = identifier.get("value")
+        if isinstance(value, str) and _KVNR.fullmatch(value.strip().upper()):
+            return value.strip().upper()
+    return None
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    patient_id: str
+    organisation_id: str
+
+
+def persons(
+    records: Iterable[tuple[str, str | None]], links: Iterable[tuple[str, str]]
+) -> dict[str, str]:
+    """The person of each record (`patient_id`, `kvnr`): records with the same KVNR and
+    linked records are one person, named by the smallest record id among them."""
+    parent: dict[str, str] = {}
+
+    def root(record: str) -> str:
+        while parent[record] != record:
+            parent[record] = parent[parent[record]]
+            record = parent[record]
+        return record
+
+    def join(one: str, other: str) -> None:
+        first, second = sorted((root(one), root(other)))
+        parent[second] = first
+
+    first_with_kvnr: dict[str, str] = {}
+    for patient_id, kvnr in records:
+        parent.setdefault(patient_id, patient_id)
+        if kvnr is not None:
+            join(patient_id, first_with_kvnr.setdefault(kvnr, patient_id))
+    for one, other in links:
+        if one in parent and other in parent:
+            join(one, other)
+    return {record: root(record) for record in parent}
+
+
+class PatientIndex:
+    def __init__(
+        self,
+        database: Database,
+        audit: AuditTrail,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self._database = database
+        self._audit = audit
+        self._clock = clock
+
+    async def resource_written(
+        self,
+        session: AsyncSession,
+        resource_type: str,
+        fhir_id: str,
+        organisation_id: str,
+        patient_id: str | None,
+        resource: dict[str, Any] | None,
+    ) -> None:
+        """Bring the index and the shares up to date with a resource as just written (None:
+        deleted), in the writer's transaction: a Patient, a Consent, an Encounter or an
+        EpisodeOfCare; nothing to do for other types."""
+        if resource_type == "Patient":
+            await self._patient_written(session, fhir_id, organisation_id, resource)
+        elif resource_type in SHARING_TYPES:
+            changed = await sharing.fact_written(
+                session, resource_type, fhir_id, organisation_id, patient_id, resource
+            )
+            await sharing.recompute(session, changed, self._clock())
+
+    async def _patient_written(
+        self,
+        session: AsyncSession,
+        patient_id: str,
+        organisation_id: str,
+        patient: dict[str, Any] | None,
+    ) -> None:
+        """Bring the index up to date with a Patient record as just written (None: deleted),
+        in the writer's transaction."""
+        if patient is None:
+            former = await repository.delete_record(session, patient_id)
+            if former is not None:
+                await self._regroup(session, {former}, set())
+            return
+        kvnr = kvnr_of(patient)
+        if kvnr is not None:
+            await hold_lock(session, f"access.mpi.kvnr.{kvnr}")
+        former = await repository.put_record(session, patient_id, organisation_id, kvnr)
+        await self._regroup(session, {former or patient_id}, {kvnr} if kvnr else set())
+
+    async def person_of(self, caller: Principal, patient_id: str) -> list[PatientRecord]:
+        """Every record of the person `patient_id` belongs to (for an MPI steward)."""
+        await self._require_steward(caller, "access.mpi.read", f"Patient/{patient_id}")
+        async with self._database.transaction() as session:
+            found = await repository.record(session, patient_id)
+            if found is None:
+                raise _not_in_index(patient_id)
+            records = await repository.records_of_persons(session, {found.person_id})
+            await self._audit.append(
+                session, _event(caller, "access.mpi.read", f"Patient/{patient_id}")
+            )
+        return [PatientRecord(r.patient_id, r.organisation_id) for r in records]
+
+    async def link(self, caller: Principal, one: str, other: str) -> list[PatientRecord]:
+        """Link two records as one person; the person's records afterwards."""
+        return await self._change_link(caller, one, other, linked=True)
+
+    async def unlink(self, caller: Principal, one: str, other: str) -> list[PatientRecord]:
+        """Remove an explicit link; the first record's person's records afterwards (the same
+        KVNR keeps records together whatever the links say)."""
+        return await self._change_link(caller, one, other, linked=False)
+
+    async def _change_link(
+        self, caller: Principal, one: str, other: str, linked: bool
+    ) -> list[PatientRecord]:
+        pair = (min(one, other), max(one, other))
+        action = "access.mpi.link" if linked else "access.mpi.unlink"
+        await self._require_steward(caller, action, f"Patient/{pair[0]}")
+        if one == other:
+            raise ApiError(422, "A record cannot be linked to itself.")
+        async with self._database.transaction() as session:
+            await hold_lock(session, _LINKS_LOCK)
+            ends = [await repository.record(session, patient_id) for patient_id in pair]
+            for patient_id, end in zip(pair, ends, strict=True):
+                if end is None:
+                    raise _not_in_index(patient_id)
+            if linked:
+                changed = await repository.add_link(session, pair, caller.actor, self._clock())
+            else:
+                changed = await repository.remove_link(session, pair)
+            if not changed:
+                raise ApiError(409 if linked else 404, _unchanged(pair, linked))
+            await self._regroup(session, {end.person_id for end in ends if end}, set())
+            found = await repository.record(session, one)
+            assert found is not None
+            records = await repository.records_of_persons(session, {found.person_id})
+            target = f"Patient/{pair[0]}"
+            await self._audit.append(
+                session, _event(caller, action, target, {"other": f"Patient/{pair[1]}"})
+            )
+        return [PatientRecord(r.patient_id, r.organisation_id) for r in records]
+
+    async def _regroup(
+        self, session: AsyncSession, person_ids: Collection[str], kvnrs: Collection[str]
+    ) -> None:
+        """Recompute the persons of every record of `person_ids` and of records with one of
+        `kvnrs` (joining or parting only ever touches these), then their shares."""
+        affected = set(person_ids) | await repository.persons_with_kvnrs(session, kvnrs)
+        records = await repository.records_of_persons(session, affected)
+        ids = {record.patient_id for record in records}
+        person = persons(
+            ((r.patient_id, r.kvnr) for r in records), await repository.links_among(session, ids)
+        )
+        groups: dict[str, list[str]] = {}
+        for record in records:
+            if record.person_id != person[record.patient_id]:
+                groups.setdefault(person[record.patient_id], []).append(record.patient_id)
+        for person_id, members in groups.items():
+            await repository.move_to_person(session, members, person_id)
+        await sharing.recompute(session, affected | set(person.values()), self._clock())
+
+    async def _require_steward(self, caller: Principal, action: str, target: str) -> None:
+        """Linking records decides whose data a hospital may later see: only the platform's
+        MPI stewards (platform admins) link, unlink and look at persons. A refusal is
+        audited too."""
+        if caller.role == Role.PLATFORM_ADMIN and caller.kind == "user":
+            return
+        await self._audit.record(_event(caller, action, target, outcome=Outcome.DENIED))
+        raise ApiError(403, "Only the platform's MPI stewards (platform admins) may do this.")
+
+
+def _not_in_index(patient_id: str) -> ApiError:
+    return ApiError(404, f"Patient/{patient_id} is not in the master patient index.")
+
+
+def _unchanged(pair: tuple[str, str], linked: bool) -> str:
+    state = "already linked" if linked else "not linked"
+    return f"Patient/{pair[0]} and Patient/{pair[1]} are {state}."
+
+
+def _event(
+    caller: Principal,
+    action: str,
+    target: str,
+    detail: dict[str, str] | None = None,
+    outcome: Outcome = Outcome.SUCCESS,
+) -> AuditEvent:
+    return AuditEvent(
+        action,
+        caller.actor,
+        outcome=outcome,
+        organisation=caller.organisation_id,
+        target=target,
+        detail=detail or {},
+    )

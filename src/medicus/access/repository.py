@@ -1,0 +1,287 @@
+"""SQL of the master patient index. Each function is one step of a transaction in `patients`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable
+from typing import Any, NamedTuple
+
+import orjson
+from sqlalchemy import Select, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from medicus.access.models import (
+    CONSENTS,
+    LINKS,
+    RECORDS,
+    SHARES,
+    TREATMENTS,
+    ConsentTerms,
+    Share,
+)
+
+
+class StoredRecord(NamedTuple):
+    patient_id: str
+    organisation_id: str
+    person_id: str
+    kvnr: str | None
+
+
+async def record(session: AsyncSession, patient_id: str) -> StoredRecord | None:
+    statement = select(*RECORDS.c).where(RECORDS.c.patient_id == patient_id)
+    row = (await session.execute(statement)).one_or_none()
+    return None if row is None else StoredRecord(*row)
+
+
+async def put_record(
+    session: AsyncSession, patient_id: str, organisation_id: str, kvnr: str | None
+) -> str | None:
+    """Store the record (its own person until regrouped); the person it belonged to before."""
+    existing = await record(session, patient_id)
+    if existing is None:
+        await session.execute(
+            RECORDS.insert().values(
+                patient_id=patient_id,
+                organisation_id=organisation_id,
+                person_id=patient_id,
+                kvnr=kvnr,
+            )
+        )
+        return None
+    await session.execute(
+        update(RECORDS).where(RECORDS.c.patient_id == patient_id).values(kvnr=kvnr)
+    )
+    return existing.person_id
+
+
+async def delete_record(session: AsyncSession, patient_id: str) -> str | None:
+    """Remove the record and its links; the person it belonged to (None: it had none)."""
+    existing = await record(session, patient_id)
+    if existing is None:
+        return None
+    await session.execute(delete(RECORDS).where(RECORDS.c.patient_id == patient_id))
+    await session.execute(
+        delete(LINKS).where(
+            or_(LINKS.c.patient_id == patient_id, LINKS.c.other_patient_id == patient_id)
+        )
+    )
+    return existing.person_id
+
+
+async def records_of_persons(
+    session: AsyncSession, person_ids: Collection[str]
+) -> list[StoredRecord]:
+    if not person_ids:
+        return []
+    statement = (
+        select(*RECORDS.c)
+        .where(RECORDS.c.person_id.in_(sorted(person_ids)))
+        .order_by(RECORDS.c.patient_id)
+    )
+    return [StoredRecord(*row) for row in await session.execute(statement)]
+
+
+async def persons_with_kvnrs(session: AsyncSession, kvnrs: Collection[str]) -> set[str]:
+    if not kvnrs:
+        return set()
+    statement = select(RECORDS.c.person_id).where(RECORDS.c.kvnr.in_(sorted(kvnrs)))
+    return set((await session.scalars(statement)).all())
+
+
+async def links_among(session: AsyncSession, patient_ids: Collection[str]) -> list[tuple[str, str]]:
+    """The explicit links whose ends are both among `patient_ids`."""
+    if not patient_ids:
+        return []
+    ids = sorted(patient_ids)
+    statement = select(LINKS.c.patient_id, LINKS.c.other_patient_id).where(
+        LINKS.c.patient_id.in_(ids), LINKS.c.other_patient_id.in_(ids)
+    )
+    return [(a, b) for a, b in (await session.execute(statement)).all()]
+
+
+async def move_to_person(session: AsyncSession, patient_ids: Iterable[str], person_id: str) -> None:
+    ids = sorted(patient_ids)
+    await session.execute(
+        update(RECORDS)
+        .where(RECORDS.c.patient_id.in_(ids), RECORDS.c.person_id != person_id)
+        .values(person_id=person_id)
+    )
+
+
+async def add_link(
+    session: AsyncSession, pair: tuple[str, str], actor: str, at: dt.datetime
+) -> bool:
+    """Store the link; False if it was there already."""
+    existing = select(LINKS.c.patient_id).where(
+        LINKS.c.patient_id == pair[0], LINKS.c.other_patient_id == pair[1]
+    )
+    if (await session.execute(existing)).first() is not None:
+        return False
+    await session.execute(
+        LINKS.insert().values(
+            patient_id=pair[0], other_patient_id=pair[1], linked_by=actor, linked_at=at
+        )
+    )
+    return True
+
+
+async def remove_link(session: AsyncSession, pair: tuple[str, str]) -> bool:
+    """Remove the link; False if there was none."""
+    statement = delete(LINKS).where(
+        LINKS.c.patient_id == pair[0], LINKS.c.other_patient_id == pair[1]
+    )
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
+
+
+class StoredConsent(NamedTuple):
+    consent_id: str
+    organisation_id: str
+    patient_id: str
+    decision: str
+    organisations: frozenset[str] | None
+    excluded: frozenset[str]
+    valid_from: dt.datetime | None
+    valid_until: dt.datetime | None
+
+
+async def persons_of(session: AsyncSession, patient_ids: Collection[str]) -> set[str]:
+    if not patient_ids:
+        return set()
+    statement = select(RECORDS.c.person_id).where(RECORDS.c.patient_id.in_(sorted(patient_ids)))
+    return set((await session.scalars(statement)).all())
+
+
+async def fact_patient(session: AsyncSession, resource_type: str, fhir_id: str) -> str | None:
+    """The Patient record a stored consent or treatment fact is about (None: no fact)."""
+    if resource_type == "Consent":
+        statement = select(CONSENTS.c.patient_id).where(CONSENTS.c.consent_id == fhir_id)
+    else:
+        statement = select(TREATMENTS.c.patient_id).where(
+            TREATMENTS.c.resource_type == resource_type, TREATMENTS.c.resource_id == fhir_id
+        )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+def consent_values(
+    consent_id: str, organisation_id: str, patient_id: str, terms: ConsentTerms
+) -> dict[str, Any]:
+    """The `access_consent` row of what a consent says."""
+    organisations = None if terms.organisations is None else sorted(terms.organisations)
+    return {
+        "consent_id": consent_id,
+        "organisation_id": organisation_id,
+        "patient_id": patient_id,
+        "decision": terms.decision,
+        "organisations": None if organisations is None else orjson.dumps(organisations).decode(),
+        "excluded": orjson.dumps(sorted(terms.excluded)).decode(),
+        "valid_from": terms.valid_from,
+        "valid_until": terms.valid_until,
+    }
+
+
+def stored_consent(row: Any) -> StoredConsent:
+    """A consent as `consent_values` stored it."""
+    organisations = None if row.organisations is None else orjson.loads(row.organisations)
+    return StoredConsent(
+        row.consent_id,
+        row.organisation_id,
+        row.patient_id,
+        row.decision,
+        None if organisations is None else frozenset(organisations),
+        frozenset(orjson.loads(row.excluded)),
+        row.valid_from,
+        row.valid_until,
+    )
+
+
+async def put_consent(
+    session: AsyncSession,
+    consent_id: str,
+    organisation_id: str,
+    patient_id: str | None,
+    terms: ConsentTerms | None,
+) -> None:
+    """Store what a consent says (None, or no patient: it says nothing, forget it)."""
+    await session.execute(delete(CONSENTS).where(CONSENTS.c.consent_id == consent_id))
+    if terms is not None and patient_id is not None:
+        values = consent_values(consent_id, organisation_id, patient_id, terms)
+        await session.execute(CONSENTS.insert().values(**values))
+
+
+async def put_treatment(
+    session: AsyncSession,
+    resource_type: str,
+    resource_id: str,
+    organisation_id: str,
+    patient_id: str | None,
+) -> None:
+    """Store a treatment relation (None: the resource is none, forget it)."""
+    await session.execute(
+        delete(TREATMENTS).where(
+            TREATMENTS.c.resource_type == resource_type, TREATMENTS.c.resource_id == resource_id
+        )
+    )
+    if patient_id is not None:
+        await session.execute(
+            TREATMENTS.insert().values(
+                resource_type=resource_type,
+                resource_id=resource_id,
+                organisation_id=organisation_id,
+                patient_id=patient_id,
+            )
+        )
+
+
+async def consents_about(
+    session: AsyncSession, patient_ids: Collection[str]
+) -> list[StoredConsent]:
+    if not patient_ids:
+        return []
+    statement = select(*CONSENTS.c).where(CONSENTS.c.patient_id.in_(sorted(patient_ids)))
+    return [stored_consent(row) for row in await session.execute(statement)]
+
+
+async def treatments_of(
+    session: AsyncSession, patient_ids: Collection[str]
+) -> list[tuple[str, str]]:
+    """(organisation, patient id) of the treatment relations with these records."""
+    if not patient_ids:
+        return []
+    statement = select(TREATMENTS.c.organisation_id, TREATMENTS.c.patient_id).where(
+        TREATMENTS.c.patient_id.in_(sorted(patient_ids))
+    )
+    return [(organisation, patient) for organisation, patient in await session.execute(statement)]
+
+
+async def replace_shares(
+    session: AsyncSession, person_ids: Collection[str], shares: Iterable[tuple[str, Share]]
+) -> None:
+    await session.execute(delete(SHARES).where(SHARES.c.person_id.in_(sorted(person_ids))))
+    rows = [
+        {
+            "organisation_id": share.organisation_id,
+            "person_id": person_id,
+            "valid_from": share.valid_from,
+            "valid_until": share.valid_until,
+        }
+        for person_id, share in shares
+    ]
+    if rows:
+        await session.execute(SHARES.insert(), rows)
+
+
+def shared_patients(organisation: Any, now: Any) -> Select[tuple[str]]:
+    """The Patient records whose data `organisation` may see although others hold it, at
+    `now` (both SQL expressions, bound parameters of the caller's query): the records of the
+    persons shared with it. A condition of every query of patient data."""
+    return (
+        select(RECORDS.c.patient_id)
+        .join(SHARES, SHARES.c.person_id == RECORDS.c.person_id)
+        .where(
+            SHARES.c.organisation_id == organisation,
+            or_(SHARES.c.valid_from.is_(None), SHARES.c.valid_from <= now),
+            or_(SHARES.c.valid_until.is_(None), SHARES.c.valid_until > now),
+        )
+    )

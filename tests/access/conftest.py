@@ -1,0 +1,40 @@
+"""An in-process platform with tokens for staff of several hospitals and for an MPI steward."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from medicus.app import create_app
+from medicus.iam.tokens import TokenGrant
+from medicus.platform import Platform
+
+FHIR_JSON = {"content-type": "application/fhir+json"}
+
+
+@dataclass
+class Region:
+    platform: Platform
+    http: httpx.AsyncClient
+    token: Callable[..., Awaitable[dict[str, str]]]
+
+
+@pytest.fixture
+async def region(fresh_platform: Platform) -> AsyncIterator[Region]:
+    platform = fresh_platform
+
+    async def token(
+        organisation: str = "hospital-a", role: str = "physician", scope: str = "user/*.cruds"
+    ) -> dict[str, str]:
+        grant = TokenGrant(f"{organisation}-{role}", "user", organisation, role, "test", scope)
+        issued = await platform.tokens.issue_access_token(grant)
+        return {"Authorization": f"Bearer {issued}", **FHIR_JSON}
+
+    await platform.start_background_work()
+    transport = httpx.ASGITransport(app=create_app(platform.settings, platform))
+    async with httpx.AsyncClient(transport=transport, base_url="http://region") as http:
+        yield Region(platform, http, token)
+    await platform.stop_background_work()

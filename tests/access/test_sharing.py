@@ -1,0 +1,191 @@
+"""The sharing rule: what a Consent says, and which organisations may see a person's data held
+elsewhere, for consents in every state and treatment relations or none."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from medicus.access.models import ConsentTerms, Share
+from medicus.access.repository import StoredConsent, StoredRecord
+from medicus.access.sharing import consent_terms, is_treatment, shares
+
+NOW = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
+PRIVACY = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+    ]
+}
+
+
+def _consent(provision: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": PRIVACY,
+        "provision": provision,
+        **changes,
+    }
+
+
+def _actor(organisation: str) -> dict[str, Any]:
+    return {"reference": {"reference": f"Organization/{organisation}"}}
+
+
+def test_a_permit_for_every_participant() -> None:
+    assert consent_terms(_consent({"type": "permit"})) == ConsentTerms(
+        "permit", None, frozenset(), None, None
+    )
+
+
+def test_a_permit_for_named_organisations_within_a_period() -> None:
+    provision = {
+        "type": "permit",
+        "actor": [_actor("hospital-b"), _actor("hospital-c"), {"reference": {"display": "x"}}],
+        "period": {"start": "2026-01-01", "end": "2026-12"},
+    }
+    assert consent_terms(_consent(provision)) == ConsentTerms(
+        "permit",
+        frozenset({"hospital-b", "hospital-c"}),
+        frozenset(),
+        dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
+    )
+
+
+def test_nested_denials_exclude_or_void() -> None:
+    excluding = {"type": "permit", "provision": [{"type": "deny", "actor": [_actor("lab-x")]}]}
+    terms = consent_terms(_consent(excluding))
+    assert terms is not None
+    assert terms.excluded == {"lab-x"}
+    voiding = {"type": "permit", "provision": [{"type": "deny"}]}
+    assert consent_terms(_consent(voiding)) is None
+
+
+@pytest.mark.parametrize(
+    "consent",
+    [
+        _consent({"type": "permit"}, status="inactive"),
+        _consent({"type": "permit"}, status="rejected"),
+        _consent({"type": "permit"}, status="draft"),
+        _consent({"type": "permit"}, scope={"coding": [{"code": "research"}]}),
+        _consent({"type": "permit"}, scope=None),
+        _consent({}),
+        _consent({"type": "maybe"}),
+        {"resourceType": "Consent", "status": "active", "scope": PRIVACY},
+    ],
+)
+def test_what_is_no_sharing_consent(consent: dict[str, Any]) -> None:
+    assert consent_terms(consent) is None
+
+
+def test_an_objection_is_a_deny() -> None:
+    terms = consent_terms(_consent({"type": "deny"}))
+    assert terms is not None
+    assert terms.decision == "deny"
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "status", "treating"),
+    [
+        ("Encounter", "in-progress", True),
+        ("Encounter", "arrived", True),
+        ("Encounter", "onleave", True),
+        ("Encounter", "finished", False),
+        ("Encounter", "planned", False),
+        ("Encounter", "cancelled", False),
+        ("EpisodeOfCare", "active", True),
+        ("EpisodeOfCare", "finished", False),
+        ("Observation", "final", False),
+    ],
+)
+def test_treatment_relations(resource_type: str, status: str, treating: bool) -> None:
+    assert is_treatment(resource_type, {"status": status}) is treating
+
+
+RECORDS = [
+    StoredRecord("a1", "hospital-a", "a1", "A123456780"),
+    StoredRecord("b1", "hospital-b", "a1", "A123456780"),
+]
+
+
+def _stored(
+    decision: str = "permit",
+    organisations: frozenset[str] | None = None,
+    held_by: str = "hospital-a",
+    about: str = "a1",
+    valid_from: dt.datetime | None = None,
+    valid_until: dt.datetime | None = None,
+    excluded: frozenset[str] = frozenset(),
+) -> StoredConsent:
+    return StoredConsent(
+        "c", held_by, about, decision, organisations, excluded, valid_from, valid_until
+    )
+
+
+DAY = dt.timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("consents", "treating", "expected"),
+    [
+        pytest.param([], [("hospital-b", "b1")], [], id="no consent"),
+        pytest.param([_stored()], [], [], id="consent, no treatment"),
+        pytest.param(
+            [_stored()], [("hospital-b", "b1")], [Share("hospital-b", None, None)], id="both"
+        ),
+        pytest.param(
+            [_stored(organisations=frozenset({"hospital-c"}))],
+            [("hospital-b", "b1")],
+            [],
+            id="consent for another organisation",
+        ),
+        pytest.param(
+            [_stored(excluded=frozenset({"hospital-b"}))],
+            [("hospital-b", "b1")],
+            [],
+            id="excluded by name",
+        ),
+        pytest.param([_stored(valid_until=NOW - DAY)], [("hospital-b", "b1")], [], id="expired"),
+        pytest.param(
+            [_stored(valid_from=NOW + DAY)],
+            [("hospital-b", "b1")],
+            [Share("hospital-b", NOW + DAY, None)],
+            id="not yet valid: the window says when",
+        ),
+        pytest.param(
+            [_stored(), _stored("deny")], [("hospital-b", "b1")], [], id="objection in force"
+        ),
+        pytest.param(
+            [_stored(), _stored("deny", valid_from=NOW + 3 * DAY)],
+            [("hospital-b", "b1")],
+            [Share("hospital-b", None, NOW + 3 * DAY)],
+            id="objection from a later day ends the share then",
+        ),
+        pytest.param(
+            [_stored(), _stored("deny", valid_until=NOW - DAY)],
+            [("hospital-b", "b1")],
+            [Share("hospital-b", None, None)],
+            id="objection that has ended",
+        ),
+        pytest.param(
+            [_stored(held_by="hospital-b")],
+            [("hospital-b", "b1")],
+            [],
+            id="consent about a record its holder does not hold",
+        ),
+        pytest.param([_stored()], [("hospital-b", "a1")], [], id="treatment of another's record"),
+        pytest.param(
+            [_stored(about="elsewhere", held_by="hospital-x")],
+            [("hospital-b", "b1")],
+            [],
+            id="consent about another person's record",
+        ),
+    ],
+)
+def test_shares(
+    consents: list[StoredConsent], treating: list[tuple[str, str]], expected: list[Share]
+) -> None:
+    assert shares(RECORDS, consents, treating, NOW) == expected
