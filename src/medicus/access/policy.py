@@ -1,16 +1,27 @@
 """Access decisions for patient data. Every data path asks here and nowhere else.
 
-The rule in force now is the first of the data-protection concept: staff (and service
-accounts) of an organisation may act on the data their own organisation holds, as far as their
-token's SMART scopes allow. Consent, treatment relations, break-glass and the master patient
-index build on this same interface.
+The rules in force:
+- staff (and service accounts) of an organisation may act on the data their own organisation
+  holds, as far as their token's SMART scopes allow;
+- they may read (read, vread, history, search, `$everything`) a person's data that other
+  organisations hold while that data is shared with their organisation: the person's sharing
+  consent covers it and it has a treatment relation with the person (`sharing`); data held
+  elsewhere is never written or deleted.
+
+Searches are filtered inside their query: `shared_patients` is the condition every query of
+patient data carries besides its own organisation.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
+from sqlalchemy import Select
+
+from medicus.access import repository
 from medicus.iam.scopes import Context, ScopeSet
 from medicus.iam.tokens import Principal
 
@@ -38,10 +49,44 @@ _PERMISSION = {
 }
 
 
+_READING = frozenset(
+    {
+        Interaction.READ,
+        Interaction.VREAD,
+        Interaction.HISTORY,
+        Interaction.SEARCH,
+        Interaction.EVERYTHING,
+    }
+)
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
     reason: str
+
+
+@dataclass(frozen=True)
+class Viewpoint:
+    """Through whose eyes a query of patient data sees: the caller's organisation, at one
+    moment (shares begin and end in time); without `sharing`, only what the organisation
+    holds itself (the matches of a conditional write)."""
+
+    organisation_id: str
+    at: dt.datetime
+    sharing: bool = True
+
+
+def same_person(patient: Any) -> Select[tuple[str]]:
+    """The Patient records of the person that record `patient` (an SQL expression) belongs
+    to, by the master patient index (`patients`)."""
+    return repository.same_person(patient)
+
+
+def shared_patients(organisation: Any, at: Any) -> Select[tuple[str]]:
+    """The Patient records whose data `organisation` may read although others hold it, at
+    `at` (SQL expressions: bound parameters of the caller's query)."""
+    return repository.shared_patients(organisation, at)
 
 
 def _enforceable(principal: Principal) -> ScopeSet:
@@ -58,15 +103,23 @@ class AccessPolicy:
         interaction: Interaction,
         resource_type: str,
         owner_organisation: str | None,
+        shared: bool = False,
     ) -> Decision:
         """May `principal` perform `interaction` on a `resource_type` held by
-        `owner_organisation` (None: a resource that does not exist yet)?"""
+        `owner_organisation` (None: a resource that does not exist yet), whose patient's data
+        is `shared` with the principal's organisation or not?"""
         context = Context.SYSTEM if principal.kind == "service" else Context.USER
         if not _enforceable(principal).allows(context, resource_type, _PERMISSION[interaction]):
             return Decision(False, "scope")
-        if owner_organisation is not None and owner_organisation != principal.organisation_id:
-            return Decision(False, "other-organisation")
-        return Decision(True, "own-organisation")
+        if owner_organisation is None or owner_organisation == principal.organisation_id:
+            return Decision(True, "own-organisation")
+        if shared and interaction in _READING:
+            return Decision(True, "consent-and-treatment")
+        return Decision(False, "other-organisation")
+
+    def viewpoint(self, principal: Principal, at: dt.datetime, sharing: bool = True) -> Viewpoint:
+        """The viewpoint of `principal`'s queries of patient data at `at`."""
+        return Viewpoint(principal.organisation_id, at, sharing)
 
     def readable_types(self, principal: Principal, all_types: frozenset[str]) -> frozenset[str]:
         """The resource types whose history or search the principal's scopes allow."""

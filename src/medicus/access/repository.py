@@ -285,3 +285,13 @@ def shared_patients(organisation: Any, now: Any) -> Select[tuple[str]]:
             or_(SHARES.c.valid_until.is_(None), SHARES.c.valid_until > now),
         )
     )
+
+
+def same_person(patient: Any) -> Select[tuple[str]]:
+    """The Patient records of the person record `patient` (an SQL expression) belongs to."""
+    mine = RECORDS.alias("mine")
+    return (
+        select(RECORDS.c.patient_id)
+        .join(mine, mine.c.person_id == RECORDS.c.person_id)
+        .where(mine.c.patient_id == patient)
+    )

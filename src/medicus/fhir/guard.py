@@ -4,8 +4,9 @@ its existence is not revealed; 403 for a scope that does not allow the interacti
 
 from __future__ import annotations
 
-from medicus.access.policy import AccessPolicy, Decision, Interaction
+from medicus.access.policy import AccessPolicy, Decision, Interaction, Viewpoint
 from medicus.audit.service import AuditEvent, Outcome
+from medicus.core.db import utc_now
 from medicus.core.errors import ApiError
 from medicus.iam.tokens import Principal
 
@@ -47,9 +48,12 @@ class Guard:
         resource_type: str,
         fhir_id: str | None,
         owner_organisation: str | None,
+        shared: bool = False,
     ) -> AuditEvent:
         """The audit event of an allowed decision; raises `AccessDenied` otherwise."""
-        decision = self._access.decide(caller, interaction, resource_type, owner_organisation)
+        decision = self._access.decide(
+            caller, interaction, resource_type, owner_organisation, shared
+        )
         target = f"{resource_type}/{fhir_id}" if fhir_id else resource_type
         event = audit_event(caller, interaction, target, decision)
         if decision.allowed:
@@ -61,6 +65,10 @@ class Guard:
                 403, f"Your access token does not allow {interaction} on {resource_type}."
             )
         raise AccessDenied(event, error)
+
+    def viewpoint(self, caller: Principal, sharing: bool = True) -> Viewpoint:
+        """What the caller's queries see now (see `Viewpoint`)."""
+        return self._access.viewpoint(caller, utc_now(), sharing)
 
     def readable_types(self, caller: Principal, all_types: frozenset[str]) -> frozenset[str]:
         return self._access.readable_types(caller, all_types)

@@ -85,19 +85,18 @@ class Operations:
         await self._fhir.require(caller, Interaction.EVERYTHING, "Patient", patient_id)
         members = self._members(caller, types)
         targets = self._targets(caller, types)
+        viewpoint = self._fhir.viewpoint(caller)
         async with self._database.reading() as reading:
             rows = await repository.compartment(
                 reading,
-                caller.organisation_id,
+                viewpoint,
                 patient_id,
                 members,
                 since,
                 count + 1,
                 offset,
             )
-            found = await repository.referenced(
-                reading, rows[:count], caller.organisation_id, targets
-            )
+            found = await repository.referenced(reading, rows[:count], viewpoint, targets)
         referenced = [row for row in found if since is None or row.last_updated >= since]
         await self._fhir.record_included(
             caller, {row.resource_type for row in referenced}, "$everything"

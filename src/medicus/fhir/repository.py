@@ -11,6 +11,8 @@ from sqlalchemy import Row, Table, and_, bindparam, delete, exists, func, or_, s
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from medicus.access.models import RECORDS
+from medicus.access.policy import Viewpoint, same_person, shared_patients
 from medicus.core.bulk import Batch, in_bulk, insert_tables
 from medicus.core.db import Reading
 from medicus.core.driver import AnySelect, DriverRow
@@ -39,7 +41,7 @@ from medicus.fhir.search.include import (
     includes_of,
 )
 from medicus.fhir.search.match import TABLES
-from medicus.fhir.search.query import SearchRequest, constants, visible
+from medicus.fhir.search.query import SearchRequest, Viewer, constants, viewer, visible
 from medicus.fhir.search.template import Slot, Sql, Values
 
 
@@ -103,19 +105,33 @@ async def replace(
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
+async def is_shared(session: AsyncSession, patient_id: str | None, viewpoint: Viewpoint) -> bool:
+    """Whether the data of Patient record `patient_id` is shared with the viewpoint."""
+    if patient_id is None:
+        return False
+    shared = shared_patients(viewpoint.organisation_id, viewpoint.at)
+    found = await session.execute(shared.where(RECORDS.c.patient_id == patient_id).limit(1))
+    return found.first() is not None
+
+
 async def history(
     session: AsyncSession,
-    organisation_id: str,
+    viewpoint: Viewpoint,
     resource_types: Sequence[str] | None,
     since: dt.datetime | None,
     limit: int,
 ) -> Sequence[Row[FhirVersionRow, str, str]]:
-    """Versions of the organisation's resources (of `resource_types`, or all), newest first.
-    The organisation is part of the query: what the caller may not see is never read."""
+    """Versions of the resources the viewpoint sees (of `resource_types`, or all; deleted
+    ones too), newest first. What the caller may see is part of the query: what it may not
+    is never read."""
+    organisation = FhirResourceRow.organisation_id == viewpoint.organisation_id
+    shared = FhirResourceRow.patient_id.in_(
+        shared_patients(viewpoint.organisation_id, viewpoint.at)
+    )
     statement = (
         select(FhirVersionRow, FhirResourceRow.resource_type, FhirResourceRow.fhir_id)
         .join(FhirResourceRow, FhirResourceRow.rid == FhirVersionRow.rid)
-        .where(FhirResourceRow.organisation_id == organisation_id)
+        .where(or_(organisation, shared))
     )
     if resource_types is not None:
         statement = statement.where(FhirResourceRow.resource_type.in_(resource_types))
@@ -262,20 +278,20 @@ class SearchPage:
 async def search_page(
     reading: Reading,
     request: SearchRequest,
-    organisation_id: str,
+    viewpoint: Viewpoint,
     size: int,
     offset: int,
     accurate: bool,
     keys: Sequence[query.SortKey],
     position: paging.Position | None,
 ) -> SearchPage:
-    """One page of a search (ONE query, the organisation inside it) in the order of `keys`,
+    """One page of a search (ONE query, what the viewpoint sees inside it) in the order of `keys`,
     after or before `position` (a cursor's), its total as `_total` asks, what it includes
     (`_summary=count`: only the total), and the sort values its paging links start from. The
     page before a resource is read in the reverse order and turned round. A position only
     bounds the page query: totals count the whole search."""
     values = Values()
-    statement = query.build(values, request, organisation_id)
+    statement = query.build(values, request, viewpoint)
     includes = includes_of(request)
     mode = query.total_mode(request, accurate)
     if request.values("_summary") == ["count"]:
@@ -294,7 +310,7 @@ async def search_page(
     matched = [StoredResource(*row[:width]) for row in found]
     known = offset if position is None else None
     total = await _total(reading, values, statement, mode, len(matched), more, known)
-    extra = await _included(reading, includes, matched, organisation_id, request.readable)
+    extra = await _included(reading, includes, matched, viewpoint, request.readable)
     # Forwards a page came from the one before (if any is left); backwards from the one after.
     following = found and (more or backward)
     preceding = found and (more if backward else position is not None)
@@ -331,7 +347,7 @@ async def _included(
     reading: Reading,
     includes: Sequence[Include],
     matched: Sequence[StoredResource],
-    organisation_id: str,
+    viewpoint: Viewpoint,
     readable: frozenset[str] | None,
 ) -> list[StoredResource]:
     """`_include`/`_revinclude` of a page, repeated for `:iterate` directives on what each
@@ -341,7 +357,7 @@ async def _included(
     for _ in range(MAX_ITERATIONS):
         keys = [Found(row.rid, row.resource_type, row.fhir_id) for row in found]
         values = Values()
-        statement = included(values, active, keys, seen, organisation_id, readable)
+        statement = included(values, active, keys, seen, viewpoint, readable)
         if statement is None or len(added) >= MAX_INCLUDED:
             break
         found = await _resources(reading, statement, values)
@@ -354,17 +370,17 @@ async def _included(
 async def referenced(
     reading: Reading,
     found: Sequence[StoredResource],
-    organisation_id: str,
+    viewpoint: Viewpoint,
     readable: frozenset[str] | None,
 ) -> list[StoredResource]:
     """The visible resources that `found` refer to (as `_include=*`), not among `found`."""
     every_reference = Include(None, None, None, reverse=False, iterate=False)
-    return await _included(reading, [every_reference], found, organisation_id, readable)
+    return await _included(reading, [every_reference], found, viewpoint, readable)
 
 
 def _in_compartment(
     row: Any,
-    organisation: Slot,
+    viewer: Viewer,
     patient: Slot,
     members: tuple[tuple[str, tuple[str, ...]], ...],
     since: Slot | None,
@@ -375,7 +391,7 @@ def _in_compartment(
     refers = exists().where(
         reference.rid == row.rid,
         reference.target_type == "Patient",
-        reference.target_id == patient,
+        or_(reference.target_id == patient, reference.target_id.in_(same_person(patient))),
         or_(
             *(
                 and_(reference.resource_type == kind, reference.param.in_(constants(params)))
@@ -383,10 +399,13 @@ def _in_compartment(
             )
         ),
     )
-    is_patient = and_(row.resource_type == "Patient", row.fhir_id == patient)
+    is_patient = and_(
+        row.resource_type == "Patient",
+        or_(row.fhir_id == patient, row.fhir_id.in_(same_person(patient))),
+    )
     kinds = [kind for kind, _ in members]
     statement = select(*RESOURCES.c).where(
-        *visible(row, organisation),
+        *visible(row, viewer),
         row.resource_type.in_(constants(kinds)),
         or_(is_patient, refers) if "Patient" in kinds else refers,
     )
@@ -397,23 +416,24 @@ def _in_compartment(
 
 async def compartment(
     reading: Reading,
-    organisation_id: str,
+    viewpoint: Viewpoint,
     patient_id: str,
     members: dict[str, tuple[str, ...]],
     since: dt.datetime | None,
     limit: int,
     offset: int,
 ) -> list[StoredResource]:
-    """The patient (if `members` has Patient) and the current resources of the organisation
-    that are in the patient's compartment: those that refer to the patient through one of
-    their type's compartment parameters (`members`: resource type → parameters)."""
+    """The person's Patient records (if `members` has Patient) and the current resources
+    the viewpoint sees in their compartments: those that refer to one of the person's
+    records (`patient_id` and the records the master patient index joins with it) through
+    one of their type's compartment parameters (`members`: resource type → parameters)."""
     if not members:
         return []
     values = Values()
     statement = Sql(
         _in_compartment,
         (
-            values.slot(organisation_id),
+            viewer(values, viewpoint),
             values.slot(patient_id),
             tuple(sorted(members.items())),
             None if since is None else values.slot(since),
@@ -426,14 +446,25 @@ async def compartment(
 
 _resource = FhirResourceRow
 _version = FhirVersionRow
+_SHARED = _resource.patient_id.in_(shared_patients(bindparam("viewer"), bindparam("at")))
 _CURRENT: AnySelect = select(
-    _resource.organisation_id, _resource.version, _resource.last_updated, _resource.content
+    _resource.organisation_id,
+    _resource.version,
+    _resource.last_updated,
+    _resource.content,
+    _SHARED,
 ).where(
     _resource.resource_type == bindparam("resource_type"),
     _resource.fhir_id == bindparam("fhir_id"),
 )
 _VERSION: AnySelect = (
-    select(_resource.organisation_id, _version.version, _version.last_updated, _version.content)
+    select(
+        _resource.organisation_id,
+        _version.version,
+        _version.last_updated,
+        _version.content,
+        _SHARED,
+    )
     .join(_version, and_(_version.rid == _resource.rid, _version.version == bindparam("version")))
     .where(
         _resource.resource_type == bindparam("resource_type"),
@@ -443,12 +474,18 @@ _VERSION: AnySelect = (
 
 
 def lookup(
-    resource_type: str, fhir_id: str, version: int | None
+    resource_type: str, fhir_id: str, version: int | None, viewpoint: Viewpoint
 ) -> tuple[AnySelect, dict[str, Any]]:
-    """One statement for a read or vread: owner, version, time and content (None: deleted)
-    of the current version or of version `version`. The statements are built once, with
+    """One statement for a read or vread: owner, version, time, content (None: deleted) of
+    the current version or of version `version`, and whether the resource's patient's data
+    is shared with the viewpoint's organisation. The statements are built once, with
     parameters: building one per read cost more than running it."""
-    parameters: dict[str, Any] = {"resource_type": resource_type, "fhir_id": fhir_id}
+    parameters: dict[str, Any] = {
+        "resource_type": resource_type,
+        "fhir_id": fhir_id,
+        "viewer": viewpoint.organisation_id,
+        "at": viewpoint.at,
+    }
     if version is None:
         return _CURRENT, parameters
     return _VERSION, {**parameters, "version": version}

@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.access.policy import Decision, Interaction
+from medicus.access.policy import Decision, Interaction, Viewpoint
 from medicus.audit.service import AuditTrail
 from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
@@ -99,13 +99,15 @@ class FhirService:
         found = (
             None  # no such version, and not a number the database would take
             if version is not None and version > LARGEST_VERSION
-            else await self._database.fetch_one(*repository.lookup(resource_type, fhir_id, version))
+            else await self._database.fetch_one(
+                *repository.lookup(resource_type, fhir_id, version, self._guard.viewpoint(caller))
+            )
         )
-        owner = None if found is None else found[0]
-        await self._require(caller, interaction, resource_type, fhir_id, owner)
+        owner, shared = (None, False) if found is None else (found[0], bool(found[4]))
+        await self._require(caller, interaction, resource_type, fhir_id, owner, shared)
         if found is None:
             raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
-        _, stored_version, last_updated, content = found
+        _, stored_version, last_updated, content, _ = found
         if content is None:
             raise ApiError(410, f"{resource_type}/{fhir_id} was deleted.", issue_type="deleted")
         return StoredVersion(resource_type, fhir_id, stored_version, last_updated, content.encode())
@@ -131,12 +133,13 @@ class FhirService:
             request.lenient,
             None if readable == resource_types() else readable,
         )
+        viewpoint = self._guard.viewpoint(caller)
         organisation = caller.organisation_id
         keys = query.sort_keys(request)
         position = paging.start(request, organisation, keys, self._cursors)
         async with self._database.reading() as connection:
             found = await repository.search_page(
-                connection, request, organisation, count, offset, total, keys, position
+                connection, request, viewpoint, count, offset, total, keys, position
             )
         await self.record_included(caller, {row.resource_type for row in found.included})
         page = [(row.fhir_id, row.content.encode()) for row in found.rows if row.content]
@@ -175,7 +178,7 @@ class FhirService:
             await self._audit.record(audit_event(caller, Interaction.HISTORY, "*", decision))
         async with self._database.snapshot() as session:
             rows = await repository.history(
-                session, caller.organisation_id, sorted(types), since, count
+                session, self._guard.viewpoint(caller), sorted(types), since, count
             )
         return [(version, f"{kind}/{fhir_id}") for version, kind, fhir_id in rows]
 
@@ -188,8 +191,11 @@ class FhirService:
         async with self._database.snapshot() as session:
             row = await repository.resource(session, resource_type, fhir_id)
             rows = [] if row is None else await repository.versions(session, row.rid, count)
+            shared = row is not None and await repository.is_shared(
+                session, row.patient_id, self._guard.viewpoint(caller)
+            )
         owner = None if row is None else row.organisation_id
-        await self._require(caller, Interaction.HISTORY, resource_type, fhir_id, owner)
+        await self._require(caller, Interaction.HISTORY, resource_type, fhir_id, owner, shared)
         if row is None:
             raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
         return [(version, f"{resource_type}/{fhir_id}") for version in rows]
@@ -214,6 +220,9 @@ class FhirService:
             )
         )
 
+    def viewpoint(self, caller: Principal) -> Viewpoint:
+        return self._guard.viewpoint(caller)
+
     def readable_types(self, caller: Principal, types: frozenset[str]) -> frozenset[str]:
         return self._guard.readable_types(caller, types)
 
@@ -224,11 +233,13 @@ class FhirService:
         resource_type: str,
         fhir_id: str | None,
         owner: str | None,
+        shared: bool = False,
     ) -> None:
         """Ask `access` for a read of a resource held by organisation `owner` (None: no such
-        resource, or a search); the decision, allowed or not, is audited."""
+        resource, or a search) whose patient's data is `shared` with the caller's
+        organisation or not; the decision, allowed or not, is audited."""
         try:
-            event = self._guard.check(caller, interaction, resource_type, fhir_id, owner)
+            event = self._guard.check(caller, interaction, resource_type, fhir_id, owner, shared)
         except AccessDenied as denied:
             await self._audit.record(denied.event)
             raise denied.error from None

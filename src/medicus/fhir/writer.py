@@ -178,7 +178,7 @@ class ResourceWriter:
         await hold_lock(session, _condition_lock(caller, resource_type, conditions))
         values = Values()
         request = SearchRequest(resource_type, conditions)
-        statement = query.build(values, request, caller.organisation_id)
+        statement = query.build(values, request, self._guard.viewpoint(caller, sharing=False))
         return await repository.matching(session, values, statement, limit)
 
     async def create(

@@ -12,11 +12,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select, tuple_
 from sqlalchemy.sql import Select
 
+from medicus.access.policy import Viewpoint
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.models import RESOURCES
 from medicus.fhir.search.match import TABLES, invalid
 from medicus.fhir.search.parameters import parameters_of
-from medicus.fhir.search.query import SearchRequest, constants
+from medicus.fhir.search.query import SearchRequest, Viewer, constants, viewer, visible
 from medicus.fhir.search.template import FALSE, Slot, Sql, Values
 
 MAX_INCLUDED = 1000
@@ -143,16 +144,15 @@ def _reverse(values: Values, include: Include, found: Sequence[Found]) -> Sql:
 
 def _including(
     row: Any,
-    organisation: Slot,
+    viewer: Viewer,
     seen: tuple[Slot, ...],
     alternatives: tuple[Sql, ...],
     readable: tuple[str, ...] | None,
 ) -> Select[Any]:
     statement = select(*RESOURCES.c).where(
-        # As an expression, the organisation cannot lead an index: the few targets, found by
-        # key, drive the query, not every resource the organisation holds of their type.
-        row.organisation_id.concat("") == organisation,
-        row.deleted.is_(False),
+        # Not leading: the few targets, found by key, drive the query, not every resource
+        # the organisation holds of their type.
+        *visible(row, viewer, leading=False),
         row.rid.not_in(seen),
         or_(*[alternative.build(row) for alternative in alternatives]),
     )
@@ -166,7 +166,7 @@ def included(
     includes: Iterable[Include],
     found: Sequence[Found],
     seen: Iterable[int],
-    organisation_id: str,
+    viewpoint: Viewpoint,
     readable: frozenset[str] | None,
 ) -> Sql | None:
     """One pass: the visible resources `includes` reach from `found`, not yet `seen` (None if
@@ -179,7 +179,7 @@ def included(
     return Sql(
         _including,
         (
-            values.slot(organisation_id),
+            viewer(values, viewpoint),
             values.many(sorted(seen)),
             alternatives,
             None if readable is None else tuple(sorted(readable)),

@@ -1,8 +1,9 @@
 """FHIR search parameters into one SQL query: each parameter an IN over the matching rows of
 its index table (repeated parameters AND, comma-separated values OR), chains, `_has` and
 `_list` an IN over the referenced or referring resources, `_sort` correlated subqueries, and
-the caller's organisation a condition of the query and of every resource a chain or a list
-looks into, so that nothing the caller may not see is ever read, counted or used to select.
+what the caller may see (its organisation's data and data shared with it, see `access`) a
+condition of the query and of every resource a chain or a list looks into, so that nothing
+the caller may not see is ever read, counted or used to select.
 
 The query is a template (template.py): parsing a search yields its shape, a tree of `Sql`
 pieces, and its values; the shape is compiled once and run with each search's values."""
@@ -20,11 +21,13 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    or_,
     select,
     union_all,
 )
 from sqlalchemy.sql import Select
 
+from medicus.access.policy import Viewpoint, shared_patients
 from medicus.core.errors import ApiError
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.models import RESOURCES
@@ -127,8 +130,25 @@ def constants(items: Sequence[str]) -> list[BindParameter[str]]:
 
 
 @dataclass(frozen=True)
-class _Scope:
+class Viewer:
+    """A caller's `Viewpoint` as bound values of a query: its organisation and the moment
+    (values), and whether data shared with it counts (`sharing`: part of the shape; writes
+    match their conditions among their own organisation's data only)."""
+
     organisation: Slot
+    at: Slot
+    sharing: bool
+
+
+def viewer(values: Values, viewpoint: Viewpoint) -> Viewer:
+    return Viewer(
+        values.slot(viewpoint.organisation_id), values.slot(viewpoint.at), viewpoint.sharing
+    )
+
+
+@dataclass(frozen=True)
+class _Scope:
+    viewer: Viewer
     readable: frozenset[str] | None
 
     def require_readable(self, resource_type: str, name: str) -> None:
@@ -140,9 +160,18 @@ class _Scope:
             )
 
 
-def visible(row: Any, organisation: Slot) -> list[ColumnElement[bool]]:
-    """The conditions under which a resource row may be used at all."""
-    return [row.organisation_id == organisation, row.deleted.is_(False)]
+def visible(row: Any, viewer: Viewer, leading: bool = True) -> list[ColumnElement[bool]]:
+    """The conditions under which a resource row may be used at all: a current resource that
+    the viewer's organisation holds, or whose patient's data is shared with it (`access`).
+    Not `leading`: the conditions must not drive the query through an index (a few rows
+    found by key do), so they compare expressions instead of the columns."""
+    organisation = row.organisation_id if leading else row.organisation_id.concat("")
+    own = organisation == viewer.organisation
+    if not viewer.sharing:
+        return [own, row.deleted.is_(False)]
+    patient = row.patient_id if leading else row.patient_id.concat("")
+    shared = patient.in_(shared_patients(viewer.organisation, viewer.at))
+    return [or_(own, shared), row.deleted.is_(False)]
 
 
 def _index_row(
@@ -339,7 +368,7 @@ def _referring(
     row: Any,
     resource_type: str,
     code: str,
-    organisation: Slot,
+    viewer: Viewer,
     targets: tuple[tuple[str, Sql], ...],
 ) -> ColumnElement[bool]:
     """The row refers through `code` to a visible resource of one of the `targets`' types
@@ -354,7 +383,7 @@ def _referring(
                 reference.target_type == kind,
                 target_row.resource_type == kind,
                 target_row.fhir_id == reference.target_id,
-                *visible(target_row, organisation),
+                *visible(target_row, viewer),
                 condition.build(target_row),
             )
         )
@@ -396,7 +425,7 @@ def _chain(
     )
     if not targets:
         return FALSE
-    return Sql(_referring, (resource_type, code, scope.organisation, targets))
+    return Sql(_referring, (resource_type, code, scope.viewer, targets))
 
 
 def _referred_by(
@@ -404,13 +433,13 @@ def _referred_by(
     resource_type: str,
     source_type: str,
     code: str,
-    organisation: Slot,
+    viewer: Viewer,
     condition: Sql,
 ) -> ColumnElement[bool]:
     source, reference = RESOURCES.alias().c, TABLES["reference"].alias().c
     referring = select(reference.target_id).where(
         source.resource_type == source_type,
-        *visible(source, organisation),
+        *visible(source, viewer),
         reference.rid == source.rid,
         reference.resource_type == source_type,
         reference.param == code,
@@ -439,11 +468,11 @@ def _reverse_chain(
         raise invalid(f"{name}: {source_type}.{code} does not refer to {resource_type}.", name)
     scope.require_readable(source_type, name)
     condition = _condition(values, scope, source_type, rest, value, name)
-    return Sql(_referred_by, (resource_type, source_type, code, scope.organisation, condition))
+    return Sql(_referred_by, (resource_type, source_type, code, scope.viewer, condition))
 
 
 def _listed(
-    row: Any, resource_type: str, ids: tuple[Slot, ...], organisation: Slot
+    row: Any, resource_type: str, ids: tuple[Slot, ...], viewer: Viewer
 ) -> ColumnElement[bool]:
     listing, reference, item = (
         RESOURCES.alias().c,
@@ -453,7 +482,7 @@ def _listed(
     items = select(item.rid).where(
         listing.resource_type == "List",
         listing.fhir_id.in_(ids),
-        *visible(listing, organisation),
+        *visible(listing, viewer),
         # The List's own rows by its row id: their type goes without saying, and without it
         # SQLite cannot start from every List's `item` rows instead.
         reference.rid == listing.rid,
@@ -480,7 +509,7 @@ def _in_list(
         message = f"{name}: functional lists ({value}) are not supported; name a List by its id."
         raise invalid(message, name)
     scope.require_readable("List", name)
-    return Sql(_listed, (resource_type, values.many(ids), scope.organisation))
+    return Sql(_listed, (resource_type, values.many(ids), scope.viewer))
 
 
 def _condition(
@@ -547,22 +576,22 @@ def _one_day_or_less(value: str) -> bool:
 
 
 def _matching(
-    row: Any, resource_type: str, organisation: Slot, conditions: tuple[Sql, ...]
+    row: Any, resource_type: str, viewer: Viewer, conditions: tuple[Sql, ...]
 ) -> Select[Any]:
     return select(*RESOURCES.c).where(
         row.resource_type == resource_type,
-        *visible(row, organisation),
+        *visible(row, viewer),
         *[condition.build(row) for condition in conditions],
     )
 
 
-def build(values: Values, request: SearchRequest, organisation_id: str) -> Sql:
-    """The SELECT of matching current resources of `organisation_id`, unordered, unpaged."""
+def build(values: Values, request: SearchRequest, viewpoint: Viewpoint) -> Sql:
+    """The SELECT of matching current resources the viewpoint sees, unordered, unpaged."""
     for name, value in request.parameters:
         if "\x00" in name or "\x00" in value:
             # Nothing stored contains it, and PostgreSQL refuses it in a text parameter.
             raise invalid("A search parameter must not contain a NUL character (%00).", name)
-    scope = _Scope(values.slot(organisation_id), request.readable)
+    scope = _Scope(viewer(values, viewpoint), request.readable)
     searched = [(n, v) for n, v in request.parameters if not is_result_parameter(n)]
     driver = min(
         range(len(searched)),
@@ -589,7 +618,7 @@ def build(values: Values, request: SearchRequest, organisation_id: str) -> Sql:
     if len(values.items) > MAX_VALUES:
         message = f"This search has more than {MAX_VALUES} values in all; search in parts."
         raise invalid(message, searched[-1][0])
-    return Sql(_matching, (request.resource_type, scope.organisation, tuple(conditions)))
+    return Sql(_matching, (request.resource_type, scope.viewer, tuple(conditions)))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,217 @@
+"""Data held by another hospital, through HTTP: visible while the person's sharing consent
+covers the reader and the reader treats the person, on the very next request after either
+changes; never writable; never visible to a hospital without both."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.access.conftest import Region
+
+KVNR = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}
+PRIVACY = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+    ]
+}
+ROLES = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+HB = {"coding": [{"system": "http://loinc.org", "code": "718-7"}]}
+
+
+async def _post(region: Region, organisation: str, resource: dict[str, Any]) -> str:
+    response = await region.http.post(
+        f"/fhir/{resource['resourceType']}",
+        content=orjson.dumps(resource),
+        headers=await region.token(organisation),
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def _put(region: Region, organisation: str, resource: dict[str, Any]) -> None:
+    response = await region.http.put(
+        f"/fhir/{resource['resourceType']}/{resource['id']}",
+        content=orjson.dumps(resource),
+        headers=await region.token(organisation),
+    )
+    assert response.status_code == 200, response.text
+
+
+def _consent(patient: str, decision: str = "permit", **provision: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": PRIVACY,
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient}"},
+        "provision": {"type": decision, **provision},
+    }
+
+
+def _encounter(patient: str, status: str = "in-progress") -> dict[str, Any]:
+    return {
+        "resourceType": "Encounter",
+        "status": status,
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": f"Patient/{patient}"},
+    }
+
+
+class Story:
+    """Hospital A holds a person's record and a lab value; hospital B treats the same person
+    (same KVNR) under a record of its own; hospital C only holds a record of the person."""
+
+    def __init__(self, region: Region) -> None:
+        self.region = region
+        self.ids: dict[str, str] = {}
+
+    async def tell(self, consent: bool = True, treated: bool = True) -> None:
+        region, ids = self.region, self.ids
+        ids["a1"] = await _post(
+            region, "hospital-a", {"resourceType": "Patient", "identifier": [KVNR]}
+        )
+        ids["lab"] = await _post(
+            region,
+            "hospital-a",
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": HB,
+                "subject": {"reference": f"Patient/{ids['a1']}"},
+                "valueQuantity": {"value": 13.2, "unit": "g/dL"},
+            },
+        )
+        ids["b1"] = await _post(
+            region, "hospital-b", {"resourceType": "Patient", "identifier": [KVNR]}
+        )
+        ids["c1"] = await _post(
+            region, "hospital-c", {"resourceType": "Patient", "identifier": [KVNR]}
+        )
+        if treated:
+            ids["stay"] = await _post(region, "hospital-b", _encounter(ids["b1"]))
+        if consent:
+            ids["consent"] = await _post(region, "hospital-a", _consent(ids["a1"]))
+
+    async def status(self, organisation: str, path: str) -> int:
+        response = await self.region.http.get(path, headers=await self.region.token(organisation))
+        return response.status_code
+
+    async def found(self, organisation: str, query: str) -> set[str]:
+        response = await self.region.http.get(
+            f"/fhir/{query}", headers=await self.region.token(organisation)
+        )
+        assert response.status_code == 200, response.text
+        bundle = response.json()
+        return {
+            f"{e['resource']['resourceType']}/{e['resource']['id']}"
+            for e in bundle.get("entry", [])
+        }
+
+
+async def test_a_treating_hospital_reads_what_the_consent_shares(region: Region) -> None:
+    story = Story(region)
+    await story.tell()
+    ids = story.ids
+    lab = f"Observation/{ids['lab']}"
+    assert await story.status("hospital-b", f"/fhir/{lab}") == 200
+    assert await story.status("hospital-b", f"/fhir/{lab}/_history/1") == 200
+    assert await story.status("hospital-b", f"/fhir/{lab}/_history") == 200
+    assert lab in await story.found("hospital-b", "Observation?code=http://loinc.org|718-7")
+    assert lab in await story.found("hospital-b", f"Observation?subject=Patient/{ids['a1']}")
+    everything = await story.found("hospital-b", f"Patient/{ids['b1']}/$everything")
+    # The consent is the person's, wherever it was recorded: C's record is shared too.
+    person = {f"Patient/{ids[record]}" for record in ("a1", "b1", "c1")}
+    assert {lab, f"Encounter/{ids['stay']}", *person} <= everything
+    with_patient = await story.found(
+        "hospital-b", "Observation?code=718-7&_include=Observation:subject"
+    )
+    assert f"Patient/{ids['a1']}" in with_patient
+
+    # Hospital C holds a record of the person but does not treat them: nothing of A's.
+    assert await story.status("hospital-c", f"/fhir/{lab}") == 404
+    assert await story.found("hospital-c", "Observation?code=718-7") == set()
+    counted = await region.http.get(
+        "/fhir/Observation?code=718-7&_summary=count", headers=await region.token("hospital-c")
+    )
+    assert counted.json()["total"] == 0
+
+
+async def test_shared_data_is_never_written_by_the_reader(region: Region) -> None:
+    story = Story(region)
+    await story.tell()
+    ids = story.ids
+    lab = f"Observation/{ids['lab']}"
+    assert await story.status("hospital-b", f"/fhir/{lab}") == 200
+    headers = await region.token("hospital-b")
+    changed = {
+        "resourceType": "Observation",
+        "id": ids["lab"],
+        "status": "amended",
+        "code": HB,
+        "subject": {"reference": f"Patient/{ids['a1']}"},
+    }
+    update = await region.http.put(f"/fhir/{lab}", content=orjson.dumps(changed), headers=headers)
+    delete = await region.http.delete(f"/fhir/{lab}", headers=headers)
+    patch = await region.http.patch(
+        f"/fhir/{lab}",
+        content=b'[{"op": "replace", "path": "/status", "value": "amended"}]',
+        headers={**headers, "content-type": "application/json-patch+json"},
+    )
+    assert (update.status_code, delete.status_code, patch.status_code) == (404, 404, 404)
+    conditional = await region.http.delete(
+        f"/fhir/Observation?subject=Patient/{ids['a1']}", headers=headers
+    )
+    assert conditional.status_code in (200, 204)
+    assert await story.status("hospital-a", f"/fhir/{lab}") == 200
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["consent revoked", "consent deleted", "objection", "treatment ended", "consent for C only"],
+)
+async def test_access_ends_with_the_very_next_request(region: Region, change: str) -> None:
+    story = Story(region)
+    await story.tell()
+    ids = story.ids
+    lab = f"/fhir/Observation/{ids['lab']}"
+    assert await story.status("hospital-b", lab) == 200
+    if change == "consent revoked":
+        await _put(
+            region,
+            "hospital-a",
+            {**_consent(ids["a1"]), "id": ids["consent"], "status": "inactive"},
+        )
+    elif change == "consent deleted":
+        deleted = await region.http.delete(
+            f"/fhir/Consent/{ids['consent']}", headers=await region.token("hospital-a")
+        )
+        assert deleted.status_code in (200, 204)
+    elif change == "objection":
+        await _post(region, "hospital-a", _consent(ids["a1"], "deny"))
+    elif change == "treatment ended":
+        await _put(region, "hospital-b", {**_encounter(ids["b1"], "finished"), "id": ids["stay"]})
+    else:
+        recipient = {"coding": [{"system": ROLES, "code": "IRCP"}]}
+        reader = {"role": recipient, "reference": {"reference": "Organization/hospital-c"}}
+        only_c = _consent(ids["a1"], actor=[reader])
+        await _put(region, "hospital-a", {**only_c, "id": ids["consent"]})
+    assert await story.status("hospital-b", lab) == 404
+    assert await story.found("hospital-b", "Observation?code=718-7") == set()
+
+
+async def test_without_a_consent_treatment_alone_shows_nothing(region: Region) -> None:
+    story = Story(region)
+    await story.tell(consent=False)
+    assert await story.status("hospital-b", f"/fhir/Observation/{story.ids['lab']}") == 404
+
+
+async def test_a_consent_held_by_the_reader_about_anothers_record_grants_nothing(
+    region: Region,
+) -> None:
+    story = Story(region)
+    await story.tell(consent=False)
+    await _post(region, "hospital-b", _consent(story.ids["a1"]))
+    assert await story.status("hospital-b", f"/fhir/Observation/{story.ids['lab']}") == 404
