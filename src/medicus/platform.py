@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from medicus.access.breakglass import BreakGlass
 from medicus.access.patients import PatientIndex
 from medicus.access.policy import AccessPolicy
 from medicus.audit.sealer import AuditSealer
@@ -67,6 +68,7 @@ class Platform:
     upstream: UpstreamLogins
     http_client: httpx.AsyncClient
     patients: PatientIndex
+    break_glass: BreakGlass
     fhir: FhirHub
 
     async def start_background_work(self) -> None:
@@ -161,6 +163,7 @@ def build_platform(settings: Settings) -> Platform:
         ),
         http_client=http_client,
         patients=patients,
+        break_glass=BreakGlass(database, audit, dt.timedelta(minutes=settings.break_glass_minutes)),
         fhir=_fhir_hub(database, audit, box, patients),
     )
 

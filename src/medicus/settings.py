@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     mail_from: str = "medicus <noreply@medicus.invalid>"
     invitation_days: int = Field(default=7, ge=1, le=60)
+    break_glass_minutes: int = Field(default=240, ge=5, le=24 * 60)
     argon2_time_cost: int = Field(default=3, ge=1, le=20)
     argon2_memory_kib: int = Field(default=65536, ge=1024, le=4 * 1024 * 1024)
 

@@ -105,9 +105,34 @@ class ShareRow(Base):
     )
 
 
+class BreakGlassRow(Base):
+    """A physician opened a person's record without consent or treatment relation, stating
+    a reason: until `ends_at` the physician sees the person's data; the organisation's data
+    protection officer reviews it afterwards."""
+
+    __tablename__ = "access_break_glass"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    reviewed_by: Mapped[str | None] = mapped_column(String(200))
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    review_note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_access_break_glass_actor", "actor", "ends_at"),
+        Index("ix_access_break_glass_organisation", "organisation_id", "started_at"),
+    )
+
+
 CONSENTS = cast(Table, ConsentRow.__table__)
 TREATMENTS = cast(Table, TreatmentRow.__table__)
 SHARES = cast(Table, ShareRow.__table__)
+BREAK_GLASS = cast(Table, BreakGlassRow.__table__)
 
 
 @dataclass(frozen=True)

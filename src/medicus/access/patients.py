@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access import repository, sharing
+from medicus.access.policy import audited
 from medicus.access.sharing import SHARING_TYPES
-from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.audit.service import AuditTrail, Outcome
 from medicus.core.db import Database, hold_lock, utc_now
 from medicus.core.errors import ApiError
 from medicus.iam.roles import Role
@@ -136,7 +137,7 @@ class PatientIndex:
                 raise _not_in_index(patient_id)
             records = await repository.records_of_persons(session, {found.person_id})
             await self._audit.append(
-                session, _event(caller, "access.mpi.read", f"Patient/{patient_id}")
+                session, audited(caller, "access.mpi.read", f"Patient/{patient_id}")
             )
         return [PatientRecord(r.patient_id, r.organisation_id) for r in records]
 
@@ -175,7 +176,7 @@ class PatientIndex:
             records = await repository.records_of_persons(session, {found.person_id})
             target = f"Patient/{pair[0]}"
             await self._audit.append(
-                session, _event(caller, action, target, {"other": f"Patient/{pair[1]}"})
+                session, audited(caller, action, target, {"other": f"Patient/{pair[1]}"})
             )
         return [PatientRecord(r.patient_id, r.organisation_id) for r in records]
 
@@ -204,7 +205,7 @@ class PatientIndex:
         audited too."""
         if caller.role == Role.PLATFORM_ADMIN and caller.kind == "user":
             return
-        await self._audit.record(_event(caller, action, target, outcome=Outcome.DENIED))
+        await self._audit.record(audited(caller, action, target, outcome=Outcome.DENIED))
         raise ApiError(403, "Only the platform's MPI stewards (platform admins) may do this.")
 
 
@@ -215,20 +216,3 @@ def _not_in_index(patient_id: str) -> ApiError:
 def _unchanged(pair: tuple[str, str], linked: bool) -> str:
     state = "already linked" if linked else "not linked"
     return f"Patient/{pair[0]} and Patient/{pair[1]} are {state}."
-
-
-def _event(
-    caller: Principal,
-    action: str,
-    target: str,
-    detail: dict[str, str] | None = None,
-    outcome: Outcome = Outcome.SUCCESS,
-) -> AuditEvent:
-    return AuditEvent(
-        action,
-        caller.actor,
-        outcome=outcome,
-        organisation=caller.organisation_id,
-        target=target,
-        detail=detail or {},
-    )

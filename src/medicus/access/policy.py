@@ -5,11 +5,13 @@ The rules in force:
   holds, as far as their token's SMART scopes allow;
 - they may read (read, vread, history, search, `$everything`) a person's data that other
   organisations hold while that data is shared with their organisation: the person's sharing
-  consent covers it and it has a treatment relation with the person (`sharing`); data held
-  elsewhere is never written or deleted.
+  consent covers it and it has a treatment relation with the person (`sharing`);
+- a physician may read a person's data without these by break-glass, stating a reason, for a
+  limited time (`breakglass`);
+- data held elsewhere is never written or deleted.
 
-Searches are filtered inside their query: `shared_patients` is the condition every query of
-patient data carries besides its own organisation.
+Searches are filtered inside their query: `readable_patients` is the condition every query
+of patient data carries besides its own organisation.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import CompoundSelect, Select, union
 
 from medicus.access import repository
+from medicus.audit.service import AuditEvent, Outcome
 from medicus.iam.scopes import Context, ScopeSet
 from medicus.iam.tokens import Principal
 
@@ -66,6 +69,25 @@ class Decision:
     reason: str
 
 
+def audited(
+    caller: Principal,
+    action: str,
+    target: str,
+    detail: dict[str, str] | None = None,
+    outcome: Outcome = Outcome.SUCCESS,
+) -> AuditEvent:
+    """The audit event of `caller` doing `action` to `target` (allowed, unless `outcome`
+    says otherwise)."""
+    return AuditEvent(
+        action,
+        caller.actor,
+        outcome=outcome,
+        organisation=caller.organisation_id,
+        target=target,
+        detail=detail or {},
+    )
+
+
 @dataclass(frozen=True)
 class Viewpoint:
     """Through whose eyes a query of patient data sees: the caller's organisation, at one
@@ -73,6 +95,7 @@ class Viewpoint:
     holds itself (the matches of a conditional write)."""
 
     organisation_id: str
+    actor: str
     at: dt.datetime
     sharing: bool = True
 
@@ -87,6 +110,17 @@ def shared_patients(organisation: Any, at: Any) -> Select[tuple[str]]:
     """The Patient records whose data `organisation` may read although others hold it, at
     `at` (SQL expressions: bound parameters of the caller's query)."""
     return repository.shared_patients(organisation, at)
+
+
+def opened_patients(actor: Any, at: Any) -> Select[tuple[str]]:
+    """The Patient records that `actor` may read at `at` by break-glass."""
+    return repository.opened_patients(actor, at)
+
+
+def readable_patients(organisation: Any, actor: Any, at: Any) -> CompoundSelect[tuple[str]]:
+    """The Patient records whose data held elsewhere the viewer may read: shared with its
+    organisation, or opened by break-glass. A condition of every query of patient data."""
+    return union(shared_patients(organisation, at), opened_patients(actor, at))
 
 
 def _enforceable(principal: Principal) -> ScopeSet:
@@ -104,10 +138,12 @@ class AccessPolicy:
         resource_type: str,
         owner_organisation: str | None,
         shared: bool = False,
+        opened: bool = False,
     ) -> Decision:
         """May `principal` perform `interaction` on a `resource_type` held by
         `owner_organisation` (None: a resource that does not exist yet), whose patient's data
-        is `shared` with the principal's organisation or not?"""
+        is `shared` with the principal's organisation or `opened` by the principal's
+        break-glass, or neither?"""
         context = Context.SYSTEM if principal.kind == "service" else Context.USER
         if not _enforceable(principal).allows(context, resource_type, _PERMISSION[interaction]):
             return Decision(False, "scope")
@@ -115,11 +151,13 @@ class AccessPolicy:
             return Decision(True, "own-organisation")
         if shared and interaction in _READING:
             return Decision(True, "consent-and-treatment")
+        if opened and interaction in _READING:
+            return Decision(True, "break-glass")
         return Decision(False, "other-organisation")
 
     def viewpoint(self, principal: Principal, at: dt.datetime, sharing: bool = True) -> Viewpoint:
         """The viewpoint of `principal`'s queries of patient data at `at`."""
-        return Viewpoint(principal.organisation_id, at, sharing)
+        return Viewpoint(principal.organisation_id, principal.actor, at, sharing)
 
     def readable_types(self, principal: Principal, all_types: frozenset[str]) -> frozenset[str]:
         """The resource types whose history or search the principal's scopes allow."""

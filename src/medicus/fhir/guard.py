@@ -4,7 +4,7 @@ its existence is not revealed; 403 for a scope that does not allow the interacti
 
 from __future__ import annotations
 
-from medicus.access.policy import AccessPolicy, Decision, Interaction, Viewpoint
+from medicus.access.policy import AccessPolicy, Decision, Interaction, Viewpoint, audited
 from medicus.audit.service import AuditEvent, Outcome
 from medicus.core.db import utc_now
 from medicus.core.errors import ApiError
@@ -27,14 +27,9 @@ def audit_event(
     decision: Decision,
     detail: dict[str, str] | None = None,
 ) -> AuditEvent:
-    return AuditEvent(
-        f"fhir.{interaction}",
-        caller.actor,
-        outcome=Outcome.SUCCESS if decision.allowed else Outcome.DENIED,
-        organisation=caller.organisation_id,
-        target=target,
-        detail={"reason": decision.reason, **(detail or {})},
-    )
+    outcome = Outcome.SUCCESS if decision.allowed else Outcome.DENIED
+    details = {"reason": decision.reason, **(detail or {})}
+    return audited(caller, f"fhir.{interaction}", target, details, outcome)
 
 
 class Guard:
@@ -49,10 +44,11 @@ class Guard:
         fhir_id: str | None,
         owner_organisation: str | None,
         shared: bool = False,
+        opened: bool = False,
     ) -> AuditEvent:
         """The audit event of an allowed decision; raises `AccessDenied` otherwise."""
         decision = self._access.decide(
-            caller, interaction, resource_type, owner_organisation, shared
+            caller, interaction, resource_type, owner_organisation, shared, opened
         )
         target = f"{resource_type}/{fhir_id}" if fhir_id else resource_type
         event = audit_event(caller, interaction, target, decision)

@@ -12,7 +12,13 @@ from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.models import RECORDS
-from medicus.access.policy import Viewpoint, same_person, shared_patients
+from medicus.access.policy import (
+    Viewpoint,
+    opened_patients,
+    readable_patients,
+    same_person,
+    shared_patients,
+)
 from medicus.core.bulk import Batch, in_bulk, insert_tables
 from medicus.core.db import Reading
 from medicus.core.driver import AnySelect, DriverRow
@@ -105,13 +111,21 @@ async def replace(
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-async def is_shared(session: AsyncSession, patient_id: str | None, viewpoint: Viewpoint) -> bool:
-    """Whether the data of Patient record `patient_id` is shared with the viewpoint."""
+async def readable_elsewhere(
+    session: AsyncSession, patient_id: str | None, viewpoint: Viewpoint
+) -> tuple[bool, bool]:
+    """Whether the data of Patient record `patient_id` is shared with the viewpoint's
+    organisation, and whether opened by its break-glass."""
     if patient_id is None:
-        return False
-    shared = shared_patients(viewpoint.organisation_id, viewpoint.at)
-    found = await session.execute(shared.where(RECORDS.c.patient_id == patient_id).limit(1))
-    return found.first() is not None
+        return False, False
+    found = []
+    for patients in (
+        shared_patients(viewpoint.organisation_id, viewpoint.at),
+        opened_patients(viewpoint.actor, viewpoint.at),
+    ):
+        matching = patients.where(RECORDS.c.patient_id == patient_id).limit(1)
+        found.append((await session.execute(matching)).first() is not None)
+    return found[0], found[1]
 
 
 async def history(
@@ -126,7 +140,7 @@ async def history(
     is never read."""
     organisation = FhirResourceRow.organisation_id == viewpoint.organisation_id
     shared = FhirResourceRow.patient_id.in_(
-        shared_patients(viewpoint.organisation_id, viewpoint.at)
+        readable_patients(viewpoint.organisation_id, viewpoint.actor, viewpoint.at)
     )
     statement = (
         select(FhirVersionRow, FhirResourceRow.resource_type, FhirResourceRow.fhir_id)
@@ -447,12 +461,14 @@ async def compartment(
 _resource = FhirResourceRow
 _version = FhirVersionRow
 _SHARED = _resource.patient_id.in_(shared_patients(bindparam("viewer"), bindparam("at")))
+_OPENED = _resource.patient_id.in_(opened_patients(bindparam("actor"), bindparam("at")))
 _CURRENT: AnySelect = select(
     _resource.organisation_id,
     _resource.version,
     _resource.last_updated,
     _resource.content,
     _SHARED,
+    _OPENED,
 ).where(
     _resource.resource_type == bindparam("resource_type"),
     _resource.fhir_id == bindparam("fhir_id"),
@@ -464,6 +480,7 @@ _VERSION: AnySelect = (
         _version.last_updated,
         _version.content,
         _SHARED,
+        _OPENED,
     )
     .join(_version, and_(_version.rid == _resource.rid, _version.version == bindparam("version")))
     .where(
@@ -478,12 +495,14 @@ def lookup(
 ) -> tuple[AnySelect, dict[str, Any]]:
     """One statement for a read or vread: owner, version, time, content (None: deleted) of
     the current version or of version `version`, and whether the resource's patient's data
-    is shared with the viewpoint's organisation. The statements are built once, with
-    parameters: building one per read cost more than running it."""
+    is shared with the viewpoint's organisation, and whether opened by its break-glass. The
+    statements are built once, with parameters: building one per read cost more than
+    running it."""
     parameters: dict[str, Any] = {
         "resource_type": resource_type,
         "fhir_id": fhir_id,
         "viewer": viewpoint.organisation_id,
+        "actor": viewpoint.actor,
         "at": viewpoint.at,
     }
     if version is None:

@@ -103,11 +103,12 @@ class FhirService:
                 *repository.lookup(resource_type, fhir_id, version, self._guard.viewpoint(caller))
             )
         )
-        owner, shared = (None, False) if found is None else (found[0], bool(found[4]))
-        await self._require(caller, interaction, resource_type, fhir_id, owner, shared)
+        owner = None if found is None else found[0]
+        elsewhere = (False, False) if found is None else (bool(found[4]), bool(found[5]))
+        await self._require(caller, interaction, resource_type, fhir_id, owner, *elsewhere)
         if found is None:
             raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
-        _, stored_version, last_updated, content, _ = found
+        _, stored_version, last_updated, content, *_ = found
         if content is None:
             raise ApiError(410, f"{resource_type}/{fhir_id} was deleted.", issue_type="deleted")
         return StoredVersion(resource_type, fhir_id, stored_version, last_updated, content.encode())
@@ -191,11 +192,11 @@ class FhirService:
         async with self._database.snapshot() as session:
             row = await repository.resource(session, resource_type, fhir_id)
             rows = [] if row is None else await repository.versions(session, row.rid, count)
-            shared = row is not None and await repository.is_shared(
-                session, row.patient_id, self._guard.viewpoint(caller)
+            elsewhere = await repository.readable_elsewhere(
+                session, None if row is None else row.patient_id, self._guard.viewpoint(caller)
             )
         owner = None if row is None else row.organisation_id
-        await self._require(caller, Interaction.HISTORY, resource_type, fhir_id, owner, shared)
+        await self._require(caller, Interaction.HISTORY, resource_type, fhir_id, owner, *elsewhere)
         if row is None:
             raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
         return [(version, f"{resource_type}/{fhir_id}") for version in rows]
@@ -234,12 +235,16 @@ class FhirService:
         fhir_id: str | None,
         owner: str | None,
         shared: bool = False,
+        opened: bool = False,
     ) -> None:
         """Ask `access` for a read of a resource held by organisation `owner` (None: no such
         resource, or a search) whose patient's data is `shared` with the caller's
-        organisation or not; the decision, allowed or not, is audited."""
+        organisation or `opened` by the caller's break-glass, or neither; the decision,
+        allowed or not, is audited."""
         try:
-            event = self._guard.check(caller, interaction, resource_type, fhir_id, owner, shared)
+            event = self._guard.check(
+                caller, interaction, resource_type, fhir_id, owner, shared, opened
+            )
         except AccessDenied as denied:
             await self._audit.record(denied.event)
             raise denied.error from None

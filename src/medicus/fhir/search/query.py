@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select
 
-from medicus.access.policy import Viewpoint, shared_patients
+from medicus.access.policy import Viewpoint, readable_patients
 from medicus.core.errors import ApiError
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.models import RESOURCES
@@ -136,13 +136,17 @@ class Viewer:
     match their conditions among their own organisation's data only)."""
 
     organisation: Slot
+    actor: Slot
     at: Slot
     sharing: bool
 
 
 def viewer(values: Values, viewpoint: Viewpoint) -> Viewer:
     return Viewer(
-        values.slot(viewpoint.organisation_id), values.slot(viewpoint.at), viewpoint.sharing
+        values.slot(viewpoint.organisation_id),
+        values.slot(viewpoint.actor),
+        values.slot(viewpoint.at),
+        viewpoint.sharing,
     )
 
 
@@ -162,7 +166,8 @@ class _Scope:
 
 def visible(row: Any, viewer: Viewer, leading: bool = True) -> list[ColumnElement[bool]]:
     """The conditions under which a resource row may be used at all: a current resource that
-    the viewer's organisation holds, or whose patient's data is shared with it (`access`).
+    the viewer's organisation holds, or whose patient's data is shared with it or opened by
+    the viewer's break-glass (`access`).
     Not `leading`: the conditions must not drive the query through an index (a few rows
     found by key do), so they compare expressions instead of the columns."""
     organisation = row.organisation_id if leading else row.organisation_id.concat("")
@@ -170,7 +175,7 @@ def visible(row: Any, viewer: Viewer, leading: bool = True) -> list[ColumnElemen
     if not viewer.sharing:
         return [own, row.deleted.is_(False)]
     patient = row.patient_id if leading else row.patient_id.concat("")
-    shared = patient.in_(shared_patients(viewer.organisation, viewer.at))
+    shared = patient.in_(readable_patients(viewer.organisation, viewer.actor, viewer.at))
     return [or_(own, shared), row.deleted.is_(False)]
 
 

@@ -1,0 +1,146 @@
+"""Break-glass through HTTP: a physician opens a person's record stating a reason, reads it
+until the opening ends, alone; every read is marked in the audit trail; the organisation's
+admins review the openings."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from tests.access.conftest import Region
+
+KVNR = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}
+REASON = "Unconscious on admission, allergies unknown"
+
+
+async def _post(region: Region, organisation: str, resource: dict[str, object]) -> str:
+    response = await region.http.post(
+        f"/fhir/{resource['resourceType']}",
+        content=orjson.dumps(resource),
+        headers=await region.token(organisation),
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def _person_with_a_lab(region: Region) -> tuple[str, str, str]:
+    """A's record with a lab value, and C's record of the same person: (a1, lab, c1)."""
+    a1 = await _post(region, "hospital-a", {"resourceType": "Patient", "identifier": [KVNR]})
+    lab = await _post(
+        region,
+        "hospital-a",
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "Allergy test"},
+            "subject": {"reference": f"Patient/{a1}"},
+        },
+    )
+    c1 = await _post(region, "hospital-c", {"resourceType": "Patient", "identifier": [KVNR]})
+    return a1, lab, c1
+
+
+async def _read_reasons(region: Region, target: str) -> list[str]:
+    async with region.platform.database.snapshot() as session:
+        rows = await session.execute(
+            text(
+                "SELECT detail FROM audit_pending WHERE action = 'fhir.read' AND target = :t "
+                "UNION ALL SELECT detail FROM audit_entry WHERE action = 'fhir.read' "
+                "AND target = :t"
+            ),
+            {"t": target},
+        )
+        return sorted(orjson.loads(detail)["reason"] for (detail,) in rows)
+
+
+async def test_a_physician_reads_an_opened_record_until_it_ends(region: Region) -> None:
+    a1, lab, c1 = await _person_with_a_lab(region)
+    physician = await region.token("hospital-c", "physician")
+    assert (await region.http.get(f"/fhir/Observation/{lab}", headers=physician)).status_code == 404
+
+    opened = await region.http.post(
+        "/api/break-glass", json={"patient": c1, "reason": REASON}, headers=physician
+    )
+    assert opened.status_code == 201, opened.text
+    body = opened.json()
+    started, ends = (dt.datetime.fromisoformat(body[key]) for key in ("started_at", "ends_at"))
+    assert ends - started == dt.timedelta(minutes=240)
+    assert (body["patient"], body["reason"], body["reviewed_at"]) == (f"Patient/{c1}", REASON, None)
+
+    read = await region.http.get(f"/fhir/Observation/{lab}", headers=physician)
+    assert read.status_code == 200
+    found = await region.http.get(f"/fhir/Observation?subject=Patient/{a1}", headers=physician)
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [lab]
+    assert await _read_reasons(region, f"Observation/{lab}") == [
+        "break-glass",
+        "other-organisation",
+    ]
+
+    colleague = await region.token("hospital-c", "organisation_admin", "user/*.rs")
+    assert (await region.http.get(f"/fhir/Observation/{lab}", headers=colleague)).status_code == 404
+
+    async with region.platform.database.transaction() as session:
+        await session.execute(
+            text("UPDATE access_break_glass SET ends_at = :past"),
+            {"past": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+        )
+    assert (await region.http.get(f"/fhir/Observation/{lab}", headers=physician)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("role", "body", "status"),
+    [
+        ("nurse", {"reason": REASON}, 403),
+        ("organisation_admin", {"reason": REASON}, 403),
+        ("physician", {"reason": "because"}, 422),
+        ("physician", {}, 422),
+        ("physician", {"reason": REASON, "patient": "nobody"}, 404),
+    ],
+)
+async def test_who_may_open_and_how(
+    region: Region, role: str, body: dict[str, str], status: int
+) -> None:
+    _, lab, c1 = await _person_with_a_lab(region)
+    caller = await region.token("hospital-c", role)
+    response = await region.http.post(
+        "/api/break-glass", json={"patient": c1, **body}, headers=caller
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    physician = await region.token("hospital-c", "physician")
+    assert (await region.http.get(f"/fhir/Observation/{lab}", headers=physician)).status_code == 404
+
+
+async def test_the_organisation_reviews_its_openings(region: Region) -> None:
+    _, _, c1 = await _person_with_a_lab(region)
+    physician = await region.token("hospital-c", "physician")
+    opened = await region.http.post(
+        "/api/break-glass", json={"patient": c1, "reason": REASON}, headers=physician
+    )
+    reviewer = await region.token("hospital-c", "organisation_admin", "user/*.rs")
+    listed = await region.http.get("/api/break-glass?unreviewed=true", headers=reviewer)
+    assert [item["id"] for item in listed.json()] == [opened.json()["id"]]
+    assert listed.json()[0]["physician"] == "user:hospital-c-physician"
+
+    other = await region.token("hospital-a", "organisation_admin", "user/*.rs")
+    assert (await region.http.get("/api/break-glass", headers=other)).json() == []
+    assert (await region.http.get("/api/break-glass", headers=physician)).status_code == 403
+    foreign = await region.http.post(
+        f"/api/break-glass/{opened.json()['id']}/review", json={"note": "ok"}, headers=other
+    )
+    assert foreign.status_code == 404
+
+    reviewed = await region.http.post(
+        f"/api/break-glass/{opened.json()['id']}/review",
+        json={"note": "Emergency admission, justified."},
+        headers=reviewer,
+    )
+    assert reviewed.status_code == 200, reviewed.text
+    assert reviewed.json()["reviewed_by"] == "user:hospital-c-organisation_admin"
+    assert (
+        await region.http.get("/api/break-glass?unreviewed=true", headers=reviewer)
+    ).json() == []
+    assert len((await region.http.get("/api/break-glass", headers=reviewer)).json()) == 1
