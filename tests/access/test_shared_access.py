@@ -4,10 +4,12 @@ changes; never writable; never visible to a hospital without both."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import text
 
 from tests.access.conftest import Region
 
@@ -215,3 +217,49 @@ async def test_a_consent_held_by_the_reader_about_anothers_record_grants_nothing
     await story.tell(consent=False)
     await _post(region, "hospital-b", _consent(story.ids["a1"]))
     assert await story.status("hospital-b", f"/fhir/Observation/{story.ids['lab']}") == 404
+
+
+async def test_a_bundle_may_name_the_treatment_before_the_record(region: Region) -> None:
+    """Entries are stored in the order given: the encounter's fact waits for its record."""
+    story = Story(region)
+    await story.tell(treated=False)
+    patient_url = "urn:uuid:7d2f6b1e-3c4a-4e8b-9f1a-2b3c4d5e6f70"
+    encounter = {**_encounter("x"), "subject": {"reference": patient_url}}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": encounter, "request": {"method": "POST", "url": "Encounter"}},
+            {
+                "fullUrl": patient_url,
+                "resource": {"resourceType": "Patient", "identifier": [KVNR]},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+        ],
+    }
+    lab = f"/fhir/Observation/{story.ids['lab']}"
+    assert await story.status("hospital-d", lab) == 404
+    stored = await region.http.post(
+        "/fhir", content=orjson.dumps(bundle), headers=await region.token("hospital-d")
+    )
+    assert stored.status_code == 200, stored.text
+    assert await story.status("hospital-d", lab) == 200
+
+
+async def test_a_consent_ends_at_its_time_without_a_write(region: Region) -> None:
+    """Shares carry their consent's period; every query compares it with its own time."""
+    story = Story(region)
+    await story.tell()
+    lab = f"/fhir/Observation/{story.ids['lab']}"
+    assert await story.status("hospital-b", lab) == 200
+    async with region.platform.database.transaction() as session:
+        await session.execute(
+            text("UPDATE access_share SET valid_until = :ended"),
+            {"ended": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+        )
+    assert await story.status("hospital-b", lab) == 404
+    assert await story.found("hospital-b", "Observation?code=718-7") == set()
+    history = await region.http.get(
+        "/fhir/Observation/_history", headers=await region.token("hospital-b")
+    )
+    assert story.ids["lab"] not in history.text

@@ -5,18 +5,22 @@ matches (`code=718-7` is a third of all Observations); includes find their targe
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 
 from medicus import migrations
+from medicus.access.policy import Viewpoint
 from medicus.core.driver import CompiledStatement
 from medicus.fhir.models import RESOURCES
 from medicus.fhir.search import query
 from medicus.fhir.search.include import Found, included, includes_of
 from medicus.fhir.search.query import SearchRequest
 from medicus.fhir.search.template import Sql, Values
+
+VIEWPOINT = Viewpoint("hospital-a", "user:someone", dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,7 @@ def plan(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 
 def _search(*parameters: tuple[str, str], resource_type: str = "Observation") -> tuple[Sql, Values]:
     values = Values()
-    return query.build(values, SearchRequest(resource_type, parameters), "hospital-a"), values
+    return query.build(values, SearchRequest(resource_type, parameters), VIEWPOINT), values
 
 
 def test_a_patients_labs_start_from_the_patient(plan) -> None:  # type: ignore[no-untyped-def]
@@ -70,7 +74,7 @@ def test_includes_find_their_targets_by_key(plan) -> None:  # type: ignore[no-un
     request = SearchRequest("Observation", [("_include", "Observation:subject")])
     values = Values()
     page = [Found(1, "Observation", "o1")]
-    statement = included(values, includes_of(request), page, [1], "h", None)
+    statement = included(values, includes_of(request), page, [1], VIEWPOINT, None)
     assert statement is not None
     found = plan((statement, values))
     assert "(resource_type=? AND fhir_id=?)" in found
@@ -132,11 +136,40 @@ def test_near_is_checked_per_location_of_an_organisation(plan) -> None:  # type:
 
 
 def test_a_list_starts_from_its_entries(plan) -> None:  # type: ignore[no-untyped-def]
-    """The List by its key, its rows by its row id, its items by type and id, and the
-    searched resources by row id: never every resource of the type, nor every List's items."""
+    """The List by its key, its rows by its row id, and the searched resources by the type
+    and id its items name: never every resource of the type, nor every List's items."""
     found = plan(_search(("_list", "l1"), ("family", "Meier"), resource_type="Patient"))
     assert "(resource_type=? AND fhir_id=?)" in found
     assert "ix_fhir_reference_rid (rid=?)" in found
     assert "ix_fhir_reference_lookup" not in found
     assert "ix_fhir_string_lookup" not in found
-    assert "ix_fhir_resource_listing (organisation_id=? AND resource_type=? AND rid=?" in found
+    assert "USING INDEX sqlite_autoindex_fhir_resource_1 (resource_type=?)\n" not in found
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "parameters"),
+    [
+        ("Observation", [("code", "http://loinc.org|718-7")]),
+        ("Observation", [("subject", "Patient/p1"), ("code", "http://loinc.org|718-7")]),
+        ("Observation", [("subject:Patient.family", "Meier")]),
+        ("Patient", [("_id", "a,b")]),
+        ("Patient", [("_has:Observation:subject:code", "718-7")]),
+        ("Patient", []),
+        ("Patient", [("_lastUpdated", "gt2020-01-01")]),
+    ],
+)
+def test_no_search_reads_every_resource_of_its_type(  # type: ignore[no-untyped-def]
+    plan, resource_type: str, parameters: list[tuple[str, str]]
+) -> None:
+    """What the caller may see (its organisation's, or shared with it) is an OR: a search
+    still starts from its parameter's rows or ids, or without one from the organisation's
+    resources of the type and those of the persons shared with it, never from the type."""
+    found = plan(_search(*parameters, resource_type=resource_type)) + "\n"
+    assert (
+        "fhir_resource USING INDEX sqlite_autoindex_fhir_resource_1 (resource_type=?)\n"
+        not in found
+    )
+    assert "SCAN fhir_resource\n" not in found
+    if not parameters or parameters[0][0] == "_lastUpdated":
+        assert "ix_fhir_resource_listing (organisation_id=? AND resource_type=?)" in found
+        assert "ix_fhir_resource_patient (patient_id=?)" in found

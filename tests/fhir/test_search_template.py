@@ -4,12 +4,14 @@ compiled statement is the one that runs (no IN list expanded at run time)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from sqlalchemy import column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from medicus.access.policy import Viewpoint
 from medicus.core.driver import CompiledStatement, StatementCache
 from medicus.core.errors import ApiError
 from medicus.fhir.models import RESOURCES, StoredResource
@@ -18,13 +20,15 @@ from medicus.fhir.search.include import Found, included, includes_of
 from medicus.fhir.search.query import SearchRequest
 from medicus.fhir.search.template import Sql, Values
 
+VIEWPOINT = Viewpoint("hospital-a", "user:someone", dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
+
 KVNR = "http://fhir.de/sid/gkv/kvid-10"
 
 
 def _shape(resource_type: str, *parameters: tuple[str, str]) -> tuple[Sql, Values]:
     values = Values()
     request = SearchRequest(resource_type, parameters)
-    return query.build(values, request, "hospital-a"), values
+    return query.build(values, request, VIEWPOINT), values
 
 
 # Pairs of searches with the same shape and different values.
@@ -120,7 +124,7 @@ def test_a_cursor_page_and_a_count_are_templates_too() -> None:
     shapes = []
     for position in ([None, "müller", 5], ["1964-01-01T00:00:00+00:00", None, 9]):
         values = Values()
-        statement = query.build(values, request, "hospital-a")
+        statement = query.build(values, request, VIEWPOINT)
         keys = query.sort_keys(request)
         bounded = query.narrowed(statement, paging.after(values, keys, position))
         shapes.append((query.page(values, bounded, keys, 11, 0), query.count_of(values, statement)))
@@ -137,7 +141,9 @@ def test_includes_of_pages_of_similar_size_share_a_statement() -> None:
         page = found[:size]
         values = Values()
         shapes.append(
-            included(values, includes_of(request), page, [item.rid for item in page], "h", None)
+            included(
+                values, includes_of(request), page, [item.rid for item in page], VIEWPOINT, None
+            )
         )
     assert shapes[0] == shapes[1] == shapes[2]
 
@@ -185,7 +191,7 @@ def test_a_page_sorted_by_a_number_compiles(dialect: Any) -> None:
     """The sort value of a quantity is a double: asyncpg's driver returns it as a float."""
     request = SearchRequest("Observation", [("_sort", "value-quantity")])
     values = Values()
-    statement = query.build(values, request, "hospital-a")
+    statement = query.build(values, request, VIEWPOINT)
     paged = query.page(values, statement, query.sort_keys(request), 11, 0)
     compiled = CompiledStatement(paged.build(RESOURCES.c), dialect)
     row = (1, "Observation", "o1", 1, None, False, "h", "{}", "p1", 5.5, 1)

@@ -96,15 +96,16 @@ class PatientIndex:
         organisation_id: str,
         patient_id: str | None,
         resource: dict[str, Any] | None,
+        created: bool,
     ) -> None:
         """Bring the index and the shares up to date with a resource as just written (None:
-        deleted), in the writer's transaction: a Patient, a Consent, an Encounter or an
-        EpisodeOfCare; nothing to do for other types."""
+        deleted; `created`: its first version), in the writer's transaction: a Patient, a
+        Consent, an Encounter or an EpisodeOfCare; nothing to do for other types."""
         if resource_type == "Patient":
-            await self._patient_written(session, fhir_id, organisation_id, resource)
+            await self._patient_written(session, fhir_id, organisation_id, resource, created)
         elif resource_type in SHARING_TYPES:
             changed = await sharing.fact_written(
-                session, resource_type, fhir_id, organisation_id, patient_id, resource
+                session, resource_type, fhir_id, organisation_id, patient_id, resource, created
             )
             await sharing.recompute(session, changed, self._clock())
 
@@ -114,9 +115,12 @@ class PatientIndex:
         patient_id: str,
         organisation_id: str,
         patient: dict[str, Any] | None,
+        created: bool,
     ) -> None:
         """Bring the index up to date with a Patient record as just written (None: deleted),
-        in the writer's transaction."""
+        in the writer's transaction. A new record whose KVNR no other record has (most of
+        them) is a person of its own: only facts written before it in the same transaction
+        could give it shares."""
         if patient is None:
             former = await repository.delete_record(session, patient_id)
             if former is not None:
@@ -125,8 +129,13 @@ class PatientIndex:
         kvnr = kvnr_of(patient)
         if kvnr is not None:
             await hold_lock(session, f"access.mpi.kvnr.{kvnr}")
-        former = await repository.put_record(session, patient_id, organisation_id, kvnr)
-        await self._regroup(session, {former or patient_id}, {kvnr} if kvnr else set())
+        former = await repository.put_record(session, patient_id, organisation_id, kvnr, created)
+        kvnrs = {kvnr} if kvnr else set()
+        if created and await repository.persons_with_kvnrs(session, kvnrs) <= {patient_id}:
+            if await repository.has_facts(session, patient_id):
+                await sharing.recompute(session, {patient_id}, self._clock())
+            return
+        await self._regroup(session, {former or patient_id}, kvnrs)
 
     async def person_of(self, caller: Principal, patient_id: str) -> list[PatientRecord]:
         """Every record of the person `patient_id` belongs to (for an MPI steward)."""

@@ -36,10 +36,15 @@ async def record(session: AsyncSession, patient_id: str) -> StoredRecord | None:
 
 
 async def put_record(
-    session: AsyncSession, patient_id: str, organisation_id: str, kvnr: str | None
+    session: AsyncSession,
+    patient_id: str,
+    organisation_id: str,
+    kvnr: str | None,
+    created: bool = False,
 ) -> str | None:
-    """Store the record (its own person until regrouped); the person it belonged to before."""
-    existing = await record(session, patient_id)
+    """Store the record (a new one is its own person until regrouped); the person it
+    belonged to before (None: it is new, `created` says so without looking)."""
+    existing = None if created else await record(session, patient_id)
     if existing is None:
         await session.execute(
             RECORDS.insert().values(
@@ -147,6 +152,15 @@ class StoredConsent(NamedTuple):
     valid_until: dt.datetime | None
 
 
+async def has_facts(session: AsyncSession, patient_id: str) -> bool:
+    """Whether a consent or a treatment relation is about Patient record `patient_id`."""
+    for table in (CONSENTS, TREATMENTS):
+        statement = select(table.c.patient_id).where(table.c.patient_id == patient_id).limit(1)
+        if (await session.execute(statement)).first() is not None:
+            return True
+    return False
+
+
 async def persons_of(session: AsyncSession, patient_ids: Collection[str]) -> set[str]:
     if not patient_ids:
         return set()
@@ -203,9 +217,12 @@ async def put_consent(
     organisation_id: str,
     patient_id: str | None,
     terms: ConsentTerms | None,
+    replacing: bool = True,
 ) -> None:
-    """Store what a consent says (None, or no patient: it says nothing, forget it)."""
-    await session.execute(delete(CONSENTS).where(CONSENTS.c.consent_id == consent_id))
+    """Store what a consent says (None, or no patient: it says nothing, forget it), in place
+    of what an earlier version said (`replacing`)."""
+    if replacing:
+        await session.execute(delete(CONSENTS).where(CONSENTS.c.consent_id == consent_id))
     if terms is not None and patient_id is not None:
         values = consent_values(consent_id, organisation_id, patient_id, terms)
         await session.execute(CONSENTS.insert().values(**values))
@@ -217,13 +234,17 @@ async def put_treatment(
     resource_id: str,
     organisation_id: str,
     patient_id: str | None,
+    replacing: bool = True,
 ) -> None:
-    """Store a treatment relation (None: the resource is none, forget it)."""
-    await session.execute(
-        delete(TREATMENTS).where(
-            TREATMENTS.c.resource_type == resource_type, TREATMENTS.c.resource_id == resource_id
+    """Store a treatment relation (None: the resource is none, forget it), in place of what
+    an earlier version was (`replacing`)."""
+    if replacing:
+        await session.execute(
+            delete(TREATMENTS).where(
+                TREATMENTS.c.resource_type == resource_type,
+                TREATMENTS.c.resource_id == resource_id,
+            )
         )
-    )
     if patient_id is not None:
         await session.execute(
             TREATMENTS.insert().values(

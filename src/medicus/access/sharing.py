@@ -164,17 +164,28 @@ async def fact_written(
     organisation_id: str,
     patient_id: str | None,
     resource: dict[str, Any] | None,
+    created: bool,
 ) -> set[str]:
-    """Keep the consent or treatment fact of a written resource (None: deleted); the persons
-    whose shares it may change."""
-    before = await repository.fact_patient(session, resource_type, fhir_id)
+    """Keep the consent or treatment fact of a written resource (None: deleted; `created`:
+    its first version, so there is no fact before); the persons whose shares it may change.
+    Most such resources are finished encounters: their creation costs no statement."""
+    terms = None
     if resource_type == "Consent":
         terms = consent_terms(resource) if resource is not None and patient_id else None
-        await repository.put_consent(session, fhir_id, organisation_id, patient_id, terms)
+        stated = terms is not None
     else:
-        relation = resource is not None and patient_id is not None
-        active = relation and resource is not None and is_treatment(resource_type, resource)
+        stated = resource is not None and patient_id is not None
+        stated = stated and resource is not None and is_treatment(resource_type, resource)
+    if created and not stated:
+        return set()
+    before = None if created else await repository.fact_patient(session, resource_type, fhir_id)
+    about = patient_id if stated else None
+    if resource_type == "Consent":
+        await repository.put_consent(
+            session, fhir_id, organisation_id, about, terms, replacing=not created
+        )
+    else:
         await repository.put_treatment(
-            session, resource_type, fhir_id, organisation_id, patient_id if active else None
+            session, resource_type, fhir_id, organisation_id, about, replacing=not created
         )
     return await repository.persons_of(session, {p for p in (before, patient_id) if p})

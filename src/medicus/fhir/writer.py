@@ -372,7 +372,13 @@ class ResourceWriter:
         }
         _queue(session).append(_Creation(row, index, event))
         await self._patients.resource_written(
-            session, resource_type, fhir_id, caller.organisation_id, patient_id, resource
+            session,
+            resource_type,
+            fhir_id,
+            caller.organisation_id,
+            patient_id,
+            resource,
+            created=True,
         )
         return StoredVersion(resource_type, fhir_id, 1, now, content.encode(), created=True)
 
@@ -421,7 +427,13 @@ class ResourceWriter:
         await repository.add_version(session, version)
         await repository.write_index(session, row.rid, row.resource_type, index)
         await self._patients.resource_written(
-            session, row.resource_type, row.fhir_id, row.organisation_id, patient_id, resource
+            session,
+            row.resource_type,
+            row.fhir_id,
+            row.organisation_id,
+            patient_id,
+            resource,
+            created=False,
         )
         await self._audit.append(session, event)
         return StoredVersion(

@@ -1,0 +1,192 @@
+"""The decision matrix, through HTTP: every role, same or other organisation, consent state
+(none, active, revoked, expired), treatment relation or not, break-glass or not, and
+interaction (read, search, include, history, $everything, write, delete); each cell against
+the expected decision.
+
+Hospital A holds a person's record `a1` and a lab value about it; hospital B holds its own
+record `b1` of the same person (same KVNR). The caller works for A (same organisation) or B
+(other organisation)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.access.conftest import Region
+
+KVNR = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}
+PRIVACY = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+    ]
+}
+ROLE_SCOPES = {
+    "physician": "user/*.cruds",
+    "nurse": "user/*.crus",
+    "medical_assistant": "user/*.rs user/Patient.cru user/Appointment.cruds",
+}
+INTERACTIONS = ("read", "search", "include", "history", "everything", "write", "delete")
+CONSENTS = ("none", "active", "revoked", "expired")
+
+
+@dataclass(frozen=True)
+class Cell:
+    role: str
+    organisation: str  # "same" or "other"
+    consent: str
+    treatment: bool
+    break_glass: bool
+    interaction: str
+
+
+def expected(cell: Cell) -> bool:
+    """The rules of docs/access.md, cell by cell."""
+    scope = ROLE_SCOPES[cell.role]
+    permission = {"write": "u", "delete": "d", "search": "s", "include": "s"}.get(
+        cell.interaction, "r"
+    )
+    allowed_by_scope = any(
+        part.startswith("user/*.") and permission in part.split(".")[1] for part in scope.split()
+    )
+    if not allowed_by_scope:
+        return False
+    if cell.organisation == "same":
+        return True
+    if cell.interaction in ("write", "delete"):
+        return False
+    shared = cell.consent == "active" and cell.treatment
+    opened = cell.break_glass and cell.role == "physician"
+    return shared or opened
+
+
+def _consent(patient: str, state: str) -> dict[str, Any]:
+    provision: dict[str, Any] = {"type": "permit"}
+    if state == "expired":
+        provision["period"] = {"start": "2020-01-01", "end": "2021-01-01"}
+    return {
+        "resourceType": "Consent",
+        "status": "inactive" if state == "revoked" else "active",
+        "scope": PRIVACY,
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient}"},
+        "provision": provision,
+    }
+
+
+async def _post(region: Region, organisation: str, resource: dict[str, Any]) -> str:
+    response = await region.http.post(
+        f"/fhir/{resource['resourceType']}",
+        content=orjson.dumps(resource),
+        headers=await region.token(organisation),
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+class World:
+    def __init__(self, region: Region) -> None:
+        self.region = region
+
+    async def build(self, consent: str, treatment: bool) -> None:
+        region = self.region
+        self.a1 = await _post(
+            region, "hospital-a", {"resourceType": "Patient", "identifier": [KVNR]}
+        )
+        self.lab_body = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+            "subject": {"reference": f"Patient/{self.a1}"},
+        }
+        self.lab = await _post(region, "hospital-a", self.lab_body)
+        self.b1 = await _post(
+            region, "hospital-b", {"resourceType": "Patient", "identifier": [KVNR]}
+        )
+        if treatment:
+            encounter = {
+                "resourceType": "Encounter",
+                "status": "in-progress",
+                "class": {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "IMP",
+                },
+                "subject": {"reference": f"Patient/{self.b1}"},
+            }
+            await _post(region, "hospital-b", encounter)
+        if consent != "none":
+            await _post(region, "hospital-a", _consent(self.a1, consent))
+
+    async def headers(self, cell: Cell) -> dict[str, str]:
+        organisation = "hospital-a" if cell.organisation == "same" else "hospital-b"
+        return await self.region.token(organisation, cell.role, ROLE_SCOPES[cell.role])
+
+    async def open_glass(self, cell: Cell) -> None:
+        response = await self.region.http.post(
+            "/api/break-glass",
+            json={"patient": self.b1, "reason": "Emergency, unconscious patient"},
+            headers=await self.headers(cell),
+        )
+        assert response.status_code == (201 if cell.role == "physician" else 403), response.text
+
+    async def allowed(self, cell: Cell) -> bool:
+        """Whether the interaction reached the lab value."""
+        http, headers = self.region.http, await self.headers(cell)
+        lab = f"/fhir/Observation/{self.lab}"
+        if cell.interaction == "read":
+            return (await http.get(lab, headers=headers)).status_code == 200
+        if cell.interaction == "history":
+            return (await http.get(f"{lab}/_history", headers=headers)).status_code == 200
+        if cell.interaction == "search":
+            found = await http.get(f"/fhir/Observation?subject=Patient/{self.a1}", headers=headers)
+            return self.lab in _ids(found)
+        if cell.interaction == "include":
+            found = await http.get(
+                f"/fhir/Observation?_id={self.lab}&_include=Observation:subject", headers=headers
+            )
+            return self.a1 in _ids(found) and self.lab in _ids(found)
+        if cell.interaction == "everything":
+            mine = self.a1 if cell.organisation == "same" else self.b1
+            found = await http.get(f"/fhir/Patient/{mine}/$everything", headers=headers)
+            return self.lab in _ids(found)
+        if cell.interaction == "write":
+            body = orjson.dumps({**self.lab_body, "id": self.lab})
+            return (await http.put(lab, content=body, headers=headers)).status_code == 200
+        return (await http.delete(lab, headers=headers)).status_code in (200, 204)
+
+
+def _ids(response: Any) -> set[str]:
+    if response.status_code != 200:
+        return set()
+    return {entry["resource"]["id"] for entry in response.json().get("entry", [])}
+
+
+@pytest.mark.parametrize(
+    ("consent", "treatment", "break_glass"),
+    list(itertools.product(CONSENTS, (False, True), (False, True))),
+)
+async def test_every_cell_decides_as_expected(
+    region: Region, consent: str, treatment: bool, break_glass: bool
+) -> None:
+    world = World(region)
+    await world.build(consent, treatment)
+    if break_glass:
+        for role in ROLE_SCOPES:
+            await world.open_glass(Cell(role, "other", consent, treatment, True, "read"))
+    cells = [
+        Cell(role, organisation, consent, treatment, break_glass, interaction)
+        for interaction in INTERACTIONS
+        for organisation in ("other", "same")
+        # Deleting last, and by the physician last of all: it ends the lab value.
+        for role in ("medical_assistant", "nurse", "physician")
+    ]
+    wrong = [
+        (cell.role, cell.organisation, cell.interaction, outcome)
+        for cell in cells
+        if (outcome := await world.allowed(cell)) != expected(cell)
+    ]
+    assert wrong == []
+    assert sum(expected(cell) for cell in cells) > 0
