@@ -38,6 +38,7 @@ from benchmarks import clinical_data as data
 from benchmarks.fhir import _analyze, _database
 from medicus import migrations
 from medicus.app import create_app
+from medicus.core.logging import configure_logging
 from medicus.fhir import repository
 from medicus.fhir.search import include, query
 from medicus.fhir.search.query import SearchRequest
@@ -56,14 +57,19 @@ PRIVACY = {
 }
 
 
+SPREAD = 199
+"""Every 199th patient is h0's, and every 199th (shifted by one) shared with it: a prime, so
+that each family name and birth date has patients of both kinds and of other hospitals."""
+
+
 def holder(number: int) -> str:
     """The hospital holding patient `number`'s data: h0 for 0.5 % of them."""
-    return CLINICIAN if number % 200 == 0 else f"h{1 + number % (HOSPITALS - 1)}"
+    return CLINICIAN if number % SPREAD == 0 else f"h{1 + number % (HOSPITALS - 1)}"
 
 
 def shared(number: int) -> bool:
     """Whether patient `number` is treated by h0 and shares their data with it (0.5 %)."""
-    return number % 200 == 1
+    return number % SPREAD == 1
 
 
 def _patient(number: int) -> dict[str, Any]:
@@ -181,8 +187,8 @@ def _searches(patients: int) -> dict[str, Callable[[int], SearchRequest]]:
 
     def seen(number: int) -> int:
         own = number % 2 == 0
-        candidates = patients // 200
-        return (number // 2 % candidates) * 200 + (0 if own else 1)
+        candidates = patients // SPREAD
+        return (number // 2 % candidates) * SPREAD + (0 if own else 1)
 
     kvnr = f"{data.KVNR}|"
     hb = f"{data.LOINC}|718-7"
@@ -210,19 +216,25 @@ def _clinician() -> Principal:
 
 @contextlib.contextmanager
 def _unfiltered() -> Iterator[None]:
-    """Statements compiled inside leave the visibility condition out (benchmark only)."""
-    original = query.visible
+    """Statements compiled inside leave the visibility condition out (benchmark only): the
+    searched resources, included ones and those a chain looks into."""
+    originals = query.visible, query.visible_of_type
 
     def everything(row: Any, viewer: Any, leading: bool = True) -> list[Any]:
         return [row.deleted.is_(False)]
 
+    def of_type(row: Any, resource_type: str, viewer: Any, start: str) -> list[Any]:
+        return [row.resource_type == resource_type]
+
+    query.visible_of_type = of_type
     for module in (query, include, repository):
         module.visible = everything  # type: ignore[attr-defined]
     try:
         yield
     finally:
+        query.visible_of_type = originals[1]
         for module in (query, include, repository):
-            module.visible = original  # type: ignore[attr-defined]
+            module.visible = originals[0]  # type: ignore[attr-defined]
 
 
 async def _rate(
@@ -305,9 +317,15 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=3.0, help="per measured round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--keep-database", action="store_true", help="keep the PostgreSQL database afterwards"
+    )
     arguments = parser.parse_args()
+    configure_logging("WARNING", json_lines=False)
     with (
-        _database(arguments.database, arguments.postgres_url, False) as database_url,
+        _database(
+            arguments.database, arguments.postgres_url, arguments.keep_database
+        ) as database_url,
         tempfile.TemporaryDirectory(prefix="medicus-bench-") as folder,
     ):
         data_dir = Path(folder)
@@ -316,7 +334,7 @@ def main() -> None:
         results = asyncio.run(
             _run(url, arguments.patients, arguments.seconds, arguments.rounds, data_dir)
         )
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "access",
         "database": arguments.database,
         "patients": arguments.patients,
@@ -325,6 +343,8 @@ def main() -> None:
         "goal_ratio": 0.8,
         "cpu_count": os.cpu_count(),
     }
+    if arguments.keep_database and database_url:
+        report["kept_database"] = database_url.rsplit("/", 1)[-1]
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
 
 

@@ -10,8 +10,9 @@ The rules in force:
   limited time (`breakglass`);
 - data held elsewhere is never written or deleted.
 
-Searches are filtered inside their query: `readable_patients` is the condition every query
-of patient data carries besides its own organisation.
+Searches are filtered inside their query: `readable_record` (or, where a query starts from
+them, `readable_patients`) is the condition every query of patient data carries besides its
+own organisation.
 """
 
 from __future__ import annotations
@@ -117,9 +118,18 @@ def opened_patients(actor: Any, at: Any) -> Select[tuple[str]]:
     return repository.opened_patients(actor, at)
 
 
+def readable_record(patient: Any, organisation: Any, actor: Any, at: Any) -> Any:
+    """Whether the viewer may read the data of Patient record `patient` (a column of the
+    row being decided) although others hold it: shared with its organisation, or opened by
+    its break-glass. The condition of every query of patient data that starts from a few
+    candidates."""
+    return repository.readable_record(patient, organisation, actor, at)
+
+
 def readable_patients(organisation: Any, actor: Any, at: Any) -> CompoundSelect[tuple[str]]:
     """The Patient records whose data held elsewhere the viewer may read: shared with its
-    organisation, or opened by break-glass. A condition of every query of patient data."""
+    organisation, or opened by break-glass. For queries that start from them (a listing of
+    a type), where a condition per row could use no index."""
     return union(shared_patients(organisation, at), opened_patients(actor, at))
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select
 
-from medicus.access.policy import Viewpoint, readable_patients
+from medicus.access.policy import Viewpoint, readable_patients, readable_record
 from medicus.core.errors import ApiError
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.models import RESOURCES
@@ -175,9 +175,14 @@ def visible(row: Any, viewer: Viewer, leading: bool = True) -> list[ColumnElemen
     own = organisation == viewer.organisation
     if not viewer.sharing:
         return [own, row.deleted.is_(False)]
-    patient = row.patient_id if leading else row.patient_id.concat("")
-    shared = patient.in_(readable_patients(viewer.organisation, viewer.actor, viewer.at))
-    return [or_(own, shared), row.deleted.is_(False)]
+    return [or_(own, _readable(row, viewer)), row.deleted.is_(False)]
+
+
+def _readable(row: Any, viewer: Viewer) -> ColumnElement[bool]:
+    readable: ColumnElement[bool] = readable_record(
+        row.patient_id, viewer.organisation, viewer.actor, viewer.at
+    )
+    return readable
 
 
 def _index_row(
@@ -584,26 +589,31 @@ def _matching(
     conditions: tuple[Sql, ...],
     start: str,
 ) -> Select[Any]:
-    """The resources of the type that the viewer sees and that match `conditions`, written
-    for the way the search starts (`_start`), so that SQLite (which plans without
-    statistics) takes the index it should rather than every resource of the type."""
-    own = row.organisation_id == viewer.organisation
-    kind = row.resource_type == resource_type
-    # Compared as an expression, the type cannot lead an index.
-    unindexed_kind = row.resource_type.concat("") == resource_type
-    if not viewer.sharing:
-        where = [kind, own]
-    else:
-        shared = row.patient_id.in_(readable_patients(viewer.organisation, viewer.actor, viewer.at))
-        if start == "type":
-            where = [or_(and_(own, kind), and_(shared, unindexed_kind))]
-        else:
-            where = [unindexed_kind if start == "rows" else kind, or_(own, shared)]
     return select(*RESOURCES.c).where(
-        *where,
+        *visible_of_type(row, resource_type, viewer, start),
         row.deleted.is_(False),
         *[condition.build(row) for condition in conditions],
     )
+
+
+def visible_of_type(
+    row: Any, resource_type: str, viewer: Viewer, start: str
+) -> list[ColumnElement[bool]]:
+    """The resources of the type that the viewer sees, written for the way the search starts
+    (`_start`), so that SQLite (which plans without statistics) takes the index it should
+    rather than every resource of the type."""
+    own = row.organisation_id == viewer.organisation
+    kind = row.resource_type == resource_type
+    if not viewer.sharing:
+        return [kind, own]
+    # Compared as an expression, the type cannot lead an index.
+    unindexed_kind = row.resource_type.concat("") == resource_type
+    if start == "type":
+        # Both index ranges: the organisation's resources of the type, and those of the
+        # records it may read (listed first, as a per-row condition could use no index).
+        listed = readable_patients(viewer.organisation, viewer.actor, viewer.at)
+        return [or_(and_(own, kind), and_(row.patient_id.in_(listed), unindexed_kind))]
+    return [unindexed_kind if start == "rows" else kind, or_(own, _readable(row, viewer))]
 
 
 def _start(name: str | None) -> str:
