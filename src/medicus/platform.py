@@ -87,7 +87,11 @@ class Platform:
 
 
 def build_platform(settings: Settings) -> Platform:
-    database = Database(settings.database_url, pool_size=settings.db_pool_size)
+    database = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        generic_plans=settings.db_generic_plans,
+    )
     audit = AuditTrail(database)
     box = SecretBox(settings.effective_secret_key())
     hasher = PasswordHasher(

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_generic_plans: bool = True
     workers: int = Field(default=1, ge=1, le=64)
     auto_migrate: bool | None = None
     audit_seal_interval: float = Field(default=0.5, gt=0, le=60)

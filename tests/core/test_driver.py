@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from medicus.audit.repository import ANY_PENDING, PENDING
 from medicus.core.db import Database
@@ -67,5 +67,24 @@ async def test_naive_times_are_refused_before_they_reach_the_database(
     try:
         with pytest.raises(ValueError, match="naive"):
             await database.insert_many(PENDING, [_row("user:a", dt.datetime(2026, 1, 1))])
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.parametrize(("generic", "mode"), [(True, "force_generic_plan"), (False, "auto")])
+async def test_the_driver_plans_its_statements_once_unless_told_not_to(
+    database_url: str, generic: bool, mode: str
+) -> None:
+    """PostgreSQL: the driver's connections use generic plans (`MEDICUS_DB_GENERIC_PLANS`)."""
+    database = Database(database_url, generic_plans=generic)
+    if database.dialect_name != "postgresql":
+        await database.dispose()
+        pytest.skip("plans are PostgreSQL's")
+    try:
+        async with database.reading() as reading:
+            found = await reading.fetch_all(
+                "plan_cache_mode", lambda: select(func.current_setting("plan_cache_mode")), {}
+            )
+        assert found[0][0] == mode
     finally:
         await database.dispose()

@@ -159,7 +159,7 @@ def _make_engine(url: str, pool_size: int, begin_statement: str = "BEGIN") -> As
 class Database:
     """The platform's database: a reader and a writer engine (the same one on PostgreSQL)."""
 
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 10, generic_plans: bool = True) -> None:
         self.url = url
         self.dialect_name = make_url(url).get_backend_name()
         self._sqlite_writer_lock: asyncio.Lock | None = None
@@ -172,7 +172,7 @@ class Database:
         else:
             self._writer = self._reader = _make_engine(url, pool_size)
             self._statements = StatementCache(self._writer.dialect)
-            self._driver = PostgresDriver(url, self._statements, pool_size)
+            self._driver = PostgresDriver(url, self._statements, pool_size, generic_plans)
         self._write_sessions = async_sessionmaker(self._writer, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self._reader, expire_on_commit=False)
 

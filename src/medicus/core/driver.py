@@ -197,10 +197,17 @@ class PostgresDriver:
     loop; asyncpg prepares each statement once per connection. Nothing here leaves session
     state behind, so connections go back to the pool without asyncpg's reset round trip."""
 
-    def __init__(self, url: str, statements: StatementCache, size: int) -> None:
+    def __init__(
+        self, url: str, statements: StatementCache, size: int, generic_plans: bool = True
+    ) -> None:
         self._statements = statements
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._size = size
+        # The statements run here are templates, prepared once per connection: with generic
+        # plans PostgreSQL plans each once too, instead of anew for executions it judges a
+        # custom plan worth it. Measured side by side: searches whose planning outweighed
+        # their execution (access conditions, a day of encounters) ran 1.5-2.4x as often.
+        self._settings = {"plan_cache_mode": "force_generic_plan"} if generic_plans else {}
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 
@@ -212,6 +219,7 @@ class PostgresDriver:
                     min_size=1,
                     max_size=self._size,
                     connection_class=_StatelessConnection,
+                    server_settings=self._settings,
                 )
         return self._pool
 
