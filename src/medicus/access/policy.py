@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, union
+from sqlalchemy import CompoundSelect, Select, or_, union
 
 from medicus.access import repository
 from medicus.audit.service import AuditEvent, Outcome
@@ -107,30 +107,31 @@ def same_person(patient: Any) -> Select[tuple[str]]:
     return repository.same_person(patient)
 
 
-def shared_patients(organisation: Any, at: Any) -> Select[tuple[str]]:
-    """The Patient records whose data `organisation` may read although others hold it, at
-    `at` (SQL expressions: bound parameters of the caller's query)."""
-    return repository.shared_patients(organisation, at)
+def shared_record(patient: Any, organisation: Any, at: Any) -> Any:
+    """Whether the data of Patient record `patient` (a column of the row being decided) is
+    shared with `organisation` at `at` (bound parameters of the caller's query)."""
+    return repository.shared_record(patient, organisation, at)
 
 
-def opened_patients(actor: Any, at: Any) -> Select[tuple[str]]:
-    """The Patient records that `actor` may read at `at` by break-glass."""
-    return repository.opened_patients(actor, at)
+def opened_record(patient: Any, actor: Any, at: Any) -> Any:
+    """Whether `actor` may read the data of Patient record `patient` at `at` by break-glass."""
+    return repository.opened_record(patient, actor, at)
 
 
 def readable_record(patient: Any, organisation: Any, actor: Any, at: Any) -> Any:
-    """Whether the viewer may read the data of Patient record `patient` (a column of the
-    row being decided) although others hold it: shared with its organisation, or opened by
-    its break-glass. The condition of every query of patient data that starts from a few
-    candidates."""
-    return repository.readable_record(patient, organisation, actor, at)
+    """Whether the viewer may read the data of Patient record `patient` although others
+    hold it: shared with its organisation, or opened by its break-glass. The condition of
+    every query of patient data that starts from a few candidates."""
+    return or_(shared_record(patient, organisation, at), opened_record(patient, actor, at))
 
 
 def readable_patients(organisation: Any, actor: Any, at: Any) -> CompoundSelect[tuple[str]]:
     """The Patient records whose data held elsewhere the viewer may read: shared with its
     organisation, or opened by break-glass. For queries that start from them (a listing of
     a type), where a condition per row could use no index."""
-    return union(shared_patients(organisation, at), opened_patients(actor, at))
+    return union(
+        repository.shared_patients(organisation, at), repository.opened_patients(actor, at)
+    )
 
 
 def _enforceable(principal: Principal) -> ScopeSet:

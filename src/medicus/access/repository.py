@@ -325,19 +325,25 @@ def opened_patients(actor: Any, now: Any) -> Select[tuple[str]]:
     )
 
 
-def readable_record(patient: Any, organisation: Any, actor: Any, now: Any) -> Any:
-    """Whether the viewer may read the data of Patient record `patient` although others
-    hold it, checked for one row (a correlated condition: two or three index lookups per
-    candidate, where `shared_patients` and `opened_patients` list every such record first)."""
-    mine, other = RECORDS.alias("mine"), RECORDS.alias("other")
-    shared = exists().where(
+def shared_record(patient: Any, organisation: Any, now: Any) -> Any:
+    """Whether the data of Patient record `patient` is shared with `organisation` at `now`,
+    checked for one row (a correlated condition: two index lookups per candidate, where
+    `shared_patients` lists every such record first)."""
+    mine = RECORDS.alias("mine")
+    return exists().where(
         mine.c.patient_id == patient,
         SHARES.c.person_id == mine.c.person_id,
         SHARES.c.organisation_id == organisation,
         or_(SHARES.c.valid_from.is_(None), SHARES.c.valid_from <= now),
         or_(SHARES.c.valid_until.is_(None), SHARES.c.valid_until > now),
     )
-    opened = exists().where(
+
+
+def opened_record(patient: Any, actor: Any, now: Any) -> Any:
+    """Whether `actor` has opened the person of Patient record `patient` by break-glass and
+    may still read it at `now`, checked for one row."""
+    mine, other = RECORDS.alias("mine"), RECORDS.alias("other")
+    return exists().where(
         mine.c.patient_id == patient,
         other.c.person_id == mine.c.person_id,
         BREAK_GLASS.c.patient_id == other.c.patient_id,
@@ -345,7 +351,6 @@ def readable_record(patient: Any, organisation: Any, actor: Any, now: Any) -> An
         BREAK_GLASS.c.started_at <= now,
         BREAK_GLASS.c.ends_at > now,
     )
-    return or_(shared, opened)
 
 
 class StoredBreakGlass(NamedTuple):

@@ -7,17 +7,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Row,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.access.models import RECORDS
 from medicus.access.policy import (
     Viewpoint,
-    opened_patients,
+    opened_record,
     readable_patients,
     same_person,
-    shared_patients,
+    shared_record,
 )
 from medicus.core.bulk import Batch, in_bulk, insert_tables
 from medicus.core.db import Reading
@@ -118,14 +129,13 @@ async def readable_elsewhere(
     organisation, and whether opened by its break-glass."""
     if patient_id is None:
         return False, False
-    found = []
-    for patients in (
-        shared_patients(viewpoint.organisation_id, viewpoint.at),
-        opened_patients(viewpoint.actor, viewpoint.at),
-    ):
-        matching = patients.where(RECORDS.c.patient_id == patient_id).limit(1)
-        found.append((await session.execute(matching)).first() is not None)
-    return found[0], found[1]
+    patient = literal(patient_id)
+    statement = select(
+        shared_record(patient, viewpoint.organisation_id, viewpoint.at),
+        opened_record(patient, viewpoint.actor, viewpoint.at),
+    )
+    shared, opened = (await session.execute(statement)).one()
+    return bool(shared), bool(opened)
 
 
 async def history(
@@ -460,8 +470,8 @@ async def compartment(
 
 _resource = FhirResourceRow
 _version = FhirVersionRow
-_SHARED = _resource.patient_id.in_(shared_patients(bindparam("viewer"), bindparam("at")))
-_OPENED = _resource.patient_id.in_(opened_patients(bindparam("actor"), bindparam("at")))
+_SHARED = shared_record(_resource.patient_id, bindparam("viewer"), bindparam("at"))
+_OPENED = opened_record(_resource.patient_id, bindparam("actor"), bindparam("at"))
 _CURRENT: AnySelect = select(
     _resource.organisation_id,
     _resource.version,
