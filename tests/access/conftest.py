@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from medicus.app import create_app
@@ -20,6 +22,16 @@ class Region:
     platform: Platform
     http: httpx.AsyncClient
     token: Callable[..., Awaitable[dict[str, str]]]
+
+    async def create(self, organisation: str, resource: dict[str, Any]) -> str:
+        """Store `resource` as a physician of `organisation`; its id."""
+        response = await self.http.post(
+            f"/fhir/{resource['resourceType']}",
+            content=orjson.dumps(resource),
+            headers=await self.token(organisation),
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
 
 
 @pytest.fixture

@@ -16,21 +16,10 @@ KVNR = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}
 REASON = "Unconscious on admission, allergies unknown"
 
 
-async def _post(region: Region, organisation: str, resource: dict[str, object]) -> str:
-    response = await region.http.post(
-        f"/fhir/{resource['resourceType']}",
-        content=orjson.dumps(resource),
-        headers=await region.token(organisation),
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
 async def _person_with_a_lab(region: Region) -> tuple[str, str, str]:
     """A's record with a lab value, and C's record of the same person: (a1, lab, c1)."""
-    a1 = await _post(region, "hospital-a", {"resourceType": "Patient", "identifier": [KVNR]})
-    lab = await _post(
-        region,
+    a1 = await region.create("hospital-a", {"resourceType": "Patient", "identifier": [KVNR]})
+    lab = await region.create(
         "hospital-a",
         {
             "resourceType": "Observation",
@@ -39,7 +28,7 @@ async def _person_with_a_lab(region: Region) -> tuple[str, str, str]:
             "subject": {"reference": f"Patient/{a1}"},
         },
     )
-    c1 = await _post(region, "hospital-c", {"resourceType": "Patient", "identifier": [KVNR]})
+    c1 = await region.create("hospital-c", {"resourceType": "Patient", "identifier": [KVNR]})
     return a1, lab, c1
 
 

@@ -77,24 +77,14 @@ def _consent(patient: str, state: str) -> dict[str, Any]:
     }
 
 
-async def _post(region: Region, organisation: str, resource: dict[str, Any]) -> str:
-    response = await region.http.post(
-        f"/fhir/{resource['resourceType']}",
-        content=orjson.dumps(resource),
-        headers=await region.token(organisation),
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
 class World:
     def __init__(self, region: Region) -> None:
         self.region = region
 
     async def build(self, consent: str, treatment: bool) -> None:
         region = self.region
-        self.a1 = await _post(
-            region, "hospital-a", {"resourceType": "Patient", "identifier": [KVNR]}
+        self.a1 = await region.create(
+            "hospital-a", {"resourceType": "Patient", "identifier": [KVNR]}
         )
         self.lab_body = {
             "resourceType": "Observation",
@@ -102,9 +92,9 @@ class World:
             "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
             "subject": {"reference": f"Patient/{self.a1}"},
         }
-        self.lab = await _post(region, "hospital-a", self.lab_body)
-        self.b1 = await _post(
-            region, "hospital-b", {"resourceType": "Patient", "identifier": [KVNR]}
+        self.lab = await region.create("hospital-a", self.lab_body)
+        self.b1 = await region.create(
+            "hospital-b", {"resourceType": "Patient", "identifier": [KVNR]}
         )
         if treatment:
             encounter = {
@@ -116,9 +106,9 @@ class World:
                 },
                 "subject": {"reference": f"Patient/{self.b1}"},
             }
-            await _post(region, "hospital-b", encounter)
+            await region.create("hospital-b", encounter)
         if consent != "none":
-            await _post(region, "hospital-a", _consent(self.a1, consent))
+            await region.create("hospital-a", _consent(self.a1, consent))
 
     async def headers(self, cell: Cell) -> dict[str, str]:
         organisation = "hospital-a" if cell.organisation == "same" else "hospital-b"

@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -101,16 +100,6 @@ def _consent(patient: str, world: World, mine: Record) -> dict[str, Any]:
     }
 
 
-async def _post(region: Region, organisation: str, resource: dict[str, Any]) -> str:
-    response = await region.http.post(
-        f"/fhir/{resource['resourceType']}",
-        content=orjson.dumps(resource),
-        headers=await region.token(organisation),
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
 async def _build(region: Region, world: World) -> None:
     for number, mine in enumerate(world.records):
         holder = world.organisation(mine.holder)
@@ -120,7 +109,7 @@ async def _build(region: Region, world: World) -> None:
                 {"system": "http://fhir.de/sid/gkv/kvid-10", "value": world.kvnr(mine.person)}
             ],
         }
-        world.ids[number] = patient_id = await _post(region, holder, patient)
+        world.ids[number] = patient_id = await region.create(holder, patient)
         for lab_holder in mine.labs:
             lab = {
                 "resourceType": "Observation",
@@ -128,7 +117,7 @@ async def _build(region: Region, world: World) -> None:
                 "code": {"coding": [{"system": "http://loinc.org", "code": world.prefix}]},
                 "subject": {"reference": f"Patient/{patient_id}"},
             }
-            lab_id = await _post(region, world.organisation(lab_holder), lab)
+            lab_id = await region.create(world.organisation(lab_holder), lab)
             world.labs[lab_id] = (number, lab_holder)
         if mine.treating:
             encounter = {
@@ -140,9 +129,9 @@ async def _build(region: Region, world: World) -> None:
                 },
                 "subject": {"reference": f"Patient/{patient_id}"},
             }
-            await _post(region, holder, encounter)
+            await region.create(holder, encounter)
         if mine.consent != "none":
-            await _post(region, holder, _consent(patient_id, world, mine))
+            await region.create(holder, _consent(patient_id, world, mine))
 
 
 async def _found(region: Region, organisation: str, path: str) -> dict[str, Any]:

@@ -23,16 +23,6 @@ ROLES = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 HB = {"coding": [{"system": "http://loinc.org", "code": "718-7"}]}
 
 
-async def _post(region: Region, organisation: str, resource: dict[str, Any]) -> str:
-    response = await region.http.post(
-        f"/fhir/{resource['resourceType']}",
-        content=orjson.dumps(resource),
-        headers=await region.token(organisation),
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
 async def _put(region: Region, organisation: str, resource: dict[str, Any]) -> None:
     response = await region.http.put(
         f"/fhir/{resource['resourceType']}/{resource['id']}",
@@ -72,11 +62,10 @@ class Story:
 
     async def tell(self, consent: bool = True, treated: bool = True) -> None:
         region, ids = self.region, self.ids
-        ids["a1"] = await _post(
-            region, "hospital-a", {"resourceType": "Patient", "identifier": [KVNR]}
+        ids["a1"] = await region.create(
+            "hospital-a", {"resourceType": "Patient", "identifier": [KVNR]}
         )
-        ids["lab"] = await _post(
-            region,
+        ids["lab"] = await region.create(
             "hospital-a",
             {
                 "resourceType": "Observation",
@@ -86,16 +75,16 @@ class Story:
                 "valueQuantity": {"value": 13.2, "unit": "g/dL"},
             },
         )
-        ids["b1"] = await _post(
-            region, "hospital-b", {"resourceType": "Patient", "identifier": [KVNR]}
+        ids["b1"] = await region.create(
+            "hospital-b", {"resourceType": "Patient", "identifier": [KVNR]}
         )
-        ids["c1"] = await _post(
-            region, "hospital-c", {"resourceType": "Patient", "identifier": [KVNR]}
+        ids["c1"] = await region.create(
+            "hospital-c", {"resourceType": "Patient", "identifier": [KVNR]}
         )
         if treated:
-            ids["stay"] = await _post(region, "hospital-b", _encounter(ids["b1"]))
+            ids["stay"] = await region.create("hospital-b", _encounter(ids["b1"]))
         if consent:
-            ids["consent"] = await _post(region, "hospital-a", _consent(ids["a1"]))
+            ids["consent"] = await region.create("hospital-a", _consent(ids["a1"]))
 
     async def status(self, organisation: str, path: str) -> int:
         response = await self.region.http.get(path, headers=await self.region.token(organisation))
@@ -192,7 +181,7 @@ async def test_access_ends_with_the_very_next_request(region: Region, change: st
         )
         assert deleted.status_code in (200, 204)
     elif change == "objection":
-        await _post(region, "hospital-a", _consent(ids["a1"], "deny"))
+        await region.create("hospital-a", _consent(ids["a1"], "deny"))
     elif change == "treatment ended":
         await _put(region, "hospital-b", {**_encounter(ids["b1"], "finished"), "id": ids["stay"]})
     else:
@@ -215,7 +204,7 @@ async def test_a_consent_held_by_the_reader_about_anothers_record_grants_nothing
 ) -> None:
     story = Story(region)
     await story.tell(consent=False)
-    await _post(region, "hospital-b", _consent(story.ids["a1"]))
+    await region.create("hospital-b", _consent(story.ids["a1"]))
     assert await story.status("hospital-b", f"/fhir/Observation/{story.ids['lab']}") == 404
 
 
