@@ -85,6 +85,7 @@ async def test_a_physician_reads_an_opened_record_until_it_ends(region: Region) 
         ("nurse", {"reason": REASON}, 403),
         ("organisation_admin", {"reason": REASON}, 403),
         ("physician", {"reason": "because"}, 422),
+        ("physician", {"reason": " " * 30}, 422),
         ("physician", {}, 422),
         ("physician", {"reason": REASON, "patient": "nobody"}, 404),
     ],
@@ -122,6 +123,10 @@ async def test_the_organisation_reviews_its_openings(region: Region) -> None:
     )
     assert foreign.status_code == 404
 
+    blank = await region.http.post(
+        f"/api/break-glass/{opened.json()['id']}/review", json={"note": "   "}, headers=reviewer
+    )
+    assert blank.status_code == 422
     reviewed = await region.http.post(
         f"/api/break-glass/{opened.json()['id']}/review",
         json={"note": "Emergency admission, justified."},

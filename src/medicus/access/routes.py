@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from medicus.access.breakglass import BreakGlass
 from medicus.access.patients import PatientIndex, PatientRecord
@@ -39,11 +39,16 @@ def _person(records: list[PatientRecord]) -> Person:
 
 
 class Opening(BaseModel):
+    # A reason of blanks is no reason: blanks are stripped before the length is checked.
+    model_config = ConfigDict(str_strip_whitespace=True)
+
     patient: str = Field(pattern=_FHIR_ID, description="id of a Patient record of the person")
     reason: str = Field(min_length=10, max_length=2000, description="why, for the review")
 
 
 class Review(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True)
+
     note: str = Field(min_length=1, max_length=2000)
 
 
@@ -88,7 +93,7 @@ def _break_glass(break_glass: BreakGlass, caller: Any) -> APIRouter:
 
     @api.post("", status_code=201, summary="Open a person's record in an emergency")
     async def open_record(body: Opening, principal: Principal = caller) -> Opened:
-        return _opened(await break_glass.open(principal, body.patient, body.reason.strip()))
+        return _opened(await break_glass.open(principal, body.patient, body.reason))
 
     @api.get("", summary="The organisation's break-glass accesses, for review")
     async def opened(
