@@ -192,8 +192,10 @@ class FhirService:
         async with self._database.snapshot() as session:
             row = await repository.resource(session, resource_type, fhir_id)
             rows = [] if row is None else await repository.versions(session, row.rid, count)
+            # Only another organisation's resource needs the question asked.
+            other = None if row is None or row.organisation_id == caller.organisation_id else row
             elsewhere = await repository.readable_elsewhere(
-                session, None if row is None else row.patient_id, self._guard.viewpoint(caller)
+                session, None if other is None else other.patient_id, self._guard.viewpoint(caller)
             )
         owner = None if row is None else row.organisation_id
         await self._require(caller, Interaction.HISTORY, resource_type, fhir_id, owner, *elsewhere)
