@@ -87,6 +87,9 @@ async def test_delete_leaves_a_tombstone(hub: Hub) -> None:
         ("POST", "/fhir/Patient", b"[1, 2]", 400),
         ("POST", "/fhir/Patient", b'{"resourceType": "Observation"}', 422),
         ("PUT", "/fhir/Patient/x1", b'{"resourceType": "Patient", "id": "x2"}', 400),
+        # An id with a trailing newline was taken: `$` in the id pattern matched before it.
+        ("PUT", "/fhir/Patient/x1%0A", b'{"resourceType": "Patient", "id": "x1\\n"}', 400),
+        ("GET", "/fhir/Patient/x1%0A", None, 400),
         ("GET", "/fhir/Patient/x1/_history/one", None, 400),
         ("GET", "/fhir/Patient/x1/_history/٣", None, 400),
         ("GET", "/fhir/Patient/x1/_history/99999999999999999999", None, 404),

@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from medicus.core.errors import ApiError, ErrorDetail
+from medicus.core.ids import is_fhir_id
 from medicus.fhir.definitions import resource_types
-
-ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ def is_version_number(text: str) -> bool:
 
 
 def check_id(fhir_id: str) -> None:
-    if not ID.match(fhir_id):
+    if not is_fhir_id(fhir_id):
         raise ApiError(400, f"'{fhir_id}' is not a valid FHIR id.", issue_type="invalid")
 
 
