@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from medicus.access.auditlog import AuditLog
 from medicus.access.breakglass import BreakGlass
 from medicus.access.patients import PatientIndex
 from medicus.access.policy import AccessPolicy
@@ -68,6 +69,7 @@ class Platform:
     upstream: UpstreamLogins
     http_client: httpx.AsyncClient
     patients: PatientIndex
+    audit_log: AuditLog
     break_glass: BreakGlass
     fhir: FhirHub
 
@@ -167,6 +169,7 @@ def build_platform(settings: Settings) -> Platform:
         ),
         http_client=http_client,
         patients=patients,
+        audit_log=AuditLog(database, audit, identity),
         break_glass=BreakGlass(database, audit, dt.timedelta(minutes=settings.break_glass_minutes)),
         fhir=_fhir_hub(database, audit, box, patients),
     )

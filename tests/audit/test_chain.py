@@ -4,19 +4,22 @@ the app's back (altering, removing, reordering, cutting the tail) is named by `v
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from medicus.audit.service import AuditEvent, Outcome
+from medicus.audit.service import AuditEvent, Outcome, canonical_content
 from medicus.core.bulk import BULK_FROM_ROWS
 from medicus.core.db import Database
 from medicus.platform import Platform
 
 
 def _event(number: int) -> AuditEvent:
-    return AuditEvent(
+    """Even entries concern Patient records, odd ones none (as entries sealed before records
+    were named)."""
+    event = AuditEvent(
         action="fhir.read",
         actor=f"user:{number % 3}",
         organisation="org-1",
@@ -25,6 +28,7 @@ def _event(number: int) -> AuditEvent:
         client_address="127.0.0.1",
         detail={"purpose": "TREAT", "n": number},
     )
+    return event.about(f"p{number}", f"p{number % 3}") if number % 2 == 0 else event
 
 
 async def _write_entries(platform: Platform, count: int) -> None:
@@ -78,6 +82,21 @@ TAMPERING = {
         ["UPDATE audit_entry SET hash = prev_hash WHERE seq = 6"],
         6,
         "entry 6 was altered",
+    ),
+    "patients-changed": (
+        ["UPDATE audit_entry SET patients = 'p0 p9' WHERE seq = 2"],
+        2,
+        "entry 2 was altered",
+    ),
+    "patients-removed": (
+        ["UPDATE audit_entry SET patients = NULL WHERE seq = 4"],
+        4,
+        "entry 4 was altered",
+    ),
+    "patients-added": (
+        ["UPDATE audit_entry SET patients = 'p1' WHERE seq = 3"],
+        3,
+        "entry 3 was altered",
     ),
     "deleted": (["DELETE FROM audit_entry WHERE seq = 7"], 7, "entry 7 is missing"),
     "deleted-and-renumbered": (
@@ -168,3 +187,38 @@ async def test_concurrent_records_share_commits_and_lose_nothing(
     report = await fresh_platform.audit.verify()
     assert report.intact
     assert report.entries == 200
+
+
+async def test_sealing_indexes_entries_by_the_patient_records_they_concern(
+    fresh_platform: Platform,
+) -> None:
+    await _write_entries(fresh_platform, 2 * BULK_FROM_ROWS + 2)
+    async with fresh_platform.database.snapshot() as session:
+        rows = (await session.execute(text("SELECT patient_id, seq FROM audit_patient"))).all()
+    expected = {
+        (patient, number)
+        for number in range(2, 2 * BULK_FROM_ROWS + 3, 2)
+        for patient in (f"p{number}", f"p{number % 3}")
+    }
+    assert set(rows) == expected
+
+
+def test_entries_without_patient_records_hash_as_they_did_before_records_were_named() -> None:
+    entry = {
+        "action": "fhir.read",
+        "actor": "user:1",
+        "client_address": None,
+        "detail": "{}",
+        "occurred_at": dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+        "organisation": "org-1",
+        "outcome": "success",
+        "request_id": None,
+        "target": "Patient/1",
+    }
+    before = (
+        b'{"action":"fhir.read","actor":"user:1","client_address":null,"detail":"{}",'
+        b'"occurred_at":"2026-11-01T00:00:00.000000+00:00","organisation":"org-1",'
+        b'"outcome":"success","request_id":null,"target":"Patient/1"}'
+    )
+    assert canonical_content({**entry, "patients": None}) == before
+    assert b'"patients":"p1"' in canonical_content({**entry, "patients": "p1"})

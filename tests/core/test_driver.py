@@ -23,6 +23,7 @@ def _row(actor: str, occurred_at: dt.datetime) -> dict[str, object]:
         "client_address": None,
         "request_id": "r1",
         "detail": "{}",
+        "patients": "1",
     }
 
 

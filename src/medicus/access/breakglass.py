@@ -39,7 +39,7 @@ class BreakGlass:
         """Open the person of Patient record `patient_id` to the calling physician."""
         target = f"Patient/{patient_id}"
         if caller.kind != "user" or caller.role != Role.PHYSICIAN:
-            await self._refuse(caller, "access.break-glass", target)
+            await self._refuse(caller, "access.break-glass", target, patient_id)
             raise ApiError(403, "Only physicians may open a record by break-glass.")
         now = self._clock()
         opened = StoredBreakGlass(
@@ -59,7 +59,9 @@ class BreakGlass:
                 raise ApiError(404, f"{target} is not in the master patient index.")
             await repository.add_break_glass(session, opened)
             detail = {"id": opened.id, "reason": reason, "ends_at": opened.ends_at.isoformat()}
-            await self._audit.append(session, audited(caller, "access.break-glass", target, detail))
+            await self._audit.append(
+                session, audited(caller, "access.break-glass", target, detail).about(patient_id)
+            )
         return opened
 
     async def opened_in(
@@ -92,9 +94,16 @@ class BreakGlass:
             if reviewed is None:
                 raise ApiError(404, f"No break-glass access {break_glass_id} here.")
             await self._audit.append(
-                session, audited(caller, "access.break-glass.review", target, {"note": note})
+                session,
+                audited(caller, "access.break-glass.review", target, {"note": note}).about(
+                    reviewed.patient_id
+                ),
             )
         return reviewed
 
-    async def _refuse(self, caller: Principal, action: str, target: str) -> None:
-        await self._audit.record(audited(caller, action, target, {}, Outcome.DENIED))
+    async def _refuse(
+        self, caller: Principal, action: str, target: str, patient_id: str | None = None
+    ) -> None:
+        await self._audit.record(
+            audited(caller, action, target, {}, Outcome.DENIED).about(patient_id)
+        )

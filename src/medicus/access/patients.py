@@ -139,14 +139,17 @@ class PatientIndex:
 
     async def person_of(self, caller: Principal, patient_id: str) -> list[PatientRecord]:
         """Every record of the person `patient_id` belongs to (for an MPI steward)."""
-        await self._require_steward(caller, "access.mpi.read", f"Patient/{patient_id}")
+        await self._require_steward(caller, "access.mpi.read", patient_id)
         async with self._database.transaction() as session:
             found = await repository.record(session, patient_id)
             if found is None:
                 raise _not_in_index(patient_id)
             records = await repository.records_of_persons(session, {found.person_id})
             await self._audit.append(
-                session, audited(caller, "access.mpi.read", f"Patient/{patient_id}")
+                session,
+                audited(caller, "access.mpi.read", f"Patient/{patient_id}").about(
+                    *(record.patient_id for record in records)
+                ),
             )
         return [PatientRecord(r.patient_id, r.organisation_id) for r in records]
 
@@ -164,7 +167,7 @@ class PatientIndex:
     ) -> list[PatientRecord]:
         pair = (min(one, other), max(one, other))
         action = "access.mpi.link" if linked else "access.mpi.unlink"
-        await self._require_steward(caller, action, f"Patient/{pair[0]}")
+        await self._require_steward(caller, action, *pair)
         if one == other:
             raise ApiError(422, "A record cannot be linked to itself.")
         async with self._database.transaction() as session:
@@ -185,7 +188,8 @@ class PatientIndex:
             records = await repository.records_of_persons(session, {found.person_id})
             target = f"Patient/{pair[0]}"
             await self._audit.append(
-                session, audited(caller, action, target, {"other": f"Patient/{pair[1]}"})
+                session,
+                audited(caller, action, target, {"other": f"Patient/{pair[1]}"}).about(*pair),
             )
         return [PatientRecord(r.patient_id, r.organisation_id) for r in records]
 
@@ -208,13 +212,14 @@ class PatientIndex:
             await repository.move_to_person(session, members, person_id)
         await sharing.recompute(session, affected | set(person.values()), self._clock())
 
-    async def _require_steward(self, caller: Principal, action: str, target: str) -> None:
+    async def _require_steward(self, caller: Principal, action: str, *patient_ids: str) -> None:
         """Linking records decides whose data a hospital may later see: only the platform's
         MPI stewards (platform admins) link, unlink and look at persons. A refusal is
-        audited too."""
+        audited too, concerning the records `patient_ids` (the first is its target)."""
         if caller.role == Role.PLATFORM_ADMIN and caller.kind == "user":
             return
-        await self._audit.record(audited(caller, action, target, outcome=Outcome.DENIED))
+        refusal = audited(caller, action, f"Patient/{patient_ids[0]}", outcome=Outcome.DENIED)
+        await self._audit.record(refusal.about(*patient_ids))
         raise ApiError(403, "Only the platform's MPI stewards (platform admins) may do this.")
 
 

@@ -1,18 +1,26 @@
 """HTTP of `access`: the master patient index for the platform's MPI stewards (the records of
-a person, linking and unlinking records), and break-glass for physicians and their
-organisation's data protection review."""
+a person, linking and unlinking records), break-glass for physicians and their organisation's
+data protection review, and the audit trail as FHIR `AuditEvent` and as a patient's access
+log."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from medicus.access.auditlog import AccessLogEntry, AuditLog
 from medicus.access.breakglass import BreakGlass
 from medicus.access.patients import PatientIndex, PatientRecord
 from medicus.access.repository import StoredBreakGlass
+from medicus.audit.events import as_audit_event
+from medicus.audit.search import parse_search
+from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import json_router
 from medicus.iam.http import bearer_principal
 from medicus.iam.tokens import Principal, TokenService
@@ -78,13 +86,74 @@ def _opened(found: StoredBreakGlass) -> Opened:
     )
 
 
+class AccessLog(BaseModel):
+    entries: list[AccessLogEntry]
+    next_cursor: int | None = Field(description="`cursor` of the next page (None: the last)")
+
+
 def build_router(
-    patients: PatientIndex, break_glass: BreakGlass, tokens: TokenService
+    patients: PatientIndex, break_glass: BreakGlass, audit_log: AuditLog, tokens: TokenService
 ) -> APIRouter:
     router = APIRouter()
     caller = Depends(bearer_principal(tokens))
     router.include_router(_mpi(patients, caller))
     router.include_router(_break_glass(break_glass, caller))
+    router.include_router(_audit_events(audit_log, caller))
+    return router
+
+
+def _audit_events(audit_log: AuditLog, caller: Any) -> APIRouter:
+    """The audit trail as FHIR AuditEvent (read and search only: the trail is written by
+    the platform, never through its API) and as the access log of a patient."""
+    router = APIRouter()
+
+    @router.get("/fhir/AuditEvent", tags=["audit"], summary="search the audit trail")
+    async def search(request: Request, principal: Principal = caller) -> Response:
+        parameters = list(request.query_params.multi_items())
+        query = parse_search(parameters)
+        entries, following = await audit_log.search(principal, query, urlencode(parameters))
+        base = f"{request.base_url}fhir/AuditEvent"
+        kept = [(name, value) for name, value in parameters if name != "_cursor"]
+        links = [{"relation": "self", "url": f"{base}?{urlencode(parameters)}"}]
+        if following is not None:
+            links.append(
+                {"relation": "next", "url": f"{base}?{urlencode([*kept, ('_cursor', following)])}"}
+            )
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "link": links,
+            "entry": [
+                {
+                    "fullUrl": f"{base}/{entry['seq']}",
+                    "resource": as_audit_event(entry),
+                    "search": {"mode": "match"},
+                }
+                for entry in entries
+            ],
+        }
+        return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+
+    @router.get("/fhir/AuditEvent/{seq}", tags=["audit"], summary="one audit entry")
+    async def read(seq: str, principal: Principal = caller) -> Response:
+        if not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
+            raise ApiError(404, f"AuditEvent/{seq} is not known here.")
+        entry = await audit_log.entry(principal, int(seq))
+        return Response(orjson.dumps(as_audit_event(entry)), media_type=FHIR_JSON)
+
+    api = json_router(prefix="/api/patients", tags=["audit"])
+
+    @api.get("/{patient_id}/access-log", summary="Who accessed a patient's data, when and why")
+    async def access_log(
+        patient_id: str = Path(pattern=_FHIR_ID),
+        cursor: int | None = Query(default=None, ge=1, le=2**62),
+        limit: int = Query(default=100, ge=1, le=1000),
+        principal: Principal = caller,
+    ) -> AccessLog:
+        entries, following = await audit_log.access_log(principal, patient_id, cursor, limit)
+        return AccessLog(entries=entries, next_cursor=following)
+
+    router.include_router(api)
     return router
 
 

@@ -3,7 +3,9 @@
 An audited request inserts its entry into `audit_pending`, inside the transaction that does the
 audited work, so the two commit together and no global lock is taken per request. A sealer
 (`AuditSealer`, in any replica) moves pending entries in batches into `audit_entry`, where each
-carries its place in the chain and its hash; `audit_head` holds the chain's end.
+carries its place in the chain and its hash; `audit_head` holds the chain's end. Sealing also
+writes `audit_patient`, the entries by the Patient records they concern: a derived index of
+the sealed (and hashed) `patients` column, for the access log of a patient.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class _EntryContent:
     client_address: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[str] = mapped_column(Text, default="{}")
+    patients: Mapped[str | None] = mapped_column(Text)
+    """The Patient records whose data the action concerned, space-separated (None: none)."""
 
 
 class AuditPendingRow(_EntryContent, Base):
@@ -54,7 +58,17 @@ class AuditEntryRow(_EntryContent, Base):
         Index("ix_audit_entry_occurred_at", "occurred_at"),
         Index("ix_audit_entry_actor", "actor"),
         Index("ix_audit_entry_target", "target"),
+        Index("ix_audit_entry_organisation", "organisation", "seq"),
     )
+
+
+class AuditPatientRow(Base):
+    """A sealed entry by each Patient record it concerns (its `patients`)."""
+
+    __tablename__ = "audit_patient"
+
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
 
 
 class AuditHeadRow(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import BigInteger, RowMapping, Table, any_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -11,14 +11,18 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.audit.models import AuditEntryRow, AuditHeadRow, AuditPendingRow
-from medicus.core.bulk import insert_rows
+from medicus.audit.models import AuditEntryRow, AuditHeadRow, AuditPatientRow, AuditPendingRow
+from medicus.core.bulk import insert_tables
+
+if TYPE_CHECKING:
+    from medicus.audit.search import AuditQuery
 
 HEAD_ID = 1
 GENESIS_HASH = "0" * 64
 
 PENDING = cast(Table, AuditPendingRow.__table__)
 _entries = cast(Table, AuditEntryRow.__table__)
+_concerned = cast(Table, AuditPatientRow.__table__)
 
 
 async def add_pending(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> None:
@@ -60,10 +64,14 @@ async def oldest_pending(session: AsyncSession, limit: int) -> Sequence[RowMappi
 
 
 async def seal(
-    session: AsyncSession, entries: Sequence[dict[str, Any]], pending_ids: Sequence[int]
+    session: AsyncSession,
+    entries: Sequence[dict[str, Any]],
+    concerned: Sequence[dict[str, Any]],
+    pending_ids: Sequence[int],
 ) -> None:
-    """Move pending entries into the chain and advance the head to the last of them."""
-    await insert_rows(session, _entries, entries)
+    """Move pending entries into the chain, index them by the Patient records they concern
+    (`concerned`), and advance the head to the last of them."""
+    await insert_tables(session, [(_entries, entries), (_concerned, concerned)])
     await session.execute(delete(PENDING).where(_any_of(session, PENDING.c.id, pending_ids)))
     last = entries[-1]
     await session.execute(
@@ -99,3 +107,39 @@ async def entries_after(
         .limit(limit)
     )
     return (await session.execute(statement)).mappings().all()
+
+
+async def matching(session: AsyncSession, query: AuditQuery) -> Sequence[RowMapping]:
+    """Up to `query.limit` + 1 sealed entries that meet the query, newest first (the one
+    more tells whether a page follows)."""
+    entry = _entries.c
+    conditions: list[Any] = []
+    if query.patients is not None:
+        concerned = _concerned.c
+        conditions.append(
+            entry.seq.in_(
+                select(concerned.seq).where(concerned.patient_id.in_(sorted(query.patients)))
+            )
+        )
+    if query.organisation is not None:
+        conditions.append(entry.organisation == query.organisation)
+    for column, values in (
+        (entry.actor, query.actors),
+        (entry.outcome, query.outcomes),
+        (entry.action, query.actions),
+        (entry.target, query.targets),
+    ):
+        if values is not None:
+            conditions.append(column.in_(sorted(values)))
+    if query.since is not None:
+        conditions.append(entry.occurred_at >= query.since)
+    if query.until is not None:
+        conditions.append(entry.occurred_at < query.until)
+    if query.below is not None:
+        conditions.append(entry.seq < query.below)
+    statement = select(_entries).where(*conditions).order_by(entry.seq.desc())
+    return (await session.execute(statement.limit(query.limit + 1))).mappings().all()
+
+
+async def entry(session: AsyncSession, seq: int) -> RowMapping | None:
+    return (await session.execute(select(_entries).where(_entries.c.seq == seq))).mappings().first()

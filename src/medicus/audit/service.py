@@ -2,7 +2,8 @@
 
 Each sealed entry carries the SHA-256 of its predecessor (`prev_hash`) and its own `hash` over
 `prev_hash` and its canonical content (who, organisation, action, target, outcome, client
-address, time, request id, detail). Changing, removing or reordering an entry breaks a link.
+address, time, request id, detail, and the Patient records it concerns). Changing, removing or
+reordering an entry breaks a link.
 
 Recording is cheap and lock-free (one INSERT in the caller's transaction); sealing takes the
 chain's lock once per batch. So audited requests never queue behind each other's commits.
@@ -14,9 +15,9 @@ import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import RowMapping
@@ -26,6 +27,10 @@ from medicus.audit import repository
 from medicus.audit.repository import GENESIS_HASH
 from medicus.core.db import Database, utc_now
 from medicus.core.http import current_request_id
+from medicus.core.ids import is_fhir_id
+
+if TYPE_CHECKING:
+    from medicus.audit.search import AuditQuery
 
 VERIFY_BATCH = 5_000
 SEAL_BATCH = 1_000
@@ -40,7 +45,8 @@ class Outcome(StrEnum):
 @dataclass(frozen=True)
 class AuditEvent:
     """What happened, as a capability reports it. `actor` names the subject
-    (`user:ID`, `service:ID`, `system:NAME`); `target` names what was touched."""
+    (`user:ID`, `service:ID`, `system:NAME`); `target` names what was touched; `patients`
+    the ids of the Patient records whose data it concerned (for their access log)."""
 
     action: str
     actor: str
@@ -50,6 +56,20 @@ class AuditEvent:
     client_address: str | None = None
     request_id: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+    patients: frozenset[str] = frozenset()
+
+    def about(self, *patient_ids: str | None) -> AuditEvent:
+        """This event, concerning the Patient records `patient_ids` too (None: no record).
+        What cannot be a record's id (a refused request's path) is left out: the sealer
+        indexes these, and one bad value would stop it."""
+        found = frozenset(
+            patient for patient in patient_ids if patient is not None and is_fhir_id(patient)
+        )
+        return replace(self, patients=self.patients | found) if found else self
+
+    def noting(self, **detail: Any) -> AuditEvent:
+        """This event with more `detail`."""
+        return replace(self, detail={**self.detail, **detail})
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,7 @@ _CONTENT_FIELDS = (
     "occurred_at",
     "organisation",
     "outcome",
+    "patients",
     "request_id",
     "target",
 )
@@ -83,10 +104,18 @@ _CONTENT_FIELDS = (
 
 def canonical_content(entry: Mapping[str, Any] | RowMapping) -> bytes:
     """The bytes an entry's hash covers: its content fields as sorted-key JSON, the time as
-    ISO 8601 UTC with microseconds."""
+    ISO 8601 UTC with microseconds. `patients` is left out where an entry has none, so the
+    hashes of entries sealed before it existed stay what they were."""
     content = {name: entry[name] for name in _CONTENT_FIELDS}
     content["occurred_at"] = entry["occurred_at"].astimezone(dt.UTC).isoformat("T", "microseconds")
+    if content["patients"] is None:
+        del content["patients"]
     return orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+
+
+def patients_of(entry: Mapping[str, Any] | RowMapping) -> list[str]:
+    """The Patient record ids an entry concerns."""
+    return entry["patients"].split() if entry["patients"] else []
 
 
 def chain_hash(prev_hash: str, content: bytes) -> str:
@@ -155,6 +184,7 @@ class AuditTrail:
             "client_address": event.client_address,
             "request_id": event.request_id or current_request_id(),
             "detail": orjson.dumps(dict(event.detail), option=orjson.OPT_SORT_KEYS).decode(),
+            "patients": " ".join(sorted(event.patients)) or None,
         }
 
     async def seal(self, limit: int = SEAL_BATCH) -> int:
@@ -173,7 +203,12 @@ class AuditTrail:
                 entry["prev_hash"] = head_hash
                 entry["hash"] = head_hash = chain_hash(head_hash, canonical_content(entry))
                 entries.append(entry)
-            await repository.seal(session, entries, [row["id"] for row in pending])
+            concerned = [
+                {"patient_id": patient, "seq": entry["seq"]}
+                for entry in entries
+                for patient in patients_of(entry)
+            ]
+            await repository.seal(session, entries, concerned, [row["id"] for row in pending])
             return len(entries)
 
     async def seal_all(self) -> int:
@@ -182,6 +217,19 @@ class AuditTrail:
         while sealed := await self.seal():
             total += sealed
         return total
+
+    async def search(self, query: AuditQuery) -> tuple[list[RowMapping], int | None]:
+        """One page of sealed entries that meet `query`, newest first, and the cursor of the
+        page after it (None: the last page)."""
+        async with self._database.snapshot() as session:
+            found = list(await repository.matching(session, query))
+        page = found[: query.limit]
+        return page, page[-1]["seq"] if len(found) > query.limit else None
+
+    async def entry(self, seq: int) -> RowMapping | None:
+        """The sealed entry with sequence number `seq`."""
+        async with self._database.snapshot() as session:
+            return await repository.entry(session, seq)
 
     async def verify(self) -> ChainReport:
         """Walk the sealed chain up to its head and report the first entry that was altered,

@@ -37,11 +37,6 @@ def in_bulk(session: AsyncSession, rows: int) -> bool:
     return rows >= BULK_FROM_ROWS and session.get_bind().dialect.name == "postgresql"
 
 
-async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert `rows` into `table` (see `insert_tables`)."""
-    await insert_tables(session, [(table, rows)])
-
-
 async def insert_tables(session: AsyncSession, batches: Sequence[Batch]) -> None:
     """Insert the rows of several tables, in this order, through the tables rather than the
     ORM (whose bulk path costs ~50 µs per row); many rows on PostgreSQL as one statement on

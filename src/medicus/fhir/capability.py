@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 from typing import Any
 
+from medicus.audit.search import MAX_PAGE
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.search.geo import DEFAULT_DISTANCE
 from medicus.fhir.search.parameters import parameters_of
@@ -91,6 +92,24 @@ def _reverse_includes() -> dict[str, list[str]]:
     return found
 
 
+_AUDIT_EVENT = {
+    "type": "AuditEvent",
+    "documentation": "The audit trail (IHE BALP style), read-only: platform admins read all "
+    "of it, organisation admins what their staff did and what was done to their Patient "
+    "records. Newest first; entries appear once sealed (within a second).",
+    "interaction": [{"code": "read"}, {"code": "search-type"}],
+    "searchParam": [
+        {"name": "patient", "type": "reference", "documentation": "Patient/id, commas: any"},
+        {"name": "agent", "type": "reference", "documentation": "Practitioner/id or Device/id"},
+        {"name": "date", "type": "date", "documentation": "eq, ge, gt, le, lt; twice: a range"},
+        {"name": "outcome", "type": "token", "documentation": "0 success, 4 refused, 8 failed"},
+        {"name": "subtype", "type": "token", "documentation": "read, search... or fhir.read"},
+        {"name": "entity", "type": "reference", "documentation": "the target, Type/id"},
+        {"name": "_count", "type": "number", "documentation": f"1-{MAX_PAGE}"},
+    ],
+}
+
+
 def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[str, Any]:
     smart = {
         "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
@@ -161,8 +180,9 @@ def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[
                         "searchInclude": _includes(resource_type),
                         "searchRevInclude": _reverse_includes().get(resource_type, []),
                     }
-                    for resource_type in sorted(resource_types())
-                ],
+                    for resource_type in sorted(resource_types() - {"AuditEvent"})
+                ]
+                + [_AUDIT_EVENT],
             }
         ],
     }

@@ -45,13 +45,15 @@ class Guard:
         owner_organisation: str | None,
         shared: bool = False,
         opened: bool = False,
+        patient_id: str | None = None,
     ) -> AuditEvent:
-        """The audit event of an allowed decision; raises `AccessDenied` otherwise."""
+        """The audit event of an allowed decision; raises `AccessDenied` otherwise. The
+        event concerns `patient_id`, the Patient record whose data the resource is."""
         decision = self._access.decide(
             caller, interaction, resource_type, owner_organisation, shared, opened
         )
         target = f"{resource_type}/{fhir_id}" if fhir_id else resource_type
-        event = audit_event(caller, interaction, target, decision)
+        event = audit_event(caller, interaction, target, decision).about(patient_id)
         if decision.allowed:
             return event
         if decision.reason == "other-organisation":

@@ -30,7 +30,9 @@ class Operations:
         """An OperationOutcome of every problem of `body` (a resource, or Parameters with a
         `resource` parameter), as a create would find them."""
         check_type(resource_type)
-        await self._fhir.require(caller, Interaction.SEARCH, resource_type, "$validate")
+        await self._fhir.record(
+            await self._fhir.allowed(caller, Interaction.SEARCH, resource_type, "$validate")
+        )
         if isinstance(body, dict) and body.get("resourceType") == "Parameters" != resource_type:
             body = next(
                 (
@@ -82,7 +84,7 @@ class Operations:
         and the caller's scopes may read."""
         check_id(patient_id)
         await self._fhir.read(caller, "Patient", patient_id)
-        await self._fhir.require(caller, Interaction.EVERYTHING, "Patient", patient_id)
+        event = await self._fhir.allowed(caller, Interaction.EVERYTHING, "Patient", patient_id)
         members = self._members(caller, types)
         targets = self._targets(caller, types)
         viewpoint = self._fhir.viewpoint(caller)
@@ -98,8 +100,9 @@ class Operations:
             )
             found = await repository.referenced(reading, rows[:count], viewpoint, targets)
         referenced = [row for row in found if since is None or row.last_updated >= since]
-        await self._fhir.record_included(
-            caller, {row.resource_type for row in referenced}, "$everything"
+        await self._fhir.record(
+            event.about(patient_id, *(row.patient_id for row in rows[:count])),
+            *self._fhir.included_events(caller, referenced, "$everything"),
         )
         return _entries(rows[:count]), len(rows) > count, _entries(referenced)
 

@@ -144,16 +144,21 @@ async def history(
     resource_types: Sequence[str] | None,
     since: dt.datetime | None,
     limit: int,
-) -> Sequence[Row[FhirVersionRow, str, str]]:
+) -> Sequence[Row[FhirVersionRow, str, str, str | None]]:
     """Versions of the resources the viewpoint sees (of `resource_types`, or all; deleted
-    ones too), newest first. What the caller may see is part of the query: what it may not
-    is never read."""
+    ones too), newest first, with their type, id and patient. What the caller may see is
+    part of the query: what it may not is never read."""
     organisation = FhirResourceRow.organisation_id == viewpoint.organisation_id
     shared = FhirResourceRow.patient_id.in_(
         readable_patients(viewpoint.organisation_id, viewpoint.actor, viewpoint.at)
     )
     statement = (
-        select(FhirVersionRow, FhirResourceRow.resource_type, FhirResourceRow.fhir_id)
+        select(
+            FhirVersionRow,
+            FhirResourceRow.resource_type,
+            FhirResourceRow.fhir_id,
+            FhirResourceRow.patient_id,
+        )
         .join(FhirResourceRow, FhirResourceRow.rid == FhirVersionRow.rid)
         .where(or_(organisation, shared))
     )
@@ -479,6 +484,7 @@ _CURRENT: AnySelect = select(
     _resource.content,
     _SHARED,
     _OPENED,
+    _resource.patient_id,
 ).where(
     _resource.resource_type == bindparam("resource_type"),
     _resource.fhir_id == bindparam("fhir_id"),
@@ -491,6 +497,7 @@ _VERSION: AnySelect = (
         _version.content,
         _SHARED,
         _OPENED,
+        _resource.patient_id,
     )
     .join(_version, and_(_version.rid == _resource.rid, _version.version == bindparam("version")))
     .where(
@@ -504,8 +511,9 @@ def lookup(
     resource_type: str, fhir_id: str, version: int | None, viewpoint: Viewpoint
 ) -> tuple[AnySelect, dict[str, Any]]:
     """One statement for a read or vread: owner, version, time, content (None: deleted) of
-    the current version or of version `version`, and whether the resource's patient's data
-    is shared with the viewpoint's organisation, and whether opened by its break-glass. The
+    the current version or of version `version`, whether the resource's patient's data is
+    shared with the viewpoint's organisation, whether opened by its break-glass, and the
+    patient. The
     statements are built once, with parameters: building one per read cost more than
     running it."""
     parameters: dict[str, Any] = {

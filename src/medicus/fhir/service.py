@@ -8,24 +8,25 @@ Reads serve the stored JSON and never go through models.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import urlencode
 
 import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.policy import Decision, Interaction, Viewpoint
-from medicus.audit.service import AuditTrail
+from medicus.audit.service import AuditEvent, AuditTrail
 from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
 from medicus.fhir import repository
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import AccessDenied, Guard, audit_event
-from medicus.fhir.models import LARGEST_VERSION, FhirVersionRow
+from medicus.fhir.models import LARGEST_VERSION, FhirVersionRow, StoredResource
 from medicus.fhir.resources import StoredVersion, check_id, check_type
 from medicus.fhir.search import paging, query
 from medicus.fhir.search.extract import position
@@ -105,7 +106,10 @@ class FhirService:
         )
         owner = None if found is None else found[0]
         elsewhere = (False, False) if found is None else (bool(found[4]), bool(found[5]))
-        await self._require(caller, interaction, resource_type, fhir_id, owner, *elsewhere)
+        patient = None if found is None else found[6]
+        await self._require(
+            caller, interaction, resource_type, fhir_id, owner, *elsewhere, patient=patient
+        )
         if found is None:
             raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
         _, stored_version, last_updated, content, *_ = found
@@ -124,9 +128,11 @@ class FhirService:
         """Current resources matching `request` that the caller may see, one page of them;
         the caller's organisation is a condition of the query itself. Chains, `_has` and
         `_include` only look into the types the caller's scopes may read; what `_include`
-        adds is audited as a read of each included type."""
+        adds is audited as a read of each included type. The audit entries name the Patient
+        records whose data the page shows."""
         self.check_type(request.resource_type)
-        await self._require(caller, Interaction.SEARCH, request.resource_type, None, None)
+        event = await self._allowed(caller, Interaction.SEARCH, request.resource_type, None, None)
+        event = event.noting(query=urlencode(request.parameters))
         readable = self._guard.readable_types(caller, resource_types())
         request = SearchRequest(
             request.resource_type,
@@ -142,7 +148,10 @@ class FhirService:
             found = await repository.search_page(
                 connection, request, viewpoint, count, offset, total, keys, position
             )
-        await self.record_included(caller, {row.resource_type for row in found.included})
+        await self._audit.record(
+            event.about(*(row.patient_id for row in found.rows)),
+            *self.included_events(caller, found.included),
+        )
         page = [(row.fhir_id, row.content.encode()) for row in found.rows if row.content]
         extra = tuple(
             (row.resource_type, row.fhir_id, row.content.encode())
@@ -171,17 +180,18 @@ class FhirService:
         read: the caller's organisation and scopes are conditions of the query."""
         if resource_type is not None:
             check_type(resource_type)
-            await self._require(caller, Interaction.HISTORY, resource_type, None, None)
+            event = await self._allowed(caller, Interaction.HISTORY, resource_type, None, None)
             types: frozenset[str] = frozenset({resource_type})
         else:
             types = self._guard.readable_types(caller, resource_types())
             decision = Decision(bool(types), "own-organisation")
-            await self._audit.record(audit_event(caller, Interaction.HISTORY, "*", decision))
+            event = audit_event(caller, Interaction.HISTORY, "*", decision)
         async with self._database.snapshot() as session:
             rows = await repository.history(
                 session, self._guard.viewpoint(caller), sorted(types), since, count
             )
-        return [(version, f"{kind}/{fhir_id}") for version, kind, fhir_id in rows]
+        await self._audit.record(event.about(*(patient for *_, patient in rows)))
+        return [(version, f"{kind}/{fhir_id}") for version, kind, fhir_id, _ in rows]
 
     async def history(
         self, caller: Principal, resource_type: str, fhir_id: str, count: int
@@ -198,30 +208,40 @@ class FhirService:
                 session, None if other is None else other.patient_id, self._guard.viewpoint(caller)
             )
         owner = None if row is None else row.organisation_id
-        await self._require(caller, Interaction.HISTORY, resource_type, fhir_id, owner, *elsewhere)
+        patient = None if row is None else row.patient_id
+        await self._require(
+            caller, Interaction.HISTORY, resource_type, fhir_id, owner, *elsewhere, patient=patient
+        )
         if row is None:
             raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
         return [(version, f"{resource_type}/{fhir_id}") for version in rows]
 
-    async def require(
+    async def allowed(
         self, caller: Principal, interaction: Interaction, resource_type: str, fhir_id: str
-    ) -> None:
-        """Ask `access` about an interaction with an existing resource that has been read."""
-        await self._require(caller, interaction, resource_type, fhir_id, None)
+    ) -> AuditEvent:
+        """Ask `access` about an interaction with an existing resource that has been read:
+        a refusal is recorded and raised; the allowance is returned, for the caller to record
+        with the Patient records the interaction showed."""
+        return await self._allowed(caller, interaction, resource_type, fhir_id, None)
 
-    async def record_included(
-        self, caller: Principal, kinds: set[str], via: str = "_include"
-    ) -> None:
-        """Audit the resources a search or operation added beyond its matches, as a read of
-        each of their types (they were found by key, within the caller's organisation and
-        readable types)."""
+    async def record(self, *events: AuditEvent) -> None:
+        await self._audit.record(*events)
+
+    @staticmethod
+    def included_events(
+        caller: Principal, included: Sequence[StoredResource], via: str = "_include"
+    ) -> list[AuditEvent]:
+        """The audit events of the resources a search or operation added beyond its matches:
+        a read of each of their types, naming the Patient records whose data they are (they
+        were found by key, within what the caller may read)."""
         decision = Decision(True, "own-organisation")
-        await self._audit.record(
-            *(
-                audit_event(caller, Interaction.READ, kind, decision, {"via": via})
-                for kind in sorted(kinds)
-            )
-        )
+        patients: dict[str, set[str | None]] = {}
+        for row in included:
+            patients.setdefault(row.resource_type, set()).add(row.patient_id)
+        return [
+            audit_event(caller, Interaction.READ, kind, decision, {"via": via}).about(*concerned)
+            for kind, concerned in sorted(patients.items())
+        ]
 
     def viewpoint(self, caller: Principal) -> Viewpoint:
         return self._guard.viewpoint(caller)
@@ -238,19 +258,38 @@ class FhirService:
         owner: str | None,
         shared: bool = False,
         opened: bool = False,
+        patient: str | None = None,
     ) -> None:
         """Ask `access` for a read of a resource held by organisation `owner` (None: no such
         resource, or a search) whose patient's data is `shared` with the caller's
         organisation or `opened` by the caller's break-glass, or neither; the decision,
-        allowed or not, is audited."""
+        allowed or not, is audited, concerning Patient record `patient`."""
+        await self._audit.record(
+            await self._allowed(
+                caller, interaction, resource_type, fhir_id, owner, shared, opened, patient
+            )
+        )
+
+    async def _allowed(
+        self,
+        caller: Principal,
+        interaction: Interaction,
+        resource_type: str,
+        fhir_id: str | None,
+        owner: str | None,
+        shared: bool = False,
+        opened: bool = False,
+        patient: str | None = None,
+    ) -> AuditEvent:
+        """The audit event of `_require`'s decision if it allows, for the caller to record;
+        a refusal is recorded here and raised."""
         try:
-            event = self._guard.check(
-                caller, interaction, resource_type, fhir_id, owner, shared, opened
+            return self._guard.check(
+                caller, interaction, resource_type, fhir_id, owner, shared, opened, patient
             )
         except AccessDenied as denied:
             await self._audit.record(denied.event)
             raise denied.error from None
-        await self._audit.record(event)
 
 
 def _distances(page: list[tuple[str, bytes]], centre: tuple[float, float]) -> dict[str, float]:

@@ -228,7 +228,12 @@ class ResourceWriter:
         if row is None:
             return await self._insert(session, caller, resource_type, fhir_id, resource)
         event = self._guard.check(
-            caller, Interaction.UPDATE, resource_type, fhir_id, row.organisation_id
+            caller,
+            Interaction.UPDATE,
+            resource_type,
+            fhir_id,
+            row.organisation_id,
+            patient_id=row.patient_id,
         )
         _check_version(row, if_match)
         return await self._new_version(session, event, row, resource, "update")
@@ -276,8 +281,10 @@ class ResourceWriter:
         check_id(fhir_id)
         await self.flush(session)
         row = await repository.resource(session, resource_type, fhir_id, for_update=True)
-        owner = None if row is None else row.organisation_id
-        event = self._guard.check(caller, Interaction.UPDATE, resource_type, fhir_id, owner)
+        owner, patient = (None, None) if row is None else (row.organisation_id, row.patient_id)
+        event = self._guard.check(
+            caller, Interaction.UPDATE, resource_type, fhir_id, owner, patient_id=patient
+        )
         if row is None or row.content is None:
             raise ApiError(
                 404 if row is None else 410,
@@ -322,8 +329,10 @@ class ResourceWriter:
         check_id(fhir_id)
         await self.flush(session)
         row = await repository.resource(session, resource_type, fhir_id, for_update=True)
-        owner = None if row is None else row.organisation_id
-        event = self._guard.check(caller, Interaction.DELETE, resource_type, fhir_id, owner)
+        owner, patient = (None, None) if row is None else (row.organisation_id, row.patient_id)
+        event = self._guard.check(
+            caller, Interaction.DELETE, resource_type, fhir_id, owner, patient_id=patient
+        )
         if row is None or row.deleted:
             return None
         _check_version(row, if_match)
@@ -370,7 +379,7 @@ class ResourceWriter:
             "content": content,
             "patient_id": patient_id,
         }
-        _queue(session).append(_Creation(row, index, event))
+        _queue(session).append(_Creation(row, index, event.about(patient_id)))
         await self._patients.resource_written(
             session,
             resource_type,
@@ -435,7 +444,7 @@ class ResourceWriter:
             resource,
             created=False,
         )
-        await self._audit.append(session, event)
+        await self._audit.append(session, event.about(patient_id))
         return StoredVersion(
             row.resource_type, row.fhir_id, number, now, content.encode() if content else None
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import Row, delete, select, update
@@ -44,6 +44,22 @@ async def organisation_by_reference(
 
 async def user(session: AsyncSession, user_id: str) -> UserRow | None:
     return await session.get(UserRow, user_id)
+
+
+async def user_names(session: AsyncSession, user_ids: Collection[str]) -> dict[str, str]:
+    """The display names of users, by id (unknown ids are left out)."""
+    statement = select(UserRow.id, UserRow.display_name).where(UserRow.id.in_(sorted(user_ids)))
+    return {row.id: row.display_name for row in await session.execute(statement)}
+
+
+async def organisation_names(
+    session: AsyncSession, organisation_ids: Collection[str]
+) -> dict[str, str]:
+    """The names of organisations, by id (unknown ids are left out)."""
+    statement = select(OrganisationRow.id, OrganisationRow.name).where(
+        OrganisationRow.id.in_(sorted(organisation_ids))
+    )
+    return {row.id: row.name for row in await session.execute(statement)}
 
 
 async def user_by_email(session: AsyncSession, email: str) -> UserRow | None:

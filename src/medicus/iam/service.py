@@ -3,7 +3,7 @@ clients, each audited. Used by the demo data, the admin CLI and (later) the admi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -138,6 +138,15 @@ class IdentityService:
         if found is None:
             raise AdministrationError(f"There is no organisation '{reference}'.")
         return found
+
+    async def names(
+        self, session: AsyncSession, user_ids: Collection[str], organisation_ids: Collection[str]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The display names of users and the names of organisations, by id."""
+        return (
+            await repository.user_names(session, user_ids),
+            await repository.organisation_names(session, organisation_ids),
+        )
 
     async def create_organisation(
         self,

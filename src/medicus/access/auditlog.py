@@ -1,0 +1,184 @@
+"""Who may read the audit trail, and what of it: the FHIR `AuditEvent` view and the access log
+of a patient ("who looked at my data, when and why").
+
+The rules:
+- platform admins (the operator's security team) search the whole trail;
+- an organisation's admins (its data protection officer) see what their organisation's staff
+  and services did, and everything done to the data of Patient records their organisation
+  holds, whoever did it (`patient=`): a hospital answers for the data it holds;
+- nobody else reads it yet (patients will see their own access log once they are users).
+
+Every reading of the trail is itself audited, refusals too, concerning the Patient records
+it asked about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import orjson
+from sqlalchemy import RowMapping
+
+from medicus.access import repository
+from medicus.access.policy import audited
+from medicus.audit.search import AuditQuery
+from medicus.audit.service import AuditEvent, AuditTrail, Outcome, patients_of
+from medicus.core.db import Database
+from medicus.core.errors import ApiError
+from medicus.iam.roles import Role
+from medicus.iam.service import IdentityService
+from medicus.iam.tokens import Principal
+
+_READERS = frozenset({Role.PLATFORM_ADMIN, Role.ORGANISATION_ADMIN})
+
+
+@dataclass(frozen=True)
+class AccessLogEntry:
+    """One entry of a patient's access log, in words a patient understands."""
+
+    seq: int
+    at: str
+    actor: str
+    actor_name: str | None
+    organisation: str | None
+    organisation_name: str | None
+    did: str
+    target: str | None
+    why: str | None
+    allowed: bool
+
+
+_DID = {
+    "fhir.read": "looked at",
+    "fhir.vread": "looked at an earlier version of",
+    "fhir.history": "looked at the history of",
+    "fhir.search": "searched",
+    "fhir.everything": "looked at the whole record",
+    "fhir.create": "added",
+    "fhir.update": "changed",
+    "fhir.delete": "deleted",
+    "access.break-glass": "opened the record in an emergency",
+    "access.break-glass.review": "reviewed an emergency opening of the record",
+    "access.mpi.read": "looked up the records of the same person",
+    "access.mpi.link": "linked the record with another one of the same person",
+    "access.mpi.unlink": "unlinked the record from another one",
+    "audit.search": "looked at the access log",
+    "audit.read": "looked at the access log",
+}
+_WHY = {
+    "own-organisation": "the data is held by their own organisation",
+    "consent-and-treatment": "the patient consented to sharing and is being treated there",
+    "break-glass": "emergency access",
+    "other-organisation": "the data is held by another organisation",
+    "scope": "their access rights do not cover it",
+}
+
+
+class AuditLog:
+    def __init__(self, database: Database, audit: AuditTrail, identity: IdentityService) -> None:
+        self._database = database
+        self._audit = audit
+        self._identity = identity
+
+    async def search(
+        self, caller: Principal, query: AuditQuery, asked: str
+    ) -> tuple[list[RowMapping], int | None]:
+        """One page of the entries `query` asks for that the caller may read (`asked`: the
+        query as the caller wrote it, for the audit entry of this search)."""
+        event = audited(caller, "audit.search", "AuditEvent", {"query": asked}).about(
+            *(query.patients or ())
+        )
+        scoped = await self._scoped(caller, query, event)
+        page = await self._audit.search(scoped)
+        await self._audit.record(event)
+        return page
+
+    async def entry(self, caller: Principal, seq: int) -> RowMapping:
+        """One entry, if the caller may read it (else, or if there is none, a 404)."""
+        event = audited(caller, "audit.read", f"AuditEvent/{seq}")
+        if caller.role not in _READERS:
+            await self._refuse(event, "Only admins read the audit trail.")
+        found = await self._audit.entry(seq)
+        if found is None or not await self._may_read(caller, found):
+            await self._audit.record(replace(event, outcome=Outcome.DENIED))
+            raise ApiError(404, f"AuditEvent/{seq} is not known here.")
+        await self._audit.record(event.about(*patients_of(found)))
+        return found
+
+    async def access_log(
+        self, caller: Principal, patient_id: str, below: int | None, limit: int
+    ) -> tuple[list[AccessLogEntry], int | None]:
+        """Who did what to the data of Patient record `patient_id`, newest first, with the
+        names of the people and organisations; a page, and the cursor of the next."""
+        query = AuditQuery(patients=frozenset({patient_id}), below=below, limit=limit)
+        entries, following = await self.search(caller, query, f"access-log Patient/{patient_id}")
+        actors = {entry["actor"] for entry in entries}
+        users = {actor.partition(":")[2] for actor in actors if actor.startswith("user:")}
+        organisations = {entry["organisation"] for entry in entries if entry["organisation"]}
+        async with self._database.snapshot() as session:
+            user_names, organisation_names = await self._identity.names(
+                session, users, organisations
+            )
+        return [_in_words(entry, user_names, organisation_names) for entry in entries], following
+
+    async def _scoped(self, caller: Principal, query: AuditQuery, event: AuditEvent) -> AuditQuery:
+        """`query` narrowed to what the caller may read; a refusal is audited and raised."""
+        if caller.role not in _READERS or caller.kind != "user":
+            await self._refuse(event, "Only admins read the audit trail.")
+        if caller.role == Role.PLATFORM_ADMIN:
+            return query
+        if query.patients is None:
+            return replace(query, organisation=caller.organisation_id)
+        async with self._database.snapshot() as session:
+            held = [await repository.record(session, patient) for patient in query.patients]
+        if any(
+            record is None or record.organisation_id != caller.organisation_id for record in held
+        ):
+            await self._refuse(
+                event,
+                "Only the audit trail of your organisation's Patient records is yours to read.",
+            )
+        return query
+
+    async def _may_read(self, caller: Principal, entry: RowMapping) -> bool:
+        if caller.role == Role.PLATFORM_ADMIN or entry["organisation"] == caller.organisation_id:
+            return True
+        async with self._database.snapshot() as session:
+            for patient in patients_of(entry):
+                record = await repository.record(session, patient)
+                if record is not None and record.organisation_id == caller.organisation_id:
+                    return True
+        return False
+
+    async def _refuse(self, event: AuditEvent, message: str) -> None:
+        await self._audit.record(replace(event, outcome=Outcome.DENIED))
+        raise ApiError(403, message)
+
+
+def _in_words(
+    entry: RowMapping, user_names: dict[str, str], organisation_names: dict[str, str]
+) -> AccessLogEntry:
+    detail_reason = _reason(entry)
+    kind, _, subject = entry["actor"].partition(":")
+    return AccessLogEntry(
+        seq=entry["seq"],
+        at=entry["occurred_at"].isoformat(),
+        actor=f"Practitioner/{subject}" if kind == "user" else entry["actor"],
+        actor_name=user_names.get(subject) if kind == "user" else None,
+        organisation=entry["organisation"] and f"Organization/{entry['organisation']}",
+        organisation_name=organisation_names.get(entry["organisation"] or ""),
+        did=_DID.get(entry["action"], entry["action"]),
+        target=entry["target"],
+        why=detail_reason,
+        allowed=entry["outcome"] == Outcome.SUCCESS,
+    )
+
+
+def _reason(entry: RowMapping) -> str | None:
+    """Why it was allowed or refused: the access decision's reason, or what a physician
+    stated when opening the record in an emergency."""
+    detail = orjson.loads(entry["detail"] or "{}")
+    reason = detail.get("reason")
+    if entry["action"] == "access.break-glass" and reason:
+        return f"emergency: {reason}"
+    return _WHY.get(reason) if isinstance(reason, str) else None
