@@ -170,14 +170,15 @@ async def test_resources_stored_before_get_their_patient(
 async def test_patients_stored_before_the_index_are_in_it(
     database_factory: DatabaseFactory,
 ) -> None:
-    """Migration 0009: every current Patient gets its record; the same KVNR, one person."""
+    """Migration 0009: every current Patient gets its record; the same KVNR, one person.
+    Migration 0013: the records get their matching traits."""
     url = await asyncio.to_thread(database_factory.new_url, False)
     await asyncio.to_thread(migrations.upgrade, url, "0008")
     kvnr = {"identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}]}
     stored = [
         ("p2", "hospital-b", False, kvnr),
         ("p1", "hospital-a", False, kvnr),
-        ("p3", "hospital-a", False, {}),
+        ("p3", "hospital-a", False, {"name": [{"family": "Müller", "given": ["Anna"]}]}),
         ("gone", "hospital-a", True, kvnr),
     ]
     database = Database(url)
@@ -213,5 +214,15 @@ async def test_patients_stored_before_the_index_are_in_it(
             ("p2", "hospital-b", "p1", "A123456780"),
             ("p3", "hospital-a", "p3", None),
         ]
+        # Migration 0013: their matching traits, as the index makes them.
+        async with database.snapshot() as session:
+            traits = await session.execute(
+                text("SELECT patient_id, family, given FROM mpi_record ORDER BY patient_id")
+            )
+            assert [tuple(row) for row in traits] == [
+                ("p1", None, None),
+                ("p2", None, None),
+                ("p3", "mueller", "anna"),
+            ]
     finally:
         await database.dispose()

@@ -24,10 +24,16 @@ class PatientRecordRow(Base):
     organisation_id: Mapped[str] = mapped_column(String(64))
     person_id: Mapped[str] = mapped_column(String(64))
     kvnr: Mapped[str | None] = mapped_column(String(10))
+    # Matching traits (`matching.Traits`), for the stewards' candidates.
+    family: Mapped[str | None] = mapped_column(String(100))
+    given: Mapped[str | None] = mapped_column(String(100))
+    birth_date: Mapped[str | None] = mapped_column(String(10))
+    postal_code: Mapped[str | None] = mapped_column(String(10))
 
     __table_args__ = (
         Index("ix_mpi_record_person", "person_id"),
         Index("ix_mpi_record_kvnr", "kvnr"),
+        Index("ix_mpi_record_birth_date", "birth_date"),
     )
 
 
@@ -45,8 +51,21 @@ class PatientLinkRow(Base):
     __table_args__ = (Index("ix_mpi_link_other", "other_patient_id"),)
 
 
+class DistinctPersonsRow(Base):
+    """Two Patient records (the smaller id first) that a steward found to be different
+    persons: no longer proposed as a match."""
+
+    __tablename__ = "mpi_distinct"
+
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    other_patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decided_by: Mapped[str] = mapped_column(String(200))
+    decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 RECORDS = cast(Table, PatientRecordRow.__table__)
 LINKS = cast(Table, PatientLinkRow.__table__)
+DISTINCT = cast(Table, DistinctPersonsRow.__table__)
 
 
 class ConsentRow(Base):

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access import repository, sharing
+from medicus.access.matching import THRESHOLD, likeness, traits_of
 from medicus.access.policy import audited
 from medicus.access.sharing import SHARING_TYPES
 from medicus.audit.service import AuditTrail, Outcome
@@ -30,6 +31,8 @@ from medicus.iam.tokens import Principal
 KVNR_SYSTEMS = frozenset({"http://fhir.de/sid/gkv/kvid-10", "http://fhir.de/sid/pkv/kvid-10"})
 _KVNR = re.compile(r"[A-Z][0-9]{9}")
 _LINKS_LOCK = "access.mpi.links"
+_BLOCK_PAGE = 500
+"""Pairs read at a time while looking for a page of candidates."""
 
 
 def kvnr_of(patient: dict[str, Any]) -> str | None:
@@ -47,6 +50,18 @@ def kvnr_of(patient: dict[str, Any]) -> str | None:
 class PatientRecord:
     patient_id: str
     organisation_id: str
+
+
+@dataclass(frozen=True)
+class MatchCandidate:
+    """Two records that may be one person: how likely (`score`, 0 to 1) and how alike each
+    trait is (`traits`). The traits' values are not shown: the steward needs to know why,
+    not the patient's name."""
+
+    one: PatientRecord
+    other: PatientRecord
+    score: float
+    traits: dict[str, float]
 
 
 def persons(
@@ -129,7 +144,9 @@ class PatientIndex:
         kvnr = kvnr_of(patient)
         if kvnr is not None:
             await hold_lock(session, f"access.mpi.kvnr.{kvnr}")
-        former = await repository.put_record(session, patient_id, organisation_id, kvnr, created)
+        former = await repository.put_record(
+            session, patient_id, organisation_id, kvnr, traits_of(patient), created
+        )
         kvnrs = {kvnr} if kvnr else set()
         if created and await repository.persons_with_kvnrs(session, kvnrs) <= {patient_id}:
             if await repository.has_facts(session, patient_id):
@@ -193,6 +210,46 @@ class PatientIndex:
             )
         return [PatientRecord(r.patient_id, r.organisation_id) for r in records]
 
+    async def candidates(
+        self, caller: Principal, patient_id: str | None, after: tuple[str, str] | None, limit: int
+    ) -> tuple[list[MatchCandidate], tuple[str, str] | None]:
+        """Pairs of records of different persons that may be one (of record `patient_id`, or
+        all), best first within a page, for a steward to link or mark as distinct; and the
+        pair the next page starts after (None: no more). Never links anything."""
+        action = "access.mpi.candidates"
+        await self._require_steward(caller, action, *filter(None, [patient_id]))
+        async with self._database.snapshot() as session:
+            if patient_id is not None and await repository.record(session, patient_id) is None:
+                raise _not_in_index(patient_id)
+            found, after = await _scored_pairs(session, after, patient_id, limit)
+        concerned = {record.patient_id for c in found for record in (c.one, c.other)}
+        target = f"Patient/{patient_id}" if patient_id else "Patient"
+        await self._audit.record(audited(caller, action, target).about(*concerned))
+        return sorted(found, key=lambda candidate: -candidate.score), after
+
+    async def mark_distinct(self, caller: Principal, one: str, other: str) -> None:
+        """Record a steward's finding that two records are different persons: they are no
+        longer proposed as a match."""
+        pair = (min(one, other), max(one, other))
+        action = "access.mpi.distinct"
+        await self._require_steward(caller, action, *pair)
+        if one == other:
+            raise ApiError(422, "A record is never distinct from itself.")
+        async with self._database.transaction() as session:
+            for patient_id in pair:
+                if await repository.record(session, patient_id) is None:
+                    raise _not_in_index(patient_id)
+            if not await repository.add_distinct(session, pair, caller.actor, self._clock()):
+                raise ApiError(
+                    409, f"Patient/{pair[0]} and Patient/{pair[1]} are marked distinct already."
+                )
+            await self._audit.append(
+                session,
+                audited(
+                    caller, action, f"Patient/{pair[0]}", {"other": f"Patient/{pair[1]}"}
+                ).about(*pair),
+            )
+
     async def _regroup(
         self, session: AsyncSession, person_ids: Collection[str], kvnrs: Collection[str]
     ) -> None:
@@ -215,12 +272,42 @@ class PatientIndex:
     async def _require_steward(self, caller: Principal, action: str, *patient_ids: str) -> None:
         """Linking records decides whose data a hospital may later see: only the platform's
         MPI stewards (platform admins) link, unlink and look at persons. A refusal is
-        audited too, concerning the records `patient_ids` (the first is its target)."""
+        audited too, concerning the records `patient_ids` (the first is its target, if any)."""
         if caller.role == Role.PLATFORM_ADMIN and caller.kind == "user":
             return
-        refusal = audited(caller, action, f"Patient/{patient_ids[0]}", outcome=Outcome.DENIED)
+        target = f"Patient/{patient_ids[0]}" if patient_ids else "Patient"
+        refusal = audited(caller, action, target, outcome=Outcome.DENIED)
         await self._audit.record(refusal.about(*patient_ids))
         raise ApiError(403, "Only the platform's MPI stewards (platform admins) may do this.")
+
+
+async def _scored_pairs(
+    session: AsyncSession, after: tuple[str, str] | None, patient_id: str | None, limit: int
+) -> tuple[list[MatchCandidate], tuple[str, str] | None]:
+    """Up to `limit` candidates in block order after the pair `after`, and the pair the next
+    page starts after (None: every block was read). Blocks are read a page at a time: most
+    pairs of a block score too low."""
+    found: list[MatchCandidate] = []
+    while len(found) < limit:
+        pairs = await repository.match_blocks(session, after, patient_id, _BLOCK_PAGE)
+        for one, other in pairs:
+            alike = likeness(one.traits, other.traits)
+            if alike.score >= THRESHOLD:
+                found.append(
+                    MatchCandidate(_record(one), _record(other), alike.score, alike.traits)
+                )
+        if len(pairs) < _BLOCK_PAGE:
+            return found[:limit], _pair(found[limit - 1]) if len(found) > limit else None
+        after = (pairs[-1][0].patient_id, pairs[-1][1].patient_id)
+    return found[:limit], _pair(found[limit - 1]) if len(found) > limit else after
+
+
+def _pair(candidate: MatchCandidate) -> tuple[str, str]:
+    return candidate.one.patient_id, candidate.other.patient_id
+
+
+def _record(matched: repository.MatchTraits) -> PatientRecord:
+    return PatientRecord(matched.patient_id, matched.organisation_id)
 
 
 def _not_in_index(patient_id: str) -> ApiError:

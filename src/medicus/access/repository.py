@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterable
+from dataclasses import asdict
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Select, delete, exists, or_, select, update
+from sqlalchemy import Select, Table, and_, delete, exists, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from medicus.access.matching import Traits
 from medicus.access.models import (
     BREAK_GLASS,
     CONSENTS,
+    DISTINCT,
     LINKS,
     RECORDS,
     SHARES,
@@ -29,8 +32,11 @@ class StoredRecord(NamedTuple):
     kvnr: str | None
 
 
+_RECORD = (RECORDS.c.patient_id, RECORDS.c.organisation_id, RECORDS.c.person_id, RECORDS.c.kvnr)
+
+
 async def record(session: AsyncSession, patient_id: str) -> StoredRecord | None:
-    statement = select(*RECORDS.c).where(RECORDS.c.patient_id == patient_id)
+    statement = select(*_RECORD).where(RECORDS.c.patient_id == patient_id)
     row = (await session.execute(statement)).one_or_none()
     return None if row is None else StoredRecord(*row)
 
@@ -40,23 +46,26 @@ async def put_record(
     patient_id: str,
     organisation_id: str,
     kvnr: str | None,
+    traits: Traits,
     created: bool = False,
 ) -> str | None:
-    """Store the record (a new one is its own person until regrouped); the person it
-    belonged to before (None: it is new, `created` says so without looking)."""
+    """Store the record with its KVNR and matching traits (a new one is its own person
+    until regrouped); the person it belonged to before (None: it is new, `created` says so
+    without looking)."""
     existing = None if created else await record(session, patient_id)
+    values = {"kvnr": kvnr, **asdict(traits)}
     if existing is None:
         await session.execute(
             RECORDS.insert().values(
                 patient_id=patient_id,
                 organisation_id=organisation_id,
                 person_id=patient_id,
-                kvnr=kvnr,
+                **values,
             )
         )
         return None
     await session.execute(
-        update(RECORDS).where(RECORDS.c.patient_id == patient_id).values(kvnr=kvnr)
+        update(RECORDS).where(RECORDS.c.patient_id == patient_id).values(**values)
     )
     return existing.person_id
 
@@ -81,7 +90,7 @@ async def records_of_persons(
     if not person_ids:
         return []
     statement = (
-        select(*RECORDS.c)
+        select(*_RECORD)
         .where(RECORDS.c.person_id.in_(sorted(person_ids)))
         .order_by(RECORDS.c.patient_id)
     )
@@ -119,15 +128,20 @@ async def add_link(
     session: AsyncSession, pair: tuple[str, str], actor: str, at: dt.datetime
 ) -> bool:
     """Store the link; False if it was there already."""
-    existing = select(LINKS.c.patient_id).where(
-        LINKS.c.patient_id == pair[0], LINKS.c.other_patient_id == pair[1]
+    return await _add_pair(session, LINKS, pair, linked_by=actor, linked_at=at)
+
+
+async def _add_pair(
+    session: AsyncSession, table: Table, pair: tuple[str, str], **values: Any
+) -> bool:
+    """Store a pair of records (the smaller id first) in `table`; False if it is there."""
+    existing = select(table.c.patient_id).where(
+        table.c.patient_id == pair[0], table.c.other_patient_id == pair[1]
     )
     if (await session.execute(existing)).first() is not None:
         return False
     await session.execute(
-        LINKS.insert().values(
-            patient_id=pair[0], other_patient_id=pair[1], linked_by=actor, linked_at=at
-        )
+        table.insert().values(patient_id=pair[0], other_patient_id=pair[1], **values)
     )
     return True
 
@@ -414,3 +428,74 @@ def same_person(patient: Any) -> Select[tuple[str]]:
         .join(mine, mine.c.person_id == RECORDS.c.person_id)
         .where(mine.c.patient_id == patient)
     )
+
+
+class MatchTraits(NamedTuple):
+    patient_id: str
+    organisation_id: str
+    traits: Traits
+
+
+_TRAIT_COLUMNS = ("family", "given", "birth_date", "postal_code")
+
+
+async def match_blocks(
+    session: AsyncSession, after: tuple[str, str] | None, patient_id: str | None, limit: int
+) -> list[tuple[MatchTraits, MatchTraits]]:
+    """Pairs of records of different persons in one block (the same birth date, and the same
+    family name, given name, either swapped, or postal code), not ruled out by different
+    KVNRs or by a steward, in (birth date, id, id) order after the pair `after`; only pairs
+    with record `patient_id` if given."""
+    one, other = RECORDS.alias("one"), RECORDS.alias("other")
+    a, b = one.c, other.c
+    shared_trait = or_(
+        a.family == b.family,
+        a.given == b.given,
+        a.family == b.given,
+        a.given == b.family,
+        a.postal_code == b.postal_code,
+    )
+    ruled_out = select(DISTINCT.c.patient_id).where(
+        DISTINCT.c.patient_id == a.patient_id, DISTINCT.c.other_patient_id == b.patient_id
+    )
+    statement = (
+        select(
+            *(a[name] for name in ("patient_id", "organisation_id", *_TRAIT_COLUMNS)),
+            *(b[name] for name in ("patient_id", "organisation_id", *_TRAIT_COLUMNS)),
+        )
+        .join(other, and_(b.birth_date == a.birth_date, b.patient_id > a.patient_id))
+        .where(
+            a.birth_date.is_not(None),
+            a.person_id != b.person_id,
+            shared_trait,
+            or_(a.kvnr.is_(None), b.kvnr.is_(None), a.kvnr == b.kvnr),
+            ~exists(ruled_out),
+        )
+    )
+    if patient_id is not None:
+        birth_date = select(RECORDS.c.birth_date).where(RECORDS.c.patient_id == patient_id)
+        statement = statement.where(
+            a.birth_date == birth_date.scalar_subquery(),
+            or_(a.patient_id == patient_id, b.patient_id == patient_id),
+        )
+    if after is not None:
+        born = select(RECORDS.c.birth_date).where(RECORDS.c.patient_id == after[0])
+        statement = statement.where(
+            tuple_(a.birth_date, a.patient_id, b.patient_id)
+            > tuple_(born.scalar_subquery(), literal(after[0]), literal(after[1]))
+        )
+    statement = statement.order_by(a.birth_date, a.patient_id, b.patient_id).limit(limit)
+    return [
+        (
+            MatchTraits(row[0], row[1], Traits(*row[2:6])),
+            MatchTraits(row[6], row[7], Traits(*row[8:12])),
+        )
+        for row in await session.execute(statement)
+    ]
+
+
+async def add_distinct(
+    session: AsyncSession, pair: tuple[str, str], actor: str, at: dt.datetime
+) -> bool:
+    """Record that the two records are different persons; False if it was recorded."""
+    return await _add_pair(session, DISTINCT, pair, decided_by=actor, decided_at=at)

@@ -6,7 +6,7 @@ log."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import orjson
@@ -26,11 +26,26 @@ from medicus.iam.http import bearer_principal
 from medicus.iam.tokens import Principal, TokenService
 
 _FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
+_CURSOR = r"^[A-Za-z0-9\-.]{1,64},[A-Za-z0-9\-.]{1,64}$"
 
 
 class Link(BaseModel):
     patient: str = Field(pattern=_FHIR_ID, description="id of a Patient record")
     other: str = Field(pattern=_FHIR_ID, description="id of the Patient record to link it with")
+
+
+class Candidate(BaseModel):
+    patient: str
+    patient_organisation: str
+    other: str
+    other_organisation: str
+    score: float = Field(description="how likely one person, 0 to 1 (proposed from 0.7)")
+    traits: dict[str, float] = Field(description="how alike each trait is, 0 to 1")
+
+
+class Candidates(BaseModel):
+    candidates: list[Candidate]
+    next: str | None = Field(description="`after` of the next page (None: the last)")
 
 
 class Person(BaseModel):
@@ -198,5 +213,33 @@ def _mpi(patients: PatientIndex, caller: Any) -> APIRouter:
     )
     async def unlink(patient_id: str, other_id: str, principal: Principal = caller) -> Person:
         return _person(await patients.unlink(principal, patient_id, other_id))
+
+    @api.get("/candidates", summary="Pairs of records that may be one person, for review")
+    async def candidates(
+        patient: str | None = Query(default=None, pattern=_FHIR_ID),
+        after: str | None = Query(default=None, pattern=_CURSOR, description="`next` of a page"),
+        limit: int = Query(default=50, ge=1, le=500),
+        principal: Principal = caller,
+    ) -> Candidates:
+        start = None if after is None else cast(tuple[str, str], tuple(after.split(",")))
+        found, following = await patients.candidates(principal, patient, start, limit)
+        return Candidates(
+            candidates=[
+                Candidate(
+                    patient=f"Patient/{c.one.patient_id}",
+                    patient_organisation=c.one.organisation_id,
+                    other=f"Patient/{c.other.patient_id}",
+                    other_organisation=c.other.organisation_id,
+                    score=c.score,
+                    traits=c.traits,
+                )
+                for c in found
+            ],
+            next=None if following is None else ",".join(following),
+        )
+
+    @api.post("/distinct", status_code=204, summary="Two records are different persons")
+    async def distinct(body: Link, principal: Principal = caller) -> None:
+        await patients.mark_distinct(principal, body.patient, body.other)
 
     return api

@@ -1,0 +1,93 @@
+"""Matching candidates: `mpi_record` keeps each record's matching traits (normalised family
+and given name, birth date, postal code), filled in for stored Patients here with the code the
+index uses (`access.matching.traits_of`); `mpi_distinct` keeps the pairs stewards found to be
+different persons.
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-11-30 15:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+import orjson
+import sqlalchemy as sa
+from alembic import op
+
+from medicus.access.matching import traits_of
+from medicus.core.db import UTCDateTime
+
+revision: str = "0013"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_BATCH = 1000
+_TRAITS = ("family", "given", "birth_date", "postal_code")
+
+
+def upgrade() -> None:
+    op.add_column("mpi_record", sa.Column("family", sa.String(length=100), nullable=True))
+    op.add_column("mpi_record", sa.Column("given", sa.String(length=100), nullable=True))
+    op.add_column("mpi_record", sa.Column("birth_date", sa.String(length=10), nullable=True))
+    op.add_column("mpi_record", sa.Column("postal_code", sa.String(length=10), nullable=True))
+    op.create_index("ix_mpi_record_birth_date", "mpi_record", ["birth_date"])
+    op.create_table(
+        "mpi_distinct",
+        sa.Column("patient_id", sa.String(length=64), nullable=False),
+        sa.Column("other_patient_id", sa.String(length=64), nullable=False),
+        sa.Column("decided_by", sa.String(length=200), nullable=False),
+        sa.Column("decided_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("patient_id", "other_patient_id", name=op.f("pk_mpi_distinct")),
+    )
+    _fill_in_traits()
+
+
+def _fill_in_traits() -> None:
+    """The traits of the current Patients, a batch at a time in row-id order."""
+    resources = sa.table(
+        "fhir_resource",
+        sa.column("rid", sa.BigInteger()),
+        sa.column("resource_type", sa.String()),
+        sa.column("fhir_id", sa.String()),
+        sa.column("deleted", sa.Boolean()),
+        sa.column("content", sa.Text()),
+    )
+    records = sa.table("mpi_record", sa.column("patient_id", sa.String()), *map(sa.column, _TRAITS))
+    update = (
+        sa.update(records)
+        .where(records.c.patient_id == sa.bindparam("record"))
+        .values({name: sa.bindparam(f"new_{name}") for name in _TRAITS})
+    )
+    connection = op.get_bind()
+    after = 0
+    while True:
+        batch = connection.execute(
+            sa.select(resources.c.rid, resources.c.fhir_id, resources.c.content)
+            .where(
+                resources.c.resource_type == "Patient",
+                resources.c.deleted.is_(False),
+                resources.c.rid > after,
+            )
+            .order_by(resources.c.rid)
+            .limit(_BATCH)
+        ).all()
+        if not batch:
+            break
+        after = batch[-1].rid
+        values = []
+        for row in batch:
+            traits = traits_of(orjson.loads(row.content)) if row.content else None
+            if traits is not None:
+                values.append(
+                    {"record": row.fhir_id, **{f"new_{n}": getattr(traits, n) for n in _TRAITS}}
+                )
+        if values:
+            connection.execute(update, values)
+
+
+def downgrade() -> None:
+    op.drop_table("mpi_distinct")
+    op.drop_index("ix_mpi_record_birth_date", table_name="mpi_record")
+    for name in reversed(_TRAITS):
+        op.drop_column("mpi_record", name)
