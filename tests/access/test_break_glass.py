@@ -104,13 +104,14 @@ async def test_who_may_open_and_how(
     assert (await region.http.get(f"/fhir/Observation/{lab}", headers=physician)).status_code == 404
 
 
-async def test_the_organisation_reviews_its_openings(region: Region) -> None:
+@pytest.mark.parametrize("reviewing_role", ["data_protection_officer", "organisation_admin"])
+async def test_the_organisation_reviews_its_openings(region: Region, reviewing_role: str) -> None:
     _, _, c1 = await _person_with_a_lab(region)
     physician = await region.token("hospital-c", "physician")
     opened = await region.http.post(
         "/api/break-glass", json={"patient": c1, "reason": REASON}, headers=physician
     )
-    reviewer = await region.token("hospital-c", "organisation_admin", "user/*.rs")
+    reviewer = await region.token("hospital-c", reviewing_role, "")
     listed = await region.http.get("/api/break-glass?unreviewed=true", headers=reviewer)
     assert [item["id"] for item in listed.json()] == [opened.json()["id"]]
     assert listed.json()[0]["physician"] == "user:hospital-c-physician"
@@ -133,7 +134,7 @@ async def test_the_organisation_reviews_its_openings(region: Region) -> None:
         headers=reviewer,
     )
     assert reviewed.status_code == 200, reviewed.text
-    assert reviewed.json()["reviewed_by"] == "user:hospital-c-organisation_admin"
+    assert reviewed.json()["reviewed_by"] == f"user:hospital-c-{reviewing_role}"
     assert (
         await region.http.get("/api/break-glass?unreviewed=true", headers=reviewer)
     ).json() == []

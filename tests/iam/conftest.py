@@ -36,7 +36,7 @@ class World:
     app_client_id: str
 
 
-async def _user(
+async def add_user(
     platform: Platform, session: object, email: str, memberships: list[tuple[str, Role]]
 ) -> str:
     identity = platform.identity
@@ -98,14 +98,16 @@ async def world(tmp_path: Path, fresh_database_url: str, mailbox: Mailbox) -> As
             None,
             MfaPolicy.CLINICAL,
         )
-        physician = await _user(platform, session, "dr.a@klinikum-a.example", [(a, Role.PHYSICIAN)])
-        consultant = await _user(
+        physician = await add_user(
+            platform, session, "dr.a@klinikum-a.example", [(a, Role.PHYSICIAN)]
+        )
+        consultant = await add_user(
             platform,
             session,
             "dr.ab@klinikum-a.example",
             [(a, Role.PHYSICIAN), (b, Role.PHYSICIAN)],
         )
-        admin_a = await _user(
+        admin_a = await add_user(
             platform, session, "admin@klinikum-a.example", [(a, Role.ORGANISATION_ADMIN)]
         )
         app_client_id = await identity.create_client(

@@ -12,8 +12,9 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from medicus.iam.oauth import pkce_challenge
+from medicus.iam.roles import Role
 from tests.iam.browser import Browser, query_of
-from tests.iam.conftest import PASSWORD, REDIRECT_URI, World
+from tests.iam.conftest import PASSWORD, REDIRECT_URI, World, add_user
 
 
 def _authorize_params(world: World, verifier: str, **overrides: str) -> dict[str, str]:
@@ -294,6 +295,21 @@ async def test_a_non_clinical_admin_needs_no_second_factor(world: World) -> None
     page = await browser.login()
     assert "Signed in" in page.text
     assert browser.totp_secret is None
+
+
+async def test_a_data_protection_officer_needs_a_second_factor(world: World) -> None:
+    """A DPO sees who looked at which patient's data: a second factor, as for clinicians."""
+    async with world.platform.database.transaction() as session:
+        await add_user(
+            world.platform,
+            session,
+            "dpo@klinikum-a.example",
+            [(world.hospital_a, Role.DATA_PROTECTION_OFFICER)],
+        )
+    browser = _browser(world, "dpo@klinikum-a.example")
+    page = await browser.login()
+    assert "Signed in" in page.text
+    assert browser.totp_secret is not None
 
 
 def _claims(token: str) -> dict[str, object]:

@@ -3,9 +3,10 @@ of a patient ("who looked at my data, when and why").
 
 The rules:
 - platform admins (the operator's security team) search the whole trail;
-- an organisation's admins (its data protection officer) see what their organisation's staff
-  and services did, and everything done to the data of Patient records their organisation
-  holds, whoever did it (`patient=`): a hospital answers for the data it holds;
+- an organisation's data protection officers (and its admins, where no DPO is named yet) see
+  what their organisation's staff and services did, and everything done to the data of
+  Patient records their organisation holds, whoever did it (`patient=`): a hospital answers
+  for the data it holds;
 - nobody else reads it yet (patients will see their own access log once they are users).
 
 Every reading of the trail is itself audited, refusals too, concerning the Patient records
@@ -29,7 +30,8 @@ from medicus.iam.roles import Role
 from medicus.iam.service import IdentityService
 from medicus.iam.tokens import Principal
 
-_READERS = frozenset({Role.PLATFORM_ADMIN, Role.ORGANISATION_ADMIN})
+_READERS = frozenset({Role.PLATFORM_ADMIN, Role.DATA_PROTECTION_OFFICER, Role.ORGANISATION_ADMIN})
+_NOT_A_READER = "Only data protection officers and admins read the audit trail."
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,8 @@ class AuditLog:
     async def entry(self, caller: Principal, seq: int) -> RowMapping:
         """One entry, if the caller may read it (else, or if there is none, a 404)."""
         event = audited(caller, "audit.read", f"AuditEvent/{seq}")
-        if caller.role not in _READERS:
-            await self._refuse(event, "Only admins read the audit trail.")
+        if not _reads_trail(caller):
+            await self._refuse(event, _NOT_A_READER)
         found = await self._audit.entry(seq)
         if found is None or not await self._may_read(caller, found):
             await self._audit.record(replace(event, outcome=Outcome.DENIED))
@@ -123,8 +125,8 @@ class AuditLog:
 
     async def _scoped(self, caller: Principal, query: AuditQuery, event: AuditEvent) -> AuditQuery:
         """`query` narrowed to what the caller may read; a refusal is audited and raised."""
-        if caller.role not in _READERS or caller.kind != "user":
-            await self._refuse(event, "Only admins read the audit trail.")
+        if not _reads_trail(caller):
+            await self._refuse(event, _NOT_A_READER)
         if caller.role == Role.PLATFORM_ADMIN:
             return query
         if query.patients is None:
@@ -153,6 +155,10 @@ class AuditLog:
     async def _refuse(self, event: AuditEvent, message: str) -> None:
         await self._audit.record(replace(event, outcome=Outcome.DENIED))
         raise ApiError(403, message)
+
+
+def _reads_trail(caller: Principal) -> bool:
+    return caller.kind == "user" and caller.role in _READERS
 
 
 def _in_words(

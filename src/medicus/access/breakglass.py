@@ -2,7 +2,7 @@
 treatment relation, stating a reason. For a limited time (`break_glass_minutes`) the physician
 (not the whole organisation) reads the person's data as if it were shared; every such read is
 audited with the reason `break-glass`, and the opening itself with the stated reason. The
-organisation's data protection officer (its organisation admins) reviews the list afterwards."""
+organisation's data protection officers (or its admins) review the list afterwards."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ from medicus.core.ids import new_id
 from medicus.iam.roles import Role
 from medicus.iam.tokens import Principal
 
-_REVIEWERS = frozenset({Role.ORGANISATION_ADMIN})
+_REVIEWERS = frozenset({Role.DATA_PROTECTION_OFFICER, Role.ORGANISATION_ADMIN})
+_NOT_A_REVIEWER = (
+    "Only data protection officers and organisation admins review break-glass accesses."
+)
 
 
 class BreakGlass:
@@ -70,7 +73,7 @@ class BreakGlass:
         """The caller's organisation's break-glass accesses, newest first, for review."""
         if caller.role not in _REVIEWERS:
             await self._refuse(caller, "access.break-glass.list", caller.organisation_id)
-            raise ApiError(403, "Only organisation admins review break-glass accesses.")
+            raise ApiError(403, _NOT_A_REVIEWER)
         async with self._database.transaction() as session:
             found = await repository.break_glass_of(
                 session, caller.organisation_id, unreviewed, limit
@@ -86,7 +89,7 @@ class BreakGlass:
         target = f"break-glass/{break_glass_id}"
         if caller.role not in _REVIEWERS:
             await self._refuse(caller, "access.break-glass.review", target)
-            raise ApiError(403, "Only organisation admins review break-glass accesses.")
+            raise ApiError(403, _NOT_A_REVIEWER)
         async with self._database.transaction() as session:
             reviewed = await repository.review_break_glass(
                 session, break_glass_id, caller.organisation_id, caller.actor, self._clock(), note

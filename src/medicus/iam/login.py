@@ -24,7 +24,7 @@ from medicus.iam import repository, token_repository
 from medicus.iam.models import BrowserSessionRow, UserRow
 from medicus.iam.passwords import PasswordHasher
 from medicus.iam.revocations import Revocations
-from medicus.iam.roles import CLINICAL_ROLES, MfaPolicy
+from medicus.iam.roles import PATIENT_DATA_ROLES, MfaPolicy
 from medicus.iam.totp import (
     hash_recovery_code,
     new_recovery_codes,
@@ -202,7 +202,7 @@ class LoginService:
         for membership, organisation in await repository.memberships_of(session, user_id):
             policy = MfaPolicy(organisation.mfa_policy)
             if policy is MfaPolicy.ALL or (
-                policy is MfaPolicy.CLINICAL and membership.role in CLINICAL_ROLES
+                policy is MfaPolicy.CLINICAL and membership.role in PATIENT_DATA_ROLES
             ):
                 return True
         return False

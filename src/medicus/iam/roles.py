@@ -18,6 +18,7 @@ class OrganisationType(StrEnum):
 class Role(StrEnum):
     PLATFORM_ADMIN = "platform_admin"
     ORGANISATION_ADMIN = "organisation_admin"
+    DATA_PROTECTION_OFFICER = "data_protection_officer"
     PHYSICIAN = "physician"
     NURSE = "nurse"
     MEDICAL_ASSISTANT = "medical_assistant"
@@ -43,10 +44,20 @@ class ClientKind(StrEnum):
 ADMIN_ROLES = frozenset({Role.ORGANISATION_ADMIN, Role.PLATFORM_ADMIN})
 # What an organisation's admin may make someone; platform admins are made by the operator.
 ASSIGNABLE_ROLES = frozenset(
-    {Role.ORGANISATION_ADMIN, Role.PHYSICIAN, Role.NURSE, Role.MEDICAL_ASSISTANT, Role.RESEARCHER}
+    {
+        Role.ORGANISATION_ADMIN,
+        Role.DATA_PROTECTION_OFFICER,
+        Role.PHYSICIAN,
+        Role.NURSE,
+        Role.MEDICAL_ASSISTANT,
+        Role.RESEARCHER,
+    }
 )
 
 CLINICAL_ROLES = frozenset({Role.PHYSICIAN, Role.NURSE, Role.MEDICAL_ASSISTANT})
+# Who sees patient data or who looked at it: under the `clinical` policy they need a second
+# factor.
+PATIENT_DATA_ROLES = CLINICAL_ROLES | {Role.DATA_PROTECTION_OFFICER}
 
 _IDENTITY_SCOPES = "openid fhirUser profile offline_access online_access"
 _LAUNCH_SCOPES = "launch launch/patient launch/encounter"
@@ -61,5 +72,7 @@ ROLE_SCOPES: dict[Role, str] = {
     Role.ORGANISATION_ADMIN: f"{_IDENTITY_SCOPES} admin user/Organization.rs "
     "user/Practitioner.cruds user/PractitionerRole.cruds",
     Role.PLATFORM_ADMIN: f"{_IDENTITY_SCOPES} admin user/Organization.cruds user/Practitioner.rs",
+    # Reviews break-glass openings and reads the audit trail (`access`), no clinical data.
+    Role.DATA_PROTECTION_OFFICER: _IDENTITY_SCOPES,
     Role.RESEARCHER: f"{_IDENTITY_SCOPES} user/ResearchStudy.rs",
 }
