@@ -226,3 +226,82 @@ async def test_patients_stored_before_the_index_are_in_it(
             ]
     finally:
         await database.dispose()
+
+
+async def test_referrals_stored_before_they_counted_share(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Migration 0014: a stored active referral makes its performer a treating organisation
+    (the shares of the person are recomputed); an encounter's holder treats as before."""
+    url = await asyncio.to_thread(database_factory.new_url, False)
+    await asyncio.to_thread(migrations.upgrade, url, "0008")
+    privacy = {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                "code": "patient-privacy",
+            }
+        ]
+    }
+    subject = {"reference": "Patient/a1"}
+    stored = [
+        ("Patient", "a1", "hospital-a", {}),
+        (
+            "Consent",
+            "c1",
+            "hospital-a",
+            {
+                "status": "active",
+                "scope": privacy,
+                "patient": subject,
+                "provision": {"type": "permit"},
+            },
+        ),
+        (
+            "ServiceRequest",
+            "r1",
+            "hospital-a",
+            {
+                "status": "active",
+                "intent": "order",
+                "subject": subject,
+                "performer": [{"reference": "Organization/hospital-d"}],
+            },
+        ),
+        ("Encounter", "e1", "hospital-a", {"status": "in-progress", "subject": subject}),
+    ]
+    database = Database(url)
+    try:
+        async with database.transaction() as session:
+            for rid, (kind, fhir_id, organisation, content) in enumerate(stored, start=1):
+                await session.execute(
+                    RESOURCES.insert().values(
+                        rid=rid,
+                        resource_type=kind,
+                        fhir_id=fhir_id,
+                        version=1,
+                        last_updated=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+                        deleted=False,
+                        organisation_id=organisation,
+                        content=json.dumps({"resourceType": kind, **content}),
+                        patient_id="a1",
+                    )
+                )
+        await asyncio.to_thread(migrations.upgrade, url)
+        async with database.snapshot() as session:
+            treating = await session.execute(
+                text(
+                    "SELECT resource_id, organisation_id, treating_organisation_id"
+                    " FROM access_treatment ORDER BY resource_id"
+                )
+            )
+            assert [tuple(row) for row in treating] == [
+                ("e1", "hospital-a", "hospital-a"),
+                ("r1", "hospital-a", "hospital-d"),
+            ]
+            shared = await session.execute(
+                text("SELECT organisation_id, person_id FROM access_share ORDER BY 1")
+            )
+            assert [tuple(row) for row in shared] == [("hospital-a", "a1"), ("hospital-d", "a1")]
+    finally:
+        await database.dispose()

@@ -252,3 +252,38 @@ async def test_a_consent_ends_at_its_time_without_a_write(region: Region) -> Non
         "/fhir/Observation/_history", headers=await region.token("hospital-b")
     )
     assert story.ids["lab"] not in history.text
+
+
+def _referral(patient: str, to: str, status: str = "active") -> dict[str, Any]:
+    return {
+        "resourceType": "ServiceRequest",
+        "status": status,
+        "intent": "order",
+        "subject": {"reference": f"Patient/{patient}"},
+        "performer": [{"reference": f"Organization/{to}"}],
+    }
+
+
+async def test_a_referral_makes_the_receiving_hospital_a_treating_one(region: Region) -> None:
+    """Hospital A refers its patient to hospital D, which holds no record of the person: D
+    reads what the consent shares while the referral is active, and not after."""
+    story = Story(region)
+    await story.tell(treated=False)
+    ids = story.ids
+    lab = f"/fhir/Observation/{ids['lab']}"
+    assert await story.status("hospital-d", lab) == 404
+    referral = await region.create("hospital-a", _referral(ids["a1"], "hospital-d"))
+    assert await story.status("hospital-d", lab) == 200
+    assert f"Observation/{ids['lab']}" in await story.found("hospital-d", "Observation?code=718-7")
+    assert await story.status("hospital-e", lab) == 404
+    await _put(
+        region, "hospital-a", {**_referral(ids["a1"], "hospital-d", "completed"), "id": referral}
+    )
+    assert await story.status("hospital-d", lab) == 404
+
+
+async def test_a_referral_to_itself_about_anothers_record_grants_nothing(region: Region) -> None:
+    story = Story(region)
+    await story.tell(treated=False)
+    await region.create("hospital-d", _referral(story.ids["a1"], "hospital-d"))
+    assert await story.status("hospital-d", f"/fhir/Observation/{story.ids['lab']}") == 404

@@ -10,7 +10,7 @@ import pytest
 
 from medicus.access.models import ConsentTerms, Share
 from medicus.access.repository import StoredConsent, StoredRecord
-from medicus.access.sharing import consent_terms, is_treatment, shares
+from medicus.access.sharing import consent_terms, is_treatment, referred_to, shares
 
 NOW = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
 PRIVACY = {
@@ -105,6 +105,53 @@ def test_treatment_relations(resource_type: str, status: str, treating: bool) ->
     assert is_treatment(resource_type, {"status": status}) is treating
 
 
+def _referral(**changes: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "ServiceRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/a1"},
+        "performer": [{"reference": "Organization/hospital-d"}],
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "treating"),
+    [
+        ({}, "hospital-d"),
+        ({"intent": "original-order"}, "hospital-d"),
+        ({"status": "completed"}, None),
+        ({"status": "draft"}, None),
+        ({"intent": "proposal"}, None),
+        ({"performer": [{"reference": "Practitioner/p1"}]}, None),
+        ({"performer": "Organization/hospital-d"}, None),
+        (
+            {
+                "performer": [
+                    {"reference": "Practitioner/p1"},
+                    {"reference": "Organization/hospital-d"},
+                ]
+            },
+            "hospital-d",
+        ),
+        (
+            {
+                "performer": [
+                    {"reference": "Organization/hospital-d"},
+                    {"reference": "Organization/hospital-e"},
+                ]
+            },
+            None,
+        ),
+    ],
+)
+def test_referrals(changes: dict[str, Any], treating: str | None) -> None:
+    """An active order naming one performing organisation refers the patient to it; several
+    are alternatives, none of which has the patient yet."""
+    assert referred_to(_referral(**changes)) == treating
+
+
 RECORDS = [
     StoredRecord("a1", "hospital-a", "a1", "A123456780"),
     StoredRecord("b1", "hospital-b", "a1", "A123456780"),
@@ -131,61 +178,92 @@ DAY = dt.timedelta(days=1)
 @pytest.mark.parametrize(
     ("consents", "treating", "expected"),
     [
-        pytest.param([], [("hospital-b", "b1")], [], id="no consent"),
+        pytest.param([], [("hospital-b", "hospital-b", "b1")], [], id="no consent"),
         pytest.param([_stored()], [], [], id="consent, no treatment"),
         pytest.param(
-            [_stored()], [("hospital-b", "b1")], [Share("hospital-b", None, None)], id="both"
+            [_stored()],
+            [("hospital-b", "hospital-b", "b1")],
+            [Share("hospital-b", None, None)],
+            id="both",
         ),
         pytest.param(
             [_stored(organisations=frozenset({"hospital-c"}))],
-            [("hospital-b", "b1")],
+            [("hospital-b", "hospital-b", "b1")],
             [],
             id="consent for another organisation",
         ),
         pytest.param(
             [_stored(excluded=frozenset({"hospital-b"}))],
-            [("hospital-b", "b1")],
+            [("hospital-b", "hospital-b", "b1")],
             [],
             id="excluded by name",
         ),
-        pytest.param([_stored(valid_until=NOW - DAY)], [("hospital-b", "b1")], [], id="expired"),
+        pytest.param(
+            [_stored(valid_until=NOW - DAY)], [("hospital-b", "hospital-b", "b1")], [], id="expired"
+        ),
         pytest.param(
             [_stored(valid_from=NOW + DAY)],
-            [("hospital-b", "b1")],
+            [("hospital-b", "hospital-b", "b1")],
             [Share("hospital-b", NOW + DAY, None)],
             id="not yet valid: the window says when",
         ),
         pytest.param(
-            [_stored(), _stored("deny")], [("hospital-b", "b1")], [], id="objection in force"
+            [_stored(), _stored("deny")],
+            [("hospital-b", "hospital-b", "b1")],
+            [],
+            id="objection in force",
         ),
         pytest.param(
             [_stored(), _stored("deny", valid_from=NOW + 3 * DAY)],
-            [("hospital-b", "b1")],
+            [("hospital-b", "hospital-b", "b1")],
             [Share("hospital-b", None, NOW + 3 * DAY)],
             id="objection from a later day ends the share then",
         ),
         pytest.param(
             [_stored(), _stored("deny", valid_until=NOW - DAY)],
-            [("hospital-b", "b1")],
+            [("hospital-b", "hospital-b", "b1")],
             [Share("hospital-b", None, None)],
             id="objection that has ended",
         ),
         pytest.param(
             [_stored(held_by="hospital-b")],
-            [("hospital-b", "b1")],
+            [("hospital-b", "hospital-b", "b1")],
             [],
             id="consent about a record its holder does not hold",
         ),
-        pytest.param([_stored()], [("hospital-b", "a1")], [], id="treatment of another's record"),
+        pytest.param(
+            [_stored()],
+            [("hospital-b", "hospital-b", "a1")],
+            [],
+            id="treatment of another's record",
+        ),
         pytest.param(
             [_stored(about="elsewhere", held_by="hospital-x")],
-            [("hospital-b", "b1")],
+            [("hospital-b", "hospital-b", "b1")],
             [],
             id="consent about another person's record",
+        ),
+        pytest.param(
+            [_stored()],
+            [("hospital-a", "hospital-d", "a1")],
+            [Share("hospital-d", None, None)],
+            id="referral by the record's holder",
+        ),
+        pytest.param(
+            [_stored()],
+            [("hospital-d", "hospital-d", "a1")],
+            [],
+            id="referral to itself about another's record",
+        ),
+        pytest.param(
+            [_stored(organisations=frozenset({"hospital-b"}))],
+            [("hospital-a", "hospital-d", "a1")],
+            [],
+            id="referral to an organisation the consent does not cover",
         ),
     ],
 )
 def test_shares(
-    consents: list[StoredConsent], treating: list[tuple[str, str]], expected: list[Share]
+    consents: list[StoredConsent], treating: list[tuple[str, str, str]], expected: list[Share]
 ) -> None:
     assert shares(RECORDS, consents, treating, NOW) == expected

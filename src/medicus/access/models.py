@@ -91,13 +91,15 @@ class ConsentRow(Base):
 
 class TreatmentRow(Base):
     """A current treatment relation: an active Encounter or EpisodeOfCare of an organisation
-    for one of its own Patient records."""
+    for one of its own Patient records (the holder treats), or an active referral
+    (ServiceRequest) an organisation holds for its record, to the treating organisation."""
 
     __tablename__ = "access_treatment"
 
     resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
     resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     organisation_id: Mapped[str] = mapped_column(String(64))
+    treating_organisation_id: Mapped[str] = mapped_column(String(64))
     patient_id: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_access_treatment_patient", "patient_id"),)

@@ -247,11 +247,13 @@ async def put_treatment(
     resource_type: str,
     resource_id: str,
     organisation_id: str,
+    treating_organisation_id: str | None,
     patient_id: str | None,
     replacing: bool = True,
 ) -> None:
-    """Store a treatment relation (None: the resource is none, forget it), in place of what
-    an earlier version was (`replacing`)."""
+    """Store a treatment relation that `organisation_id` holds, making
+    `treating_organisation_id` a treating one (None: the resource is none, forget it), in
+    place of what an earlier version was (`replacing`)."""
     if replacing:
         await session.execute(
             delete(TREATMENTS).where(
@@ -259,12 +261,13 @@ async def put_treatment(
                 TREATMENTS.c.resource_id == resource_id,
             )
         )
-    if patient_id is not None:
+    if patient_id is not None and treating_organisation_id is not None:
         await session.execute(
             TREATMENTS.insert().values(
                 resource_type=resource_type,
                 resource_id=resource_id,
                 organisation_id=organisation_id,
+                treating_organisation_id=treating_organisation_id,
                 patient_id=patient_id,
             )
         )
@@ -281,14 +284,18 @@ async def consents_about(
 
 async def treatments_of(
     session: AsyncSession, patient_ids: Collection[str]
-) -> list[tuple[str, str]]:
-    """(organisation, patient id) of the treatment relations with these records."""
+) -> list[tuple[str, str, str]]:
+    """(holder, treating organisation, patient id) of the treatment relations with these
+    records."""
     if not patient_ids:
         return []
-    statement = select(TREATMENTS.c.organisation_id, TREATMENTS.c.patient_id).where(
-        TREATMENTS.c.patient_id.in_(sorted(patient_ids))
-    )
-    return [(organisation, patient) for organisation, patient in await session.execute(statement)]
+    statement = select(
+        TREATMENTS.c.organisation_id, TREATMENTS.c.treating_organisation_id, TREATMENTS.c.patient_id
+    ).where(TREATMENTS.c.patient_id.in_(sorted(patient_ids)))
+    return [
+        (holder, treating, patient)
+        for holder, treating, patient in await session.execute(statement)
+    ]
 
 
 async def replace_shares(

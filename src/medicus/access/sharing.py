@@ -7,10 +7,12 @@ data-protection concept. An organisation sees a person's data held elsewhere whi
   `provision.period`; and no objection (a `deny` consent of that scope) is in force; and
 - the organisation has a **treatment relation** with the person: an active Encounter
   (`arrived`, `triaged`, `in-progress`, `onleave`) or EpisodeOfCare (`active`) of its own for
-  one of its own records of the person.
+  one of its own records of the person, or a **referral** to it: an active ServiceRequest
+  (an order) that another organisation holds for its record of the person, naming this
+  organisation as its one performing organisation.
 
-A consent or treatment counts only when the organisation holding it also holds the Patient
-record it is about, so that nobody can grant themselves access with a resource about another
+A consent, treatment or referral counts only when the organisation holding it also holds the
+Patient record it is about, so that nobody can grant themselves access with a resource about another
 hospital's record. A nested `deny` provision excludes the organisations it names, or voids
 the consent if it names none; nested `permit` provisions grant nothing more (fail closed).
 
@@ -35,7 +37,10 @@ ACTIVE_TREATMENT = {
     "Encounter": frozenset({"arrived", "triaged", "in-progress", "onleave"}),
     "EpisodeOfCare": frozenset({"active"}),
 }
-SHARING_TYPES = frozenset({"Consent", *ACTIVE_TREATMENT})
+REFERRAL_INTENTS = frozenset(
+    {"order", "original-order", "reflex-order", "filler-order", "instance-order"}
+)
+SHARING_TYPES = frozenset({"Consent", "ServiceRequest", *ACTIVE_TREATMENT})
 """The resource types whose writes change who may see a person's data (besides Patient)."""
 
 
@@ -74,6 +79,24 @@ def is_treatment(resource_type: str, resource: dict[str, Any]) -> bool:
     return resource.get("status") in ACTIVE_TREATMENT.get(resource_type, frozenset())
 
 
+def referred_to(referral: dict[str, Any]) -> str | None:
+    """The organisation an active ServiceRequest refers the patient to: its one performing
+    `Organization/{id}`. None for anything else, and for several performing organisations
+    (alternatives, of which none has taken the patient yet: fail closed)."""
+    if referral.get("status") != "active" or referral.get("intent") not in REFERRAL_INTENTS:
+        return None
+    named = _organisations([{"reference": p} for p in _list(referral.get("performer"))])
+    return next(iter(named)) if len(named) == 1 else None
+
+
+def treating_organisation(resource_type: str, resource: dict[str, Any], holder: str) -> str | None:
+    """The organisation that an Encounter, EpisodeOfCare (its holder) or referral (its
+    performer) makes a treating one now; None if it makes none."""
+    if resource_type == "ServiceRequest":
+        return referred_to(resource)
+    return holder if is_treatment(resource_type, resource) else None
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -99,14 +122,18 @@ def _organisations(actors: Any) -> set[str]:
 def shares(
     records: Collection[StoredRecord],
     consents: Iterable[StoredConsent],
-    treating: Iterable[tuple[str, str]],
+    treating: Iterable[tuple[str, str, str]],
     now: dt.datetime,
 ) -> list[Share]:
     """The shares of one person: `records` are the person's records, `consents` and
-    `treating` (organisation, patient id) the facts about them."""
+    `treating` (holder, treating organisation, patient id) the facts about them."""
     holder = {record.patient_id: record.organisation_id for record in records}
     valid = [c for c in consents if holder.get(c.patient_id) == c.organisation_id]
-    treating_organisations = {org for org, patient in treating if holder.get(patient) == org}
+    treating_organisations = {
+        organisation
+        for recorded_by, organisation, patient in treating
+        if holder.get(patient) == recorded_by
+    }
     objections = [c for c in valid if c.decision == "deny"]
     if any(_in_force(c, now) for c in objections):
         return []
@@ -174,8 +201,12 @@ async def fact_written(
         terms = consent_terms(resource) if resource is not None and patient_id else None
         stated = terms is not None
     else:
-        stated = resource is not None and patient_id is not None
-        stated = stated and resource is not None and is_treatment(resource_type, resource)
+        treating = (
+            treating_organisation(resource_type, resource, organisation_id)
+            if resource is not None and patient_id is not None
+            else None
+        )
+        stated = treating is not None
     if created and not stated:
         return set()
     before = None if created else await repository.fact_patient(session, resource_type, fhir_id)
@@ -186,6 +217,12 @@ async def fact_written(
         )
     else:
         await repository.put_treatment(
-            session, resource_type, fhir_id, organisation_id, about, replacing=not created
+            session,
+            resource_type,
+            fhir_id,
+            organisation_id,
+            about and treating,
+            about,
+            replacing=not created,
         )
     return await repository.persons_of(session, {p for p in (before, patient_id) if p})

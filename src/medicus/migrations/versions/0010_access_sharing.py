@@ -154,10 +154,12 @@ def _shares(
     for values in consent_rows:
         consent = stored_consent(SimpleNamespace(**values))
         consents_of.setdefault(consent.patient_id, []).append(consent)
-    treating: dict[str, list[tuple[str, str]]] = {}
+    treating: dict[str, list[tuple[str, str, str]]] = {}
     for values in treatment_rows:
-        pair = (values["organisation_id"], values["patient_id"])
-        treating.setdefault(values["patient_id"], []).append(pair)
+        # (holder, treating organisation, record): an encounter's holder treats.
+        organisation = values["organisation_id"]
+        fact = (organisation, organisation, values["patient_id"])
+        treating.setdefault(values["patient_id"], []).append(fact)
     records = sa.table(
         "mpi_record",
         sa.column("patient_id", sa.String()),
