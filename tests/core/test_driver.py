@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from medicus.audit.repository import ANY_PENDING, PENDING
-from medicus.core.db import Database
+from medicus.core.db import Database, Reading
 
 
 def _row(actor: str, occurred_at: dt.datetime) -> dict[str, object]:
@@ -87,5 +87,34 @@ async def test_the_driver_plans_its_statements_once_unless_told_not_to(
                 "plan_cache_mode", lambda: select(func.current_setting("plan_cache_mode")), {}
             )
         assert found[0][0] == mode
+    finally:
+        await database.dispose()
+
+
+async def test_a_search_planned_per_execution_gets_custom_plans_then_gives_them_back(
+    database_url: str,
+) -> None:
+    """PostgreSQL: a broad search's connection plans for its values while it is lent, and
+    goes back to the pool with generic plans, also when the work failed."""
+    database = Database(database_url, pool_size=1)
+    if database.dialect_name != "postgresql":
+        await database.dispose()
+        pytest.skip("plans are PostgreSQL's")
+
+    async def mode(reading: Reading) -> str:
+        key = "plan_cache_mode"
+        found = await reading.fetch_all(key, lambda: select(func.current_setting(key)), {})
+        return str(found[0][0])
+
+    try:
+        async with database.reading(planned_per_execution=True) as reading:
+            assert await mode(reading) == "force_custom_plan"
+        async with database.reading() as reading:
+            assert await mode(reading) == "force_generic_plan"
+        with pytest.raises(RuntimeError):
+            async with database.reading(planned_per_execution=True) as reading:
+                raise RuntimeError("the search failed")
+        async with database.reading() as reading:  # the pool's one connection
+            assert await mode(reading) == "force_generic_plan"
     finally:
         await database.dispose()

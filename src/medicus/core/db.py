@@ -200,14 +200,15 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Reading]:
+    async def reading(self, planned_per_execution: bool = False) -> AsyncIterator[Reading]:
         """A connection for a few reads of rows (a search's page, count and includes), not ORM
         objects. PostgreSQL: one of the driver's pooled connections, in autocommit (at READ
         COMMITTED each statement of a transaction saw its own snapshot anyway), without
-        SQLAlchemy's checkout and checkin. SQLite: a read transaction, one snapshot for all
-        its statements."""
+        SQLAlchemy's checkout and checkin; `planned_per_execution`: its statements are
+        planned for their values each time, not once (see `PostgresDriver`). SQLite: a read
+        transaction, one snapshot for all its statements."""
         if isinstance(self._driver, PostgresDriver):
-            async with self._driver.connection() as connection:
+            async with self._driver.connection(planned_per_execution) as connection:
                 yield Reading(connection, self.dialect_name, self._statements)
             return
         async with self._reader.connect() as connection, connection.begin():

@@ -17,6 +17,7 @@ statement raw" path, hence this module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
@@ -236,15 +237,25 @@ class PostgresDriver:
             await connection.executemany(insert.sql, [insert.arguments(row) for row in rows])
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection. asyncpg raises its InternalClientError when its own state of
-        a connection broke — seen when the server closed the connection under it (a restart,
-        a killed backend): the connection is discarded and the error is a lost connection,
-        which the platform answers with a 503."""
+    async def connection(
+        self, planned_per_execution: bool = False
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; `planned_per_execution`: with custom plans while it is lent
+        (for statements whose best plan depends on their values). asyncpg raises its
+        InternalClientError when its own state of a connection broke — seen when the server
+        closed the connection under it (a restart, a killed backend): the connection is
+        discarded and the error is a lost connection, which the platform answers with a 503."""
         pool = self._pool or await self._opened()
+        custom = planned_per_execution and bool(self._settings)
         async with pool.acquire() as connection:
             try:
-                yield connection
+                if custom:
+                    await connection.execute("SET plan_cache_mode = force_custom_plan")
+                try:
+                    yield connection
+                finally:
+                    if custom:
+                        await _back_to_generic_plans(connection)
             except asyncpg.InternalClientError as error:
                 connection.terminate()
                 raise asyncpg.ConnectionDoesNotExistError(
@@ -255,6 +266,14 @@ class PostgresDriver:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+async def _back_to_generic_plans(connection: asyncpg.Connection) -> None:
+    """Undo a lent connection's custom plans. If it broke meanwhile the pool drops it; one
+    given back in custom mode all the same would only plan more often."""
+    if not connection.is_closed():
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await connection.execute("SET plan_cache_mode = force_generic_plan")
 
 
 class _StatelessConnection(asyncpg.Connection):  # type: ignore[misc]

@@ -144,7 +144,8 @@ class FhirService:
         organisation = caller.organisation_id
         keys = query.sort_keys(request)
         position = paging.start(request, organisation, keys, self._cursors)
-        async with self._database.reading() as connection:
+        per_execution = query.planned_per_execution(request)
+        async with self._database.reading(per_execution) as connection:
             found = await repository.search_page(
                 connection, request, viewpoint, count, offset, total, keys, position
             )

@@ -608,19 +608,25 @@ def visible_of_type(
         return [kind, own]
     # Compared as an expression, the type cannot lead an index.
     unindexed_kind = row.resource_type.concat("") == resource_type
+    listed = readable_patients(viewer.organisation, viewer.actor, viewer.at)
     if start == "type":
         # Both index ranges: the organisation's resources of the type, and those of the
         # records it may read (listed first, as a per-row condition could use no index).
-        listed = readable_patients(viewer.organisation, viewer.actor, viewer.at)
         return [or_(and_(own, kind), and_(row.patient_id.in_(listed), unindexed_kind))]
+    if start == "broad":
+        # The records it may read listed once: PostgreSQL may then walk the type's newest
+        # rows and stop at a page (a common code), or start from the index rows (a rare one).
+        return [unindexed_kind, or_(own, row.patient_id.in_(listed))]
     return [unindexed_kind if start == "rows" else kind, or_(own, _readable(row, viewer))]
 
 
-def _start(name: str | None) -> str:
+def _start(name: str | None, selectivity: int) -> str:
     """How a search whose most selective parameter is `name` starts: from the ids it names
     (`_id`, `_list`, `_has`: the type's index by id), from index rows or a chain (`rows`:
-    by row id), or from the type (`type`: no parameter, or one without an index of its own:
-    the organisation's resources of the type, and those of the persons shared with it)."""
+    by row id; `broad`: index rows that may be a large share of the type's, a plain token or
+    a date range), or from the type (`type`: no parameter, or one without an index of its
+    own: the organisation's resources of the type, and those of the persons shared with
+    it)."""
     if name is None:
         return "type"
     code, _, modifier = name.partition(":")
@@ -628,7 +634,30 @@ def _start(name: str | None) -> str:
         return "ids"
     if code == "_lastUpdated" or modifier in ("missing", "not"):
         return "type"
-    return "rows"
+    return "broad" if selectivity >= _BROAD else "rows"
+
+
+_BROAD = 3
+"""From this selectivity (`_selectivity`) a parameter may match a large share of a type."""
+
+
+def _driver(request: SearchRequest) -> tuple[int | None, str]:
+    """The search parameter the search starts from (its place among the searched ones) and
+    how it starts (`_start`)."""
+    searched = [(n, v) for n, v in request.parameters if not is_result_parameter(n)]
+    ranked = [_selectivity(request.resource_type, *parameter) for parameter in searched]
+    driver = min(range(len(searched)), key=ranked.__getitem__, default=None)
+    if driver is None:
+        return None, _start(None, 0)
+    return driver, _start(searched[driver][0], ranked[driver])
+
+
+def planned_per_execution(request: SearchRequest) -> bool:
+    """Whether the database should plan the search for its values each time (PostgreSQL):
+    a broad search's best start depends on how common the value is (`code=718-7` is a third
+    of all Observations, another code a few), which a plan made once for any value cannot
+    know; its planning costs less than its execution anyway."""
+    return _driver(request)[1] == "broad"
 
 
 def build(values: Values, request: SearchRequest, viewpoint: Viewpoint) -> Sql:
@@ -639,12 +668,8 @@ def build(values: Values, request: SearchRequest, viewpoint: Viewpoint) -> Sql:
             raise invalid("A search parameter must not contain a NUL character (%00).", name)
     scope = _Scope(viewer(values, viewpoint), request.readable)
     searched = [(n, v) for n, v in request.parameters if not is_result_parameter(n)]
-    driver = min(
-        range(len(searched)),
-        key=lambda i: _selectivity(request.resource_type, *searched[i]),
-        default=None,
-    )
-    conditions, start = [], _start(None)
+    driver, driving = _driver(request)
+    conditions, start = [], _start(None, 0)
     for number, (name, value) in enumerate(searched):
         try:
             conditions.append(
@@ -658,7 +683,7 @@ def build(values: Values, request: SearchRequest, viewpoint: Viewpoint) -> Sql:
                     probe=number != driver,
                 )
             )
-            start = _start(name) if number == driver else start
+            start = driving if number == driver else start
         except UnknownParameter:
             if not request.lenient:
                 raise
