@@ -18,6 +18,7 @@ import medicus.audit.models
 import medicus.fhir.models
 import medicus.iam.models  # noqa: F401  (register every table)
 from medicus import migrations
+from medicus.access.research import PURPOSES
 from medicus.core.db import Base, Database
 from medicus.fhir.models import RESOURCES, PositionIndexRow
 from medicus.fhir.search.extract import extract
@@ -228,11 +229,12 @@ async def test_patients_stored_before_the_index_are_in_it(
         await database.dispose()
 
 
-async def test_referrals_stored_before_they_counted_share(
+async def test_referrals_and_research_consents_stored_before_they_counted_count(
     database_factory: DatabaseFactory,
 ) -> None:
     """Migration 0014: a stored active referral makes its performer a treating organisation
-    (the shares of the person are recomputed); an encounter's holder treats as before."""
+    (the shares of the person are recomputed); an encounter's holder treats as before.
+    Migration 0015: a stored research consent's purposes are kept."""
     url = await asyncio.to_thread(database_factory.new_url, False)
     await asyncio.to_thread(migrations.upgrade, url, "0008")
     privacy = {
@@ -269,6 +271,25 @@ async def test_referrals_stored_before_they_counted_share(
             },
         ),
         ("Encounter", "e1", "hospital-a", {"status": "in-progress", "subject": subject}),
+        (
+            "Consent",
+            "broad",
+            "hospital-a",
+            {
+                "status": "active",
+                "scope": {"coding": [{**privacy["coding"][0], "code": "research"}]},
+                "patient": subject,
+                "provision": {
+                    "type": "deny",
+                    "provision": [
+                        {
+                            "type": "permit",
+                            "code": [{"coding": [{"system": PURPOSES, "code": "1.2.3"}]}],
+                        }
+                    ],
+                },
+            },
+        ),
     ]
     database = Database(url)
     try:
@@ -303,5 +324,11 @@ async def test_referrals_stored_before_they_counted_share(
                 text("SELECT organisation_id, person_id FROM access_share ORDER BY 1")
             )
             assert [tuple(row) for row in shared] == [("hospital-a", "a1"), ("hospital-d", "a1")]
+            research = await session.execute(
+                text(
+                    "SELECT consent_id, patient_id, purpose, decision FROM access_research_consent"
+                )
+            )
+            assert [tuple(row) for row in research] == [("broad", "a1", "1.2.3", "permit")]
     finally:
         await database.dispose()

@@ -73,6 +73,8 @@ _WHY = {
     "break-glass": "emergency access",
     "other-organisation": "the data is held by another organisation",
     "scope": "their access rights do not cover it",
+    "research-consent": "the patient's research consent permits it",
+    "no-research-consent": "the patient's research consent does not permit it",
 }
 
 

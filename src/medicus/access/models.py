@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import BigInteger, Index, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -89,6 +89,29 @@ class ConsentRow(Base):
     __table_args__ = (Index("ix_access_consent_patient", "patient_id"),)
 
 
+class ResearchConsentRow(Base):
+    """A purpose that a current, active research consent (MII Broad Consent) permits or
+    denies for the data of one record, and when (`research`)."""
+
+    __tablename__ = "access_research_consent"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    consent_id: Mapped[str] = mapped_column(String(64))
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(10))
+    valid_from: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_access_research_consent_consent", "consent_id"),
+        Index("ix_access_research_consent_patient", "patient_id", "purpose"),
+    )
+
+
 class TreatmentRow(Base):
     """A current treatment relation: an active Encounter or EpisodeOfCare of an organisation
     for one of its own Patient records (the holder treats), or an active referral
@@ -154,6 +177,7 @@ CONSENTS = cast(Table, ConsentRow.__table__)
 TREATMENTS = cast(Table, TreatmentRow.__table__)
 SHARES = cast(Table, ShareRow.__table__)
 BREAK_GLASS = cast(Table, BreakGlassRow.__table__)
+RESEARCH_CONSENTS = cast(Table, ResearchConsentRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -170,5 +194,14 @@ class ConsentTerms:
 @dataclass(frozen=True)
 class Share:
     organisation_id: str
+    valid_from: dt.datetime | None
+    valid_until: dt.datetime | None
+
+
+class ResearchTerm(NamedTuple):
+    """One purpose a research consent permits or denies, and when."""
+
+    purpose: str
+    decision: str
     valid_from: dt.datetime | None
     valid_until: dt.datetime | None

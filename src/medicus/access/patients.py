@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.access import repository, sharing
+from medicus.access import repository, research, sharing
 from medicus.access.matching import THRESHOLD, likeness, traits_of
 from medicus.access.policy import audited
 from medicus.access.sharing import SHARING_TYPES
@@ -119,6 +119,10 @@ class PatientIndex:
         if resource_type == "Patient":
             await self._patient_written(session, fhir_id, organisation_id, resource, created)
         elif resource_type in SHARING_TYPES:
+            if resource_type == "Consent":
+                await research.consent_written(
+                    session, fhir_id, organisation_id, patient_id, resource, created
+                )
             changed = await sharing.fact_written(
                 session, resource_type, fhir_id, organisation_id, patient_id, resource, created
             )

@@ -30,6 +30,13 @@ from medicus.iam.scopes import Context, ScopeSet
 from medicus.iam.tokens import Principal
 
 
+class Purpose(StrEnum):
+    """Why data is used: the treatment rules and the research rules never mix."""
+
+    TREATMENT = "treatment"
+    RESEARCH = "research"
+
+
 class Interaction(StrEnum):
     READ = "read"
     VREAD = "vread"
@@ -118,6 +125,13 @@ def opened_record(patient: Any, actor: Any, at: Any) -> Any:
     return repository.opened_record(patient, actor, at)
 
 
+def research_permitted(patient: Any, purpose: Any, at: Any) -> Any:
+    """Whether the data of Patient record `patient` may be used for research `purpose` (an
+    MII consent purpose, `research.MEDICAL_DATA_FOR_RESEARCH`) at `at` (SQL expressions):
+    the condition every research query of patient data carries (`research`)."""
+    return repository.research_permitted(patient, purpose, at)
+
+
 def readable_record(patient: Any, organisation: Any, actor: Any, at: Any) -> Any:
     """Whether the viewer may read the data of Patient record `patient` although others
     hold it: shared with its organisation, or opened by its break-glass. The condition of
@@ -150,14 +164,22 @@ class AccessPolicy:
         owner_organisation: str | None,
         shared: bool = False,
         opened: bool = False,
+        purpose: Purpose = Purpose.TREATMENT,
+        research_consented: bool = False,
     ) -> Decision:
         """May `principal` perform `interaction` on a `resource_type` held by
         `owner_organisation` (None: a resource that does not exist yet), whose patient's data
         is `shared` with the principal's organisation or `opened` by the principal's
-        break-glass, or neither?"""
+        break-glass, or neither? For research, only whether the patient's research consent
+        permits it (`research_consented`) counts, and only for reading: not who holds the
+        data, not sharing, not break-glass."""
         context = Context.SYSTEM if principal.kind == "service" else Context.USER
         if not _enforceable(principal).allows(context, resource_type, _PERMISSION[interaction]):
             return Decision(False, "scope")
+        if purpose is Purpose.RESEARCH:
+            if interaction in _READING and research_consented:
+                return Decision(True, "research-consent")
+            return Decision(False, "no-research-consent")
         if owner_organisation is None or owner_organisation == principal.organisation_id:
             return Decision(True, "own-organisation")
         if shared and interaction in _READING:

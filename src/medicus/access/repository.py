@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict
 from typing import Any, NamedTuple
 
@@ -18,9 +18,11 @@ from medicus.access.models import (
     DISTINCT,
     LINKS,
     RECORDS,
+    RESEARCH_CONSENTS,
     SHARES,
     TREATMENTS,
     ConsentTerms,
+    ResearchTerm,
     Share,
 )
 
@@ -240,6 +242,55 @@ async def put_consent(
     if terms is not None and patient_id is not None:
         values = consent_values(consent_id, organisation_id, patient_id, terms)
         await session.execute(CONSENTS.insert().values(**values))
+
+
+async def put_research_terms(
+    session: AsyncSession,
+    consent_id: str,
+    organisation_id: str,
+    patient_id: str | None,
+    terms: Sequence[ResearchTerm],
+    replacing: bool = True,
+) -> None:
+    """Store what a research consent permits and denies (nothing, or no patient: forget
+    it), in place of what an earlier version said (`replacing`)."""
+    if replacing:
+        await session.execute(
+            delete(RESEARCH_CONSENTS).where(RESEARCH_CONSENTS.c.consent_id == consent_id)
+        )
+    if terms and patient_id is not None:
+        await session.execute(
+            RESEARCH_CONSENTS.insert(),
+            [
+                {
+                    "consent_id": consent_id,
+                    "organisation_id": organisation_id,
+                    "patient_id": patient_id,
+                    **term._asdict(),
+                }
+                for term in terms
+            ],
+        )
+
+
+def research_permitted(patient: Any, purpose: Any, now: Any) -> Any:
+    """Whether a research consent that the holder of record `patient` recorded about it
+    permits `purpose` at `now`, and none denies it then (SQL expressions)."""
+
+    def stated(decision: str) -> Any:
+        term = RESEARCH_CONSENTS.alias(decision)
+        holder = RECORDS.alias(f"{decision}_holder")
+        return exists().where(
+            term.c.patient_id == patient,
+            term.c.purpose == purpose,
+            term.c.decision == decision,
+            or_(term.c.valid_from.is_(None), term.c.valid_from <= now),
+            or_(term.c.valid_until.is_(None), term.c.valid_until > now),
+            holder.c.patient_id == term.c.patient_id,
+            holder.c.organisation_id == term.c.organisation_id,
+        )
+
+    return and_(stated("permit"), ~stated("deny"))
 
 
 async def put_treatment(

@@ -33,9 +33,11 @@ _PURPOSES = {
     "own-organisation": ("TREAT", "treatment"),
     "consent-and-treatment": ("TREAT", "treatment"),
     "break-glass": ("ETREAT", "Emergency Treatment"),
+    "research-consent": ("HRESCH", "healthcare research"),
 }
 DECISIONS = frozenset(
     {"own-organisation", "consent-and-treatment", "break-glass", "other-organisation", "scope"}
+    | {"research-consent", "no-research-consent"}
 )
 """The reasons of access decisions, as entries of FHIR interactions carry them (`reason`);
 elsewhere a `reason` is what a person stated (a break-glass opening's)."""
