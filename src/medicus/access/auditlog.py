@@ -134,10 +134,8 @@ class AuditLog:
         if query.patients is None:
             return replace(query, organisation=caller.organisation_id)
         async with self._database.snapshot() as session:
-            held = [await repository.record(session, patient) for patient in query.patients]
-        if any(
-            record is None or record.organisation_id != caller.organisation_id for record in held
-        ):
+            held = await repository.held_by(session, query.patients, caller.organisation_id)
+        if held != query.patients:
             await self._refuse(
                 event,
                 "Only the audit trail of your organisation's Patient records is yours to read.",
@@ -148,11 +146,9 @@ class AuditLog:
         if caller.role == Role.PLATFORM_ADMIN or entry["organisation"] == caller.organisation_id:
             return True
         async with self._database.snapshot() as session:
-            for patient in patients_of(entry):
-                record = await repository.record(session, patient)
-                if record is not None and record.organisation_id == caller.organisation_id:
-                    return True
-        return False
+            return bool(
+                await repository.held_by(session, patients_of(entry), caller.organisation_id)
+            )
 
     async def _refuse(self, event: AuditEvent, message: str) -> None:
         await self._audit.record(replace(event, outcome=Outcome.DENIED))

@@ -43,6 +43,19 @@ async def record(session: AsyncSession, patient_id: str) -> StoredRecord | None:
     return None if row is None else StoredRecord(*row)
 
 
+async def held_by(
+    session: AsyncSession, patient_ids: Collection[str], organisation_id: str
+) -> set[str]:
+    """Those of the records `patient_ids` that `organisation_id` holds."""
+    if not patient_ids:
+        return set()
+    statement = select(RECORDS.c.patient_id).where(
+        RECORDS.c.patient_id.in_(sorted(patient_ids)),
+        RECORDS.c.organisation_id == organisation_id,
+    )
+    return set((await session.scalars(statement)).all())
+
+
 async def put_record(
     session: AsyncSession,
     patient_id: str,
