@@ -332,3 +332,19 @@ async def test_searches_by_agent_date_outcome_subtype_and_entity(region: Region)
     assert await found(f"date=ge{quote(times[0])}") == {e["id"] for e in everything}
     assert await found("date=lt2000-01-01") == set()
     assert await found("date=ge2000-01-01&date=lt2000-02-01") == set()
+
+
+async def test_a_search_that_fails_is_recorded_as_failed(region: Region) -> None:
+    """A search refused for its parameters returned no data, but it was asked: the trail
+    says so (outcome 8), once."""
+    physician = await region.token("hospital-a")
+    assert await _get(region, "/fhir/Observation?colour=red", "bad-search", physician) == 400
+    await region.platform.audit.seal_all()
+    operator = await region.token("platform", "platform_admin")
+    found = [
+        e
+        for e in await _search(region, "subtype=search", operator)
+        if _request_id(e) == "bad-search"
+    ]
+    assert [e["outcome"] for e in found] == ["8"]
+    assert found[0]["entity"][0]["query"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 from urllib.parse import urlencode
 
@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.policy import Decision, Interaction, Viewpoint
-from medicus.audit.service import AuditEvent, AuditTrail
+from medicus.audit.service import AuditEvent, AuditTrail, Outcome
 from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
@@ -133,22 +133,12 @@ class FhirService:
         self.check_type(request.resource_type)
         event = await self._allowed(caller, Interaction.SEARCH, request.resource_type, None, None)
         event = event.noting(query=urlencode(request.parameters))
-        readable = self._guard.readable_types(caller, resource_types())
-        request = SearchRequest(
-            request.resource_type,
-            request.parameters,
-            request.lenient,
-            None if readable == resource_types() else readable,
-        )
-        viewpoint = self._guard.viewpoint(caller)
+        try:
+            request, keys, found = await self._page(caller, request, count, offset, total)
+        except ApiError:
+            await self._audit.record(replace(event, outcome=Outcome.FAILED))
+            raise
         organisation = caller.organisation_id
-        keys = query.sort_keys(request)
-        position = paging.start(request, organisation, keys, self._cursors)
-        per_execution = query.planned_per_execution(request)
-        async with self._database.reading(per_execution) as connection:
-            found = await repository.search_page(
-                connection, request, viewpoint, count, offset, total, keys, position
-            )
         await self._audit.record(
             event.about(*(row.patient_id for row in found.rows)),
             *self.included_events(caller, found.included),
@@ -169,6 +159,34 @@ class FhirService:
         centre = query.near_point(request)
         distances = {} if centre is None else _distances(page, centre)
         return SearchResult(page, following, found.total, extra, distances, preceding)
+
+    async def _page(
+        self, caller: Principal, request: SearchRequest, count: int, offset: int, total: bool
+    ) -> tuple[SearchRequest, list[query.SortKey], repository.SearchPage]:
+        """The search as run (limited to the types the caller's scopes may read), its sort
+        keys, and one page of it."""
+        readable = self._guard.readable_types(caller, resource_types())
+        request = SearchRequest(
+            request.resource_type,
+            request.parameters,
+            request.lenient,
+            None if readable == resource_types() else readable,
+        )
+        keys = query.sort_keys(request)
+        position = paging.start(request, caller.organisation_id, keys, self._cursors)
+        per_execution = query.planned_per_execution(request)
+        async with self._database.reading(per_execution) as connection:
+            found = await repository.search_page(
+                connection,
+                request,
+                self._guard.viewpoint(caller),
+                count,
+                offset,
+                total,
+                keys,
+                position,
+            )
+        return request, keys, found
 
     async def history_of_many(
         self,
