@@ -221,7 +221,7 @@ async def fact_written(
             resource_type,
             fhir_id,
             organisation_id,
-            about and treating,
+            treating,
             about,
             replacing=not created,
         )
