@@ -107,8 +107,10 @@ class FhirService:
         owner = None if found is None else found[0]
         elsewhere = (False, False) if found is None else (bool(found[4]), bool(found[5]))
         patient = None if found is None else found[6]
-        await self._require(
-            caller, interaction, resource_type, fhir_id, owner, *elsewhere, patient=patient
+        await self._audit.record(
+            await self._allowed(
+                caller, interaction, resource_type, fhir_id, owner, *elsewhere, patient=patient
+            )
         )
         if found is None:
             raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
@@ -228,8 +230,11 @@ class FhirService:
             )
         owner = None if row is None else row.organisation_id
         patient = None if row is None else row.patient_id
-        await self._require(
-            caller, Interaction.HISTORY, resource_type, fhir_id, owner, *elsewhere, patient=patient
+        history = Interaction.HISTORY
+        await self._audit.record(
+            await self._allowed(
+                caller, history, resource_type, fhir_id, owner, *elsewhere, patient=patient
+            )
         )
         if row is None:
             raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
@@ -268,27 +273,6 @@ class FhirService:
     def readable_types(self, caller: Principal, types: frozenset[str]) -> frozenset[str]:
         return self._guard.readable_types(caller, types)
 
-    async def _require(
-        self,
-        caller: Principal,
-        interaction: Interaction,
-        resource_type: str,
-        fhir_id: str | None,
-        owner: str | None,
-        shared: bool = False,
-        opened: bool = False,
-        patient: str | None = None,
-    ) -> None:
-        """Ask `access` for a read of a resource held by organisation `owner` (None: no such
-        resource, or a search) whose patient's data is `shared` with the caller's
-        organisation or `opened` by the caller's break-glass, or neither; the decision,
-        allowed or not, is audited, concerning Patient record `patient`."""
-        await self._audit.record(
-            await self._allowed(
-                caller, interaction, resource_type, fhir_id, owner, shared, opened, patient
-            )
-        )
-
     async def _allowed(
         self,
         caller: Principal,
@@ -300,8 +284,11 @@ class FhirService:
         opened: bool = False,
         patient: str | None = None,
     ) -> AuditEvent:
-        """The audit event of `_require`'s decision if it allows, for the caller to record;
-        a refusal is recorded here and raised."""
+        """Ask `access` about an interaction with a resource held by organisation `owner`
+        (None: no such resource, or a search) whose patient's data is `shared` with the
+        caller's organisation or `opened` by the caller's break-glass, or neither. A refusal
+        is recorded here and raised; the allowance's audit event, concerning Patient record
+        `patient`, is returned for the caller to record (with what the interaction showed)."""
         try:
             return self._guard.check(
                 caller, interaction, resource_type, fhir_id, owner, shared, opened, patient
