@@ -9,7 +9,7 @@ Revises: 0009
 Create Date: 2026-11-30 12:30:00.000000
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,6 +25,7 @@ from medicus.access.repository import (
 )
 from medicus.access.sharing import consent_terms, is_treatment, shares
 from medicus.core.db import UTCDateTime, utc_now
+from medicus.migrations.stored import current_resources
 
 revision: str = "0010"
 down_revision: str | None = "0009"
@@ -81,50 +82,9 @@ def upgrade() -> None:
     _derive_stored(consents, treatments, shares_table)
 
 
-def _stored(resource_type: str) -> Iterator[Any]:
-    """The current resources of a type (id, holder, patient, content), in row-id order."""
-    resources = sa.table(
-        "fhir_resource",
-        sa.column("rid", sa.BigInteger()),
-        sa.column("resource_type", sa.String()),
-        sa.column("fhir_id", sa.String()),
-        sa.column("deleted", sa.Boolean()),
-        sa.column("organisation_id", sa.String()),
-        sa.column("patient_id", sa.String()),
-        sa.column("content", sa.Text()),
-    )
-    after = 0
-    while True:
-        batch = (
-            op.get_bind()
-            .execute(
-                sa.select(
-                    resources.c.rid,
-                    resources.c.fhir_id,
-                    resources.c.organisation_id,
-                    resources.c.patient_id,
-                    resources.c.content,
-                )
-                .where(
-                    resources.c.resource_type == resource_type,
-                    resources.c.deleted.is_(False),
-                    resources.c.patient_id.is_not(None),
-                    resources.c.rid > after,
-                )
-                .order_by(resources.c.rid)
-                .limit(_BATCH)
-            )
-            .all()
-        )
-        if not batch:
-            return
-        after = batch[-1].rid
-        yield from batch
-
-
 def _derive_stored(consents: sa.Table, treatments: sa.Table, shares_table: sa.Table) -> None:
     consent_rows = []
-    for row in _stored("Consent"):
+    for row in current_resources("Consent"):
         terms = consent_terms(orjson.loads(row.content))
         if terms is not None:
             consent_rows.append(
@@ -138,7 +98,7 @@ def _derive_stored(consents: sa.Table, treatments: sa.Table, shares_table: sa.Ta
             "patient_id": row.patient_id,
         }
         for resource_type in ("Encounter", "EpisodeOfCare")
-        for row in _stored(resource_type)
+        for row in current_resources(resource_type)
         if is_treatment(resource_type, orjson.loads(row.content))
     ]
     _insert(consents, consent_rows)

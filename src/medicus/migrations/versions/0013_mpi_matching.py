@@ -16,6 +16,7 @@ from alembic import op
 
 from medicus.access.matching import traits_of
 from medicus.core.db import UTCDateTime
+from medicus.migrations.stored import current_resources
 
 revision: str = "0013"
 down_revision: str | None = "0012"
@@ -44,46 +45,22 @@ def upgrade() -> None:
 
 
 def _fill_in_traits() -> None:
-    """The traits of the current Patients, a batch at a time in row-id order."""
-    resources = sa.table(
-        "fhir_resource",
-        sa.column("rid", sa.BigInteger()),
-        sa.column("resource_type", sa.String()),
-        sa.column("fhir_id", sa.String()),
-        sa.column("deleted", sa.Boolean()),
-        sa.column("content", sa.Text()),
-    )
+    """The traits of the current Patients, written a batch at a time."""
     records = sa.table("mpi_record", sa.column("patient_id", sa.String()), *map(sa.column, _TRAITS))
     update = (
         sa.update(records)
         .where(records.c.patient_id == sa.bindparam("record"))
         .values({name: sa.bindparam(f"new_{name}") for name in _TRAITS})
     )
-    connection = op.get_bind()
-    after = 0
-    while True:
-        batch = connection.execute(
-            sa.select(resources.c.rid, resources.c.fhir_id, resources.c.content)
-            .where(
-                resources.c.resource_type == "Patient",
-                resources.c.deleted.is_(False),
-                resources.c.rid > after,
-            )
-            .order_by(resources.c.rid)
-            .limit(_BATCH)
-        ).all()
-        if not batch:
-            break
-        after = batch[-1].rid
-        values = []
-        for row in batch:
-            traits = traits_of(orjson.loads(row.content)) if row.content else None
-            if traits is not None:
-                values.append(
-                    {"record": row.fhir_id, **{f"new_{n}": getattr(traits, n) for n in _TRAITS}}
-                )
-        if values:
-            connection.execute(update, values)
+    values = []
+    for row in current_resources("Patient"):
+        traits = traits_of(orjson.loads(row.content))
+        values.append({"record": row.fhir_id, **{f"new_{n}": getattr(traits, n) for n in _TRAITS}})
+        if len(values) == _BATCH:
+            op.get_bind().execute(update, values)
+            values = []
+    if values:
+        op.get_bind().execute(update, values)
 
 
 def downgrade() -> None:

@@ -19,6 +19,7 @@ from alembic import op
 from medicus.access.repository import StoredRecord, stored_consent
 from medicus.access.sharing import referred_to, shares
 from medicus.core.db import UTCDateTime, utc_now
+from medicus.migrations.stored import current_resources
 
 revision: str = "0014"
 down_revision: str | None = "0013"
@@ -48,25 +49,8 @@ def upgrade() -> None:
 
 
 def _stored_referrals() -> list[dict[str, Any]]:
-    resources = sa.table(
-        "fhir_resource",
-        *map(sa.column, ("resource_type", "fhir_id", "deleted", "organisation_id")),
-        *map(sa.column, ("patient_id", "content")),
-    )
-    stored = op.get_bind().execute(
-        sa.select(
-            resources.c.fhir_id,
-            resources.c.organisation_id,
-            resources.c.patient_id,
-            resources.c.content,
-        ).where(
-            resources.c.resource_type == "ServiceRequest",
-            resources.c.deleted.is_(False),
-            resources.c.patient_id.is_not(None),
-        )
-    )
     found = []
-    for row in stored:
+    for row in current_resources("ServiceRequest"):
         treating = referred_to(orjson.loads(row.content))
         if treating is not None:
             found.append(

@@ -16,6 +16,7 @@ from alembic import op
 
 from medicus.access.research import research_terms
 from medicus.core.db import UTCDateTime
+from medicus.migrations.stored import current_resources
 
 revision: str = "0015"
 down_revision: str | None = "0014"
@@ -41,23 +42,6 @@ def upgrade() -> None:
         "ix_access_research_consent_patient", "access_research_consent", ["patient_id", "purpose"]
     )
     assert table is not None
-    resources = sa.table(
-        "fhir_resource",
-        *map(sa.column, ("resource_type", "fhir_id", "deleted", "organisation_id")),
-        *map(sa.column, ("patient_id", "content")),
-    )
-    stored = op.get_bind().execute(
-        sa.select(
-            resources.c.fhir_id,
-            resources.c.organisation_id,
-            resources.c.patient_id,
-            resources.c.content,
-        ).where(
-            resources.c.resource_type == "Consent",
-            resources.c.deleted.is_(False),
-            resources.c.patient_id.is_not(None),
-        )
-    )
     rows = [
         {
             "consent_id": row.fhir_id,
@@ -65,7 +49,7 @@ def upgrade() -> None:
             "patient_id": row.patient_id,
             **term._asdict(),
         }
-        for row in stored
+        for row in current_resources("Consent")
         for term in research_terms(orjson.loads(row.content))
     ]
     if rows:
