@@ -67,6 +67,8 @@ async def test_a_physician_reads_an_opened_record_until_it_ends(region: Region) 
         "break-glass",
         "other-organisation",
     ]
+    deleted = await region.http.delete(f"/fhir/Observation/{lab}", headers=physician)
+    assert deleted.status_code == 403, "an opened record is read, never changed"
 
     colleague = await region.token("hospital-c", "organisation_admin", "user/*.rs")
     assert (await region.http.get(f"/fhir/Observation/{lab}", headers=colleague)).status_code == 404

@@ -131,6 +131,8 @@ async def test_a_treating_hospital_reads_what_the_consent_shares(region: Region)
 
 
 async def test_shared_data_is_never_written_by_the_reader(region: Region) -> None:
+    """A reader of shared data is told that it is read-only here (403, not "unknown": it has
+    just read it); a hospital that cannot see it learns nothing (404)."""
     story = Story(region)
     await story.tell()
     ids = story.ids
@@ -151,7 +153,31 @@ async def test_shared_data_is_never_written_by_the_reader(region: Region) -> Non
         content=b'[{"op": "replace", "path": "/status", "value": "amended"}]',
         headers={**headers, "content-type": "application/json-patch+json"},
     )
-    assert (update.status_code, delete.status_code, patch.status_code) == (404, 404, 404)
+    assert (update.status_code, delete.status_code, patch.status_code) == (403, 403, 403)
+    assert update.json()["resourceType"] == "OperationOutcome"
+    assert "held by another organisation" in update.json()["issue"][0]["diagnostics"]
+    stranger = await region.token("hospital-e")
+    unseen = await region.http.put(f"/fhir/{lab}", content=orjson.dumps(changed), headers=stranger)
+    assert unseen.status_code == 404
+    async with region.platform.database.snapshot() as session:
+        reasons = await session.execute(
+            text(
+                "SELECT action, detail FROM audit_pending WHERE target = :t"
+                " UNION ALL SELECT action, detail FROM audit_entry WHERE target = :t"
+            ),
+            {"t": lab},
+        )
+        changes = [
+            (a, orjson.loads(d)["reason"])
+            for a, d in reasons
+            if a in ("fhir.update", "fhir.delete")
+        ]
+    assert sorted(changes) == [
+        ("fhir.delete", "held-elsewhere"),
+        ("fhir.update", "held-elsewhere"),
+        ("fhir.update", "held-elsewhere"),
+        ("fhir.update", "other-organisation"),
+    ]
     conditional = await region.http.delete(
         f"/fhir/Observation?subject=Patient/{ids['a1']}", headers=headers
     )

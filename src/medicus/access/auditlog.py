@@ -72,6 +72,7 @@ _WHY = {
     "consent-and-treatment": "the patient consented to sharing and is being treated there",
     "break-glass": "emergency access",
     "other-organisation": "the data is held by another organisation",
+    "held-elsewhere": "only the organisation holding the data may change it",
     "scope": "their access rights do not cover it",
     "research-consent": "the patient's research consent permits it",
     "no-research-consent": "the patient's research consent does not permit it",

@@ -186,6 +186,8 @@ class AccessPolicy:
             return Decision(True, "consent-and-treatment")
         if opened and interaction in _READING:
             return Decision(True, "break-glass")
+        if shared or opened:
+            return Decision(False, "held-elsewhere")
         return Decision(False, "other-organisation")
 
     def viewpoint(self, principal: Principal, at: dt.datetime, sharing: bool = True) -> Viewpoint:

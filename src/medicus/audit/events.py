@@ -37,7 +37,7 @@ _PURPOSES = {
 }
 DECISIONS = frozenset(
     {"own-organisation", "consent-and-treatment", "break-glass", "other-organisation", "scope"}
-    | {"research-consent", "no-research-consent"}
+    | {"held-elsewhere", "research-consent", "no-research-consent"}
 )
 """The reasons of access decisions, as entries of FHIR interactions carry them (`reason`);
 elsewhere a `reason` is what a person stated (a break-glass opening's)."""

@@ -1,6 +1,7 @@
 """The FHIR hub's one way to ask `access`: every decision becomes an audit event, and a
 refusal becomes the error the caller sees (404 for another organisation's record, so that
-its existence is not revealed; 403 for a scope that does not allow the interaction)."""
+its existence is not revealed; 403 for a scope that does not allow the interaction, and for
+a change to data the caller may read but another organisation holds)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ class Guard:
             return event
         if decision.reason == "other-organisation":
             error = ApiError(404, f"{target} is not known here.")
+        elif decision.reason == "held-elsewhere":
+            error = ApiError(
+                403,
+                f"{target} is held by another organisation: it may be read here, "
+                "but only its holder changes it.",
+            )
         else:
             error = ApiError(
                 403, f"Your access token does not allow {interaction} on {resource_type}."

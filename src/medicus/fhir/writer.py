@@ -227,13 +227,8 @@ class ResourceWriter:
         row = await repository.resource(session, resource_type, fhir_id, for_update=True)
         if row is None:
             return await self._insert(session, caller, resource_type, fhir_id, resource)
-        event = self._guard.check(
-            caller,
-            Interaction.UPDATE,
-            resource_type,
-            fhir_id,
-            row.organisation_id,
-            patient_id=row.patient_id,
+        event = await self._check_change(
+            session, caller, Interaction.UPDATE, resource_type, fhir_id, row
         )
         _check_version(row, if_match)
         return await self._new_version(session, event, row, resource, "update")
@@ -281,9 +276,8 @@ class ResourceWriter:
         check_id(fhir_id)
         await self.flush(session)
         row = await repository.resource(session, resource_type, fhir_id, for_update=True)
-        owner, patient = (None, None) if row is None else (row.organisation_id, row.patient_id)
-        event = self._guard.check(
-            caller, Interaction.UPDATE, resource_type, fhir_id, owner, patient_id=patient
+        event = await self._check_change(
+            session, caller, Interaction.UPDATE, resource_type, fhir_id, row
         )
         if row is None or row.content is None:
             raise ApiError(
@@ -329,9 +323,8 @@ class ResourceWriter:
         check_id(fhir_id)
         await self.flush(session)
         row = await repository.resource(session, resource_type, fhir_id, for_update=True)
-        owner, patient = (None, None) if row is None else (row.organisation_id, row.patient_id)
-        event = self._guard.check(
-            caller, Interaction.DELETE, resource_type, fhir_id, owner, patient_id=patient
+        event = await self._check_change(
+            session, caller, Interaction.DELETE, resource_type, fhir_id, row
         )
         if row is None or row.deleted:
             return None
@@ -352,6 +345,36 @@ class ResourceWriter:
         if not matches:
             return None
         return await self.delete(session, caller, resource_type, matches[0].fhir_id)
+
+    async def _check_change(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        interaction: Interaction,
+        resource_type: str,
+        fhir_id: str,
+        row: FhirResourceRow | None,
+    ) -> AuditEvent:
+        """Ask `access` whether the caller may change the stored resource `row` (None: there
+        is none). Whether the caller may read it although another organisation holds it is
+        asked only then: such a change is refused as read-only (403), one to data the caller
+        cannot see as unknown (404)."""
+        if row is None:
+            return self._guard.check(caller, interaction, resource_type, fhir_id, None)
+        elsewhere = (False, False)
+        if row.organisation_id != caller.organisation_id:
+            elsewhere = await repository.readable_elsewhere(
+                session, row.patient_id, self._guard.viewpoint(caller)
+            )
+        return self._guard.check(
+            caller,
+            interaction,
+            resource_type,
+            fhir_id,
+            row.organisation_id,
+            *elsewhere,
+            patient_id=row.patient_id,
+        )
 
     async def _insert(
         self,
