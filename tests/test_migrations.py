@@ -172,7 +172,7 @@ async def test_patients_stored_before_the_index_are_in_it(
     database_factory: DatabaseFactory,
 ) -> None:
     """Migration 0009: every current Patient gets its record; the same KVNR, one person.
-    Migration 0013: the records get their matching traits."""
+    Migration 0013: the records get their matching traits; 0016 their family names' sound."""
     url = await asyncio.to_thread(database_factory.new_url, False)
     await asyncio.to_thread(migrations.upgrade, url, "0008")
     kvnr = {"identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}]}
@@ -218,12 +218,15 @@ async def test_patients_stored_before_the_index_are_in_it(
         # Migration 0013: their matching traits, as the index makes them.
         async with database.snapshot() as session:
             traits = await session.execute(
-                text("SELECT patient_id, family, given FROM mpi_record ORDER BY patient_id")
+                text(
+                    "SELECT patient_id, family, given, family_sound FROM mpi_record"
+                    " ORDER BY patient_id"
+                )
             )
             assert [tuple(row) for row in traits] == [
-                ("p1", None, None),
-                ("p2", None, None),
-                ("p3", "mueller", "anna"),
+                ("p1", None, None, None),
+                ("p2", None, None, None),
+                ("p3", "mueller", "anna", "657"),
             ]
     finally:
         await database.dispose()

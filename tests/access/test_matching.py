@@ -34,7 +34,9 @@ def test_traits_come_from_the_official_name_a_full_birth_date_and_the_first_addr
         "birthDate": "1970-01-02",
         "address": [{"postalCode": " 10115 "}, {"postalCode": "20095"}],
     }
-    assert traits_of(patient) == Traits("muellerluedenscheidt", "anna", "1970-01-02", "10115")
+    assert traits_of(patient) == Traits(
+        "muellerluedenscheidt", "anna", "1970-01-02", "10115", family_sound="65752682"
+    )
     assert traits_of({"birthDate": "1970", "name": [{"text": "A"}]}) == Traits()
     assert traits_of({"name": "not a list", "address": [3]}) == Traits()
 
@@ -47,6 +49,9 @@ def test_traits_come_from_the_official_name_a_full_birth_date_and_the_first_addr
         (("mueller", "anna", None), ("anna", "mueller", None), True),  # swapped
         (("mueller", "anna", "10115"), ("schmidt", "anna", "20095"), False),
         (("mueller", "anna", None), ("mueller", None, None), False),
+        (("meier", "anna", None), ("mayer", "anna", None), True),  # they sound alike
+        (("maik", "anna", None), ("meik", "anna", None), True),
+        (("meier", "anna", None), ("maurer", "anna", None), False),
     ],
 )
 def test_likeness(one: tuple[Any, ...], other: tuple[Any, ...], proposed: bool) -> None:
@@ -127,6 +132,21 @@ async def test_look_alikes_are_proposed_and_never_linked(region: Region) -> None
     assert set(candidate["traits"]) == {"birth_date", "family", "given", "postal_code"}
     assert "Müller" not in response.text
     assert "mueller" not in response.text
+
+
+async def test_names_that_sound_alike_are_a_block_of_their_own(region: Region) -> None:
+    """Written down over the phone: a family name spelt another way, a given name shortened,
+    another address; they sound alike and share the birth date."""
+    meier = await region.create(
+        "hospital-a",
+        _patient("Meier", "Anna", "1970-01-02", address=[{"postalCode": "10115"}]),
+    )
+    mayer = await region.create(
+        "hospital-b",
+        _patient("Mayer", "Ana", "1970-01-02", address=[{"postalCode": "20095"}]),
+    )
+    await region.create("hospital-b", _patient("Maurer", "Ana", "1970-01-02"))
+    assert await _pairs(region) == {_pair(meier, mayer)}
 
 
 async def test_a_stewards_decision_takes_a_pair_off_the_list(region: Region) -> None:

@@ -29,6 +29,7 @@ class PatientRecordRow(Base):
     given: Mapped[str | None] = mapped_column(String(100))
     birth_date: Mapped[str | None] = mapped_column(String(10))
     postal_code: Mapped[str | None] = mapped_column(String(10))
+    family_sound: Mapped[str | None] = mapped_column(String(100))
 
     __table_args__ = (
         Index("ix_mpi_record_person", "person_id"),

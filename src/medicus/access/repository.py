@@ -507,14 +507,17 @@ class MatchTraits(NamedTuple):
     traits: Traits
 
 
-_TRAIT_COLUMNS = ("family", "given", "birth_date", "postal_code")
+_TRAIT_COLUMNS = ("family", "given", "birth_date", "postal_code", "family_sound")
+_MATCHED = 2 + len(_TRAIT_COLUMNS)
+"""Columns per record of a pair: its id, its organisation, its traits."""
 
 
 async def match_blocks(
     session: AsyncSession, after: tuple[str, str] | None, patient_id: str | None, limit: int
 ) -> list[tuple[MatchTraits, MatchTraits]]:
     """Pairs of records of different persons in one block (the same birth date, and the same
-    family name, given name, either swapped, or postal code), not ruled out by different
+    family name, given name, either swapped, postal code, or family names sounding alike),
+    not ruled out by different
     KVNRs or by a steward, in (birth date, id, id) order after the pair `after`; only pairs
     with record `patient_id` if given."""
     one, other = RECORDS.alias("one"), RECORDS.alias("other")
@@ -525,6 +528,7 @@ async def match_blocks(
         a.family == b.given,
         a.given == b.family,
         a.postal_code == b.postal_code,
+        a.family_sound == b.family_sound,
     )
     ruled_out = select(DISTINCT.c.patient_id).where(
         DISTINCT.c.patient_id == a.patient_id, DISTINCT.c.other_patient_id == b.patient_id
@@ -558,8 +562,8 @@ async def match_blocks(
     statement = statement.order_by(a.birth_date, a.patient_id, b.patient_id).limit(limit)
     return [
         (
-            MatchTraits(row[0], row[1], Traits(*row[2:6])),
-            MatchTraits(row[6], row[7], Traits(*row[8:12])),
+            MatchTraits(row[0], row[1], Traits(*row[2:_MATCHED])),
+            MatchTraits(row[_MATCHED], row[_MATCHED + 1], Traits(*row[_MATCHED + 2 :])),
         )
         for row in await session.execute(statement)
     ]
