@@ -3,6 +3,10 @@
 without it, side by side in one process on the same data. Prints JSON.
 
     python -m benchmarks.access [--database sqlite|postgresql] [--patients 100000]
+        [--keep-database | --reuse-database NAME]
+
+`--reuse-database` measures again on a PostgreSQL database that an earlier run kept (its
+patients already loaded; `--patients` must be the number it was loaded with).
 
 The data: every patient has a Patient record (KVNR, name, birth date) and a lab value, held by
 one of 100 hospitals. The clinician's hospital `h0` holds 0.5 % of the patients itself; for
@@ -319,23 +323,39 @@ async def _matching(platform: Platform) -> dict[str, Any]:
 
 
 def _settings(data_dir: Path, database_url: str | None) -> Settings:
-    overrides: dict[str, Any] = {"data_dir": data_dir, "log_level": "WARNING"}
+    # A fixed key: a kept database's signing keys open again when it is reused.
+    overrides: dict[str, Any] = {
+        "data_dir": data_dir,
+        "log_level": "WARNING",
+        "secret_key": "benchmark-only-secret-key-not-for-any-deployment",
+    }
     if database_url:
         overrides["database_url"] = database_url
     return Settings(**overrides)
 
 
 async def _run(
-    database_url: str | None, patients: int, seconds: float, rounds: int, data_dir: Path
+    database_url: str | None,
+    patients: int,
+    seconds: float,
+    rounds: int,
+    data_dir: Path,
+    load: bool = True,
 ) -> dict[str, Any]:
     settings = _settings(data_dir, database_url)
     filtered = build_platform(settings)
     unfiltered = build_platform(settings)
+    loaded: dict[str, Any] = {}
     try:
         await filtered.start_background_work()
-        stored, load_seconds = await _load(filtered, patients)
-        if database_url:
-            await _analyze(database_url)
+        if load:
+            stored, load_seconds = await _load(filtered, patients)
+            loaded = {
+                "resources": stored,
+                "load_resources_per_second": round(stored / load_seconds, 1),
+            }
+            if database_url:
+                await _analyze(database_url)
         comparison = await _compare(filtered, unfiltered, patients, seconds, rounds)
         matching = await _matching(filtered)
     finally:
@@ -343,8 +363,7 @@ async def _run(
         await filtered.close()
         await unfiltered.close()
     return {
-        "resources": stored,
-        "load_resources_per_second": round(stored / load_seconds, 1),
+        **loaded,
         "searches": comparison,
         "mpi_candidates": matching,
     }
@@ -357,14 +376,17 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=3.0, help="per measured round")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument(
+    kept = parser.add_mutually_exclusive_group()
+    kept.add_argument(
         "--keep-database", action="store_true", help="keep the PostgreSQL database afterwards"
     )
+    kept.add_argument("--reuse-database", help="a PostgreSQL database an earlier run kept")
     arguments = parser.parse_args()
     configure_logging("WARNING", json_lines=False)
+    reused = arguments.reuse_database
     with (
         _database(
-            arguments.database, arguments.postgres_url, arguments.keep_database
+            arguments.database, arguments.postgres_url, arguments.keep_database, reused
         ) as database_url,
         tempfile.TemporaryDirectory(prefix="medicus-bench-") as folder,
     ):
@@ -372,7 +394,14 @@ def main() -> None:
         url = database_url or f"sqlite+aiosqlite:///{(data_dir / 'medicus.db').as_posix()}"
         migrations.upgrade(url)
         results = asyncio.run(
-            _run(url, arguments.patients, arguments.seconds, arguments.rounds, data_dir)
+            _run(
+                url,
+                arguments.patients,
+                arguments.seconds,
+                arguments.rounds,
+                data_dir,
+                load=reused is None,
+            )
         )
     report: dict[str, Any] = {
         "benchmark": "access",
@@ -383,7 +412,7 @@ def main() -> None:
         "goal_ratio": 0.8,
         "cpu_count": os.cpu_count(),
     }
-    if arguments.keep_database and database_url:
+    if (arguments.keep_database or reused) and database_url:
         report["kept_database"] = database_url.rsplit("/", 1)[-1]
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
 

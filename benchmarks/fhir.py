@@ -65,13 +65,19 @@ async def _analyze(database_url: str) -> None:
 
 
 @contextmanager
-def _database(kind: str, postgres_url: str, keep: bool) -> Iterator[str | None]:
+def _database(
+    kind: str, postgres_url: str, keep: bool, reused: str | None = None
+) -> Iterator[str | None]:
     """None (the embedded SQLite default) or the URL of a fresh PostgreSQL database, dropped
-    afterwards unless `keep` (to look at query plans on the loaded data)."""
+    afterwards unless `keep` (to look at query plans on the loaded data); or of the kept
+    database `reused`, which is kept again."""
     if kind == "sqlite":
         yield None
         return
     admin = make_url(postgres_url).set(drivername="postgresql+asyncpg")
+    if reused is not None:
+        yield admin.set(database=reused).render_as_string(hide_password=False)
+        return
     name = f"medicus_bench_{uuid.uuid4().hex[:10]}"
     server = admin.render_as_string(hide_password=False)
     asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))

@@ -94,27 +94,37 @@ async def test_the_driver_plans_its_statements_once_unless_told_not_to(
 async def test_a_search_planned_per_execution_gets_custom_plans_then_gives_them_back(
     database_url: str,
 ) -> None:
-    """PostgreSQL: a broad search's connection plans for its values while it is lent, and
-    goes back to the pool with generic plans, also when the work failed."""
+    """PostgreSQL: a broad search's connection plans for its values and prices a random
+    page read as on SSDs while it is lent, and goes back to the pool with generic plans and
+    the server's price, also when the work failed."""
     database = Database(database_url, pool_size=1)
     if database.dialect_name != "postgresql":
         await database.dispose()
         pytest.skip("plans are PostgreSQL's")
 
-    async def mode(reading: Reading) -> str:
-        key = "plan_cache_mode"
-        found = await reading.fetch_all(key, lambda: select(func.current_setting(key)), {})
-        return str(found[0][0])
+    async def mode(reading: Reading) -> tuple[str, str]:
+        key = "plan_cache_mode, random_page_cost"
+        found = await reading.fetch_all(
+            key,
+            lambda: select(
+                func.current_setting("plan_cache_mode"), func.current_setting("random_page_cost")
+            ),
+            {},
+        )
+        return str(found[0][0]), str(found[0][1])
 
     try:
-        async with database.reading(planned_per_execution=True) as reading:
-            assert await mode(reading) == "force_custom_plan"
         async with database.reading() as reading:
-            assert await mode(reading) == "force_generic_plan"
+            usual = await mode(reading)
+        assert usual[0] == "force_generic_plan"
+        async with database.reading(planned_per_execution=True) as reading:
+            assert await mode(reading) == ("force_custom_plan", "1.1")
+        async with database.reading() as reading:
+            assert await mode(reading) == usual
         with pytest.raises(RuntimeError):
             async with database.reading(planned_per_execution=True) as reading:
                 raise RuntimeError("the search failed")
         async with database.reading() as reading:  # the pool's one connection
-            assert await mode(reading) == "force_generic_plan"
+            assert await mode(reading) == usual
     finally:
         await database.dispose()

@@ -32,7 +32,7 @@ class PatientRecordRow(Base):
     family_sound: Mapped[str | None] = mapped_column(String(100))
 
     __table_args__ = (
-        Index("ix_mpi_record_person", "person_id"),
+        Index("ix_mpi_record_person", "person_id", "patient_id"),
         Index("ix_mpi_record_kvnr", "kvnr"),
         Index("ix_mpi_record_birth_date", "birth_date"),
     )
