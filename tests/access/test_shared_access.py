@@ -308,6 +308,29 @@ async def test_a_referral_makes_the_receiving_hospital_a_treating_one(region: Re
     assert await story.status("hospital-d", lab) == 404
 
 
+async def test_a_teleconsultation_assigns_each_invited_hospital(region: Region) -> None:
+    """A tumour board: hospital A asks hospitals D and E for their opinion, one consultation
+    request each. Both read what the consent shares; revoking D's request ends D's access
+    alone, with the next request."""
+    story = Story(region)
+    await story.tell(treated=False)
+    ids = story.ids
+    lab = f"/fhir/Observation/{ids['lab']}"
+    consultation = {
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "11429006"}]}]
+    }
+    requests = {
+        hospital: await region.create(
+            "hospital-a", {**_referral(ids["a1"], hospital), **consultation}
+        )
+        for hospital in ("hospital-d", "hospital-e")
+    }
+    assert [await story.status(h, lab) for h in ("hospital-d", "hospital-e")] == [200, 200]
+    revoked = {**_referral(ids["a1"], "hospital-d", "revoked"), **consultation}
+    await _put(region, "hospital-a", {**revoked, "id": requests["hospital-d"]})
+    assert [await story.status(h, lab) for h in ("hospital-d", "hospital-e")] == [404, 200]
+
+
 async def test_a_referral_to_itself_about_anothers_record_grants_nothing(region: Region) -> None:
     story = Story(region)
     await story.tell(treated=False)
