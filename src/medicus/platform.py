@@ -10,6 +10,7 @@ import httpx
 
 from medicus.access.auditlog import AuditLog
 from medicus.access.breakglass import BreakGlass
+from medicus.access.oversight import Oversight
 from medicus.access.patients import PatientIndex
 from medicus.access.policy import AccessPolicy
 from medicus.audit.sealer import AuditSealer
@@ -118,6 +119,7 @@ def build_platform(settings: Settings) -> Platform:
         token_lifetime,
     )
     identity = IdentityService(audit, hasher)
+    oversight = Oversight(database, identity)
     logins = LoginService(
         database,
         audit,
@@ -169,8 +171,10 @@ def build_platform(settings: Settings) -> Platform:
         ),
         http_client=http_client,
         patients=patients,
-        audit_log=AuditLog(database, audit, identity),
-        break_glass=BreakGlass(database, audit, dt.timedelta(minutes=settings.break_glass_minutes)),
+        audit_log=AuditLog(database, audit, identity, oversight),
+        break_glass=BreakGlass(
+            database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes)
+        ),
         fhir=_fhir_hub(database, audit, box, patients),
     )
 

@@ -3,7 +3,8 @@ of a patient ("who looked at my data, when and why").
 
 The rules:
 - platform admins (the operator's security team) search the whole trail;
-- an organisation's data protection officers (and its admins, where no DPO is named yet) see
+- those who oversee an organisation (`oversight`: its data protection officers, or its
+  admins while it has named none) see
   what their organisation's staff and services did, and everything done to the data of
   Patient records their organisation holds, whoever did it (`patient=`): a hospital answers
   for the data it holds;
@@ -21,6 +22,7 @@ import orjson
 from sqlalchemy import RowMapping
 
 from medicus.access import repository
+from medicus.access.oversight import Oversight
 from medicus.access.policy import audited
 from medicus.audit.search import AuditQuery
 from medicus.audit.service import AuditEvent, AuditTrail, Outcome, patients_of
@@ -30,8 +32,10 @@ from medicus.iam.roles import Role
 from medicus.iam.service import IdentityService
 from medicus.iam.tokens import Principal
 
-_READERS = frozenset({Role.PLATFORM_ADMIN, Role.DATA_PROTECTION_OFFICER, Role.ORGANISATION_ADMIN})
-_NOT_A_READER = "Only data protection officers and admins read the audit trail."
+_NOT_A_READER = (
+    "Only data protection officers (admins while their organisation has named none) "
+    "and platform admins read the audit trail."
+)
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,17 @@ _WHY = {
 
 
 class AuditLog:
-    def __init__(self, database: Database, audit: AuditTrail, identity: IdentityService) -> None:
+    def __init__(
+        self,
+        database: Database,
+        audit: AuditTrail,
+        identity: IdentityService,
+        oversight: Oversight,
+    ) -> None:
         self._database = database
         self._audit = audit
         self._identity = identity
+        self._oversight = oversight
 
     async def search(
         self, caller: Principal, query: AuditQuery, asked: str
@@ -101,7 +112,7 @@ class AuditLog:
     async def entry(self, caller: Principal, seq: int) -> RowMapping:
         """One entry, if the caller may read it (else, or if there is none, a 404)."""
         event = audited(caller, "audit.read", f"AuditEvent/{seq}")
-        if not _reads_trail(caller):
+        if not await self._reads_trail(caller):
             await self._refuse(event, _NOT_A_READER)
         found = await self._audit.entry(seq)
         if found is None or not await self._may_read(caller, found):
@@ -128,7 +139,7 @@ class AuditLog:
 
     async def _scoped(self, caller: Principal, query: AuditQuery, event: AuditEvent) -> AuditQuery:
         """`query` narrowed to what the caller may read; a refusal is audited and raised."""
-        if not _reads_trail(caller):
+        if not await self._reads_trail(caller):
             await self._refuse(event, _NOT_A_READER)
         if caller.role == Role.PLATFORM_ADMIN:
             return query
@@ -151,13 +162,13 @@ class AuditLog:
                 await repository.held_by(session, patients_of(entry), caller.organisation_id)
             )
 
+    async def _reads_trail(self, caller: Principal) -> bool:
+        platform_admin = caller.kind == "user" and caller.role == Role.PLATFORM_ADMIN
+        return platform_admin or await self._oversight.oversees(caller)
+
     async def _refuse(self, event: AuditEvent, message: str) -> None:
         await self._audit.record(replace(event, outcome=Outcome.DENIED))
         raise ApiError(403, message)
-
-
-def _reads_trail(caller: Principal) -> bool:
-    return caller.kind == "user" and caller.role in _READERS
 
 
 def _in_words(

@@ -1,8 +1,9 @@
 """Break-glass: in an emergency a physician opens a person's record without a consent or
 treatment relation, stating a reason. For a limited time (`break_glass_minutes`) the physician
 (not the whole organisation) reads the person's data as if it were shared; every such read is
-audited with the reason `break-glass`, and the opening itself with the stated reason. The
-organisation's data protection officers (or its admins) review the list afterwards."""
+audited with the reason `break-glass`, and the opening itself with the stated reason. Those
+who oversee the organisation (`oversight`: its data protection officers, or its admins while
+it has named none) review the list afterwards."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from medicus.access import repository
+from medicus.access.oversight import Oversight
 from medicus.access.policy import audited
 from medicus.access.repository import StoredBreakGlass
 from medicus.audit.service import AuditTrail, Outcome
@@ -19,9 +21,9 @@ from medicus.core.ids import new_id
 from medicus.iam.roles import Role
 from medicus.iam.tokens import Principal
 
-_REVIEWERS = frozenset({Role.DATA_PROTECTION_OFFICER, Role.ORGANISATION_ADMIN})
 _NOT_A_REVIEWER = (
-    "Only data protection officers and organisation admins review break-glass accesses."
+    "Only the organisation's data protection officers review break-glass accesses "
+    "(its admins while it has named none)."
 )
 
 
@@ -30,11 +32,13 @@ class BreakGlass:
         self,
         database: Database,
         audit: AuditTrail,
+        oversight: Oversight,
         duration: dt.timedelta,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self._database = database
         self._audit = audit
+        self._oversight = oversight
         self._duration = duration
         self._clock = clock
 
@@ -71,7 +75,7 @@ class BreakGlass:
         self, caller: Principal, unreviewed: bool, limit: int
     ) -> list[StoredBreakGlass]:
         """The caller's organisation's break-glass accesses, newest first, for review."""
-        if caller.role not in _REVIEWERS:
+        if not await self._oversight.oversees(caller):
             await self._refuse(caller, "access.break-glass.list", caller.organisation_id)
             raise ApiError(403, _NOT_A_REVIEWER)
         async with self._database.transaction() as session:
@@ -87,7 +91,7 @@ class BreakGlass:
     async def review(self, caller: Principal, break_glass_id: str, note: str) -> StoredBreakGlass:
         """Record that the caller reviewed one of the organisation's break-glass accesses."""
         target = f"break-glass/{break_glass_id}"
-        if caller.role not in _REVIEWERS:
+        if not await self._oversight.oversees(caller):
             await self._refuse(caller, "access.break-glass.review", target)
             raise ApiError(403, _NOT_A_REVIEWER)
         async with self._database.transaction() as session:

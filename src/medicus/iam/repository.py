@@ -62,6 +62,23 @@ async def organisation_names(
     return {row.id: row.name for row in await session.execute(statement)}
 
 
+async def has_active_member(session: AsyncSession, organisation_id: str, role: str) -> bool:
+    """Whether an active user works for the organisation in `role` (membership not
+    suspended)."""
+    statement = (
+        select(MembershipRow.user_id)
+        .join(UserRow, UserRow.id == MembershipRow.user_id)
+        .where(
+            MembershipRow.organisation_id == organisation_id,
+            MembershipRow.role == role,
+            MembershipRow.active.is_(True),
+            UserRow.active.is_(True),
+        )
+        .limit(1)
+    )
+    return await session.scalar(statement) is not None
+
+
 async def user_by_email(session: AsyncSession, email: str) -> UserRow | None:
     return await session.scalar(select(UserRow).where(UserRow.email == email))
 

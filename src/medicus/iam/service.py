@@ -148,6 +148,12 @@ class IdentityService:
             await repository.organisation_names(session, organisation_ids),
         )
 
+    async def has_active_member(
+        self, session: AsyncSession, organisation_id: str, role: Role
+    ) -> bool:
+        """Whether someone active works for the organisation in `role`."""
+        return await repository.has_active_member(session, organisation_id, role.value)
+
     async def create_organisation(
         self,
         session: AsyncSession,
