@@ -172,7 +172,8 @@ async def test_patients_stored_before_the_index_are_in_it(
     database_factory: DatabaseFactory,
 ) -> None:
     """Migration 0009: every current Patient gets its record; the same KVNR, one person.
-    Migration 0013: the records get their matching traits; 0016 their family names' sound."""
+    Migration 0013: the records get their matching traits; 0016 their family names' sound.
+    Migration 0018: a deleted one is a former record of the organisation that held it."""
     url = await asyncio.to_thread(database_factory.new_url, False)
     await asyncio.to_thread(migrations.upgrade, url, "0008")
     kvnr = {"identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}]}
@@ -228,6 +229,10 @@ async def test_patients_stored_before_the_index_are_in_it(
                 ("p2", None, None, None),
                 ("p3", "mueller", "anna", "657"),
             ]
+            former = await session.execute(
+                text("SELECT patient_id, organisation_id FROM mpi_former_record")
+            )
+            assert [tuple(row) for row in former] == [("gone", "hospital-a")]
     finally:
         await database.dispose()
 

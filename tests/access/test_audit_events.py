@@ -255,6 +255,26 @@ async def test_a_patients_access_log_names_who_looked_when_and_why(region: Regio
     assert other.headers["content-type"].startswith("application/problem+json")
 
 
+async def test_a_deleted_records_trail_stays_its_hospitals_to_answer_for(region: Region) -> None:
+    """Deleting a Patient record does not end its hospital's duty to say who saw its data:
+    its DPO still reads the record's access log; another hospital's admin still may not."""
+    a = await region.token("hospital-a")
+    a1 = await region.create("hospital-a", {"resourceType": "Patient"})
+    assert (await region.http.get(f"/fhir/Patient/{a1}", headers=a)).status_code == 200
+    assert (await region.http.delete(f"/fhir/Patient/{a1}", headers=a)).status_code in (200, 204)
+    await region.platform.audit.seal_all()
+    dpo = await region.token("hospital-a", "data_protection_officer", "")
+    log = await region.http.get(f"/api/patients/{a1}/access-log", headers=dpo)
+    assert log.status_code == 200, log.text
+    done = [e["did"] for e in log.json()["entries"] if e["target"] == f"Patient/{a1}"]
+    assert done == ["deleted", "looked at", "added"]
+    other = await region.http.get(
+        f"/api/patients/{a1}/access-log",
+        headers=await region.token("hospital-b", "organisation_admin"),
+    )
+    assert other.status_code == 403
+
+
 @pytest.mark.parametrize(
     ("query", "status"),
     [

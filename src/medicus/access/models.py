@@ -64,9 +64,21 @@ class DistinctPersonsRow(Base):
     decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
+class FormerRecordRow(Base):
+    """A deleted Patient record and the organisation that held it: it still answers for
+    who saw the record's data before (its audit trail, a patient's access request)."""
+
+    __tablename__ = "mpi_former_record"
+
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    deleted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 RECORDS = cast(Table, PatientRecordRow.__table__)
 LINKS = cast(Table, PatientLinkRow.__table__)
 DISTINCT = cast(Table, DistinctPersonsRow.__table__)
+FORMER_RECORDS = cast(Table, FormerRecordRow.__table__)
 
 
 class ConsentRow(Base):

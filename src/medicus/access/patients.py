@@ -141,7 +141,7 @@ class PatientIndex:
         them) is a person of its own: only facts written before it in the same transaction
         could give it shares."""
         if patient is None:
-            former = await repository.delete_record(session, patient_id)
+            former = await repository.delete_record(session, patient_id, self._clock())
             if former is not None:
                 await self._regroup(session, {former}, set())
             return

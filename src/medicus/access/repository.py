@@ -16,6 +16,7 @@ from medicus.access.models import (
     BREAK_GLASS,
     CONSENTS,
     DISTINCT,
+    FORMER_RECORDS,
     LINKS,
     RECORDS,
     RESEARCH_CONSENTS,
@@ -46,14 +47,18 @@ async def record(session: AsyncSession, patient_id: str) -> StoredRecord | None:
 async def held_by(
     session: AsyncSession, patient_ids: Collection[str], organisation_id: str
 ) -> set[str]:
-    """Those of the records `patient_ids` that `organisation_id` holds."""
+    """Those of the records `patient_ids` that `organisation_id` holds, or held until it
+    deleted them."""
     if not patient_ids:
         return set()
+    ids = sorted(patient_ids)
     statement = select(RECORDS.c.patient_id).where(
-        RECORDS.c.patient_id.in_(sorted(patient_ids)),
-        RECORDS.c.organisation_id == organisation_id,
+        RECORDS.c.patient_id.in_(ids), RECORDS.c.organisation_id == organisation_id
     )
-    return set((await session.scalars(statement)).all())
+    former = select(FORMER_RECORDS.c.patient_id).where(
+        FORMER_RECORDS.c.patient_id.in_(ids), FORMER_RECORDS.c.organisation_id == organisation_id
+    )
+    return set((await session.scalars(statement.union(former))).all())
 
 
 async def put_record(
@@ -85,12 +90,19 @@ async def put_record(
     return existing.person_id
 
 
-async def delete_record(session: AsyncSession, patient_id: str) -> str | None:
-    """Remove the record and its links; the person it belonged to (None: it had none)."""
+async def delete_record(session: AsyncSession, patient_id: str, at: dt.datetime) -> str | None:
+    """Remove the record and its links, keeping who held it (`FORMER_RECORDS`); the person
+    it belonged to (None: it had none)."""
     existing = await record(session, patient_id)
     if existing is None:
         return None
     await session.execute(delete(RECORDS).where(RECORDS.c.patient_id == patient_id))
+    await session.execute(delete(FORMER_RECORDS).where(FORMER_RECORDS.c.patient_id == patient_id))
+    await session.execute(
+        FORMER_RECORDS.insert().values(
+            patient_id=patient_id, organisation_id=existing.organisation_id, deleted_at=at
+        )
+    )
     await session.execute(
         delete(LINKS).where(
             or_(LINKS.c.patient_id == patient_id, LINKS.c.other_patient_id == patient_id)
