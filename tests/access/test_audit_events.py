@@ -134,10 +134,12 @@ async def test_audit_events_are_in_basic_audit_log_pattern_shape(region: Region)
     assert read["type"]["code"] == "rest"
     assert read["action"] == "R"
     assert {"system": "http://hl7.org/fhir/restful-interaction", "code": "read"} in read["subtype"]
-    requestor, organisation = read["agent"]
+    requestor, organisation, app = read["agent"]
     assert requestor["who"] == {"reference": "Practitioner/hospital-b-physician"}
     assert requestor["requestor"] is True
     assert organisation["who"] == {"reference": "Organization/hospital-b"}
+    assert app["type"]["coding"][0]["code"] == "110150"  # the application it came through
+    assert app["who"] == {"identifier": {"system": "urn:medicus:oauth-client", "value": "test"}}
     assert read["purposeOfEvent"][0]["coding"][0]["code"] == "TREAT"
     assert read["entity"][0]["what"] == {"reference": f"Observation/{ids['lab']}"}
     assert events["c-glass-read"]["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"
@@ -209,7 +211,15 @@ async def test_a_patients_access_log_names_who_looked_when_and_why(region: Regio
         reader = await platform.identity.ensure_user(
             session, "system:test", "dr.nord@example.org", "Dr. Nora Nord"
         )
-    grant = TokenGrant(reader.id, "user", clinic.id, Role.PHYSICIAN, "test", "user/*.cruds")
+        app = await platform.identity.create_client(
+            session,
+            "system:test",
+            "Befund-Viewer",
+            clinic.id,
+            "user/*.rs",
+            redirect_uris=["https://viewer.example/callback"],
+        )
+    grant = TokenGrant(reader.id, "user", clinic.id, Role.PHYSICIAN, app, "user/*.cruds")
     nord = {
         "Authorization": f"Bearer {await platform.tokens.issue_access_token(grant)}",
         **FHIR_JSON,
@@ -230,6 +240,7 @@ async def test_a_patients_access_log_names_who_looked_when_and_why(region: Regio
     assert refused["allowed"] is False
     assert refused["did"] == "looked at"
     assert refused["why"] == "the data is held by another organisation"
+    assert (refused["app"], refused["app_name"]) == (app, "Befund-Viewer")
     whys = {e["why"] for e in log["entries"] if e["allowed"]}
     assert "the patient consented to sharing and is being treated there" in whys
     assert "emergency access" in whys

@@ -17,6 +17,7 @@ it asked about.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 from sqlalchemy import RowMapping
@@ -24,12 +25,13 @@ from sqlalchemy import RowMapping
 from medicus.access import repository
 from medicus.access.oversight import Oversight
 from medicus.access.policy import audited
+from medicus.audit.events import CLIENT_DETAIL
 from medicus.audit.search import AuditQuery
 from medicus.audit.service import AuditEvent, AuditTrail, Outcome, patients_of
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
 from medicus.iam.roles import Role
-from medicus.iam.service import IdentityService
+from medicus.iam.service import IdentityService, Names
 from medicus.iam.tokens import Principal
 
 _NOT_A_READER = (
@@ -52,6 +54,9 @@ class AccessLogEntry:
     target: str | None
     why: str | None
     allowed: bool
+    app: str | None = None
+    """The app (OAuth client) it was done through, and its name."""
+    app_name: str | None = None
 
 
 _DID = {
@@ -131,11 +136,11 @@ class AuditLog:
         actors = {entry["actor"] for entry in entries}
         users = {actor.partition(":")[2] for actor in actors if actor.startswith("user:")}
         organisations = {entry["organisation"] for entry in entries if entry["organisation"]}
+        details = [_detail(entry) for entry in entries]
+        clients = {str(d[CLIENT_DETAIL]) for d in details if d.get(CLIENT_DETAIL)}
         async with self._database.snapshot() as session:
-            user_names, organisation_names = await self._identity.names(
-                session, users, organisations
-            )
-        return [_in_words(entry, user_names, organisation_names) for entry in entries], following
+            names = await self._identity.names(session, users, organisations, clients)
+        return [_in_words(e, d, names) for e, d in zip(entries, details, strict=True)], following
 
     async def _scoped(self, caller: Principal, query: AuditQuery, event: AuditEvent) -> AuditQuery:
         """`query` narrowed to what the caller may read; a refusal is audited and raised."""
@@ -171,29 +176,34 @@ class AuditLog:
         raise ApiError(403, message)
 
 
-def _in_words(
-    entry: RowMapping, user_names: dict[str, str], organisation_names: dict[str, str]
-) -> AccessLogEntry:
-    detail_reason = _reason(entry)
+def _detail(entry: RowMapping) -> dict[str, Any]:
+    detail = orjson.loads(entry["detail"] or "{}")
+    return detail if isinstance(detail, dict) else {}
+
+
+def _in_words(entry: RowMapping, detail: dict[str, Any], names: Names) -> AccessLogEntry:
     kind, _, subject = entry["actor"].partition(":")
+    client = detail.get(CLIENT_DETAIL)
+    app = client if isinstance(client, str) else None
     return AccessLogEntry(
         seq=entry["seq"],
         at=entry["occurred_at"].isoformat(),
         actor=f"Practitioner/{subject}" if kind == "user" else entry["actor"],
-        actor_name=user_names.get(subject) if kind == "user" else None,
+        actor_name=names.users.get(subject) if kind == "user" else None,
         organisation=entry["organisation"] and f"Organization/{entry['organisation']}",
-        organisation_name=organisation_names.get(entry["organisation"] or ""),
+        organisation_name=names.organisations.get(entry["organisation"] or ""),
         did=_DID.get(entry["action"], entry["action"]),
         target=entry["target"],
-        why=detail_reason,
+        why=_reason(entry, detail),
         allowed=entry["outcome"] == Outcome.SUCCESS,
+        app=app,
+        app_name=names.clients.get(app or ""),
     )
 
 
-def _reason(entry: RowMapping) -> str | None:
+def _reason(entry: RowMapping, detail: dict[str, Any]) -> str | None:
     """Why it was allowed or refused: the access decision's reason, or what a physician
     stated when opening the record in an emergency."""
-    detail = orjson.loads(entry["detail"] or "{}")
     reason = detail.get("reason")
     if entry["action"] == "access.break-glass" and reason:
         return f"emergency: {reason}"

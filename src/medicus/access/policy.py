@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import CompoundSelect, Select, or_, union
 
 from medicus.access import repository
+from medicus.audit.events import CLIENT_DETAIL
 from medicus.audit.service import AuditEvent, Outcome
 from medicus.iam.scopes import Context, ScopeSet
 from medicus.iam.tokens import Principal
@@ -85,14 +86,14 @@ def audited(
     outcome: Outcome = Outcome.SUCCESS,
 ) -> AuditEvent:
     """The audit event of `caller` doing `action` to `target` (allowed, unless `outcome`
-    says otherwise)."""
+    says otherwise), naming the app (OAuth client) the caller used (`client`)."""
     return AuditEvent(
         action,
         caller.actor,
         outcome=outcome,
         organisation=caller.organisation_id,
         target=target,
-        detail=detail or {},
+        detail={**(detail or {}), CLIENT_DETAIL: caller.client_id},
     )
 
 

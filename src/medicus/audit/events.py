@@ -35,6 +35,9 @@ _PURPOSES = {
     "break-glass": ("ETREAT", "Emergency Treatment"),
     "research-consent": ("HRESCH", "healthcare research"),
 }
+CLIENT_DETAIL = "client"
+"""The detail of an entry that names the app (OAuth client) through which the actor acted:
+an agent of its own in the AuditEvent (BALP: the application)."""
 DECISIONS = frozenset(
     {"own-organisation", "consent-and-treatment", "break-glass", "other-organisation", "scope"}
     | {"held-elsewhere", "research-consent", "no-research-consent"}
@@ -42,6 +45,8 @@ DECISIONS = frozenset(
 """The reasons of access decisions, as entries of FHIR interactions carry them (`reason`);
 elsewhere a `reason` is what a person stated (a break-glass opening's)."""
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
+CLIENT_SYSTEM = "urn:medicus:oauth-client"
+"""The identifier system of the platform's OAuth clients (apps, service accounts)."""
 _ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 _OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 
@@ -59,7 +64,7 @@ def as_audit_event(entry: Mapping[str, Any] | RowMapping) -> dict[str, Any]:
         "action": _FHIR_INTERACTION_ACTIONS.get(interaction or "", "E"),
         "recorded": entry["occurred_at"].isoformat(),
         "outcome": OUTCOME_CODES[Outcome(entry["outcome"])],
-        "agent": _agents(entry),
+        "agent": _agents(entry, detail.get(CLIENT_DETAIL)),
         "source": {
             "site": "medicus",
             "observer": {"display": "medicus"},
@@ -123,7 +128,7 @@ def _subtypes(action: str, interaction: str | None) -> list[dict[str, str]]:
     return found
 
 
-def _agents(entry: Mapping[str, Any] | RowMapping) -> list[dict[str, Any]]:
+def _agents(entry: Mapping[str, Any] | RowMapping, client: Any) -> list[dict[str, Any]]:
     agent: dict[str, Any] = {
         "type": {
             "coding": [
@@ -156,6 +161,14 @@ def _agents(entry: Mapping[str, Any] | RowMapping) -> list[dict[str, Any]]:
                 "requestor": False,
             }
         )
+    if isinstance(client, str):
+        agents.append(
+            {
+                "type": {"coding": [{"system": _DCM, "code": "110150", "display": "Application"}]},
+                "who": {"identifier": {"system": CLIENT_SYSTEM, "value": client}},
+                "requestor": False,
+            }
+        )
     return agents
 
 
@@ -178,7 +191,7 @@ def _entities(
         shown = {
             key: value
             for key, value in detail.items()
-            if key != "query" and not (key == "reason" and value in DECISIONS)
+            if key not in ("query", CLIENT_DETAIL) and not (key == "reason" and value in DECISIONS)
         }
         if shown:
             entity["detail"] = [

@@ -14,6 +14,7 @@ from medicus.iam.models import (
     ExternalIdentityRow,
     InvitationRow,
     MembershipRow,
+    OAuthClientRow,
     OrganisationRow,
     RecoveryCodeRow,
     UpstreamIdentityProviderRow,
@@ -60,6 +61,14 @@ async def organisation_names(
         OrganisationRow.id.in_(sorted(organisation_ids))
     )
     return {row.id: row.name for row in await session.execute(statement)}
+
+
+async def client_names(session: AsyncSession, client_ids: Collection[str]) -> dict[str, str]:
+    """The names of OAuth clients (apps, service accounts), by client id."""
+    statement = select(OAuthClientRow.client_id, OAuthClientRow.name).where(
+        OAuthClientRow.client_id.in_(sorted(client_ids))
+    )
+    return {row.client_id: row.name for row in await session.execute(statement)}
 
 
 async def has_active_member(session: AsyncSession, organisation_id: str, role: str) -> bool:

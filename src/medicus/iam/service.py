@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import orjson
 from joserfc.errors import JoseError
@@ -46,6 +46,14 @@ class Provisioned:
 
     id: str
     created: bool
+
+
+class Names(NamedTuple):
+    """Names to show people instead of ids, by id (unknown ids are left out)."""
+
+    users: dict[str, str]
+    organisations: dict[str, str]
+    clients: dict[str, str]
 
 
 class IdentityService:
@@ -140,12 +148,17 @@ class IdentityService:
         return found
 
     async def names(
-        self, session: AsyncSession, user_ids: Collection[str], organisation_ids: Collection[str]
-    ) -> tuple[dict[str, str], dict[str, str]]:
-        """The display names of users and the names of organisations, by id."""
-        return (
+        self,
+        session: AsyncSession,
+        user_ids: Collection[str],
+        organisation_ids: Collection[str],
+        client_ids: Collection[str],
+    ) -> Names:
+        """The display names of users, organisations and apps, by id."""
+        return Names(
             await repository.user_names(session, user_ids),
             await repository.organisation_names(session, organisation_ids),
+            await repository.client_names(session, client_ids),
         )
 
     async def has_active_member(
