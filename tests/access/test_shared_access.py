@@ -308,6 +308,43 @@ async def test_a_referral_makes_the_receiving_hospital_a_treating_one(region: Re
     assert await story.status("hospital-d", lab) == 404
 
 
+async def test_a_link_written_into_a_record_joins_no_one(region: Region) -> None:
+    """Hospital D writes a `Patient.link` from a record of its own to hospital A's record,
+    whose person consented to share with every participant, and treats its record: it reads
+    nothing of A's, as only MPI stewards link records."""
+    a1 = await region.create("hospital-a", {"resourceType": "Patient"})
+    lab = await region.create(
+        "hospital-a",
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": HB,
+            "subject": {"reference": f"Patient/{a1}"},
+        },
+    )
+    await region.create("hospital-a", _consent(a1))
+    d1 = await region.create(
+        "hospital-d",
+        {
+            "resourceType": "Patient",
+            "link": [{"other": {"reference": f"Patient/{a1}"}, "type": "seealso"}],
+        },
+    )
+    await region.create("hospital-d", _encounter(d1))
+    story = Story(region)
+    assert await story.status("hospital-d", f"/fhir/Observation/{lab}") == 404
+    everything = await story.found("hospital-d", f"Patient/{d1}/$everything")
+    assert f"Patient/{d1}" in everything
+    assert {f"Patient/{a1}", f"Observation/{lab}"}.isdisjoint(everything)
+    # The same link made by a steward does join them.
+    steward = await region.token("platform", "platform_admin")
+    linked = await region.http.post(
+        "/api/mpi/links", json={"patient": d1, "other": a1}, headers=steward
+    )
+    assert linked.status_code in (200, 201), linked.text
+    assert await story.status("hospital-d", f"/fhir/Observation/{lab}") == 200
+
+
 async def test_a_teleconsultation_assigns_each_invited_hospital(region: Region) -> None:
     """A tumour board: hospital A asks hospitals D and E for their opinion, one consultation
     request each. Both read what the consent shares; revoking D's request ends D's access
