@@ -168,12 +168,18 @@ async def test_resources_stored_before_get_their_patient(
         await database.dispose()
 
 
+def _merged_into(patient_id: str) -> dict[str, Any]:
+    return {"other": {"reference": f"Patient/{patient_id}"}, "type": "replaced-by"}
+
+
 async def test_patients_stored_before_the_index_are_in_it(
     database_factory: DatabaseFactory,
 ) -> None:
     """Migration 0009: every current Patient gets its record; the same KVNR, one person.
     Migration 0013: the records get their matching traits; 0016 their family names' sound.
-    Migration 0018: a deleted one is a former record of the organisation that held it."""
+    Migration 0018: a deleted one is a former record of the organisation that held it.
+    Migration 0019: a record merged into another of its hospital's is that one's person; a
+    merge with another hospital's record counts for nothing."""
     url = await asyncio.to_thread(database_factory.new_url, False)
     await asyncio.to_thread(migrations.upgrade, url, "0008")
     kvnr = {"identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}]}
@@ -182,6 +188,8 @@ async def test_patients_stored_before_the_index_are_in_it(
         ("p1", "hospital-a", False, kvnr),
         ("p3", "hospital-a", False, {"name": [{"family": "Müller", "given": ["Anna"]}]}),
         ("gone", "hospital-a", True, kvnr),
+        ("p4", "hospital-a", False, {"link": [_merged_into("p3")]}),
+        ("p5", "hospital-b", False, {"link": [_merged_into("p3")]}),
     ]
     database = Database(url)
     try:
@@ -215,6 +223,8 @@ async def test_patients_stored_before_the_index_are_in_it(
             ("p1", "hospital-a", "p1", "A123456780"),
             ("p2", "hospital-b", "p1", "A123456780"),
             ("p3", "hospital-a", "p3", None),
+            ("p4", "hospital-a", "p3", None),
+            ("p5", "hospital-b", "p5", None),
         ]
         # Migration 0013: their matching traits, as the index makes them.
         async with database.snapshot() as session:
@@ -228,11 +238,17 @@ async def test_patients_stored_before_the_index_are_in_it(
                 ("p1", None, None, None),
                 ("p2", None, None, None),
                 ("p3", "mueller", "anna", "657"),
+                ("p4", None, None, None),
+                ("p5", None, None, None),
             ]
             former = await session.execute(
                 text("SELECT patient_id, organisation_id FROM mpi_former_record")
             )
             assert [tuple(row) for row in former] == [("gone", "hospital-a")]
+            merges = await session.execute(
+                text("SELECT patient_id, other_patient_id FROM mpi_merge")
+            )
+            assert [tuple(row) for row in merges] == [("p4", "p3")]
     finally:
         await database.dispose()
 

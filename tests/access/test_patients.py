@@ -10,7 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from medicus.access.patients import kvnr_of, persons
+from medicus.access.patients import kvnr_of, merged_with, persons
 from tests.access.conftest import Region
 
 GKV = "http://fhir.de/sid/gkv/kvid-10"
@@ -187,3 +187,21 @@ async def test_concurrent_records_with_one_kvnr_become_one_person(region: Region
         *(_create(region, f"hospital-{n}", "A123456780") for n in range(6))
     )
     assert len(await _person(region, created[0])) == 6
+
+
+@pytest.mark.parametrize(
+    ("links", "merged"),
+    [
+        ([{"other": {"reference": "Patient/a"}, "type": "replaced-by"}], {"a"}),
+        ([{"other": {"reference": "Patient/a"}, "type": "replaces"}], {"a"}),
+        ([{"other": {"reference": "Patient/a"}, "type": "seealso"}], set()),
+        ([{"other": {"reference": "Patient/a"}, "type": "refer"}], set()),
+        ([{"other": {"reference": "RelatedPerson/a"}, "type": "replaces"}], set()),
+        ([{"other": {"reference": "https://elsewhere/Patient/a"}, "type": "replaces"}], set()),
+        ([{"other": "Patient/a", "type": "replaces"}, "nonsense"], set()),
+        (None, set()),
+    ],
+)
+def test_which_links_merge(links: Any, merged: set[str]) -> None:
+    """Only a hospital's merges (`replaced-by`, `replaces`) of records on this platform."""
+    assert merged_with({"resourceType": "Patient", "link": links}) == merged

@@ -32,6 +32,19 @@ async def _put(region: Region, organisation: str, resource: dict[str, Any]) -> N
     assert response.status_code == 200, response.text
 
 
+async def _lab(region: Region, organisation: str, patient: str) -> str:
+    """A haemoglobin value about Patient record `patient`, held by `organisation`; its id."""
+    return await region.create(
+        organisation,
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": HB,
+            "subject": {"reference": f"Patient/{patient}"},
+        },
+    )
+
+
 def _consent(patient: str, decision: str = "permit", **provision: Any) -> dict[str, Any]:
     return {
         "resourceType": "Consent",
@@ -308,26 +321,21 @@ async def test_a_referral_makes_the_receiving_hospital_a_treating_one(region: Re
     assert await story.status("hospital-d", lab) == 404
 
 
-async def test_a_link_written_into_a_record_joins_no_one(region: Region) -> None:
+@pytest.mark.parametrize("link_type", ["seealso", "replaced-by", "replaces"])
+async def test_a_link_to_another_hospitals_record_joins_no_one(
+    region: Region, link_type: str
+) -> None:
     """Hospital D writes a `Patient.link` from a record of its own to hospital A's record,
     whose person consented to share with every participant, and treats its record: it reads
-    nothing of A's, as only MPI stewards link records."""
+    nothing of A's, as only MPI stewards link records of different hospitals."""
     a1 = await region.create("hospital-a", {"resourceType": "Patient"})
-    lab = await region.create(
-        "hospital-a",
-        {
-            "resourceType": "Observation",
-            "status": "final",
-            "code": HB,
-            "subject": {"reference": f"Patient/{a1}"},
-        },
-    )
+    lab = await _lab(region, "hospital-a", a1)
     await region.create("hospital-a", _consent(a1))
     d1 = await region.create(
         "hospital-d",
         {
             "resourceType": "Patient",
-            "link": [{"other": {"reference": f"Patient/{a1}"}, "type": "seealso"}],
+            "link": [{"other": {"reference": f"Patient/{a1}"}, "type": link_type}],
         },
     )
     await region.create("hospital-d", _encounter(d1))
@@ -343,6 +351,26 @@ async def test_a_link_written_into_a_record_joins_no_one(region: Region) -> None
     )
     assert linked.status_code in (200, 201), linked.text
     assert await story.status("hospital-d", f"/fhir/Observation/{lab}") == 200
+
+
+async def test_a_hospital_merging_its_own_duplicates_joins_them(region: Region) -> None:
+    """Hospital A kept a duplicate record (no KVNR) with a lab value; hospital B treats the
+    person under its own record. Once A merges the duplicate into its main record
+    (`replaced-by`), B reads the duplicate's lab; when A takes the merge back, no longer."""
+    story = Story(region)
+    await story.tell()
+    duplicate = {"resourceType": "Patient", "active": False}
+    a2 = await region.create("hospital-a", duplicate)
+    lab = await _lab(region, "hospital-a", a2)
+    path = f"/fhir/Observation/{lab}"
+    assert await story.status("hospital-b", path) == 404
+    merge = [{"other": {"reference": f"Patient/{story.ids['a1']}"}, "type": "replaced-by"}]
+    await _put(region, "hospital-a", {**duplicate, "id": a2, "link": merge})
+    assert await story.status("hospital-b", path) == 200
+    everything = await story.found("hospital-b", f"Patient/{story.ids['b1']}/$everything")
+    assert f"Observation/{lab}" in everything
+    await _put(region, "hospital-a", {**duplicate, "id": a2})
+    assert await story.status("hospital-b", path) == 404
 
 
 async def test_a_teleconsultation_assigns_each_invited_hospital(region: Region) -> None:

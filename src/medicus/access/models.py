@@ -64,6 +64,19 @@ class DistinctPersonsRow(Base):
     decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
+class MergeRow(Base):
+    """Record `patient_id` states in its `Patient.link` that it replaces, or is replaced by,
+    record `other_patient_id`, which the same organisation holds (a hospital merging its
+    own duplicates): the two are one person, as if linked."""
+
+    __tablename__ = "mpi_merge"
+
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    other_patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_mpi_merge_other", "other_patient_id"),)
+
+
 class FormerRecordRow(Base):
     """A deleted Patient record and the organisation that held it: it still answers for
     who saw the record's data before (its audit trail, a patient's access request)."""
@@ -79,6 +92,7 @@ RECORDS = cast(Table, PatientRecordRow.__table__)
 LINKS = cast(Table, PatientLinkRow.__table__)
 DISTINCT = cast(Table, DistinctPersonsRow.__table__)
 FORMER_RECORDS = cast(Table, FormerRecordRow.__table__)
+MERGES = cast(Table, MergeRow.__table__)
 
 
 class ConsentRow(Base):

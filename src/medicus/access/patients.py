@@ -1,8 +1,11 @@
 """The master patient index: the Patient records of different organisations that are one
 person. Records with the same KVNR (`http://fhir.de/sid/gkv/kvid-10`, or the PKV system, which
 carries the same lifelong number) are one person, and so are records that an MPI steward linked
-explicitly; a person is the connected group of records under both rules. Nothing is linked on a
-guess: records that merely look alike (name, birth date) are only proposed for review.
+explicitly, and records that a hospital merged (a `Patient.link` of type `replaced-by` or
+`replaces` between two records it holds itself); a person is the connected group of records
+under these rules. A `Patient.link` to another hospital's record links nothing (a hospital
+could otherwise join that record to a person it treats). Nothing is linked on a guess: records
+that merely look alike (name, birth date) are only proposed for review.
 
 The FHIR hub keeps the index current in the transaction that writes a Patient, so that the
 person is never behind the records, and with it the shares (`sharing`) of the persons whose
@@ -31,6 +34,8 @@ from medicus.iam.tokens import Principal
 KVNR_SYSTEMS = frozenset({"http://fhir.de/sid/gkv/kvid-10", "http://fhir.de/sid/pkv/kvid-10"})
 _KVNR = re.compile(r"[A-Z][0-9]{9}")
 _LINKS_LOCK = "access.mpi.links"
+MERGING_LINKS = frozenset({"replaced-by", "replaces"})
+"""The `Patient.link` types by which a hospital merges its own duplicate records."""
 _BLOCK_PAGE = 500
 """Pairs read at a time while looking for a page of candidates."""
 
@@ -62,6 +67,20 @@ class MatchCandidate:
     other: PatientRecord
     score: float
     traits: dict[str, float]
+
+
+def merged_with(patient: dict[str, Any]) -> set[str]:
+    """The ids of the records a Patient resource states it replaces or is replaced by (its
+    `link`s of those types to a relative `Patient/{id}`)."""
+    found = set()
+    for link in patient.get("link") or []:
+        if not isinstance(link, dict) or link.get("type") not in MERGING_LINKS:
+            continue
+        other = link.get("other")
+        reference = other.get("reference") if isinstance(other, dict) else None
+        if isinstance(reference, str) and reference.startswith("Patient/"):
+            found.add(reference.removeprefix("Patient/"))
+    return found
 
 
 def persons(
@@ -151,12 +170,38 @@ class PatientIndex:
         former = await repository.put_record(
             session, patient_id, organisation_id, kvnr, traits_of(patient), created
         )
+        merged = await self._merges_written(session, patient_id, organisation_id, patient, created)
         kvnrs = {kvnr} if kvnr else set()
-        if created and await repository.persons_with_kvnrs(session, kvnrs) <= {patient_id}:
+        if (
+            created
+            and not merged
+            and await repository.persons_with_kvnrs(session, kvnrs) <= {patient_id}
+        ):
             if await repository.has_facts(session, patient_id):
                 await sharing.recompute(session, {patient_id}, self._clock())
             return
-        await self._regroup(session, {former or patient_id}, kvnrs)
+        persons_before = await repository.persons_of(session, merged)
+        await self._regroup(session, {former or patient_id, *persons_before}, kvnrs)
+
+    async def _merges_written(
+        self,
+        session: AsyncSession,
+        patient_id: str,
+        organisation_id: str,
+        patient: dict[str, Any],
+        created: bool,
+    ) -> set[str]:
+        """Keep the merges a Patient record states with records its organisation holds; the
+        records whose merge with it began or ended. Merges change persons as links do, so
+        they take turns with links (only records that merge pay for that)."""
+        stated = merged_with(patient) - {patient_id}
+        merging = await repository.held_now(session, stated, organisation_id)
+        before = set() if created else await repository.merges_of(session, patient_id)
+        if merging == before:
+            return set()
+        await hold_lock(session, _LINKS_LOCK)
+        await repository.replace_merges(session, patient_id, merging)
+        return merging ^ before
 
     async def person_of(self, caller: Principal, patient_id: str) -> list[PatientRecord]:
         """Every record of the person `patient_id` belongs to (for an MPI steward)."""

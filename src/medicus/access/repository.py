@@ -18,6 +18,7 @@ from medicus.access.models import (
     DISTINCT,
     FORMER_RECORDS,
     LINKS,
+    MERGES,
     RECORDS,
     RESEARCH_CONSENTS,
     SHARES,
@@ -52,13 +53,25 @@ async def held_by(
     if not patient_ids:
         return set()
     ids = sorted(patient_ids)
-    statement = select(RECORDS.c.patient_id).where(
-        RECORDS.c.patient_id.in_(ids), RECORDS.c.organisation_id == organisation_id
-    )
     former = select(FORMER_RECORDS.c.patient_id).where(
         FORMER_RECORDS.c.patient_id.in_(ids), FORMER_RECORDS.c.organisation_id == organisation_id
     )
-    return set((await session.scalars(statement.union(former))).all())
+    return set((await session.scalars(_held_now(ids, organisation_id).union(former))).all())
+
+
+async def held_now(
+    session: AsyncSession, patient_ids: Collection[str], organisation_id: str
+) -> set[str]:
+    """Those of the records `patient_ids` that `organisation_id` holds."""
+    if not patient_ids:
+        return set()
+    return set((await session.scalars(_held_now(sorted(patient_ids), organisation_id))).all())
+
+
+def _held_now(ids: list[str], organisation_id: str) -> Select[Any]:
+    return select(RECORDS.c.patient_id).where(
+        RECORDS.c.patient_id.in_(ids), RECORDS.c.organisation_id == organisation_id
+    )
 
 
 async def put_record(
@@ -103,11 +116,12 @@ async def delete_record(session: AsyncSession, patient_id: str, at: dt.datetime)
             patient_id=patient_id, organisation_id=existing.organisation_id, deleted_at=at
         )
     )
-    await session.execute(
-        delete(LINKS).where(
-            or_(LINKS.c.patient_id == patient_id, LINKS.c.other_patient_id == patient_id)
+    for table in (LINKS, MERGES):
+        await session.execute(
+            delete(table).where(
+                or_(table.c.patient_id == patient_id, table.c.other_patient_id == patient_id)
+            )
         )
-    )
     return existing.person_id
 
 
@@ -132,14 +146,33 @@ async def persons_with_kvnrs(session: AsyncSession, kvnrs: Collection[str]) -> s
 
 
 async def links_among(session: AsyncSession, patient_ids: Collection[str]) -> list[tuple[str, str]]:
-    """The explicit links whose ends are both among `patient_ids`."""
+    """The explicit links (a steward's, or a hospital's merge of its own records) whose ends
+    are both among `patient_ids`."""
     if not patient_ids:
         return []
     ids = sorted(patient_ids)
-    statement = select(LINKS.c.patient_id, LINKS.c.other_patient_id).where(
-        LINKS.c.patient_id.in_(ids), LINKS.c.other_patient_id.in_(ids)
+    linked, merged = (
+        select(table.c.patient_id, table.c.other_patient_id).where(
+            table.c.patient_id.in_(ids), table.c.other_patient_id.in_(ids)
+        )
+        for table in (LINKS, MERGES)
     )
-    return [(a, b) for a, b in (await session.execute(statement)).all()]
+    return [(a, b) for a, b in (await session.execute(linked.union(merged))).all()]
+
+
+async def merges_of(session: AsyncSession, patient_id: str) -> set[str]:
+    """The records that record `patient_id` states it merges with."""
+    statement = select(MERGES.c.other_patient_id).where(MERGES.c.patient_id == patient_id)
+    return set((await session.scalars(statement)).all())
+
+
+async def replace_merges(session: AsyncSession, patient_id: str, others: set[str]) -> None:
+    """Make `others` the records that record `patient_id` states it merges with."""
+    await session.execute(delete(MERGES).where(MERGES.c.patient_id == patient_id))
+    if others:
+        await session.execute(
+            MERGES.insert(), [{"patient_id": patient_id, "other_patient_id": o} for o in others]
+        )
 
 
 async def move_to_person(session: AsyncSession, patient_ids: Iterable[str], person_id: str) -> None:

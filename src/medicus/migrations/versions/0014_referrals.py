@@ -16,9 +16,8 @@ import orjson
 import sqlalchemy as sa
 from alembic import op
 
-from medicus.access.repository import StoredRecord, stored_consent
-from medicus.access.sharing import referred_to, shares
-from medicus.core.db import UTCDateTime, utc_now
+from medicus.access.sharing import referred_to
+from medicus.migrations.shares import recompute_shares
 from medicus.migrations.stored import current_resources
 
 revision: str = "0014"
@@ -45,7 +44,7 @@ def upgrade() -> None:
     referrals = _stored_referrals()
     if referrals:
         op.bulk_insert(_TREATMENTS, referrals)
-        _recompute_shares({row["patient_id"] for row in referrals})
+        recompute_shares({row["patient_id"] for row in referrals})
 
 
 def _stored_referrals() -> list[dict[str, Any]]:
@@ -63,66 +62,6 @@ def _stored_referrals() -> list[dict[str, Any]]:
                 }
             )
     return found
-
-
-def _recompute_shares(patient_ids: set[str]) -> None:
-    """Replace the shares of the persons of `patient_ids` by what their facts say now."""
-    connection = op.get_bind()
-    records = sa.table(
-        "mpi_record", *map(sa.column, ("patient_id", "organisation_id", "person_id", "kvnr"))
-    )
-    persons = {
-        row.person_id
-        for row in connection.execute(
-            sa.select(records.c.person_id).where(records.c.patient_id.in_(sorted(patient_ids)))
-        )
-    }
-    members = [
-        StoredRecord(*row)
-        for row in connection.execute(
-            sa.select(*records.c).where(records.c.person_id.in_(sorted(persons)))
-        )
-    ]
-    ids = sorted(member.patient_id for member in members)
-    consents_table = sa.table(
-        "access_consent",
-        *map(sa.column, ("consent_id", "organisation_id", "patient_id", "decision")),
-        *map(sa.column, ("organisations", "excluded")),
-        sa.column("valid_from", UTCDateTime()),
-        sa.column("valid_until", UTCDateTime()),
-    )
-    consents = [
-        stored_consent(row)
-        for row in connection.execute(
-            sa.select(*consents_table.c).where(consents_table.c.patient_id.in_(ids))
-        )
-    ]
-    treating = [
-        (row.organisation_id, row.treating_organisation_id, row.patient_id)
-        for row in connection.execute(
-            sa.select(*_TREATMENTS.c).where(_TREATMENTS.c.patient_id.in_(ids))
-        )
-    ]
-    shares_table = sa.table(
-        "access_share",
-        *map(sa.column, ("organisation_id", "person_id")),
-        sa.column("valid_from", UTCDateTime()),
-        sa.column("valid_until", UTCDateTime()),
-    )
-    connection.execute(sa.delete(shares_table).where(shares_table.c.person_id.in_(sorted(persons))))
-    now = utc_now()
-    rows = [
-        {
-            "organisation_id": share.organisation_id,
-            "person_id": person,
-            "valid_from": share.valid_from,
-            "valid_until": share.valid_until,
-        }
-        for person in sorted(persons)
-        for share in shares([m for m in members if m.person_id == person], consents, treating, now)
-    ]
-    if rows:
-        op.bulk_insert(shares_table, rows)
 
 
 def downgrade() -> None:
