@@ -17,6 +17,7 @@ from alembic import op
 
 from medicus.access.patients import kvnr_of, persons
 from medicus.core.db import UTCDateTime
+from medicus.migrations.stored import current_resources
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -51,41 +52,11 @@ def upgrade() -> None:
 
 
 def _index_stored_patients(records: sa.Table) -> None:
-    """Records of the current Patients, read a batch at a time in row-id order."""
-    resources = sa.table(
-        "fhir_resource",
-        sa.column("rid", sa.BigInteger()),
-        sa.column("resource_type", sa.String()),
-        sa.column("fhir_id", sa.String()),
-        sa.column("deleted", sa.Boolean()),
-        sa.column("organisation_id", sa.String()),
-        sa.column("content", sa.Text()),
-    )
-    connection = op.get_bind()
-    found: list[tuple[str, str, str | None]] = []
-    after = 0
-    while True:
-        batch = connection.execute(
-            sa.select(
-                resources.c.rid,
-                resources.c.fhir_id,
-                resources.c.organisation_id,
-                resources.c.content,
-            )
-            .where(
-                resources.c.resource_type == "Patient",
-                resources.c.deleted.is_(False),
-                resources.c.rid > after,
-            )
-            .order_by(resources.c.rid)
-            .limit(_BATCH)
-        ).all()
-        if not batch:
-            break
-        after = batch[-1].rid
-        for row in batch:
-            kvnr = kvnr_of(orjson.loads(row.content)) if row.content else None
-            found.append((row.fhir_id, row.organisation_id, kvnr))
+    """Records of the current Patients (each its own patient since migration 0008)."""
+    found = [
+        (row.fhir_id, row.organisation_id, kvnr_of(orjson.loads(row.content)))
+        for row in current_resources("Patient")
+    ]
     person = persons(((patient_id, kvnr) for patient_id, _, kvnr in found), [])
     rows = [
         {
