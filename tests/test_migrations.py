@@ -26,6 +26,35 @@ from medicus.platform import Platform
 from tests.conftest import DatabaseFactory
 
 
+def _stored(
+    rid: int,
+    kind: str,
+    fhir_id: str,
+    content: dict[str, Any] | None,
+    organisation: str = "hospital-a",
+    **columns: str,
+) -> dict[str, Any]:
+    """The row of a resource stored before a migration (`content` None: deleted), with the
+    `columns` of the schema it was stored under (`patient_id` from migration 0008 on)."""
+    return {
+        "rid": rid,
+        "resource_type": kind,
+        "fhir_id": fhir_id,
+        "version": 1,
+        "last_updated": dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+        "deleted": content is None,
+        "organisation_id": organisation,
+        "content": None if content is None else json.dumps({"resourceType": kind, **content}),
+        **columns,
+    }
+
+
+async def _store(database: Database, rows: list[dict[str, Any]]) -> None:
+    async with database.transaction() as session:
+        for row in rows:
+            await session.execute(RESOURCES.insert().values(**row))
+
+
 def _differences(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, Base.metadata))
@@ -78,20 +107,13 @@ async def test_locations_stored_before_positions_are_indexed(
     ]
     database = Database(url)
     try:
-        async with database.transaction() as session:
-            for rid, (fhir_id, kind, deleted, content) in enumerate(stored, start=1):
-                await session.execute(
-                    RESOURCES.insert().values(
-                        rid=rid,
-                        resource_type=kind,
-                        fhir_id=fhir_id,
-                        version=1,
-                        last_updated=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
-                        deleted=deleted,
-                        organisation_id="hospital-a",
-                        content=None if deleted else json.dumps({"resourceType": kind, **content}),
-                    )
-                )
+        await _store(
+            database,
+            [
+                _stored(rid, kind, fhir_id, None if deleted else content)
+                for rid, (fhir_id, kind, deleted, content) in enumerate(stored, start=1)
+            ],
+        )
         await asyncio.to_thread(migrations.upgrade, url)
         async with database.snapshot() as session:
             rows = (await session.execute(select(PositionIndexRow.__table__))).mappings().all()
@@ -131,18 +153,7 @@ async def test_resources_stored_before_get_their_patient(
     try:
         async with database.transaction() as session:
             for rid, (kind, fhir_id, references) in stored.items():
-                await session.execute(
-                    RESOURCES.insert().values(
-                        rid=rid,
-                        resource_type=kind,
-                        fhir_id=fhir_id,
-                        version=1,
-                        last_updated=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
-                        deleted=False,
-                        organisation_id="hospital-a",
-                        content="{}",
-                    )
-                )
+                await session.execute(RESOURCES.insert().values(**_stored(rid, kind, fhir_id, {})))
                 for param, target_type, target_id in references:
                     await session.execute(
                         text(
@@ -193,23 +204,20 @@ async def test_patients_stored_before_the_index_are_in_it(
     ]
     database = Database(url)
     try:
-        async with database.transaction() as session:
-            for rid, (fhir_id, organisation, deleted, content) in enumerate(stored, start=1):
-                await session.execute(
-                    RESOURCES.insert().values(
-                        rid=rid,
-                        resource_type="Patient",
-                        fhir_id=fhir_id,
-                        version=1,
-                        last_updated=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
-                        deleted=deleted,
-                        organisation_id=organisation,
-                        content=None
-                        if deleted
-                        else json.dumps({"resourceType": "Patient", **content}),
-                        patient_id=fhir_id,
-                    )
+        await _store(
+            database,
+            [
+                _stored(
+                    rid,
+                    "Patient",
+                    fhir_id,
+                    None if deleted else content,
+                    organisation,
+                    patient_id=fhir_id,
                 )
+                for rid, (fhir_id, organisation, deleted, content) in enumerate(stored, start=1)
+            ],
+        )
         await asyncio.to_thread(migrations.upgrade, url)
         async with database.snapshot() as session:
             rows = await session.execute(
@@ -317,21 +325,13 @@ async def test_referrals_and_research_consents_stored_before_they_counted_count(
     ]
     database = Database(url)
     try:
-        async with database.transaction() as session:
-            for rid, (kind, fhir_id, organisation, content) in enumerate(stored, start=1):
-                await session.execute(
-                    RESOURCES.insert().values(
-                        rid=rid,
-                        resource_type=kind,
-                        fhir_id=fhir_id,
-                        version=1,
-                        last_updated=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
-                        deleted=False,
-                        organisation_id=organisation,
-                        content=json.dumps({"resourceType": kind, **content}),
-                        patient_id="a1",
-                    )
-                )
+        await _store(
+            database,
+            [
+                _stored(rid, kind, fhir_id, content, organisation, patient_id="a1")
+                for rid, (kind, fhir_id, organisation, content) in enumerate(stored, start=1)
+            ],
+        )
         await asyncio.to_thread(migrations.upgrade, url)
         async with database.snapshot() as session:
             treating = await session.execute(
