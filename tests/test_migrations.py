@@ -55,6 +55,11 @@ async def _store(database: Database, rows: list[dict[str, Any]]) -> None:
             await session.execute(RESOURCES.insert().values(**row))
 
 
+async def _rows(database: Database, query: str) -> list[tuple[Any, ...]]:
+    async with database.snapshot() as session:
+        return [tuple(row) for row in await session.execute(text(query))]
+
+
 def _differences(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, Base.metadata))
@@ -219,15 +224,8 @@ async def test_patients_stored_before_the_index_are_in_it(
             ],
         )
         await asyncio.to_thread(migrations.upgrade, url)
-        async with database.snapshot() as session:
-            rows = await session.execute(
-                text(
-                    "SELECT patient_id, organisation_id, person_id, kvnr FROM mpi_record"
-                    " ORDER BY patient_id"
-                )
-            )
-            found = [tuple(row) for row in rows]
-        assert found == [
+        records = "SELECT patient_id, organisation_id, person_id, kvnr FROM mpi_record"
+        assert await _rows(database, f"{records} ORDER BY patient_id") == [
             ("p1", "hospital-a", "p1", "A123456780"),
             ("p2", "hospital-b", "p1", "A123456780"),
             ("p3", "hospital-a", "p3", None),
@@ -235,28 +233,18 @@ async def test_patients_stored_before_the_index_are_in_it(
             ("p5", "hospital-b", "p5", None),
         ]
         # Migration 0013: their matching traits, as the index makes them.
-        async with database.snapshot() as session:
-            traits = await session.execute(
-                text(
-                    "SELECT patient_id, family, given, family_sound FROM mpi_record"
-                    " ORDER BY patient_id"
-                )
-            )
-            assert [tuple(row) for row in traits] == [
-                ("p1", None, None, None),
-                ("p2", None, None, None),
-                ("p3", "mueller", "anna", "657"),
-                ("p4", None, None, None),
-                ("p5", None, None, None),
-            ]
-            former = await session.execute(
-                text("SELECT patient_id, organisation_id FROM mpi_former_record")
-            )
-            assert [tuple(row) for row in former] == [("gone", "hospital-a")]
-            merges = await session.execute(
-                text("SELECT patient_id, other_patient_id FROM mpi_merge")
-            )
-            assert [tuple(row) for row in merges] == [("p4", "p3")]
+        traits = "SELECT patient_id, family, given, family_sound FROM mpi_record"
+        assert await _rows(database, f"{traits} ORDER BY patient_id") == [
+            ("p1", None, None, None),
+            ("p2", None, None, None),
+            ("p3", "mueller", "anna", "657"),
+            ("p4", None, None, None),
+            ("p5", None, None, None),
+        ]
+        former = "SELECT patient_id, organisation_id FROM mpi_former_record"
+        assert await _rows(database, former) == [("gone", "hospital-a")]
+        merges = "SELECT patient_id, other_patient_id FROM mpi_merge"
+        assert await _rows(database, merges) == [("p4", "p3")]
     finally:
         await database.dispose()
 
@@ -333,26 +321,17 @@ async def test_referrals_and_research_consents_stored_before_they_counted_count(
             ],
         )
         await asyncio.to_thread(migrations.upgrade, url)
-        async with database.snapshot() as session:
-            treating = await session.execute(
-                text(
-                    "SELECT resource_id, organisation_id, treating_organisation_id"
-                    " FROM access_treatment ORDER BY resource_id"
-                )
-            )
-            assert [tuple(row) for row in treating] == [
-                ("e1", "hospital-a", "hospital-a"),
-                ("r1", "hospital-a", "hospital-d"),
-            ]
-            shared = await session.execute(
-                text("SELECT organisation_id, person_id FROM access_share ORDER BY 1")
-            )
-            assert [tuple(row) for row in shared] == [("hospital-a", "a1"), ("hospital-d", "a1")]
-            research = await session.execute(
-                text(
-                    "SELECT consent_id, patient_id, purpose, decision FROM access_research_consent"
-                )
-            )
-            assert [tuple(row) for row in research] == [("broad", "a1", "1.2.3", "permit")]
+        treating = (
+            "SELECT resource_id, organisation_id, treating_organisation_id"
+            " FROM access_treatment ORDER BY resource_id"
+        )
+        assert await _rows(database, treating) == [
+            ("e1", "hospital-a", "hospital-a"),
+            ("r1", "hospital-a", "hospital-d"),
+        ]
+        shared = "SELECT organisation_id, person_id FROM access_share ORDER BY 1"
+        assert await _rows(database, shared) == [("hospital-a", "a1"), ("hospital-d", "a1")]
+        research = "SELECT consent_id, patient_id, purpose, decision FROM access_research_consent"
+        assert await _rows(database, research) == [("broad", "a1", "1.2.3", "permit")]
     finally:
         await database.dispose()

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sqlalchemy import text
 
 from medicus.app import create_app
 from medicus.iam.tokens import TokenGrant
@@ -32,6 +33,19 @@ class Region:
         )
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
+
+    async def decisions(self, target: str, *actions: str) -> list[tuple[str, str]]:
+        """The action and access reason of each audit entry about `target` of one of
+        `actions`, sealed or still pending, sorted."""
+        async with self.platform.database.snapshot() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT action, detail FROM audit_pending WHERE target = :t"
+                    " UNION ALL SELECT action, detail FROM audit_entry WHERE target = :t"
+                ),
+                {"t": target},
+            )
+            return sorted((a, orjson.loads(d)["reason"]) for a, d in rows if a in actions)
 
 
 @pytest.fixture
