@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from medicus import migrations
 from medicus.app import create_app
+from medicus.core.db import utc_now
+from medicus.iam.models import OrganisationRow
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings
 
@@ -127,3 +129,17 @@ async def client(settings: Settings, platform: Platform) -> AsyncIterator[httpx.
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+async def register_organisation(
+    platform: Platform, organisation_id: str, kind: str = "hospital"
+) -> None:
+    """Make `organisation_id` an organisation of type `kind` unless it is one already (tests
+    mint tokens for organisations by id; only care providers record treatment relations)."""
+    async with platform.database.transaction() as session:
+        if await session.get(OrganisationRow, organisation_id) is None:
+            session.add(
+                OrganisationRow(
+                    id=organisation_id, name=organisation_id, type=kind, created_at=utc_now()
+                )
+            )

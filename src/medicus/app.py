@@ -76,7 +76,11 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(admin_routes.build_router(platform.admin, platform.tokens, pages))
     app.include_router(
         access_routes.build_router(
-            platform.patients, platform.break_glass, platform.audit_log, platform.tokens
+            platform.patients,
+            platform.break_glass,
+            platform.audit_log,
+            platform.disclosures,
+            platform.tokens,
         )
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -10,6 +10,7 @@ import httpx
 
 from medicus.access.auditlog import AuditLog
 from medicus.access.breakglass import BreakGlass
+from medicus.access.disclosures import Disclosures
 from medicus.access.oversight import Oversight
 from medicus.access.patients import PatientIndex
 from medicus.access.policy import AccessPolicy
@@ -71,6 +72,7 @@ class Platform:
     http_client: httpx.AsyncClient
     patients: PatientIndex
     audit_log: AuditLog
+    disclosures: Disclosures
     break_glass: BreakGlass
     fhir: FhirHub
 
@@ -172,6 +174,7 @@ def build_platform(settings: Settings) -> Platform:
         http_client=http_client,
         patients=patients,
         audit_log=AuditLog(database, audit, identity, oversight),
+        disclosures=Disclosures(database, audit, oversight),
         break_glass=BreakGlass(
             database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes)
         ),

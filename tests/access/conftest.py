@@ -14,8 +14,12 @@ from sqlalchemy import text
 from medicus.app import create_app
 from medicus.iam.tokens import TokenGrant
 from medicus.platform import Platform
+from tests.conftest import register_organisation
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
+SIGNED_FORM = {"contentType": "application/pdf", "title": "Einwilligung, unterschrieben"}
+"""A sharing consent's source document (`Consent.sourceAttachment`)."""
+INPATIENT = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}
 
 
 @dataclass
@@ -23,6 +27,7 @@ class Region:
     platform: Platform
     http: httpx.AsyncClient
     token: Callable[..., Awaitable[dict[str, str]]]
+    organisation: Callable[[str, str], Awaitable[None]]
 
     async def create(self, organisation: str, resource: dict[str, Any]) -> str:
         """Store `resource` as a physician of `organisation`; its id."""
@@ -33,6 +38,38 @@ class Region:
         )
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
+
+    async def stay(self, organisation: str, patient: str, status: str = "in-progress") -> str:
+        """An encounter of `organisation` with its Patient record `patient`; its id."""
+        encounter = {
+            "resourceType": "Encounter",
+            "status": status,
+            "class": INPATIENT,
+            "subject": {"reference": f"Patient/{patient}"},
+        }
+        return await self.create(organisation, encounter)
+
+    async def consent_during_stay(self, organisation: str, consent: dict[str, Any]) -> str:
+        """Record `consent` as `organisation` does while the patient stays there (an
+        encounter of its own in progress, so that the consent is vouched for), and end the
+        stay; the consent's id."""
+        patient = consent["patient"]["reference"].removeprefix("Patient/")
+        stay = await self.stay(organisation, patient)
+        consent_id = await self.create(organisation, consent)
+        finished = {
+            "resourceType": "Encounter",
+            "id": stay,
+            "status": "finished",
+            "class": INPATIENT,
+            "subject": {"reference": f"Patient/{patient}"},
+        }
+        response = await self.http.put(
+            f"/fhir/Encounter/{stay}",
+            content=orjson.dumps(finished),
+            headers=await self.token(organisation),
+        )
+        assert response.status_code == 200, response.text
+        return consent_id
 
     async def decisions(self, target: str, *actions: str) -> list[tuple[str, str]]:
         """The action and access reason of each audit entry about `target` of one of
@@ -51,10 +88,18 @@ class Region:
 @pytest.fixture
 async def region(fresh_platform: Platform) -> AsyncIterator[Region]:
     platform = fresh_platform
+    registered: set[str] = set()
+
+    async def organisation(organisation_id: str, kind: str) -> None:
+        await register_organisation(platform, organisation_id, kind)
+        registered.add(organisation_id)
 
     async def token(
         organisation: str = "hospital-a", role: str = "physician", scope: str = "user/*.cruds"
     ) -> dict[str, str]:
+        if organisation not in registered:
+            await register_organisation(platform, organisation)
+            registered.add(organisation)
         grant = TokenGrant(f"{organisation}-{role}", "user", organisation, role, "test", scope)
         issued = await platform.tokens.issue_access_token(grant)
         return {"Authorization": f"Bearer {issued}", **FHIR_JSON}
@@ -62,5 +107,5 @@ async def region(fresh_platform: Platform) -> AsyncIterator[Region]:
     await platform.start_background_work()
     transport = httpx.ASGITransport(app=create_app(platform.settings, platform))
     async with httpx.AsyncClient(transport=transport, base_url="http://region") as http:
-        yield Region(platform, http, token)
+        yield Region(platform, http, token, organisation)
     await platform.stop_background_work()

@@ -1,11 +1,13 @@
-"""The decision matrix, through HTTP: every role, same or other organisation, consent state
-(none, active, revoked, expired), treatment relation or not, break-glass or not, and
-interaction (read, search, include, history, $everything, write, delete); each cell against
-the expected decision.
+"""The decision matrix, through HTTP: every role, same or other organisation, the other
+organisation's type (a hospital or an app vendor), consent state and source (none; active,
+recorded during a stay at its holder; revoked; expired; recorded without the holder ever
+treating the person; without a source document), treatment relation or not, break-glass or
+not, and interaction (read, search, include, history, $everything, write, delete); each cell
+against the expected decision.
 
-Hospital A holds a person's record `a1` and a lab value about it; hospital B holds its own
-record `b1` of the same person (same KVNR). The caller works for A (same organisation) or B
-(other organisation)."""
+Hospital A holds a person's record `a1` and a lab value about it; organisation B holds its
+own record `b1` of the same person (same KVNR). The caller works for A (same organisation)
+or B (other organisation)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.access.conftest import Region
+from tests.access.conftest import INPATIENT, SIGNED_FORM, Region
 
 KVNR = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}
 PRIVACY = {
@@ -30,13 +32,15 @@ ROLE_SCOPES = {
     "medical_assistant": "user/*.rs user/Patient.cru user/Appointment.cruds",
 }
 INTERACTIONS = ("read", "search", "include", "history", "everything", "write", "delete")
-CONSENTS = ("none", "active", "revoked", "expired")
+CONSENTS = ("none", "active", "revoked", "expired", "unvouched", "unsourced")
+CARE_PROVIDER, APP_VENDOR = "hospital", "app_vendor"
 
 
 @dataclass(frozen=True)
 class Cell:
     role: str
     organisation: str  # "same" or "other"
+    other_type: str  # the other organisation's type
     consent: str
     treatment: bool
     break_glass: bool
@@ -58,8 +62,9 @@ def expected(cell: Cell) -> bool:
         return True
     if cell.interaction in ("write", "delete"):
         return False
-    shared = cell.consent == "active" and cell.treatment
-    opened = cell.break_glass and cell.role == "physician"
+    cares = cell.other_type == CARE_PROVIDER
+    shared = cell.consent == "active" and cell.treatment and cares
+    opened = cell.break_glass and cell.role == "physician" and cares
     return shared or opened
 
 
@@ -74,6 +79,7 @@ def _consent(patient: str, state: str) -> dict[str, Any]:
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": f"Patient/{patient}"},
         "provision": provision,
+        **({} if state == "unsourced" else {"sourceAttachment": SIGNED_FORM}),
     }
 
 
@@ -81,8 +87,9 @@ class World:
     def __init__(self, region: Region) -> None:
         self.region = region
 
-    async def build(self, consent: str, treatment: bool) -> None:
+    async def build(self, consent: str, treatment: bool, other_type: str) -> None:
         region = self.region
+        await region.organisation("hospital-b", other_type)
         self.a1 = await region.create(
             "hospital-a", {"resourceType": "Patient", "identifier": [KVNR]}
         )
@@ -100,15 +107,26 @@ class World:
             encounter = {
                 "resourceType": "Encounter",
                 "status": "in-progress",
-                "class": {
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                    "code": "IMP",
-                },
+                "class": INPATIENT,
                 "subject": {"reference": f"Patient/{self.b1}"},
             }
-            await region.create("hospital-b", encounter)
-        if consent != "none":
+            recorded = await region.http.post(
+                "/fhir/Encounter",
+                content=orjson.dumps(encounter),
+                headers=await region.token("hospital-b"),
+            )
+            assert recorded.status_code == (201 if other_type == CARE_PROVIDER else 403)
+        if consent in ("active", "expired"):
+            await region.consent_during_stay("hospital-a", _consent(self.a1, consent))
+        elif consent in ("revoked", "unvouched"):
             await region.create("hospital-a", _consent(self.a1, consent))
+        elif consent == "unsourced":
+            refused = await region.http.post(
+                "/fhir/Consent",
+                content=orjson.dumps(_consent(self.a1, consent)),
+                headers=await region.token("hospital-a"),
+            )
+            assert refused.status_code == 422, refused.text
 
     async def headers(self, cell: Cell) -> dict[str, str]:
         organisation = "hospital-a" if cell.organisation == "same" else "hospital-b"
@@ -120,7 +138,8 @@ class World:
             json={"patient": self.b1, "reason": "Emergency, unconscious patient"},
             headers=await self.headers(cell),
         )
-        assert response.status_code == (201 if cell.role == "physician" else 403), response.text
+        opens = cell.role == "physician" and cell.other_type == CARE_PROVIDER
+        assert response.status_code == (201 if opens else 403), response.text
 
     async def allowed(self, cell: Cell) -> bool:
         """Whether the interaction reached the lab value."""
@@ -155,19 +174,25 @@ def _ids(response: Any) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("consent", "treatment", "break_glass"),
-    list(itertools.product(CONSENTS, (False, True), (False, True))),
+    ("other_type", "consent", "treatment", "break_glass"),
+    [
+        *itertools.product((CARE_PROVIDER,), CONSENTS, (False, True), (False, True)),
+        # An app vendor gains nothing, even where a hospital would.
+        *itertools.product((APP_VENDOR,), ("active",), (False, True), (False, True)),
+    ],
 )
 async def test_every_cell_decides_as_expected(
-    region: Region, consent: str, treatment: bool, break_glass: bool
+    region: Region, other_type: str, consent: str, treatment: bool, break_glass: bool
 ) -> None:
     world = World(region)
-    await world.build(consent, treatment)
+    await world.build(consent, treatment, other_type)
     if break_glass:
         for role in ROLE_SCOPES:
-            await world.open_glass(Cell(role, "other", consent, treatment, True, "read"))
+            await world.open_glass(
+                Cell(role, "other", other_type, consent, treatment, True, "read")
+            )
     cells = [
-        Cell(role, organisation, consent, treatment, break_glass, interaction)
+        Cell(role, organisation, other_type, consent, treatment, break_glass, interaction)
         for interaction in INTERACTIONS
         for organisation in ("other", "same")
         # Deleting last, and by the physician last of all: it ends the lab value.

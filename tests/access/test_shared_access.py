@@ -11,7 +11,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from tests.access.conftest import Region
+from tests.access.conftest import SIGNED_FORM, Region
 
 KVNR = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}
 PRIVACY = {
@@ -53,6 +53,7 @@ def _consent(patient: str, decision: str = "permit", **provision: Any) -> dict[s
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": f"Patient/{patient}"},
         "provision": {"type": decision, **provision},
+        "sourceAttachment": SIGNED_FORM,
     }
 
 
@@ -97,7 +98,7 @@ class Story:
         if treated:
             ids["stay"] = await region.create("hospital-b", _encounter(ids["b1"]))
         if consent:
-            ids["consent"] = await region.create("hospital-a", _consent(ids["a1"]))
+            ids["consent"] = await region.consent_during_stay("hospital-a", _consent(ids["a1"]))
 
     async def status(self, organisation: str, path: str) -> int:
         response = await self.region.http.get(path, headers=await self.region.token(organisation))
@@ -317,7 +318,7 @@ async def test_a_link_to_another_hospitals_record_joins_no_one(
     nothing of A's, as only MPI stewards link records of different hospitals."""
     a1 = await region.create("hospital-a", {"resourceType": "Patient"})
     lab = await _lab(region, "hospital-a", a1)
-    await region.create("hospital-a", _consent(a1))
+    await region.consent_during_stay("hospital-a", _consent(a1))
     d1 = await region.create(
         "hospital-d",
         {

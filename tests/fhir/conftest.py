@@ -11,6 +11,7 @@ import pytest
 from medicus.app import create_app
 from medicus.iam.tokens import TokenGrant
 from medicus.platform import Platform
+from tests.conftest import register_organisation
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
 
@@ -25,10 +26,14 @@ class Hub:
 @pytest.fixture
 async def hub(fresh_platform: Platform) -> AsyncIterator[Hub]:
     platform = fresh_platform
+    registered: set[str] = set()
 
     async def token(
         organisation: str = "hospital-a", scope: str = "user/*.cruds", kind: str = "user"
     ) -> dict[str, str]:
+        if organisation not in registered:
+            await register_organisation(platform, organisation)
+            registered.add(organisation)
         grant = TokenGrant(
             f"{organisation}-someone", kind, organisation, "physician", "test", scope
         )

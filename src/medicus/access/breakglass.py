@@ -14,6 +14,7 @@ from medicus.access import repository
 from medicus.access.oversight import Oversight
 from medicus.access.policy import audited
 from medicus.access.repository import StoredBreakGlass
+from medicus.access.sharing import CARE_PROVIDERS
 from medicus.audit.service import AuditTrail, Outcome
 from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
@@ -45,9 +46,13 @@ class BreakGlass:
     async def open(self, caller: Principal, patient_id: str, reason: str) -> StoredBreakGlass:
         """Open the person of Patient record `patient_id` to the calling physician."""
         target = f"Patient/{patient_id}"
-        if caller.kind != "user" or caller.role != Role.PHYSICIAN:
+        if not await self._may_open(caller):
             await self._refuse(caller, "access.break-glass", target, patient_id)
-            raise ApiError(403, "Only physicians may open a record by break-glass.")
+            raise ApiError(
+                403,
+                "Only physicians of care providers (hospitals, practices, laboratories) "
+                "may open a record by break-glass.",
+            )
         now = self._clock()
         opened = StoredBreakGlass(
             new_id(),
@@ -70,6 +75,14 @@ class BreakGlass:
                 session, audited(caller, "access.break-glass", target, detail).about(patient_id)
             )
         return opened
+
+    async def _may_open(self, caller: Principal) -> bool:
+        if caller.kind != "user" or caller.role != Role.PHYSICIAN:
+            return False
+        async with self._database.snapshot() as session:
+            return bool(
+                await repository.of_types(session, {caller.organisation_id}, CARE_PROVIDERS)
+            )
 
     async def opened_in(
         self, caller: Principal, unreviewed: bool, limit: int

@@ -112,6 +112,10 @@ class ConsentRow(Base):
     """A JSON list of organisation ids a nested deny provision excludes."""
     valid_from: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    vouched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    """When the consent was first on record while the care provider that recorded it
+    treated the person: from then on a permit opens other organisations' data (None: not
+    yet, it opens nothing)."""
 
     __table_args__ = (Index("ix_access_consent_patient", "patient_id"),)
 
@@ -176,6 +180,31 @@ class ShareRow(Base):
     )
 
 
+class DisclosureRow(Base):
+    """Organisation `organisation_id` may see the data of Patient record `patient_id`, which
+    `holder_organisation_id` holds, since `gained_at` (until `ended_at`), for `reasons` (a
+    JSON object: the consents and treatment relations that make it so). Derived from the
+    shares whenever they are recomputed: the holder's data protection officer reads it, as
+    the list of whom its records are open to and as the news of each new one."""
+
+    __tablename__ = "access_disclosure"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    holder_organisation_id: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(String(64))
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    reasons: Mapped[str] = mapped_column(Text)
+    gained_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_access_disclosure_holder", "holder_organisation_id", "id"),
+        Index("ix_access_disclosure_patient", "patient_id", "organisation_id"),
+    )
+
+
 class BreakGlassRow(Base):
     """A physician opened a person's record without consent or treatment relation, stating
     a reason: until `ends_at` the physician sees the person's data; the organisation's data
@@ -204,6 +233,7 @@ CONSENTS = cast(Table, ConsentRow.__table__)
 TREATMENTS = cast(Table, TreatmentRow.__table__)
 SHARES = cast(Table, ShareRow.__table__)
 BREAK_GLASS = cast(Table, BreakGlassRow.__table__)
+DISCLOSURES = cast(Table, DisclosureRow.__table__)
 RESEARCH_CONSENTS = cast(Table, ResearchConsentRow.__table__)
 
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access import repository, research, sharing
 from medicus.access.matching import THRESHOLD, likeness, traits_of
-from medicus.access.policy import audited
+from medicus.access.policy import AccessDenied, audited
 from medicus.access.sharing import SHARING_TYPES
-from medicus.audit.service import AuditTrail, Outcome
+from medicus.audit.service import AuditEvent, AuditTrail, Outcome
 from medicus.core.db import Database, hold_lock, utc_now
 from medicus.core.errors import ApiError
 from medicus.iam.roles import Role
@@ -111,6 +111,41 @@ def persons(
     return {record: root(record) for record in parent}
 
 
+async def _check_relation(
+    session: AsyncSession,
+    resource_type: str,
+    organisation_id: str,
+    resource: dict[str, Any],
+    event: AuditEvent,
+) -> None:
+    """Refuse a sharing consent or treatment relation that `organisation_id` may not
+    record: one by an organisation that is no care provider (403, audited as refused,
+    `not-care-provider`), or a permit that names no source document (422)."""
+    if not sharing.states_relation(resource_type, resource):
+        return
+    if not await repository.of_types(session, {organisation_id}, sharing.CARE_PROVIDERS):
+        raise AccessDenied(
+            replace(event, outcome=Outcome.DENIED).noting(reason="not-care-provider"),
+            ApiError(
+                403,
+                "Only care providers (hospitals, practices, laboratories) record consents "
+                f"to share and treatment relations; this {resource_type} is refused.",
+            ),
+        )
+    if resource_type == "Consent" and _permits(resource) and not sharing.has_source(resource):
+        raise ApiError(
+            422,
+            "A consent to share must name its source document: the signed form "
+            "(Consent.sourceAttachment) or what it was taken from (Consent.sourceReference).",
+            issue_type="business-rule",
+        )
+
+
+def _permits(consent: dict[str, Any]) -> bool:
+    provision = consent.get("provision")
+    return isinstance(provision, dict) and provision.get("type") == "permit"
+
+
 class PatientIndex:
     def __init__(
         self,
@@ -131,13 +166,18 @@ class PatientIndex:
         patient_id: str | None,
         resource: dict[str, Any] | None,
         created: bool,
+        event: AuditEvent,
     ) -> None:
         """Bring the index and the shares up to date with a resource as just written (None:
         deleted; `created`: its first version), in the writer's transaction: a Patient, a
-        Consent, an Encounter or an EpisodeOfCare; nothing to do for other types."""
+        Consent, an Encounter, an EpisodeOfCare or a ServiceRequest; nothing to do for other
+        types. A sharing consent or treatment relation that its writer may not record is
+        refused (`event`: the write's audit event, recorded as refused)."""
         if resource_type == "Patient":
             await self._patient_written(session, fhir_id, organisation_id, resource, created)
         elif resource_type in SHARING_TYPES:
+            if resource is not None:
+                await _check_relation(session, resource_type, organisation_id, resource, event)
             if resource_type == "Consent":
                 await research.consent_written(
                     session, fhir_id, organisation_id, patient_id, resource, created

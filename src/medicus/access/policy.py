@@ -27,6 +27,7 @@ from sqlalchemy import CompoundSelect, Select, or_, union
 from medicus.access import repository
 from medicus.audit.events import CLIENT_DETAIL
 from medicus.audit.service import AuditEvent, Outcome
+from medicus.core.errors import ApiError
 from medicus.iam.scopes import Context, ScopeSet
 from medicus.iam.tokens import Principal
 
@@ -70,6 +71,15 @@ _READING = frozenset(
         Interaction.EVERYTHING,
     }
 )
+
+
+class AccessDenied(Exception):
+    """A refusal: its audit event must be recorded even though the work is rolled back."""
+
+    def __init__(self, event: AuditEvent, error: ApiError) -> None:
+        super().__init__(error.detail)
+        self.event = event
+        self.error = error
 
 
 @dataclass(frozen=True)

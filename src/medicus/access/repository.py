@@ -15,6 +15,7 @@ from medicus.access.matching import Traits
 from medicus.access.models import (
     BREAK_GLASS,
     CONSENTS,
+    DISCLOSURES,
     DISTINCT,
     FORMER_RECORDS,
     LINKS,
@@ -27,6 +28,7 @@ from medicus.access.models import (
     ResearchTerm,
     Share,
 )
+from medicus.iam.models import OrganisationRow
 
 
 class StoredRecord(NamedTuple):
@@ -224,6 +226,19 @@ class StoredConsent(NamedTuple):
     excluded: frozenset[str]
     valid_from: dt.datetime | None
     valid_until: dt.datetime | None
+    vouched: bool = False
+    """Whether it was on record while its recorder treated the person (`vouched_at`)."""
+
+
+class TreatmentFact(NamedTuple):
+    """A treatment relation: `holder` holds `resource` (`Encounter/…`, `EpisodeOfCare/…` or a
+    referral `ServiceRequest/…`) about its record `patient_id`, making `treating` a treating
+    organisation."""
+
+    holder: str
+    treating: str
+    patient_id: str
+    resource: str = ""
 
 
 async def has_facts(session: AsyncSession, patient_id: str) -> bool:
@@ -282,6 +297,7 @@ def stored_consent(row: Any) -> StoredConsent:
         frozenset(orjson.loads(row.excluded)),
         row.valid_from,
         row.valid_until,
+        row.vouched_at is not None,
     )
 
 
@@ -294,12 +310,42 @@ async def put_consent(
     replacing: bool = True,
 ) -> None:
     """Store what a consent says (None, or no patient: it says nothing, forget it), in place
-    of what an earlier version said (`replacing`)."""
+    of what an earlier version said (`replacing`). A new version about the same record
+    stays vouched for if the earlier one was."""
+    vouched_at = None
     if replacing:
+        vouched_at = await session.scalar(
+            select(CONSENTS.c.vouched_at).where(
+                CONSENTS.c.consent_id == consent_id, CONSENTS.c.patient_id == patient_id
+            )
+        )
         await session.execute(delete(CONSENTS).where(CONSENTS.c.consent_id == consent_id))
     if terms is not None and patient_id is not None:
         values = consent_values(consent_id, organisation_id, patient_id, terms)
-        await session.execute(CONSENTS.insert().values(**values))
+        await session.execute(CONSENTS.insert().values(**values, vouched_at=vouched_at))
+
+
+async def vouch_for(session: AsyncSession, consent_ids: Collection[str], at: dt.datetime) -> None:
+    """Mark consents as on record while their recorder treated the person."""
+    if consent_ids:
+        await session.execute(
+            update(CONSENTS)
+            .where(CONSENTS.c.consent_id.in_(sorted(consent_ids)))
+            .values(vouched_at=at)
+        )
+
+
+async def of_types(
+    session: AsyncSession, organisation_ids: Collection[str], types: Collection[str]
+) -> set[str]:
+    """Those of `organisation_ids` that are organisations of one of `types` (unknown ones
+    are of none)."""
+    if not organisation_ids:
+        return set()
+    statement = select(OrganisationRow.id).where(
+        OrganisationRow.id.in_(sorted(organisation_ids)), OrganisationRow.type.in_(sorted(types))
+    )
+    return set((await session.scalars(statement)).all())
 
 
 async def put_research_terms(
@@ -391,19 +437,20 @@ async def consents_about(
     return [stored_consent(row) for row in await session.execute(statement)]
 
 
-async def treatments_of(
-    session: AsyncSession, patient_ids: Collection[str]
-) -> list[tuple[str, str, str]]:
-    """(holder, treating organisation, patient id) of the treatment relations with these
-    records."""
+async def treatments_of(session: AsyncSession, patient_ids: Collection[str]) -> list[TreatmentFact]:
+    """The treatment relations with these records."""
     if not patient_ids:
         return []
     statement = select(
-        TREATMENTS.c.organisation_id, TREATMENTS.c.treating_organisation_id, TREATMENTS.c.patient_id
+        TREATMENTS.c.organisation_id,
+        TREATMENTS.c.treating_organisation_id,
+        TREATMENTS.c.patient_id,
+        TREATMENTS.c.resource_type,
+        TREATMENTS.c.resource_id,
     ).where(TREATMENTS.c.patient_id.in_(sorted(patient_ids)))
     return [
-        (holder, treating, patient)
-        for holder, treating, patient in await session.execute(statement)
+        TreatmentFact(holder, treating, patient, f"{kind}/{fhir_id}")
+        for holder, treating, patient, kind, fhir_id in await session.execute(statement)
     ]
 
 
@@ -422,6 +469,94 @@ async def replace_shares(
     ]
     if rows:
         await session.execute(SHARES.insert(), rows)
+
+
+class StoredDisclosure(NamedTuple):
+    id: int
+    holder_organisation_id: str
+    patient_id: str
+    organisation_id: str
+    reasons: dict[str, Any]
+    gained_at: dt.datetime
+    ended_at: dt.datetime | None
+
+
+_DISCLOSURE = tuple(DISCLOSURES.c)
+
+
+def _disclosure(row: Any) -> StoredDisclosure:
+    return StoredDisclosure(
+        row.id,
+        row.holder_organisation_id,
+        row.patient_id,
+        row.organisation_id,
+        orjson.loads(row.reasons),
+        row.gained_at,
+        row.ended_at,
+    )
+
+
+async def open_disclosures(
+    session: AsyncSession, patient_ids: Collection[str]
+) -> list[StoredDisclosure]:
+    """Whom the data of these records is open to now, and why."""
+    if not patient_ids:
+        return []
+    statement = (
+        select(*_DISCLOSURE)
+        .where(DISCLOSURES.c.patient_id.in_(sorted(patient_ids)), DISCLOSURES.c.ended_at.is_(None))
+        .order_by(DISCLOSURES.c.id)
+    )
+    return [_disclosure(row) for row in await session.execute(statement)]
+
+
+async def disclosures_by(
+    session: AsyncSession, holder: str, below: int | None, limit: int
+) -> list[StoredDisclosure]:
+    """The disclosures of the records `holder` holds, newest first, below id `below`."""
+    statement = select(*_DISCLOSURE).where(DISCLOSURES.c.holder_organisation_id == holder)
+    if below is not None:
+        statement = statement.where(DISCLOSURES.c.id < below)
+    statement = statement.order_by(DISCLOSURES.c.id.desc()).limit(limit)
+    return [_disclosure(row) for row in await session.execute(statement)]
+
+
+async def add_disclosures(
+    session: AsyncSession,
+    found: Iterable[tuple[str, str, str, dict[str, Any]]],
+    at: dt.datetime,
+) -> None:
+    """Record that organisations gained sight of records: (holder, record, organisation,
+    reasons) each."""
+    rows = [
+        {
+            "holder_organisation_id": holder,
+            "patient_id": patient_id,
+            "organisation_id": organisation,
+            "reasons": orjson.dumps(reasons).decode(),
+            "gained_at": at,
+            "ended_at": None,
+        }
+        for holder, patient_id, organisation, reasons in found
+    ]
+    if rows:
+        await session.execute(DISCLOSURES.insert(), rows)
+
+
+async def end_disclosures(session: AsyncSession, ids: Collection[int], at: dt.datetime) -> None:
+    if ids:
+        await session.execute(
+            update(DISCLOSURES).where(DISCLOSURES.c.id.in_(sorted(ids))).values(ended_at=at)
+        )
+
+
+async def restate_disclosure(session: AsyncSession, id_: int, reasons: dict[str, Any]) -> None:
+    """Replace the reasons of an open disclosure (another consent, another treatment)."""
+    await session.execute(
+        update(DISCLOSURES)
+        .where(DISCLOSURES.c.id == id_)
+        .values(reasons=orjson.dumps(reasons).decode())
+    )
 
 
 def shared_patients(organisation: Any, now: Any) -> Select[tuple[str]]:

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medicus.access.auditlog import AccessLogEntry, AuditLog
 from medicus.access.breakglass import BreakGlass
+from medicus.access.disclosures import Disclosures
 from medicus.access.patients import PatientIndex, PatientRecord
-from medicus.access.repository import StoredBreakGlass
+from medicus.access.repository import StoredBreakGlass, StoredDisclosure
 from medicus.audit.events import as_audit_event
 from medicus.audit.search import parse_search
 from medicus.core.errors import FHIR_JSON, ApiError
@@ -106,14 +107,74 @@ class AccessLog(BaseModel):
     next_cursor: int | None = Field(description="`cursor` of the next page (None: the last)")
 
 
+class Disclosure(BaseModel):
+    patient: str = Field(description="the Patient record, `Patient/{id}`")
+    organisation: str = Field(description="who may see its data, `Organization/{id}`")
+    consents: list[dict[str, str | None]] = Field(
+        description="the consents that open it: `consent`, `recorded_by`, `valid_from`, "
+        "`valid_until`"
+    )
+    treatments: list[str] = Field(description="the treatment relations of that organisation")
+    gained_at: dt.datetime
+    ended_at: dt.datetime | None
+
+
+def _disclosure(found: StoredDisclosure) -> Disclosure:
+    return Disclosure(
+        patient=f"Patient/{found.patient_id}",
+        organisation=f"Organization/{found.organisation_id}",
+        consents=found.reasons.get("consents", []),
+        treatments=found.reasons.get("treatments", []),
+        gained_at=found.gained_at,
+        ended_at=found.ended_at,
+    )
+
+
+class DisclosureNews(BaseModel):
+    disclosures: list[Disclosure]
+    next_cursor: int | None = Field(description="`cursor` of the next page (None: the last)")
+
+
 def build_router(
-    patients: PatientIndex, break_glass: BreakGlass, audit_log: AuditLog, tokens: TokenService
+    patients: PatientIndex,
+    break_glass: BreakGlass,
+    audit_log: AuditLog,
+    disclosures: Disclosures,
+    tokens: TokenService,
 ) -> APIRouter:
     router = APIRouter()
     caller = Depends(bearer_principal(tokens))
     router.include_router(_mpi(patients, caller))
     router.include_router(_break_glass(break_glass, caller))
     router.include_router(_audit_events(audit_log, caller))
+    router.include_router(_disclosures(disclosures, caller))
+    return router
+
+
+def _disclosures(disclosures: Disclosures, caller: Any) -> APIRouter:
+    """Whom a hospital's records are open to, for those who oversee it."""
+    router = APIRouter()
+    records = json_router(prefix="/api/patients", tags=["access"])
+
+    @records.get("/{patient_id}/disclosures", summary="Who may see a record's data, and why")
+    async def of_record(
+        patient_id: str = Path(pattern=_FHIR_ID), principal: Principal = caller
+    ) -> list[Disclosure]:
+        return [_disclosure(d) for d in await disclosures.of_record(principal, patient_id)]
+
+    news = json_router(prefix="/api/access", tags=["access"])
+
+    @news.get("/disclosures", summary="Organisations that gained sight of our records")
+    async def gained(
+        cursor: int | None = Query(default=None, ge=1, le=2**62),
+        limit: int = Query(default=100, ge=1, le=1000),
+        principal: Principal = caller,
+    ) -> DisclosureNews:
+        found, following = await disclosures.news(principal, cursor, limit)
+        return DisclosureNews(disclosures=[_disclosure(d) for d in found], next_cursor=following)
+
+    router.include_router(records)
+    router.include_router(news)
     return router
 
 

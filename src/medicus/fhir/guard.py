@@ -5,20 +5,20 @@ a change to data the caller may read but another organisation holds)."""
 
 from __future__ import annotations
 
-from medicus.access.policy import AccessPolicy, Decision, Interaction, Viewpoint, audited
+from medicus.access.policy import (
+    AccessDenied,
+    AccessPolicy,
+    Decision,
+    Interaction,
+    Viewpoint,
+    audited,
+)
 from medicus.audit.service import AuditEvent, Outcome
 from medicus.core.db import utc_now
 from medicus.core.errors import ApiError
 from medicus.iam.tokens import Principal
 
-
-class AccessDenied(Exception):
-    """A refusal: its audit event must be recorded even though the work is rolled back."""
-
-    def __init__(self, event: AuditEvent, error: ApiError) -> None:
-        super().__init__(error.detail)
-        self.event = event
-        self.error = error
+__all__ = ["AccessDenied", "Guard", "audit_event"]
 
 
 def audit_event(

@@ -411,6 +411,7 @@ class ResourceWriter:
             patient_id,
             resource,
             created=True,
+            event=event,
         )
         return StoredVersion(resource_type, fhir_id, 1, now, content.encode(), created=True)
 
@@ -466,6 +467,7 @@ class ResourceWriter:
             patient_id,
             resource,
             created=False,
+            event=event,
         )
         await self._audit.append(session, event.about(patient_id))
         return StoredVersion(

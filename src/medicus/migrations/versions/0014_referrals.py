@@ -1,8 +1,8 @@
 """Referrals as treatment relations: `access_treatment` says which organisation a fact makes a
 treating one (`treating_organisation_id`: an encounter's holder, or the organisation an
 active ServiceRequest refers the patient to). The referrals stored before it are read with
-the rule's own code (`access.sharing.referred_to`), and the shares of their persons are
-recomputed (`access.sharing.shares`): derived data must agree with later writes.
+the rule's own code (`access.sharing.referred_to`): derived data must agree with later
+writes (the shares are recomputed by migration 0020).
 
 Revision ID: 0014
 Revises: 0013
@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from alembic import op
 
 from medicus.access.sharing import referred_to
-from medicus.migrations.shares import recompute_shares
 from medicus.migrations.stored import current_resources
 
 revision: str = "0014"
@@ -44,7 +43,6 @@ def upgrade() -> None:
     referrals = _stored_referrals()
     if referrals:
         op.bulk_insert(_TREATMENTS, referrals)
-        recompute_shares({row["patient_id"] for row in referrals})
 
 
 def _stored_referrals() -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """A hospital's merges of its own records: `mpi_merge` keeps what each Patient record states
 in its `Patient.link` (`replaced-by`, `replaces`) about another record its organisation
 holds. Filled in here for the stored Patients with the index's own code
-(`access.patients.merged_with`); the merged records' persons are joined and their shares
-recomputed, as the index would have done on their write.
+(`access.patients.merged_with`); the merged records' persons are joined, as the index
+would have done on their write (their shares are recomputed by migration 0020).
 
 Revision ID: 0019
 Revises: 0018
@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from alembic import op
 
 from medicus.access.patients import merged_with, persons
-from medicus.migrations.shares import recompute_shares
 from medicus.migrations.stored import current_resources
 
 revision: str = "0019"
@@ -43,7 +42,6 @@ def upgrade() -> None:
         op.bulk_insert(_MERGES, merges)
         merged = {row[key] for row in merges for key in ("patient_id", "other_patient_id")}
         _join_persons(merged)
-        recompute_shares(merged)
 
 
 def _stored_merges() -> list[dict[str, str]]:
