@@ -11,8 +11,9 @@ patients already loaded; `--patients` must be the number it was loaded with).
 The data: every patient has a Patient record (KVNR, name, birth date) and a lab value, held by
 one of 100 hospitals. The clinician's hospital `h0` holds 0.5 % of the patients itself; for
 another 0.5 % it holds a record of its own (same KVNR) with an encounter in progress, and the
-hospital holding their data has recorded their sharing consent. So the clinician sees 1 %:
-half its own, half shared.
+hospital holding their data has recorded their sharing consent (with its signed form, during
+a stay of its own, so that the consent is vouched for). So the clinician sees 1 %: half its
+own, half shared.
 
 "Without the filter" are the same searches compiled with the visibility condition left out
 (a benchmark-only replacement of `query.visible` while their statements are compiled, in a
@@ -44,10 +45,12 @@ from benchmarks.fhir import _analyze, _database
 from medicus import migrations
 from medicus.access.models import RECORDS
 from medicus.app import create_app
+from medicus.core.db import utc_now
 from medicus.core.logging import configure_logging
 from medicus.fhir import repository
 from medicus.fhir.search import include, query
 from medicus.fhir.search.query import SearchRequest
+from medicus.iam.models import OrganisationRow
 from medicus.iam.scopes import parse_scopes
 from medicus.iam.tokens import Principal, TokenGrant
 from medicus.platform import Platform, build_platform
@@ -120,23 +123,28 @@ def _held_entries(number: int) -> list[dict[str, Any]]:
             "category": [{"coding": [{"system": data.LOINC, "code": "59284-0"}]}],
             "patient": {"reference": url},
             "provision": {"type": "permit"},
+            "sourceAttachment": {"contentType": "application/pdf", "title": "signed form"},
         }
+        entries.append(_entry(f"urn:uuid:00000000-0000-4000-d000-{number:012d}", _encounter(url)))
         entries.append(_entry(f"urn:uuid:00000000-0000-4000-a000-{number:012d}", consent))
     return entries
+
+
+def _encounter(patient_url: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Encounter",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": patient_url},
+    }
 
 
 def _treating_entries(number: int) -> list[dict[str, Any]]:
     """The clinician's hospital's own record of a shared patient, and its encounter."""
     url = f"urn:uuid:00000000-0000-4000-b000-{number:012d}"
-    encounter = {
-        "resourceType": "Encounter",
-        "status": "in-progress",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "subject": {"reference": url},
-    }
     return [
         _entry(url, _patient(number)),
-        _entry(f"urn:uuid:00000000-0000-4000-c000-{number:012d}", encounter),
+        _entry(f"urn:uuid:00000000-0000-4000-c000-{number:012d}", _encounter(url)),
     ]
 
 
@@ -160,6 +168,11 @@ def _bundles(patients: int) -> Iterator[tuple[str, dict[str, Any]]]:
 
 async def _load(platform: Platform, patients: int) -> tuple[int, float]:
     """Store the data through the FHIR API (in process); resources stored and seconds."""
+    async with platform.database.transaction() as session:
+        session.add_all(
+            OrganisationRow(id=f"h{n}", name=f"h{n}", type="hospital", created_at=utc_now())
+            for n in range(HOSPITALS)
+        )
     tokens: dict[str, tuple[str, float]] = {}
     bundles = _bundles(patients)
     stored = [0]

@@ -60,6 +60,18 @@ async def _rows(database: Database, query: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await session.execute(text(query))]
 
 
+async def _organisations(database: Database, types: dict[str, str]) -> None:
+    async with database.transaction() as session:
+        for organisation, kind in types.items():
+            await session.execute(
+                text(
+                    "INSERT INTO organisation (id, name, type, created_at, mfa_policy)"
+                    " VALUES (:id, :id, :type, :at, 'clinical')"
+                ),
+                {"id": organisation, "type": kind, "at": dt.datetime(2026, 11, 30)},
+            )
+
+
 def _differences(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, Base.metadata))
@@ -277,6 +289,7 @@ async def test_referrals_and_research_consents_stored_before_they_counted_count(
                 "scope": privacy,
                 "patient": subject,
                 "provision": {"type": "permit"},
+                "sourceAttachment": {"title": "signed form"},
             },
         ),
         (
@@ -313,6 +326,7 @@ async def test_referrals_and_research_consents_stored_before_they_counted_count(
     ]
     database = Database(url)
     try:
+        await _organisations(database, {"hospital-a": "hospital", "hospital-d": "hospital"})
         await _store(
             database,
             [
@@ -333,5 +347,96 @@ async def test_referrals_and_research_consents_stored_before_they_counted_count(
         assert await _rows(database, shared) == [("hospital-a", "a1"), ("hospital-d", "a1")]
         research = "SELECT consent_id, patient_id, purpose, decision FROM access_research_consent"
         assert await _rows(database, research) == [("broad", "a1", "1.2.3", "permit")]
+    finally:
+        await database.dispose()
+
+
+async def test_consents_and_treatments_stored_before_count_only_from_care_providers(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Migration 0020: a stored permit without its source document, and an app vendor's
+    consent and episode of care, open nothing any more; a care provider's sourced permit,
+    recorded while it treats the person, is vouched for, and whom each record is open to
+    is registered."""
+    url = await asyncio.to_thread(database_factory.new_url, False)
+    await asyncio.to_thread(migrations.upgrade, url, "0008")
+    privacy = {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                "code": "patient-privacy",
+            }
+        ]
+    }
+    form = {"title": "signed form"}
+
+    def person(kvnr: str) -> dict[str, Any]:
+        return {"identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": kvnr}]}
+
+    def about(patient: str, **content: Any) -> dict[str, Any]:
+        reference = {"reference": f"Patient/{patient}"}
+        return {"status": "active", "scope": privacy, "patient": reference, **content}
+
+    def stay(patient: str) -> dict[str, Any]:
+        return {"status": "in-progress", "subject": {"reference": f"Patient/{patient}"}}
+
+    stored = [
+        # Person 1: A's permit names no source; B treats.
+        ("Patient", "a1", "hospital-a", "a1", person("A000000001")),
+        ("Patient", "b1", "hospital-b", "b1", person("A000000001")),
+        ("Consent", "unsourced", "hospital-a", "a1", about("a1", provision={"type": "permit"})),
+        ("Encounter", "e-b1", "hospital-b", "b1", stay("b1")),
+        # Person 2: the vendor records a sourced permit and an episode of care.
+        ("Patient", "a2", "hospital-a", "a2", person("A000000002")),
+        ("Patient", "v2", "vendor-v", "v2", person("A000000002")),
+        (
+            "Consent",
+            "by-vendor",
+            "vendor-v",
+            "v2",
+            about("v2", provision={"type": "permit"}, sourceAttachment=form),
+        ),
+        ("EpisodeOfCare", "eoc-v2", "vendor-v", "v2", {**about("v2"), "status": "active"}),
+        # Person 3: A records a sourced permit during a stay; B treats.
+        ("Patient", "a3", "hospital-a", "a3", person("A000000003")),
+        ("Patient", "b3", "hospital-b", "b3", person("A000000003")),
+        ("Encounter", "e-a3", "hospital-a", "a3", stay("a3")),
+        (
+            "Consent",
+            "vouched",
+            "hospital-a",
+            "a3",
+            about("a3", provision={"type": "permit"}, sourceAttachment=form),
+        ),
+        ("Encounter", "e-b3", "hospital-b", "b3", stay("b3")),
+    ]
+    database = Database(url)
+    try:
+        await _organisations(
+            database,
+            {"hospital-a": "hospital", "hospital-b": "hospital", "vendor-v": "app_vendor"},
+        )
+        await _store(
+            database,
+            [
+                _stored(rid, kind, fhir_id, content, organisation, patient_id=patient)
+                for rid, (kind, fhir_id, organisation, patient, content) in enumerate(
+                    stored, start=1
+                )
+            ],
+        )
+        await asyncio.to_thread(migrations.upgrade, url)
+        consents = "SELECT consent_id, vouched_at IS NOT NULL FROM access_consent ORDER BY 1"
+        assert await _rows(database, consents) == [("by-vendor", False), ("vouched", True)]
+        shared = "SELECT organisation_id, person_id FROM access_share ORDER BY 1"
+        assert await _rows(database, shared) == [("hospital-a", "a3"), ("hospital-b", "a3")]
+        disclosed = (
+            "SELECT holder_organisation_id, patient_id, organisation_id, ended_at"
+            " FROM access_disclosure ORDER BY 2"
+        )
+        assert await _rows(database, disclosed) == [
+            ("hospital-a", "a3", "hospital-b", None),
+            ("hospital-b", "b3", "hospital-a", None),
+        ]
     finally:
         await database.dispose()

@@ -1,5 +1,6 @@
-"""Property: whatever organisations, persons, records, consents, treatment relations and lab
-values there are, no search, include, history or count shows an organisation a resource that
+"""Property: whatever organisations (hospitals, practices, app vendors), persons, records,
+consents (with or without their source document), treatment relations and lab values there
+are, no search, include, history or count shows an organisation a resource that
 the rules deny it (checked against an oracle written from docs/access.md), and every resource
 they allow it is found.
 
@@ -13,12 +14,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.access.conftest import Region
+from tests.access.conftest import INPATIENT, SIGNED_FORM, Region
 
 ORGANISATIONS = 3
+TYPES = ("hospital", "practice", "app_vendor")
+CARE_PROVIDERS = frozenset({"hospital", "practice"})
 PRIVACY = {
     "coding": [
         {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
@@ -40,6 +44,7 @@ class Record:
     consent: str  # none, permit-all, permit-one, deny, inactive
     named: int  # the organisation a permit-one consent names
     treating: bool
+    source: bool  # whether the consent names its source document
 
 
 record = st.builds(
@@ -50,12 +55,14 @@ record = st.builds(
     consent=st.sampled_from(["none", "permit-all", "permit-one", "deny", "inactive"]),
     named=st.integers(0, ORGANISATIONS - 1),
     treating=st.booleans(),
+    source=st.booleans(),
 )
 
 
 @dataclass
 class World:
     records: list[Record]
+    types: tuple[str, ...]
     prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     ids: dict[int, str] = field(default_factory=dict)  # record number -> Patient id
     labs: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -74,15 +81,37 @@ class World:
         if (mine.holder if holder is None else holder) == organisation:
             return True
         person = [r for r in self.records if r.person == mine.person]
-        consents = [r for r in person if r.consent != "none"]
+        treating = {r.holder for r in person if r.treating and self.cares(r.holder)}
+        consents = [r for r in person if self.recorded(r)]
         if any(r.consent == "deny" for r in consents):
             return False
+        # A permit counts once its recorder treats the person (vouched for).
         covered = any(
-            r.consent == "permit-all" or (r.consent == "permit-one" and r.named == organisation)
+            r.holder in treating
+            and (
+                r.consent == "permit-all" or (r.consent == "permit-one" and r.named == organisation)
+            )
             for r in consents
         )
-        treats = any(r.treating and r.holder == organisation for r in person)
-        return covered and treats
+        return covered and organisation in treating
+
+    def cares(self, organisation: int) -> bool:
+        return self.types[organisation] in CARE_PROVIDERS
+
+    def recorded(self, mine: Record) -> bool:
+        """Whether the consent of a record was accepted: only care providers record one,
+        and a permit names its source."""
+        if mine.consent in ("none", "inactive"):
+            return mine.consent == "inactive"
+        return self.cares(mine.holder) and (mine.consent == "deny" or mine.source)
+
+    def answer(self, mine: Record, kind: str) -> int:
+        """The status a write of the record's treatment relation or consent gets."""
+        if kind == "Consent" and mine.consent == "inactive":
+            return 201
+        if not self.cares(mine.holder):
+            return 403
+        return 201 if kind == "Encounter" or self.recorded(mine) else 422
 
 
 def _consent(patient: str, world: World, mine: Record) -> dict[str, Any]:
@@ -97,10 +126,22 @@ def _consent(patient: str, world: World, mine: Record) -> dict[str, Any]:
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": f"Patient/{patient}"},
         "provision": provision,
+        **({"sourceAttachment": SIGNED_FORM} if mine.source else {}),
     }
 
 
+async def _written(region: Region, organisation: str, resource: dict[str, Any]) -> int:
+    response = await region.http.post(
+        f"/fhir/{resource['resourceType']}",
+        content=orjson.dumps(resource),
+        headers=await region.token(organisation),
+    )
+    return response.status_code
+
+
 async def _build(region: Region, world: World) -> None:
+    for organisation, kind in enumerate(world.types):
+        await region.organisation(world.organisation(organisation), kind)
     for number, mine in enumerate(world.records):
         holder = world.organisation(mine.holder)
         patient = {
@@ -123,15 +164,13 @@ async def _build(region: Region, world: World) -> None:
             encounter = {
                 "resourceType": "Encounter",
                 "status": "in-progress",
-                "class": {
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                    "code": "IMP",
-                },
+                "class": INPATIENT,
                 "subject": {"reference": f"Patient/{patient_id}"},
             }
-            await region.create(holder, encounter)
+            assert await _written(region, holder, encounter) == world.answer(mine, "Encounter")
         if mine.consent != "none":
-            await region.create(holder, _consent(patient_id, world, mine))
+            consent = _consent(patient_id, world, mine)
+            assert await _written(region, holder, consent) == world.answer(mine, "Consent")
 
 
 async def _found(region: Region, organisation: str, path: str) -> dict[str, Any]:
@@ -153,9 +192,14 @@ def _resources(bundle: dict[str, Any], kind: str) -> set[str]:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(records=st.lists(record, min_size=1, max_size=5))
-async def test_nothing_denied_is_ever_shown(region: Region, records: list[Record]) -> None:
-    world = World(records)
+@given(
+    records=st.lists(record, min_size=1, max_size=5),
+    types=st.tuples(*[st.sampled_from(TYPES)] * ORGANISATIONS),
+)
+async def test_nothing_denied_is_ever_shown(
+    region: Region, records: list[Record], types: tuple[str, ...]
+) -> None:
+    world = World(records, types)
     await _build(region, world)
     patients = {world.ids[n]: n for n in world.ids}
     for organisation in range(ORGANISATIONS):

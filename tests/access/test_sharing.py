@@ -9,8 +9,16 @@ from typing import Any
 import pytest
 
 from medicus.access.models import ConsentTerms, Share
-from medicus.access.repository import StoredConsent, StoredRecord
-from medicus.access.sharing import consent_terms, is_treatment, referred_to, shares
+from medicus.access.repository import StoredConsent, StoredRecord, TreatmentFact
+from medicus.access.sharing import (
+    Facts,
+    consent_terms,
+    disclosures,
+    is_treatment,
+    newly_vouched,
+    referred_to,
+    shares,
+)
 
 NOW = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
 PRIVACY = {
@@ -26,6 +34,7 @@ def _consent(provision: dict[str, Any], **changes: Any) -> dict[str, Any]:
         "status": "active",
         "scope": PRIVACY,
         "provision": provision,
+        "sourceAttachment": {"title": "signed form"},
         **changes,
     }
 
@@ -75,6 +84,8 @@ def test_nested_denials_exclude_or_void() -> None:
         _consent({}),
         _consent({"type": "maybe"}),
         {"resourceType": "Consent", "status": "active", "scope": PRIVACY},
+        _consent({"type": "permit"}, sourceAttachment=None),
+        _consent({"type": "permit"}, sourceAttachment={}, sourceReference={"display": "x"}),
     ],
 )
 def test_what_is_no_sharing_consent(consent: dict[str, Any]) -> None:
@@ -166,13 +177,15 @@ def _stored(
     valid_from: dt.datetime | None = None,
     valid_until: dt.datetime | None = None,
     excluded: frozenset[str] = frozenset(),
+    vouched: bool = True,
 ) -> StoredConsent:
     return StoredConsent(
-        "c", held_by, about, decision, organisations, excluded, valid_from, valid_until
+        "c", held_by, about, decision, organisations, excluded, valid_from, valid_until, vouched
     )
 
 
 DAY = dt.timedelta(days=1)
+CARE = frozenset({"hospital-a", "hospital-b", "hospital-c", "hospital-d"})
 
 
 @pytest.mark.parametrize(
@@ -266,4 +279,108 @@ DAY = dt.timedelta(days=1)
 def test_shares(
     consents: list[StoredConsent], treating: list[tuple[str, str, str]], expected: list[Share]
 ) -> None:
-    assert shares(RECORDS, consents, treating, NOW) == expected
+    facts = Facts(RECORDS, consents, [TreatmentFact(*t) for t in treating], CARE)
+    assert shares(facts, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("consents", "treating", "care", "expected"),
+    [
+        pytest.param(
+            [_stored(vouched=False)],
+            [("hospital-b", "hospital-b", "b1")],
+            CARE,
+            [],
+            id="a permit not yet vouched for opens nothing",
+        ),
+        pytest.param(
+            [_stored(held_by="vendor-v", about="v1")],
+            [("hospital-b", "hospital-b", "b1")],
+            CARE,
+            [],
+            id="a consent recorded by an app vendor about its own record",
+        ),
+        pytest.param(
+            [_stored()],
+            [("vendor-v", "vendor-v", "v1")],
+            CARE,
+            [],
+            id="an app vendor's episode of care about its own record",
+        ),
+        pytest.param(
+            [_stored()],
+            [("hospital-a", "vendor-v", "a1")],
+            CARE,
+            [],
+            id="a referral to an app vendor",
+        ),
+        pytest.param(
+            [_stored()],
+            [("vendor-v", "hospital-d", "v1")],
+            CARE,
+            [],
+            id="a referral by an app vendor",
+        ),
+        pytest.param(
+            [_stored(), _stored("deny", held_by="vendor-v", about="v1")],
+            [("hospital-b", "hospital-b", "b1")],
+            CARE,
+            [Share("hospital-b", None, None)],
+            id="an app vendor's objection blocks no one",
+        ),
+        pytest.param(
+            [_stored()],
+            [("hospital-b", "hospital-b", "b1")],
+            frozenset({"hospital-a"}),
+            [],
+            id="the treating organisation is no care provider (any more)",
+        ),
+    ],
+)
+def test_who_may_vouch(
+    consents: list[StoredConsent],
+    treating: list[tuple[str, str, str]],
+    care: frozenset[str],
+    expected: list[Share],
+) -> None:
+    records = [*RECORDS, StoredRecord("v1", "vendor-v", "a1", "A123456780")]
+    facts = Facts(records, consents, [TreatmentFact(*t) for t in treating], care)
+    assert shares(facts, NOW) == expected
+
+
+def test_a_permit_is_vouched_for_while_its_recorder_treats_the_person() -> None:
+    """Only a care provider's permit about its own record, while it treats the person."""
+    consents = [_stored(vouched=False), _stored(vouched=False, held_by="vendor-v", about="v1")]
+    records = [*RECORDS, StoredRecord("v1", "vendor-v", "a1", "A123456780")]
+    not_treating = Facts(records, consents, [TreatmentFact("hospital-b", "hospital-b", "b1")], CARE)
+    assert newly_vouched(not_treating) == []
+    treating = not_treating._replace(
+        treating=[
+            TreatmentFact("hospital-a", "hospital-a", "a1"),
+            TreatmentFact("vendor-v", "vendor-v", "v1"),
+        ]
+    )
+    assert newly_vouched(treating) == ["c"]
+    assert newly_vouched(treating._replace(consents=[_stored()])) == []
+
+
+def test_disclosures_name_each_record_its_organisation_and_why() -> None:
+    facts = Facts(
+        RECORDS,
+        [_stored(valid_until=NOW + DAY)],
+        [TreatmentFact("hospital-b", "hospital-b", "b1", "Encounter/e1")],
+        CARE,
+    )
+    assert disclosures(facts, NOW) == {
+        ("a1", "hospital-b"): {
+            "consents": [
+                {
+                    "consent": "Consent/c",
+                    "recorded_by": "hospital-a",
+                    "valid_from": None,
+                    "valid_until": (NOW + DAY).isoformat(),
+                }
+            ],
+            "treatments": ["Encounter/e1"],
+        }
+    }
