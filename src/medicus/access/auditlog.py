@@ -73,6 +73,8 @@ _DID = {
     "access.mpi.read": "looked up the records of the same person",
     "access.mpi.link": "linked the record with another one of the same person",
     "access.mpi.unlink": "unlinked the record from another one",
+    "access.disclosures.read": "looked at whom the record is open to",
+    "access.disclosures.search": "looked at whom the organisation's records were opened to",
     "audit.search": "looked at the access log",
     "audit.read": "looked at the access log",
 }
@@ -85,6 +87,7 @@ _WHY = {
     "scope": "their access rights do not cover it",
     "research-consent": "the patient's research consent permits it",
     "no-research-consent": "the patient's research consent does not permit it",
+    "not-care-provider": "only care providers record consents and treatment relations",
 }
 
 

@@ -5,9 +5,10 @@ The rules in force:
   holds, as far as their token's SMART scopes allow;
 - they may read (read, vread, history, search, `$everything`) a person's data that other
   organisations hold while that data is shared with their organisation: the person's sharing
-  consent covers it and it has a treatment relation with the person (`sharing`);
-- a physician may read a person's data without these by break-glass, stating a reason, for a
-  limited time (`breakglass`);
+  consent, vouched for by a treating care provider, covers it and it has a treatment
+  relation with the person (`sharing`; only care providers record either);
+- a physician of a care provider may read a person's data without these by break-glass,
+  stating a reason, for a limited time (`breakglass`);
 - data held elsewhere is never written or deleted.
 
 Searches are filtered inside their query: `readable_record` (or, where a query starts from
