@@ -245,3 +245,15 @@ async def _refused_readings(region: Region) -> list[str]:
             )
         )
         return [action for (action,) in rows]
+
+
+async def test_a_deleted_record_is_open_to_no_one(region: Region) -> None:
+    story = Story(region)
+    await story.tell()
+    c1 = story.ids["c1"]
+    assert len((await _disclosures(region, "hospital-c", c1)).json()) == 1
+    deleted = await region.http.delete(
+        f"/fhir/Patient/{c1}", headers=await region.token("hospital-c")
+    )
+    assert deleted.status_code in (200, 204)
+    assert (await _disclosures(region, "hospital-c", c1)).json() == []

@@ -201,6 +201,7 @@ class PatientIndex:
         could give it shares."""
         if patient is None:
             former = await repository.delete_record(session, patient_id, self._clock())
+            await repository.end_disclosures_of(session, patient_id, self._clock())
             if former is not None:
                 await self._regroup(session, {former}, set())
             return

@@ -550,6 +550,15 @@ async def end_disclosures(session: AsyncSession, ids: Collection[int], at: dt.da
         )
 
 
+async def end_disclosures_of(session: AsyncSession, patient_id: str, at: dt.datetime) -> None:
+    """End whatever the data of a deleted record was open to."""
+    await session.execute(
+        update(DISCLOSURES)
+        .where(DISCLOSURES.c.patient_id == patient_id, DISCLOSURES.c.ended_at.is_(None))
+        .values(ended_at=at)
+    )
+
+
 async def restate_disclosure(session: AsyncSession, id_: int, reasons: dict[str, Any]) -> None:
     """Replace the reasons of an open disclosure (another consent, another treatment)."""
     await session.execute(
