@@ -367,6 +367,8 @@ async def test_a_teleconsultation_assigns_each_invited_hospital(region: Region) 
     alone, with the next request."""
     story = Story(region)
     await story.tell(treated=False)
+    for hospital in ("hospital-d", "hospital-e"):
+        await region.organisation(hospital, "hospital")
     ids = story.ids
     lab = f"/fhir/Observation/{ids['lab']}"
     consultation = {
