@@ -153,10 +153,22 @@ async def test_pkce_mismatch_is_refused(world: World) -> None:
     assert (status, body["error"]) == (400, "invalid_grant")
 
 
+def _bearer(tokens: dict[str, object]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def _refused_at_once(world: World, tokens: dict[str, object]) -> None:
+    """The access token no longer works, without waiting for a poll of the revocation feed."""
+    refused = await world.http.get("/api/me", headers=_bearer(tokens))
+    assert refused.status_code == 401
+    assert "revoked" in refused.headers["www-authenticate"]
+
+
 async def test_a_replayed_code_is_refused_and_revokes_what_it_issued(world: World) -> None:
     verifier = secrets.token_urlsafe(48)
     query = await _code(world, _browser(world), verifier)
     first = await _exchange(world, query["code"], verifier)
+    assert (await world.http.get("/api/me", headers=_bearer(first))).status_code == 200
     status, body = await _token(
         world,
         grant_type="authorization_code",
@@ -166,6 +178,7 @@ async def test_a_replayed_code_is_refused_and_revokes_what_it_issued(world: Worl
         code_verifier=verifier,
     )
     assert (status, body["error"]) == (400, "invalid_grant")
+    await _refused_at_once(world, first)
     status, body = await _token(
         world,
         grant_type="refresh_token",
@@ -224,6 +237,8 @@ async def test_refresh_tokens_rotate_and_reuse_revokes_the_family(world: World) 
         client_id=world.app_client_id,
     )
     assert (status, body["error"]) == (400, "invalid_grant")
+    await _refused_at_once(world, tokens)
+    await _refused_at_once(world, rotated)
     status, body = await _token(
         world,
         grant_type="refresh_token",
@@ -231,6 +246,22 @@ async def test_refresh_tokens_rotate_and_reuse_revokes_the_family(world: World) 
         client_id=world.app_client_id,
     )
     assert (status, body["error"]) == (400, "invalid_grant")
+
+
+async def test_revoking_a_refresh_token_voids_the_access_tokens_of_its_grant(
+    world: World,
+) -> None:
+    """RFC 7009 §2.1: the access tokens issued under the same grant end with it; those of
+    another grant of the same user do not."""
+    _, tokens = await _logged_in_tokens(world)
+    _, other = await _logged_in_tokens(world)
+    response = await world.http.post(
+        "/oauth/revoke",
+        data={"token": str(tokens["refresh_token"]), "client_id": world.app_client_id},
+    )
+    assert response.status_code == 200
+    await _refused_at_once(world, tokens)
+    assert (await world.http.get("/api/me", headers=_bearer(other))).status_code == 200
 
 
 async def test_refresh_can_narrow_but_not_widen_the_scope(world: World) -> None:

@@ -5,8 +5,10 @@ Hand-written on top of joserfc: authlib's server classes are synchronous and fra
 (Flask/Django), while every step here reads and writes the async database in one transaction.
 
 - Authorization code with PKCE (S256 only, for every client); redirect URIs match exactly;
-  codes live 60 s, are stored hashed and redeemable once: a replay revokes what they issued.
-- Refresh tokens rotate; a used one presented again revokes its whole family.
+  codes live 60 s, are stored hashed and redeemable once: a replay revokes what they issued
+  (the refresh tokens and, through the revocation feed, the access tokens of its grant).
+- Refresh tokens rotate; a used one presented again revokes its whole family, access tokens
+  included.
 - Client credentials for backend services authenticated with `private_key_jwt` (SMART Backend
   Services): ES384/RS384/ES256 assertions, signed by a key of the client's registered JWKS, for
   this token endpoint, short-lived and never replayed.
@@ -197,7 +199,7 @@ class OAuthService:
                 raise OAuthError("invalid_grant", "The authorization code is not valid.")
             if not first:
                 if row.family_id:
-                    await token_repository.revoke_family(session, row.family_id)
+                    await self._revoke_grant(session, row.family_id)
                 await self._audit_denied(session, row.user_id, client, "code-replayed")
                 error = OAuthError("invalid_grant", "The authorization code was used already.")
             elif row.expires_at <= now:
@@ -219,10 +221,10 @@ class OAuthService:
         code: AuthorizationCodeRow,
         now: dt.datetime,
     ) -> dict[str, Any]:
-        grant = await self._user_grant(
-            session, client, code.user_id, code.organisation_id, code.scope
-        )
         family_id = new_id()
+        grant = await self._user_grant(
+            session, client, code.user_id, code.organisation_id, code.scope, family_id
+        )
         await token_repository.set_code_family(session, code.code_hash, family_id)
         response = await self._tokens_for(session, grant, family_id, now)
         if "openid" in parse_scopes(code.scope).other:
@@ -244,6 +246,7 @@ class OAuthService:
         user_id: str,
         organisation_id: str,
         scope: str,
+        family_id: str,
     ) -> TokenGrant:
         """The grant for a user as things stand now: a disabled user or a lost membership
         ends it; a changed role narrows it."""
@@ -260,6 +263,7 @@ class OAuthService:
             client_id=client.client_id,
             scope=granted.to_string(),
             fhir_user=f"{self._fhir_base_url}/Practitioner/{user_id}",
+            grant_id=family_id,
         )
 
     async def _tokens_for(
@@ -299,7 +303,7 @@ class OAuthService:
             if row is None or row.client_id != client.client_id:
                 raise OAuthError("invalid_grant", "The refresh token is not valid.")
             if not first and not row.revoked:
-                await token_repository.revoke_family(session, row.family_id)
+                await self._revoke_grant(session, row.family_id)
                 await self._audit_denied(session, row.user_id, client, "refresh-token-reused")
                 error = OAuthError(
                     "invalid_grant", "The refresh token was used already; its family is revoked."
@@ -311,7 +315,7 @@ class OAuthService:
                 if "scope" in form:
                     scope = intersect(_scope_of(form["scope"]), parse_scopes(scope)).to_string()
                 grant = await self._user_grant(
-                    session, client, row.user_id, row.organisation_id, scope
+                    session, client, row.user_id, row.organisation_id, scope, row.family_id
                 )
                 response = await self._tokens_for(session, grant, row.family_id, now)
                 await self._audit_issued(session, grant, "refresh_token")
@@ -341,6 +345,11 @@ class OAuthService:
             }
             await self._audit_issued(session, grant, "client_credentials")
         return response
+
+    async def _revoke_grant(self, session: AsyncSession, family_id: str) -> None:
+        """End a grant: its refresh tokens and, at once, the access tokens issued under it."""
+        await token_repository.revoke_family(session, family_id)
+        await self._tokens.revoke_grant(session, family_id)
 
     # -- client authentication ---------------------------------------------------------------
 
@@ -452,7 +461,7 @@ class OAuthService:
             client = await self._authenticate(session, form, allow_public=True)
             row = await token_repository.refresh_token(session, token_hash(token))
             if row is not None and row.client_id == client.client_id:
-                await token_repository.revoke_family(session, row.family_id)
+                await self._revoke_grant(session, row.family_id)
                 await self._audit.append(
                     session,
                     AuditEvent(
