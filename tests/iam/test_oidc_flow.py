@@ -205,6 +205,9 @@ async def test_redirect_uri_mismatch_is_shown_not_redirected(world: World) -> No
         ({"code_challenge": ""}, "invalid_request"),
         ({"response_type": "token"}, "unsupported_response_type"),
         ({"scope": "patient/Observation.rc"}, "invalid_scope"),
+        ({"scope": "openid user/Foo.rs"}, "invalid_scope"),
+        ({"scope": "admin system/Patient.rs"}, "invalid_scope"),
+        ({"scope": ""}, "invalid_scope"),
         ({"aud": "https://other.example/fhir"}, "invalid_request"),
     ],
 )
@@ -264,8 +267,44 @@ async def test_revoking_a_refresh_token_voids_the_access_tokens_of_its_grant(
     assert (await world.http.get("/api/me", headers=_bearer(other))).status_code == 200
 
 
+async def test_scopes_the_role_cannot_have_go_back_to_the_client_as_invalid_scope(
+    world: World,
+) -> None:
+    """A data protection officer's role grants no clinical data: an app asking for nothing
+    else is answered invalid_scope (RFC 6749 §4.1.2.1) once they have logged in, not handed
+    a token that grants nothing of what it asked for."""
+    async with world.platform.database.transaction() as session:
+        await add_user(
+            world.platform,
+            session,
+            "dpo@klinikum-a.example",
+            [(world.hospital_a, Role.DATA_PROTECTION_OFFICER)],
+        )
+    browser = _browser(world, "dpo@klinikum-a.example")
+    query = await _code(
+        world, browser, secrets.token_urlsafe(48), scope="openid patient/Observation.rs"
+    )
+    assert query["error"] == "invalid_scope"
+    assert "code" not in query
+    verifier = secrets.token_urlsafe(48)
+    query = await _code(world, browser, verifier, scope="openid fhirUser")
+    assert (
+        _claims(str((await _exchange(world, query["code"], verifier))["access_token"]))["scope"]
+        == "fhirUser openid"
+    )
+
+
 async def test_refresh_can_narrow_but_not_widen_the_scope(world: World) -> None:
     _, tokens = await _logged_in_tokens(world)
+    for outside in ("system/Patient.rs", "user/Foo.rs"):
+        status, body = await _token(
+            world,
+            grant_type="refresh_token",
+            refresh_token=str(tokens["refresh_token"]),
+            client_id=world.app_client_id,
+            scope=outside,
+        )
+        assert (status, body["error"]) == (400, "invalid_scope")
     status, narrowed = await _token(
         world,
         grant_type="refresh_token",
