@@ -26,6 +26,7 @@ from medicus.core.mail import (
 )
 from medicus.core.metrics import HttpMetrics
 from medicus.fhir.bundles import BundleService
+from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import Guard
 from medicus.fhir.operations import Operations
 from medicus.fhir.service import FhirService
@@ -120,7 +121,7 @@ def build_platform(settings: Settings) -> Platform:
         endpoints.fhir_base_url,
         token_lifetime,
     )
-    identity = IdentityService(audit, hasher)
+    identity = IdentityService(audit, hasher, resource_types())
     oversight = Oversight(database, identity)
     logins = LoginService(
         database,
@@ -153,6 +154,7 @@ def build_platform(settings: Settings) -> Platform:
             token_endpoint=endpoints.token,
             fhir_base_url=endpoints.fhir_base_url,
             refresh_lifetime=dt.timedelta(seconds=settings.refresh_token_seconds),
+            resource_types=resource_types(),
         ),
         admin=AdminService(
             database,

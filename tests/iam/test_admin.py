@@ -188,6 +188,76 @@ async def test_suspending_a_member_voids_their_tokens(world: World) -> None:
     assert (await world.http.get("/oauth/userinfo", headers=physician)).status_code == 401
 
 
+async def test_suspending_at_a_ends_a_shared_member_s_work_for_a_only(world: World) -> None:
+    """A consultant of A and B suspended at A: his tokens and sessions for A end at once, his
+    tokens for B keep working."""
+    browser = Browser(world.http, "dr.ab@klinikum-a.example", PASSWORD)
+    browser.organisation = world.hospital_a
+    assert "Signed in" in (await browser.login()).text
+    for_a = await _token(world, world.consultant, world.hospital_a, "physician", "openid")
+    for_b = await _token(world, world.consultant, world.hospital_b, "physician", "openid")
+    response = await world.http.patch(
+        f"/api/admin/organisations/{world.hospital_a}/members/{world.consultant}",
+        json={"active": False},
+        headers=await _admin_a(world),
+    )
+    assert response.status_code == 204
+    assert (await world.http.get("/oauth/userinfo", headers=for_a)).status_code == 401
+    assert (await world.http.get("/oauth/userinfo", headers=for_b)).status_code == 200
+    assert (await world.http.get("/account")).status_code == 303
+
+
+async def test_a_role_changed_at_a_voids_the_tokens_for_a_only(world: World) -> None:
+    for_a = await _token(world, world.consultant, world.hospital_a, "physician", "openid")
+    for_b = await _token(world, world.consultant, world.hospital_b, "physician", "openid")
+    response = await world.http.patch(
+        f"/api/admin/organisations/{world.hospital_a}/members/{world.consultant}",
+        json={"role": "nurse"},
+        headers=await _admin_a(world),
+    )
+    assert response.status_code == 204
+    assert (await world.http.get("/oauth/userinfo", headers=for_a)).status_code == 401
+    assert (await world.http.get("/oauth/userinfo", headers=for_b)).status_code == 200
+
+
+async def test_only_a_platform_admin_resets_the_second_factor_of_a_shared_member(
+    world: World,
+) -> None:
+    browser = Browser(world.http, "dr.ab@klinikum-a.example", PASSWORD)
+    browser.organisation = world.hospital_a
+    await browser.login()
+    secret = browser.totp_secret
+    url = (
+        f"/api/admin/organisations/{world.hospital_a}/members/{world.consultant}"
+        "/reset-second-factor"
+    )
+    refused = await world.http.post(url, headers=await _admin_a(world))
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "platform admin" in refused.json()["detail"]
+    world.http.cookies.clear()
+    await browser.login()
+    assert browser.totp_secret == secret
+    await world.platform.audit.seal_all()
+    async with world.platform.database.snapshot() as session:
+        denied = (
+            await session.execute(
+                text(
+                    "SELECT actor, target FROM audit_entry "
+                    "WHERE action = 'iam.mfa.reset' AND outcome = 'denied'"
+                )
+            )
+        ).all()
+    assert [tuple(row) for row in denied] == [
+        (f"user:{world.admin_a}", f"Practitioner/{world.consultant}")
+    ]
+    operator = await _token(world, world.admin_a, world.hospital_a, "platform_admin")
+    assert (await world.http.post(url, headers=operator)).status_code == 204
+    world.http.cookies.clear()
+    await browser.login()
+    assert browser.totp_secret not in (None, secret)
+
+
 async def test_a_reset_second_factor_means_enrolling_again(world: World) -> None:
     browser = Browser(world.http, "dr.a@klinikum-a.example", PASSWORD)
     await browser.login()

@@ -124,6 +124,14 @@ async def test_bad_assertions_are_refused(world: World, connector: Connector, de
     assert (status, body["error"]) == (401, "invalid_client")
 
 
+@pytest.mark.parametrize("scope", ["system/Foo.rs", "system/Patient.rs system/Foo.r", ""])
+async def test_a_scope_for_no_fhir_resource_type_or_no_scope_is_invalid(
+    world: World, connector: Connector, scope: str
+) -> None:
+    status, body = await _token(world, connector.assertion(world.platform.endpoints.token), scope)
+    assert (status, body["error"]) == (400, "invalid_scope")
+
+
 async def test_scopes_outside_the_registration_are_not_granted(
     world: World, connector: Connector
 ) -> None:

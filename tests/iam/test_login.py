@@ -1,14 +1,17 @@
-"""Login pages: no user enumeration, lockout with back-off, CSRF, no open redirect, audit."""
+"""Login pages: no user enumeration, lockout with back-off, CSRF, no open redirect, audit, a
+strict Content-Security-Policy."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import text
 
 from medicus.iam import repository
-from tests.iam.browser import Browser
+from tests.iam.browser import Browser, field_value
 from tests.iam.conftest import PASSWORD, World
 
 
@@ -104,3 +107,67 @@ async def test_session_cookie_is_http_only(world: World) -> None:
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie
     assert "SameSite=lax" in cookie
+
+
+_STRICT_POLICY = {
+    "default-src": "'none'",
+    "style-src": "'self'",
+    "base-uri": "'none'",
+    "frame-ancestors": "'none'",
+}
+_TITLE = re.compile(r"<title>(.*?) · medicus</title>")
+_INLINE = re.compile(r"<script|<style|\sstyle\s*=|\son[a-z]+\s*=|javascript:", re.IGNORECASE)
+_URLS = re.compile(r'<(?:link|form)\b[^>]*\s(?:href|action)="([^"]*)"')
+
+
+async def _obeys_the_policy(response: httpx.Response, titles: list[str]) -> None:
+    """An HTML page of identity sends the strict policy and needs nothing it forbids: no
+    script, no inline style, stylesheets and forms of its own origin only."""
+    if not response.headers.get("content-type", "").startswith("text/html"):
+        return
+    await response.aread()
+    policy = response.headers["content-security-policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives == _STRICT_POLICY
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    page = response.text
+    assert _INLINE.search(page) is None, page
+    for url in _URLS.findall(page):
+        assert urlsplit(url).netloc == "", url
+        assert url.startswith("/"), url
+    titles.append(field_value(_TITLE, page))
+
+
+async def test_every_page_sends_a_strict_policy_and_the_login_still_works(world: World) -> None:
+    titles: list[str] = []
+
+    async def check(response: httpx.Response) -> None:
+        await _obeys_the_policy(response, titles)
+
+    world.http.event_hooks["response"].append(check)
+    consultant = Browser(world.http, "dr.ab@klinikum-a.example", PASSWORD)
+    consultant.organisation = world.hospital_b
+    assert "Signed in" in (await consultant.login()).text
+    world.http.cookies.clear()
+    assert "Signed in" in (await consultant.login()).text
+    assert (await world.http.get("/invitation", params={"token": "unknown"})).status_code == 200
+    assert (await world.http.get("/oauth/authorize")).status_code == 400
+    assert titles == [
+        "Sign in",
+        "Set up your authenticator",
+        "Recovery codes",
+        "Choose organisation",
+        "Account",
+        "Sign in",
+        "Second factor",
+        "Choose organisation",
+        "Account",
+        "Accept invitation",
+        "Cannot continue",
+    ]
+    stylesheet = await world.http.get("/login/pages.css")
+    assert stylesheet.status_code == 200
+    assert stylesheet.headers["content-type"].startswith("text/css")
+    assert "font-family" in stylesheet.text

@@ -153,10 +153,22 @@ async def test_pkce_mismatch_is_refused(world: World) -> None:
     assert (status, body["error"]) == (400, "invalid_grant")
 
 
+def _bearer(tokens: dict[str, object]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def _refused_at_once(world: World, tokens: dict[str, object]) -> None:
+    """The access token no longer works, without waiting for a poll of the revocation feed."""
+    refused = await world.http.get("/api/me", headers=_bearer(tokens))
+    assert refused.status_code == 401
+    assert "revoked" in refused.headers["www-authenticate"]
+
+
 async def test_a_replayed_code_is_refused_and_revokes_what_it_issued(world: World) -> None:
     verifier = secrets.token_urlsafe(48)
     query = await _code(world, _browser(world), verifier)
     first = await _exchange(world, query["code"], verifier)
+    assert (await world.http.get("/api/me", headers=_bearer(first))).status_code == 200
     status, body = await _token(
         world,
         grant_type="authorization_code",
@@ -166,6 +178,7 @@ async def test_a_replayed_code_is_refused_and_revokes_what_it_issued(world: Worl
         code_verifier=verifier,
     )
     assert (status, body["error"]) == (400, "invalid_grant")
+    await _refused_at_once(world, first)
     status, body = await _token(
         world,
         grant_type="refresh_token",
@@ -192,6 +205,9 @@ async def test_redirect_uri_mismatch_is_shown_not_redirected(world: World) -> No
         ({"code_challenge": ""}, "invalid_request"),
         ({"response_type": "token"}, "unsupported_response_type"),
         ({"scope": "patient/Observation.rc"}, "invalid_scope"),
+        ({"scope": "openid user/Foo.rs"}, "invalid_scope"),
+        ({"scope": "admin system/Patient.rs"}, "invalid_scope"),
+        ({"scope": ""}, "invalid_scope"),
         ({"aud": "https://other.example/fhir"}, "invalid_request"),
     ],
 )
@@ -224,6 +240,8 @@ async def test_refresh_tokens_rotate_and_reuse_revokes_the_family(world: World) 
         client_id=world.app_client_id,
     )
     assert (status, body["error"]) == (400, "invalid_grant")
+    await _refused_at_once(world, tokens)
+    await _refused_at_once(world, rotated)
     status, body = await _token(
         world,
         grant_type="refresh_token",
@@ -233,8 +251,60 @@ async def test_refresh_tokens_rotate_and_reuse_revokes_the_family(world: World) 
     assert (status, body["error"]) == (400, "invalid_grant")
 
 
+async def test_revoking_a_refresh_token_voids_the_access_tokens_of_its_grant(
+    world: World,
+) -> None:
+    """RFC 7009 §2.1: the access tokens issued under the same grant end with it; those of
+    another grant of the same user do not."""
+    _, tokens = await _logged_in_tokens(world)
+    _, other = await _logged_in_tokens(world)
+    response = await world.http.post(
+        "/oauth/revoke",
+        data={"token": str(tokens["refresh_token"]), "client_id": world.app_client_id},
+    )
+    assert response.status_code == 200
+    await _refused_at_once(world, tokens)
+    assert (await world.http.get("/api/me", headers=_bearer(other))).status_code == 200
+
+
+async def test_scopes_the_role_cannot_have_go_back_to_the_client_as_invalid_scope(
+    world: World,
+) -> None:
+    """A data protection officer's role grants no clinical data: an app asking for nothing
+    else is answered invalid_scope (RFC 6749 §4.1.2.1) once they have logged in, not handed
+    a token that grants nothing of what it asked for."""
+    async with world.platform.database.transaction() as session:
+        await add_user(
+            world.platform,
+            session,
+            "dpo@klinikum-a.example",
+            [(world.hospital_a, Role.DATA_PROTECTION_OFFICER)],
+        )
+    browser = _browser(world, "dpo@klinikum-a.example")
+    query = await _code(
+        world, browser, secrets.token_urlsafe(48), scope="openid patient/Observation.rs"
+    )
+    assert query["error"] == "invalid_scope"
+    assert "code" not in query
+    verifier = secrets.token_urlsafe(48)
+    query = await _code(world, browser, verifier, scope="openid fhirUser")
+    assert (
+        _claims(str((await _exchange(world, query["code"], verifier))["access_token"]))["scope"]
+        == "fhirUser openid"
+    )
+
+
 async def test_refresh_can_narrow_but_not_widen_the_scope(world: World) -> None:
     _, tokens = await _logged_in_tokens(world)
+    for outside in ("system/Patient.rs", "user/Foo.rs"):
+        status, body = await _token(
+            world,
+            grant_type="refresh_token",
+            refresh_token=str(tokens["refresh_token"]),
+            client_id=world.app_client_id,
+            scope=outside,
+        )
+        assert (status, body["error"]) == (400, "invalid_scope")
     status, narrowed = await _token(
         world,
         grant_type="refresh_token",

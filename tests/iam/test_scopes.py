@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from medicus.fhir.definitions import resource_types
 from medicus.iam.scopes import (
     OTHER_SCOPES,
     PERMISSION_ORDER,
@@ -102,6 +103,17 @@ def test_invalid_scopes_are_named_with_the_reason(text: str, reason: str) -> Non
     with pytest.raises(ScopeError, match=reason) as raised:
         parse_scopes(text)
     assert str(raised.value).startswith(f"'{text}' is not a ")
+
+
+def test_a_requested_scope_must_name_a_fhir_resource_type() -> None:
+    known = resource_types()
+    with pytest.raises(ScopeError, match="there is no FHIR resource type Foo"):
+        parse_scopes("openid user/Foo.rs", known)
+    with pytest.raises(ScopeError, match="there is no FHIR resource type Observations"):
+        parse_scopes("patient/Observations.read", known)
+    assert parse_scopes("user/*.rs patient/Observation.rs system/Binary.r", known).to_string() == (
+        "patient/Observation.rs system/Binary.r user/*.rs"
+    )
 
 
 def test_the_first_bad_scope_of_many_is_named() -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from medicus.fhir.definitions import resource_types
 from medicus.iam.models import OrganisationRow
 from medicus.iam.passwords import PasswordHasher
 from medicus.iam.roles import MfaPolicy, OrganisationType
+from medicus.iam.scopes import ScopeError
 from medicus.iam.service import AdministrationError, IdentityService
 from medicus.platform import Platform
 
@@ -28,7 +30,7 @@ class RecordingDirectory:
 async def test_directories_hear_of_new_organisations(fresh_platform: Platform) -> None:
     directory = RecordingDirectory()
     identity = IdentityService(
-        fresh_platform.audit, PasswordHasher(1, 1024, 1), directories=[directory]
+        fresh_platform.audit, PasswordHasher(1, 1024, 1), resource_types(), [directory]
     )
     async with fresh_platform.database.transaction() as session:
         await identity.create_organisation(
@@ -55,4 +57,28 @@ async def test_ik_numbers_have_nine_digits(fresh_platform: Platform, iknr: str) 
                 iknr,
                 None,
                 MfaPolicy.CLINICAL,
+            )
+
+
+async def test_a_client_cannot_be_registered_for_a_type_fhir_does_not_have(
+    fresh_platform: Platform,
+) -> None:
+    async with fresh_platform.database.transaction() as session:
+        organisation = await fresh_platform.identity.create_organisation(
+            session,
+            "system:test",
+            "Klinikum Ost",
+            OrganisationType.HOSPITAL,
+            "264400001",
+            None,
+            MfaPolicy.CLINICAL,
+        )
+        with pytest.raises(ScopeError, match="there is no FHIR resource type Foo"):
+            await fresh_platform.identity.create_client(
+                session,
+                "system:test",
+                "Ward app",
+                organisation,
+                "openid user/Foo.rs",
+                redirect_uris=["https://app.example/cb"],
             )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from medicus.audit.service import AuditEvent, AuditTrail, Outcome
 from medicus.core.crypto import new_token, token_hash
@@ -14,7 +14,7 @@ from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
 from medicus.core.ids import new_id
 from medicus.core.mail import Mail, MailSender
-from medicus.iam import repository
+from medicus.iam import repository, token_repository
 from medicus.iam.models import InvitationRow
 from medicus.iam.passwords import check_password_policy
 from medicus.iam.revocations import Revocations
@@ -67,16 +67,23 @@ class AdminService:
         )
         if allowed:
             return
+        target = f"Organization/{organisation_id}" if organisation_id else None
+        await self._refuse(caller, action, target, "You may not administer this organisation.")
+
+    async def _refuse(
+        self, caller: Principal, action: str, target: str | None, message: str
+    ) -> NoReturn:
+        """Audit a refused action and answer it with 403."""
         await self._audit.record(
             AuditEvent(
                 action,
                 caller.actor,
                 outcome=Outcome.DENIED,
                 organisation=caller.organisation_id,
-                target=f"Organization/{organisation_id}" if organisation_id else None,
+                target=target,
             )
         )
-        raise ApiError(403, "You may not administer this organisation.")
+        raise ApiError(403, message)
 
     async def create_organisation(
         self,
@@ -186,8 +193,10 @@ class AdminService:
         role: Role | None,
         active: bool | None,
     ) -> None:
-        """Change a member's role or suspend/restore their membership. Suspending voids the
-        member's tokens at once."""
+        """Change a member's role or suspend/restore their membership in this organisation.
+        Either voids the member's access tokens for this organisation at once; suspending also
+        ends their sessions working for it and revokes their refresh tokens for it. What they
+        hold for their other organisations stays valid."""
         await self._authorise(caller, organisation_id, "iam.member.update")
         if role is not None:
             _assignable(role)
@@ -201,7 +210,10 @@ class AdminService:
                 values["active"] = active
             if values:
                 await repository.update_membership(session, user_id, organisation_id, **values)
-                await self._revocations.void_user_tokens(session, user_id)
+                await self._revocations.void_user_tokens(session, user_id, organisation_id)
+            if active is False:
+                await repository.revoke_browser_sessions(session, user_id, organisation_id)
+                await token_repository.revoke_user_refresh_tokens(session, user_id, organisation_id)
             await self._audit.append(
                 session,
                 AuditEvent(
@@ -216,22 +228,36 @@ class AdminService:
     async def reset_second_factor(
         self, caller: Principal, organisation_id: str, user_id: str
     ) -> None:
-        """Remove a member's authenticator and recovery codes; they enrol anew at next login."""
+        """Remove a member's authenticator and recovery codes; they enrol anew at next login.
+        The second factor guards the person's whole account, not one membership: an
+        organisation's admin may reset it only for someone who belongs to no other
+        organisation (suspended memberships count); for anyone else it takes a platform
+        admin."""
         await self._authorise(caller, organisation_id, "iam.mfa.reset")
+        target = f"Practitioner/{user_id}"
         async with self._database.transaction() as session:
             if await repository.membership(session, user_id, organisation_id) is None:
                 raise ApiError(404, "This person is not a member of the organisation.")
-            await repository.update_user(session, user_id, totp_secret=None, totp_last_step=None)
-            await repository.replace_recovery_codes(session, user_id, [])
-            await self._audit.append(
-                session,
-                AuditEvent(
-                    "iam.mfa.reset",
-                    caller.actor,
-                    organisation=organisation_id,
-                    target=f"Practitioner/{user_id}",
-                ),
-            )
+            elsewhere = set(await repository.organisation_ids_of(session, user_id))
+            if caller.role == Role.PLATFORM_ADMIN or elsewhere <= {organisation_id}:
+                await repository.update_user(
+                    session, user_id, totp_secret=None, totp_last_step=None
+                )
+                await repository.replace_recovery_codes(session, user_id, [])
+                await self._audit.append(
+                    session,
+                    AuditEvent(
+                        "iam.mfa.reset", caller.actor, organisation=organisation_id, target=target
+                    ),
+                )
+                return
+        await self._refuse(
+            caller,
+            "iam.mfa.reset",
+            target,
+            "This person also works for another organisation, so their second factor can be "
+            "reset only by a platform admin.",
+        )
 
     async def accept_invitation(self, token: str, password: str) -> str:
         """Create (or extend) the invited user's account with a password; returns the e-mail

@@ -185,10 +185,13 @@ class SigningKeyRow(Base):
 
 class RevocationRow(Base):
     """An append-only feed of what makes access tokens void before they expire: one token
-    (`kind` "token", `subject` its jti) or every token of a user issued before `not_before`
-    (`kind` "user": logout everywhere, account disabled). Each process follows the feed into
-    memory, so that checking a token costs no database round trip. Rows matter only until
-    `expires_at`, when every token they concern has expired anyway."""
+    (`kind` "token", `subject` its jti), every token of one grant (`kind` "family", `subject`
+    the refresh-token family: a replayed code, a reused refresh token) or every token of a user
+    issued before `not_before` (`kind` "user": logout everywhere, account disabled; with an
+    `organisation_id`, only the tokens for that organisation: membership suspended or changed).
+    Each process follows the feed into memory, so that checking a token costs no database round
+    trip. Rows matter only until `expires_at`, when every token they concern has expired
+    anyway."""
 
     __tablename__ = "revocation"
 
@@ -197,6 +200,7 @@ class RevocationRow(Base):
     )
     kind: Mapped[str] = mapped_column(String(10))
     subject: Mapped[str] = mapped_column(String(64))
+    organisation_id: Mapped[str | None] = mapped_column(String(64), default=None)
     not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 

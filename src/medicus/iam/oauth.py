@@ -5,8 +5,10 @@ Hand-written on top of joserfc: authlib's server classes are synchronous and fra
 (Flask/Django), while every step here reads and writes the async database in one transaction.
 
 - Authorization code with PKCE (S256 only, for every client); redirect URIs match exactly;
-  codes live 60 s, are stored hashed and redeemable once: a replay revokes what they issued.
-- Refresh tokens rotate; a used one presented again revokes its whole family.
+  codes live 60 s, are stored hashed and redeemable once: a replay revokes what they issued
+  (the refresh tokens and, through the revocation feed, the access tokens of its grant).
+- Refresh tokens rotate; a used one presented again revokes its whole family, access tokens
+  included.
 - Client credentials for backend services authenticated with `private_key_jwt` (SMART Backend
   Services): ES384/RS384/ES256 assertions, signed by a key of the client's registered JWKS, for
   this token endpoint, short-lived and never replayed.
@@ -18,7 +20,7 @@ import base64
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,11 +84,15 @@ def pkce_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def _scope_of(text: str) -> ScopeSet:
-    try:
-        return parse_scopes(text)
-    except ScopeError as error:
-        raise OAuthError("invalid_scope", str(error)) from None
+def _grantable(requested: ScopeSet, *limits: ScopeSet) -> ScopeSet | None:
+    """What of the request can be granted within `limits` (the client's registration, the
+    user's role); None when that misses what the request is for: none of the resource scopes
+    it asks for, or nothing at all. RFC 6749 then answers `invalid_scope`, rather than issuing
+    a token that grants none of it."""
+    granted = intersect(requested, *limits)
+    if granted.resources or (granted.other and not requested.resources):
+        return granted
+    return None
 
 
 class OAuthService:
@@ -98,6 +104,7 @@ class OAuthService:
         token_endpoint: str,
         fhir_base_url: str,
         refresh_lifetime: dt.timedelta,
+        resource_types: Collection[str],
     ) -> None:
         self._database = database
         self._audit = audit
@@ -105,6 +112,14 @@ class OAuthService:
         self._token_endpoint = token_endpoint
         self._fhir_base_url = fhir_base_url
         self._refresh_lifetime = refresh_lifetime
+        self._resource_types = resource_types
+
+    def _requested_scope(self, text: str) -> ScopeSet:
+        """A scope a client asks for: valid SMART, for FHIR resource types that exist."""
+        try:
+            return parse_scopes(text, self._resource_types)
+        except ScopeError as error:
+            raise OAuthError("invalid_scope", str(error)) from None
 
     # -- authorization endpoint ------------------------------------------------------------
 
@@ -133,9 +148,11 @@ class OAuthService:
         if audience is not None and audience.rstrip("/") != self._fhir_base_url:
             raise refuse("invalid_request", f"aud must be {self._fhir_base_url}.")
         try:
-            scope = parse_scopes(query.get("scope", ""))
-        except ScopeError as error:
-            raise refuse("invalid_scope", str(error)) from None
+            scope = self._requested_scope(query.get("scope", ""))
+        except OAuthError as error:
+            raise refuse(error.error, error.description) from None
+        if _grantable(scope, parse_scopes(client.scope)) is None:
+            raise refuse("invalid_scope", "None of the requested scopes is open to this app.")
         return AuthorizationRequest(
             client_id=client_id,
             redirect_uri=redirect_uri,
@@ -146,14 +163,23 @@ class OAuthService:
         )
 
     async def issue_code(self, request: AuthorizationRequest, login: BrowserSession) -> str:
-        """An authorization code for a logged-in user who works for an organisation."""
+        """An authorization code for a logged-in user who works for an organisation; an
+        AuthorizeError (`invalid_scope`, to the client) if none of the requested scopes may be
+        granted to the user's role."""
         assert login.organisation_id is not None
         assert login.role is not None
         code = new_token()
         async with self._database.transaction() as session:
             client = await token_repository.client(session, request.client_id)
             assert client is not None
-            granted = intersect(request.scope, parse_scopes(client.scope), _role_scope(login.role))
+            granted = _grantable(request.scope, parse_scopes(client.scope), _role_scope(login.role))
+            if granted is None:
+                raise AuthorizeError(
+                    "invalid_scope",
+                    f"None of the requested scopes may be granted to a {login.role}.",
+                    request.redirect_uri,
+                    request.state,
+                )
             now = utc_now()
             await token_repository.add(
                 session,
@@ -197,7 +223,7 @@ class OAuthService:
                 raise OAuthError("invalid_grant", "The authorization code is not valid.")
             if not first:
                 if row.family_id:
-                    await token_repository.revoke_family(session, row.family_id)
+                    await self._revoke_grant(session, row.family_id)
                 await self._audit_denied(session, row.user_id, client, "code-replayed")
                 error = OAuthError("invalid_grant", "The authorization code was used already.")
             elif row.expires_at <= now:
@@ -219,10 +245,10 @@ class OAuthService:
         code: AuthorizationCodeRow,
         now: dt.datetime,
     ) -> dict[str, Any]:
-        grant = await self._user_grant(
-            session, client, code.user_id, code.organisation_id, code.scope
-        )
         family_id = new_id()
+        grant = await self._user_grant(
+            session, client, code.user_id, code.organisation_id, code.scope, family_id
+        )
         await token_repository.set_code_family(session, code.code_hash, family_id)
         response = await self._tokens_for(session, grant, family_id, now)
         if "openid" in parse_scopes(code.scope).other:
@@ -244,6 +270,7 @@ class OAuthService:
         user_id: str,
         organisation_id: str,
         scope: str,
+        family_id: str,
     ) -> TokenGrant:
         """The grant for a user as things stand now: a disabled user or a lost membership
         ends it; a changed role narrows it."""
@@ -251,7 +278,9 @@ class OAuthService:
         membership = await repository.membership(session, user_id, organisation_id)
         if user is None or not user.active or membership is None or not membership.active:
             raise OAuthError("invalid_grant", "The user may no longer sign in here.")
-        granted = intersect(parse_scopes(scope), _role_scope(membership.role))
+        granted = _grantable(parse_scopes(scope), _role_scope(membership.role))
+        if granted is None:
+            raise OAuthError("invalid_scope", "None of the scopes is open to the user's role now.")
         return TokenGrant(
             subject=user_id,
             kind="user",
@@ -260,6 +289,7 @@ class OAuthService:
             client_id=client.client_id,
             scope=granted.to_string(),
             fhir_user=f"{self._fhir_base_url}/Practitioner/{user_id}",
+            grant_id=family_id,
         )
 
     async def _tokens_for(
@@ -299,7 +329,7 @@ class OAuthService:
             if row is None or row.client_id != client.client_id:
                 raise OAuthError("invalid_grant", "The refresh token is not valid.")
             if not first and not row.revoked:
-                await token_repository.revoke_family(session, row.family_id)
+                await self._revoke_grant(session, row.family_id)
                 await self._audit_denied(session, row.user_id, client, "refresh-token-reused")
                 error = OAuthError(
                     "invalid_grant", "The refresh token was used already; its family is revoked."
@@ -309,9 +339,12 @@ class OAuthService:
             else:
                 scope = row.scope
                 if "scope" in form:
-                    scope = intersect(_scope_of(form["scope"]), parse_scopes(scope)).to_string()
+                    narrowed = _grantable(self._requested_scope(form["scope"]), parse_scopes(scope))
+                    if narrowed is None:
+                        raise OAuthError("invalid_scope", "None of the scopes was granted.")
+                    scope = narrowed.to_string()
                 grant = await self._user_grant(
-                    session, client, row.user_id, row.organisation_id, scope
+                    session, client, row.user_id, row.organisation_id, scope, row.family_id
                 )
                 response = await self._tokens_for(session, grant, row.family_id, now)
                 await self._audit_issued(session, grant, "refresh_token")
@@ -321,9 +354,9 @@ class OAuthService:
     async def _client_credentials(self, form: Mapping[str, str]) -> dict[str, Any]:
         async with self._database.transaction() as session:
             client = await self._authenticate(session, form, allow_public=False)
-            requested = _scope_of(form.get("scope", ""))
-            granted = intersect(requested, parse_scopes(client.scope))
-            if not granted.resources:
+            requested = self._requested_scope(form.get("scope", ""))
+            granted = _grantable(requested, parse_scopes(client.scope))
+            if granted is None:
                 raise OAuthError("invalid_scope", "None of the requested scopes is granted.")
             grant = TokenGrant(
                 subject=client.client_id,
@@ -341,6 +374,11 @@ class OAuthService:
             }
             await self._audit_issued(session, grant, "client_credentials")
         return response
+
+    async def _revoke_grant(self, session: AsyncSession, family_id: str) -> None:
+        """End a grant: its refresh tokens and, at once, the access tokens issued under it."""
+        await token_repository.revoke_family(session, family_id)
+        await self._tokens.revoke_grant(session, family_id)
 
     # -- client authentication ---------------------------------------------------------------
 
@@ -452,7 +490,7 @@ class OAuthService:
             client = await self._authenticate(session, form, allow_public=True)
             row = await token_repository.refresh_token(session, token_hash(token))
             if row is not None and row.client_id == client.client_id:
-                await token_repository.revoke_family(session, row.family_id)
+                await self._revoke_grant(session, row.family_id)
                 await self._audit.append(
                     session,
                     AuditEvent(

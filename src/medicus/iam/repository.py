@@ -111,6 +111,12 @@ async def memberships_of(
     return (await session.execute(statement)).all()
 
 
+async def organisation_ids_of(session: AsyncSession, user_id: str) -> Sequence[str]:
+    """The organisations the user is a member of, suspended memberships included."""
+    statement = select(MembershipRow.organisation_id).where(MembershipRow.user_id == user_id)
+    return (await session.scalars(statement)).all()
+
+
 async def members_of(
     session: AsyncSession, organisation_id: str
 ) -> Sequence[Row[MembershipRow, UserRow]]:
@@ -207,10 +213,14 @@ async def update_browser_session(session: AsyncSession, id_hash: str, **values: 
     )
 
 
-async def revoke_browser_sessions(session: AsyncSession, user_id: str) -> None:
-    await session.execute(
-        update(BrowserSessionRow).where(BrowserSessionRow.user_id == user_id).values(revoked=True)
-    )
+async def revoke_browser_sessions(
+    session: AsyncSession, user_id: str, organisation_id: str | None = None
+) -> None:
+    """End the user's sessions: those working for `organisation_id`, or without one, all."""
+    statement = update(BrowserSessionRow).where(BrowserSessionRow.user_id == user_id)
+    if organisation_id is not None:
+        statement = statement.where(BrowserSessionRow.organisation_id == organisation_id)
+    await session.execute(statement.values(revoked=True))
 
 
 async def upstream_idp(

@@ -18,7 +18,7 @@ from medicus.iam.http import bearer_principal
 from medicus.iam.keys import SigningKeys
 from medicus.iam.login import LoginFailed, LoginService, Stage
 from medicus.iam.oauth import AuthorizeError, OAuthError, OAuthService
-from medicus.iam.pages import SESSION_COOKIE, Pages
+from medicus.iam.pages import SESSION_COOKIE, STYLESHEET_PATH, Pages
 from medicus.iam.tokens import Principal, TokenService
 from medicus.iam.upstream import UpstreamLoginFailed, UpstreamLogins
 
@@ -88,32 +88,38 @@ def build_router(
     async def jwks() -> dict[str, object]:
         return (await keys.ring()).public_jwks
 
+    def authorize_error(request: Request, error: AuthorizeError) -> Response:
+        if error.redirect_uri is None:
+            return pages.render(request, "error.html", 400, message=error.description)
+        return RedirectResponse(
+            _with_query(
+                error.redirect_uri,
+                {
+                    "error": error.error,
+                    "state": error.state,
+                    "error_description": error.description,
+                },
+            ),
+            status_code=302,
+        )
+
     @router.get("/oauth/authorize", summary="Authorization endpoint (code flow with PKCE)")
     async def authorize(request: Request) -> Response:
         query = dict(request.query_params)
         try:
             validated = await oauth.validate_authorization(query)
         except AuthorizeError as error:
-            if error.redirect_uri is None:
-                return pages.render(request, "error.html", 400, message=error.description)
-            return RedirectResponse(
-                _with_query(
-                    error.redirect_uri,
-                    {
-                        "error": error.error,
-                        "state": error.state,
-                        "error_description": error.description,
-                    },
-                ),
-                status_code=302,
-            )
+            return authorize_error(request, error)
         login = await logins.current(request.cookies.get(SESSION_COOKIE))
         here = f"{request.url.path}?{request.url.query}"
         if login is None or login.stage is not Stage.COMPLETE:
             return pages.redirect(f"/login?{urlencode({'next': here})}")
         if login.needs_organisation:
             return pages.redirect(_next_step(login.stage, True, here))
-        code = await oauth.issue_code(validated, login)
+        try:
+            code = await oauth.issue_code(validated, login)
+        except AuthorizeError as error:
+            return authorize_error(request, error)
         return RedirectResponse(
             _with_query(
                 validated.redirect_uri,
@@ -131,6 +137,10 @@ def build_router(
             email="",
             providers=await upstream.providers(),
         )
+
+    @router.get(STYLESHEET_PATH, include_in_schema=False)
+    async def stylesheet() -> Response:
+        return pages.stylesheet()
 
     @router.get("/login/upstream/callback", include_in_schema=False)
     async def upstream_callback(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import parse_qsl, urlencode
@@ -148,7 +149,7 @@ def _query(scope: str, text: str | None) -> Query:
     return tuple(sorted(pairs))
 
 
-def _resource_scope(scope: str) -> ResourceScope:
+def _resource_scope(scope: str, known_types: Collection[str] | None) -> ResourceScope:
     match = _RESOURCE_SCOPE.fullmatch(scope)
     if match is None:
         raise ScopeError(f"'{scope}' is not a scope medicus knows")
@@ -157,16 +158,20 @@ def _resource_scope(scope: str) -> ResourceScope:
         raise _invalid(scope, "the context must be patient, user or system")
     if not _RESOURCE_TYPE.fullmatch(resource_type):
         raise _invalid(scope, "the resource type must be * or a FHIR type such as Observation")
+    if known_types is not None and resource_type != "*" and resource_type not in known_types:
+        raise _invalid(scope, f"there is no FHIR resource type {resource_type}")
     return ResourceScope(
         _CONTEXTS[context], resource_type, _permissions(scope, letters), _query(scope, query)
     )
 
 
-def parse_scopes(text: str) -> ScopeSet:
+def parse_scopes(text: str, known_types: Collection[str] | None = None) -> ScopeSet:
     """Parse a space-separated scope string (v1 or v2 syntax); raises ScopeError naming the first
-    bad scope. Repeated scopes for the same context, type and query merge."""
+    bad scope. Repeated scopes for the same context, type and query merge. Scopes someone asks
+    for are parsed with `known_types`, the FHIR resource types there are, so that a scope for a
+    type that does not exist is refused; scopes of our own making (tokens, roles) need not be."""
     scopes = text.split()
-    resources = frozenset(_resource_scope(s) for s in scopes if s not in OTHER_SCOPES)
+    resources = frozenset(_resource_scope(s, known_types) for s in scopes if s not in OTHER_SCOPES)
     return ScopeSet(resources, frozenset(s for s in scopes if s in OTHER_SCOPES))
 
 

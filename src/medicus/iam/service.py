@@ -61,10 +61,12 @@ class IdentityService:
         self,
         audit: AuditTrail,
         hasher: PasswordHasher,
+        resource_types: Collection[str],
         directories: Sequence[OrganisationDirectory] = (),
     ) -> None:
         self._audit = audit
         self._hasher = hasher
+        self._resource_types = resource_types
         self._directories = tuple(directories)
 
     async def ensure_organisation(
@@ -218,7 +220,7 @@ class IdentityService:
     ) -> str:
         """Register a backend service (with `jwks`, for private_key_jwt) or a public app (with
         `redirect_uris`, for the authorization code flow with PKCE); returns its client_id."""
-        parsed_scope = parse_scopes(scope)
+        parsed_scope = parse_scopes(scope, self._resource_types)
         if jwks is not None:
             try:
                 keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]

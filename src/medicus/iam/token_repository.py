@@ -81,10 +81,14 @@ async def revoke_family(session: AsyncSession, family_id: str) -> None:
     )
 
 
-async def revoke_user_refresh_tokens(session: AsyncSession, user_id: str) -> None:
-    await session.execute(
-        update(RefreshTokenRow).where(RefreshTokenRow.user_id == user_id).values(revoked=True)
-    )
+async def revoke_user_refresh_tokens(
+    session: AsyncSession, user_id: str, organisation_id: str | None = None
+) -> None:
+    """Revoke the user's refresh tokens: those for `organisation_id`, or without one, all."""
+    statement = update(RefreshTokenRow).where(RefreshTokenRow.user_id == user_id)
+    if organisation_id is not None:
+        statement = statement.where(RefreshTokenRow.organisation_id == organisation_id)
+    await session.execute(statement.values(revoked=True))
 
 
 async def published_keys(session: AsyncSession, now: dt.datetime) -> Sequence[SigningKeyRow]:

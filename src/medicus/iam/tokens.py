@@ -2,7 +2,8 @@
 
 Validation accepts only ES256 (so `alg: none` and HMAC confusion are refused), only keys of this
 platform's JWKS, only this issuer and audience, not after `exp`, and not when the token was
-revoked, the user disabled, or the user logged out everywhere after the token was issued.
+revoked, its grant revoked, the user disabled, the user's membership suspended or changed, or the
+user logged out everywhere after the token was issued.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, DecodeError, JoseError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.core.db import Database
 from medicus.core.ids import new_id
 from medicus.iam.keys import ALGORITHM, SigningKeys
-from medicus.iam.revocations import Revocations
+from medicus.iam.revocations import Revocations, TokenFacts
 from medicus.iam.scopes import ScopeSet, parse_scopes
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
@@ -71,6 +73,9 @@ class TokenGrant:
     client_id: str
     scope: str
     fhir_user: str | None = None
+    # The grant (authorization code and the refresh tokens that followed it) the token is
+    # issued under, so that revoking the grant voids its access tokens at once.
+    grant_id: str | None = None
 
 
 class TokenService:
@@ -114,6 +119,8 @@ class TokenService:
             claims["role"] = grant.role
         if grant.fhir_user:
             claims["fhirUser"] = grant.fhir_user
+        if grant.grant_id:
+            claims["grant_id"] = grant.grant_id
         return await self._sign(claims, ACCESS_TOKEN_TYPE)
 
     async def issue_id_token(
@@ -193,9 +200,15 @@ class TokenService:
         """The principal a bearer token proves, or InvalidToken. Revocation is checked against
         the in-memory feed (see `revocations`), so this costs no database round trip."""
         claims = await self.decode(token)
-        user_id = claims["sub"] if claims.get("kind") == "user" else None
+        facts = TokenFacts(
+            jti=claims["jti"],
+            issued_at=float(claims.get("iat", 0)),
+            user_id=claims["sub"] if claims.get("kind") == "user" else None,
+            organisation_id=claims["org"],
+            family_id=claims.get("grant_id"),
+        )
         await self._revocations.current()
-        if self._revocations.is_revoked(claims["jti"], user_id, float(claims.get("iat", 0))):
+        if self._revocations.is_revoked(facts):
             raise InvalidToken("the token was revoked")
         return Principal(
             subject=claims["sub"],
@@ -209,6 +222,10 @@ class TokenService:
             expires_at=int(claims["exp"]),
             fhir_user=claims.get("fhirUser"),
         )
+
+    async def revoke_grant(self, session: AsyncSession, grant_id: str) -> None:
+        """Void every access token issued under the grant, in the caller's transaction."""
+        await self._revocations.revoke_family(session, grant_id)
 
     async def revoke_access_token(self, token: str) -> bool:
         """Revoke an access token of ours until it expires; False if it is not one."""
