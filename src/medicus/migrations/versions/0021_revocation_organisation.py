@@ -1,8 +1,8 @@
 """The revocation feed can void a user's tokens for one organisation only (a membership
 suspended or changed there), leaving those for their other organisations valid.
 
-Revision ID: 0024
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-02 13:00:00.000000
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0024"
-down_revision: str | None = "0019"
+revision: str = "0021"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
