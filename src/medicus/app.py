@@ -59,6 +59,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             platform.fhir.operations,
             platform.tokens,
             capabilities,
+            platform.endpoints.fhir_base_url,
         )
     )
     pages = Pages(secure_cookies=platform.endpoints.secure_cookies)

@@ -730,7 +730,7 @@ async def test_patch_entries_of_a_transaction(hub: Hub) -> None:
     }
     refused = await hub.http.post("/fhir", content=orjson.dumps(failing), headers=headers)
     assert refused.status_code == 422, refused.text
-    assert refused.json()["issue"][1]["expression"] == ["Bundle.entry[1]"]
+    assert refused.json()["issue"][1]["expression"] == ["Bundle.entry[1].resource.parameter[0]"]
     other = await hub.http.get("/fhir/Patient/other", headers=await hub.token())
     assert other.status_code == 404  # nothing of the failed transaction is stored
 

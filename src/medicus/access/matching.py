@@ -81,7 +81,9 @@ def sound(name: str | None) -> str | None:
 
 
 def _folded_or_none(text: object) -> str | None:
-    return (folded(text)[:100] or None) if isinstance(text, str) else None
+    """The first 100 letters of a folded name; only its start is folded (a string may have a
+    million characters, which would take seconds)."""
+    return (folded(text[:1000])[:100] or None) if isinstance(text, str) else None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ class ErrorDetail:
     message: str
     pointer: str | None = None
     expression: str | None = None
+    code: str | None = None
+    """The FHIR issue type of this problem, when it differs from the error's."""
 
 
 @dataclass
@@ -128,7 +130,11 @@ def operation_outcome(error: ApiError) -> dict[str, Any]:
         {"severity": severity, "code": code, "diagnostics": error.detail}
     ]
     for detail in error.errors:
-        issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": detail.message}
+        issue: dict[str, Any] = {
+            "severity": severity,
+            "code": detail.code or code,
+            "diagnostics": detail.message,
+        }
         if detail.expression:
             issue["expression"] = [detail.expression]
         issues.append(issue)

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, APIRouter
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
@@ -36,6 +37,7 @@ from medicus.core.logging import get_logger
 from medicus.core.metrics import UNMATCHED_ROUTE, HttpMetrics
 
 REQUEST_ID_HEADER = "x-request-id"
+CLIENT_CLOSED_REQUEST = 499
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -107,6 +109,10 @@ class RequestObserver:
         self.metrics.in_progress.inc()
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client hung up before its body was read: no fault of the server, and
+            # nobody to answer. Recorded as 499, the status nginx logs for this.
+            status = CLIENT_CLOSED_REQUEST
         except Exception as exc:
             if is_unavailable(exc):
                 log.warning("database unavailable", error_type=type(exc).__name__)
@@ -207,6 +213,9 @@ class JsonRoute(APIRoute):
 
         async def json_only(request: Request) -> Response:
             require_json_body(request)
+            # Read here, so that a client hanging up mid-body reaches `RequestObserver` as
+            # what it is: FastAPI would turn it into a 400 while it reads the body itself.
+            await request.body()
             return await handler(request)
 
         return json_only

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -28,6 +28,7 @@ from medicus.fhir.resources import (
     check_type,
     fhir_time,
     is_version_number,
+    parse_json,
 )
 from medicus.fhir.search.query import SearchRequest
 from medicus.fhir.service import FhirService
@@ -67,6 +68,34 @@ def _entry_error(index: int, message: str, status: int = 400) -> ApiError:
         errors=[ErrorDetail(message, expression=where)],
         issue_type="invalid" if status == 400 else None,
     )
+
+
+def _in_entry(index: int, error: ApiError) -> ApiError:
+    """An entry's failure as the bundle's: its message and its problems, each pointing into
+    `Bundle.entry[i].resource` (`Patient.birthDate` becomes
+    `Bundle.entry[i].resource.birthDate`)."""
+    where = f"Bundle.entry[{index}]"
+    if error.detail.startswith(f"{where}:"):
+        return error
+    if not error.errors:
+        failed = _entry_error(index, error.detail, error.status)
+        return replace(failed, issue_type=error.issue_type or failed.issue_type)
+    details = [
+        replace(detail, expression=_within(f"{where}.resource", detail.expression))
+        for detail in error.errors
+    ]
+    return replace(error, detail=f"{where}: {error.detail}", errors=details)
+
+
+def _within(resource: str, expression: str | None) -> str:
+    """A FHIRPath expression on a resource (`Patient.name[0]`, or relative: `resourceType`)
+    as one on the resource at `resource`."""
+    if not expression:
+        return resource
+    head, _, rest = expression.partition(".")
+    if head[:1].isupper():  # the resource's type: replaced by where the resource is
+        return f"{resource}.{rest}" if rest else resource
+    return f"{resource}.{expression}"
 
 
 def _etag(text: Any, index: int) -> int | None:
@@ -160,8 +189,8 @@ def _patch_operations(entry: Entry) -> Any:
             "application/json-patch+json.",
         )
     try:
-        return orjson.loads(base64.b64decode(str(binary.get("data", "")), validate=True))
-    except (binascii.Error, orjson.JSONDecodeError):
+        return parse_json(base64.b64decode(str(binary.get("data", "")), validate=True))
+    except (binascii.Error, ApiError):
         raise _entry_error(entry.index, "the Binary's data is not a base64 JSON Patch.") from None
 
 
@@ -217,7 +246,7 @@ class BundleService:
             try:
                 await self._write(session, caller, entry)
             except ApiError as error:
-                raise _entry_error(entry.index, error.detail, error.status) from None
+                raise _in_entry(entry.index, error) from None
 
     async def _batch(self, caller: Principal, raw_entries: list[Any]) -> list[Entry]:
         """Each entry on its own, in its own transaction; failures are answered in place."""
@@ -235,7 +264,7 @@ class BundleService:
                     async with self._fhir.writing() as session:
                         await self._write(session, caller, entry)
             except ApiError as error:
-                entry.outcome = {"error": error}
+                entry.outcome = {"error": _in_entry(index, error)}
             entries.append(entry)
         return entries
 

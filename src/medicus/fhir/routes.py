@@ -24,9 +24,9 @@ from medicus.fhir.models import FhirVersionRow
 from medicus.fhir.operations import Operations
 from medicus.fhir.resources import (
     StoredVersion,
+    check_resource,
     is_version_number,
-    parse_json,
-    parse_resource,
+    parse_body,
 )
 from medicus.fhir.search.query import SearchRequest
 from medicus.fhir.service import FhirService, SearchResult
@@ -74,12 +74,13 @@ def prefer(request: Request, key: str) -> str | None:
     return None
 
 
-async def _body(request: Request) -> bytes:
+async def _body(request: Request) -> Any:
+    """The request's JSON (decimals exact, see `parse_json`)."""
     if not is_json_media_type(request.headers.get("content-type")):
         raise ApiError(
             415, "Send the resource as application/fhir+json.", issue_type="not-supported"
         )
-    return await request.body()
+    return await parse_body(await request.body())
 
 
 async def _patch_body(request: Request) -> Any:
@@ -87,9 +88,9 @@ async def _patch_body(request: Request) -> Any:
     in FHIR JSON."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json-patch+json"):
-        return parse_json(await request.body())
+        return await parse_body(await request.body())
     if is_json_media_type(content_type):
-        return FhirPathPatch(parse_json(await request.body()))
+        return FhirPathPatch(await parse_body(await request.body()))
     raise ApiError(
         415,
         "Send a JSON Patch as application/json-patch+json, or a FHIRPath Patch (Parameters) as "
@@ -156,7 +157,7 @@ def _page_queries(
 
 
 def _searchset(
-    request: Request,
+    base_url: str,
     resource_type: str,
     parameters: list[tuple[str, str]],
     result: SearchResult,
@@ -164,7 +165,7 @@ def _searchset(
     count: int,
     offset: int,
 ) -> Response:
-    base = f"{request.base_url}fhir/{resource_type}"
+    base = f"{base_url}/{resource_type}"
     links = [
         {"relation": relation, "url": f"{base}?{urlencode(query)}"}
         for relation, query in _page_queries(parameters, result, count, offset)
@@ -181,7 +182,7 @@ def _searchset(
         for fhir_id, content in result.resources
     ] + [
         {
-            "fullUrl": f"{request.base_url}fhir/{kind}/{fhir_id}",
+            "fullUrl": f"{base_url}/{kind}/{fhir_id}",
             "resource": orjson.Fragment(subset.apply(content)),
             "search": {"mode": "include"},
         }
@@ -227,8 +228,7 @@ def _since(request: Request) -> dt.datetime | None:
     return moment
 
 
-def _history_bundle(request: Request, versions: list[tuple[FhirVersionRow, str]]) -> Response:
-    base = f"{request.base_url}fhir"
+def _history_bundle(base: str, versions: list[tuple[FhirVersionRow, str]]) -> Response:
     entries: list[dict[str, Any]] = []
     for version, path in versions:
         deleted = version.content is None
@@ -249,6 +249,7 @@ def _history_bundle(request: Request, versions: list[tuple[FhirVersionRow, str]]
 
 def _everything_bundle(
     request: Request,
+    base: str,
     patient_id: str,
     page: list[tuple[str, str, bytes]],
     more: bool,
@@ -256,16 +257,16 @@ def _everything_bundle(
     count: int,
     offset: int,
 ) -> Response:
-    base = f"{request.base_url}fhir"
-    links = [{"relation": "self", "url": str(request.url)}]
+    path = f"{base}/Patient/{patient_id}/$everything"
+    links = [
+        {"relation": "self", "url": f"{path}?{request.url.query}" if request.url.query else path}
+    ]
     if more:
         kept = [
             (k, v) for k, v in request.query_params.multi_items() if k not in ("_count", "_offset")
         ]
         query = urlencode([*kept, ("_count", str(count)), ("_offset", str(offset + count))])
-        links.append(
-            {"relation": "next", "url": f"{base}/Patient/{patient_id}/$everything?{query}"}
-        )
+        links.append({"relation": "next", "url": f"{path}?{query}"})
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -283,24 +284,23 @@ def _everything_bundle(
     return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
 
 
-def _headers(stored: StoredVersion, request: Request) -> dict[str, str]:
+def _headers(stored: StoredVersion, base: str) -> dict[str, str]:
     headers = {
         "ETag": stored.etag,
         "Last-Modified": format_datetime(stored.last_updated, usegmt=True),
     }
     if stored.created:
         headers["Location"] = (
-            f"{request.base_url}fhir/{stored.resource_type}/{stored.fhir_id}"
-            f"/_history/{stored.version}"
+            f"{base}/{stored.resource_type}/{stored.fhir_id}/_history/{stored.version}"
         )
     return headers
 
 
-def _render_write(stored: StoredVersion | None, request: Request) -> Response:
+def _render_write(stored: StoredVersion | None, request: Request, base: str) -> Response:
     """The answer to a write, shaped by `Prefer: return=…` (representation by default)."""
     if stored is None or stored.content is None:
         return Response(status_code=204)
-    headers = _headers(stored, request)
+    headers = _headers(stored, base)
     wanted = prefer(request, "return")
     if wanted == "minimal":
         return Response(status_code=stored.status, headers=headers)
@@ -341,8 +341,8 @@ def _not_modified(stored: StoredVersion, request: Request) -> bool:
     return stored.last_updated.replace(microsecond=0) <= moment
 
 
-def _render_read(stored: StoredVersion, request: Request) -> Response:
-    headers = _headers(stored, request)
+def _render_read(stored: StoredVersion, request: Request, base: str) -> Response:
+    headers = _headers(stored, base)
     if _not_modified(stored, request):
         return Response(status_code=304, headers=headers)
     assert stored.content is not None
@@ -369,7 +369,10 @@ def build_router(
     operations: Operations,
     tokens: TokenService,
     capabilities: dict[str, Any],
+    base: str,
 ) -> APIRouter:
+    """The FHIR routes; `base` is the hub's public base URL (`MEDICUS_PUBLIC_URL` + `/fhir`),
+    the root of every URL in answers, whatever `Host` a request names."""
     router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(_json_only)])
     caller = Depends(bearer_principal(tokens))
     capability_bytes = orjson.dumps(capabilities)
@@ -389,15 +392,13 @@ def build_router(
     @router.post("", summary="transaction or batch")
     @router.post("/", include_in_schema=False)
     async def bundle(request: Request, principal: Principal = caller) -> Response:
-        answer = await bundles.process(
-            principal, parse_json(await _body(request)), prefer(request, "return")
-        )
+        answer = await bundles.process(principal, await _body(request), prefer(request, "return"))
         return Response(orjson.dumps(answer), media_type=FHIR_JSON)
 
     @router.get("/_history", summary="history of everything the caller may read")
     async def system_history(request: Request, principal: Principal = caller) -> Response:
         versions = await fhir.history_of_many(principal, None, _since(request), _count(request))
-        return _history_bundle(request, versions)
+        return _history_bundle(base, versions)
 
     @router.get("/{resource_type:resource_type}/_history", summary="history of one resource type")
     async def type_history(
@@ -406,15 +407,13 @@ def build_router(
         versions = await fhir.history_of_many(
             principal, resource_type, _since(request), _count(request)
         )
-        return _history_bundle(request, versions)
+        return _history_bundle(base, versions)
 
     @router.post("/{resource_type:resource_type}/$validate", summary="validate without storing")
     async def validate(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
-        outcome = await operations.validate(
-            principal, resource_type, parse_json(await _body(request))
-        )
+        outcome = await operations.validate(principal, resource_type, await _body(request))
         return Response(orjson.dumps(outcome), media_type=FHIR_JSON)
 
     @router.get("/Patient/{fhir_id}/$everything", summary="everything about a patient")
@@ -425,7 +424,7 @@ def build_router(
         page, more, referenced = await operations.everything(
             principal, fhir_id, values.get("_type"), _since(request), count, offset
         )
-        return _everything_bundle(request, fhir_id, page, more, referenced, count, offset)
+        return _everything_bundle(request, base, fhir_id, page, more, referenced, count, offset)
 
     @router.get("/{resource_type:resource_type}/{fhir_id}/$meta", summary="the meta of a resource")
     async def meta(resource_type: str, fhir_id: str, principal: Principal = caller) -> Response:
@@ -438,27 +437,27 @@ def build_router(
     async def create(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
-        resource = parse_resource(await _body(request), resource_type, None)
+        resource = check_resource(await _body(request), resource_type, None)
         resource.pop("id", None)
         stored = await fhir.write(
             lambda session: writer.create(
                 session, principal, resource_type, resource, _if_none_exist(request)
             )
         )
-        return _render_write(stored, request)
+        return _render_write(stored, request, base)
 
     @router.put("/{resource_type:resource_type}", summary="conditional update")
     async def conditional_update(
         request: Request, resource_type: str, principal: Principal = caller
     ) -> Response:
-        body = parse_json(await _body(request))
+        body = await _body(request)
         if_match = parse_etag(request.headers.get("if-match"), "If-Match")
         stored = await fhir.write(
             lambda session: writer.conditional_update(
                 session, principal, resource_type, _conditions(request), body, if_match
             )
         )
-        return _render_write(stored, request)
+        return _render_write(stored, request, base)
 
     @router.patch(
         "/{resource_type:resource_type}", summary="conditional patch (JSON or FHIRPath Patch)"
@@ -473,7 +472,7 @@ def build_router(
                 session, principal, resource_type, _conditions(request), operations_, if_match
             )
         )
-        return _render_write(stored, request)
+        return _render_write(stored, request, base)
 
     @router.delete("/{resource_type:resource_type}", status_code=204, summary="conditional delete")
     async def conditional_delete(
@@ -528,13 +527,13 @@ def build_router(
         result = await fhir.search(
             principal, search_request, count, offset, total=values.get("_total") == "accurate"
         )
-        return _searchset(request, resource_type, parameters, result, subset, count, offset)
+        return _searchset(base, resource_type, parameters, result, subset, count, offset)
 
     @router.get("/{resource_type:resource_type}/{fhir_id}", summary="read")
     async def read(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
-        return _render_read(await fhir.read(principal, resource_type, fhir_id), request)
+        return _render_read(await fhir.read(principal, resource_type, fhir_id), request, base)
 
     @router.get("/{resource_type:resource_type}/{fhir_id}/_history/{version}", summary="vread")
     async def vread(
@@ -547,7 +546,7 @@ def build_router(
         if not is_version_number(version):
             raise ApiError(400, f"'{version}' is not a version number.", issue_type="invalid")
         stored = await fhir.read(principal, resource_type, fhir_id, int(version))
-        return _render_read(stored, request)
+        return _render_read(stored, request, base)
 
     @router.put(
         "/{resource_type:resource_type}/{fhir_id}", summary="update (or create with this id)"
@@ -555,14 +554,14 @@ def build_router(
     async def update(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
-        resource = parse_resource(await _body(request), resource_type, fhir_id)
+        resource = check_resource(await _body(request), resource_type, fhir_id)
         if_match = parse_etag(request.headers.get("if-match"), "If-Match")
         stored = await fhir.write(
             lambda session: writer.update(
                 session, principal, resource_type, fhir_id, resource, if_match
             )
         )
-        return _render_write(stored, request)
+        return _render_write(stored, request, base)
 
     @router.patch(
         "/{resource_type:resource_type}/{fhir_id}", summary="patch (JSON or FHIRPath Patch)"
@@ -577,7 +576,7 @@ def build_router(
                 session, principal, resource_type, fhir_id, operations_, if_match
             )
         )
-        return _render_write(stored, request)
+        return _render_write(stored, request, base)
 
     @router.delete("/{resource_type:resource_type}/{fhir_id}", status_code=204, summary="delete")
     async def delete(
@@ -596,6 +595,6 @@ def build_router(
         request: Request, resource_type: str, fhir_id: str, principal: Principal = caller
     ) -> Response:
         versions = await fhir.history(principal, resource_type, fhir_id, _count(request))
-        return _history_bundle(request, versions)
+        return _history_bundle(base, versions)
 
     return router

@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from medicus.core.errors import ApiError
 from medicus.fhir.definitions import top_level_elements
+from medicus.fhir.resources import dump_json, load_stored
 
 SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -46,7 +45,7 @@ class Subset:
         """`content` as this subset of it (unchanged if nothing is left out)."""
         if self.whole:
             return content
-        resource: dict[str, Any] = orjson.loads(content)
+        resource: dict[str, Any] = load_stored(content)
         summary, mandatory = top_level_elements(resource["resourceType"])
         if self.summary == "data":
             kept = {k: v for k, v in resource.items() if k != "text"}
@@ -58,7 +57,7 @@ class Subset:
             kept = _keep(resource, _ALWAYS | mandatory | (self.elements or frozenset()))
         meta = dict(kept.get("meta") or {})
         meta["tag"] = [*meta.get("tag", []), SUBSETTED]
-        return orjson.dumps({**kept, "meta": meta})
+        return dump_json({**kept, "meta": meta})
 
 
 def _keep(resource: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ VALUE = "value"
 INVARIANT = "invariant"
 INVALID = "invalid"
 TOO_COSTLY = "too-costly"
+TOO_LONG = "too-long"
 
 _TABLES = Path(__file__).parent / "definitions" / "structures.json"
 
@@ -75,20 +77,49 @@ _INTEGER_RANGES = {
 }
 # R4 gives xhtml no regex; a narrative is a single `<div>` element.
 _XHTML = r"\s*<div[\s>].*</div>\s*"
+MAX_STRING = 1024 * 1024
+"""Characters of a string value at most (R4: "strings SHALL NOT exceed 1MB (1024*1024
+characters)"). base64Binary is exempt: attachments and Binary data are only bounded by the
+request body limit."""
 _CALENDAR_TYPES = frozenset({"date", "dateTime", "instant"})
 
 
+_BASE64_CHARACTERS = re.compile(r"[0-9a-zA-Z+/=\s]*", re.ASCII)
+_BASE64_RUN = re.compile(r"[0-9a-zA-Z+/=]+", re.ASCII)
+_SPACE = re.compile(r"\s", re.ASCII)
+_SLICE = 1024 * 1024
+
+
+def _base64(value: str) -> bool | None:
+    """True where the spec's base64Binary regex, `(\\s*([0-9a-zA-Z\\+/=]){4}\\s*)+`, matches
+    (runs of the alphabet as long as a multiple of four, whitespace between them), None
+    elsewhere. Not by that regex: Python's re backtracks through it at seconds per megabyte,
+    and attachments have megabytes. Looked at a megabyte at a time, so that a worker thread
+    validating a large attachment lets the event loop run in between (one long C call would
+    hold the interpreter)."""
+    slices = range(0, len(value), _SLICE)
+    if any(_BASE64_CHARACTERS.fullmatch(value, at, at + _SLICE) is None for at in slices):
+        return None
+    if not any(_SPACE.search(value, at, at + _SLICE) for at in slices):
+        return True if value and len(value) % 4 == 0 else None
+    lengths = [run.end() - run.start() for run in _BASE64_RUN.finditer(value)]
+    return True if lengths and all(length % 4 == 0 for length in lengths) else None
+
+
 class _Primitive:
-    __slots__ = ("calendar", "json", "match", "name", "range")
+    __slots__ = ("calendar", "json", "match", "max_length", "name", "range")
 
     def __init__(self, name: str, spec: dict[str, str]) -> None:
         self.name = name
         self.json = spec["json"]
+        self.max_length = None if name == "base64Binary" else MAX_STRING
         regex = _XHTML if name == "xhtml" else spec.get("regex")
         # ASCII: the spec's regexes are XML-Schema style, where \s and \S are ASCII classes
         # (with Unicode semantics a non-breaking space would not be allowed in a string).
         compiled = re.compile(regex, re.ASCII | re.DOTALL) if regex else None
-        self.match = compiled.fullmatch if compiled else None
+        self.match: Callable[[str], object] | None = compiled.fullmatch if compiled else None
+        if name == "base64Binary":
+            self.match = _base64
         self.range = _INTEGER_RANGES.get(name)
         self.calendar = name in _CALENDAR_TYPES
 
@@ -349,6 +380,8 @@ def _primitive(value: Any, primitive: _Primitive) -> tuple[str, str] | None:
             return STRUCTURE, f"Must be a JSON string ({primitive.name})"
         if not value:
             return VALUE, "ele-1: a string must not be empty"
+        if primitive.max_length is not None and len(value) > primitive.max_length:
+            return TOO_LONG, f"A {primitive.name} may have at most {MAX_STRING} characters"
         if "\x00" in value:
             return VALUE, "A string must not contain U+0000 (NUL)"
         if primitive.match is not None and primitive.match(value) is None:
@@ -359,11 +392,17 @@ def _primitive(value: Any, primitive: _Primitive) -> tuple[str, str] | None:
         if kind is not bool:
             return STRUCTURE, "Must be a JSON boolean (true or false)"
     elif primitive.range is not None:
+        if isinstance(value, Decimal) and str(value).lstrip("-").isdigit():  # beyond 64 bits
+            return VALUE, f"{str(value)[:40]} is out of range for {primitive.name}"
         if kind is not int:
             return STRUCTURE, f"Must be a JSON integer ({primitive.name})"
         if not primitive.range[0] <= value <= primitive.range[1]:
             return VALUE, f"{value} is out of range for {primitive.name}"
-    elif kind is not int and (kind is not float or not math.isfinite(value)):
+    elif (
+        kind is not int
+        and not isinstance(value, Decimal)
+        and (kind is not float or not math.isfinite(value))
+    ):
         return STRUCTURE, f"Must be a JSON number ({primitive.name})"
     return None
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import anyio.to_thread
 import jsonpatch
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.patients import PatientIndex
@@ -28,7 +28,15 @@ from medicus.fhir.definitions import patient_compartment
 from medicus.fhir.fhirpath_patch import FhirPathPatch
 from medicus.fhir.guard import Guard
 from medicus.fhir.models import FhirResourceRow, FhirVersionRow, StoredResource
-from medicus.fhir.resources import StoredVersion, check_id, check_resource, check_type, with_meta
+from medicus.fhir.resources import (
+    LARGE_BODY,
+    StoredVersion,
+    check_id,
+    check_resource,
+    check_type,
+    load_stored,
+    with_meta,
+)
 from medicus.fhir.search import query
 from medicus.fhir.search.extract import IndexRows, extract
 from medicus.fhir.search.query import SearchRequest
@@ -61,7 +69,9 @@ def require_valid(issues: Sequence[Issue]) -> None:
         raise ApiError(
             422,
             f"The resource is not valid FHIR R4 ({len(errors)} problem(s)).",
-            errors=[ErrorDetail(i.diagnostics, expression=i.expression) for i in errors],
+            errors=[
+                ErrorDetail(i.diagnostics, expression=i.expression, code=i.code) for i in errors
+            ],
             issue_type=errors[0].code,
         )
 
@@ -92,11 +102,11 @@ def apply_patch(current: bytes, operations: Any) -> dict[str, Any]:
     """A resource changed by a FHIRPath Patch (`FhirPathPatch`) or a JSON Patch (RFC 6902); a
     patch that does not apply is a 422."""
     if isinstance(operations, FhirPathPatch):
-        return fhirpath_patch.apply(operations.parameters, orjson.loads(current))
+        return fhirpath_patch.apply(operations.parameters, load_stored(current))
     if not isinstance(operations, list):
         raise ApiError(400, "A JSON Patch is an array of operations.", issue_type="invalid")
     try:
-        patched = jsonpatch.apply_patch(orjson.loads(current), operations)
+        patched = jsonpatch.apply_patch(load_stored(current), operations)
     except jsonpatch.JsonPatchTestFailed as failed:
         raise ApiError(
             422, f"A test of the patch failed: {failed}.", issue_type="processing"
@@ -387,10 +397,9 @@ class ResourceWriter:
         """Queue a new resource; `flush` writes all queued ones together, which turns a
         transaction bundle's hundreds of statements into a few."""
         event = self._guard.check(caller, Interaction.CREATE, resource_type, fhir_id, None)
-        require_valid(self._validate(resource))
         now = utc_now()
         content = with_meta(resource, fhir_id, 1, now)
-        index = extract(resource_type, resource)
+        index = await self._checked_index(resource_type, resource, content)
         patient_id = patient_of(resource_type, fhir_id, index)
         row = {
             "resource_type": resource_type,
@@ -414,6 +423,21 @@ class ResourceWriter:
             event=event,
         )
         return StoredVersion(resource_type, fhir_id, 1, now, content.encode(), created=True)
+
+    async def _checked_index(
+        self, resource_type: str, resource: dict[str, Any], content: str
+    ) -> IndexRows:
+        """Validate `resource` (422 if it is not valid) and extract its index rows; for a
+        large one (`content` its JSON) in a worker thread, where this work (tens of
+        milliseconds per megabyte) does not hold up other requests."""
+
+        def work() -> IndexRows:
+            require_valid(self._validate(resource))
+            return extract(resource_type, resource)
+
+        if len(content) < LARGE_BODY:
+            return work()
+        return await anyio.to_thread.run_sync(work)
 
     async def flush(self, session: AsyncSession) -> None:
         """Write the queued creations: resources, first versions and index rows (on
@@ -442,15 +466,15 @@ class ResourceWriter:
         resource: dict[str, Any] | None,
         method: str,
     ) -> StoredVersion:
-        if resource is not None:
-            require_valid(self._validate(resource))
         now = utc_now()
         number = row.version + 1
         content = None if resource is None else with_meta(resource, row.fhir_id, number, now)
+        index = None
+        if resource is not None and content is not None:
+            index = await self._checked_index(row.resource_type, resource, content)
         version = FhirVersionRow(
             rid=row.rid, version=number, last_updated=now, method=method, content=content
         )
-        index = None if resource is None else extract(row.resource_type, resource)
         # A deleted resource stays in its patient's compartment: its history is that patient's.
         patient_id = (
             row.patient_id if index is None else patient_of(row.resource_type, row.fhir_id, index)

@@ -67,10 +67,22 @@ class IndexRows:
     groups: list[IndexRows] = field(default_factory=list)
 
 
+INDEXED_STRING = 255
+"""Characters of a string kept in the index (the length of `fhir_string.value`): searches
+match on them, so a value is found by prefix, `:exact` and `:contains` in its first 255."""
+
+
 def normalise(text: str) -> str:
     """Lower case without accents, as FHIR string search compares ('Müller' ~ 'muller')."""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _indexed_string(text: str) -> str:
+    """`normalise(text)` as far as the index keeps it. Only the start is normalised: a string
+    may have a million characters, which would take a second. Four times the kept length, as
+    dropped accents shorten the text."""
+    return normalise(text[: 4 * INDEXED_STRING])[:INDEXED_STRING]
 
 
 def _tokens(value: Any) -> list[tuple[str | None, str]]:
@@ -201,7 +213,7 @@ def _add_token(rows: IndexRows, code: str, value: Any) -> None:
     rows.tokens.extend((code, system, token) for system, token in _tokens(value))
     if "$" in code:
         return
-    rows.strings.extend((f"{code}:text", normalise(text)) for text in _texts(value))
+    rows.strings.extend((f"{code}:text", _indexed_string(text)) for text in _texts(value))
     if isinstance(value, dict) and isinstance(value.get("type"), dict) and "value" in value:
         rows.tokens.extend(
             (f"{code}:of-type", system, f"{kind}|{value['value']}")
@@ -223,7 +235,7 @@ def _add(rows: IndexRows, parameter: SearchParameter, code: str, value: Any) -> 
     if kind == "token":
         _add_token(rows, code, value)
     elif kind == "string":
-        rows.strings.extend((code, normalise(text)) for text in _strings(value))
+        rows.strings.extend((code, _indexed_string(text)) for text in _strings(value))
     elif kind == "reference":
         _add_reference(rows, parameter, value)
     elif kind == "date":
