@@ -71,6 +71,10 @@ class AuditEvent:
         """This event with more `detail`."""
         return replace(self, detail={**self.detail, **detail})
 
+    def refused(self, reason: str) -> AuditEvent:
+        """This event as a refusal, for `reason`."""
+        return replace(self, outcome=Outcome.DENIED).noting(reason=reason)
+
 
 @dataclass(frozen=True)
 class ChainReport:
