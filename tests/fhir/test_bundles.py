@@ -228,24 +228,26 @@ async def test_conditional_references_and_conditional_create_in_a_transaction(hu
 
 async def test_transaction_order_delete_before_create_and_reads_last(hub: Hub) -> None:
     await hub.http.put(
-        "/fhir/Patient/old-1",
-        content=orjson.dumps({**_patient("D1"), "id": "old-1"}),
+        "/fhir/Patient/hospital-a.old-1",
+        content=orjson.dumps({**_patient("D1"), "id": "hospital-a.old-1"}),
         headers=await hub.token(),
     )
     body = _bundle(
         "transaction",
         {"request": {"method": "GET", "url": "Patient?identifier=" + f"{KVNR}|D2"}},
         {
-            "resource": {**_patient("D2"), "id": "new-1"},
-            "request": {"method": "PUT", "url": "Patient/new-1"},
+            "resource": {**_patient("D2"), "id": "hospital-a.new-1"},
+            "request": {"method": "PUT", "url": "Patient/hospital-a.new-1"},
         },
-        {"request": {"method": "DELETE", "url": "Patient/old-1"}},
+        {"request": {"method": "DELETE", "url": "Patient/hospital-a.old-1"}},
     )
     answer = (await _post(hub, body)).json()["entry"]
     assert answer[0]["resource"]["total"] == 1
     assert answer[1]["response"]["status"] == "201 Created"
     assert answer[2]["response"]["status"] == "204 No Content"
-    assert (await hub.http.get("/fhir/Patient/old-1", headers=await hub.token())).status_code == 410
+    assert (
+        await hub.http.get("/fhir/Patient/hospital-a.old-1", headers=await hub.token())
+    ).status_code == 410
 
 
 async def test_transaction_may_not_change_one_resource_twice(hub: Hub) -> None:
@@ -280,8 +282,8 @@ async def test_transaction_entries_may_not_share_a_full_url(hub: Hub) -> None:
 
 async def test_patch_entry_in_a_transaction(hub: Hub) -> None:
     await hub.http.put(
-        "/fhir/Patient/p-1",
-        content=orjson.dumps({**_patient("F1"), "id": "p-1"}),
+        "/fhir/Patient/hospital-a.p-1",
+        content=orjson.dumps({**_patient("F1"), "id": "hospital-a.p-1"}),
         headers=await hub.token(),
     )
     patch = base64.b64encode(
@@ -295,7 +297,7 @@ async def test_patch_entry_in_a_transaction(hub: Hub) -> None:
                 "contentType": "application/json-patch+json",
                 "data": patch,
             },
-            "request": {"method": "PATCH", "url": "Patient/p-1"},
+            "request": {"method": "PATCH", "url": "Patient/hospital-a.p-1"},
         },
     )
     response = await _post(hub, body, Prefer="return=representation")
@@ -342,15 +344,18 @@ async def test_bundle_input_errors(hub: Hub) -> None:
 
 async def test_transaction_cannot_touch_another_hospitals_record(hub: Hub) -> None:
     await hub.http.put(
-        "/fhir/Patient/theirs",
-        content=orjson.dumps({**_patient("J1"), "id": "theirs"}),
+        "/fhir/Patient/hospital-b.theirs",
+        content=orjson.dumps({**_patient("J1"), "id": "hospital-b.theirs"}),
         headers=await hub.token(organisation="hospital-b"),
     )
     before = await _resource_count(hub)
     body = _bundle(
         "transaction",
         {"resource": _patient("J2"), "request": {"method": "POST", "url": "Patient"}},
-        {"request": {"method": "DELETE", "url": "Patient/theirs"}},
+        {
+            "resource": {**_patient("J3"), "id": "hospital-b.theirs"},
+            "request": {"method": "PUT", "url": "Patient/hospital-b.theirs"},
+        },
     )
     response = await _post(hub, body)
     assert response.status_code == 404

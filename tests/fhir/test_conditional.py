@@ -234,13 +234,16 @@ async def test_invalid_resource_is_422_naming_the_element(hub: Hub) -> None:
 
 
 async def test_concurrent_update_as_create_of_one_id_never_fails_with_500(hub: Hub) -> None:
-    body = orjson.dumps({**_patient("N1"), "id": "same-id"})
+    body = orjson.dumps({**_patient("N1"), "id": "hospital-a.same-id"})
     token = await hub.token()
     answers = await asyncio.gather(
-        *(hub.http.put("/fhir/Patient/same-id", content=body, headers=token) for _ in range(6))
+        *(
+            hub.http.put("/fhir/Patient/hospital-a.same-id", content=body, headers=token)
+            for _ in range(6)
+        )
     )
     statuses = sorted(answer.status_code for answer in answers)
     assert statuses.count(201) == 1
     assert set(statuses) <= {200, 201, 409}
-    history = await hub.http.get("/fhir/Patient/same-id/_history", headers=token)
+    history = await hub.http.get("/fhir/Patient/hospital-a.same-id/_history", headers=token)
     assert len(history.json()["entry"]) == statuses.count(200) + 1

@@ -57,12 +57,23 @@ async def test_update_versions_and_if_match(hub: Hub) -> None:
 
 
 async def test_update_as_create_with_a_client_id(hub: Hub) -> None:
-    resource = {**PATIENT, "id": "kis-4711"}
+    """A client assigns ids in its organisation's namespace (its id and a dot) only."""
+    resource = {**PATIENT, "id": "hospital-a.kis-4711"}
     response = await hub.http.put(
-        "/fhir/Patient/kis-4711", content=orjson.dumps(resource), headers=await hub.token()
+        "/fhir/Patient/hospital-a.kis-4711",
+        content=orjson.dumps(resource),
+        headers=await hub.token(),
     )
     assert response.status_code == 201
-    assert response.headers["location"].endswith("/fhir/Patient/kis-4711/_history/1")
+    assert response.headers["location"].endswith("/fhir/Patient/hospital-a.kis-4711/_history/1")
+    for outside in ("kis-4711", "hospital-a.", "hospital-b.kis-4711"):
+        refused = await hub.http.put(
+            f"/fhir/Patient/{outside}",
+            content=orjson.dumps({**PATIENT, "id": outside}),
+            headers=await hub.token(),
+        )
+        assert refused.status_code == 404, outside
+        assert "'hospital-a.'" in refused.json()["issue"][0]["diagnostics"]
 
 
 async def test_delete_leaves_a_tombstone(hub: Hub) -> None:
@@ -127,7 +138,7 @@ async def test_another_hospital_sees_nothing_and_is_audited(hub: Hub) -> None:
     assert (await hub.http.get(url, headers=other)).status_code == 404
     changed = orjson.dumps({**created, "birthDate": "2000-01-01"})
     assert (await hub.http.put(url, content=changed, headers=other)).status_code == 404
-    assert (await hub.http.delete(url, headers=other)).status_code == 404
+    assert (await hub.http.delete(url, headers=other)).status_code == 204  # as of a free id
     mine = await hub.http.get(url, headers=await hub.token())
     assert mine.json()["birthDate"] == "1964-08-12"
     await hub.platform.audit.seal_all()

@@ -37,8 +37,10 @@ async def test_validate_reports_without_storing(hub: Hub) -> None:
 
 
 async def test_meta(hub: Hub) -> None:
-    await _put(hub, {"resourceType": "Patient", "id": "m1", "meta": {"tag": [{"code": "vip"}]}})
-    response = await hub.http.get("/fhir/Patient/m1/$meta", headers=await hub.token())
+    await _put(
+        hub, {"resourceType": "Patient", "id": "hospital-a.m1", "meta": {"tag": [{"code": "vip"}]}}
+    )
+    response = await hub.http.get("/fhir/Patient/hospital-a.m1/$meta", headers=await hub.token())
     meta = response.json()["parameter"][0]["valueMeta"]
     assert (meta["versionId"], meta["tag"]) == ("1", [{"code": "vip"}])
 
@@ -48,14 +50,14 @@ def _matches(bundle: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def test_everything_is_the_patients_compartment_in_own_hospital(hub: Hub) -> None:
-    await _put(hub, {"resourceType": "Patient", "id": "erika"})
-    await _put(hub, {"resourceType": "Patient", "id": "max"})
-    for number, subject in enumerate(["erika", "erika", "max"]):
+    await _put(hub, {"resourceType": "Patient", "id": "hospital-a.erika"})
+    await _put(hub, {"resourceType": "Patient", "id": "hospital-a.max"})
+    for number, subject in enumerate(["hospital-a.erika", "hospital-a.erika", "hospital-a.max"]):
         await _put(
             hub,
             {
                 "resourceType": "Observation",
-                "id": f"o{number}",
+                "id": f"hospital-a.o{number}",
                 "status": "final",
                 "code": {"text": "Hb"},
                 "subject": {"reference": f"Patient/{subject}"},
@@ -65,65 +67,75 @@ async def test_everything_is_the_patients_compartment_in_own_hospital(hub: Hub) 
         hub,
         {
             "resourceType": "Encounter",
-            "id": "e1",
+            "id": "hospital-a.e1",
             "status": "finished",
             "class": {"code": "IMP"},
-            "subject": {"reference": "Patient/erika"},
+            "subject": {"reference": "Patient/hospital-a.erika"},
             "participant": [
-                {"individual": {"reference": "Practitioner/treating"}},
-                {"individual": {"reference": "Practitioner/foreign"}},
+                {"individual": {"reference": "Practitioner/hospital-a.treating"}},
+                {"individual": {"reference": "Practitioner/hospital-b.foreign"}},
             ],
         },
     )
-    await _put(hub, {"resourceType": "Practitioner", "id": "doc"})
-    await _put(hub, {"resourceType": "Practitioner", "id": "treating"})
-    await _put(hub, {"resourceType": "Practitioner", "id": "foreign"}, organisation="hospital-b")
+    await _put(hub, {"resourceType": "Practitioner", "id": "hospital-a.doc"})
+    await _put(hub, {"resourceType": "Practitioner", "id": "hospital-a.treating"})
+    await _put(
+        hub, {"resourceType": "Practitioner", "id": "hospital-b.foreign"}, organisation="hospital-b"
+    )
     await _put(
         hub,
         {
             "resourceType": "Observation",
-            "id": "elsewhere",
+            "id": "hospital-b.elsewhere",
             "status": "final",
             "code": {"text": "Hb"},
-            "subject": {"reference": "Patient/erika"},
+            "subject": {"reference": "Patient/hospital-a.erika"},
         },
         organisation="hospital-b",
     )
     token = await hub.token()
-    response = await hub.http.get("/fhir/Patient/erika/$everything", headers=token)
+    response = await hub.http.get("/fhir/Patient/hospital-a.erika/$everything", headers=token)
     assert response.status_code == 200
     entries = response.json()["entry"]
     found = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in entries}
     assert found == {
-        ("Patient", "erika"),
-        ("Observation", "o0"),
-        ("Observation", "o1"),
-        ("Encounter", "e1"),
-        ("Practitioner", "treating"),  # referenced by the Encounter, held here
+        ("Patient", "hospital-a.erika"),
+        ("Observation", "hospital-a.o0"),
+        ("Observation", "hospital-a.o1"),
+        ("Encounter", "hospital-a.e1"),
+        ("Practitioner", "hospital-a.treating"),  # referenced by the Encounter, held here
     }
     modes = {e["resource"]["id"]: e["search"]["mode"] for e in entries}
-    assert (modes["treating"], modes["e1"]) == ("include", "match")
+    assert (modes["hospital-a.treating"], modes["hospital-a.e1"]) == ("include", "match")
     observations_only = await hub.http.get(
-        "/fhir/Patient/erika/$everything", params={"_type": "Observation"}, headers=token
+        "/fhir/Patient/hospital-a.erika/$everything", params={"_type": "Observation"}, headers=token
     )
-    assert {e["resource"]["id"] for e in observations_only.json()["entry"]} == {"o0", "o1"}
+    assert {e["resource"]["id"] for e in observations_only.json()["entry"]} == {
+        "hospital-a.o0",
+        "hospital-a.o1",
+    }
     typed = await hub.http.get(
-        "/fhir/Patient/erika/$everything", params={"_type": "Encounter"}, headers=token
+        "/fhir/Patient/hospital-a.erika/$everything", params={"_type": "Encounter"}, headers=token
     )
-    assert {e["resource"]["id"] for e in typed.json()["entry"]} == {"e1"}
+    assert {e["resource"]["id"] for e in typed.json()["entry"]} == {"hospital-a.e1"}
     since = {"_count": "2", "_since": "2000-01-01T00:00:00+01:00"}
-    paged = await hub.http.get("/fhir/Patient/erika/$everything", params=since, headers=token)
+    paged = await hub.http.get(
+        "/fhir/Patient/hospital-a.erika/$everything", params=since, headers=token
+    )
     assert len(_matches(paged.json())) == 2
     following = next(link["url"] for link in paged.json()["link"] if link["relation"] == "next")
     rest = await hub.http.get(following, headers=token)
     assert rest.status_code == 200, rest.text
     assert len(_matches(rest.json())) == 2
     foreign = await hub.http.get(
-        "/fhir/Patient/erika/$everything", headers=await hub.token(organisation="hospital-b")
+        "/fhir/Patient/hospital-a.erika/$everything",
+        headers=await hub.token(organisation="hospital-b"),
     )
     assert foreign.status_code == 404
     assert (
         await hub.http.get(
-            "/fhir/Patient/erika/$everything", params={"_since": "yesterday"}, headers=token
+            "/fhir/Patient/hospital-a.erika/$everything",
+            params={"_since": "yesterday"},
+            headers=token,
         )
     ).status_code == 400

@@ -12,10 +12,20 @@ The rules:
 
 Every reading of the trail is itself audited, refusals too, concerning the Patient records
 it asked about.
+
+What an entry shows depends on who reads it (`_as_seen`): a refusal must not tell the refused
+organisation what it was refused. Platform admins see entries as recorded. Others see the
+Patient records an entry concerns where their organisation holds the record, or where the
+entry is an allowed access of their own organisation's (its staff were shown the record);
+and a refusal of data held elsewhere (`other-organisation`) as the refusal of an id that
+nothing is known by (`not-known`, as a request for an id that no resource has is recorded),
+unless their organisation holds the record: the refused organisation's view tells no more
+than the 404 did, the holder's tells all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,7 +35,7 @@ from sqlalchemy import RowMapping
 from medicus.access import repository
 from medicus.access.oversight import Oversight
 from medicus.access.policy import audited
-from medicus.audit.events import CLIENT_DETAIL
+from medicus.audit.events import CLIENT_DETAIL, NOT_KNOWN
 from medicus.audit.search import AuditQuery
 from medicus.audit.service import AuditEvent, AuditTrail, Outcome, patients_of
 from medicus.core.db import Database
@@ -33,6 +43,9 @@ from medicus.core.errors import ApiError
 from medicus.iam.roles import Role
 from medicus.iam.service import IdentityService, Names
 from medicus.iam.tokens import Principal
+
+Entry = Mapping[str, Any] | RowMapping
+"""A sealed entry, or the view of one that a reader may see."""
 
 _NOT_A_READER = (
     "Only data protection officers (admins while their organisation has named none) "
@@ -106,19 +119,21 @@ class AuditLog:
 
     async def search(
         self, caller: Principal, query: AuditQuery, asked: str
-    ) -> tuple[list[RowMapping], int | None]:
-        """One page of the entries `query` asks for that the caller may read (`asked`: the
-        query as the caller wrote it, for the audit entry of this search)."""
+    ) -> tuple[list[Entry], int | None]:
+        """One page of the entries `query` asks for that the caller may read, as the caller
+        may see them (`asked`: the query as the caller wrote it, for the audit entry of this
+        search)."""
         event = audited(caller, "audit.search", "AuditEvent", {"query": asked}).about(
             *(query.patients or ())
         )
         scoped = await self._scoped(caller, query, event)
-        page = await self._audit.search(scoped)
+        page, following = await self._audit.search(scoped)
         await self._audit.record(event)
-        return page
+        return await self._as_seen(caller, page), following
 
-    async def entry(self, caller: Principal, seq: int) -> RowMapping:
-        """One entry, if the caller may read it (else, or if there is none, a 404)."""
+    async def entry(self, caller: Principal, seq: int) -> Entry:
+        """One entry, if the caller may read it (else, or if there is none, a 404), as the
+        caller may see it."""
         event = audited(caller, "audit.read", f"AuditEvent/{seq}")
         if not await self._reads_trail(caller):
             await self._refuse(event, _NOT_A_READER)
@@ -126,8 +141,9 @@ class AuditLog:
         if found is None or not await self._may_read(caller, found):
             await self._audit.record(replace(event, outcome=Outcome.DENIED))
             raise ApiError(404, f"AuditEvent/{seq} is not known here.")
-        await self._audit.record(event.about(*patients_of(found)))
-        return found
+        (seen,) = await self._as_seen(caller, [found])
+        await self._audit.record(event.about(*patients_of(seen)))
+        return seen
 
     async def access_log(
         self, caller: Principal, patient_id: str, below: int | None, limit: int
@@ -162,6 +178,15 @@ class AuditLog:
             )
         return query
 
+    async def _as_seen(self, caller: Principal, entries: Sequence[RowMapping]) -> list[Entry]:
+        """The entries as the caller may see them (see the module's documentation)."""
+        if _platform_admin(caller):
+            return list(entries)
+        concerned = {patient for entry in entries for patient in patients_of(entry)}
+        async with self._database.snapshot() as session:
+            held = await repository.held_by(session, concerned, caller.organisation_id)
+        return [_seen_by(entry, caller.organisation_id, held) for entry in entries]
+
     async def _may_read(self, caller: Principal, entry: RowMapping) -> bool:
         if caller.role == Role.PLATFORM_ADMIN or entry["organisation"] == caller.organisation_id:
             return True
@@ -171,20 +196,43 @@ class AuditLog:
             )
 
     async def _reads_trail(self, caller: Principal) -> bool:
-        platform_admin = caller.kind == "user" and caller.role == Role.PLATFORM_ADMIN
-        return platform_admin or await self._oversight.oversees(caller)
+        return _platform_admin(caller) or await self._oversight.oversees(caller)
 
     async def _refuse(self, event: AuditEvent, message: str) -> None:
         await self._audit.record(replace(event, outcome=Outcome.DENIED))
         raise ApiError(403, message)
 
 
-def _detail(entry: RowMapping) -> dict[str, Any]:
+def _platform_admin(caller: Principal) -> bool:
+    return caller.kind == "user" and caller.role == Role.PLATFORM_ADMIN
+
+
+def _seen_by(entry: RowMapping, organisation: str, held: Collection[str]) -> Entry:
+    """`entry` as a reader of `organisation`, which holds the records `held`, sees it."""
+    patients = patients_of(entry)
+    holder = any(patient in held for patient in patients)
+    if entry["organisation"] == organisation and entry["outcome"] == Outcome.SUCCESS:
+        shown = patients
+    else:
+        shown = [patient for patient in patients if patient in held]
+    detail = _detail(entry)
+    if detail.get("reason") == "other-organisation" and not holder:
+        detail = {**detail, "reason": NOT_KNOWN}
+    if shown == patients and detail == _detail(entry):
+        return entry
+    return {
+        **entry,
+        "patients": " ".join(shown) or None,
+        "detail": orjson.dumps(detail, option=orjson.OPT_SORT_KEYS).decode(),
+    }
+
+
+def _detail(entry: Entry) -> dict[str, Any]:
     detail = orjson.loads(entry["detail"] or "{}")
     return detail if isinstance(detail, dict) else {}
 
 
-def _in_words(entry: RowMapping, detail: dict[str, Any], names: Names) -> AccessLogEntry:
+def _in_words(entry: Entry, detail: dict[str, Any], names: Names) -> AccessLogEntry:
     kind, _, subject = entry["actor"].partition(":")
     client = detail.get(CLIENT_DETAIL)
     app = client if isinstance(client, str) else None
@@ -195,7 +243,7 @@ def _in_words(entry: RowMapping, detail: dict[str, Any], names: Names) -> Access
         actor_name=names.users.get(subject) if kind == "user" else None,
         organisation=entry["organisation"] and f"Organization/{entry['organisation']}",
         organisation_name=names.organisations.get(entry["organisation"] or ""),
-        did=_DID.get(entry["action"], entry["action"]),
+        did=_DID.get(entry["action"]) or str(entry["action"]),
         target=entry["target"],
         why=_reason(entry, detail),
         allowed=entry["outcome"] == Outcome.SUCCESS,
@@ -204,7 +252,7 @@ def _in_words(entry: RowMapping, detail: dict[str, Any], names: Names) -> Access
     )
 
 
-def _reason(entry: RowMapping, detail: dict[str, Any]) -> str | None:
+def _reason(entry: Entry, detail: dict[str, Any]) -> str | None:
     """Why it was allowed or refused: the access decision's reason, or what a physician
     stated when opening the record in an emergency."""
     reason = detail.get("reason")

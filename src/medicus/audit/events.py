@@ -38,9 +38,14 @@ _PURPOSES = {
 CLIENT_DETAIL = "client"
 """The detail of an entry that names the app (OAuth client) through which the actor acted:
 an agent of its own in the AuditEvent (BALP: the application)."""
+NOT_KNOWN = "not-known"
+"""The reason of a refusal because the caller has nothing by the id it named: none exists,
+or none it may see. The trail shows another organisation's refusal (`other-organisation`)
+as this to that organisation (`access.auditlog`), so that its view tells no more than the
+answer did."""
 DECISIONS = frozenset(
     {"own-organisation", "consent-and-treatment", "break-glass", "other-organisation", "scope"}
-    | {"held-elsewhere", "research-consent", "no-research-consent"}
+    | {"held-elsewhere", "research-consent", "no-research-consent", NOT_KNOWN}
 )
 """The reasons of access decisions, as entries of FHIR interactions carry them (`reason`);
 elsewhere a `reason` is what a person stated (a break-glass opening's)."""

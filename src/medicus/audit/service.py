@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from medicus.audit import repository
 from medicus.audit.repository import GENESIS_HASH
 from medicus.core.db import Database, utc_now
-from medicus.core.http import current_request_id
+from medicus.core.http import current_client_address, current_request_id
 from medicus.core.ids import is_fhir_id
 
 if TYPE_CHECKING:
@@ -70,6 +70,10 @@ class AuditEvent:
     def noting(self, **detail: Any) -> AuditEvent:
         """This event with more `detail`."""
         return replace(self, detail={**self.detail, **detail})
+
+    def refused(self, reason: str) -> AuditEvent:
+        """This event as a refusal, for `reason`."""
+        return replace(self, outcome=Outcome.DENIED).noting(reason=reason)
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,7 @@ class AuditTrail:
             "action": event.action,
             "target": event.target,
             "outcome": str(event.outcome),
-            "client_address": event.client_address,
+            "client_address": event.client_address or current_client_address(),
             "request_id": event.request_id or current_request_id(),
             "detail": orjson.dumps(dict(event.detail), option=orjson.OPT_SORT_KEYS).decode(),
             "patients": " ".join(sorted(event.patients)) or None,

@@ -43,11 +43,21 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
+client_address_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "client_address", default=None
+)
 log = get_logger("medicus.http")
 
 
 def current_request_id() -> str | None:
     return request_id_var.get()
+
+
+def current_client_address() -> str | None:
+    """The address of the client of the request being served: the peer's, or, behind a
+    reverse proxy that the server trusts (`FORWARDED_ALLOW_IPS`, see operations.md), the
+    one the proxy names in `X-Forwarded-For`."""
+    return client_address_var.get()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -91,6 +101,8 @@ class RequestObserver:
         request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else None
         request_id = request_id or uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        client = scope.get("client")
+        address = client_address_var.set(str(client[0])[:64] if client else None)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
         started = False
@@ -141,6 +153,7 @@ class RequestObserver:
             )
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)
+            client_address_var.reset(address)
 
 
 class BodySizeLimit:

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 from urllib.parse import urlencode
 
 import orjson
@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.policy import Decision, Interaction, Viewpoint
+from medicus.audit.events import NOT_KNOWN
 from medicus.audit.service import AuditEvent, AuditTrail, Outcome
 from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
@@ -104,16 +105,20 @@ class FhirService:
                 *repository.lookup(resource_type, fhir_id, version, self._guard.viewpoint(caller))
             )
         )
-        owner = None if found is None else found[0]
-        elsewhere = (False, False) if found is None else (bool(found[4]), bool(found[5]))
-        patient = None if found is None else found[6]
+        if found is None:
+            await self._not_known(caller, interaction, resource_type, fhir_id)
         await self._audit.record(
             await self._allowed(
-                caller, interaction, resource_type, fhir_id, owner, *elsewhere, patient=patient
+                caller,
+                interaction,
+                resource_type,
+                fhir_id,
+                found[0],
+                bool(found[4]),
+                bool(found[5]),
+                patient=found[6],
             )
         )
-        if found is None:
-            raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
         _, stored_version, last_updated, content, *_ = found
         if content is None:
             raise ApiError(410, f"{resource_type}/{fhir_id} was deleted.", issue_type="deleted")
@@ -228,16 +233,19 @@ class FhirService:
             elsewhere = await repository.readable_elsewhere(
                 session, None if other is None else other.patient_id, self._guard.viewpoint(caller)
             )
-        owner = None if row is None else row.organisation_id
-        patient = None if row is None else row.patient_id
-        history = Interaction.HISTORY
+        if row is None:
+            await self._not_known(caller, Interaction.HISTORY, resource_type, fhir_id)
         await self._audit.record(
             await self._allowed(
-                caller, history, resource_type, fhir_id, owner, *elsewhere, patient=patient
+                caller,
+                Interaction.HISTORY,
+                resource_type,
+                fhir_id,
+                row.organisation_id,
+                *elsewhere,
+                patient=row.patient_id,
             )
         )
-        if row is None:
-            raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
         return [(version, f"{resource_type}/{fhir_id}") for version in rows]
 
     async def allowed(
@@ -272,6 +280,16 @@ class FhirService:
 
     def readable_types(self, caller: Principal, types: frozenset[str]) -> frozenset[str]:
         return self._guard.readable_types(caller, types)
+
+    async def _not_known(
+        self, caller: Principal, interaction: Interaction, resource_type: str, fhir_id: str
+    ) -> NoReturn:
+        """Refuse an interaction with a resource there is none of (or no such version): a 404
+        exactly like that of another organisation's resource the caller may not see, and an
+        audit entry that its organisation reads alike (`NOT_KNOWN`)."""
+        event = await self._allowed(caller, interaction, resource_type, fhir_id, None)
+        await self._audit.record(event.refused(NOT_KNOWN))
+        raise ApiError(404, f"{resource_type}/{fhir_id} is not known here.")
 
     async def _allowed(
         self,

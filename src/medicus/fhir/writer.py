@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.patients import PatientIndex
 from medicus.access.policy import Interaction
+from medicus.audit.events import NOT_KNOWN
 from medicus.audit.service import AuditEvent, AuditTrail
 from medicus.core.db import hold_lock, utc_now
 from medicus.core.errors import ApiError, ErrorDetail
@@ -26,7 +27,7 @@ from medicus.core.ids import new_id
 from medicus.fhir import fhirpath_patch, repository
 from medicus.fhir.definitions import patient_compartment
 from medicus.fhir.fhirpath_patch import FhirPathPatch
-from medicus.fhir.guard import Guard
+from medicus.fhir.guard import AccessDenied, Guard
 from medicus.fhir.models import FhirResourceRow, FhirVersionRow, StoredResource
 from medicus.fhir.resources import (
     LARGE_BODY,
@@ -118,6 +119,27 @@ def apply_patch(current: bytes, operations: Any) -> dict[str, Any]:
     if not isinstance(patched, dict):
         raise ApiError(422, "The patch must leave a resource.", issue_type="processing")
     return patched
+
+
+def id_prefix(organisation_id: str) -> str:
+    """How the ids begin that an organisation's clients may assign (update as create): its
+    id and a dot. Server ids (UUIDs) have no dot, so no client id takes one."""
+    return f"{organisation_id}."
+
+
+def assignable(caller: Principal, fhir_id: str) -> bool:
+    """Whether the caller may create a resource with this id: one of its organisation's
+    namespace (`id_prefix`), which no other organisation can take."""
+    prefix = id_prefix(caller.organisation_id)
+    return fhir_id.startswith(prefix) and len(fhir_id) > len(prefix)
+
+
+class NotKnown(AccessDenied):
+    """A change of a resource the caller cannot see (another organisation holds it, and does
+    not share it), or of none at all: the two are answered alike, so that the answer does not
+    tell which. The audit event records which — the refusal `other-organisation` naming the
+    record, or `not-known` — and the trail shows the refused organisation no more than the
+    answer did (`access.auditlog`)."""
 
 
 def patient_of(resource_type: str, fhir_id: str, index: IndexRows) -> str | None:
@@ -229,17 +251,20 @@ class ResourceWriter:
         resource: dict[str, Any],
         if_match: int | None = None,
     ) -> StoredVersion:
-        """Update, or create with the client's id if there is no such resource."""
+        """Update, or create with the client's id if there is no such resource and the id is
+        in the caller organisation's namespace (`assignable`). Any other id that the caller
+        cannot see — none, or another organisation's — is refused alike (`NotKnown`)."""
         check_type(resource_type)
         check_id(fhir_id)
         check_resource(resource, resource_type, fhir_id)
         await self.flush(session)
         row = await repository.resource(session, resource_type, fhir_id, for_update=True)
-        if row is None:
+        if row is None and assignable(caller, fhir_id):
             return await self._insert(session, caller, resource_type, fhir_id, resource)
         event = await self._check_change(
             session, caller, Interaction.UPDATE, resource_type, fhir_id, row
         )
+        assert row is not None  # `_check_change` refuses a change of no resource
         _check_version(row, if_match)
         return await self._new_version(session, event, row, resource, "update")
 
@@ -289,10 +314,10 @@ class ResourceWriter:
         event = await self._check_change(
             session, caller, Interaction.UPDATE, resource_type, fhir_id, row
         )
-        if row is None or row.content is None:
+        assert row is not None  # `_check_change` refuses a change of no resource
+        if row.content is None:
             raise ApiError(
-                404 if row is None else 410,
-                f"{resource_type}/{fhir_id} cannot be patched: it does not exist.",
+                410, f"{resource_type}/{fhir_id} was deleted: there is nothing to patch."
             )
         _check_version(row, if_match)
         patched = apply_patch(row.content.encode(), operations)
@@ -328,15 +353,21 @@ class ResourceWriter:
         fhir_id: str,
         if_match: int | None = None,
     ) -> StoredVersion | None:
-        """Delete as a versioned tombstone; deleting what is gone or never was is no error."""
+        """Delete as a versioned tombstone; deleting what is gone, never was, or is not the
+        caller's to see is no error (204 alike), but the last two are audited as refused."""
         check_type(resource_type)
         check_id(fhir_id)
         await self.flush(session)
         row = await repository.resource(session, resource_type, fhir_id, for_update=True)
-        event = await self._check_change(
-            session, caller, Interaction.DELETE, resource_type, fhir_id, row
-        )
-        if row is None or row.deleted:
+        try:
+            event = await self._check_change(
+                session, caller, Interaction.DELETE, resource_type, fhir_id, row
+            )
+        except NotKnown as unknown:
+            await self._audit.append(session, unknown.event)
+            return None
+        assert row is not None  # `_check_change` refuses a change of no resource
+        if row.deleted:
             return None
         _check_version(row, if_match)
         return await self._new_version(session, event, row, None, "delete")
@@ -367,24 +398,37 @@ class ResourceWriter:
     ) -> AuditEvent:
         """Ask `access` whether the caller may change the stored resource `row` (None: there
         is none). Whether the caller may read it although another organisation holds it is
-        asked only then: such a change is refused as read-only (403), one to data the caller
-        cannot see as unknown (404)."""
+        asked only then: such a change is refused as read-only (403). A change of data the
+        caller cannot see, and of no resource at all, raise `NotKnown` (404 alike)."""
+        target = f"{resource_type}/{fhir_id}"
+        unknown = f"{target} is not known here."
+        if interaction is Interaction.UPDATE:
+            unknown += (
+                f" A client creates resources with ids of its own only in its organisation's"
+                f" namespace: ids beginning with {id_prefix(caller.organisation_id)!r}."
+            )
         if row is None:
-            return self._guard.check(caller, interaction, resource_type, fhir_id, None)
+            event = self._guard.check(caller, interaction, resource_type, fhir_id, None)
+            raise NotKnown(event.refused(NOT_KNOWN), ApiError(404, unknown))
         elsewhere = (False, False)
         if row.organisation_id != caller.organisation_id:
             elsewhere = await repository.readable_elsewhere(
                 session, row.patient_id, self._guard.viewpoint(caller)
             )
-        return self._guard.check(
-            caller,
-            interaction,
-            resource_type,
-            fhir_id,
-            row.organisation_id,
-            *elsewhere,
-            patient_id=row.patient_id,
-        )
+        try:
+            return self._guard.check(
+                caller,
+                interaction,
+                resource_type,
+                fhir_id,
+                row.organisation_id,
+                *elsewhere,
+                patient_id=row.patient_id,
+            )
+        except AccessDenied as denied:
+            if denied.event.detail.get("reason") == "other-organisation":
+                raise NotKnown(denied.event, ApiError(404, unknown)) from None
+            raise
 
     async def _insert(
         self,
