@@ -253,8 +253,10 @@ def _quantity(values: Values, value: str, name: str, modifier: str | None) -> Sq
 def date_condition(
     values: Values, columns: tuple[str, str], prefix: str, wanted: tuple[dt.datetime, dt.datetime]
 ) -> Sql:
-    """FHIR's prefix semantics on ranges ([low, high) of the value and of the target); `ap`
-    widens the target by 10% of its distance from now (at least its own precision)."""
+    """FHIR's prefix semantics on ranges ([low, high) of the value and of the target), as
+    R4 states them (search.html#prefix): `eq` the value's range contains the target's, `gt`
+    the range above the value overlaps it, `ge` either; `ap` widens the value's range by 10%
+    of its distance from now and asks for an overlap."""
     low, high = columns
     start, end = wanted
     if prefix == "ap":
@@ -273,11 +275,17 @@ def date_condition(
             compare(high, le, end_slot),
         )
         return equal if prefix == "eq" else negated(equal)
+    # R4: `ge` is "the range above the value overlaps the target's, or the value's range
+    # contains it" (high > end, or start <= low and high <= end), which is high > end or
+    # low >= start; `le` likewise. A target that only overlaps the value's start (end) is
+    # neither.
+    if prefix == "ge":
+        return any_of(compare(high, gt, values.slot(end)), compare(low, ge, values.slot(start)))
+    if prefix == "le":
+        return any_of(compare(low, lt, values.slot(start)), compare(high, le, values.slot(end)))
     column, operator, bound = {
         "gt": (high, gt, end),
         "lt": (low, lt, start),
-        "ge": (high, gt, start),
-        "le": (low, lt, end),
         "sa": (low, ge, end),
         "eb": (high, le, start),
     }[prefix]
