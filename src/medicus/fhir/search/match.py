@@ -181,18 +181,15 @@ def _in_range(
     end: float,
 ) -> Sql:
     """FHIR's prefixes on a stored closed range [low, high] (a point: low = high) for a search
-    value with the precision range [start, end); `ap` is ±10% of the value (at least the
-    precision)."""
+    value with the precision range [start, end); `ap` is the closed range of ±10% of the
+    value (at least the precision) around it: `ap100` is [90, 110]."""
     low, high = columns
     if prefix in ("eq", "ne"):
         equal = all_of(compare(low, ge, values.slot(start)), compare(high, lt, values.slot(end)))
         return equal if prefix == "eq" else negated(equal)
     if prefix == "ap":
-        delta = max(abs(value) * _APPROXIMATE, (end - start) / 2)
-        return all_of(
-            compare(low, lt, values.slot(value + delta)),
-            compare(high, ge, values.slot(value - delta)),
-        )
+        below, above = _approximately(value, start, end)
+        return all_of(compare(low, le, values.slot(above)), compare(high, ge, values.slot(below)))
     column, operator = {
         "gt": (high, gt),
         "lt": (low, lt),
@@ -202,6 +199,16 @@ def _in_range(
         "eb": (high, lt),
     }[prefix]
     return compare(column, operator, values.slot(value))
+
+
+def _approximately(value: float, start: float, end: float) -> tuple[float, float]:
+    """The bounds of `ap`: ±10% of the value (at least half its precision), in decimal
+    arithmetic, so that `ap100` reaches 90 and 110 exactly rather than a binary neighbour."""
+    exact = Decimal(repr(value))
+    delta = max(
+        abs(exact) * Decimal(repr(_APPROXIMATE)), (Decimal(repr(end)) - Decimal(repr(start))) / 2
+    )
+    return float(exact - delta), float(exact + delta)
 
 
 def _number(values: Values, value: str, name: str, modifier: str | None) -> Sql:
