@@ -44,7 +44,7 @@ async def test_meta(hub: Hub) -> None:
 
 
 def _matches(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in bundle["entry"] if e["search"]["mode"] == "match"]
+    return [e for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
 
 
 async def test_everything_is_the_patients_compartment_in_own_hospital(hub: Hub) -> None:

@@ -46,7 +46,7 @@ async def search_ids(hub: Hub, path: str, **params: str) -> list[str]:
     assert response.status_code == 200, response.text
     bundle = response.json()
     assert bundle["type"] == "searchset"
-    return [entry["resource"]["id"] for entry in bundle["entry"]]
+    return [entry["resource"]["id"] for entry in bundle.get("entry", [])]
 
 
 async def assert_refused(hub: Hub, path: str, expression: str) -> None:
@@ -330,3 +330,4 @@ async def test_a_logical_reference_by_kvnr(hub: Hub) -> None:
     found = await create(hub, logical)
     params = {"subject:identifier": f"{KVNR}|A123456780"}
     assert await search_ids(hub, "/fhir/Observation", **params) == [found]
+

@@ -18,7 +18,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import is_json_media_type
-from medicus.fhir.bundles import BundleService
+from medicus.fhir.bundles import BundleService, with_entries
 from medicus.fhir.fhirpath_patch import FhirPathPatch
 from medicus.fhir.models import FhirVersionRow
 from medicus.fhir.operations import Operations
@@ -163,16 +163,21 @@ def _searchset(
     subset: Subset,
     count: int,
     offset: int,
+    counting: bool,
 ) -> Response:
     base = f"{request.base_url}fhir/{resource_type}"
+    queries = (
+        [("self", parameters)]  # a count has no pages: its link is the search as sent
+        if counting
+        else _page_queries(parameters, result, count, offset)
+    )
     links = [
-        {"relation": relation, "url": f"{base}?{urlencode(query)}"}
-        for relation, query in _page_queries(parameters, result, count, offset)
+        {"relation": relation, "url": f"{base}?{urlencode(query)}"} for relation, query in queries
     ]
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
     if result.total is not None:
         bundle["total"] = result.total
-    bundle["entry"] = [
+    entries = [
         {
             "fullUrl": f"{base}/{fhir_id}",
             "resource": orjson.Fragment(subset.apply(content)),
@@ -187,7 +192,7 @@ def _searchset(
         }
         for kind, fhir_id, content in result.included
     ]
-    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+    return Response(orjson.dumps(with_entries(bundle, entries)), media_type=FHIR_JSON)
 
 
 LOCATION_DISTANCE = "http://hl7.org/fhir/StructureDefinition/location-distance"
@@ -243,8 +248,8 @@ def _history_bundle(request: Request, versions: list[tuple[FhirVersionRow, str]]
         if version.content is not None:
             entry["resource"] = orjson.Fragment(version.content)
         entries.append(entry)
-    bundle = {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
-    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+    bundle = {"resourceType": "Bundle", "type": "history", "total": len(entries)}
+    return Response(orjson.dumps(with_entries(bundle, entries)), media_type=FHIR_JSON)
 
 
 def _everything_bundle(
@@ -266,21 +271,17 @@ def _everything_bundle(
         links.append(
             {"relation": "next", "url": f"{base}/Patient/{patient_id}/$everything?{query}"}
         )
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "link": links,
-        "entry": [
-            {
-                "fullUrl": f"{base}/{kind}/{fhir_id}",
-                "resource": orjson.Fragment(content),
-                "search": {"mode": mode},
-            }
-            for mode, entries in (("match", page), ("include", referenced))
-            for kind, fhir_id, content in entries
-        ],
-    }
-    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+    bundle = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    entries = [
+        {
+            "fullUrl": f"{base}/{kind}/{fhir_id}",
+            "resource": orjson.Fragment(content),
+            "search": {"mode": mode},
+        }
+        for mode, found in (("match", page), ("include", referenced))
+        for kind, fhir_id, content in found
+    ]
+    return Response(orjson.dumps(with_entries(bundle, entries)), media_type=FHIR_JSON)
 
 
 def _headers(stored: StoredVersion, request: Request) -> dict[str, str]:
@@ -519,16 +520,20 @@ def build_router(
         count = _bounded(values.get("_count", "50"), "_count", 0, MAX_PAGE)
         offset = _bounded(values.get("_offset", "0"), "_offset", 0, 1_000_000)
         subset = Subset.of(values)
+        counting = count == 0 or subset.summary == "count"
+        searched = parameters
         if count == 0:  # FHIR: `_count=0` asks for the total only, as `_summary=count` does
-            parameters = [(k, v) for k, v in parameters if k != "_summary"]
-            parameters.append(("_summary", "count"))
+            searched = [(k, v) for k, v in parameters if k != "_summary"]
+            searched.append(("_summary", "count"))
             count = 1
         lenient = prefer(request, "handling") == "lenient"
-        search_request = SearchRequest(resource_type, parameters, lenient)
+        search_request = SearchRequest(resource_type, searched, lenient)
         result = await fhir.search(
             principal, search_request, count, offset, total=values.get("_total") == "accurate"
         )
-        return _searchset(request, resource_type, parameters, result, subset, count, offset)
+        return _searchset(
+            request, resource_type, parameters, result, subset, count, offset, counting
+        )
 
     @router.get("/{resource_type:resource_type}/{fhir_id}", summary="read")
     async def read(
