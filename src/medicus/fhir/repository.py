@@ -199,7 +199,10 @@ def _values(
             TokenIndexRow,
             [{**key, "param": p, "system": _cut(s), "code": c[:255]} for p, s, c in rows.tokens],
         ),
-        (StringIndexRow, [{**key, "param": p, "value": v[:255]} for p, v in rows.strings]),
+        (
+            StringIndexRow,
+            [{**key, "param": p, "value": v[:255], "exact": e[:255]} for p, v, e in rows.strings],
+        ),
         (
             ReferenceIndexRow,
             [

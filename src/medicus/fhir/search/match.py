@@ -129,7 +129,12 @@ def _token(values: Values, value: str, name: str, modifier: str | None) -> Sql:
 def _string(values: Values, value: str, name: str, modifier: str | None) -> Sql:
     wanted = normalise(value)[:255]
     if modifier == "exact":
-        return compare("value", eq, values.slot(wanted))
+        # Case and accents count: the value as written, among the rows of its normalised form
+        # (which the index finds).
+        return all_of(
+            compare("value", eq, values.slot(wanted)),
+            compare("exact", eq, values.slot(value[:255])),
+        )
     if modifier == "contains":
         return _contains(values, "value", wanted)
     return _starts_with(values, "value", wanted)
