@@ -410,6 +410,20 @@ async def referenced(
     return await _included(reading, [every_reference], found, viewpoint, readable)
 
 
+async def lastn(
+    reading: Reading,
+    request: SearchRequest,
+    viewpoint: Viewpoint,
+    newest: int,
+    limit: int,
+) -> list[StoredResource]:
+    """`Observation/$lastn`: the `newest` Observations of each patient and code that the
+    search `request` finds, newest first, at most `limit` (ONE query, see `query.lastn`)."""
+    values = Values()
+    statement = query.lastn(values, request, viewpoint, newest, limit)
+    return await _resources(reading, statement, values)
+
+
 def _in_compartment(
     row: Any,
     viewer: Viewer,

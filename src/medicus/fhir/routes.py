@@ -21,7 +21,7 @@ from medicus.core.http import is_json_media_type
 from medicus.fhir.bundles import BundleService, with_entries
 from medicus.fhir.fhirpath_patch import FhirPathPatch
 from medicus.fhir.models import FhirVersionRow
-from medicus.fhir.operations import Operations
+from medicus.fhir.operations import Operations, unsupported
 from medicus.fhir.resources import (
     StoredVersion,
     is_version_number,
@@ -46,6 +46,16 @@ class _ResourceTypeConvertor(StringConvertor):
 
 
 register_url_convertor("resource_type", _ResourceTypeConvertor())
+
+
+class _OperationConvertor(StringConvertor):
+    """An operation's name in a path (`$lastn`): answered by its own route, or as not
+    supported, never read as an id."""
+
+    regex = r"\$[^/]*"
+
+
+register_url_convertor("operation", _OperationConvertor())
 
 # Strictly `W/"3"`; bare and unweakened versions are accepted too, as clients send them.
 _ETAG = re.compile(r'^(W/)?"?(\d+)"?$')
@@ -284,6 +294,25 @@ def _everything_bundle(
     return Response(orjson.dumps(with_entries(bundle, entries)), media_type=FHIR_JSON)
 
 
+def _lastn_bundle(request: Request, found: list[tuple[str, bytes]]) -> Response:
+    base = f"{request.base_url}fhir/Observation"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(found),
+        "link": [{"relation": "self", "url": str(request.url)}],
+    }
+    entries = [
+        {
+            "fullUrl": f"{base}/{fhir_id}",
+            "resource": orjson.Fragment(content),
+            "search": {"mode": "match"},
+        }
+        for fhir_id, content in found
+    ]
+    return Response(orjson.dumps(with_entries(bundle, entries)), media_type=FHIR_JSON)
+
+
 def _headers(stored: StoredVersion, request: Request) -> dict[str, str]:
     headers = {
         "ETag": stored.etag,
@@ -432,6 +461,27 @@ def build_router(
     async def meta(resource_type: str, fhir_id: str, principal: Principal = caller) -> Response:
         stored = await fhir.read(principal, resource_type, fhir_id)
         return Response(orjson.dumps(operations.meta(stored)), media_type=FHIR_JSON)
+
+    @router.get("/Observation/$lastn", summary="the newest observations of each code")
+    async def lastn(request: Request, principal: Principal = caller) -> Response:
+        found = await operations.lastn(principal, list(request.query_params.multi_items()))
+        return _lastn_bundle(request, found)
+
+    @router.api_route(
+        "/{resource_type:resource_type}/{operation:operation}",
+        methods=["GET", "POST"],
+        include_in_schema=False,
+    )
+    @router.api_route(
+        "/{resource_type:resource_type}/{fhir_id}/{operation:operation}",
+        methods=["GET", "POST"],
+        include_in_schema=False,
+    )
+    async def other_operation(
+        resource_type: str, operation: str, principal: Principal = caller
+    ) -> Response:
+        fhir.check_type(resource_type)
+        raise unsupported(resource_type, operation)
 
     @router.post(
         "/{resource_type:resource_type}", summary="create (conditional with If-None-Exist)"

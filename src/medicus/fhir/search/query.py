@@ -869,3 +869,49 @@ def _counted(row: Any, statement: Sql, limit: Slot | None) -> Select[Any]:
 def count_of(values: Values, statement: Sql, limit: int | None = None) -> Sql:
     """The number of matches (counting at most `limit`, for an estimate of bounded cost)."""
     return Sql(_counted, (statement, None if limit is None else values.slot(limit)))
+
+
+def _lastn(row: Any, statement: Sql, newest: Slot, limit: Slot) -> Select[Any]:
+    """The matches of `statement` that are among the `newest` of their patient's
+    Observations of one code (system and code of any of their codings), newest first: by
+    the end of their `date` (effective[x]) as `_sort=-date` orders, those without last, the
+    row id breaking ties. A window over the matches' code rows ranks them."""
+    matched = statement.build(row).subquery("matched")
+    codes = TABLES["token"].alias("codes")
+    when = _sort_value(matched.c, "Observation", "date", ("date",), True)
+    ranked = (
+        select(
+            matched.c.rid,
+            func.row_number()
+            .over(
+                partition_by=(matched.c.patient_id, codes.c.system, codes.c.code),
+                order_by=(when.desc().nulls_last(), matched.c.rid.desc()),
+            )
+            .label("place"),
+        )
+        .join(
+            codes,
+            and_(
+                codes.c.rid == matched.c.rid,
+                codes.c.resource_type == "Observation",
+                codes.c.param == "code",
+            ),
+        )
+        .subquery("ranked")
+    )
+    chosen = select(ranked.c.rid).where(ranked.c.place <= newest)
+    latest = _sort_value(row, "Observation", "date", ("date",), True)
+    return (
+        select(*RESOURCES.c)
+        .where(row.rid.in_(chosen))
+        .order_by(latest.desc().nulls_last(), row.rid.desc())
+        .limit(limit)
+    )
+
+
+def lastn(
+    values: Values, request: SearchRequest, viewpoint: Viewpoint, newest: int, limit: int
+) -> Sql:
+    """`Observation/$lastn`: of the Observations the search `request` finds (what the
+    viewpoint sees), the `newest` of each patient and code, newest first, at most `limit`."""
+    return Sql(_lastn, (build(values, request, viewpoint), values.slot(newest), values.slot(limit)))
