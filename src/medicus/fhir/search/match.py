@@ -294,7 +294,12 @@ def date_condition(
     if prefix == "ge":
         return any_of(compare(high, gt, values.slot(end)), compare(low, ge, values.slot(start)))
     if prefix == "le":
-        return any_of(compare(low, lt, values.slot(start)), compare(high, le, values.slot(end)))
+        # `low < end` follows (low < high): it bounds the index range on `low`.
+        end_slot = values.slot(end)
+        return all_of(
+            compare(low, lt, end_slot),
+            any_of(compare(low, lt, values.slot(start)), compare(high, le, end_slot)),
+        )
     column, operator, bound = {
         "gt": (high, gt, end),
         "lt": (low, lt, start),
