@@ -871,40 +871,55 @@ def count_of(values: Values, statement: Sql, limit: int | None = None) -> Sql:
     return Sql(_counted, (statement, None if limit is None else values.slot(limit)))
 
 
+def _effective(row: Any) -> Any:
+    """An Observation's latest `date` (the end of its effective[x]), as `_sort=-date` orders.
+    Compared as an expression, the type cannot lead an index: the row's own few date rows
+    are found by `rid`."""
+    table = TABLES["date"].alias("effective").c
+    return (
+        select(func.max(table.high))
+        .where(
+            table.rid == row.rid,
+            table.resource_type.concat("") == "Observation",
+            table.param == "date",
+        )
+        .scalar_subquery()
+    )
+
+
 def _lastn(row: Any, statement: Sql, newest: Slot, limit: Slot) -> Select[Any]:
     """The matches of `statement` that are among the `newest` of their patient's
-    Observations of one code (system and code of any of their codings), newest first: by
-    the end of their `date` (effective[x]) as `_sort=-date` orders, those without last, the
-    row id breaking ties. A window over the matches' code rows ranks them."""
+    Observations of one code (system and code of any of their codings), newest first by
+    `_effective` (undated last), the row id breaking ties: a window over the code rows of
+    the matches, each found by its row id (never every Observation's codes)."""
     matched = statement.build(row).subquery("matched")
-    codes = TABLES["token"].alias("codes")
-    when = _sort_value(matched.c, "Observation", "date", ("date",), True)
+    token = TABLES["token"].alias("codes")
+    codes = token.c
     ranked = (
         select(
             matched.c.rid,
             func.row_number()
             .over(
-                partition_by=(matched.c.patient_id, codes.c.system, codes.c.code),
-                order_by=(when.desc().nulls_last(), matched.c.rid.desc()),
+                partition_by=(matched.c.patient_id, codes.system, codes.code),
+                order_by=(_effective(matched.c).desc().nulls_last(), matched.c.rid.desc()),
             )
             .label("place"),
         )
         .join(
-            codes,
+            token,
             and_(
-                codes.c.rid == matched.c.rid,
-                codes.c.resource_type == "Observation",
-                codes.c.param == "code",
+                codes.rid == matched.c.rid,
+                codes.resource_type.concat("") == "Observation",
+                codes.param == "code",
             ),
         )
         .subquery("ranked")
     )
     chosen = select(ranked.c.rid).where(ranked.c.place <= newest)
-    latest = _sort_value(row, "Observation", "date", ("date",), True)
     return (
         select(*RESOURCES.c)
         .where(row.rid.in_(chosen))
-        .order_by(latest.desc().nulls_last(), row.rid.desc())
+        .order_by(_effective(row).desc().nulls_last(), row.rid.desc())
         .limit(limit)
     )
 
