@@ -114,10 +114,10 @@ class Operations:
 
     async def lastn(
         self, caller: Principal, parameters: Sequence[tuple[str, str]]
-    ) -> list[tuple[str, bytes]]:
+    ) -> list[tuple[str, str, bytes]]:
         """`Observation/$lastn`: of the Observations that the search `parameters` find among
         what the caller may see, the `max` (default 1) newest of each patient and code,
-        newest first (id, content). Asked of `access` and audited like a search: one entry
+        newest first (type, id, content). Asked of `access` and audited like a search: one entry
         naming the Patient records of the Observations returned."""
         event = await self._fhir.allowed(caller, Interaction.SEARCH, "Observation", "$lastn")
         event = event.noting(query=urlencode(parameters))
@@ -142,7 +142,7 @@ class Operations:
             await self._fhir.record(replace(event, outcome=Outcome.FAILED))
             raise
         await self._fhir.record(event.about(*(row.patient_id for row in rows)))
-        return [(row.fhir_id, row.content.encode()) for row in rows if row.content]
+        return _entries(rows)
 
     def _members(self, caller: Principal, wanted: str | None) -> dict[str, tuple[str, ...]]:
         """Compartment types the caller's scopes may read (and `_type` asks for)."""

@@ -281,7 +281,21 @@ def _everything_bundle(
         links.append(
             {"relation": "next", "url": f"{base}/Patient/{patient_id}/$everything?{query}"}
         )
-    bundle = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    return _operation_bundle(request, links, page, referenced)
+
+
+def _operation_bundle(
+    request: Request,
+    links: list[dict[str, str]],
+    page: list[tuple[str, str, bytes]],
+    referenced: list[tuple[str, str, bytes]],
+    total: int | None = None,
+) -> Response:
+    """The searchset an operation answers with: its matches, then what they refer to."""
+    base = f"{request.base_url}fhir"
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    if total is not None:
+        bundle["total"] = total
     entries = [
         {
             "fullUrl": f"{base}/{kind}/{fhir_id}",
@@ -290,25 +304,6 @@ def _everything_bundle(
         }
         for mode, found in (("match", page), ("include", referenced))
         for kind, fhir_id, content in found
-    ]
-    return Response(orjson.dumps(with_entries(bundle, entries)), media_type=FHIR_JSON)
-
-
-def _lastn_bundle(request: Request, found: list[tuple[str, bytes]]) -> Response:
-    base = f"{request.base_url}fhir/Observation"
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(found),
-        "link": [{"relation": "self", "url": str(request.url)}],
-    }
-    entries = [
-        {
-            "fullUrl": f"{base}/{fhir_id}",
-            "resource": orjson.Fragment(content),
-            "search": {"mode": "match"},
-        }
-        for fhir_id, content in found
     ]
     return Response(orjson.dumps(with_entries(bundle, entries)), media_type=FHIR_JSON)
 
@@ -465,7 +460,8 @@ def build_router(
     @router.get("/Observation/$lastn", summary="the newest observations of each code")
     async def lastn(request: Request, principal: Principal = caller) -> Response:
         found = await operations.lastn(principal, list(request.query_params.multi_items()))
-        return _lastn_bundle(request, found)
+        self_link = [{"relation": "self", "url": str(request.url)}]
+        return _operation_bundle(request, self_link, found, [], len(found))
 
     @router.api_route(
         "/{resource_type:resource_type}/{operation:operation}",
