@@ -20,7 +20,7 @@ import medicus.iam.models  # noqa: F401  (register every table)
 from medicus import migrations
 from medicus.access.research import PURPOSES
 from medicus.core.db import Base, Database
-from medicus.fhir.models import RESOURCES, PositionIndexRow
+from medicus.fhir.models import RESOURCES, DateIndexRow, PositionIndexRow
 from medicus.fhir.search.extract import extract
 from medicus.platform import Platform
 from tests.conftest import DatabaseFactory
@@ -438,5 +438,66 @@ async def test_consents_and_treatments_stored_before_count_only_from_care_provid
             ("hospital-a", "a3", "hospital-b", None),
             ("hospital-b", "b3", "hospital-a", None),
         ]
+    finally:
+        await database.dispose()
+
+
+async def test_string_and_date_rows_stored_before_are_rebuilt(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Migration 0022: strings stored before get their value as written (`exact`), and
+    dates with fractions of a second the range of their precision, as a write makes them;
+    a deleted resource's rows are left alone."""
+    url = await asyncio.to_thread(database_factory.new_url, False)
+    await asyncio.to_thread(migrations.upgrade, url, "0019")
+    moment = dt.datetime(2025, 6, 20, 1, 54, 34, 36778, tzinfo=dt.UTC)
+    stored = [
+        _stored(1, "Practitioner", "doc", {"name": [{"family": "Crúz"}]}),
+        _stored(
+            2,
+            "Observation",
+            "lab",
+            {
+                "status": "final",
+                "code": {"text": "Hb"},
+                "effectiveDateTime": "2025-06-20T01:54:34.036778Z",
+            },
+        ),
+        _stored(3, "Practitioner", "gone", None),
+    ]
+    database = Database(url)
+    try:
+        await _store(database, stored)
+        async with database.transaction() as session:
+            for rid, name in ((1, "family"), (3, "family")):
+                await session.execute(
+                    text(
+                        "INSERT INTO fhir_string (rid, resource_type, param, value)"
+                        " VALUES (:rid, 'Practitioner', :name, 'cruz')"
+                    ),
+                    {"rid": rid, "name": name},
+                )
+            await session.execute(
+                DateIndexRow.__table__.insert().values(
+                    rid=2,
+                    resource_type="Observation",
+                    param="date",
+                    low=moment,
+                    high=moment + dt.timedelta(seconds=1),
+                )
+            )
+        await asyncio.to_thread(migrations.upgrade, url)
+        strings = "SELECT rid, param, value, exact FROM fhir_string WHERE param = 'family'"
+        assert await _rows(database, f"{strings} ORDER BY rid") == [
+            (1, "family", "cruz", "Crúz"),
+            (3, "family", "cruz", None),
+        ]
+        async with database.snapshot() as session:
+            dates = (
+                await session.execute(
+                    select(DateIndexRow.low, DateIndexRow.high).where(DateIndexRow.rid == 2)
+                )
+            ).all()
+        assert [tuple(row) for row in dates] == [(moment, moment + dt.timedelta(microseconds=1))]
     finally:
         await database.dispose()

@@ -196,7 +196,7 @@ async def test_the_capability_statement_is_public_and_truthful(hub: Hub) -> None
         "patch",
     }
     assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system"}
-    assert {o["name"] for o in rest["operation"]} == {"everything", "validate", "meta"}
+    assert {o["name"] for o in rest["operation"]} == {"everything", "validate", "meta", "lastn"}
     assert patient["conditionalCreate"] is True
     searchable = {p["name"] for p in patient["searchParam"]}
     assert {"identifier", "family", "birthdate", "_id", "_lastUpdated"} <= searchable

@@ -1,12 +1,16 @@
-"""`$validate`, `$meta` and `Patient/$everything` through HTTP."""
+"""`$validate`, `$meta`, `Patient/$everything` and `Observation/$lastn` through HTTP, and
+operations medicus does not have."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+import pytest
+from sqlalchemy import text
 
 from tests.fhir.conftest import Hub
+from tests.fhir.test_search import assert_refused
 
 
 async def _put(hub: Hub, resource: dict[str, Any], organisation: str = "hospital-a") -> None:
@@ -46,7 +50,7 @@ async def test_meta(hub: Hub) -> None:
 
 
 def _matches(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in bundle["entry"] if e["search"]["mode"] == "match"]
+    return [e for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
 
 
 async def test_everything_is_the_patients_compartment_in_own_hospital(hub: Hub) -> None:
@@ -139,3 +143,134 @@ async def test_everything_is_the_patients_compartment_in_own_hospital(hub: Hub) 
             headers=token,
         )
     ).status_code == 400
+
+
+def _vital(fhir_id: str, patient: str, loinc: str, when: str | None) -> dict[str, Any]:
+    vital: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": fhir_id,
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+        "subject": {"reference": f"Patient/{patient}"},
+    }
+    if when is not None:
+        vital["effectiveDateTime"] = when
+    return vital
+
+
+@pytest.fixture
+async def vitals(hub: Hub) -> None:
+    """Erika's temperatures (8310-5) and heart rates (8867-4), Max's temperature, and a
+    temperature of Erika's that hospital B holds."""
+    for patient in ("erika", "max"):
+        await _put(hub, {"resourceType": "Patient", "id": patient})
+    for vital in (
+        _vital("t-old", "erika", "8310-5", "2026-01-01T08:00:00Z"),
+        _vital("t-new", "erika", "8310-5", "2026-03-01T08:00:00.5Z"),
+        _vital("t-mid", "erika", "8310-5", "2026-02-01T08:00:00Z"),
+        _vital("t-undated", "erika", "8310-5", None),
+        _vital("h-old", "erika", "8867-4", "2025-12-01T08:00:00Z"),
+        _vital("h-new", "erika", "8867-4", "2026-02-15T08:00:00Z"),
+        _vital("t-max", "max", "8310-5", "2025-01-01T08:00:00Z"),
+    ):
+        await _put(hub, vital)
+    await _put(hub, _vital("t-b", "erika", "8310-5", "2026-12-01T08:00:00Z"), "hospital-b")
+
+
+async def _lastn(hub: Hub, **params: str) -> list[str]:
+    response = await hub.http.get(
+        "/fhir/Observation/$lastn", params=params, headers=await hub.token()
+    )
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    assert (bundle["type"], bundle["total"]) == ("searchset", len(bundle.get("entry", [])))
+    return [entry["resource"]["id"] for entry in bundle.get("entry", [])]
+
+
+async def test_lastn_is_the_newest_of_each_code_per_patient(hub: Hub, vitals: None) -> None:
+    """R4 `Observation/$lastn`: the `max` (default 1) newest of each code, by effective
+    date, newest first; other search parameters narrow it; another hospital's are not
+    seen."""
+    assert await _lastn(hub, patient="erika", category="vital-signs") == ["t-new", "h-new"]
+    assert await _lastn(hub, patient="erika", category="vital-signs", max="2") == [
+        "t-new",
+        "h-new",
+        "t-mid",
+        "h-old",
+    ]
+    assert await _lastn(hub, subject="Patient/erika", code="8310-5", max="9") == [
+        "t-new",
+        "t-mid",
+        "t-old",
+        "t-undated",
+    ]
+    before = {"patient": "erika", "code": "8310-5,8867-4", "date": "lt2026-02-10", "max": "1"}
+    assert await _lastn(hub, **before) == ["t-mid", "h-old"]
+    assert await _lastn(hub, patient="max", category="vital-signs") == ["t-max"]
+    assert await _lastn(hub, patient="nobody", category="vital-signs") == []
+
+
+async def test_lastn_is_audited_like_a_search(hub: Hub, vitals: None) -> None:
+    """One entry, naming the Patient records of the Observations returned."""
+    assert await _lastn(hub, patient="max", code="8310-5") == ["t-max"]
+    await hub.platform.audit.seal_all()
+    async with hub.platform.database.snapshot() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT action, outcome, patients FROM audit_entry"
+                    " WHERE target = 'Observation/$lastn'"
+                )
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [("fhir.search", "success", "max")]
+
+
+@pytest.mark.parametrize(
+    ("query", "expression"),
+    [
+        ("category=vital-signs", "$lastn"),  # no subject
+        ("patient=erika", "$lastn"),  # neither category nor code
+        ("patient=erika&code=8310-5&max=0", "max"),
+        ("patient=erika&code=8310-5&max=many", "max"),
+        ("patient=erika&code=8310-5&_count=5", "_count"),
+        ("patient=erika&code=8310-5&_sort=date", "_sort"),
+        ("patient=erika&code=8310-5&colour=red", "colour"),
+    ],
+)
+async def test_lastn_refuses_what_it_cannot_answer(
+    hub: Hub, vitals: None, query: str, expression: str
+) -> None:
+    await assert_refused(hub, f"/fhir/Observation/$lastn?{query}", expression)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/fhir/Observation/$stats"),
+        ("POST", "/fhir/Observation/$stats"),
+        ("GET", "/fhir/Patient/$lastn"),
+        ("GET", "/fhir/Observation/t-old/$lastn"),
+        ("GET", "/fhir/Encounter/e1/$everything"),
+        ("GET", "/fhir/Patient/$validate"),
+    ],
+)
+async def test_other_operations_are_not_supported(hub: Hub, method: str, path: str) -> None:
+    """An operation medicus does not have is said to be so (501), not taken for an id."""
+    response = await hub.http.request(method, path, headers=await hub.token())
+    assert response.status_code == 501, response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    operation = "$" + path.rsplit("$", 1)[1]
+    assert f"operation {operation} is not supported" in outcome["issue"][0]["diagnostics"]
+    assert outcome["issue"][0]["code"] == "not-supported"

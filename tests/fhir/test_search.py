@@ -46,7 +46,7 @@ async def search_ids(hub: Hub, path: str, **params: str) -> list[str]:
     assert response.status_code == 200, response.text
     bundle = response.json()
     assert bundle["type"] == "searchset"
-    return [entry["resource"]["id"] for entry in bundle["entry"]]
+    return [entry["resource"]["id"] for entry in bundle.get("entry", [])]
 
 
 async def assert_refused(hub: Hub, path: str, expression: str) -> None:
@@ -330,3 +330,22 @@ async def test_a_logical_reference_by_kvnr(hub: Hub) -> None:
     found = await create(hub, logical)
     params = {"subject:identifier": f"{KVNR}|A123456780"}
     assert await search_ids(hub, "/fhir/Observation", **params) == [found]
+
+
+async def test_exact_strings_match_case_and_accents(hub: Hub) -> None:
+    """`:exact` compares the whole string as written (R4): `family:exact=cruz` is not Cruz,
+    nor Crúz; a plain string search folds both."""
+    ids = {
+        await create(hub, _patient(f"A00000000{n}", family, "Ana", "1990-01-01")): family
+        for n, family in enumerate(("Cruz", "cruz", "Crúz", "Cruzado", "CRUZ"))
+    }
+
+    async def found(**params: str) -> set[str]:
+        return {ids[fhir_id] for fhir_id in await search_ids(hub, "/fhir/Patient", **params)}
+
+    assert await found(**{"family:exact": "Cruz"}) == {"Cruz"}
+    assert await found(**{"family:exact": "cruz"}) == {"cruz"}
+    assert await found(**{"family:exact": "Crúz"}) == {"Crúz"}
+    assert await found(**{"family:exact": "Cruz,CRUZ"}) == {"Cruz", "CRUZ"}
+    assert await found(**{"family:exact": "Cru"}) == set()
+    assert await found(family="cruz") == {"Cruz", "cruz", "Crúz", "Cruzado", "CRUZ"}

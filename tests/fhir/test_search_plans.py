@@ -173,3 +173,23 @@ def test_no_search_reads_every_resource_of_its_type(  # type: ignore[no-untyped-
     if not parameters or parameters[0][0] == "_lastUpdated":
         assert "ix_fhir_resource_listing (organisation_id=? AND resource_type=?)" in found
         assert "ix_fhir_resource_patient (patient_id=?)" in found
+
+
+def test_dates_up_to_a_day_read_the_index_up_to_it(plan) -> None:  # type: ignore[no-untyped-def]
+    """`le` (before the day, or within it) reads the date rows up to the day's end, not every
+    row of the parameter."""
+    found = plan(_search(("date", "le2026-03-01"), resource_type="Encounter"))
+    assert "ix_fhir_date_lookup (resource_type=? AND param=? AND low<?)" in found
+
+
+def test_lastn_starts_from_the_patient(plan) -> None:  # type: ignore[no-untyped-def]
+    """`$lastn` ranks only the matches of its search (a patient's few rows), finding their
+    codes and dates by row id, not every Observation's."""
+    values = Values()
+    request = SearchRequest("Observation", [("patient", "p1"), ("category", "vital-signs")])
+    found = plan((query.lastn(values, request, VIEWPOINT, 1, 1001), values))
+    assert "ix_fhir_reference_lookup" in found
+    assert "SEARCH codes USING INDEX ix_fhir_token_rid (rid=?)" in found
+    assert "ix_fhir_token_lookup" not in found
+    assert "ix_fhir_date_lookup" not in found
+    assert "SCAN fhir_resource\n" not in found + "\n"

@@ -83,3 +83,50 @@ async def test_capability_statement_lists_what_works(hub: Hub) -> None:
     assert "Observation:subject" in patient["searchRevInclude"]
     subject = next(p for p in observation["searchParam"] if p["name"] == "subject")
     assert "chain" in subject["documentation"]
+
+
+async def test_answers_without_entries_have_no_entry_array(
+    hub: Hub, people: dict[str, str]
+) -> None:
+    """R4 forbids empty arrays (ele-1): searches, counts, histories, `$everything` and a
+    batch's search without entries have no `entry` at all, and pass `$validate`."""
+    headers = await hub.token()
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": "Patient?family=Nobody"}}],
+    }
+    answered = await hub.http.post("/fhir", json=batch, headers=headers)
+    assert answered.status_code == 200, answered.text
+    bundles = [answered.json()["entry"][0]["resource"]]
+    for path in (
+        "/fhir/Patient?family=Nobody",
+        "/fhir/Patient?_summary=count",
+        "/fhir/Patient?_count=0",
+        "/fhir/Practitioner/_history",
+        "/fhir/_history?_since=2999-01-01T00:00:00Z",
+        f"/fhir/Patient/{people['anna']}/$everything?_type=Observation",
+    ):
+        response = await hub.http.get(path, headers=headers)
+        assert response.status_code == 200, (path, response.text)
+        bundles.append(response.json())
+    for bundle in bundles:
+        assert "entry" not in bundle, bundle
+        checked = await hub.http.post("/fhir/Bundle/$validate", json=bundle, headers=headers)
+        problems = [i for i in checked.json()["issue"] if i["severity"] in ("error", "fatal")]
+        assert problems == [], bundle
+
+
+@pytest.mark.parametrize(
+    "query", ["family=Adler&_summary=count", "_summary=count", "family=Adler&_count=0"]
+)
+async def test_a_count_links_to_itself_as_asked(
+    hub: Hub, people: dict[str, str], query: str
+) -> None:
+    """A count has no pages: its self link is the search as sent, without `_count` or
+    `_offset` added."""
+    response = await hub.http.get(f"/fhir/Patient?{query}", headers=await hub.token())
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    assert bundle["total"] == (2 if "family" in query else 4)
+    assert bundle["link"] == [{"relation": "self", "url": f"http://hub/fhir/Patient?{query}"}]

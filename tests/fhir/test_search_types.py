@@ -221,3 +221,48 @@ async def test_combo_parameters_search_the_resource_and_its_components(
     assert await _find(hub, **{"combo-code-value-quantity:missing": "false"}) == set(labs.values())
     ordered = await search_ids(hub, "/fhir/Observation", _sort="-combo-value-quantity")
     assert ordered[:2] == [labs["pressure"], labs["glucose"]]
+
+
+_AROUND_100 = (89.99, 90, 99.5, 100, 100.5, 110, 110.01)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("100", {99.5, 100}),  # [99.5, 100.5)
+        ("ne100", {89.99, 90, 100.5, 110, 110.01}),
+        ("gt100", {100.5, 110, 110.01}),
+        ("ge100", {100, 100.5, 110, 110.01}),
+        ("lt100", {89.99, 90, 99.5}),
+        ("le100", {89.99, 90, 99.5, 100}),
+        ("sa100", {100.5, 110, 110.01}),
+        ("eb100", {89.99, 90, 99.5}),
+        ("ap100", {90, 99.5, 100, 100.5, 110}),  # [90, 110], both ends included
+        (f"ap100|{UCUM}|g/L", {90, 99.5, 100, 100.5, 110}),
+        (f"ap0.100|{UCUM}|kg/L", {90, 99.5, 100, 100.5, 110}),  # in the base unit
+    ],
+)
+async def test_quantity_prefixes_at_their_boundaries(
+    hub: Hub, value: str, expected: set[float]
+) -> None:
+    ids = {await create(hub, _lab("718-7", number, "g/L")): number for number in _AROUND_100}
+    found = await _find(hub, **{"value-quantity": value})
+    assert {ids[fhir_id] for fhir_id in found} == expected
+
+
+async def test_number_approximation_is_symmetric(hub: Hub) -> None:
+    """`ap100` on a number is [90, 110]: 110 is as near as 90."""
+    path = "/fhir/MolecularSequence"
+    ids = {
+        await create(
+            hub,
+            {
+                "resourceType": "MolecularSequence",
+                "coordinateSystem": 0,
+                "referenceSeq": {"windowStart": start, "windowEnd": start + 1},
+            },
+        ): start
+        for start in (89, 90, 100, 110, 111)
+    }
+    found = await search_ids(hub, path, **{"window-start": "ap100"})
+    assert {ids[fhir_id] for fhir_id in found} == {90, 100, 110}

@@ -14,7 +14,8 @@ _DATE = re.compile(
 
 def date_range(value: str) -> tuple[dt.datetime, dt.datetime] | None:
     """The half-open UTC range [low, high) a FHIR date/dateTime/instant stands for, by its
-    precision; None if it is not one (including impossible dates such as 2026-13-01)."""
+    precision (down to fractions of a second); None if it is not one (including impossible
+    dates such as 2026-13-01)."""
     found = _DATE.match(value.strip())
     if found is None:
         return None
@@ -31,8 +32,7 @@ def _range(value: str, found: re.Match[str]) -> tuple[dt.datetime, dt.datetime]:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.UTC)
         low = moment.astimezone(dt.UTC)
-        step = dt.timedelta(seconds=1) if found["time"].count(":") == 2 else dt.timedelta(minutes=1)
-        return low, low + step
+        return low, low + _precision(found["time"])
     if day is not None:
         low = dt.datetime(year, int(month), int(day), tzinfo=dt.UTC)
         return low, low + dt.timedelta(days=1)
@@ -41,3 +41,13 @@ def _range(value: str, found: re.Match[str]) -> tuple[dt.datetime, dt.datetime]:
         following = dt.datetime(year + (int(month) == 12), int(month) % 12 + 1, 1, tzinfo=dt.UTC)
         return low, following
     return dt.datetime(year, 1, 1, tzinfo=dt.UTC), dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC)
+
+
+def _precision(time: str) -> dt.timedelta:
+    """The unit of a time's last digit: a minute, a second, or a fraction of one
+    (`01:54:34.036778` stands for its microsecond, `01:54:34.5` for a tenth of a second);
+    a microsecond at the finest, as Python's times go no further."""
+    if time.count(":") == 1:
+        return dt.timedelta(minutes=1)
+    digits = len(time.partition(".")[2])
+    return dt.timedelta(microseconds=10 ** (6 - min(digits, 6)))

@@ -219,11 +219,8 @@ class BundleService:
             await self._transaction(caller, entries)
         else:
             entries = await self._batch(caller, raw_entries)
-        return {
-            "resourceType": "Bundle",
-            "type": f"{kind}-response",
-            "entry": [self._response(entry, prefer_return) for entry in entries],
-        }
+        answer = {"resourceType": "Bundle", "type": f"{kind}-response"}
+        return with_entries(answer, [self._response(entry, prefer_return) for entry in entries])
 
     async def _transaction(self, caller: Principal, entries: list[Entry]) -> None:
         _refuse_duplicates(entries)
@@ -419,19 +416,21 @@ def _refuse_duplicates(entries: list[Entry]) -> None:
             full_urls.add(entry.full_url)
 
 
+def with_entries(bundle: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """`bundle` with its `entry` list, which it has only if it has entries: R4 forbids empty
+    arrays (ele-1), so a Bundle without entries has no `entry` at all."""
+    return {**bundle, "entry": entries} if entries else bundle
+
+
 def _searchset(
     resource_type: str, resources: list[tuple[str, bytes]], total: int | None
 ) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "entry": [
-            {
-                "fullUrl": f"{resource_type}/{fhir_id}",
-                "resource": orjson.Fragment(content),
-                "search": {"mode": "match"},
-            }
-            for fhir_id, content in resources
-        ],
-    }
+    entries = [
+        {
+            "fullUrl": f"{resource_type}/{fhir_id}",
+            "resource": orjson.Fragment(content),
+            "search": {"mode": "match"},
+        }
+        for fhir_id, content in resources
+    ]
+    return with_entries({"resourceType": "Bundle", "type": "searchset", "total": total}, entries)

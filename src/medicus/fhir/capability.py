@@ -164,6 +164,10 @@ def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[
                         "name": "meta",
                         "definition": "http://hl7.org/fhir/OperationDefinition/Resource-meta",
                     },
+                    {
+                        "name": "lastn",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
+                    },
                 ],
                 "resource": [
                     {

@@ -120,11 +120,14 @@ class TokenIndexRow(_IndexEntry, Base):
 
 
 class StringIndexRow(_IndexEntry, Base):
-    """One normalised string (lower case, no accents) of a search parameter."""
+    """One string of a search parameter: normalised (lower case, no accents) in `value`,
+    which searches find by prefix, and as written in `exact`, which `:exact` compares among
+    the rows its normalised value finds (so it needs no index of its own)."""
 
     __tablename__ = "fhir_string"
 
     value: Mapped[str] = mapped_column(_BYTEWISE_255)
+    exact: Mapped[str | None] = mapped_column(_BYTEWISE_255)
 
     __table_args__ = (
         Index("ix_fhir_string_lookup", "resource_type", "param", "value"),

@@ -199,7 +199,10 @@ def _values(
             TokenIndexRow,
             [{**key, "param": p, "system": _cut(s), "code": c[:255]} for p, s, c in rows.tokens],
         ),
-        (StringIndexRow, [{**key, "param": p, "value": v[:255]} for p, v in rows.strings]),
+        (
+            StringIndexRow,
+            [{**key, "param": p, "value": v[:255], "exact": e[:255]} for p, v, e in rows.strings],
+        ),
         (
             ReferenceIndexRow,
             [
@@ -405,6 +408,20 @@ async def referenced(
     """The visible resources that `found` refer to (as `_include=*`), not among `found`."""
     every_reference = Include(None, None, None, reverse=False, iterate=False)
     return await _included(reading, [every_reference], found, viewpoint, readable)
+
+
+async def lastn(
+    reading: Reading,
+    request: SearchRequest,
+    viewpoint: Viewpoint,
+    newest: int,
+    limit: int,
+) -> list[StoredResource]:
+    """`Observation/$lastn`: the `newest` Observations of each patient and code that the
+    search `request` finds, newest first, at most `limit` (ONE query, see `query.lastn`)."""
+    values = Values()
+    statement = query.lastn(values, request, viewpoint, newest, limit)
+    return await _resources(reading, statement, values)
 
 
 def _in_compartment(

@@ -18,10 +18,10 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import is_json_media_type
-from medicus.fhir.bundles import BundleService
+from medicus.fhir.bundles import BundleService, with_entries
 from medicus.fhir.fhirpath_patch import FhirPathPatch
 from medicus.fhir.models import FhirVersionRow
-from medicus.fhir.operations import Operations
+from medicus.fhir.operations import Operations, unsupported
 from medicus.fhir.resources import (
     StoredVersion,
     check_resource,
@@ -46,6 +46,16 @@ class _ResourceTypeConvertor(StringConvertor):
 
 
 register_url_convertor("resource_type", _ResourceTypeConvertor())
+
+
+class _OperationConvertor(StringConvertor):
+    """An operation's name in a path (`$lastn`): answered by its own route, or as not
+    supported, never read as an id."""
+
+    regex = r"\$[^/]*"
+
+
+register_url_convertor("operation", _OperationConvertor())
 
 # Strictly `W/"3"`; bare and unweakened versions are accepted too, as clients send them.
 _ETAG = re.compile(r'^(W/)?"?(\d+)"?$')
@@ -164,16 +174,21 @@ def _searchset(
     subset: Subset,
     count: int,
     offset: int,
+    counting: bool,
 ) -> Response:
     base = f"{base_url}/{resource_type}"
+    queries = (
+        [("self", parameters)]  # a count has no pages: its link is the search as sent
+        if counting
+        else _page_queries(parameters, result, count, offset)
+    )
     links = [
-        {"relation": relation, "url": f"{base}?{urlencode(query)}"}
-        for relation, query in _page_queries(parameters, result, count, offset)
+        {"relation": relation, "url": f"{base}?{urlencode(query)}"} for relation, query in queries
     ]
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
     if result.total is not None:
         bundle["total"] = result.total
-    bundle["entry"] = [
+    entries = [
         {
             "fullUrl": f"{base}/{fhir_id}",
             "resource": orjson.Fragment(subset.apply(content)),
@@ -188,7 +203,7 @@ def _searchset(
         }
         for kind, fhir_id, content in result.included
     ]
-    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+    return Response(orjson.dumps(with_entries(bundle, entries)), media_type=FHIR_JSON)
 
 
 LOCATION_DISTANCE = "http://hl7.org/fhir/StructureDefinition/location-distance"
@@ -243,8 +258,8 @@ def _history_bundle(base: str, versions: list[tuple[FhirVersionRow, str]]) -> Re
         if version.content is not None:
             entry["resource"] = orjson.Fragment(version.content)
         entries.append(entry)
-    bundle = {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
-    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+    bundle = {"resourceType": "Bundle", "type": "history", "total": len(entries)}
+    return Response(orjson.dumps(with_entries(bundle, entries)), media_type=FHIR_JSON)
 
 
 def _everything_bundle(
@@ -267,21 +282,30 @@ def _everything_bundle(
         ]
         query = urlencode([*kept, ("_count", str(count)), ("_offset", str(offset + count))])
         links.append({"relation": "next", "url": f"{path}?{query}"})
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "link": links,
-        "entry": [
-            {
-                "fullUrl": f"{base}/{kind}/{fhir_id}",
-                "resource": orjson.Fragment(content),
-                "search": {"mode": mode},
-            }
-            for mode, entries in (("match", page), ("include", referenced))
-            for kind, fhir_id, content in entries
-        ],
-    }
-    return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
+    return _operation_bundle(base, links, page, referenced)
+
+
+def _operation_bundle(
+    base: str,
+    links: list[dict[str, str]],
+    page: list[tuple[str, str, bytes]],
+    referenced: list[tuple[str, str, bytes]],
+    total: int | None = None,
+) -> Response:
+    """The searchset an operation answers with: its matches, then what they refer to."""
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    if total is not None:
+        bundle["total"] = total
+    entries = [
+        {
+            "fullUrl": f"{base}/{kind}/{fhir_id}",
+            "resource": orjson.Fragment(content),
+            "search": {"mode": mode},
+        }
+        for mode, found in (("match", page), ("include", referenced))
+        for kind, fhir_id, content in found
+    ]
+    return Response(orjson.dumps(with_entries(bundle, entries)), media_type=FHIR_JSON)
 
 
 def _headers(stored: StoredVersion, base: str) -> dict[str, str]:
@@ -431,6 +455,29 @@ def build_router(
         stored = await fhir.read(principal, resource_type, fhir_id)
         return Response(orjson.dumps(operations.meta(stored)), media_type=FHIR_JSON)
 
+    @router.get("/Observation/$lastn", summary="the newest observations of each code")
+    async def lastn(request: Request, principal: Principal = caller) -> Response:
+        found = await operations.lastn(principal, list(request.query_params.multi_items()))
+        path = f"{base}/Observation/$lastn"
+        self_link = [{"relation": "self", "url": f"{path}?{request.url.query}"}]
+        return _operation_bundle(base, self_link, found, [], len(found))
+
+    @router.api_route(
+        "/{resource_type:resource_type}/{operation:operation}",
+        methods=["GET", "POST"],
+        include_in_schema=False,
+    )
+    @router.api_route(
+        "/{resource_type:resource_type}/{fhir_id}/{operation:operation}",
+        methods=["GET", "POST"],
+        include_in_schema=False,
+    )
+    async def other_operation(
+        resource_type: str, operation: str, principal: Principal = caller
+    ) -> Response:
+        fhir.check_type(resource_type)
+        raise unsupported(resource_type, operation)
+
     @router.post(
         "/{resource_type:resource_type}", summary="create (conditional with If-None-Exist)"
     )
@@ -518,16 +565,18 @@ def build_router(
         count = _bounded(values.get("_count", "50"), "_count", 0, MAX_PAGE)
         offset = _bounded(values.get("_offset", "0"), "_offset", 0, 1_000_000)
         subset = Subset.of(values)
+        counting = count == 0 or subset.summary == "count"
+        searched = parameters
         if count == 0:  # FHIR: `_count=0` asks for the total only, as `_summary=count` does
-            parameters = [(k, v) for k, v in parameters if k != "_summary"]
-            parameters.append(("_summary", "count"))
+            searched = [(k, v) for k, v in parameters if k != "_summary"]
+            searched.append(("_summary", "count"))
             count = 1
         lenient = prefer(request, "handling") == "lenient"
-        search_request = SearchRequest(resource_type, parameters, lenient)
+        search_request = SearchRequest(resource_type, searched, lenient)
         result = await fhir.search(
             principal, search_request, count, offset, total=values.get("_total") == "accurate"
         )
-        return _searchset(base, resource_type, parameters, result, subset, count, offset)
+        return _searchset(base, resource_type, parameters, result, subset, count, offset, counting)
 
     @router.get("/{resource_type:resource_type}/{fhir_id}", summary="read")
     async def read(

@@ -53,11 +53,12 @@ class IndexRows:
     themselves, `code:text` (string) holds a token's display texts, `code:identifier` (token)
     a reference's identifier and `code:of-type` (token) an identifier as (type system,
     "type code|value"), for the modifiers of those names. `positions` are `near`'s (latitude,
-    longitude, and x, y, z on the unit sphere). `groups` are the elements of composite
-    parameters, each with its components' rows under `code$k`."""
+    longitude, and x, y, z on the unit sphere). `strings` are normalised and as written (for
+    `:exact`). `groups` are the elements of composite parameters, each with its components'
+    rows under `code$k`."""
 
     tokens: list[tuple[str, str | None, str]] = field(default_factory=list)
-    strings: list[tuple[str, str]] = field(default_factory=list)
+    strings: list[tuple[str, str, str]] = field(default_factory=list)
     references: list[tuple[str, str, str]] = field(default_factory=list)
     dates: list[tuple[str, dt.datetime, dt.datetime]] = field(default_factory=list)
     numbers: list[tuple[str, float]] = field(default_factory=list)
@@ -213,7 +214,9 @@ def _add_token(rows: IndexRows, code: str, value: Any) -> None:
     rows.tokens.extend((code, system, token) for system, token in _tokens(value))
     if "$" in code:
         return
-    rows.strings.extend((f"{code}:text", _indexed_string(text)) for text in _texts(value))
+    rows.strings.extend(
+        (f"{code}:text", _indexed_string(text), text[:INDEXED_STRING]) for text in _texts(value)
+    )
     if isinstance(value, dict) and isinstance(value.get("type"), dict) and "value" in value:
         rows.tokens.extend(
             (f"{code}:of-type", system, f"{kind}|{value['value']}")
@@ -235,7 +238,9 @@ def _add(rows: IndexRows, parameter: SearchParameter, code: str, value: Any) -> 
     if kind == "token":
         _add_token(rows, code, value)
     elif kind == "string":
-        rows.strings.extend((code, _indexed_string(text)) for text in _strings(value))
+        rows.strings.extend(
+            (code, _indexed_string(text), text[:INDEXED_STRING]) for text in _strings(value)
+        )
     elif kind == "reference":
         _add_reference(rows, parameter, value)
     elif kind == "date":

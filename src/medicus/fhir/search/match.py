@@ -129,7 +129,12 @@ def _token(values: Values, value: str, name: str, modifier: str | None) -> Sql:
 def _string(values: Values, value: str, name: str, modifier: str | None) -> Sql:
     wanted = normalise(value)[:255]
     if modifier == "exact":
-        return compare("value", eq, values.slot(wanted))
+        # Case and accents count: the value as written, among the rows of its normalised form
+        # (which the index finds).
+        return all_of(
+            compare("value", eq, values.slot(wanted)),
+            compare("exact", eq, values.slot(value[:255])),
+        )
     if modifier == "contains":
         return _contains(values, "value", wanted)
     return _starts_with(values, "value", wanted)
@@ -181,18 +186,15 @@ def _in_range(
     end: float,
 ) -> Sql:
     """FHIR's prefixes on a stored closed range [low, high] (a point: low = high) for a search
-    value with the precision range [start, end); `ap` is ±10% of the value (at least the
-    precision)."""
+    value with the precision range [start, end); `ap` is the closed range of ±10% of the
+    value (at least the precision) around it: `ap100` is [90, 110]."""
     low, high = columns
     if prefix in ("eq", "ne"):
         equal = all_of(compare(low, ge, values.slot(start)), compare(high, lt, values.slot(end)))
         return equal if prefix == "eq" else negated(equal)
     if prefix == "ap":
-        delta = max(abs(value) * _APPROXIMATE, (end - start) / 2)
-        return all_of(
-            compare(low, lt, values.slot(value + delta)),
-            compare(high, ge, values.slot(value - delta)),
-        )
+        below, above = _approximately(value, start, end)
+        return all_of(compare(low, le, values.slot(above)), compare(high, ge, values.slot(below)))
     column, operator = {
         "gt": (high, gt),
         "lt": (low, lt),
@@ -202,6 +204,16 @@ def _in_range(
         "eb": (high, lt),
     }[prefix]
     return compare(column, operator, values.slot(value))
+
+
+def _approximately(value: float, start: float, end: float) -> tuple[float, float]:
+    """The bounds of `ap`: ±10% of the value (at least half its precision), in decimal
+    arithmetic, so that `ap100` reaches 90 and 110 exactly rather than a binary neighbour."""
+    exact = Decimal(repr(value))
+    delta = max(
+        abs(exact) * Decimal(repr(_APPROXIMATE)), (Decimal(repr(end)) - Decimal(repr(start))) / 2
+    )
+    return float(exact - delta), float(exact + delta)
 
 
 def _number(values: Values, value: str, name: str, modifier: str | None) -> Sql:
@@ -253,8 +265,10 @@ def _quantity(values: Values, value: str, name: str, modifier: str | None) -> Sq
 def date_condition(
     values: Values, columns: tuple[str, str], prefix: str, wanted: tuple[dt.datetime, dt.datetime]
 ) -> Sql:
-    """FHIR's prefix semantics on ranges ([low, high) of the value and of the target); `ap`
-    widens the target by 10% of its distance from now (at least its own precision)."""
+    """FHIR's prefix semantics on ranges ([low, high) of the value and of the target), as
+    R4 states them (search.html#prefix): `eq` the value's range contains the target's, `gt`
+    the range above the value overlaps it, `ge` either; `ap` widens the value's range by 10%
+    of its distance from now and asks for an overlap."""
     low, high = columns
     start, end = wanted
     if prefix == "ap":
@@ -273,11 +287,22 @@ def date_condition(
             compare(high, le, end_slot),
         )
         return equal if prefix == "eq" else negated(equal)
+    # R4: `ge` is "the range above the value overlaps the target's, or the value's range
+    # contains it" (high > end, or start <= low and high <= end), which is high > end or
+    # low >= start; `le` likewise. A target that only overlaps the value's start (end) is
+    # neither.
+    if prefix == "ge":
+        return any_of(compare(high, gt, values.slot(end)), compare(low, ge, values.slot(start)))
+    if prefix == "le":
+        # `low < end` follows (low < high): it bounds the index range on `low`.
+        end_slot = values.slot(end)
+        return all_of(
+            compare(low, lt, end_slot),
+            any_of(compare(low, lt, values.slot(start)), compare(high, le, end_slot)),
+        )
     column, operator, bound = {
         "gt": (high, gt, end),
         "lt": (low, lt, start),
-        "ge": (high, gt, start),
-        "le": (low, lt, end),
         "sa": (low, ge, end),
         "eb": (high, le, start),
     }[prefix]

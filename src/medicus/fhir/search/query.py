@@ -869,3 +869,64 @@ def _counted(row: Any, statement: Sql, limit: Slot | None) -> Select[Any]:
 def count_of(values: Values, statement: Sql, limit: int | None = None) -> Sql:
     """The number of matches (counting at most `limit`, for an estimate of bounded cost)."""
     return Sql(_counted, (statement, None if limit is None else values.slot(limit)))
+
+
+def _effective(row: Any) -> Any:
+    """An Observation's latest `date` (the end of its effective[x]), as `_sort=-date` orders.
+    Compared as an expression, the type cannot lead an index: the row's own few date rows
+    are found by `rid`."""
+    table = TABLES["date"].alias("effective").c
+    return (
+        select(func.max(table.high))
+        .where(
+            table.rid == row.rid,
+            table.resource_type.concat("") == "Observation",
+            table.param == "date",
+        )
+        .scalar_subquery()
+    )
+
+
+def _lastn(row: Any, statement: Sql, newest: Slot, limit: Slot) -> Select[Any]:
+    """The matches of `statement` that are among the `newest` of their patient's
+    Observations of one code (system and code of any of their codings), newest first by
+    `_effective` (undated last), the row id breaking ties: a window over the code rows of
+    the matches, each found by its row id (never every Observation's codes)."""
+    matched = statement.build(row).subquery("matched")
+    token = TABLES["token"].alias("codes")
+    codes = token.c
+    ranked = (
+        select(
+            matched.c.rid,
+            func.row_number()
+            .over(
+                partition_by=(matched.c.patient_id, codes.system, codes.code),
+                order_by=(_effective(matched.c).desc().nulls_last(), matched.c.rid.desc()),
+            )
+            .label("place"),
+        )
+        .join(
+            token,
+            and_(
+                codes.rid == matched.c.rid,
+                codes.resource_type.concat("") == "Observation",
+                codes.param == "code",
+            ),
+        )
+        .subquery("ranked")
+    )
+    chosen = select(ranked.c.rid).where(ranked.c.place <= newest)
+    return (
+        select(*RESOURCES.c)
+        .where(row.rid.in_(chosen))
+        .order_by(_effective(row).desc().nulls_last(), row.rid.desc())
+        .limit(limit)
+    )
+
+
+def lastn(
+    values: Values, request: SearchRequest, viewpoint: Viewpoint, newest: int, limit: int
+) -> Sql:
+    """`Observation/$lastn`: of the Observations the search `request` finds (what the
+    viewpoint sees), the `newest` of each patient and code, newest first, at most `limit`."""
+    return Sql(_lastn, (build(values, request, viewpoint), values.slot(newest), values.slot(limit)))
