@@ -66,9 +66,11 @@ def test_index_values_are_cut_to_the_indexed_length() -> None:
     resource = {**_patient(family), "address": [{"city": "Ödenwald " * 100}]}
     strings = extract("Patient", resource).strings
     assert strings
-    assert all(len(value) <= INDEXED_STRING for _, value in strings)
-    assert ("family", normalise(family)[:INDEXED_STRING]) in strings
-    assert ("address-city", normalise("Ödenwald " * 100)[:INDEXED_STRING]) in strings
+    assert all(len(value) <= INDEXED_STRING for _, value, _ in strings)
+    assert all(len(exact) <= INDEXED_STRING for _, _, exact in strings)
+    city = "Ödenwald " * 100
+    assert ("family", normalise(family)[:INDEXED_STRING], family[:INDEXED_STRING]) in strings
+    assert ("address-city", normalise(city)[:INDEXED_STRING], city[:INDEXED_STRING]) in strings
 
 
 _SPEC_BASE64 = re.compile(r"(\s*([0-9a-zA-Z\+/=]){4}\s*)+", re.ASCII | re.DOTALL)

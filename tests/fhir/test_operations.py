@@ -145,10 +145,13 @@ async def test_everything_is_the_patients_compartment_in_own_hospital(hub: Hub) 
     ).status_code == 400
 
 
-def _vital(fhir_id: str, patient: str, loinc: str, when: str | None) -> dict[str, Any]:
+def _vital(
+    fhir_id: str, patient: str, loinc: str, when: str | None, holder: str = "hospital-a"
+) -> dict[str, Any]:
+    """An Observation `fhir_id` about Patient `patient`, ids in the holder's namespace."""
     vital: dict[str, Any] = {
         "resourceType": "Observation",
-        "id": fhir_id,
+        "id": f"{holder}.{fhir_id}",
         "status": "final",
         "category": [
             {
@@ -161,7 +164,7 @@ def _vital(fhir_id: str, patient: str, loinc: str, when: str | None) -> dict[str
             }
         ],
         "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
-        "subject": {"reference": f"Patient/{patient}"},
+        "subject": {"reference": f"Patient/hospital-a.{patient}"},
     }
     if when is not None:
         vital["effectiveDateTime"] = when
@@ -173,7 +176,7 @@ async def vitals(hub: Hub) -> None:
     """Erika's temperatures (8310-5) and heart rates (8867-4), Max's temperature, and a
     temperature of Erika's that hospital B holds."""
     for patient in ("erika", "max"):
-        await _put(hub, {"resourceType": "Patient", "id": patient})
+        await _put(hub, {"resourceType": "Patient", "id": f"hospital-a.{patient}"})
     for vital in (
         _vital("t-old", "erika", "8310-5", "2026-01-01T08:00:00Z"),
         _vital("t-new", "erika", "8310-5", "2026-03-01T08:00:00.5Z"),
@@ -184,17 +187,24 @@ async def vitals(hub: Hub) -> None:
         _vital("t-max", "max", "8310-5", "2025-01-01T08:00:00Z"),
     ):
         await _put(hub, vital)
-    await _put(hub, _vital("t-b", "erika", "8310-5", "2026-12-01T08:00:00Z"), "hospital-b")
+    await _put(
+        hub, _vital("t-b", "erika", "8310-5", "2026-12-01T08:00:00Z", "hospital-b"), "hospital-b"
+    )
 
 
 async def _lastn(hub: Hub, **params: str) -> list[str]:
+    """The ids (without the namespace) `$lastn` answers; patients named without theirs."""
+    if "patient" in params:
+        params["patient"] = f"hospital-a.{params['patient']}"
+    if "subject" in params:
+        params["subject"] = params["subject"].replace("Patient/", "Patient/hospital-a.")
     response = await hub.http.get(
         "/fhir/Observation/$lastn", params=params, headers=await hub.token()
     )
     assert response.status_code == 200, response.text
     bundle = response.json()
     assert (bundle["type"], bundle["total"]) == ("searchset", len(bundle.get("entry", [])))
-    return [entry["resource"]["id"] for entry in bundle.get("entry", [])]
+    return [entry["resource"]["id"].partition(".")[2] for entry in bundle.get("entry", [])]
 
 
 async def test_lastn_is_the_newest_of_each_code_per_patient(hub: Hub, vitals: None) -> None:
@@ -233,7 +243,7 @@ async def test_lastn_is_audited_like_a_search(hub: Hub, vitals: None) -> None:
                 )
             )
         ).all()
-    assert [tuple(row) for row in rows] == [("fhir.search", "success", "max")]
+    assert [tuple(row) for row in rows] == [("fhir.search", "success", "hospital-a.max")]
 
 
 @pytest.mark.parametrize(

@@ -129,4 +129,5 @@ async def test_a_count_links_to_itself_as_asked(
     assert response.status_code == 200, response.text
     bundle = response.json()
     assert bundle["total"] == (2 if "family" in query else 4)
-    assert bundle["link"] == [{"relation": "self", "url": f"http://hub/fhir/Patient?{query}"}]
+    base = hub.platform.settings.public_url
+    assert bundle["link"] == [{"relation": "self", "url": f"{base}/fhir/Patient?{query}"}]
