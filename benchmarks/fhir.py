@@ -28,7 +28,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from benchmarks import clinical_data as data
-from benchmarks.harness import LoadResult, Request, drive, running_server
+from benchmarks.harness import LoadResult, Request, drive, healthz, running_server
 from medicus.iam.tokens import TokenGrant
 from medicus.platform import build_platform
 from medicus.settings import load_settings
@@ -237,7 +237,7 @@ def main() -> None:
                 for name, path in _searches(patients, patient_ids).items()
             }
         renew()
-        baseline = _load(url, _healthz(), arguments.concurrency, arguments.seconds)
+        baseline = _load(url, healthz, arguments.concurrency, arguments.seconds)
         reads = _load(
             url,
             _get(lambda n: f"Patient/{patient_ids[n % loaded]}", headers),
@@ -276,15 +276,6 @@ def _server_environment(database_url: str | None, workers: int) -> dict[str, str
     if database_url is not None:
         environment.update({"MEDICUS_DATABASE_URL": database_url, "MEDICUS_AUTO_MIGRATE": "true"})
     return environment
-
-
-def _healthz() -> Request:
-    async def request(client: aiohttp.ClientSession, _number: int) -> int:
-        async with client.get("/healthz") as response:
-            await response.read()
-            return response.status
-
-    return request
 
 
 def _create(headers: dict[str, str]) -> Request:

@@ -94,6 +94,13 @@ Request = Callable[[aiohttp.ClientSession, int], Awaitable[int]]
 """Sends request number N with the session and returns the response's status."""
 
 
+async def healthz(client: aiohttp.ClientSession, _number: int) -> int:
+    """`GET /healthz`: the baseline every benchmark measures its requests against."""
+    async with client.get("/healthz") as response:
+        await response.read()
+        return response.status
+
+
 async def drive(
     base_url: str,
     request: Request,

@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 
 from benchmarks.fhir import _token
-from benchmarks.harness import drive, running_server
+from benchmarks.harness import drive, healthz, running_server
 
 STRING_CHARACTERS = 900_000  # ~990 KB in UTF-8: FHIR R4 allows a string 1 MB
 NAMES = 30
@@ -116,12 +116,6 @@ async def _under_writes(
     }
 
 
-async def _healthz(client: aiohttp.ClientSession, _number: int) -> int:
-    async with client.get("/healthz") as response:
-        await response.read()
-        return response.status
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -130,7 +124,7 @@ def main() -> None:
     with running_server() as (url, data_dir):
         token = asyncio.run(_token(url, data_dir, None))
         headers = {"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"}
-        alone = asyncio.run(drive(url, _healthz, 1, 3.0))
+        alone = asyncio.run(drive(url, healthz, 1, 3.0))
         loaded = asyncio.run(_under_writes(url, headers, arguments.writers, arguments.seconds))
     report = {
         "benchmark": "healthz_under_large_writes",

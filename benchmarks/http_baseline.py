@@ -11,16 +11,9 @@ import asyncio
 import os
 import platform
 
-import aiohttp
 import orjson
 
-from benchmarks.harness import drive, running_server
-
-
-async def _healthz(client: aiohttp.ClientSession, _number: int) -> int:
-    async with client.get("/healthz") as response:
-        await response.read()
-        return response.status
+from benchmarks.harness import drive, healthz, running_server
 
 
 def main() -> None:
@@ -29,7 +22,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     arguments = parser.parse_args()
     with running_server() as (url, _data_dir):
-        result = asyncio.run(drive(url, _healthz, arguments.concurrency, arguments.seconds))
+        result = asyncio.run(drive(url, healthz, arguments.concurrency, arguments.seconds))
     report = {
         "benchmark": "http_baseline",
         "endpoint": "GET /healthz",

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from benchmarks.harness import LoadResult, Request, drive, running_server
+from benchmarks.harness import LoadResult, Request, drive, healthz, running_server
 from medicus.demo import load_demo
 from medicus.iam import repository
 from medicus.iam.tokens import TokenGrant
@@ -73,11 +73,6 @@ def main() -> None:
     with running_server() as (url, data_dir):
         token, in_process = asyncio.run(_prepare(url, data_dir))
         headers = {"Authorization": f"Bearer {token}"}
-
-        async def healthz(client: aiohttp.ClientSession, _number: int) -> int:
-            async with client.get("/healthz") as response:
-                await response.read()
-                return response.status
 
         def protected(path: str) -> Request:
             async def request(client: aiohttp.ClientSession, _number: int) -> int:

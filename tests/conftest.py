@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -143,3 +144,39 @@ async def register_organisation(
                     id=organisation_id, name=organisation_id, type=kind, created_at=utc_now()
                 )
             )
+
+
+async def hang_up_mid_body(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> list[dict[str, Any]]:
+    """Send a POST of which only `body` arrives before the client hangs up, straight to the
+    ASGI `app` (as the ASGI server reports it: `http.disconnect` while the body is read);
+    the messages the app sent back."""
+    incoming: list[dict[str, Any]] = [
+        {"type": "http.request", "body": body, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+    }
+    await app(scope, receive, send)
+    return sent

@@ -25,6 +25,12 @@ from medicus.fhir.search.extract import extract
 from medicus.platform import Platform
 from tests.conftest import DatabaseFactory
 
+PRIVACY = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+    ]
+}
+
 
 def _stored(
     rid: int,
@@ -269,14 +275,6 @@ async def test_referrals_and_research_consents_stored_before_they_counted_count(
     Migration 0015: a stored research consent's purposes are kept."""
     url = await asyncio.to_thread(database_factory.new_url, False)
     await asyncio.to_thread(migrations.upgrade, url, "0008")
-    privacy = {
-        "coding": [
-            {
-                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                "code": "patient-privacy",
-            }
-        ]
-    }
     subject = {"reference": "Patient/a1"}
     stored = [
         ("Patient", "a1", "hospital-a", {}),
@@ -286,7 +284,7 @@ async def test_referrals_and_research_consents_stored_before_they_counted_count(
             "hospital-a",
             {
                 "status": "active",
-                "scope": privacy,
+                "scope": PRIVACY,
                 "patient": subject,
                 "provision": {"type": "permit"},
                 "sourceAttachment": {"title": "signed form"},
@@ -310,7 +308,7 @@ async def test_referrals_and_research_consents_stored_before_they_counted_count(
             "hospital-a",
             {
                 "status": "active",
-                "scope": {"coding": [{**privacy["coding"][0], "code": "research"}]},
+                "scope": {"coding": [{**PRIVACY["coding"][0], "code": "research"}]},
                 "patient": subject,
                 "provision": {
                     "type": "deny",
@@ -360,14 +358,6 @@ async def test_consents_and_treatments_stored_before_count_only_from_care_provid
     is registered."""
     url = await asyncio.to_thread(database_factory.new_url, False)
     await asyncio.to_thread(migrations.upgrade, url, "0008")
-    privacy = {
-        "coding": [
-            {
-                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                "code": "patient-privacy",
-            }
-        ]
-    }
     form = {"title": "signed form"}
 
     def person(kvnr: str) -> dict[str, Any]:
@@ -375,7 +365,7 @@ async def test_consents_and_treatments_stored_before_count_only_from_care_provid
 
     def about(patient: str, **content: Any) -> dict[str, Any]:
         reference = {"reference": f"Patient/{patient}"}
-        return {"status": "active", "scope": privacy, "patient": reference, **content}
+        return {"status": "active", "scope": PRIVACY, "patient": reference, **content}
 
     def stay(patient: str) -> dict[str, Any]:
         return {"status": "in-progress", "subject": {"reference": f"Patient/{patient}"}}

@@ -34,18 +34,21 @@ async def _post(region: Region, headers: dict[str, str], resource: dict[str, Any
     )
 
 
-async def _refusals(region: Region, organisation: str) -> list[tuple[str, str]]:
+async def _refused(region: Region, condition: str, **values: str) -> list[tuple[str, str]]:
+    """(action, detail) of the refused audit entries, pending or sealed, that `condition`
+    (SQL over the entry's columns) selects."""
+    query = f"SELECT action, detail FROM {{}} WHERE outcome = 'denied' AND {condition}"
     async with region.platform.database.snapshot() as session:
         rows = await session.execute(
-            text(
-                "SELECT action, detail FROM audit_pending WHERE organisation = :o"
-                " AND outcome = 'denied'"
-                " UNION ALL SELECT action, detail FROM audit_entry WHERE organisation = :o"
-                " AND outcome = 'denied'"
-            ),
-            {"o": organisation},
+            text(f"{query.format('audit_pending')} UNION ALL {query.format('audit_entry')}"),
+            values,
         )
-        return sorted((action, orjson.loads(detail)["reason"]) for action, detail in rows)
+        return sorted((action, detail) for action, detail in rows)
+
+
+async def _refusals(region: Region, organisation: str) -> list[tuple[str, str]]:
+    found = await _refused(region, "organisation = :o", o=organisation)
+    return [(action, orjson.loads(detail)["reason"]) for action, detail in found]
 
 
 async def test_an_app_vendor_cannot_give_itself_a_persons_data(region: Region) -> None:
@@ -235,16 +238,8 @@ async def test_disclosures_are_the_holders_to_read(region: Region) -> None:
 
 
 async def _refused_readings(region: Region) -> list[str]:
-    async with region.platform.database.snapshot() as session:
-        rows = await session.execute(
-            text(
-                "SELECT action FROM audit_pending WHERE action LIKE 'access.disclosures%'"
-                " AND outcome = 'denied'"
-                " UNION ALL SELECT action FROM audit_entry"
-                " WHERE action LIKE 'access.disclosures%' AND outcome = 'denied'"
-            )
-        )
-        return [action for (action,) in rows]
+    found = await _refused(region, "action LIKE 'access.disclosures%'")
+    return [action for action, _ in found]
 
 
 async def test_a_deleted_record_is_open_to_no_one(region: Region) -> None:

@@ -3,8 +3,6 @@ logged as an unhandled error; the request is logged with status 499."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import pytest
 from pydantic import BaseModel
@@ -14,6 +12,7 @@ from medicus.core.http import json_router
 from medicus.core.logging import configure_logging
 from medicus.platform import Platform
 from medicus.settings import Settings
+from tests.conftest import hang_up_mid_body
 
 
 class Note(BaseModel):
@@ -34,33 +33,12 @@ async def test_hang_up_mid_body_of_a_json_route(
         return {"text": body.text}
 
     app.include_router(router)
-    incoming = [
-        {"type": "http.request", "body": b'{"text": "half', "more_body": True},
-        {"type": "http.disconnect"},
-    ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/notes",
-        "raw_path": b"/notes",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"40")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8080),
-    }
-    await app(scope, receive, send)
+    sent = await hang_up_mid_body(
+        app,
+        "/notes",
+        [(b"content-type", b"application/json"), (b"content-length", b"40")],
+        b'{"text": "half',
+    )
     logged = capsys.readouterr()
     lines = [orjson.loads(line) for line in (logged.out + logged.err).splitlines()]
     assert [line["status"] for line in lines if line.get("event") == "request"] == [499]

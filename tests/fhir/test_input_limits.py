@@ -16,6 +16,7 @@ from medicus.app import create_app
 from medicus.core.logging import configure_logging
 from medicus.fhir.search.extract import INDEXED_STRING, extract, normalise
 from medicus.fhir.validation import MAX_STRING, _schema, validate
+from tests.conftest import hang_up_mid_body
 from tests.fhir.conftest import Hub
 
 
@@ -145,37 +146,16 @@ async def test_a_client_hanging_up_mid_body_is_no_server_error(
     app = create_app(hub.platform.settings, hub.platform)
     headers = await hub.token()
     body = orjson.dumps(_patient("Musterfrau"))
-    incoming = [
-        {"type": "http.request", "body": body[:20], "more_body": True},
-        {"type": "http.disconnect"},
-    ]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/fhir/Patient",
-        "raw_path": b"/fhir/Patient",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
+    sent = await hang_up_mid_body(
+        app,
+        "/fhir/Patient",
+        [
             (b"host", b"hub"),
             (b"content-length", str(len(body)).encode()),
             *((key.lower().encode(), value.encode()) for key, value in headers.items()),
         ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8080),
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
+        body[:20],
+    )
     logged = capsys.readouterr()
     lines = [orjson.loads(line) for line in logged.out.splitlines() + logged.err.splitlines()]
     requests = [line for line in lines if line.get("event") == "request"]
