@@ -82,6 +82,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             platform.audit_log,
             platform.disclosures,
             platform.tokens,
+            platform.endpoints.fhir_base_url,
         )
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -100,7 +100,7 @@ async def _search(region: Region, query: str, headers: dict[str, str]) -> list[d
         response = await region.http.get(url, headers=headers)
         assert response.status_code == 200, response.text
         bundle = response.json()
-        found += [entry["resource"] for entry in bundle["entry"]]
+        found += [entry["resource"] for entry in bundle.get("entry", [])]
         url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
     return found
 
@@ -379,3 +379,19 @@ async def test_a_search_that_fails_is_recorded_as_failed(region: Region) -> None
     ]
     assert [e["outcome"] for e in found] == ["8"]
     assert found[0]["entity"][0]["query"]
+
+
+async def test_audit_event_links_follow_the_public_url_not_the_host_header(
+    region: Region,
+) -> None:
+    """A forged Host header does not make the trail's links point elsewhere; an empty page
+    has no entry array (R4 ele-1)."""
+    dpo = await region.token("hospital-a", "organisation_admin")
+    response = await region.http.get(
+        "/fhir/AuditEvent?_count=1&outcome=8", headers={**dpo, "host": "attacker.example"}
+    )
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    public = f"{region.platform.settings.public_url}/fhir/AuditEvent?"
+    assert [link["url"].startswith(public) for link in bundle["link"]] == [True]
+    assert "entry" not in bundle

@@ -141,12 +141,15 @@ def build_router(
     audit_log: AuditLog,
     disclosures: Disclosures,
     tokens: TokenService,
+    fhir_base: str,
 ) -> APIRouter:
+    """The routes of `access`; `fhir_base` is the hub's public base URL, the root of the
+    AuditEvent bundles' links whatever `Host` a request names."""
     router = APIRouter()
     caller = Depends(bearer_principal(tokens))
     router.include_router(_mpi(patients, caller))
     router.include_router(_break_glass(break_glass, caller))
-    router.include_router(_audit_events(audit_log, caller))
+    router.include_router(_audit_events(audit_log, caller, fhir_base))
     router.include_router(_disclosures(disclosures, caller))
     return router
 
@@ -178,7 +181,7 @@ def _disclosures(disclosures: Disclosures, caller: Any) -> APIRouter:
     return router
 
 
-def _audit_events(audit_log: AuditLog, caller: Any) -> APIRouter:
+def _audit_events(audit_log: AuditLog, caller: Any, fhir_base: str) -> APIRouter:
     """The audit trail as FHIR AuditEvent (read and search only: the trail is written by
     the platform, never through its API) and as the access log of a patient."""
     router = APIRouter()
@@ -188,26 +191,23 @@ def _audit_events(audit_log: AuditLog, caller: Any) -> APIRouter:
         parameters = list(request.query_params.multi_items())
         query = parse_search(parameters)
         entries, following = await audit_log.search(principal, query, urlencode(parameters))
-        base = f"{request.base_url}fhir/AuditEvent"
+        base = f"{fhir_base}/AuditEvent"
         kept = [(name, value) for name, value in parameters if name != "_cursor"]
         links = [{"relation": "self", "url": f"{base}?{urlencode(parameters)}"}]
         if following is not None:
             links.append(
                 {"relation": "next", "url": f"{base}?{urlencode([*kept, ('_cursor', following)])}"}
             )
-        bundle = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "link": links,
-            "entry": [
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+        if entries:  # R4 forbids an empty array (ele-1)
+            bundle["entry"] = [
                 {
                     "fullUrl": f"{base}/{entry['seq']}",
                     "resource": as_audit_event(entry),
                     "search": {"mode": "match"},
                 }
                 for entry in entries
-            ],
-        }
+            ]
         return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
 
     @router.get("/fhir/AuditEvent/{seq}", tags=["audit"], summary="one audit entry")
