@@ -267,12 +267,8 @@ async def test_revoking_a_refresh_token_voids_the_access_tokens_of_its_grant(
     assert (await world.http.get("/api/me", headers=_bearer(other))).status_code == 200
 
 
-async def test_scopes_the_role_cannot_have_go_back_to_the_client_as_invalid_scope(
-    world: World,
-) -> None:
-    """A data protection officer's role grants no clinical data: an app asking for nothing
-    else is answered invalid_scope (RFC 6749 §4.1.2.1) once they have logged in, not handed
-    a token that grants nothing of what it asked for."""
+async def _data_protection_officer(world: World) -> Browser:
+    """A browser of hospital A's data protection officer, not yet logged in."""
     async with world.platform.database.transaction() as session:
         await add_user(
             world.platform,
@@ -280,7 +276,16 @@ async def test_scopes_the_role_cannot_have_go_back_to_the_client_as_invalid_scop
             "dpo@klinikum-a.example",
             [(world.hospital_a, Role.DATA_PROTECTION_OFFICER)],
         )
-    browser = _browser(world, "dpo@klinikum-a.example")
+    return _browser(world, "dpo@klinikum-a.example")
+
+
+async def test_scopes_the_role_cannot_have_go_back_to_the_client_as_invalid_scope(
+    world: World,
+) -> None:
+    """A data protection officer's role grants no clinical data: an app asking for nothing
+    else is answered invalid_scope (RFC 6749 §4.1.2.1) once they have logged in, not handed
+    a token that grants nothing of what it asked for."""
+    browser = await _data_protection_officer(world)
     query = await _code(
         world, browser, secrets.token_urlsafe(48), scope="openid patient/Observation.rs"
     )
@@ -369,14 +374,7 @@ async def test_a_non_clinical_admin_needs_no_second_factor(world: World) -> None
 
 async def test_a_data_protection_officer_needs_a_second_factor(world: World) -> None:
     """A DPO sees who looked at which patient's data: a second factor, as for clinicians."""
-    async with world.platform.database.transaction() as session:
-        await add_user(
-            world.platform,
-            session,
-            "dpo@klinikum-a.example",
-            [(world.hospital_a, Role.DATA_PROTECTION_OFFICER)],
-        )
-    browser = _browser(world, "dpo@klinikum-a.example")
+    browser = await _data_protection_officer(world)
     page = await browser.login()
     assert "Signed in" in page.text
     assert browser.totp_secret is not None
