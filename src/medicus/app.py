@@ -17,7 +17,6 @@ from medicus.access import routes as access_routes
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
 from medicus.core.logging import configure_logging
 from medicus.fhir import routes as fhir_routes
-from medicus.fhir.capability import capability_statement
 from medicus.iam import admin_routes
 from medicus.iam import routes as iam_routes
 from medicus.iam.pages import Pages
@@ -48,17 +47,12 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.state.platform = platform
     install_errors(app)
     app.include_router(health.build_router(platform.database, platform.metrics))
-    capabilities = capability_statement(
-        platform.endpoints.fhir_base_url, platform.endpoints.issuer, medicus.__version__
-    )
     # The FHIR hub's routes first: they take most requests, and routes are tried in order.
     app.include_router(
         fhir_routes.build_router(
-            platform.fhir.service,
+            platform.fhir.router,
             platform.fhir.bundles,
-            platform.fhir.operations,
             platform.tokens,
-            capabilities,
             platform.endpoints.fhir_base_url,
         )
     )

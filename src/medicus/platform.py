@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
+import medicus
 from medicus.access.auditlog import AuditLog
 from medicus.access.breakglass import BreakGlass
 from medicus.access.disclosures import Disclosures
@@ -26,9 +27,11 @@ from medicus.core.mail import (
 )
 from medicus.core.metrics import HttpMetrics
 from medicus.fhir.bundles import BundleService
+from medicus.fhir.capability import capability_statement
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import Guard
 from medicus.fhir.operations import Operations
+from medicus.fhir.router import FhirRouter
 from medicus.fhir.service import FhirService
 from medicus.fhir.validation import validate
 from medicus.fhir.writer import ResourceWriter
@@ -50,8 +53,8 @@ class FhirHub:
     """The FHIR capability's services, built once here."""
 
     service: FhirService
+    router: FhirRouter
     bundles: BundleService
-    operations: Operations
 
 
 @dataclass
@@ -180,17 +183,26 @@ def build_platform(settings: Settings) -> Platform:
         break_glass=BreakGlass(
             database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes)
         ),
-        fhir=_fhir_hub(database, audit, box, patients),
+        fhir=_fhir_hub(database, audit, box, patients, endpoints),
     )
 
 
 def _fhir_hub(
-    database: Database, audit: AuditTrail, box: SecretBox, patients: PatientIndex
+    database: Database,
+    audit: AuditTrail,
+    box: SecretBox,
+    patients: PatientIndex,
+    endpoints: Endpoints,
 ) -> FhirHub:
     guard = Guard(AccessPolicy())
     writer = ResourceWriter(guard, audit, validate, patients)
     service = FhirService(database, guard, audit, writer, box)
-    return FhirHub(service, BundleService(service), Operations(database, service, validate))
+    operations = Operations(database, service, validate)
+    capabilities = capability_statement(
+        endpoints.fhir_base_url, endpoints.issuer, medicus.__version__
+    )
+    router = FhirRouter(service, operations, capabilities, endpoints.fhir_base_url)
+    return FhirHub(service, router, BundleService(service, router))
 
 
 def _mail_sender(settings: Settings) -> MailSender:

@@ -4,60 +4,74 @@ A transaction is one database transaction: all entries or none. Its entries are 
 the order FHIR prescribes (DELETE, POST, PUT/PATCH, then GET), after `urn:uuid:` full URLs have
 been given ids and every reference to them — and every conditional reference such as
 `Patient?identifier=…` — has been rewritten to `Type/id`. A batch processes each entry on its
-own and answers entry by entry.
+own and answers entry by entry. Every entry runs through `FhirRouter`, as an HTTP request
+does, and is answered as HTTP would answer it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from email.utils import format_datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from medicus.access.policy import AccessDenied
 from medicus.core.errors import ApiError, ErrorDetail, operation_outcome
 from medicus.core.ids import new_id
-from medicus.fhir.fhirpath_patch import FhirPathPatch
-from medicus.fhir.resources import (
-    StoredVersion,
-    check_id,
-    check_type,
-    fhir_time,
-    is_version_number,
-    parse_json,
+from medicus.fhir.answers import with_entries
+from medicus.fhir.resources import fhir_time, parse_json
+from medicus.fhir.router import (
+    Body,
+    FhirRequest,
+    FhirResponse,
+    FhirRouter,
+    JsonPatch,
+    Resource,
+    write_answer,
 )
-from medicus.fhir.search.query import SearchRequest
 from medicus.fhir.service import FhirService
 from medicus.iam.tokens import Principal
 
 MAX_ENTRIES = 10_000
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-_REASONS = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
 
 @dataclass
 class Entry:
-    """One entry's request, parsed: `Type`, `Type/id`, `Type/id/_history/n` or `Type?query`."""
+    """One entry of a bundle: its request as the router takes it, and once run, its answer
+    (or the error it was answered with)."""
 
     index: int
-    method: str
-    resource_type: str
-    fhir_id: str | None
-    version: int | None
-    conditions: list[tuple[str, str]] | None
-    resource: Any
-    full_url: str | None
-    if_match: int | None
-    if_none_exist: list[tuple[str, str]] | None
-    outcome: dict[str, Any] = field(default_factory=dict)
+    request: FhirRequest
+    full_url: str | None = None
+    answer: FhirResponse | ApiError | None = None
 
     @property
-    def where(self) -> str:
-        return f"Bundle.entry[{self.index}]"
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def resource_type(self) -> str:
+        return self.request.path.split("/")[0]
+
+    @property
+    def fhir_id(self) -> str | None:
+        """The id the url names (`Type/id…`), None for `Type` and `Type?query`."""
+        segments = self.request.path.split("/")
+        return segments[1] if len(segments) > 1 else None
+
+    @property
+    def resource(self) -> Any:
+        body = self.request.body
+        return body.value if isinstance(body, Resource) else None
 
 
 def _entry_error(index: int, message: str, status: int = 400) -> ApiError:
@@ -98,15 +112,6 @@ def _within(resource: str, expression: str | None) -> str:
     return f"{resource}.{expression}"
 
 
-def _etag(text: Any, index: int) -> int | None:
-    if text is None:
-        return None
-    digits = str(text).removeprefix("W/").strip('"')
-    if not digits.isdigit():
-        raise _entry_error(index, f'ifMatch {text!r} is not an ETag such as W/"3".')
-    return int(digits)
-
-
 def _relative(url: str) -> str:
     """A request URL relative to the FHIR base (absolute URLs of this server are accepted)."""
     if url.startswith(("http://", "https://")):
@@ -116,50 +121,85 @@ def _relative(url: str) -> str:
     return url.lstrip("/")
 
 
-def parse_entry(index: int, raw: Any) -> Entry:
-    """An entry of a batch or transaction, checked for everything that needs no database."""
+_ENTRY_HEADERS = {
+    "ifMatch": "if-match",
+    "ifNoneMatch": "if-none-match",
+    "ifModifiedSince": "if-modified-since",
+    "ifNoneExist": "if-none-exist",
+}
+
+
+def _headers(index: int, request: dict[str, Any], prefer: str) -> dict[str, str]:
+    """An entry's `request.ifMatch` … as the HTTP headers they stand for, with the bundle's
+    `Prefer`. `ifModifiedSince` is a FHIR instant, the header an HTTP date."""
+    headers = {"prefer": prefer} if prefer else {}
+    for element, header in _ENTRY_HEADERS.items():
+        value = request.get(element)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise _entry_error(index, f"request.{element} must be a string.")
+        headers[header] = value
+    since = headers.get("if-modified-since")
+    if since is not None:
+        try:
+            moment = dt.datetime.fromisoformat(since)
+        except ValueError:
+            raise _entry_error(
+                index, f"request.ifModifiedSince {since!r} is not an instant."
+            ) from None
+        if moment.tzinfo is None:
+            raise _entry_error(index, "request.ifModifiedSince needs a time zone.")
+        headers["if-modified-since"] = format_datetime(moment.astimezone(dt.UTC), usegmt=True)
+    return headers
+
+
+def _body(index: int, method: str, resource: Any) -> Body | None:
+    """The body of a write entry: its resource; a PATCH's is a Parameters resource (FHIRPath
+    Patch) or a Binary carrying a JSON Patch base64-encoded."""
+    if method not in ("POST", "PUT", "PATCH"):
+        return None
+    if not isinstance(resource, dict):
+        raise _entry_error(index, f"a {method} entry needs a resource.")
+    if method != "PATCH" or resource.get("resourceType") == "Parameters":
+        return Resource(resource)
+    if resource.get("resourceType") != "Binary" or "json-patch" not in str(
+        resource.get("contentType")
+    ):
+        raise _entry_error(
+            index,
+            "a PATCH entry carries a Parameters (FHIRPath Patch) or a Binary of "
+            "application/json-patch+json.",
+        )
+    try:
+        return JsonPatch(parse_json(base64.b64decode(str(resource.get("data", "")), validate=True)))
+    except (binascii.Error, ApiError):
+        raise _entry_error(index, "the Binary's data is not a base64 JSON Patch.") from None
+
+
+def parse_entry(index: int, raw: Any, prefer: str = "") -> Entry:
+    """An entry of a batch or transaction as the router's request, checked for what needs
+    no database; `prefer` is the bundle's `Prefer` header, which applies to each entry."""
     if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
         raise _entry_error(index, "every entry needs a request (method and url).")
     request = raw["request"]
     method, url = request.get("method"), request.get("url")
     if method not in _ORDER or not isinstance(url, str) or not url:
         raise _entry_error(
-            index, "request.method must be GET, POST, PUT, PATCH or DELETE, with a url."
+            index, "request.method must be GET, HEAD, POST, PUT, PATCH or DELETE, with a url."
         )
     path, _, query_text = _relative(url).partition("?")
-    segments = [segment for segment in path.split("/") if segment]
-    if (
-        not segments
-        or len(segments) not in (1, 2, 4)
-        or (
-            len(segments) == 4 and (segments[2] != "_history" or not is_version_number(segments[3]))
-        )
-    ):
-        raise _entry_error(index, f"request.url {url!r} is not Type, Type/id or Type?query.")
-    try:
-        check_type(segments[0])
-        if len(segments) > 1:
-            check_id(segments[1])
-    except ApiError as error:
-        raise _entry_error(index, error.detail, error.status) from None
-    resource = raw.get("resource")
-    if method in ("POST", "PUT", "PATCH") and not isinstance(resource, dict):
-        raise _entry_error(index, f"a {method} entry needs a resource.")
-    conditions = parse_qsl(query_text, keep_blank_values=True) if "?" in url else None
-    if_none_exist = request.get("ifNoneExist")
+    full_url = raw.get("fullUrl")
     return Entry(
-        index=index,
-        method=method,
-        resource_type=segments[0],
-        fhir_id=segments[1] if len(segments) > 1 else None,
-        version=int(segments[3]) if len(segments) == 4 else None,
-        conditions=conditions,
-        resource=resource,
-        full_url=raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None,
-        if_match=_etag(request.get("ifMatch"), index),
-        if_none_exist=parse_qsl(if_none_exist.removeprefix("?"), keep_blank_values=True)
-        if isinstance(if_none_exist, str)
-        else None,
+        index,
+        FhirRequest(
+            method=method,
+            path=path.strip("/"),
+            query=parse_qsl(query_text, keep_blank_values=True),
+            headers=_headers(index, request, prefer),
+            body=_body(index, method, raw.get("resource")),
+        ),
+        full_url if isinstance(full_url, str) else None,
     )
 
 
@@ -176,32 +216,19 @@ def _references(value: Any) -> Iterator[dict[str, Any]]:
             yield from _references(child)
 
 
-def _patch_operations(entry: Entry) -> Any:
-    """The patch of a PATCH entry: a Parameters resource (FHIRPath Patch), or a Binary carrying
-    a JSON Patch base64-encoded."""
-    if entry.resource.get("resourceType") == "Parameters":
-        return FhirPathPatch(entry.resource)
-    binary = entry.resource
-    if binary.get("resourceType") != "Binary" or "json-patch" not in str(binary.get("contentType")):
-        raise _entry_error(
-            entry.index,
-            "a PATCH entry carries a Parameters (FHIRPath Patch) or a Binary of "
-            "application/json-patch+json.",
-        )
-    try:
-        return parse_json(base64.b64decode(str(binary.get("data", "")), validate=True))
-    except (binascii.Error, ApiError):
-        raise _entry_error(entry.index, "the Binary's data is not a base64 JSON Patch.") from None
-
-
 class BundleService:
-    def __init__(self, fhir: FhirService) -> None:
+    """Runs each entry through `FhirRouter`, as HTTP runs a request: a transaction's writes
+    in its one database transaction, in FHIR's order; a batch's entries each on their own."""
+
+    def __init__(self, fhir: FhirService, router: FhirRouter) -> None:
         self._fhir = fhir
         self._writer = fhir.writer
+        self._router = router
 
-    async def process(
-        self, caller: Principal, bundle: Any, prefer_return: str | None
-    ) -> dict[str, Any]:
+    async def process(self, caller: Principal, bundle: Any, prefer: str | None) -> dict[str, Any]:
+        """The response bundle; `prefer` is the request's `Prefer` header. Its entries
+        answer writes minimally (status, location, ETag) unless it asks for
+        `return=representation` or `return=OperationOutcome`."""
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise ApiError(
                 400, "POST /fhir takes a Bundle of type transaction or batch.", issue_type="invalid"
@@ -214,54 +241,60 @@ class BundleService:
             )
         if len(raw_entries) > MAX_ENTRIES:
             raise ApiError(413, f"A bundle may have at most {MAX_ENTRIES} entries.")
+        prefer = prefer or ""
+        if "return=" not in prefer:
+            prefer = f"{prefer}, return=minimal" if prefer else "return=minimal"
         if kind == "transaction":
-            entries = [parse_entry(index, raw) for index, raw in enumerate(raw_entries)]
+            entries = [parse_entry(index, raw, prefer) for index, raw in enumerate(raw_entries)]
             await self._transaction(caller, entries)
         else:
-            entries = await self._batch(caller, raw_entries)
+            entries = await self._batch(caller, raw_entries, prefer)
         answer = {"resourceType": "Bundle", "type": f"{kind}-response"}
-        return with_entries(answer, [self._response(entry, prefer_return) for entry in entries])
+        return with_entries(answer, [_entry_answer(entry) for entry in entries])
 
     async def _transaction(self, caller: Principal, entries: list[Entry]) -> None:
         _refuse_duplicates(entries)
         ordered = sorted(entries, key=lambda entry: (_ORDER[entry.method], entry.index))
+        writes = [e for e in ordered if e.method in ("POST", "PUT", "PATCH")]
         async with self._fhir.writing() as session:
             await self._run(session, caller, [e for e in ordered if e.method == "DELETE"])
             ids = await self._assign_ids(session, caller, entries)
-            for entry in ordered:
-                if entry.method in ("POST", "PUT", "PATCH"):
-                    await self._resolve_references(session, caller, entry, ids)
-            await self._run(
-                session, caller, [e for e in ordered if e.method in ("POST", "PUT", "PATCH")]
-            )
+            for entry in writes:
+                await self._resolve_references(session, caller, entry, ids)
+            await self._run(session, caller, [e for e in writes if e.answer is None])
         for entry in ordered:
             if entry.method in ("GET", "HEAD"):
-                await self._read(caller, entry)
+                await self._answer(caller, entry)
 
     async def _run(self, session: AsyncSession, caller: Principal, entries: list[Entry]) -> None:
+        """A transaction's writes: the first failure fails them all, naming its entry."""
         for entry in entries:
             try:
-                await self._write(session, caller, entry)
+                entry.answer = await self._router.handle(caller, entry.request, session)
             except ApiError as error:
                 raise _in_entry(entry.index, error) from None
+            except AccessDenied as denied:
+                denied.error = _in_entry(entry.index, denied.error)
+                raise
 
-    async def _batch(self, caller: Principal, raw_entries: list[Any]) -> list[Entry]:
+    async def _answer(self, caller: Principal, entry: Entry) -> None:
+        """An entry on its own: its failure is its answer. (A transaction's GET entries run
+        after its writes were committed, as a reader sees the result.)"""
+        try:
+            entry.answer = await self._router.handle(caller, entry.request)
+        except ApiError as error:
+            entry.answer = _in_entry(entry.index, error)
+
+    async def _batch(self, caller: Principal, raw_entries: list[Any], prefer: str) -> list[Entry]:
         """Each entry on its own, in its own transaction; failures are answered in place."""
         entries: list[Entry] = []
         for index, raw in enumerate(raw_entries):
             try:
-                entry = parse_entry(index, raw)
+                entry = parse_entry(index, raw, prefer)
             except ApiError as error:
-                entries.append(_failed(index, error))
+                entries.append(Entry(index, FhirRequest("GET", ""), answer=error))
                 continue
-            try:
-                if entry.method in ("GET", "HEAD"):
-                    await self._read(caller, entry)
-                else:
-                    async with self._fhir.writing() as session:
-                        await self._write(session, caller, entry)
-            except ApiError as error:
-                entry.outcome = {"error": _in_entry(index, error)}
+            await self._answer(caller, entry)
             entries.append(entry)
         return entries
 
@@ -269,20 +302,32 @@ class BundleService:
         self, session: AsyncSession, caller: Principal, entries: list[Entry]
     ) -> dict[str, str]:
         """The `Type/id` each entry's fullUrl stands for: new ids for creates, the match of a
-        conditional create, the id in the url of an update."""
+        conditional create (which is then answered, not written), the id in the url of an
+        update."""
         ids: dict[str, str] = {}
         for entry in entries:
-            if entry.method == "POST":
-                existing = None
-                if entry.if_none_exist is not None:
-                    existing = await self._writer.existing(
-                        session, caller, entry.resource_type, entry.if_none_exist
-                    )
-                entry.outcome = {"existing": existing} if existing else {"id": new_id()}
-                entry.fhir_id = existing.fhir_id if existing else entry.outcome["id"]
-            if entry.full_url and entry.fhir_id and entry.method in ("POST", "PUT"):
-                ids[entry.full_url] = f"{entry.resource_type}/{entry.fhir_id}"
+            fhir_id = entry.fhir_id
+            if entry.method == "POST" and not fhir_id:
+                fhir_id = await self._assign_id(session, caller, entry)
+            if entry.full_url and fhir_id and entry.method in ("POST", "PUT"):
+                ids[entry.full_url] = f"{entry.resource_type}/{fhir_id}"
         return ids
+
+    async def _assign_id(self, session: AsyncSession, caller: Principal, entry: Entry) -> str:
+        condition = entry.request.if_none_exist
+        existing = None
+        if condition is not None:
+            try:
+                existing = await self._writer.existing(
+                    session, caller, entry.resource_type, condition
+                )
+            except ApiError as error:
+                raise _in_entry(entry.index, error) from None
+        if existing is not None:
+            entry.answer = write_answer(existing, entry.request)
+            return existing.fhir_id
+        entry.request = replace(entry.request, assigned_id=new_id())
+        return entry.request.assigned_id or ""
 
     async def _resolve_references(
         self, session: AsyncSession, caller: Principal, entry: Entry, ids: dict[str, str]
@@ -314,90 +359,6 @@ class BundleService:
             raise _entry_error(entry.index, f"{reference} matches {found} resource.", 412)
         return f"{resource_type}/{matches[0].fhir_id}"
 
-    async def _write(self, session: AsyncSession, caller: Principal, entry: Entry) -> None:
-        writer, kind = self._writer, entry.resource_type
-        stored: StoredVersion | None
-        if entry.method == "POST":
-            existing = entry.outcome.get("existing")
-            stored = existing or await writer.create(
-                session, caller, kind, _without_id(entry.resource), None, entry.outcome.get("id")
-            )
-        elif entry.method == "PUT" and entry.fhir_id:
-            stored = await writer.update(
-                session, caller, kind, entry.fhir_id, entry.resource, entry.if_match
-            )
-        elif entry.method == "PUT":
-            stored = await writer.conditional_update(
-                session, caller, kind, entry.conditions or [], entry.resource, entry.if_match
-            )
-        elif entry.method == "PATCH" and entry.fhir_id:
-            stored = await writer.patch(
-                session, caller, kind, entry.fhir_id, _patch_operations(entry), entry.if_match
-            )
-        elif entry.method == "PATCH":
-            stored = await writer.conditional_patch(
-                session,
-                caller,
-                kind,
-                entry.conditions or [],
-                _patch_operations(entry),
-                entry.if_match,
-            )
-        elif entry.fhir_id:
-            stored = await writer.delete(session, caller, kind, entry.fhir_id, entry.if_match)
-        else:
-            stored = await writer.conditional_delete(session, caller, kind, entry.conditions or [])
-        entry.outcome = {"stored": stored}
-
-    async def _read(self, caller: Principal, entry: Entry) -> None:
-        """GET entries run after the writes, as a reader would see the committed result."""
-        if entry.fhir_id is None:
-            request = SearchRequest(entry.resource_type, entry.conditions or [])
-            result = await self._fhir.search(caller, request, 50, 0, total=True)
-            entry.outcome = {
-                "bundle": _searchset(entry.resource_type, result.resources, result.total)
-            }
-            return
-        entry.outcome = {
-            "read": await self._fhir.read(caller, entry.resource_type, entry.fhir_id, entry.version)
-        }
-
-    def _response(self, entry: Entry, prefer_return: str | None) -> dict[str, Any]:
-        outcome = entry.outcome
-        if "error" in outcome:
-            error: ApiError = outcome["error"]
-            return {"response": {"status": str(error.status), "outcome": operation_outcome(error)}}
-        if "bundle" in outcome:
-            return {"resource": outcome["bundle"], "response": {"status": "200 OK"}}
-        stored: StoredVersion | None = (
-            outcome.get("read") or outcome.get("stored") or outcome.get("existing")
-        )
-        if stored is None or stored.content is None:
-            return {"response": {"status": "204 No Content"}}
-        path = f"{stored.resource_type}/{stored.fhir_id}"
-        answer: dict[str, Any] = {
-            "fullUrl": path,
-            "response": {
-                "status": _REASONS[stored.status],
-                "location": f"{path}/_history/{stored.version}",
-                "etag": stored.etag,
-                "lastModified": fhir_time(stored.last_updated),
-            },
-        }
-        if entry.method in ("GET", "HEAD") or prefer_return == "representation":
-            answer["resource"] = orjson.Fragment(stored.content)
-        return answer
-
-
-def _without_id(resource: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in resource.items() if key != "id"}
-
-
-def _failed(index: int, error: ApiError) -> Entry:
-    entry = Entry(index, "GET", "", None, None, None, None, None, None, None)
-    entry.outcome = {"error": error}
-    return entry
-
 
 def _refuse_duplicates(entries: list[Entry]) -> None:
     """Two entries of one transaction may not change the same resource, nor share a fullUrl
@@ -416,21 +377,31 @@ def _refuse_duplicates(entries: list[Entry]) -> None:
             full_urls.add(entry.full_url)
 
 
-def with_entries(bundle: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """`bundle` with its `entry` list, which it has only if it has entries: R4 forbids empty
-    arrays (ele-1), so a Bundle without entries has no `entry` at all."""
-    return {**bundle, "entry": entries} if entries else bundle
-
-
-def _searchset(
-    resource_type: str, resources: list[tuple[str, bytes]], total: int | None
-) -> dict[str, Any]:
-    entries = [
-        {
-            "fullUrl": f"{resource_type}/{fhir_id}",
-            "resource": orjson.Fragment(content),
-            "search": {"mode": "match"},
-        }
-        for fhir_id, content in resources
-    ]
-    return with_entries({"resourceType": "Bundle", "type": "searchset", "total": total}, entries)
+def _entry_answer(entry: Entry) -> dict[str, Any]:
+    """An entry of the response bundle: what HTTP would answer, as FHIR carries it in
+    `entry.response` (status, location, etag, lastModified, outcome) and `entry.resource`.
+    Urls are relative to the FHIR base, as in the request."""
+    answer = entry.answer
+    if isinstance(answer, ApiError):
+        return {"response": {"status": str(answer.status), "outcome": operation_outcome(answer)}}
+    assert answer is not None
+    response: dict[str, Any] = {"status": f"{answer.status} {HTTPStatus(answer.status).phrase}"}
+    result: dict[str, Any] = {}
+    stored = answer.version
+    if stored is not None:
+        path = f"{stored.resource_type}/{stored.fhir_id}"
+        result["fullUrl"] = path
+        response["location"] = f"{path}/_history/{stored.version}"
+        response["etag"] = stored.etag
+        response["lastModified"] = fhir_time(stored.last_updated)
+    if answer.body is not None:
+        outcome = entry.method not in ("GET", "HEAD") and (
+            entry.request.preference("return") == "OperationOutcome"
+        )
+        body = orjson.Fragment(answer.body)
+        if outcome:
+            response["outcome"] = body
+        else:
+            result["resource"] = body
+    result["response"] = response
+    return result
