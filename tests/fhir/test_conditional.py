@@ -157,9 +157,11 @@ async def test_json_patch(hub: Hub) -> None:
         await hub.http.patch(url, content=orjson.dumps(failing_test), headers=headers)
     ).status_code == 422
     bad_path = [{"op": "remove", "path": "/nothing/here"}]
-    assert (
-        await hub.http.patch(url, content=orjson.dumps(bad_path), headers=headers)
-    ).status_code == 422
+    refused = await hub.http.patch(url, content=orjson.dumps(bad_path), headers=headers)
+    assert refused.status_code == 422
+    reason = refused.json()["issue"][0]["diagnostics"]
+    assert "nothing" in reason
+    assert "1964-08-13" not in reason  # the stored resource is not echoed into the error
     not_a_patch = {"op": "remove"}
     assert (
         await hub.http.patch(url, content=orjson.dumps(not_a_patch), headers=headers)

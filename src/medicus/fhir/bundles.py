@@ -101,6 +101,16 @@ def _in_entry(index: int, error: ApiError) -> ApiError:
     return replace(error, detail=f"{where}: {error.detail}", errors=details)
 
 
+def _located(index: int, error: ApiError) -> ApiError:
+    """An entry's failure as its own answer (`entry.response.outcome`): what HTTP answers,
+    its problems pointing into `Bundle.entry[i].resource`."""
+    where = f"Bundle.entry[{index}].resource"
+    details = [
+        replace(detail, expression=_within(where, detail.expression)) for detail in error.errors
+    ]
+    return replace(error, errors=details)
+
+
 def _within(resource: str, expression: str | None) -> str:
     """A FHIRPath expression on a resource (`Patient.name[0]`, or relative: `resourceType`)
     as one on the resource at `resource`."""
@@ -283,7 +293,7 @@ class BundleService:
         try:
             entry.answer = await self._router.handle(caller, entry.request)
         except ApiError as error:
-            entry.answer = _in_entry(entry.index, error)
+            entry.answer = error if entry.resource is None else _located(entry.index, error)
 
     async def _batch(self, caller: Principal, raw_entries: list[Any], prefer: str) -> list[Entry]:
         """Each entry on its own, in its own transaction; failures are answered in place."""

@@ -113,8 +113,11 @@ def apply_patch(current: bytes, operations: Any) -> dict[str, Any]:
             422, f"A test of the patch failed: {failed}.", issue_type="processing"
         ) from None
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as wrong:
+        # jsonpointer names the document it searched ("… not found in {…}"): the stored
+        # resource, which an error message should not carry along.
+        reason = str(wrong).split(" in {", 1)[0]
         raise ApiError(
-            422, f"The patch does not apply: {wrong}.", issue_type="processing"
+            422, f"The patch does not apply: {reason}.", issue_type="processing"
         ) from None
     if not isinstance(patched, dict):
         raise ApiError(422, "The patch must leave a resource.", issue_type="processing")
