@@ -360,3 +360,50 @@ async def test_transaction_cannot_touch_another_hospitals_record(hub: Hub) -> No
     response = await _post(hub, body)
     assert response.status_code == 404
     assert await _resource_count(hub) == before
+
+
+async def test_a_refusal_in_a_transaction_names_its_entry(hub: Hub) -> None:
+    """A write that `access` refuses (another hospital's patient) fails the transaction like
+    any other failing entry: nothing stored, and the outcome says which entry it was."""
+    elsewhere = await _post(
+        hub,
+        _bundle(
+            "batch", {"resource": _patient("R1"), "request": {"method": "POST", "url": "Patient"}}
+        ),
+        organisation="hospital-b",
+    )
+    target = elsewhere.json()["entry"][0]["response"]["location"].split("/_history")[0]
+    before = await _resource_count(hub)
+    body = _bundle(
+        "transaction",
+        {"resource": _patient("R2"), "request": {"method": "POST", "url": "Patient"}},
+        {
+            "resource": {**_patient("R1"), "id": target.split("/")[1]},
+            "request": {"method": "PUT", "url": target},
+        },
+    )
+    refused = await _post(hub, body)
+    assert refused.status_code == 404, refused.text
+    assert refused.json()["issue"][0]["diagnostics"].startswith("Bundle.entry[1]: ")
+    assert await _resource_count(hub) == before
+
+
+async def test_a_failing_read_of_a_transaction_is_answered_in_its_entry(hub: Hub) -> None:
+    """The reads of a transaction run after its writes were committed: one that fails is
+    answered in its entry, and the answer does not claim that the committed writes failed."""
+    body = _bundle(
+        "transaction",
+        {"resource": _patient("G1"), "request": {"method": "POST", "url": "Patient"}},
+        {"request": {"method": "GET", "url": "Patient/hospital-a.nobody"}},
+    )
+    answer = await _post(hub, body)
+    assert answer.status_code == 200, answer.text
+    created, read = answer.json()["entry"]
+    assert created["response"]["status"] == "201 Created"
+    assert read["response"]["status"] == "404"
+    assert read["response"]["outcome"]["issue"][0]["code"] == "not-found"
+    stored = await hub.http.get(
+        f"/fhir/{created['response']['location'].split('/_history')[0]}",
+        headers=await hub.token(),
+    )
+    assert stored.status_code == 200
