@@ -24,10 +24,11 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.core.errors import ApiError
+from medicus.core.http import is_json_media_type
 from medicus.fhir import answers
 from medicus.fhir.fhirpath_patch import FhirPathPatch
 from medicus.fhir.operations import Operations, unsupported
-from medicus.fhir.resources import StoredVersion, check_resource, is_version_number
+from medicus.fhir.resources import StoredVersion, check_resource, is_version_number, parse_body
 from medicus.fhir.search.query import SearchRequest
 from medicus.fhir.service import FhirService
 from medicus.fhir.subsetting import Subset
@@ -67,7 +68,31 @@ class Form:
     parameters: Query
 
 
-Body = Resource | JsonPatch | Form
+@dataclass(frozen=True)
+class Unparsed:
+    """A body as HTTP received it: parsed, by its content type, only by an interaction that
+    takes a body (an operation that is not supported answers so without reading it)."""
+
+    content_type: str
+    data: bytes
+
+
+Body = Resource | JsonPatch | Form | Unparsed
+
+
+async def _parsed(body: Body | None) -> Body | None:
+    """The body as the interaction takes it (decimals exact, see `parse_json`); None for a
+    content type that no FHIR interaction takes."""
+    if not isinstance(body, Unparsed):
+        return body
+    if body.content_type.startswith("application/json-patch+json"):
+        return JsonPatch(await parse_body(body.data))
+    if is_json_media_type(body.content_type):
+        return Resource(await parse_body(body.data))
+    if body.content_type.startswith("application/x-www-form-urlencoded"):
+        text = body.data.decode(errors="replace")
+        return Form(parse_qsl(text, keep_blank_values=True))
+    return None
 
 
 @dataclass(frozen=True)
@@ -173,20 +198,22 @@ def _since(request: FhirRequest) -> dt.datetime | None:
     return moment
 
 
-def _resource_body(request: FhirRequest) -> Any:
-    if not isinstance(request.body, Resource):
+async def _resource_body(request: FhirRequest) -> Any:
+    body = await _parsed(request.body)
+    if not isinstance(body, Resource):
         raise ApiError(
             415, "Send the resource as application/fhir+json.", issue_type="not-supported"
         )
-    return request.body.value
+    return body.value
 
 
-def _patch_body(request: FhirRequest) -> Any:
+async def _patch_body(request: FhirRequest) -> Any:
     """A JSON Patch, or a FHIRPath Patch: a Parameters resource in FHIR JSON."""
-    if isinstance(request.body, JsonPatch):
-        return request.body.operations
-    if isinstance(request.body, Resource):
-        return FhirPathPatch(request.body.value)
+    body = await _parsed(request.body)
+    if isinstance(body, JsonPatch):
+        return body.operations
+    if isinstance(body, Resource):
+        return FhirPathPatch(body.value)
     raise ApiError(
         415,
         "Send a JSON Patch as application/json-patch+json, or a FHIRPath Patch (Parameters) as "
@@ -281,7 +308,9 @@ class FhirRouter:
             case ("POST", [kind, "_search"]):
                 return await self._search_by_form(caller, request, kind)
             case ("POST", [kind, "$validate"]):
-                outcome = await self._operations.validate(caller, kind, _resource_body(request))
+                outcome = await self._operations.validate(
+                    caller, kind, await _resource_body(request)
+                )
                 return FhirResponse(200, orjson.dumps(outcome))
             case ("GET" | "HEAD", ["Patient", fhir_id, "$everything"]):
                 return await self._everything(caller, request, fhir_id)
@@ -315,18 +344,18 @@ class FhirRouter:
     ) -> FhirResponse:
         """Creates, updates, patches and deletes, plain and conditional: in `session`, or in
         a writing transaction of their own."""
-        work = self._change_work(caller, request, path)
+        work = await self._change_work(caller, request, path)
         stored = await work(session) if session is not None else await self._fhir.write(work)
         return write_answer(stored, request)
 
-    def _change_work(
+    async def _change_work(
         self, caller: Principal, request: FhirRequest, path: list[str]
     ) -> Callable[[AsyncSession], Awaitable[StoredVersion | None]]:
         self._fhir.check_type(path[0])
         writer, if_match = self._writer, parse_etag(request.header("if-match"), "If-Match")
         match (request.method, path):
             case ("POST", [kind]):
-                resource = check_resource(_resource_body(request), kind, None)
+                resource = check_resource(await _resource_body(request), kind, None)
                 return partial(
                     writer.create,
                     caller=caller,
@@ -341,7 +370,7 @@ class FhirRouter:
                     caller=caller,
                     resource_type=kind,
                     conditions=request.conditions,
-                    resource=_resource_body(request),
+                    resource=await _resource_body(request),
                     if_match=if_match,
                 )
             case ("PUT", [kind, fhir_id]):
@@ -350,7 +379,7 @@ class FhirRouter:
                     caller=caller,
                     resource_type=kind,
                     fhir_id=fhir_id,
-                    resource=check_resource(_resource_body(request), kind, fhir_id),
+                    resource=check_resource(await _resource_body(request), kind, fhir_id),
                     if_match=if_match,
                 )
             case ("PATCH", [kind]):
@@ -359,7 +388,7 @@ class FhirRouter:
                     caller=caller,
                     resource_type=kind,
                     conditions=request.conditions,
-                    operations=_patch_body(request),
+                    operations=await _patch_body(request),
                     if_match=if_match,
                 )
             case ("PATCH", [kind, fhir_id]):
@@ -368,7 +397,7 @@ class FhirRouter:
                     caller=caller,
                     resource_type=kind,
                     fhir_id=fhir_id,
-                    operations=_patch_body(request),
+                    operations=await _patch_body(request),
                     if_match=if_match,
                 )
             case ("DELETE", [kind]):
@@ -406,11 +435,12 @@ class FhirRouter:
     async def _search_by_form(
         self, caller: Principal, request: FhirRequest, kind: str
     ) -> FhirResponse:
-        if not isinstance(request.body, Form):
+        body = await _parsed(request.body)
+        if not isinstance(body, Form):
             raise ApiError(
                 415, "Send the search parameters form-encoded.", issue_type="not-supported"
             )
-        return await self._search(caller, request, kind, request.body.parameters + request.query)
+        return await self._search(caller, request, kind, body.parameters + request.query)
 
     async def _search(
         self, caller: Principal, request: FhirRequest, kind: str, parameters: Query

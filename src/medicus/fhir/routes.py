@@ -18,16 +18,7 @@ from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import is_json_media_type
 from medicus.fhir.bundles import BundleService
 from medicus.fhir.resources import StoredVersion, parse_body
-from medicus.fhir.router import (
-    Body,
-    FhirRequest,
-    FhirResponse,
-    FhirRouter,
-    Form,
-    JsonPatch,
-    Resource,
-    check_format,
-)
+from medicus.fhir.router import FhirRequest, FhirResponse, FhirRouter, Unparsed, check_format
 from medicus.iam.http import bearer_principal
 from medicus.iam.tokens import Principal, TokenService
 
@@ -83,20 +74,11 @@ _INTERACTIONS: tuple[tuple[str, list[str], str | None], ...] = (
 )
 
 
-async def _body(request: Request) -> Body | None:
-    """A write's or a form search's body, parsed as its content type says (decimals exact,
-    see `parse_json`); None for what no FHIR interaction takes."""
+async def _body(request: Request) -> Unparsed | None:
+    """A write's or a form search's body, as received: the interaction parses it."""
     if request.method not in ("POST", "PUT", "PATCH"):
         return None
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("application/json-patch+json"):
-        return JsonPatch(await parse_body(await request.body()))
-    if is_json_media_type(content_type):
-        return Resource(await parse_body(await request.body()))
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        form = await request.form()
-        return Form([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
-    return None
+    return Unparsed(request.headers.get("content-type", ""), await request.body())
 
 
 async def fhir_request(request: Request) -> FhirRequest:
@@ -168,12 +150,12 @@ def build_router(
     @routes.post("/", include_in_schema=False)
     async def bundle(request: Request, principal: Principal = caller) -> Response:
         check_format(list(request.query_params.multi_items()))
-        body = await _body(request)
-        if not isinstance(body, Resource):
+        if not is_json_media_type(request.headers.get("content-type")):
             raise ApiError(
                 415, "Send the resource as application/fhir+json.", issue_type="not-supported"
             )
-        answer = await bundles.process(principal, body.value, request.headers.get("prefer"))
+        body = await parse_body(await request.body())
+        answer = await bundles.process(principal, body, request.headers.get("prefer"))
         return Response(orjson.dumps(answer), media_type=FHIR_JSON)
 
     async def interaction(request: Request, principal: Principal = caller) -> Response:
