@@ -20,7 +20,7 @@ from medicus.fhir import repository
 from medicus.fhir.definitions import patient_compartment, resource_types
 from medicus.fhir.resources import StoredVersion, check_id, check_resource, check_type
 from medicus.fhir.search.match import invalid
-from medicus.fhir.search.query import SearchRequest, is_result_parameter
+from medicus.fhir.search.request import SearchRequest, is_result_parameter
 from medicus.fhir.service import FhirService
 from medicus.fhir.writer import Validator
 from medicus.iam.tokens import Principal

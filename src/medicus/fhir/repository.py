@@ -47,7 +47,7 @@ from medicus.fhir.models import (
     TokenIndexRow,
     UriIndexRow,
 )
-from medicus.fhir.search import paging, query
+from medicus.fhir.search import paging, query, sorting
 from medicus.fhir.search.extract import IndexRows, has_positions
 from medicus.fhir.search.include import (
     MAX_INCLUDED,
@@ -58,8 +58,9 @@ from medicus.fhir.search.include import (
     includes_of,
 )
 from medicus.fhir.search.match import TABLES
-from medicus.fhir.search.query import SearchRequest, Viewer, constants, viewer, visible
-from medicus.fhir.search.template import Slot, Sql, Values
+from medicus.fhir.search.request import SearchRequest
+from medicus.fhir.search.template import Slot, Sql, Values, constants
+from medicus.fhir.search.visibility import Viewer, viewer, visible
 
 
 async def resource(
@@ -314,7 +315,7 @@ async def search_page(
     size: int,
     offset: int,
     accurate: bool,
-    keys: Sequence[query.SortKey],
+    keys: Sequence[sorting.SortKey],
     position: paging.Position | None,
 ) -> SearchPage:
     """One page of a search (ONE query, what the viewpoint sees inside it) in the order of `keys`,
@@ -333,9 +334,9 @@ async def search_page(
     bounded = (
         statement
         if position is None
-        else query.narrowed(statement, paging.after(values, order, position.values))
+        else sorting.narrowed(statement, paging.after(values, order, position.values))
     )
-    found = await _fetch(reading, query.page(values, bounded, order, size + 1, offset), values)
+    found = await _fetch(reading, sorting.page(values, bounded, order, size + 1, offset), values)
     more = len(found) > size
     found = found[:size][::-1] if backward else found[:size]
     width = len(RESOURCES.c)
@@ -524,15 +525,33 @@ _VERSION: AnySelect = (
 )
 
 
+@dataclass(frozen=True)
+class LookedUp:
+    """What a read or vread found (`lookup`): the owning organisation, the version, its time
+    and content (None: deleted), whether the resource's patient's data is shared with the
+    viewpoint's organisation or opened by its break-glass, and the patient record."""
+
+    owner: str
+    version: int
+    last_updated: dt.datetime
+    content: str | None
+    shared: bool
+    opened: bool
+    patient_id: str | None
+
+    @classmethod
+    def of(cls, row: DriverRow) -> LookedUp:
+        """The row of a `lookup` statement (SQLite answers the two conditions as 0 or 1)."""
+        owner, version, last_updated, content, shared, opened, patient_id = row
+        return cls(owner, version, last_updated, content, bool(shared), bool(opened), patient_id)
+
+
 def lookup(
     resource_type: str, fhir_id: str, version: int | None, viewpoint: Viewpoint
 ) -> tuple[AnySelect, dict[str, Any]]:
-    """One statement for a read or vread: owner, version, time, content (None: deleted) of
-    the current version or of version `version`, whether the resource's patient's data is
-    shared with the viewpoint's organisation, whether opened by its break-glass, and the
-    patient. The
-    statements are built once, with parameters: building one per read cost more than
-    running it."""
+    """One statement for a read or vread, whose row is a `LookedUp`, of the current version
+    or of version `version`. The statements are built once, with parameters: building one per
+    read cost more than running it."""
     parameters: dict[str, Any] = {
         "resource_type": resource_type,
         "fhir_id": fhir_id,

@@ -29,10 +29,10 @@ from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import AccessDenied, Guard, audit_event
 from medicus.fhir.models import LARGEST_VERSION, FhirVersionRow, StoredResource
 from medicus.fhir.resources import StoredVersion, check_id, check_type
-from medicus.fhir.search import paging, query
+from medicus.fhir.search import paging, planning, sorting
 from medicus.fhir.search.extract import position
 from medicus.fhir.search.geo import distance
-from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.writer import ResourceWriter
 from medicus.iam.tokens import Principal
 
@@ -98,31 +98,33 @@ class FhirService:
         check_type(resource_type)
         check_id(fhir_id)
         interaction = Interaction.READ if version is None else Interaction.VREAD
-        found = (
+        row = (
             None  # no such version, and not a number the database would take
             if version is not None and version > LARGEST_VERSION
             else await self._database.fetch_one(
                 *repository.lookup(resource_type, fhir_id, version, self._guard.viewpoint(caller))
             )
         )
-        if found is None:
+        if row is None:
             await self._not_known(caller, interaction, resource_type, fhir_id)
+        found = repository.LookedUp.of(row)
         await self._audit.record(
             await self._allowed(
                 caller,
                 interaction,
                 resource_type,
                 fhir_id,
-                found[0],
-                bool(found[4]),
-                bool(found[5]),
-                patient=found[6],
+                found.owner,
+                found.shared,
+                found.opened,
+                patient=found.patient_id,
             )
         )
-        _, stored_version, last_updated, content, *_ = found
-        if content is None:
+        if found.content is None:
             raise ApiError(410, f"{resource_type}/{fhir_id} was deleted.", issue_type="deleted")
-        return StoredVersion(resource_type, fhir_id, stored_version, last_updated, content.encode())
+        return StoredVersion(
+            resource_type, fhir_id, found.version, found.last_updated, found.content.encode()
+        )
 
     async def search(
         self,
@@ -163,13 +165,13 @@ class FhirService:
             preceding = paging.cursor(
                 request, organisation, keys, found.previous_values, self._cursors, backward=True
             )
-        centre = query.near_point(request)
+        centre = sorting.near_point(request)
         distances = {} if centre is None else _distances(page, centre)
         return SearchResult(page, following, found.total, extra, distances, preceding)
 
     async def _page(
         self, caller: Principal, request: SearchRequest, count: int, offset: int, total: bool
-    ) -> tuple[SearchRequest, list[query.SortKey], repository.SearchPage]:
+    ) -> tuple[SearchRequest, list[sorting.SortKey], repository.SearchPage]:
         """The search as run (limited to the types the caller's scopes may read), its sort
         keys, and one page of it."""
         readable = self._guard.readable_types(caller, resource_types())
@@ -179,9 +181,9 @@ class FhirService:
             request.lenient,
             None if readable == resource_types() else readable,
         )
-        keys = query.sort_keys(request)
+        keys = sorting.sort_keys(request)
         position = paging.start(request, caller.organisation_id, keys, self._cursors)
-        per_execution = query.planned_per_execution(request)
+        per_execution = planning.planned_per_execution(request)
         async with self._database.reading(per_execution) as connection:
             found = await repository.search_page(
                 connection,

@@ -40,7 +40,7 @@ from medicus.fhir.resources import (
 )
 from medicus.fhir.search import query
 from medicus.fhir.search.extract import IndexRows, extract
-from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.search.template import Values
 from medicus.iam.tokens import Principal
 
