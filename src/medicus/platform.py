@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import httpx
 
-from medicus.access.auditlog import AuditLog
 from medicus.access.breakglass import BreakGlass
 from medicus.access.disclosures import Disclosures
 from medicus.access.oversight import Oversight
 from medicus.access.patients import PatientIndex
 from medicus.access.policy import AccessPolicy
+from medicus.access.trail_reader import AuditTrailReader
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
 from medicus.core.crypto import SecretBox
@@ -72,7 +72,7 @@ class Platform:
     upstream: UpstreamLogins
     http_client: httpx.AsyncClient
     patients: PatientIndex
-    audit_log: AuditLog
+    trail_reader: AuditTrailReader
     disclosures: Disclosures
     break_glass: BreakGlass
     fhir: FhirHub
@@ -175,7 +175,7 @@ def build_platform(settings: Settings) -> Platform:
         ),
         http_client=http_client,
         patients=patients,
-        audit_log=AuditLog(database, audit, identity, oversight),
+        trail_reader=AuditTrailReader(database, audit, identity, oversight),
         disclosures=Disclosures(database, audit, oversight),
         break_glass=BreakGlass(
             database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.policy import Decision, Interaction, Viewpoint
 from medicus.audit.events import NOT_KNOWN
-from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
@@ -252,19 +252,19 @@ class FhirService:
 
     async def allowed(
         self, caller: Principal, interaction: Interaction, resource_type: str, fhir_id: str
-    ) -> AuditEvent:
+    ) -> AuditRecord:
         """Ask `access` about an interaction with an existing resource that has been read:
         a refusal is recorded and raised; the allowance is returned, for the caller to record
         with the Patient records the interaction showed."""
         return await self._allowed(caller, interaction, resource_type, fhir_id, None)
 
-    async def record(self, *events: AuditEvent) -> None:
+    async def record(self, *events: AuditRecord) -> None:
         await self._audit.record(*events)
 
     @staticmethod
     def included_events(
         caller: Principal, included: Sequence[StoredResource], via: str = "_include"
-    ) -> list[AuditEvent]:
+    ) -> list[AuditRecord]:
         """The audit events of the resources a search or operation added beyond its matches:
         a read of each of their types, naming the Patient records whose data they are (they
         were found by key, within what the caller may read)."""
@@ -303,7 +303,7 @@ class FhirService:
         shared: bool = False,
         opened: bool = False,
         patient: str | None = None,
-    ) -> AuditEvent:
+    ) -> AuditRecord:
         """Ask `access` about an interaction with a resource held by organisation `owner`
         (None: no such resource, or a search) whose patient's data is `shared` with the
         caller's organisation or `opened` by the caller's break-glass, or neither. A refusal

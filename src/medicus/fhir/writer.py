@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from medicus.access.patients import PatientIndex
 from medicus.access.policy import Interaction
 from medicus.audit.events import NOT_KNOWN
-from medicus.audit.service import AuditEvent, AuditTrail
+from medicus.audit.service import AuditRecord, AuditTrail
 from medicus.core.db import hold_lock, utc_now
 from medicus.core.errors import ApiError, ErrorDetail
 from medicus.core.ids import new_id
@@ -139,7 +139,7 @@ class NotKnown(AccessDenied):
     not share it), or of none at all: the two are answered alike, so that the answer does not
     tell which. The audit event records which — the refusal `other-organisation` naming the
     record, or `not-known` — and the trail shows the refused organisation no more than the
-    answer did (`access.auditlog`)."""
+    answer did (`access.trail_reader`)."""
 
 
 def patient_of(resource_type: str, fhir_id: str, index: IndexRows) -> str | None:
@@ -171,7 +171,7 @@ _QUEUE = "medicus.fhir.queued_creations"
 class _Creation:
     row: dict[str, Any]
     index: IndexRows
-    event: AuditEvent
+    event: AuditRecord
 
 
 def _queue(session: AsyncSession) -> list[_Creation]:
@@ -395,7 +395,7 @@ class ResourceWriter:
         resource_type: str,
         fhir_id: str,
         row: FhirResourceRow | None,
-    ) -> AuditEvent:
+    ) -> AuditRecord:
         """Ask `access` whether the caller may change the stored resource `row` (None: there
         is none). Whether the caller may read it although another organisation holds it is
         asked only then: such a change is refused as read-only (403). A change of data the
@@ -505,7 +505,7 @@ class ResourceWriter:
     async def _new_version(
         self,
         session: AsyncSession,
-        event: AuditEvent,
+        event: AuditRecord,
         row: FhirResourceRow,
         resource: dict[str, Any] | None,
         method: str,

@@ -30,7 +30,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.crypto import constant_time_equal, new_token, token_hash
 from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
@@ -493,7 +493,7 @@ class OAuthService:
                 await self._revoke_grant(session, row.family_id)
                 await self._audit.append(
                     session,
-                    AuditEvent(
+                    AuditRecord(
                         "iam.token.revoke",
                         f"client:{client.client_id}",
                         organisation=row.organisation_id,
@@ -532,7 +532,7 @@ class OAuthService:
     async def _audit_issued(self, session: AsyncSession, grant: TokenGrant, how: str) -> None:
         await self._audit.append(
             session,
-            AuditEvent(
+            AuditRecord(
                 "iam.token.issue",
                 f"{grant.kind}:{grant.subject}",
                 organisation=grant.organisation_id,
@@ -546,7 +546,7 @@ class OAuthService:
     ) -> None:
         await self._audit.append(
             session,
-            AuditEvent(
+            AuditRecord(
                 "iam.token.issue",
                 f"user:{user_id}",
                 outcome=Outcome.DENIED,
