@@ -123,16 +123,7 @@ def build_platform(settings: Settings) -> Platform:
     )
     identity = IdentityService(audit, hasher, resource_types())
     oversight = Oversight(database, identity)
-    logins = LoginService(
-        database,
-        audit,
-        hasher,
-        box,
-        issuer_name="medicus",
-        session_lifetime=dt.timedelta(seconds=settings.session_seconds),
-        attempts_before_lockout=settings.login_attempts_before_lockout,
-        revocations=revocations,
-    )
+    logins = _logins(settings, database, audit, hasher, box, revocations)
     http_client = httpx.AsyncClient(timeout=10, follow_redirects=False)
     patients = PatientIndex(database, audit)
     return Platform(
@@ -147,15 +138,7 @@ def build_platform(settings: Settings) -> Platform:
         signing_keys=signing_keys,
         tokens=tokens,
         logins=logins,
-        oauth=OAuthService(
-            database,
-            audit,
-            tokens,
-            token_endpoint=endpoints.token,
-            fhir_base_url=endpoints.fhir_base_url,
-            refresh_lifetime=dt.timedelta(seconds=settings.refresh_token_seconds),
-            resource_types=resource_types(),
-        ),
+        oauth=_oauth(settings, database, audit, tokens, endpoints),
         admin=AdminService(
             database,
             audit,
@@ -181,6 +164,44 @@ def build_platform(settings: Settings) -> Platform:
             database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes)
         ),
         fhir=_fhir_hub(database, audit, box, patients),
+    )
+
+
+def _logins(
+    settings: Settings,
+    database: Database,
+    audit: AuditTrail,
+    hasher: PasswordHasher,
+    box: SecretBox,
+    revocations: Revocations,
+) -> LoginService:
+    return LoginService(
+        database,
+        audit,
+        hasher,
+        box,
+        issuer_name="medicus",
+        session_lifetime=dt.timedelta(seconds=settings.session_seconds),
+        attempts_before_lockout=settings.login_attempts_before_lockout,
+        revocations=revocations,
+    )
+
+
+def _oauth(
+    settings: Settings,
+    database: Database,
+    audit: AuditTrail,
+    tokens: TokenService,
+    endpoints: Endpoints,
+) -> OAuthService:
+    return OAuthService(
+        database,
+        audit,
+        tokens,
+        token_endpoint=endpoints.token,
+        fhir_base_url=endpoints.fhir_base_url,
+        refresh_lifetime=dt.timedelta(seconds=settings.refresh_token_seconds),
+        resource_types=resource_types(),
     )
 
 
