@@ -47,7 +47,7 @@ from medicus.access.models import RECORDS
 from medicus.app import create_app
 from medicus.core.db import utc_now
 from medicus.core.logging import configure_logging
-from medicus.fhir import repository
+from medicus.fhir import search_repository
 from medicus.fhir.search import chains, include, query, visibility
 from medicus.fhir.search.request import SearchRequest
 from medicus.iam.models import OrganisationRow
@@ -252,13 +252,13 @@ def _unfiltered() -> Iterator[None]:
         return [row.resource_type == resource_type]
 
     query.visible_of_type = of_type
-    for module in (chains, include, repository):
+    for module in (chains, include, search_repository):
         module.visible = everything  # type: ignore[attr-defined]
     try:
         yield
     finally:
         query.visible_of_type = originals[1]
-        for module in (chains, include, repository):
+        for module in (chains, include, search_repository):
             module.visible = originals[0]  # type: ignore[attr-defined]
 
 

@@ -24,7 +24,7 @@ from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
-from medicus.fhir import repository
+from medicus.fhir import repository, search_repository
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import AccessDenied, Guard, audit_event
 from medicus.fhir.models import LARGEST_VERSION, FhirVersionRow, StoredResource
@@ -171,7 +171,7 @@ class FhirService:
 
     async def _page(
         self, caller: Principal, request: SearchRequest, count: int, offset: int, total: bool
-    ) -> tuple[SearchRequest, list[sorting.SortKey], repository.SearchPage]:
+    ) -> tuple[SearchRequest, list[sorting.SortKey], search_repository.SearchPage]:
         """The search as run (limited to the types the caller's scopes may read), its sort
         keys, and one page of it."""
         readable = self._guard.readable_types(caller, resource_types())
@@ -185,7 +185,7 @@ class FhirService:
         position = paging.start(request, caller.organisation_id, keys, self._cursors)
         per_execution = planning.planned_per_execution(request)
         async with self._database.reading(per_execution) as connection:
-            found = await repository.search_page(
+            found = await search_repository.search_page(
                 connection,
                 request,
                 self._guard.viewpoint(caller),

@@ -5,6 +5,9 @@ entry obeys exactly the rules of the same request on its own.
 Each write asks `access` (through `Guard`), validates the resource, stores the new version and
 its search index, and appends its audit event to the same transaction: work and audit entry
 commit together or not at all.
+
+One module over 500 lines on purpose: create, update, patch and delete, plain and conditional,
+are the same few steps in different orders; kept together, each step is written once.
 """
 
 from __future__ import annotations

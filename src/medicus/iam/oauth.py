@@ -12,6 +12,10 @@ Hand-written on top of joserfc: authlib's server classes are synchronous and fra
 - Client credentials for backend services authenticated with `private_key_jwt` (SMART Backend
   Services): ES384/RS384/ES256 assertions, signed by a key of the client's registered JWKS, for
   this token endpoint, short-lived and never replayed.
+
+One module over 500 lines on purpose: the grants share client authentication, the code and
+token families and their revocation; apart, one security model would be spread over files
+that must change together.
 """
 
 from __future__ import annotations
