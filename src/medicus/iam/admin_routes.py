@@ -115,13 +115,7 @@ def _invitation_pages(admin: AdminService, pages: Pages) -> APIRouter:
         fields = await pages.form(request)
         token = fields.get("token", "")
         if not pages.csrf_ok(request, fields):
-            return pages.render(
-                request,
-                "invitation.html",
-                400,
-                token=token,
-                error="The form expired; please try again.",
-            )
+            return pages.expired(request, "invitation.html", token=token)
         try:
             email = await admin.accept_invitation(token, fields.get("password", ""))
         except (ApiError, PasswordRejected) as refusal:

@@ -67,14 +67,7 @@ def _password(pages: Pages, logins: LoginService, upstream: UpstreamLogins) -> A
         fields = await pages.form(request)
         next_url = _safe_next(fields.get("next"))
         if not pages.csrf_ok(request, fields):
-            return pages.render(
-                request,
-                "login.html",
-                400,
-                next=next_url,
-                email="",
-                error="The form expired; please try again.",
-            )
+            return pages.expired(request, "login.html", next=next_url, email="")
         client = request.client.host if request.client else None
         try:
             token = await logins.start(fields.get("email", ""), fields.get("password", ""), client)
@@ -142,13 +135,7 @@ def _second_factor(pages: Pages, logins: LoginService) -> APIRouter:
         next_url = _safe_next(fields.get("next"))
         token = request.cookies.get(SESSION_COOKIE, "")
         if not pages.csrf_ok(request, fields):
-            return pages.render(
-                request,
-                "second_factor.html",
-                400,
-                next=next_url,
-                error="The form expired; please try again.",
-            )
+            return pages.expired(request, "second_factor.html", next=next_url)
         client = request.client.host if request.client else None
         try:
             await logins.second_factor(token, fields.get("code", ""), client)
