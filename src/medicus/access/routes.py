@@ -23,7 +23,7 @@ from medicus.audit.events import as_audit_event
 from medicus.audit.search import parse_search
 from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import json_router
-from medicus.iam.http import bearer_principal
+from medicus.iam.bearer import bearer_principal
 from medicus.iam.tokens import Principal, TokenService
 
 _FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"

@@ -12,7 +12,7 @@ from pydantic import BaseModel, EmailStr, Field
 from medicus.core.errors import ApiError
 from medicus.core.http import json_router
 from medicus.iam.admin import AdminService
-from medicus.iam.http import bearer_principal
+from medicus.iam.bearer import bearer_principal
 from medicus.iam.pages import Pages
 from medicus.iam.passwords import PasswordRejected
 from medicus.iam.roles import MfaPolicy, OrganisationType, Role

@@ -13,8 +13,8 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from medicus.iam.bearer import bearer_principal
 from medicus.iam.discovery import Endpoints
-from medicus.iam.http import bearer_principal
 from medicus.iam.keys import SigningKeys
 from medicus.iam.login import LoginService, Stage
 from medicus.iam.login_routes import build_login_router, next_step
