@@ -16,7 +16,7 @@ a stay of its own, so that the consent is vouched for). So the clinician sees 1 
 own, half shared.
 
 "Without the filter" are the same searches compiled with the visibility condition left out
-(a benchmark-only replacement of `query.visible` while their statements are compiled, in a
+(a benchmark-only replacement of `visibility.visible` while their statements are compiled, in a
 platform of their own with its own statement cache): what the database and the search code
 cost for the same page when nothing is filtered. Both run through `FhirService.search` (the
 parameters, the statement, the driver, the audit entry), alternating in rounds; the ratio of
@@ -47,9 +47,9 @@ from medicus.access.models import RECORDS
 from medicus.app import create_app
 from medicus.core.db import utc_now
 from medicus.core.logging import configure_logging
-from medicus.fhir import repository
-from medicus.fhir.search import include, query
-from medicus.fhir.search.query import SearchRequest
+from medicus.fhir import search_repository
+from medicus.fhir.search import chains, include, query, visibility
+from medicus.fhir.search.request import SearchRequest
 from medicus.iam.models import OrganisationRow
 from medicus.iam.scopes import parse_scopes
 from medicus.iam.tokens import Principal, TokenGrant
@@ -243,22 +243,22 @@ def _clinician() -> Principal:
 def _unfiltered() -> Iterator[None]:
     """Statements compiled inside leave the visibility condition out (benchmark only): the
     searched resources, included ones and those a chain looks into."""
-    originals = query.visible, query.visible_of_type
+    originals = visibility.visible, query.visible_of_type
 
     def everything(row: Any, viewer: Any, leading: bool = True) -> list[Any]:
         return [row.deleted.is_(False)]
 
-    def of_type(row: Any, resource_type: str, viewer: Any, start: str) -> list[Any]:
+    def of_type(row: Any, resource_type: str, viewer: Any, start: Any) -> list[Any]:
         return [row.resource_type == resource_type]
 
     query.visible_of_type = of_type
-    for module in (query, include, repository):
+    for module in (chains, include, search_repository):
         module.visible = everything  # type: ignore[attr-defined]
     try:
         yield
     finally:
         query.visible_of_type = originals[1]
-        for module in (query, include, repository):
+        for module in (chains, include, search_repository):
             module.visible = originals[0]  # type: ignore[attr-defined]
 
 

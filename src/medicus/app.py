@@ -73,7 +73,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         access_routes.build_router(
             platform.patients,
             platform.break_glass,
-            platform.audit_log,
+            platform.trail_reader,
             platform.disclosures,
             platform.tokens,
             platform.endpoints.fhir_base_url,

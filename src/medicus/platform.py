@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import httpx
 
 import medicus
-from medicus.access.auditlog import AuditLog
 from medicus.access.breakglass import BreakGlass
 from medicus.access.disclosures import Disclosures
 from medicus.access.oversight import Oversight
 from medicus.access.patients import PatientIndex
 from medicus.access.policy import AccessPolicy
+from medicus.access.trail_reader import AuditTrailReader
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
 from medicus.core.crypto import SecretBox
@@ -75,7 +75,7 @@ class Platform:
     upstream: UpstreamLogins
     http_client: httpx.AsyncClient
     patients: PatientIndex
-    audit_log: AuditLog
+    trail_reader: AuditTrailReader
     disclosures: Disclosures
     break_glass: BreakGlass
     fhir: FhirHub
@@ -126,16 +126,7 @@ def build_platform(settings: Settings) -> Platform:
     )
     identity = IdentityService(audit, hasher, resource_types())
     oversight = Oversight(database, identity)
-    logins = LoginService(
-        database,
-        audit,
-        hasher,
-        box,
-        issuer_name="medicus",
-        session_lifetime=dt.timedelta(seconds=settings.session_seconds),
-        attempts_before_lockout=settings.login_attempts_before_lockout,
-        revocations=revocations,
-    )
+    logins = _logins(settings, database, audit, hasher, box, revocations)
     http_client = httpx.AsyncClient(timeout=10, follow_redirects=False)
     patients = PatientIndex(database, audit)
     return Platform(
@@ -150,15 +141,7 @@ def build_platform(settings: Settings) -> Platform:
         signing_keys=signing_keys,
         tokens=tokens,
         logins=logins,
-        oauth=OAuthService(
-            database,
-            audit,
-            tokens,
-            token_endpoint=endpoints.token,
-            fhir_base_url=endpoints.fhir_base_url,
-            refresh_lifetime=dt.timedelta(seconds=settings.refresh_token_seconds),
-            resource_types=resource_types(),
-        ),
+        oauth=_oauth(settings, database, audit, tokens, endpoints),
         admin=AdminService(
             database,
             audit,
@@ -178,12 +161,50 @@ def build_platform(settings: Settings) -> Platform:
         ),
         http_client=http_client,
         patients=patients,
-        audit_log=AuditLog(database, audit, identity, oversight),
+        trail_reader=AuditTrailReader(database, audit, identity, oversight),
         disclosures=Disclosures(database, audit, oversight),
         break_glass=BreakGlass(
             database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes)
         ),
         fhir=_fhir_hub(database, audit, box, patients, endpoints),
+    )
+
+
+def _logins(
+    settings: Settings,
+    database: Database,
+    audit: AuditTrail,
+    hasher: PasswordHasher,
+    box: SecretBox,
+    revocations: Revocations,
+) -> LoginService:
+    return LoginService(
+        database,
+        audit,
+        hasher,
+        box,
+        issuer_name="medicus",
+        session_lifetime=dt.timedelta(seconds=settings.session_seconds),
+        attempts_before_lockout=settings.login_attempts_before_lockout,
+        revocations=revocations,
+    )
+
+
+def _oauth(
+    settings: Settings,
+    database: Database,
+    audit: AuditTrail,
+    tokens: TokenService,
+    endpoints: Endpoints,
+) -> OAuthService:
+    return OAuthService(
+        database,
+        audit,
+        tokens,
+        token_endpoint=endpoints.token,
+        fhir_base_url=endpoints.fhir_base_url,
+        refresh_lifetime=dt.timedelta(seconds=settings.refresh_token_seconds),
+        resource_types=resource_types(),
     )
 
 

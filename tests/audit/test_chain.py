@@ -10,16 +10,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from medicus.audit.service import AuditEvent, Outcome, canonical_content
+from medicus.audit.service import AuditRecord, Outcome, canonical_content
 from medicus.core.bulk import BULK_FROM_ROWS
 from medicus.core.db import Database
 from medicus.platform import Platform
 
 
-def _event(number: int) -> AuditEvent:
+def _event(number: int) -> AuditRecord:
     """Even entries concern Patient records, odd ones none (as entries sealed before records
     were named)."""
-    event = AuditEvent(
+    event = AuditRecord(
         action="fhir.read",
         actor=f"user:{number % 3}",
         organisation="org-1",

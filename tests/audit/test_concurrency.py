@@ -10,7 +10,7 @@ import multiprocessing
 from sqlalchemy import text
 
 from medicus.audit.sealer import AuditSealer
-from medicus.audit.service import AuditEvent, AuditTrail
+from medicus.audit.service import AuditRecord, AuditTrail
 from medicus.core.db import Database
 from medicus.platform import Platform
 
@@ -26,7 +26,7 @@ async def _write(database_url: str, writer: int) -> None:
     try:
         for number in range(ENTRIES_PER_WRITER):
             await trail.record(
-                AuditEvent("test.write", f"user:writer-{writer}", target=f"Patient/{number}")
+                AuditRecord("test.write", f"user:writer-{writer}", target=f"Patient/{number}")
             )
     finally:
         await sealer.stop()

@@ -15,7 +15,8 @@ import pytest
 from medicus.core.crypto import SecretBox
 from medicus.fhir.models import FhirResourceRow
 from medicus.fhir.search import paging
-from medicus.fhir.search.query import SearchRequest, SortKey
+from medicus.fhir.search.request import SearchRequest
+from medicus.fhir.search.sorting import SortKey
 from tests.fhir.conftest import Hub
 from tests.fhir.test_search import create
 

@@ -17,7 +17,7 @@ from medicus.core.driver import CompiledStatement
 from medicus.fhir.models import RESOURCES
 from medicus.fhir.search import query
 from medicus.fhir.search.include import Found, included, includes_of
-from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.search.template import Sql, Values
 
 VIEWPOINT = Viewpoint("hospital-a", "user:someone", dt.datetime(2026, 11, 30, tzinfo=dt.UTC))

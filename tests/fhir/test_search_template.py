@@ -15,9 +15,9 @@ from medicus.access.policy import Viewpoint
 from medicus.core.driver import CompiledStatement, StatementCache
 from medicus.core.errors import ApiError
 from medicus.fhir.models import RESOURCES, StoredResource
-from medicus.fhir.search import paging, query
+from medicus.fhir.search import paging, query, sorting
 from medicus.fhir.search.include import Found, included, includes_of
-from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.search.request import MAX_ALTERNATIVES, MAX_VALUES, SearchRequest
 from medicus.fhir.search.template import Sql, Values
 
 VIEWPOINT = Viewpoint("hospital-a", "user:someone", dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
@@ -109,8 +109,8 @@ def test_every_search_compiles_to_plain_parameterised_sql(
 ) -> None:
     """No value is written into the SQL, and every slot is a parameter of the statement."""
     statement, values = _shape(resource_type, *first)
-    keys = query.sort_keys(SearchRequest(resource_type, [("_sort", "-_lastUpdated")]))
-    paged = query.page(values, statement, keys, 11, 0)
+    keys = sorting.sort_keys(SearchRequest(resource_type, [("_sort", "-_lastUpdated")]))
+    paged = sorting.page(values, statement, keys, 11, 0)
     compiled = CompiledStatement(paged.build(RESOURCES.c), dialect)
     arguments = compiled.arguments(values.parameters())
     for value in values.items:
@@ -125,9 +125,10 @@ def test_a_cursor_page_and_a_count_are_templates_too() -> None:
     for position in ([None, "müller", 5], ["1964-01-01T00:00:00+00:00", None, 9]):
         values = Values()
         statement = query.build(values, request, VIEWPOINT)
-        keys = query.sort_keys(request)
-        bounded = query.narrowed(statement, paging.after(values, keys, position))
-        shapes.append((query.page(values, bounded, keys, 11, 0), query.count_of(values, statement)))
+        keys = sorting.sort_keys(request)
+        bounded = sorting.narrowed(statement, paging.after(values, keys, position))
+        paged = sorting.page(values, bounded, keys, 11, 0)
+        shapes.append((paged, query.count_of(values, statement)))
     assert shapes[0][1] == shapes[1][1]
     # A missing sort value is a different condition (IS NULL), not a value.
     assert shapes[0][0] != shapes[1][0]
@@ -192,7 +193,7 @@ def test_a_page_sorted_by_a_number_compiles(dialect: Any) -> None:
     request = SearchRequest("Observation", [("_sort", "value-quantity")])
     values = Values()
     statement = query.build(values, request, VIEWPOINT)
-    paged = query.page(values, statement, query.sort_keys(request), 11, 0)
+    paged = sorting.page(values, statement, sorting.sort_keys(request), 11, 0)
     compiled = CompiledStatement(paged.build(RESOURCES.c), dialect)
     row = (1, "Observation", "o1", 1, None, False, "h", "{}", "p1", 5.5, 1)
     assert compiled.row(row)[-2] == 5.5
@@ -200,8 +201,8 @@ def test_a_page_sorted_by_a_number_compiles(dialect: Any) -> None:
 
 def test_a_search_with_too_many_values_in_all_is_refused() -> None:
     """Each parameter within its limit, together beyond what one statement may bind."""
-    ids = ",".join(f"p{number}" for number in range(query.MAX_ALTERNATIVES))
-    parameters = [("_id", ids)] * (query.MAX_VALUES // query.MAX_ALTERNATIVES + 1)
+    ids = ",".join(f"p{number}" for number in range(MAX_ALTERNATIVES))
+    parameters = [("_id", ids)] * (MAX_VALUES // MAX_ALTERNATIVES + 1)
     with pytest.raises(ApiError) as refused:
         _shape("Patient", *parameters)
     assert refused.value.status == 400

@@ -18,7 +18,7 @@ from medicus.access import repository
 from medicus.access.oversight import Oversight
 from medicus.access.policy import audited
 from medicus.access.repository import StoredDisclosure
-from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
 from medicus.iam.roles import Role
@@ -71,6 +71,6 @@ class Disclosures:
         await self._audit.record(event.about(*(d.patient_id for d in page)))
         return page, page[-1].id if len(found) > limit else None
 
-    async def _refuse(self, event: AuditEvent, status: int, message: str) -> None:
+    async def _refuse(self, event: AuditRecord, status: int, message: str) -> None:
         await self._audit.record(replace(event, outcome=Outcome.DENIED))
         raise ApiError(status, message)

@@ -25,7 +25,7 @@ from medicus.access import repository, research, sharing
 from medicus.access.matching import THRESHOLD, likeness, traits_of
 from medicus.access.policy import AccessDenied, audited
 from medicus.access.sharing import SHARING_TYPES
-from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.db import Database, hold_lock, utc_now
 from medicus.core.errors import ApiError
 from medicus.iam.roles import Role
@@ -116,7 +116,7 @@ async def _check_relation(
     resource_type: str,
     organisation_id: str,
     resource: dict[str, Any],
-    event: AuditEvent,
+    event: AuditRecord,
 ) -> None:
     """Refuse a sharing consent or treatment relation that `organisation_id` may not
     record: one by an organisation that is no care provider (403, audited as refused,
@@ -166,7 +166,7 @@ class PatientIndex:
         patient_id: str | None,
         resource: dict[str, Any] | None,
         created: bool,
-        event: AuditEvent,
+        event: AuditRecord,
     ) -> None:
         """Bring the index and the shares up to date with a resource as just written (None:
         deleted; `created`: its first version), in the writer's transaction: a Patient, a

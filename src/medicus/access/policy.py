@@ -27,7 +27,7 @@ from sqlalchemy import CompoundSelect, Select, or_, union
 
 from medicus.access import repository
 from medicus.audit.events import CLIENT_DETAIL
-from medicus.audit.service import AuditEvent, Outcome
+from medicus.audit.service import AuditRecord, Outcome
 from medicus.core.errors import ApiError
 from medicus.iam.scopes import Context, ScopeSet
 from medicus.iam.tokens import Principal
@@ -77,7 +77,7 @@ _READING = frozenset(
 class AccessDenied(Exception):
     """A refusal: its audit event must be recorded even though the work is rolled back."""
 
-    def __init__(self, event: AuditEvent, error: ApiError) -> None:
+    def __init__(self, event: AuditRecord, error: ApiError) -> None:
         super().__init__(error.detail)
         self.event = event
         self.error = error
@@ -95,10 +95,10 @@ def audited(
     target: str,
     detail: dict[str, str] | None = None,
     outcome: Outcome = Outcome.SUCCESS,
-) -> AuditEvent:
+) -> AuditRecord:
     """The audit event of `caller` doing `action` to `target` (allowed, unless `outcome`
     says otherwise), naming the app (OAuth client) the caller used (`client`)."""
-    return AuditEvent(
+    return AuditRecord(
         action,
         caller.actor,
         outcome=outcome,

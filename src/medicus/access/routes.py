@@ -14,16 +14,16 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from medicus.access.auditlog import AccessLogEntry, AuditLog
 from medicus.access.breakglass import BreakGlass
 from medicus.access.disclosures import Disclosures
 from medicus.access.patients import PatientIndex, PatientRecord
 from medicus.access.repository import StoredBreakGlass, StoredDisclosure
+from medicus.access.trail_reader import AccessLogEntry, AuditTrailReader
 from medicus.audit.events import as_audit_event
 from medicus.audit.search import parse_search
 from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import json_router
-from medicus.iam.http import bearer_principal
+from medicus.iam.bearer import bearer_principal
 from medicus.iam.tokens import Principal, TokenService
 
 _FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
@@ -138,7 +138,7 @@ class DisclosureNews(BaseModel):
 def build_router(
     patients: PatientIndex,
     break_glass: BreakGlass,
-    audit_log: AuditLog,
+    trail_reader: AuditTrailReader,
     disclosures: Disclosures,
     tokens: TokenService,
     fhir_base: str,
@@ -149,7 +149,7 @@ def build_router(
     caller = Depends(bearer_principal(tokens))
     router.include_router(_mpi(patients, caller))
     router.include_router(_break_glass(break_glass, caller))
-    router.include_router(_audit_events(audit_log, caller, fhir_base))
+    router.include_router(_audit_events(trail_reader, caller, fhir_base))
     router.include_router(_disclosures(disclosures, caller))
     return router
 
@@ -181,7 +181,7 @@ def _disclosures(disclosures: Disclosures, caller: Any) -> APIRouter:
     return router
 
 
-def _audit_events(audit_log: AuditLog, caller: Any, fhir_base: str) -> APIRouter:
+def _audit_events(trail_reader: AuditTrailReader, caller: Any, fhir_base: str) -> APIRouter:
     """The audit trail as FHIR AuditEvent (read and search only: the trail is written by
     the platform, never through its API) and as the access log of a patient."""
     router = APIRouter()
@@ -190,7 +190,7 @@ def _audit_events(audit_log: AuditLog, caller: Any, fhir_base: str) -> APIRouter
     async def search(request: Request, principal: Principal = caller) -> Response:
         parameters = list(request.query_params.multi_items())
         query = parse_search(parameters)
-        entries, following = await audit_log.search(principal, query, urlencode(parameters))
+        entries, following = await trail_reader.search(principal, query, urlencode(parameters))
         base = f"{fhir_base}/AuditEvent"
         kept = [(name, value) for name, value in parameters if name != "_cursor"]
         links = [{"relation": "self", "url": f"{base}?{urlencode(parameters)}"}]
@@ -214,7 +214,7 @@ def _audit_events(audit_log: AuditLog, caller: Any, fhir_base: str) -> APIRouter
     async def read(seq: str, principal: Principal = caller) -> Response:
         if not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
             raise ApiError(404, f"AuditEvent/{seq} is not known here.")
-        entry = await audit_log.entry(principal, int(seq))
+        entry = await trail_reader.entry(principal, int(seq))
         return Response(orjson.dumps(as_audit_event(entry)), media_type=FHIR_JSON)
 
     api = json_router(prefix="/api/patients", tags=["audit"])
@@ -226,7 +226,7 @@ def _audit_events(audit_log: AuditLog, caller: Any, fhir_base: str) -> APIRouter
         limit: int = Query(default=100, ge=1, le=1000),
         principal: Principal = caller,
     ) -> AccessLog:
-        entries, following = await audit_log.access_log(principal, patient_id, cursor, limit)
+        entries, following = await trail_reader.access_log(principal, patient_id, cursor, limit)
         return AccessLog(entries=entries, next_cursor=following)
 
     router.include_router(api)

@@ -41,7 +41,7 @@ an agent of its own in the AuditEvent (BALP: the application)."""
 NOT_KNOWN = "not-known"
 """The reason of a refusal because the caller has nothing by the id it named: none exists,
 or none it may see. The trail shows another organisation's refusal (`other-organisation`)
-as this to that organisation (`access.auditlog`), so that its view tells no more than the
+as this to that organisation (`access.trail_reader`), so that its view tells no more than the
 answer did."""
 DECISIONS = frozenset(
     {"own-organisation", "consent-and-treatment", "break-glass", "other-organisation", "scope"}

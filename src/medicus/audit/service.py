@@ -43,10 +43,12 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class AuditEvent:
-    """What happened, as a capability reports it. `actor` names the subject
-    (`user:ID`, `service:ID`, `system:NAME`); `target` names what was touched; `patients`
-    the ids of the Patient records whose data it concerned (for their access log)."""
+class AuditRecord:
+    """What happened, as a capability reports it to the trail (sealed, it becomes an entry of
+    the chain; the FHIR `AuditEvent` resource is a view of that entry, see events.py). `actor`
+    names the subject (`user:ID`, `service:ID`, `system:NAME`); `target` names what was
+    touched; `patients` the ids of the Patient records whose data it concerned (for their
+    access log)."""
 
     action: str
     actor: str
@@ -58,7 +60,7 @@ class AuditEvent:
     detail: Mapping[str, Any] = field(default_factory=dict)
     patients: frozenset[str] = frozenset()
 
-    def about(self, *patient_ids: str | None) -> AuditEvent:
+    def about(self, *patient_ids: str | None) -> AuditRecord:
         """This event, concerning the Patient records `patient_ids` too (None: no record).
         What cannot be a record's id (a refused request's path) is left out: the sealer
         indexes these, and one bad value would stop it."""
@@ -67,11 +69,11 @@ class AuditEvent:
         )
         return replace(self, patients=self.patients | found) if found else self
 
-    def noting(self, **detail: Any) -> AuditEvent:
+    def noting(self, **detail: Any) -> AuditRecord:
         """This event with more `detail`."""
         return replace(self, detail={**self.detail, **detail})
 
-    def refused(self, reason: str) -> AuditEvent:
+    def refused(self, reason: str) -> AuditRecord:
         """This event as a refusal, for `reason`."""
         return replace(self, outcome=Outcome.DENIED).noting(reason=reason)
 
@@ -136,13 +138,13 @@ class AuditTrail:
         self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._committing = asyncio.Lock()
 
-    async def append(self, session: AsyncSession, *events: AuditEvent) -> None:
+    async def append(self, session: AsyncSession, *events: AuditRecord) -> None:
         """Record `events` in the caller's writing transaction."""
         if events:
             occurred_at = self._clock()
             await repository.add_pending(session, [self._row(e, occurred_at) for e in events])
 
-    async def record(self, *events: AuditEvent) -> None:
+    async def record(self, *events: AuditRecord) -> None:
         """Record `events` in a transaction of their own, and return once it is committed.
         Concurrent callers share transactions (group commit): whoever finds no commit in
         progress writes everything recorded until then, so many audited reads cost one
@@ -177,7 +179,7 @@ class AuditTrail:
                     waiter.set_exception(RuntimeError("the audit commit was interrupted"))
 
     @staticmethod
-    def _row(event: AuditEvent, occurred_at: dt.datetime) -> dict[str, Any]:
+    def _row(event: AuditRecord, occurred_at: dt.datetime) -> dict[str, Any]:
         return {
             "occurred_at": occurred_at,
             "actor": event.actor,

@@ -14,6 +14,10 @@ here, on fhirpathpy's parse tree: `X.name` is the property `name` of each object
 (fhirpathpy returns the resource's own dicts for X), `X[n]` the n-th place of X, and any other
 step (`where()`, `first()`, `ofType()`…) the places of its input whose values fhirpathpy
 returns, found by identity.
+
+One module over 500 lines on purpose: the five operations are small, and all of them stand on
+the same place-finding over the parse tree; apart, each would reach into the other's
+internals.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from medicus.access.policy import (
     Viewpoint,
     audited,
 )
-from medicus.audit.service import AuditEvent, Outcome
+from medicus.audit.service import AuditRecord, Outcome
 from medicus.core.db import utc_now
 from medicus.core.errors import ApiError
 from medicus.iam.tokens import Principal
@@ -27,7 +27,7 @@ def audit_event(
     target: str,
     decision: Decision,
     detail: dict[str, str] | None = None,
-) -> AuditEvent:
+) -> AuditRecord:
     outcome = Outcome.SUCCESS if decision.allowed else Outcome.DENIED
     details = {"reason": decision.reason, **(detail or {})}
     return audited(caller, f"fhir.{interaction}", target, details, outcome)
@@ -47,7 +47,7 @@ class Guard:
         shared: bool = False,
         opened: bool = False,
         patient_id: str | None = None,
-    ) -> AuditEvent:
+    ) -> AuditRecord:
         """The audit event of an allowed decision; raises `AccessDenied` otherwise. The
         event concerns `patient_id`, the Patient record whose data the resource is."""
         decision = self._access.decide(

@@ -16,11 +16,11 @@ from medicus.access.policy import Interaction
 from medicus.audit.service import Outcome
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
-from medicus.fhir import repository
+from medicus.fhir import search_repository
 from medicus.fhir.definitions import patient_compartment, resource_types
 from medicus.fhir.resources import StoredVersion, check_id, check_resource, check_type
 from medicus.fhir.search.match import invalid
-from medicus.fhir.search.query import SearchRequest, is_result_parameter
+from medicus.fhir.search.request import SearchRequest, is_result_parameter
 from medicus.fhir.service import FhirService
 from medicus.fhir.writer import Validator
 from medicus.iam.tokens import Principal
@@ -95,7 +95,7 @@ class Operations:
         targets = self._targets(caller, types)
         viewpoint = self._fhir.viewpoint(caller)
         async with self._database.reading() as reading:
-            rows = await repository.compartment(
+            rows = await search_repository.compartment(
                 reading,
                 viewpoint,
                 patient_id,
@@ -104,7 +104,7 @@ class Operations:
                 count + 1,
                 offset,
             )
-            found = await repository.referenced(reading, rows[:count], viewpoint, targets)
+            found = await search_repository.referenced(reading, rows[:count], viewpoint, targets)
         referenced = [row for row in found if since is None or row.last_updated >= since]
         await self._fhir.record(
             event.about(patient_id, *(row.patient_id for row in rows[:count])),
@@ -130,7 +130,7 @@ class Operations:
                 readable=None if readable == resource_types() else readable,
             )
             async with self._database.reading() as reading:
-                rows = await repository.lastn(
+                rows = await search_repository.lastn(
                     reading, request, self._fhir.viewpoint(caller), newest, MAX_LASTN + 1
                 )
             if len(rows) > MAX_LASTN:

@@ -29,7 +29,7 @@ from medicus.fhir import answers
 from medicus.fhir.fhirpath_patch import FhirPathPatch
 from medicus.fhir.operations import Operations, unsupported
 from medicus.fhir.resources import StoredVersion, check_resource, is_version_number, parse_body
-from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.service import FhirService
 from medicus.fhir.subsetting import Subset
 from medicus.iam.tokens import Principal

@@ -19,7 +19,7 @@ from medicus.core.http import is_json_media_type
 from medicus.fhir.bundles import BundleService
 from medicus.fhir.resources import StoredVersion, parse_body
 from medicus.fhir.router import FhirRequest, FhirResponse, FhirRouter, Unparsed, check_format
-from medicus.iam.http import bearer_principal
+from medicus.iam.bearer import bearer_principal
 from medicus.iam.tokens import Principal, TokenService
 
 

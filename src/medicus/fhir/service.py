@@ -20,19 +20,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.policy import Decision, Interaction, Viewpoint
 from medicus.audit.events import NOT_KNOWN
-from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
-from medicus.fhir import repository
+from medicus.fhir import repository, search_repository
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import AccessDenied, Guard, audit_event
 from medicus.fhir.models import LARGEST_VERSION, FhirVersionRow, StoredResource
 from medicus.fhir.resources import StoredVersion, check_id, check_type
-from medicus.fhir.search import paging, query
+from medicus.fhir.search import paging, planning, sorting
 from medicus.fhir.search.extract import position
 from medicus.fhir.search.geo import distance
-from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.writer import ResourceWriter
 from medicus.iam.tokens import Principal
 
@@ -98,31 +98,33 @@ class FhirService:
         check_type(resource_type)
         check_id(fhir_id)
         interaction = Interaction.READ if version is None else Interaction.VREAD
-        found = (
+        row = (
             None  # no such version, and not a number the database would take
             if version is not None and version > LARGEST_VERSION
             else await self._database.fetch_one(
                 *repository.lookup(resource_type, fhir_id, version, self._guard.viewpoint(caller))
             )
         )
-        if found is None:
+        if row is None:
             await self._not_known(caller, interaction, resource_type, fhir_id)
+        found = repository.LookedUp.of(row)
         await self._audit.record(
             await self._allowed(
                 caller,
                 interaction,
                 resource_type,
                 fhir_id,
-                found[0],
-                bool(found[4]),
-                bool(found[5]),
-                patient=found[6],
+                found.owner,
+                found.shared,
+                found.opened,
+                patient=found.patient_id,
             )
         )
-        _, stored_version, last_updated, content, *_ = found
-        if content is None:
+        if found.content is None:
             raise ApiError(410, f"{resource_type}/{fhir_id} was deleted.", issue_type="deleted")
-        return StoredVersion(resource_type, fhir_id, stored_version, last_updated, content.encode())
+        return StoredVersion(
+            resource_type, fhir_id, found.version, found.last_updated, found.content.encode()
+        )
 
     async def search(
         self,
@@ -163,13 +165,13 @@ class FhirService:
             preceding = paging.cursor(
                 request, organisation, keys, found.previous_values, self._cursors, backward=True
             )
-        centre = query.near_point(request)
+        centre = sorting.near_point(request)
         distances = {} if centre is None else _distances(page, centre)
         return SearchResult(page, following, found.total, extra, distances, preceding)
 
     async def _page(
         self, caller: Principal, request: SearchRequest, count: int, offset: int, total: bool
-    ) -> tuple[SearchRequest, list[query.SortKey], repository.SearchPage]:
+    ) -> tuple[SearchRequest, list[sorting.SortKey], search_repository.SearchPage]:
         """The search as run (limited to the types the caller's scopes may read), its sort
         keys, and one page of it."""
         readable = self._guard.readable_types(caller, resource_types())
@@ -179,11 +181,11 @@ class FhirService:
             request.lenient,
             None if readable == resource_types() else readable,
         )
-        keys = query.sort_keys(request)
+        keys = sorting.sort_keys(request)
         position = paging.start(request, caller.organisation_id, keys, self._cursors)
-        per_execution = query.planned_per_execution(request)
+        per_execution = planning.planned_per_execution(request)
         async with self._database.reading(per_execution) as connection:
-            found = await repository.search_page(
+            found = await search_repository.search_page(
                 connection,
                 request,
                 self._guard.viewpoint(caller),
@@ -250,19 +252,19 @@ class FhirService:
 
     async def allowed(
         self, caller: Principal, interaction: Interaction, resource_type: str, fhir_id: str
-    ) -> AuditEvent:
+    ) -> AuditRecord:
         """Ask `access` about an interaction with an existing resource that has been read:
         a refusal is recorded and raised; the allowance is returned, for the caller to record
         with the Patient records the interaction showed."""
         return await self._allowed(caller, interaction, resource_type, fhir_id, None)
 
-    async def record(self, *events: AuditEvent) -> None:
+    async def record(self, *events: AuditRecord) -> None:
         await self._audit.record(*events)
 
     @staticmethod
     def included_events(
         caller: Principal, included: Sequence[StoredResource], via: str = "_include"
-    ) -> list[AuditEvent]:
+    ) -> list[AuditRecord]:
         """The audit events of the resources a search or operation added beyond its matches:
         a read of each of their types, naming the Patient records whose data they are (they
         were found by key, within what the caller may read)."""
@@ -301,7 +303,7 @@ class FhirService:
         shared: bool = False,
         opened: bool = False,
         patient: str | None = None,
-    ) -> AuditEvent:
+    ) -> AuditRecord:
         """Ask `access` about an interaction with a resource held by organisation `owner`
         (None: no such resource, or a search) whose patient's data is `shared` with the
         caller's organisation or `opened` by the caller's break-glass, or neither. A refusal

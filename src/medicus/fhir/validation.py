@@ -14,6 +14,9 @@ bindings.
 
 The tables are turned into linked `_Structure`/`_Element` objects once, on first use, so that a
 validation is a walk over dicts with precompiled regexes — tens of microseconds per resource.
+
+One module over 500 lines on purpose: the checks are steps of one recursive walk and share its
+state (the element, its path, the issues so far); apart, each would need all of it.
 """
 
 from __future__ import annotations

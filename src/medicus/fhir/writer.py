@@ -5,6 +5,9 @@ entry obeys exactly the rules of the same request on its own.
 Each write asks `access` (through `Guard`), validates the resource, stores the new version and
 its search index, and appends its audit event to the same transaction: work and audit entry
 commit together or not at all.
+
+One module over 500 lines on purpose: create, update, patch and delete, plain and conditional,
+are the same few steps in different orders; kept together, each step is written once.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from medicus.access.patients import PatientIndex
 from medicus.access.policy import Interaction
 from medicus.audit.events import NOT_KNOWN
-from medicus.audit.service import AuditEvent, AuditTrail
+from medicus.audit.service import AuditRecord, AuditTrail
 from medicus.core.db import hold_lock, utc_now
 from medicus.core.errors import ApiError, ErrorDetail
 from medicus.core.ids import new_id
@@ -40,7 +43,7 @@ from medicus.fhir.resources import (
 )
 from medicus.fhir.search import query
 from medicus.fhir.search.extract import IndexRows, extract
-from medicus.fhir.search.query import SearchRequest
+from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.search.template import Values
 from medicus.iam.tokens import Principal
 
@@ -142,7 +145,7 @@ class NotKnown(AccessDenied):
     not share it), or of none at all: the two are answered alike, so that the answer does not
     tell which. The audit event records which — the refusal `other-organisation` naming the
     record, or `not-known` — and the trail shows the refused organisation no more than the
-    answer did (`access.auditlog`)."""
+    answer did (`access.trail_reader`)."""
 
 
 def patient_of(resource_type: str, fhir_id: str, index: IndexRows) -> str | None:
@@ -174,7 +177,7 @@ _QUEUE = "medicus.fhir.queued_creations"
 class _Creation:
     row: dict[str, Any]
     index: IndexRows
-    event: AuditEvent
+    event: AuditRecord
 
 
 def _queue(session: AsyncSession) -> list[_Creation]:
@@ -398,7 +401,7 @@ class ResourceWriter:
         resource_type: str,
         fhir_id: str,
         row: FhirResourceRow | None,
-    ) -> AuditEvent:
+    ) -> AuditRecord:
         """Ask `access` whether the caller may change the stored resource `row` (None: there
         is none). Whether the caller may read it although another organisation holds it is
         asked only then: such a change is refused as read-only (403). A change of data the
@@ -508,7 +511,7 @@ class ResourceWriter:
     async def _new_version(
         self,
         session: AsyncSession,
-        event: AuditEvent,
+        event: AuditRecord,
         row: FhirResourceRow,
         resource: dict[str, Any] | None,
         method: str,

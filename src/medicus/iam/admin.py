@@ -8,7 +8,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.crypto import new_token, token_hash
 from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
@@ -75,7 +75,7 @@ class AdminService:
     ) -> NoReturn:
         """Audit a refused action and answer it with 403."""
         await self._audit.record(
-            AuditEvent(
+            AuditRecord(
                 action,
                 caller.actor,
                 outcome=Outcome.DENIED,
@@ -144,7 +144,7 @@ class AdminService:
             await repository.add(session, row)
             await self._audit.append(
                 session,
-                AuditEvent(
+                AuditRecord(
                     "iam.invitation.create",
                     caller.actor,
                     organisation=organisation_id,
@@ -176,7 +176,7 @@ class AdminService:
             await repository.delete_invitation(session, row.token_hash)
             await self._audit.append(
                 session,
-                AuditEvent(
+                AuditRecord(
                     "iam.invitation.withdraw",
                     row.invited_by,
                     organisation=row.organisation_id,
@@ -216,7 +216,7 @@ class AdminService:
                 await token_repository.revoke_user_refresh_tokens(session, user_id, organisation_id)
             await self._audit.append(
                 session,
-                AuditEvent(
+                AuditRecord(
                     "iam.member.update",
                     caller.actor,
                     organisation=organisation_id,
@@ -246,7 +246,7 @@ class AdminService:
                 await repository.replace_recovery_codes(session, user_id, [])
                 await self._audit.append(
                     session,
-                    AuditEvent(
+                    AuditRecord(
                         "iam.mfa.reset", caller.actor, organisation=organisation_id, target=target
                     ),
                 )

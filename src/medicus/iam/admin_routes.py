@@ -12,7 +12,7 @@ from pydantic import BaseModel, EmailStr, Field
 from medicus.core.errors import ApiError
 from medicus.core.http import json_router
 from medicus.iam.admin import AdminService
-from medicus.iam.http import bearer_principal
+from medicus.iam.bearer import bearer_principal
 from medicus.iam.pages import Pages
 from medicus.iam.passwords import PasswordRejected
 from medicus.iam.roles import MfaPolicy, OrganisationType, Role
@@ -39,8 +39,15 @@ class MemberChange(BaseModel):
 
 
 def build_router(admin: AdminService, tokens: TokenService, pages: Pages) -> APIRouter:
+    router = APIRouter()
+    router.include_router(_api(admin, Depends(bearer_principal(tokens))))
+    router.include_router(_invitation_pages(admin, pages))
+    return router
+
+
+def _api(admin: AdminService, caller: Any) -> APIRouter:
+    """The JSON API: organisations, invitations, members."""
     api = json_router(prefix="/api/admin", tags=["administration"])
-    caller = Depends(bearer_principal(tokens))
 
     @api.post("/organisations", status_code=201, summary="Create an organisation (platform)")
     async def create_organisation(
@@ -92,6 +99,11 @@ def build_router(admin: AdminService, tokens: TokenService, pages: Pages) -> API
     ) -> None:
         await admin.reset_second_factor(principal, organisation_id, user_id)
 
+    return api
+
+
+def _invitation_pages(admin: AdminService, pages: Pages) -> APIRouter:
+    """The page where an invited person sets a password and so accepts."""
     pages_router = APIRouter(include_in_schema=False)
 
     @pages_router.get("/invitation", response_class=HTMLResponse)
@@ -103,13 +115,7 @@ def build_router(admin: AdminService, tokens: TokenService, pages: Pages) -> API
         fields = await pages.form(request)
         token = fields.get("token", "")
         if not pages.csrf_ok(request, fields):
-            return pages.render(
-                request,
-                "invitation.html",
-                400,
-                token=token,
-                error="The form expired; please try again.",
-            )
+            return pages.expired(request, "invitation.html", token=token)
         try:
             email = await admin.accept_invitation(token, fields.get("password", ""))
         except (ApiError, PasswordRejected) as refusal:
@@ -118,7 +124,4 @@ def build_router(admin: AdminService, tokens: TokenService, pages: Pages) -> API
             return pages.render(request, "invitation.html", status, token=token, error=message)
         return pages.render(request, "login.html", next="/account", email=email)
 
-    router = APIRouter()
-    router.include_router(api)
-    router.include_router(pages_router)
-    return router
+    return pages_router

@@ -60,11 +60,31 @@ def _print(result: dict[str, Any], as_json: bool, key: str) -> None:
     typer.echo(orjson.dumps(result).decode() if as_json else str(result[key]))
 
 
+_AS_JSON = typer.Option(False, "--json", help="Print JSON instead of the bare id.")
+
+
 def build_cli(open_context: OpenAdminContext) -> typer.Typer:
     cli = typer.Typer(
         help="Administer organisations, users and OAuth clients.", no_args_is_help=True
     )
-    as_json_option = typer.Option(False, "--json", help="Print JSON instead of the bare id.")
+    _add_member_commands(cli, open_context)
+    _add_login_commands(cli, open_context)
+
+    @cli.command("rotate-keys")
+    def rotate_keys(as_json: bool = _AS_JSON) -> None:
+        """Retire the token-signing key and create a new one; prints the new key id.
+        Tokens signed by the old key stay valid until they expire."""
+
+        async def work(context: AdminContext) -> str:
+            return await context.keys.rotate()
+
+        _print({"kid": _run(open_context, work)}, as_json, "kid")
+
+    return cli
+
+
+def _add_member_commands(cli: typer.Typer, open_context: OpenAdminContext) -> None:
+    """Organisations, and the people who work for them."""
 
     @cli.command("create-org")
     def create_org(
@@ -73,7 +93,7 @@ def build_cli(open_context: OpenAdminContext) -> typer.Typer:
         iknr: str | None = typer.Option(None, help="IK number (9 digits)."),
         telematik_id: str | None = typer.Option(None, help="Telematik-ID."),
         mfa_policy: MfaPolicy = typer.Option(MfaPolicy.CLINICAL, help="Who must use 2FA."),
-        as_json: bool = as_json_option,
+        as_json: bool = _AS_JSON,
     ) -> None:
         """Create an organisation (tenant); prints its id."""
 
@@ -92,7 +112,7 @@ def build_cli(open_context: OpenAdminContext) -> typer.Typer:
         role: Role = typer.Option(..., help="Role at that organisation."),
         name: str | None = typer.Option(None, help="Display name (default: the e-mail)."),
         password_stdin: bool = typer.Option(False, help="Read a password from standard input."),
-        as_json: bool = as_json_option,
+        as_json: bool = _AS_JSON,
     ) -> None:
         """Create a user (or add a membership to an existing one); prints the user's id."""
         password = sys.stdin.readline().rstrip("\n") if password_stdin else None
@@ -110,6 +130,11 @@ def build_cli(open_context: OpenAdminContext) -> typer.Typer:
 
         _print(_run(open_context, work), as_json, "id")
 
+
+def _add_login_commands(cli: typer.Typer, open_context: OpenAdminContext) -> None:
+    """How software and people log in: OAuth clients, a hospital's own identity
+    provider."""
+
     @cli.command("create-client")
     def create_client(
         name: str,
@@ -121,7 +146,7 @@ def build_cli(open_context: OpenAdminContext) -> typer.Typer:
         redirect_uri: list[str] = typer.Option(
             [], help="Redirect URI of a public app (repeatable)."
         ),
-        as_json: bool = as_json_option,
+        as_json: bool = _AS_JSON,
     ) -> None:
         """Register an OAuth client: a backend service with --jwks-file, or a public app
         (authorization code with PKCE) with --redirect-uri; prints its client_id."""
@@ -147,7 +172,7 @@ def build_cli(open_context: OpenAdminContext) -> typer.Typer:
         trust_upstream_mfa: bool = typer.Option(
             False, help="Accept the hospital's second factor instead of medicus's."
         ),
-        as_json: bool = as_json_option,
+        as_json: bool = _AS_JSON,
     ) -> None:
         """Let the organisation's people log in through its own OpenID Connect provider.
         Register `<public URL>/login/upstream/callback` as redirect URI there."""
@@ -164,18 +189,6 @@ def build_cli(open_context: OpenAdminContext) -> typer.Typer:
         _print(
             {"organisation": _run(open_context, work), "issuer": issuer}, as_json, "organisation"
         )
-
-    @cli.command("rotate-keys")
-    def rotate_keys(as_json: bool = as_json_option) -> None:
-        """Retire the token-signing key and create a new one; prints the new key id.
-        Tokens signed by the old key stay valid until they expire."""
-
-        async def work(context: AdminContext) -> str:
-            return await context.keys.rotate()
-
-        _print({"kid": _run(open_context, work)}, as_json, "kid")
-
-    return cli
 
 
 def _read_jwks(path: Path) -> dict[str, object]:

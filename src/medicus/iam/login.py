@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.crypto import SecretBox, new_token, token_hash
 from medicus.core.db import Database, utc_now
 from medicus.iam import repository, token_repository
@@ -266,7 +266,7 @@ class LoginService:
                 session, user.id, [hash_recovery_code(c) for c in codes]
             )
             await self._audit.append(
-                session, AuditEvent("iam.mfa.enrol", f"user:{user.id}", target=f"user:{user.id}")
+                session, AuditRecord("iam.mfa.enrol", f"user:{user.id}", target=f"user:{user.id}")
             )
             await self._complete(session, row.id_hash, user, utc_now(), client_address)
         return codes
@@ -322,7 +322,7 @@ class LoginService:
             await token_repository.revoke_user_refresh_tokens(session, user_id)
             await self._revocations.void_user_tokens(session, user_id)
             await self._audit.append(
-                session, AuditEvent("iam.logout.everywhere", actor, target=f"user:{user_id}")
+                session, AuditRecord("iam.logout.everywhere", actor, target=f"user:{user_id}")
             )
 
     async def _pending(
@@ -387,7 +387,7 @@ class LoginService:
         actor = f"user:{user_id}" if user_id else "anonymous"
         await self._audit.append(
             session,
-            AuditEvent(
+            AuditRecord(
                 "iam.login",
                 actor,
                 outcome=outcome,

@@ -12,6 +12,10 @@ Hand-written on top of joserfc: authlib's server classes are synchronous and fra
 - Client credentials for backend services authenticated with `private_key_jwt` (SMART Backend
   Services): ES384/RS384/ES256 assertions, signed by a key of the client's registered JWKS, for
   this token endpoint, short-lived and never replayed.
+
+One module over 500 lines on purpose: the grants share client authentication, the code and
+token families and their revocation; apart, one security model would be spread over files
+that must change together.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.crypto import constant_time_equal, new_token, token_hash
 from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
@@ -493,7 +497,7 @@ class OAuthService:
                 await self._revoke_grant(session, row.family_id)
                 await self._audit.append(
                     session,
-                    AuditEvent(
+                    AuditRecord(
                         "iam.token.revoke",
                         f"client:{client.client_id}",
                         organisation=row.organisation_id,
@@ -532,7 +536,7 @@ class OAuthService:
     async def _audit_issued(self, session: AsyncSession, grant: TokenGrant, how: str) -> None:
         await self._audit.append(
             session,
-            AuditEvent(
+            AuditRecord(
                 "iam.token.issue",
                 f"{grant.kind}:{grant.subject}",
                 organisation=grant.organisation_id,
@@ -546,7 +550,7 @@ class OAuthService:
     ) -> None:
         await self._audit.append(
             session,
-            AuditEvent(
+            AuditRecord(
                 "iam.token.issue",
                 f"user:{user_id}",
                 outcome=Outcome.DENIED,

@@ -71,6 +71,12 @@ class Pages:
     async def form(request: Request) -> dict[str, str]:
         return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
 
+    def expired(self, request: Request, name: str, **context: Any) -> Response:
+        """The form `name` again, refused: its CSRF token did not match (the form expired)."""
+        return self.render(
+            request, name, 400, **context, error="The form expired; please try again."
+        )
+
     @staticmethod
     def csrf_ok(request: Request, form: dict[str, str]) -> bool:
         cookie = request.cookies.get(CSRF_COOKIE, "")

@@ -1,5 +1,5 @@
 """HTTP of identity: OpenID Connect discovery, JWKS, the authorization and token endpoints,
-introspection, revocation, userinfo, and the login pages people see.
+introspection, revocation, userinfo, and (from login_routes.py) the login pages people see.
 
 OAuth endpoints answer errors in RFC 6749's format (`{"error": ..., "error_description": ...}`),
 as OAuth clients expect; the login pages are server-rendered HTML with CSRF protection.
@@ -11,25 +11,19 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from medicus.iam.bearer import bearer_principal
 from medicus.iam.discovery import Endpoints
-from medicus.iam.http import bearer_principal
 from medicus.iam.keys import SigningKeys
-from medicus.iam.login import LoginFailed, LoginService, Stage
+from medicus.iam.login import LoginService, Stage
+from medicus.iam.login_routes import build_login_router, next_step
 from medicus.iam.oauth import AuthorizeError, OAuthError, OAuthService
-from medicus.iam.pages import SESSION_COOKIE, STYLESHEET_PATH, Pages
+from medicus.iam.pages import SESSION_COOKIE, Pages
 from medicus.iam.tokens import Principal, TokenService
-from medicus.iam.upstream import UpstreamLoginFailed, UpstreamLogins
+from medicus.iam.upstream import UpstreamLogins
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def _safe_next(value: str | None) -> str:
-    """Only local paths, so that the login cannot be used as an open redirect."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/account"
-    return value
 
 
 def _with_query(url: str, parameters: dict[str, str | None]) -> str:
@@ -52,17 +46,6 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
-def _next_step(stage: Stage, needs_organisation: bool, next_url: str) -> str:
-    query = urlencode({"next": next_url})
-    if stage is Stage.SECOND_FACTOR:
-        return f"/login/second-factor?{query}"
-    if stage is Stage.ENROL_SECOND_FACTOR:
-        return f"/login/enrol?{query}"
-    if needs_organisation:
-        return f"/login/organisation?{query}"
-    return next_url
-
-
 def build_router(
     endpoints: Endpoints,
     pages: Pages,
@@ -74,6 +57,17 @@ def build_router(
 ) -> APIRouter:
     router = APIRouter(tags=["identity"])
     authenticated = Depends(bearer_principal(tokens))
+    router.include_router(_discovery(endpoints, keys))
+    router.include_router(_authorization(endpoints, pages, logins, oauth))
+    router.include_router(build_login_router(pages, logins, upstream))
+    router.include_router(_tokens(oauth, authenticated))
+    return router
+
+
+def _discovery(endpoints: Endpoints, keys: SigningKeys) -> APIRouter:
+    """What a client reads before it starts: OpenID Connect and SMART discovery, the public
+    keys."""
+    router = APIRouter(tags=["identity"])
 
     @router.get("/.well-known/openid-configuration", summary="OpenID Connect discovery")
     async def openid_configuration() -> dict[str, Any]:
@@ -87,6 +81,16 @@ def build_router(
     @router.get("/oauth/jwks", summary="Public keys that verify medicus tokens")
     async def jwks() -> dict[str, object]:
         return (await keys.ring()).public_jwks
+
+    return router
+
+
+def _authorization(
+    endpoints: Endpoints, pages: Pages, logins: LoginService, oauth: OAuthService
+) -> APIRouter:
+    """The authorization endpoint: a person logs in (login_routes.py), the client gets a
+    code."""
+    router = APIRouter(tags=["identity"])
 
     def authorize_error(request: Request, error: AuthorizeError) -> Response:
         if error.redirect_uri is None:
@@ -115,7 +119,7 @@ def build_router(
         if login is None or login.stage is not Stage.COMPLETE:
             return pages.redirect(f"/login?{urlencode({'next': here})}")
         if login.needs_organisation:
-            return pages.redirect(_next_step(login.stage, True, here))
+            return pages.redirect(next_step(login.stage, True, here))
         try:
             code = await oauth.issue_code(validated, login)
         except AuthorizeError as error:
@@ -128,185 +132,12 @@ def build_router(
             status_code=302,
         )
 
-    @router.get("/login", response_class=HTMLResponse, summary="Login page")
-    async def login_page(request: Request, next: str | None = None) -> Response:
-        return pages.render(
-            request,
-            "login.html",
-            next=_safe_next(next),
-            email="",
-            providers=await upstream.providers(),
-        )
+    return router
 
-    @router.get(STYLESHEET_PATH, include_in_schema=False)
-    async def stylesheet() -> Response:
-        return pages.stylesheet()
 
-    @router.get("/login/upstream/callback", include_in_schema=False)
-    async def upstream_callback(
-        request: Request, state: str = "", code: str = "", error: str | None = None
-    ) -> Response:
-        if error is not None:
-            message = "The hospital's login was cancelled or refused."
-            return pages.render(request, "error.html", 400, message=message)
-        client = request.client.host if request.client else None
-        try:
-            token, next_url = await upstream.finish(state, code, client)
-        except UpstreamLoginFailed as failure:
-            return pages.render(request, "error.html", 403, message=str(failure))
-        login = await logins.current(token)
-        assert login is not None
-        step = _next_step(login.stage, login.needs_organisation, _safe_next(next_url))
-        return pages.redirect(step, token)
-
-    @router.get("/login/upstream/{organisation_id}", include_in_schema=False)
-    async def upstream_begin(
-        request: Request, organisation_id: str, next: str | None = None
-    ) -> Response:
-        try:
-            url = await upstream.begin(organisation_id, _safe_next(next))
-        except UpstreamLoginFailed as failure:
-            return pages.render(request, "error.html", 404, message=str(failure))
-        return pages.redirect(url)
-
-    @router.post("/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login_submit(request: Request) -> Response:
-        fields = await pages.form(request)
-        next_url = _safe_next(fields.get("next"))
-        if not pages.csrf_ok(request, fields):
-            return pages.render(
-                request,
-                "login.html",
-                400,
-                next=next_url,
-                email="",
-                error="The form expired; please try again.",
-            )
-        client = request.client.host if request.client else None
-        try:
-            token = await logins.start(fields.get("email", ""), fields.get("password", ""), client)
-        except LoginFailed as failure:
-            return pages.render(
-                request,
-                "login.html",
-                401,
-                next=next_url,
-                email=fields.get("email", ""),
-                error=str(failure),
-            )
-        login = await logins.current(token)
-        assert login is not None
-        return pages.redirect(_next_step(login.stage, login.needs_organisation, next_url), token)
-
-    @router.get("/login/second-factor", response_class=HTMLResponse, include_in_schema=False)
-    async def second_factor_page(request: Request, next: str | None = None) -> Response:
-        return pages.render(request, "second_factor.html", next=_safe_next(next))
-
-    @router.post("/login/second-factor", response_class=HTMLResponse, include_in_schema=False)
-    async def second_factor_submit(request: Request) -> Response:
-        fields = await pages.form(request)
-        next_url = _safe_next(fields.get("next"))
-        token = request.cookies.get(SESSION_COOKIE, "")
-        if not pages.csrf_ok(request, fields):
-            return pages.render(
-                request,
-                "second_factor.html",
-                400,
-                next=next_url,
-                error="The form expired; please try again.",
-            )
-        client = request.client.host if request.client else None
-        try:
-            await logins.second_factor(token, fields.get("code", ""), client)
-        except LoginFailed as failure:
-            return pages.render(
-                request, "second_factor.html", 401, next=next_url, error=str(failure)
-            )
-        login = await logins.current(token)
-        assert login is not None
-        return pages.redirect(_next_step(login.stage, login.needs_organisation, next_url))
-
-    @router.get("/login/enrol", response_class=HTMLResponse, include_in_schema=False)
-    async def enrol_page(request: Request, next: str | None = None) -> Response:
-        try:
-            secret, uri = await logins.begin_enrolment(request.cookies.get(SESSION_COOKIE, ""))
-        except LoginFailed as failure:
-            return pages.render(request, "error.html", 400, message=str(failure))
-        return pages.render(request, "enrol.html", next=_safe_next(next), secret=secret, uri=uri)
-
-    @router.post("/login/enrol", response_class=HTMLResponse, include_in_schema=False)
-    async def enrol_submit(request: Request) -> Response:
-        fields = await pages.form(request)
-        next_url = _safe_next(fields.get("next"))
-        token = request.cookies.get(SESSION_COOKIE, "")
-        client = request.client.host if request.client else None
-        if not pages.csrf_ok(request, fields):
-            return pages.render(request, "error.html", 400, message="The form expired.")
-        try:
-            codes = await logins.confirm_enrolment(token, fields.get("code", ""), client)
-        except LoginFailed as failure:
-            return pages.render(request, "error.html", 401, message=str(failure))
-        login = await logins.current(token)
-        assert login is not None
-        continue_to = _next_step(login.stage, login.needs_organisation, next_url)
-        return pages.render(request, "recovery_codes.html", codes=codes, next=continue_to)
-
-    @router.get("/login/organisation", response_class=HTMLResponse, include_in_schema=False)
-    async def organisation_page(request: Request, next: str | None = None) -> Response:
-        login = await logins.current(request.cookies.get(SESSION_COOKIE))
-        if login is None or login.stage is not Stage.COMPLETE:
-            return pages.redirect(f"/login?{urlencode({'next': _safe_next(next)})}")
-        return pages.render(
-            request, "organisation.html", next=_safe_next(next), memberships=login.memberships
-        )
-
-    @router.post("/login/organisation", response_class=HTMLResponse, include_in_schema=False)
-    async def organisation_submit(request: Request) -> Response:
-        fields = await pages.form(request)
-        next_url = _safe_next(fields.get("next"))
-        if not pages.csrf_ok(request, fields):
-            return pages.render(request, "error.html", 400, message="The form expired.")
-        try:
-            await logins.choose_organisation(
-                request.cookies.get(SESSION_COOKIE, ""), fields.get("organisation", "")
-            )
-        except LoginFailed as failure:
-            return pages.render(request, "error.html", 403, message=str(failure))
-        return pages.redirect(next_url)
-
-    @router.get("/account", response_class=HTMLResponse, include_in_schema=False)
-    async def account(request: Request) -> Response:
-        login = await logins.current(request.cookies.get(SESSION_COOKIE))
-        if login is None or login.stage is not Stage.COMPLETE:
-            return pages.redirect("/login")
-        names = [
-            m.organisation_name
-            for m in login.memberships
-            if m.organisation_id == login.organisation_id
-        ]
-        return pages.render(
-            request, "account.html", login=login, organisation=names[0] if names else None
-        )
-
-    @router.post("/logout", include_in_schema=False)
-    async def logout(request: Request) -> Response:
-        fields = await pages.form(request)
-        token = request.cookies.get(SESSION_COOKIE)
-        if token and pages.csrf_ok(request, fields):
-            await logins.logout(token)
-        response = pages.redirect("/login")
-        response.delete_cookie(SESSION_COOKIE)
-        return response
-
-    @router.post("/logout/everywhere", include_in_schema=False)
-    async def logout_everywhere(request: Request) -> Response:
-        fields = await pages.form(request)
-        login = await logins.current(request.cookies.get(SESSION_COOKIE))
-        if login is not None and pages.csrf_ok(request, fields):
-            await logins.logout_everywhere(login.user_id, f"user:{login.user_id}")
-        response = pages.redirect("/login")
-        response.delete_cookie(SESSION_COOKIE)
-        return response
+def _tokens(oauth: OAuthService, authenticated: Any) -> APIRouter:
+    """The token endpoint, introspection, revocation, and who a token says its bearer is."""
+    router = APIRouter(tags=["identity"])
 
     @router.post("/oauth/token", summary="Token endpoint")
     async def token(request: Request) -> Response:

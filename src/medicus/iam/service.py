@@ -12,7 +12,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.audit.service import AuditEvent, AuditTrail
+from medicus.audit.service import AuditRecord, AuditTrail
 from medicus.core.db import utc_now
 from medicus.core.ids import new_id
 from medicus.iam import repository, token_repository
@@ -101,7 +101,7 @@ class IdentityService:
         )
         await repository.add(session, row)
         await self._audit.append(
-            session, AuditEvent("iam.user.create", actor, target=f"Practitioner/{row.id}")
+            session, AuditRecord("iam.user.create", actor, target=f"Practitioner/{row.id}")
         )
         return Provisioned(row.id, created=True)
 
@@ -116,7 +116,7 @@ class IdentityService:
         )
         await self._audit.append(
             session,
-            AuditEvent(
+            AuditRecord(
                 "iam.membership.create",
                 actor,
                 organisation=organisation_id,
@@ -136,7 +136,7 @@ class IdentityService:
         check_password_policy(password, (user.email, user.display_name))
         await repository.update_user(session, user_id, password_hash=self._hasher.hash(password))
         await self._audit.append(
-            session, AuditEvent("iam.password.set", actor, target=f"Practitioner/{user_id}")
+            session, AuditRecord("iam.password.set", actor, target=f"Practitioner/{user_id}")
         )
 
     def password_matches(self, password_hash: str, password: str) -> bool:
@@ -199,7 +199,7 @@ class IdentityService:
             await directory.organisation_saved(session, row)
         await self._audit.append(
             session,
-            AuditEvent(
+            AuditRecord(
                 "iam.organisation.create",
                 actor,
                 organisation=row.id,
@@ -246,7 +246,7 @@ class IdentityService:
         )
         await self._audit.append(
             session,
-            AuditEvent(
+            AuditRecord(
                 "iam.client.create",
                 actor,
                 organisation=organisation_id,

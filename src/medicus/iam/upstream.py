@@ -24,7 +24,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.audit.service import AuditEvent, AuditTrail, Outcome
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.crypto import SecretBox, new_token, token_hash
 from medicus.core.db import Database, utc_now
 from medicus.iam import repository
@@ -109,7 +109,7 @@ class UpstreamLogins:
             await repository.save_upstream_idp(session, row)
             await self._audit.append(
                 session,
-                AuditEvent(
+                AuditRecord(
                     "iam.upstream.configure",
                     actor,
                     organisation=organisation_id,
@@ -222,7 +222,7 @@ class UpstreamLogins:
         ):
             await self._audit.append(
                 session,
-                AuditEvent(
+                AuditRecord(
                     "iam.upstream.link",
                     "anonymous",
                     outcome=Outcome.DENIED,
@@ -245,7 +245,7 @@ class UpstreamLogins:
         )
         await self._audit.append(
             session,
-            AuditEvent(
+            AuditRecord(
                 "iam.upstream.link",
                 f"user:{user.id}",
                 organisation=provider.organisation_id,

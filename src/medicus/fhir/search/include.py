@@ -17,8 +17,9 @@ from medicus.fhir.definitions import resource_types
 from medicus.fhir.models import RESOURCES
 from medicus.fhir.search.match import TABLES, invalid
 from medicus.fhir.search.parameters import parameters_of
-from medicus.fhir.search.query import SearchRequest, Viewer, constants, viewer, visible
-from medicus.fhir.search.template import FALSE, Slot, Sql, Values
+from medicus.fhir.search.request import SearchRequest
+from medicus.fhir.search.template import FALSE, Slot, Sql, Values, constants
+from medicus.fhir.search.visibility import Viewer, viewer, visible
 
 MAX_INCLUDED = 1000
 MAX_ITERATIONS = 4

@@ -1,6 +1,6 @@
 """What one search value means for one index row: the conditions on an index table for each
 parameter type, with FHIR's prefixes, precision and modifiers, as SQL templates whose values
-are slots (template.py). query.py wraps them in subqueries; composites combine several of
+are slots (template.py). conditions.py wraps them in subqueries; composites combine several of
 them on rows of the same element.
 
 Values are cut to their columns' length as they are when indexed, so that a long value still

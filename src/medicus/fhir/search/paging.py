@@ -27,7 +27,8 @@ from sqlalchemy import or_
 from medicus.core.crypto import DecryptionError, SecretBox
 from medicus.core.errors import ApiError
 from medicus.fhir.search.match import invalid
-from medicus.fhir.search.query import SearchRequest, SortKey, is_result_parameter
+from medicus.fhir.search.request import SearchRequest, is_result_parameter
+from medicus.fhir.search.sorting import SortKey
 from medicus.fhir.search.template import FALSE, Slot, Sql, Values, all_of, any_of
 
 # A sort value has at most 512 characters, at most 6 bytes each in JSON, 4/3 of that in base64:

@@ -16,11 +16,11 @@ made: a render function has no closure).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, and_, bindparam, false, not_, or_, true
+from sqlalchemy import BindParameter, and_, bindparam, false, literal, not_, or_, true
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +141,9 @@ def negated(piece: Sql) -> Sql:
 
 TRUE = Sql(_constant, (True,))
 FALSE = Sql(_constant, (False,))
+
+
+def constants(items: Sequence[str]) -> list[BindParameter[str]]:
+    """Strings of a search's shape (types, parameter names) as separate bind parameters, so
+    that an IN over them compiles to plain SQL (a list of values would be expanded per run)."""
+    return [literal(item) for item in items]

@@ -37,7 +37,7 @@ from medicus.access.oversight import Oversight
 from medicus.access.policy import audited
 from medicus.audit.events import CLIENT_DETAIL, NOT_KNOWN
 from medicus.audit.search import AuditQuery
-from medicus.audit.service import AuditEvent, AuditTrail, Outcome, patients_of
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome, patients_of
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
 from medicus.iam.roles import Role
@@ -104,7 +104,10 @@ _WHY = {
 }
 
 
-class AuditLog:
+class AuditTrailReader:
+    """Reads the audit trail (`audit.AuditTrail`) for a caller: what of it the caller may see,
+    as the caller may see it, each reading audited."""
+
     def __init__(
         self,
         database: Database,
@@ -161,7 +164,7 @@ class AuditLog:
             names = await self._identity.names(session, users, organisations, clients)
         return [_in_words(e, d, names) for e, d in zip(entries, details, strict=True)], following
 
-    async def _scoped(self, caller: Principal, query: AuditQuery, event: AuditEvent) -> AuditQuery:
+    async def _scoped(self, caller: Principal, query: AuditQuery, event: AuditRecord) -> AuditQuery:
         """`query` narrowed to what the caller may read; a refusal is audited and raised."""
         if not await self._reads_trail(caller):
             await self._refuse(event, _NOT_A_READER)
@@ -198,7 +201,7 @@ class AuditLog:
     async def _reads_trail(self, caller: Principal) -> bool:
         return _platform_admin(caller) or await self._oversight.oversees(caller)
 
-    async def _refuse(self, event: AuditEvent, message: str) -> None:
+    async def _refuse(self, event: AuditRecord, message: str) -> None:
         await self._audit.record(replace(event, outcome=Outcome.DENIED))
         raise ApiError(403, message)
 

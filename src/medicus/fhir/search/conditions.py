@@ -1,0 +1,223 @@
+"""The condition of one search parameter on the searched resources: an IN over the matching
+rows of its index table (comma-separated values OR), `:missing`, `:not` and the other
+modifiers, composites, and the columns `_id` and `_lastUpdated`. Chains, `_has` and `_list`
+build on these (chains.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, select
+
+from medicus.fhir.definitions import resource_types
+from medicus.fhir.search.match import (
+    TABLES,
+    invalid,
+    matches,
+    parse_date,
+    point_condition,
+    split_escaped,
+)
+from medicus.fhir.search.parameters import SearchParameter, parameters_of
+from medicus.fhir.search.request import MAX_ALTERNATIVES
+from medicus.fhir.search.template import (
+    FALSE,
+    TRUE,
+    Sql,
+    Values,
+    any_of,
+    constants,
+    negated,
+    one_of,
+)
+
+
+def _index_row(
+    row: Any,
+    resource_type: str,
+    kind: str,
+    names: tuple[str, ...],
+    where: Sql | None,
+    negate: bool,
+    probe: bool,
+) -> ColumnElement[bool]:
+    """Whether the row has (`negate`: has no) index row named one of `names` matching `where`
+    (several: a union parameter's members, see `SearchParameter.members`). Positive:
+    an IN over the uncorrelated index rows, which both databases start from (SQLite would run
+    a correlated EXISTS once per row of the type) — unless `probe`: another, more selective
+    condition drives the search, and this one is checked per candidate row by a correlated
+    EXISTS instead of being read in full (`code=718-7` matches a third of all Observations).
+    Negative: a correlated NOT EXISTS, which PostgreSQL runs as an anti-join after the other
+    conditions rather than reading every excluded row first.
+
+    The index table is not aliased: each subquery is a scope of its own with the table once."""
+    table = TABLES[kind].c
+    named = table.param == names[0] if len(names) == 1 else table.param.in_(constants(names))
+    conditions = [table.resource_type == resource_type, named]
+    if where is not None:
+        conditions.append(where.build(table))
+    if negate:
+        return ~exists().where(table.rid == row.rid, *conditions)
+    if probe:
+        # Compared as an expression, the type cannot lead an index: without statistics
+        # SQLite would otherwise take the lookup index (more equalities) and scan every row
+        # of the value per candidate; the `rid` index finds the candidate's few rows directly.
+        unindexed = [table.resource_type.concat("") == resource_type, *conditions[1:]]
+        return exists().where(table.rid == row.rid, *unindexed)
+    return row.rid.in_(select(table.rid).where(*conditions))  # type: ignore[no-any-return]
+
+
+def _has_index_row(
+    resource_type: str,
+    kind: str,
+    names: Sequence[str],
+    where: Sql | None = None,
+    negate: bool = False,
+    probe: bool = False,
+) -> Sql:
+    return Sql(_index_row, (resource_type, kind, tuple(names), where, negate, probe))
+
+
+def alternatives(value: str, name: str) -> list[str]:
+    """The comma-separated values of a parameter (any of them matches), at most
+    MAX_ALTERNATIVES: databases refuse deeper conditions (SQLite: an expression depth of
+    1,000, which 500 prefix matches in a chain exceed) or more parameters (PostgreSQL:
+    32,767) than a much longer list would need."""
+    texts = split_escaped(value, ",")
+    if not all(texts):
+        raise invalid(f"{name} needs a value.", name)
+    if len(texts) > MAX_ALTERNATIVES:
+        raise invalid(f"{name} has more than {MAX_ALTERNATIVES} values; search in parts.", name)
+    return texts
+
+
+def _modified(parameter: SearchParameter, name: str, modifier: str | None) -> tuple[str, str, bool]:
+    """The index (type, parameter row name) a modifier searches, and whether it negates."""
+    kind, code = parameter.type, parameter.code
+    if modifier is None:
+        return kind, code, False
+    if kind == "token" and modifier in ("not", "text", "of-type"):
+        return {
+            "not": ("token", code, True),
+            "text": ("string", f"{code}:text", False),
+            "of-type": ("token", f"{code}:of-type", False),
+        }[modifier]
+    if kind == "reference" and modifier == "identifier":
+        return "token", f"{code}:identifier", False
+    if (
+        (kind == "string" and modifier in ("exact", "contains"))
+        or (kind == "uri" and modifier in ("above", "below", "contains"))
+        or (kind == "reference" and modifier in target_types(parameter))
+    ):
+        return kind, code, False
+    if kind == "token" and modifier in ("above", "below", "in", "not-in"):
+        raise invalid(
+            f"{name}: :{modifier} needs a terminology server, which medicus has not.", name
+        )
+    raise invalid(f"The modifier :{modifier} is not supported on {code} ({kind}).", name)
+
+
+def target_types(parameter: SearchParameter) -> Sequence[str]:
+    return parameter.targets or sorted(resource_types())
+
+
+def _missing(resource_type: str, parameter: SearchParameter, name: str, value: str) -> Sql:
+    if value not in ("true", "false"):
+        raise invalid(f"{name} must be true or false.", name)
+    if parameter.code in ("_id", "_lastUpdated"):
+        return FALSE if value == "true" else TRUE
+    kind, param = parameter.type, parameter.code
+    if kind == "composite":
+        kind, param = parameter.components[0].type, f"{param}$0"
+    names = parameter.index_names(param)
+    return _has_index_row(resource_type, kind, names, negate=value == "true")
+
+
+def _same_element(
+    row: Any, resource_type: str, code: str, kinds: tuple[str, ...], parts: tuple[Sql, ...]
+) -> ColumnElement[bool]:
+    """A composite's components on rows of the same element (`grp`) of one resource."""
+    tables = [TABLES[kind].alias().c for kind in kinds]
+    conditions: list[ColumnElement[bool]] = []
+    for number, (table, part) in enumerate(zip(tables, parts, strict=True)):
+        conditions += [
+            table.resource_type == resource_type,
+            table.param == f"{code}${number}",
+            part.build(table),
+        ]
+        if number:
+            conditions += [table.rid == tables[0].rid, table.grp == tables[0].grp]
+    return row.rid.in_(select(tables[0].rid).where(*conditions))  # type: ignore[no-any-return]
+
+
+def _composite(
+    values: Values, resource_type: str, parameter: SearchParameter, name: str, value: str
+) -> Sql:
+    """All components on rows of the same element (`grp`), e.g. `code$gt10`."""
+    parts = split_escaped(value, "$")
+    if len(parts) != len(parameter.components):
+        raise invalid(f"{name} needs {len(parameter.components)} values joined by $.", name)
+    kinds = tuple(component.type for component in parameter.components)
+    matched = tuple(
+        matches(values, kind, part, name, None) for kind, part in zip(kinds, parts, strict=True)
+    )
+    return Sql(_same_element, (resource_type, parameter.code, kinds, matched))
+
+
+def _members(resource_type: str, parameter: SearchParameter) -> list[SearchParameter]:
+    """The parameters whose rows answer `parameter`: its members, or itself."""
+    every = parameters_of(resource_type)
+    return [every[member] for member in parameter.members] or [parameter]
+
+
+def _resource_column(
+    values: Values, parameter: SearchParameter, name: str, texts: list[str], modifier: str | None
+) -> Sql:
+    """`_id` and `_lastUpdated` are columns of the resource row, not index rows."""
+    if parameter.code == "_id":
+        if modifier not in (None, "not"):
+            raise invalid(f"The modifier :{modifier} is not supported on _id.", name)
+        found = one_of("fhir_id", values.many(texts))
+        return negated(found) if modifier == "not" else found
+    if modifier is not None:
+        raise invalid(f"The modifier :{modifier} is not supported on _lastUpdated.", name)
+    return any_of(
+        *[point_condition(values, "last_updated", *parse_date(text, name)) for text in texts]
+    )
+
+
+def parameter_condition(
+    values: Values,
+    resource_type: str,
+    parameter: SearchParameter,
+    name: str,
+    modifier: str | None,
+    value: str,
+    probe: bool = False,
+) -> Sql:
+    if modifier == "missing":
+        return _missing(resource_type, parameter, name, value)
+    texts = alternatives(value, name)
+    if parameter.code in ("_id", "_lastUpdated"):
+        return _resource_column(values, parameter, name, texts, modifier)
+    if parameter.type == "composite":
+        if modifier is not None:
+            raise invalid(f"The modifier :{modifier} is not supported on {parameter.code}.", name)
+        return any_of(
+            *[
+                _composite(values, resource_type, part, name, text)
+                for part in _members(resource_type, parameter)
+                for text in texts
+            ]
+        )
+    kind, param, negate = _modified(parameter, name, modifier)
+    match_modifier = None if negate or kind != parameter.type else modifier
+    if (
+        parameter.type == "token"
+        and modifier == "of-type"
+        and any(len(split_escaped(text, "|")) != 3 for text in texts)
+    ):
+        raise invalid(f"{name} must be system|code|value (the identifier's type and value).", name)
+    where = any_of(*[matches(values, kind, text, name, match_modifier) for text in texts])
+    return _has_index_row(resource_type, kind, parameter.index_names(param), where, negate, probe)
