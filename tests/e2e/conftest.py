@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import POSTGRES_ADMIN_URL, DatabaseFactory
 
 
 def medicus_environment(data_dir: Path, database_url: str | None, **extra: str) -> dict[str, str]:
@@ -60,10 +61,13 @@ class RunningServer:
 
 
 @pytest.fixture
-def server_database_url(fresh_database_url: str) -> str | None:
-    """PostgreSQL runs get a fresh database; SQLite runs use the embedded default, so that the
-    server has to create and migrate it itself."""
-    return fresh_database_url if POSTGRES_ADMIN_URL else None
+async def server_database_url(database_factory: DatabaseFactory) -> str | None:
+    """PostgreSQL runs get a fresh database that every migration ran on (not a copy of the
+    session's template); SQLite runs use the embedded default, so that the server has to create
+    and migrate it itself."""
+    if not POSTGRES_ADMIN_URL:
+        return None
+    return await asyncio.to_thread(database_factory.really_migrated_url)
 
 
 @contextmanager

@@ -66,7 +66,7 @@ def hub(
     if POSTGRES_ADMIN_URL:
         # new_url runs its own event loop; keep it away from the tests' loop.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            database_url = pool.submit(database_factory.new_url).result()
+            database_url = pool.submit(database_factory.really_migrated_url).result()
     with serving(medicus_environment(folder / "var", database_url)) as server:
         yield register_backend_service(server, folder, "Klinikum FHIR-Clients", IKNR, SCOPE)
 
