@@ -10,24 +10,20 @@ import pytest
 from sqlalchemy import text
 
 from tests.access.conftest import Region
+from tests.support import resources
 
-KVNR = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}
+PERSON = "A123456780"
 REASON = "Unconscious on admission, allergies unknown"
 
 
 async def _person_with_a_lab(region: Region) -> tuple[str, str, str]:
     """A's record with a lab value, and C's record of the same person: (a1, lab, c1)."""
-    a1 = await region.create("hospital-a", {"resourceType": "Patient", "identifier": [KVNR]})
+    a1 = await region.create("hospital-a", resources.patient(PERSON))
     lab = await region.create(
         "hospital-a",
-        {
-            "resourceType": "Observation",
-            "status": "final",
-            "code": {"text": "Allergy test"},
-            "subject": {"reference": f"Patient/{a1}"},
-        },
+        resources.observation(a1, code={"text": "Allergy test"}),
     )
-    c1 = await region.create("hospital-c", {"resourceType": "Patient", "identifier": [KVNR]})
+    c1 = await region.create("hospital-c", resources.patient(PERSON))
     return a1, lab, c1
 
 

@@ -12,8 +12,9 @@ from sqlalchemy import text
 
 from medicus.access.patients import kvnr_of, merged_with, persons
 from tests.access.conftest import Region
+from tests.support import resources
 
-GKV = "http://fhir.de/sid/gkv/kvid-10"
+GKV = resources.KVNR
 PKV = "http://fhir.de/sid/pkv/kvid-10"
 
 
@@ -38,20 +39,8 @@ def test_persons_join_by_kvnr_and_by_link() -> None:
     assert set(persons(records, [("c", "d"), ("a", "c")]).values()) == {"a", "e"}
 
 
-def _patient(kvnr: str | None = None) -> dict[str, Any]:
-    if kvnr is None:
-        return {"resourceType": "Patient"}
-    return {"resourceType": "Patient", "identifier": [{"system": GKV, "value": kvnr}]}
-
-
 async def _create(region: Region, organisation: str, kvnr: str | None = None) -> str:
-    response = await region.http.post(
-        "/fhir/Patient",
-        content=orjson.dumps(_patient(kvnr)),
-        headers=await region.token(organisation),
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return await region.create(organisation, resources.patient(kvnr))
 
 
 async def _person(region: Region, patient_id: str) -> set[tuple[str, str]]:
@@ -76,7 +65,7 @@ async def test_the_person_follows_updates_and_deletes(region: Region) -> None:
     in_a = await _create(region, "hospital-a", "A123456780")
     in_b = await _create(region, "hospital-b", "A123456780")
     in_c = await _create(region, "hospital-c", "A123456780")
-    changed = {**_patient("Z999999999"), "id": in_b}
+    changed = {**resources.patient("Z999999999"), "id": in_b}
     response = await region.http.put(
         f"/fhir/Patient/{in_b}",
         content=orjson.dumps(changed),
