@@ -47,9 +47,8 @@ from requests import HTTPError
 
 from tests.conftest import POSTGRES_ADMIN_URL, DatabaseFactory
 from tests.e2e.conftest import Hub, medicus_environment, register_backend_service, serving
+from tests.support.resources import KVNR, LOINC
 
-KVNR = "http://fhir.de/sid/gkv/kvid-10"
-LOINC = "http://loinc.org"
 UNITS = {"29463-7": "kg", "8302-2": "cm", "8867-4": "/min"}  # weight, height, heart rate
 IKNR = "262200002"
 SCOPE = "system/*.cruds"

@@ -10,32 +10,20 @@ import orjson
 from sqlalchemy import text
 
 from tests.fhir.conftest import Hub
+from tests.support import resources
+from tests.support.resources import KVNR
 
-KVNR = "http://fhir.de/sid/gkv/kvid-10"
 PATIENT_URL = "urn:uuid:8b1f2f4e-1d7a-4a3c-9d5e-0f1a2b3c4d5e"
 
 
 def _patient(kvnr: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Patient",
-        "identifier": [{"system": KVNR, "value": kvnr}],
-        "name": [{"family": "Mustermann", "given": ["Erika"]}],
-    }
+    return resources.patient(kvnr, "Mustermann", "Erika")
 
 
 def _observation(subject: str, value: float = 13.2) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
-        "subject": {"reference": subject},
-        "valueQuantity": {
-            "value": value,
-            "unit": "g/dL",
-            "system": "http://unitsofmeasure.org",
-            "code": "g/dL",
-        },
-    }
+    """A haemoglobin value about `subject` (a reference, also to an entry's full URL)."""
+    quantity = resources.grams_per_decilitre(value)
+    return resources.observation(subject={"reference": subject}, valueQuantity=quantity)
 
 
 def _bundle(kind: str, *entries: dict[str, Any]) -> bytes:

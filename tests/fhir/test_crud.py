@@ -9,13 +9,9 @@ import pytest
 from sqlalchemy import text
 
 from tests.fhir.conftest import Hub
+from tests.support import resources
 
-PATIENT = {
-    "resourceType": "Patient",
-    "identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}],
-    "name": [{"family": "Mustermann", "given": ["Erika"]}],
-    "birthDate": "1964-08-12",
-}
+PATIENT = resources.patient("A123456780", "Mustermann", "Erika", "1964-08-12")
 
 
 async def _create(hub: Hub, resource: dict[str, object] = PATIENT) -> dict[str, object]:

@@ -11,14 +11,11 @@ from sqlalchemy import text
 
 from tests.fhir.conftest import Hub
 from tests.fhir.test_search import assert_refused
+from tests.support import clients
 
 
 async def _put(hub: Hub, resource: dict[str, Any], organisation: str = "hospital-a") -> None:
-    path = f"/fhir/{resource['resourceType']}/{resource['id']}"
-    response = await hub.http.put(
-        path, content=orjson.dumps(resource), headers=await hub.token(organisation=organisation)
-    )
-    assert response.status_code == 201, response.text
+    await clients.put(hub.http, await hub.token(organisation=organisation), resource, 201)
 
 
 async def test_validate_reports_without_storing(hub: Hub) -> None:
