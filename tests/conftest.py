@@ -26,6 +26,7 @@ from medicus.core.db import utc_now
 from medicus.iam.models import OrganisationRow
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings
+from tests.support.clock import MovableClock
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL")
 
@@ -150,15 +151,23 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def platform(settings: Settings) -> AsyncIterator[Platform]:
-    built = build_platform(settings)
+def clock() -> MovableClock:
+    """The clock of the test's platform: the real time until the test moves it on."""
+    return MovableClock()
+
+
+@pytest.fixture
+async def platform(settings: Settings, clock: MovableClock) -> AsyncIterator[Platform]:
+    built = build_platform(settings, clock)
     yield built
     await built.close()
 
 
 @pytest.fixture
-async def fresh_platform(tmp_path: Path, fresh_database_url: str) -> AsyncIterator[Platform]:
-    built = build_platform(make_settings(tmp_path, fresh_database_url))
+async def fresh_platform(
+    tmp_path: Path, fresh_database_url: str, clock: MovableClock
+) -> AsyncIterator[Platform]:
+    built = build_platform(make_settings(tmp_path, fresh_database_url), clock)
     yield built
     await built.close()
 

@@ -16,8 +16,9 @@ from medicus.access.patients import PatientIndex
 from medicus.access.policy import AccessPolicy
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
+from medicus.core.clock import Clock
 from medicus.core.crypto import SecretBox
-from medicus.core.db import Database
+from medicus.core.db import Database, utc_now
 from medicus.core.mail import (
     LogMailSender,
     MailSender,
@@ -92,7 +93,8 @@ class Platform:
         await self.database.dispose()
 
 
-def build_platform(settings: Settings) -> Platform:
+def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
+    """The platform of `settings`; its access rules read the time from `clock`."""
     database = Database(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -134,7 +136,7 @@ def build_platform(settings: Settings) -> Platform:
         revocations=revocations,
     )
     http_client = httpx.AsyncClient(timeout=10, follow_redirects=False)
-    patients = PatientIndex(database, audit)
+    patients = PatientIndex(database, audit, clock)
     return Platform(
         settings=settings,
         database=database,
@@ -178,16 +180,16 @@ def build_platform(settings: Settings) -> Platform:
         audit_log=AuditLog(database, audit, identity, oversight),
         disclosures=Disclosures(database, audit, oversight),
         break_glass=BreakGlass(
-            database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes)
+            database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes), clock
         ),
-        fhir=_fhir_hub(database, audit, box, patients),
+        fhir=_fhir_hub(database, audit, box, patients, clock),
     )
 
 
 def _fhir_hub(
-    database: Database, audit: AuditTrail, box: SecretBox, patients: PatientIndex
+    database: Database, audit: AuditTrail, box: SecretBox, patients: PatientIndex, clock: Clock
 ) -> FhirHub:
-    guard = Guard(AccessPolicy())
+    guard = Guard(AccessPolicy(), clock)
     writer = ResourceWriter(guard, audit, validate, patients)
     service = FhirService(database, guard, audit, writer, box)
     return FhirHub(service, BundleService(service), Operations(database, service, validate))

@@ -9,10 +9,10 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import text
 
 from tests.access.conftest import Region
 from tests.support import clients, resources
+from tests.support.clock import MovableClock
 
 PERSON = "A123456780"
 """The KVNR of the person whose records the hospitals hold."""
@@ -210,17 +210,19 @@ async def test_a_bundle_may_name_the_treatment_before_the_record(region: Region)
     assert await story.status("hospital-d", lab) == 200
 
 
-async def test_a_consent_ends_at_its_time_without_a_write(region: Region) -> None:
+async def test_a_consent_ends_at_its_time_without_a_write(
+    region: Region, clock: MovableClock
+) -> None:
     """Shares carry their consent's period; every query compares it with its own time."""
     story = Story(region)
-    await story.tell()
+    await story.tell(consent=False)
+    tomorrow = (clock() + dt.timedelta(days=1)).date().isoformat()
+    until_tomorrow = {"type": "permit", "period": {"end": tomorrow}}
+    consent = resources.consent(story.ids["a1"], provision=until_tomorrow)
+    await region.consent_during_stay("hospital-a", consent)
     lab = f"/fhir/Observation/{story.ids['lab']}"
     assert await story.status("hospital-b", lab) == 200
-    async with region.platform.database.transaction() as session:
-        await session.execute(
-            text("UPDATE access_share SET valid_until = :ended"),
-            {"ended": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
-        )
+    clock.advance(dt.timedelta(days=2))
     assert await story.status("hospital-b", lab) == 404
     assert await story.found("hospital-b", "Observation?code=718-7") == set()
     history = await region.http.get(
