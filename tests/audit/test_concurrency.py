@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditEvent, AuditTrail
 from medicus.core.db import Database
-from medicus.platform import Platform
+
+if TYPE_CHECKING:
+    # Each writer process imports this module: not the whole platform, which it does not use.
+    from medicus.platform import Platform
 
 WRITERS = 8
 ENTRIES_PER_WRITER = 500

@@ -152,9 +152,10 @@ class Hub:
         return str(body["access_token"])
 
 
-def admin(server: RunningServer, *arguments: str) -> dict[str, Any]:
-    """`medicus admin ... --json` against the server's database; its answer."""
-    result = run_medicus("admin", *arguments, "--json", environment=server.environment)
+def admin(server: RunningServer, *arguments: str, stdin: str | None = None) -> dict[str, Any]:
+    """`medicus admin ... --json` against the server's database (`stdin`: what the operator
+    types, such as a password); its answer."""
+    result = run_medicus("admin", *arguments, "--json", environment=server.environment, stdin=stdin)
     assert result.returncode == 0, result.stderr
     answer: dict[str, Any] = orjson.loads(result.stdout)
     return answer
