@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import text
 
 from medicus.app import create_app
 from medicus.platform import Platform
 from tests.conftest import register_organisation
 from tests.support import clients
+from tests.support.database import rows
 from tests.support.resources import FHIR_JSON, SIGNED_FORM, encounter
 
 __all__ = ["FHIR_JSON", "SIGNED_FORM", "Region"]
@@ -49,15 +49,13 @@ class Region:
     async def decisions(self, target: str, *actions: str) -> list[tuple[str, str]]:
         """The action and access reason of each audit entry about `target` of one of
         `actions`, sealed or still pending, sorted."""
-        async with self.platform.database.snapshot() as session:
-            rows = await session.execute(
-                text(
-                    "SELECT action, detail FROM audit_pending WHERE target = :t"
-                    " UNION ALL SELECT action, detail FROM audit_entry WHERE target = :t"
-                ),
-                {"t": target},
-            )
-            return sorted((a, orjson.loads(d)["reason"]) for a, d in rows if a in actions)
+        entries = await rows(
+            self.platform,
+            "SELECT action, detail FROM audit_pending WHERE target = :t"
+            " UNION ALL SELECT action, detail FROM audit_entry WHERE target = :t",
+            t=target,
+        )
+        return sorted((a, orjson.loads(d)["reason"]) for a, d in entries if a in actions)
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import text
 
 from medicus.access.patients import kvnr_of, merged_with, persons
 from tests.access.conftest import Region
 from tests.support import resources
+from tests.support.database import rows
 
 GKV = resources.KVNR
 PKV = "http://fhir.de/sid/pkv/kvid-10"
@@ -114,14 +114,11 @@ async def test_a_steward_links_and_unlinks_records(region: Region) -> None:
     missing = await region.http.delete(f"/api/mpi/links/{in_b}/{without}", headers=steward)
     assert missing.status_code == 404
 
-    async with region.platform.database.snapshot() as session:
-        rows = await session.execute(
-            text(
-                "SELECT action, actor, target, outcome FROM audit_pending "
-                "WHERE action LIKE 'access.mpi.%link' ORDER BY id"
-            )
-        )
-        audited = [tuple(row) for row in rows]
+    audited = await rows(
+        region.platform,
+        "SELECT action, actor, target, outcome FROM audit_pending "
+        "WHERE action LIKE 'access.mpi.%link' ORDER BY id",
+    )
     first = min(without, in_b)
     assert audited == [
         ("access.mpi.link", "user:operator-platform_admin", f"Patient/{first}", "success"),
@@ -159,14 +156,13 @@ async def test_only_stewards_see_and_link_persons(region: Region, role: str) -> 
     seen = await region.http.get(f"/api/mpi/persons/{in_a}", headers=caller)
     assert (linked.status_code, seen.status_code) == (403, 403)
     assert await _person(region, in_b) == {(f"Patient/{in_b}", "hospital-b")}
-    async with region.platform.database.snapshot() as session:
-        rows = await session.execute(
-            text(
-                "SELECT action, outcome FROM audit_pending WHERE action LIKE 'access.mpi.%' "
-                "UNION ALL SELECT action, outcome FROM audit_entry WHERE action LIKE 'access.mpi.%'"
-            )
+    audited = sorted(
+        await rows(
+            region.platform,
+            "SELECT action, outcome FROM audit_pending WHERE action LIKE 'access.mpi.%' "
+            "UNION ALL SELECT action, outcome FROM audit_entry WHERE action LIKE 'access.mpi.%'",
         )
-        audited = sorted(tuple(row) for row in rows)
+    )
     denied = [("access.mpi.link", "denied"), ("access.mpi.read", "denied")]
     assert [entry for entry in audited if entry[1] == "denied"] == denied
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from medicus.app import create_app
 from medicus.platform import Platform
 from tests.support.clients import bearer
+from tests.support.database import rows
 
 PEER = "198.51.100.7"
 PROXY = "192.0.2.10"
@@ -60,11 +60,11 @@ async def test_fhir_entries_name_the_clients_address(fresh_platform: Platform) -
     app = create_app(fresh_platform.settings, fresh_platform)
     target = await _requests(fresh_platform, app, PEER)
     assert await _addresses(fresh_platform, target) == [{"address": PEER, "type": "2"}] * 3
-    async with fresh_platform.database.snapshot() as session:
-        rows = await session.execute(
-            text("SELECT DISTINCT client_address FROM audit_entry WHERE action = 'fhir.search'")
-        )
-        assert [row[0] for row in rows] == [PEER]
+    addresses = await rows(
+        fresh_platform,
+        "SELECT DISTINCT client_address FROM audit_entry WHERE action = 'fhir.search'",
+    )
+    assert addresses == [(PEER,)]
 
 
 async def test_a_forwarded_address_counts_only_from_a_trusted_proxy(

@@ -8,11 +8,10 @@ import asyncio
 import multiprocessing
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditEvent, AuditTrail
 from medicus.core.db import Database
+from tests.support.database import rows
 
 if TYPE_CHECKING:
     # Each writer process imports this module: not the whole platform, which it does not use.
@@ -58,9 +57,9 @@ async def test_concurrent_writer_processes_produce_one_chain(
     report = await fresh_platform.audit.verify()
     assert report.intact, report.problem
     assert (report.entries, report.pending) == (WRITERS * ENTRIES_PER_WRITER, 0)
-    async with fresh_platform.database.snapshot() as session:
-        rows = await session.execute(
-            text("SELECT actor, COUNT(DISTINCT target) FROM audit_entry GROUP BY actor")
+    recorded = dict(
+        await rows(
+            fresh_platform, "SELECT actor, COUNT(DISTINCT target) FROM audit_entry GROUP BY actor"
         )
-        recorded = dict(rows.all())
+    )
     assert recorded == {f"user:writer-{w}": ENTRIES_PER_WRITER for w in range(WRITERS)}

@@ -7,10 +7,10 @@ import base64
 from typing import Any
 
 import orjson
-from sqlalchemy import text
 
 from tests.fhir.conftest import Hub
 from tests.support import resources
+from tests.support.database import count
 from tests.support.resources import KVNR
 
 PATIENT_URL = "urn:uuid:8b1f2f4e-1d7a-4a3c-9d5e-0f1a2b3c4d5e"
@@ -37,8 +37,7 @@ async def _post(hub: Hub, body: bytes, organisation: str = "hospital-a", **heade
 
 
 async def _resource_count(hub: Hub) -> int:
-    async with hub.platform.database.snapshot() as session:
-        return int((await session.execute(text("SELECT count(*) FROM fhir_resource"))).scalar_one())
+    return await count(hub.platform, "fhir_resource")
 
 
 async def test_transaction_resolves_urn_uuid_references(hub: Hub) -> None:
@@ -104,8 +103,7 @@ async def test_transaction_failing_half_way_leaves_nothing(hub: Hub) -> None:
 
 
 async def _index_row_count(hub: Hub) -> int:
-    async with hub.platform.database.snapshot() as session:
-        return int((await session.execute(text("SELECT count(*) FROM fhir_token"))).scalar_one())
+    return await count(hub.platform, "fhir_token")
 
 
 async def test_transaction_failing_after_its_creations_were_written_leaves_nothing(

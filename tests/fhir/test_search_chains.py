@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from sqlalchemy import text
 
 from tests.fhir.conftest import Hub
 from tests.fhir.test_search import create, search_ids
 from tests.support import resources
+from tests.support.database import rows
 from tests.support.resources import KVNR
 
 
@@ -173,10 +173,7 @@ async def test_search_bodies_are_valid_json(hub: Hub, clinic: dict[str, str]) ->
 async def test_included_reads_are_audited(hub: Hub, clinic: dict[str, str]) -> None:
     await _bundle(hub, f"Observation?_id={clinic['hb']}&_include=Observation:subject")
     await hub.platform.audit.seal_all()
-    async with hub.platform.database.snapshot() as session:
-        rows = (
-            await session.execute(
-                text("SELECT action, outcome FROM audit_entry WHERE target = 'Patient'")
-            )
-        ).all()
-    assert ("fhir.read", "success") in {(row[0], row[1]) for row in rows}
+    entries = await rows(
+        hub.platform, "SELECT action, outcome FROM audit_entry WHERE target = 'Patient'"
+    )
+    assert ("fhir.read", "success") in entries
