@@ -65,8 +65,9 @@ class DatabaseFactory:
     """Makes fresh databases of the dialect under test. A migrated one is a copy of a template
     that the session migrates once, the first time one is wanted (a file copy on SQLite,
     `CREATE DATABASE ... TEMPLATE` on PostgreSQL): migrating costs half a second or more a
-    database, a copy a few milliseconds on SQLite and about a tenth of a second on PostgreSQL. The migration tests and the end-to-end tests migrate for real
-    (`empty_url`, `really_migrated_url`)."""
+    database, a copy a few milliseconds on SQLite and about a tenth of a second on
+    PostgreSQL. The migration tests and the end-to-end tests migrate for real (`empty_url`,
+    `really_migrated_url`)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
