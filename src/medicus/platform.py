@@ -17,8 +17,9 @@ from medicus.access.policy import AccessPolicy
 from medicus.access.trail_reader import AuditTrailReader
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
+from medicus.core.clock import Clock
 from medicus.core.crypto import SecretBox
-from medicus.core.db import Database
+from medicus.core.db import Database, utc_now
 from medicus.core.mail import (
     LogMailSender,
     MailSender,
@@ -95,7 +96,8 @@ class Platform:
         await self.database.dispose()
 
 
-def build_platform(settings: Settings) -> Platform:
+def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
+    """The platform of `settings`; its access rules read the time from `clock`."""
     database = Database(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -128,7 +130,7 @@ def build_platform(settings: Settings) -> Platform:
     oversight = Oversight(database, identity)
     logins = _logins(settings, database, audit, hasher, box, revocations)
     http_client = httpx.AsyncClient(timeout=10, follow_redirects=False)
-    patients = PatientIndex(database, audit)
+    patients = PatientIndex(database, audit, clock)
     return Platform(
         settings=settings,
         database=database,
@@ -164,9 +166,9 @@ def build_platform(settings: Settings) -> Platform:
         trail_reader=AuditTrailReader(database, audit, identity, oversight),
         disclosures=Disclosures(database, audit, oversight),
         break_glass=BreakGlass(
-            database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes)
+            database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes), clock
         ),
-        fhir=_fhir_hub(database, audit, box, patients, endpoints),
+        fhir=_fhir_hub(database, audit, box, patients, endpoints, clock),
     )
 
 
@@ -214,8 +216,9 @@ def _fhir_hub(
     box: SecretBox,
     patients: PatientIndex,
     endpoints: Endpoints,
+    clock: Clock,
 ) -> FhirHub:
-    guard = Guard(AccessPolicy())
+    guard = Guard(AccessPolicy(), clock)
     writer = ResourceWriter(guard, audit, validate, patients)
     service = FhirService(database, guard, audit, writer, box)
     operations = Operations(database, service, validate)

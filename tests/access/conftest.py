@@ -9,17 +9,15 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import text
 
 from medicus.app import create_app
-from medicus.iam.tokens import TokenGrant
 from medicus.platform import Platform
 from tests.conftest import register_organisation
+from tests.support import clients
+from tests.support.database import rows
+from tests.support.resources import FHIR_JSON, SIGNED_FORM, encounter
 
-FHIR_JSON = {"content-type": "application/fhir+json"}
-SIGNED_FORM = {"contentType": "application/pdf", "title": "Einwilligung, unterschrieben"}
-"""A sharing consent's source document (`Consent.sourceAttachment`)."""
-INPATIENT = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}
+__all__ = ["FHIR_JSON", "SIGNED_FORM", "Region"]
 
 
 @dataclass
@@ -31,23 +29,11 @@ class Region:
 
     async def create(self, organisation: str, resource: dict[str, Any]) -> str:
         """Store `resource` as a physician of `organisation`; its id."""
-        response = await self.http.post(
-            f"/fhir/{resource['resourceType']}",
-            content=orjson.dumps(resource),
-            headers=await self.token(organisation),
-        )
-        assert response.status_code == 201, response.text
-        return str(response.json()["id"])
+        return await clients.create(self.http, await self.token(organisation), resource)
 
     async def stay(self, organisation: str, patient: str, status: str = "in-progress") -> str:
         """An encounter of `organisation` with its Patient record `patient`; its id."""
-        encounter = {
-            "resourceType": "Encounter",
-            "status": status,
-            "class": INPATIENT,
-            "subject": {"reference": f"Patient/{patient}"},
-        }
-        return await self.create(organisation, encounter)
+        return await self.create(organisation, encounter(patient, status))
 
     async def consent_during_stay(self, organisation: str, consent: dict[str, Any]) -> str:
         """Record `consent` as `organisation` does while the patient stays there (an
@@ -56,33 +42,20 @@ class Region:
         patient = consent["patient"]["reference"].removeprefix("Patient/")
         stay = await self.stay(organisation, patient)
         consent_id = await self.create(organisation, consent)
-        finished = {
-            "resourceType": "Encounter",
-            "id": stay,
-            "status": "finished",
-            "class": INPATIENT,
-            "subject": {"reference": f"Patient/{patient}"},
-        }
-        response = await self.http.put(
-            f"/fhir/Encounter/{stay}",
-            content=orjson.dumps(finished),
-            headers=await self.token(organisation),
-        )
-        assert response.status_code == 200, response.text
+        finished = encounter(patient, "finished", id=stay)
+        await clients.put(self.http, await self.token(organisation), finished)
         return consent_id
 
     async def decisions(self, target: str, *actions: str) -> list[tuple[str, str]]:
         """The action and access reason of each audit entry about `target` of one of
         `actions`, sealed or still pending, sorted."""
-        async with self.platform.database.snapshot() as session:
-            rows = await session.execute(
-                text(
-                    "SELECT action, detail FROM audit_pending WHERE target = :t"
-                    " UNION ALL SELECT action, detail FROM audit_entry WHERE target = :t"
-                ),
-                {"t": target},
-            )
-            return sorted((a, orjson.loads(d)["reason"]) for a, d in rows if a in actions)
+        entries = await rows(
+            self.platform,
+            "SELECT action, detail FROM audit_pending WHERE target = :t"
+            " UNION ALL SELECT action, detail FROM audit_entry WHERE target = :t",
+            t=target,
+        )
+        return sorted((a, orjson.loads(d)["reason"]) for a, d in entries if a in actions)
 
 
 @pytest.fixture
@@ -100,9 +73,7 @@ async def region(fresh_platform: Platform) -> AsyncIterator[Region]:
         if organisation not in registered:
             await register_organisation(platform, organisation)
             registered.add(organisation)
-        grant = TokenGrant(f"{organisation}-{role}", "user", organisation, role, "test", scope)
-        issued = await platform.tokens.issue_access_token(grant)
-        return {"Authorization": f"Bearer {issued}", **FHIR_JSON}
+        return await clients.bearer(platform, organisation, role, scope)
 
     await platform.start_background_work()
     transport = httpx.ASGITransport(app=create_app(platform.settings, platform))

@@ -7,31 +7,29 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import text
 
 from tests.access.conftest import Region
+from tests.support import resources
+from tests.support.clock import MovableClock
 
-KVNR = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}
+PERSON = "A123456780"
 REASON = "Unconscious on admission, allergies unknown"
 
 
 async def _person_with_a_lab(region: Region) -> tuple[str, str, str]:
     """A's record with a lab value, and C's record of the same person: (a1, lab, c1)."""
-    a1 = await region.create("hospital-a", {"resourceType": "Patient", "identifier": [KVNR]})
+    a1 = await region.create("hospital-a", resources.patient(PERSON))
     lab = await region.create(
         "hospital-a",
-        {
-            "resourceType": "Observation",
-            "status": "final",
-            "code": {"text": "Allergy test"},
-            "subject": {"reference": f"Patient/{a1}"},
-        },
+        resources.observation(a1, code={"text": "Allergy test"}),
     )
-    c1 = await region.create("hospital-c", {"resourceType": "Patient", "identifier": [KVNR]})
+    c1 = await region.create("hospital-c", resources.patient(PERSON))
     return a1, lab, c1
 
 
-async def test_a_physician_reads_an_opened_record_until_it_ends(region: Region) -> None:
+async def test_a_physician_reads_an_opened_record_until_it_ends(
+    region: Region, clock: MovableClock
+) -> None:
     a1, lab, c1 = await _person_with_a_lab(region)
     physician = await region.token("hospital-c", "physician")
     assert (await region.http.get(f"/fhir/Observation/{lab}", headers=physician)).status_code == 404
@@ -59,11 +57,9 @@ async def test_a_physician_reads_an_opened_record_until_it_ends(region: Region) 
     colleague = await region.token("hospital-c", "organisation_admin", "user/*.rs")
     assert (await region.http.get(f"/fhir/Observation/{lab}", headers=colleague)).status_code == 404
 
-    async with region.platform.database.transaction() as session:
-        await session.execute(
-            text("UPDATE access_break_glass SET ends_at = :past"),
-            {"past": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
-        )
+    clock.advance(dt.timedelta(minutes=239))
+    assert (await region.http.get(f"/fhir/Observation/{lab}", headers=physician)).status_code == 200
+    clock.advance(dt.timedelta(minutes=2))
     assert (await region.http.get(f"/fhir/Observation/{lab}", headers=physician)).status_code == 404
 
 

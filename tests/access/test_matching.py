@@ -9,6 +9,7 @@ import pytest
 
 from medicus.access.matching import THRESHOLD, Traits, folded, likeness, traits_of
 from tests.access.conftest import Region
+from tests.support import resources
 
 
 @pytest.mark.parametrize(
@@ -62,16 +63,8 @@ def test_likeness(one: tuple[Any, ...], other: tuple[Any, ...], proposed: bool) 
 
 
 def _patient(family: str, given: str, born: str, **more: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Patient",
-        "name": [{"family": family, "given": [given]}],
-        "birthDate": born,
-        **more,
-    }
-
-
-def _kvnr(value: str) -> list[dict[str, str]]:
-    return [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": value}]
+    """A record that names its person and their birth date, the traits matching compares."""
+    return resources.patient(None, family, given, born, **more)
 
 
 async def _pairs(region: Region, query: str = "") -> set[frozenset[str]]:
@@ -104,10 +97,12 @@ async def test_look_alikes_are_proposed_and_never_linked(region: Region) -> None
         "sister": await region.create("hospital-b", _patient("Schmidt", "Anna", "1970-01-02")),
         "older": await region.create("hospital-b", _patient("Müller", "Anna", "1969-01-02")),
         "k1": await region.create(
-            "hospital-a", _patient("Weber", "Jan", "1980-05-05", identifier=_kvnr("A123456780"))
+            "hospital-a",
+            resources.patient("A123456780", "Weber", "Jan", "1980-05-05"),
         ),
         "k2": await region.create(
-            "hospital-b", _patient("Weber", "Jan", "1980-05-05", identifier=_kvnr("B123456780"))
+            "hospital-b",
+            resources.patient("B123456780", "Weber", "Jan", "1980-05-05"),
         ),
     }
     expected = {

@@ -18,14 +18,11 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.access.conftest import INPATIENT, SIGNED_FORM, Region
+from tests.access.conftest import Region
+from tests.support import resources
 
-KVNR = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}
-PRIVACY = {
-    "coding": [
-        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
-    ]
-}
+PERSON = "A123456780"
+"""The KVNR of the person whose records A and B hold."""
 ROLE_SCOPES = {
     "physician": "user/*.cruds",
     "nurse": "user/*.crus",
@@ -72,15 +69,12 @@ def _consent(patient: str, state: str) -> dict[str, Any]:
     provision: dict[str, Any] = {"type": "permit"}
     if state == "expired":
         provision["period"] = {"start": "2020-01-01", "end": "2021-01-01"}
-    return {
-        "resourceType": "Consent",
-        "status": "inactive" if state == "revoked" else "active",
-        "scope": PRIVACY,
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{patient}"},
-        "provision": provision,
-        **({} if state == "unsourced" else {"sourceAttachment": SIGNED_FORM}),
-    }
+    return resources.consent(
+        patient,
+        signed=state != "unsourced",
+        status="inactive" if state == "revoked" else "active",
+        provision=provision,
+    )
 
 
 class World:
@@ -90,29 +84,14 @@ class World:
     async def build(self, consent: str, treatment: bool, other_type: str) -> None:
         region = self.region
         await region.organisation("hospital-b", other_type)
-        self.a1 = await region.create(
-            "hospital-a", {"resourceType": "Patient", "identifier": [KVNR]}
-        )
-        self.lab_body = {
-            "resourceType": "Observation",
-            "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
-            "subject": {"reference": f"Patient/{self.a1}"},
-        }
+        self.a1 = await region.create("hospital-a", resources.patient(PERSON))
+        self.lab_body = resources.observation(self.a1)
         self.lab = await region.create("hospital-a", self.lab_body)
-        self.b1 = await region.create(
-            "hospital-b", {"resourceType": "Patient", "identifier": [KVNR]}
-        )
+        self.b1 = await region.create("hospital-b", resources.patient(PERSON))
         if treatment:
-            encounter = {
-                "resourceType": "Encounter",
-                "status": "in-progress",
-                "class": INPATIENT,
-                "subject": {"reference": f"Patient/{self.b1}"},
-            }
             recorded = await region.http.post(
                 "/fhir/Encounter",
-                content=orjson.dumps(encounter),
+                content=orjson.dumps(resources.encounter(self.b1)),
                 headers=await region.token("hospital-b"),
             )
             assert recorded.status_code == (201 if other_type == CARE_PROVIDER else 403)

@@ -8,12 +8,13 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import text
 
 from medicus.access.patients import kvnr_of, merged_with, persons
 from tests.access.conftest import Region
+from tests.support import resources
+from tests.support.database import rows
 
-GKV = "http://fhir.de/sid/gkv/kvid-10"
+GKV = resources.KVNR
 PKV = "http://fhir.de/sid/pkv/kvid-10"
 
 
@@ -38,20 +39,8 @@ def test_persons_join_by_kvnr_and_by_link() -> None:
     assert set(persons(records, [("c", "d"), ("a", "c")]).values()) == {"a", "e"}
 
 
-def _patient(kvnr: str | None = None) -> dict[str, Any]:
-    if kvnr is None:
-        return {"resourceType": "Patient"}
-    return {"resourceType": "Patient", "identifier": [{"system": GKV, "value": kvnr}]}
-
-
 async def _create(region: Region, organisation: str, kvnr: str | None = None) -> str:
-    response = await region.http.post(
-        "/fhir/Patient",
-        content=orjson.dumps(_patient(kvnr)),
-        headers=await region.token(organisation),
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return await region.create(organisation, resources.patient(kvnr))
 
 
 async def _person(region: Region, patient_id: str) -> set[tuple[str, str]]:
@@ -76,7 +65,7 @@ async def test_the_person_follows_updates_and_deletes(region: Region) -> None:
     in_a = await _create(region, "hospital-a", "A123456780")
     in_b = await _create(region, "hospital-b", "A123456780")
     in_c = await _create(region, "hospital-c", "A123456780")
-    changed = {**_patient("Z999999999"), "id": in_b}
+    changed = {**resources.patient("Z999999999"), "id": in_b}
     response = await region.http.put(
         f"/fhir/Patient/{in_b}",
         content=orjson.dumps(changed),
@@ -125,14 +114,11 @@ async def test_a_steward_links_and_unlinks_records(region: Region) -> None:
     missing = await region.http.delete(f"/api/mpi/links/{in_b}/{without}", headers=steward)
     assert missing.status_code == 404
 
-    async with region.platform.database.snapshot() as session:
-        rows = await session.execute(
-            text(
-                "SELECT action, actor, target, outcome FROM audit_pending "
-                "WHERE action LIKE 'access.mpi.%link' ORDER BY id"
-            )
-        )
-        audited = [tuple(row) for row in rows]
+    audited = await rows(
+        region.platform,
+        "SELECT action, actor, target, outcome FROM audit_pending "
+        "WHERE action LIKE 'access.mpi.%link' ORDER BY id",
+    )
     first = min(without, in_b)
     assert audited == [
         ("access.mpi.link", "user:operator-platform_admin", f"Patient/{first}", "success"),
@@ -170,14 +156,13 @@ async def test_only_stewards_see_and_link_persons(region: Region, role: str) -> 
     seen = await region.http.get(f"/api/mpi/persons/{in_a}", headers=caller)
     assert (linked.status_code, seen.status_code) == (403, 403)
     assert await _person(region, in_b) == {(f"Patient/{in_b}", "hospital-b")}
-    async with region.platform.database.snapshot() as session:
-        rows = await session.execute(
-            text(
-                "SELECT action, outcome FROM audit_pending WHERE action LIKE 'access.mpi.%' "
-                "UNION ALL SELECT action, outcome FROM audit_entry WHERE action LIKE 'access.mpi.%'"
-            )
+    audited = sorted(
+        await rows(
+            region.platform,
+            "SELECT action, outcome FROM audit_pending WHERE action LIKE 'access.mpi.%' "
+            "UNION ALL SELECT action, outcome FROM audit_entry WHERE action LIKE 'access.mpi.%'",
         )
-        audited = sorted(tuple(row) for row in rows)
+    )
     denied = [("access.mpi.link", "denied"), ("access.mpi.read", "denied")]
     assert [entry for entry in audited if entry[1] == "denied"] == denied
 

@@ -18,16 +18,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.access.conftest import INPATIENT, SIGNED_FORM, Region
+from tests.access.conftest import Region
+from tests.support import resources
 
 ORGANISATIONS = 3
 TYPES = ("hospital", "practice", "app_vendor")
 CARE_PROVIDERS = frozenset({"hospital", "practice"})
-PRIVACY = {
-    "coding": [
-        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
-    ]
-}
 ROLE = {
     "coding": [
         {"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}
@@ -119,15 +115,12 @@ def _consent(patient: str, world: World, mine: Record) -> dict[str, Any]:
     if mine.consent == "permit-one":
         reference = {"reference": f"Organization/{world.organisation(mine.named)}"}
         provision["actor"] = [{"role": ROLE, "reference": reference}]
-    return {
-        "resourceType": "Consent",
-        "status": "inactive" if mine.consent == "inactive" else "active",
-        "scope": PRIVACY,
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{patient}"},
-        "provision": provision,
-        **({"sourceAttachment": SIGNED_FORM} if mine.source else {}),
-    }
+    return resources.consent(
+        patient,
+        signed=mine.source,
+        status="inactive" if mine.consent == "inactive" else "active",
+        provision=provision,
+    )
 
 
 async def _written(region: Region, organisation: str, resource: dict[str, Any]) -> int:
@@ -144,29 +137,14 @@ async def _build(region: Region, world: World) -> None:
         await region.organisation(world.organisation(organisation), kind)
     for number, mine in enumerate(world.records):
         holder = world.organisation(mine.holder)
-        patient = {
-            "resourceType": "Patient",
-            "identifier": [
-                {"system": "http://fhir.de/sid/gkv/kvid-10", "value": world.kvnr(mine.person)}
-            ],
-        }
+        patient = resources.patient(world.kvnr(mine.person))
         world.ids[number] = patient_id = await region.create(holder, patient)
         for lab_holder in mine.labs:
-            lab = {
-                "resourceType": "Observation",
-                "status": "final",
-                "code": {"coding": [{"system": "http://loinc.org", "code": world.prefix}]},
-                "subject": {"reference": f"Patient/{patient_id}"},
-            }
+            lab = resources.observation(patient_id, world.prefix)
             lab_id = await region.create(world.organisation(lab_holder), lab)
             world.labs[lab_id] = (number, lab_holder)
         if mine.treating:
-            encounter = {
-                "resourceType": "Encounter",
-                "status": "in-progress",
-                "class": INPATIENT,
-                "subject": {"reference": f"Patient/{patient_id}"},
-            }
+            encounter = resources.encounter(patient_id)
             assert await _written(region, holder, encounter) == world.answer(mine, "Encounter")
         if mine.consent != "none":
             consent = _consent(patient_id, world, mine)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import literal, select
 
@@ -17,8 +16,9 @@ from medicus.core.db import utc_now
 from medicus.iam.scopes import parse_scopes
 from medicus.iam.tokens import Principal
 from tests.access.conftest import Region
+from tests.support import clients, resources
 
-KVNR = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}
+PERSON = "A123456780"
 COLLECT = "2.16.840.1.113883.3.1937.777.24.5.3.6"
 
 
@@ -126,8 +126,8 @@ async def _permitted(region: Region, patient: str) -> bool:
 
 
 async def test_a_broad_consent_releases_its_record_until_withdrawn(region: Region) -> None:
-    a1 = await region.create("hospital-a", {"resourceType": "Patient", "identifier": [KVNR]})
-    b1 = await region.create("hospital-b", {"resourceType": "Patient", "identifier": [KVNR]})
+    a1 = await region.create("hospital-a", resources.patient(PERSON))
+    b1 = await region.create("hospital-b", resources.patient(PERSON))
     assert not await _permitted(region, a1)
     consent = await region.create("hospital-a", _broad_consent(a1, PERMIT_RESEARCH))
     assert await _permitted(region, a1)
@@ -147,12 +147,7 @@ async def test_a_broad_consent_releases_its_record_until_withdrawn(region: Regio
     assert await _permitted(region, a1)
 
     inactive = {**_broad_consent(a1, PERMIT_RESEARCH, status="inactive"), "id": consent}
-    response = await region.http.put(
-        f"/fhir/Consent/{consent}",
-        content=orjson.dumps(inactive),
-        headers=await region.token("hospital-a"),
-    )
-    assert response.status_code == 200, response.text
+    await clients.put(region.http, await region.token("hospital-a"), inactive)
     assert not await _permitted(region, a1)
 
 

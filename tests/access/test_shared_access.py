@@ -9,61 +9,23 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import text
 
-from tests.access.conftest import SIGNED_FORM, Region
+from tests.access.conftest import Region
+from tests.support import clients, resources
+from tests.support.clock import MovableClock
 
-KVNR = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}
-PRIVACY = {
-    "coding": [
-        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
-    ]
-}
+PERSON = "A123456780"
+"""The KVNR of the person whose records the hospitals hold."""
 ROLES = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-HB = {"coding": [{"system": "http://loinc.org", "code": "718-7"}]}
 
 
 async def _put(region: Region, organisation: str, resource: dict[str, Any]) -> None:
-    response = await region.http.put(
-        f"/fhir/{resource['resourceType']}/{resource['id']}",
-        content=orjson.dumps(resource),
-        headers=await region.token(organisation),
-    )
-    assert response.status_code == 200, response.text
+    await clients.put(region.http, await region.token(organisation), resource)
 
 
-async def _lab(region: Region, organisation: str, patient: str) -> str:
-    """A haemoglobin value about Patient record `patient`, held by `organisation`; its id."""
-    return await region.create(
-        organisation,
-        {
-            "resourceType": "Observation",
-            "status": "final",
-            "code": HB,
-            "subject": {"reference": f"Patient/{patient}"},
-        },
-    )
-
-
-def _consent(patient: str, decision: str = "permit", **provision: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": PRIVACY,
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{patient}"},
-        "provision": {"type": decision, **provision},
-        "sourceAttachment": SIGNED_FORM,
-    }
-
-
-def _encounter(patient: str, status: str = "in-progress") -> dict[str, Any]:
-    return {
-        "resourceType": "Encounter",
-        "status": status,
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "subject": {"reference": f"Patient/{patient}"},
-    }
+async def _lab(region: Region, organisation: str, patient_id: str) -> str:
+    """A haemoglobin value about Patient record `patient_id`, held by `organisation`; its id."""
+    return await region.create(organisation, resources.observation(patient_id))
 
 
 class Story:
@@ -76,29 +38,19 @@ class Story:
 
     async def tell(self, consent: bool = True, treated: bool = True) -> None:
         region, ids = self.region, self.ids
-        ids["a1"] = await region.create(
-            "hospital-a", {"resourceType": "Patient", "identifier": [KVNR]}
-        )
+        ids["a1"] = await region.create("hospital-a", resources.patient(PERSON))
+        quantity = {"value": 13.2, "unit": "g/dL"}
         ids["lab"] = await region.create(
-            "hospital-a",
-            {
-                "resourceType": "Observation",
-                "status": "final",
-                "code": HB,
-                "subject": {"reference": f"Patient/{ids['a1']}"},
-                "valueQuantity": {"value": 13.2, "unit": "g/dL"},
-            },
+            "hospital-a", resources.observation(ids["a1"], valueQuantity=quantity)
         )
-        ids["b1"] = await region.create(
-            "hospital-b", {"resourceType": "Patient", "identifier": [KVNR]}
-        )
-        ids["c1"] = await region.create(
-            "hospital-c", {"resourceType": "Patient", "identifier": [KVNR]}
-        )
+        ids["b1"] = await region.create("hospital-b", resources.patient(PERSON))
+        ids["c1"] = await region.create("hospital-c", resources.patient(PERSON))
         if treated:
-            ids["stay"] = await region.create("hospital-b", _encounter(ids["b1"]))
+            ids["stay"] = await region.create("hospital-b", resources.encounter(ids["b1"]))
         if consent:
-            ids["consent"] = await region.consent_during_stay("hospital-a", _consent(ids["a1"]))
+            ids["consent"] = await region.consent_during_stay(
+                "hospital-a", resources.consent(ids["a1"])
+            )
 
     async def status(self, organisation: str, path: str) -> int:
         response = await self.region.http.get(path, headers=await self.region.token(organisation))
@@ -153,13 +105,7 @@ async def test_shared_data_is_never_written_by_the_reader(region: Region) -> Non
     lab = f"Observation/{ids['lab']}"
     assert await story.status("hospital-b", f"/fhir/{lab}") == 200
     headers = await region.token("hospital-b")
-    changed = {
-        "resourceType": "Observation",
-        "id": ids["lab"],
-        "status": "amended",
-        "code": HB,
-        "subject": {"reference": f"Patient/{ids['a1']}"},
-    }
+    changed = resources.observation(ids["a1"], id=ids["lab"], status="amended")
     update = await region.http.put(f"/fhir/{lab}", content=orjson.dumps(changed), headers=headers)
     delete = await region.http.delete(f"/fhir/{lab}", headers=headers)
     patch = await region.http.patch(
@@ -200,7 +146,7 @@ async def test_access_ends_with_the_very_next_request(region: Region, change: st
         await _put(
             region,
             "hospital-a",
-            {**_consent(ids["a1"]), "id": ids["consent"], "status": "inactive"},
+            {**resources.consent(ids["a1"]), "id": ids["consent"], "status": "inactive"},
         )
     elif change == "consent deleted":
         deleted = await region.http.delete(
@@ -208,13 +154,15 @@ async def test_access_ends_with_the_very_next_request(region: Region, change: st
         )
         assert deleted.status_code in (200, 204)
     elif change == "objection":
-        await region.create("hospital-a", _consent(ids["a1"], "deny"))
+        await region.create("hospital-a", resources.consent(ids["a1"], "deny"))
     elif change == "treatment ended":
-        await _put(region, "hospital-b", {**_encounter(ids["b1"], "finished"), "id": ids["stay"]})
+        await _put(
+            region, "hospital-b", {**resources.encounter(ids["b1"], "finished"), "id": ids["stay"]}
+        )
     else:
         recipient = {"coding": [{"system": ROLES, "code": "IRCP"}]}
         reader = {"role": recipient, "reference": {"reference": "Organization/hospital-c"}}
-        only_c = _consent(ids["a1"], actor=[reader])
+        only_c = resources.consent(ids["a1"], provision={"type": "permit", "actor": [reader]})
         await _put(region, "hospital-a", {**only_c, "id": ids["consent"]})
     assert await story.status("hospital-b", lab) == 404
     assert await story.found("hospital-b", "Observation?code=718-7") == set()
@@ -231,7 +179,7 @@ async def test_a_consent_held_by_the_reader_about_anothers_record_grants_nothing
 ) -> None:
     story = Story(region)
     await story.tell(consent=False)
-    await region.create("hospital-b", _consent(story.ids["a1"]))
+    await region.create("hospital-b", resources.consent(story.ids["a1"]))
     assert await story.status("hospital-b", f"/fhir/Observation/{story.ids['lab']}") == 404
 
 
@@ -240,7 +188,7 @@ async def test_a_bundle_may_name_the_treatment_before_the_record(region: Region)
     story = Story(region)
     await story.tell(treated=False)
     patient_url = "urn:uuid:7d2f6b1e-3c4a-4e8b-9f1a-2b3c4d5e6f70"
-    encounter = {**_encounter("x"), "subject": {"reference": patient_url}}
+    encounter = {**resources.encounter("x"), "subject": {"reference": patient_url}}
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -248,7 +196,7 @@ async def test_a_bundle_may_name_the_treatment_before_the_record(region: Region)
             {"resource": encounter, "request": {"method": "POST", "url": "Encounter"}},
             {
                 "fullUrl": patient_url,
-                "resource": {"resourceType": "Patient", "identifier": [KVNR]},
+                "resource": resources.patient(PERSON),
                 "request": {"method": "POST", "url": "Patient"},
             },
         ],
@@ -262,33 +210,25 @@ async def test_a_bundle_may_name_the_treatment_before_the_record(region: Region)
     assert await story.status("hospital-d", lab) == 200
 
 
-async def test_a_consent_ends_at_its_time_without_a_write(region: Region) -> None:
+async def test_a_consent_ends_at_its_time_without_a_write(
+    region: Region, clock: MovableClock
+) -> None:
     """Shares carry their consent's period; every query compares it with its own time."""
     story = Story(region)
-    await story.tell()
+    await story.tell(consent=False)
+    tomorrow = (clock() + dt.timedelta(days=1)).date().isoformat()
+    until_tomorrow = {"type": "permit", "period": {"end": tomorrow}}
+    consent = resources.consent(story.ids["a1"], provision=until_tomorrow)
+    await region.consent_during_stay("hospital-a", consent)
     lab = f"/fhir/Observation/{story.ids['lab']}"
     assert await story.status("hospital-b", lab) == 200
-    async with region.platform.database.transaction() as session:
-        await session.execute(
-            text("UPDATE access_share SET valid_until = :ended"),
-            {"ended": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
-        )
+    clock.advance(dt.timedelta(days=2))
     assert await story.status("hospital-b", lab) == 404
     assert await story.found("hospital-b", "Observation?code=718-7") == set()
     history = await region.http.get(
         "/fhir/Observation/_history", headers=await region.token("hospital-b")
     )
     assert story.ids["lab"] not in history.text
-
-
-def _referral(patient: str, to: str, status: str = "active") -> dict[str, Any]:
-    return {
-        "resourceType": "ServiceRequest",
-        "status": status,
-        "intent": "order",
-        "subject": {"reference": f"Patient/{patient}"},
-        "performer": [{"reference": f"Organization/{to}"}],
-    }
 
 
 async def test_a_referral_makes_the_receiving_hospital_a_treating_one(region: Region) -> None:
@@ -299,12 +239,14 @@ async def test_a_referral_makes_the_receiving_hospital_a_treating_one(region: Re
     ids = story.ids
     lab = f"/fhir/Observation/{ids['lab']}"
     assert await story.status("hospital-d", lab) == 404
-    referral = await region.create("hospital-a", _referral(ids["a1"], "hospital-d"))
+    referral = await region.create("hospital-a", resources.referral(ids["a1"], "hospital-d"))
     assert await story.status("hospital-d", lab) == 200
     assert f"Observation/{ids['lab']}" in await story.found("hospital-d", "Observation?code=718-7")
     assert await story.status("hospital-e", lab) == 404
     await _put(
-        region, "hospital-a", {**_referral(ids["a1"], "hospital-d", "completed"), "id": referral}
+        region,
+        "hospital-a",
+        {**resources.referral(ids["a1"], "hospital-d", "completed"), "id": referral},
     )
     assert await story.status("hospital-d", lab) == 404
 
@@ -318,7 +260,7 @@ async def test_a_link_to_another_hospitals_record_joins_no_one(
     nothing of A's, as only MPI stewards link records of different hospitals."""
     a1 = await region.create("hospital-a", {"resourceType": "Patient"})
     lab = await _lab(region, "hospital-a", a1)
-    await region.consent_during_stay("hospital-a", _consent(a1))
+    await region.consent_during_stay("hospital-a", resources.consent(a1))
     d1 = await region.create(
         "hospital-d",
         {
@@ -326,7 +268,7 @@ async def test_a_link_to_another_hospitals_record_joins_no_one(
             "link": [{"other": {"reference": f"Patient/{a1}"}, "type": link_type}],
         },
     )
-    await region.create("hospital-d", _encounter(d1))
+    await region.create("hospital-d", resources.encounter(d1))
     story = Story(region)
     assert await story.status("hospital-d", f"/fhir/Observation/{lab}") == 404
     everything = await story.found("hospital-d", f"Patient/{d1}/$everything")
@@ -376,12 +318,12 @@ async def test_a_teleconsultation_assigns_each_invited_hospital(region: Region) 
     }
     requests = {
         hospital: await region.create(
-            "hospital-a", {**_referral(ids["a1"], hospital), **consultation}
+            "hospital-a", {**resources.referral(ids["a1"], hospital), **consultation}
         )
         for hospital in ("hospital-d", "hospital-e")
     }
     assert [await story.status(h, lab) for h in ("hospital-d", "hospital-e")] == [200, 200]
-    revoked = {**_referral(ids["a1"], "hospital-d", "revoked"), **consultation}
+    revoked = {**resources.referral(ids["a1"], "hospital-d", "revoked"), **consultation}
     await _put(region, "hospital-a", {**revoked, "id": requests["hospital-d"]})
     assert [await story.status(h, lab) for h in ("hospital-d", "hospital-e")] == [404, 200]
 
@@ -389,5 +331,5 @@ async def test_a_teleconsultation_assigns_each_invited_hospital(region: Region) 
 async def test_a_referral_to_itself_about_anothers_record_grants_nothing(region: Region) -> None:
     story = Story(region)
     await story.tell(treated=False)
-    await region.create("hospital-d", _referral(story.ids["a1"], "hospital-d"))
+    await region.create("hospital-d", resources.referral(story.ids["a1"], "hospital-d"))
     assert await story.status("hospital-d", f"/fhir/Observation/{story.ids['lab']}") == 404

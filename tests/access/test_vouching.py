@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
-from medicus.iam.tokens import TokenGrant
-from tests.access.conftest import FHIR_JSON, Region
-from tests.access.test_shared_access import KVNR, Story, _consent
+from tests.access.conftest import Region
+from tests.access.test_shared_access import PERSON, Story
+from tests.support import clients, resources
 
 VENDOR = "vendor-v"
 
@@ -21,11 +21,9 @@ VENDOR = "vendor-v"
 async def _vendor_service(region: Region) -> dict[str, str]:
     """A token of the app vendor's service account, allowed everything by its scopes."""
     await region.organisation(VENDOR, "app_vendor")
-    grant = TokenGrant(
-        "vendor-backend", "service", VENDOR, "service", "vendor-app", "system/*.cruds"
+    return await clients.bearer(
+        region.platform, VENDOR, "service", "system/*.cruds", "service", "vendor-backend"
     )
-    issued = await region.platform.tokens.issue_access_token(grant)
-    return {"Authorization": f"Bearer {issued}", **FHIR_JSON}
 
 
 async def _post(region: Region, headers: dict[str, str], resource: dict[str, Any]) -> Any:
@@ -59,11 +57,11 @@ async def test_an_app_vendor_cannot_give_itself_a_persons_data(region: Region) -
     story = Story(region)
     await story.tell(consent=False)
     vendor = await _vendor_service(region)
-    own = await _post(region, vendor, {"resourceType": "Patient", "identifier": [KVNR]})
+    own = await _post(region, vendor, resources.patient(PERSON))
     assert own.status_code == 201, own.text
     v1 = own.json()["id"]
 
-    permit = await _post(region, vendor, _consent(v1))
+    permit = await _post(region, vendor, resources.consent(v1))
     assert permit.status_code == 403, permit.text
     assert "care providers" in permit.json()["issue"][0]["diagnostics"]
     episode = {
@@ -72,20 +70,9 @@ async def test_an_app_vendor_cannot_give_itself_a_persons_data(region: Region) -
         "patient": {"reference": f"Patient/{v1}"},
     }
     assert (await _post(region, vendor, episode)).status_code == 403
-    stay = {
-        "resourceType": "Encounter",
-        "status": "in-progress",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "subject": {"reference": f"Patient/{v1}"},
-    }
+    stay = resources.encounter(v1)
     assert (await _post(region, vendor, stay)).status_code == 403
-    referral = {
-        "resourceType": "ServiceRequest",
-        "status": "active",
-        "intent": "order",
-        "subject": {"reference": f"Patient/{v1}"},
-        "performer": [{"reference": f"Organization/{VENDOR}"}],
-    }
+    referral = resources.referral(v1, VENDOR)
     assert (await _post(region, vendor, referral)).status_code == 403
 
     everything = await region.http.get(f"/fhir/Patient/{v1}/$everything", headers=vendor)
@@ -117,7 +104,7 @@ async def test_an_app_vendors_physician_cannot_break_the_glass(region: Region) -
 async def test_a_permit_without_its_source_document_is_refused(region: Region) -> None:
     story = Story(region)
     await story.tell(consent=False)
-    unsourced = {k: v for k, v in _consent(story.ids["a1"]).items() if k != "sourceAttachment"}
+    unsourced = resources.consent(story.ids["a1"], signed=False)
     refused = await _post(region, await region.token("hospital-a"), unsourced)
     assert refused.status_code == 422
     assert "sourceAttachment" in refused.json()["issue"][0]["diagnostics"]
@@ -137,17 +124,11 @@ async def test_a_consent_its_recorder_took_without_treating_opens_nothing(
     story = Story(region)
     await story.tell(consent=False)
     ids, lab = story.ids, f"/fhir/Observation/{story.ids['lab']}"
-    await region.create("hospital-a", _consent(ids["a1"]))
+    await region.create("hospital-a", resources.consent(ids["a1"]))
     assert await story.status("hospital-b", lab) == 404
     stay = await region.stay("hospital-a", ids["a1"])
     assert await story.status("hospital-b", lab) == 200
-    ended = {
-        "resourceType": "Encounter",
-        "id": stay,
-        "status": "finished",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "subject": {"reference": f"Patient/{ids['a1']}"},
-    }
+    ended = resources.encounter(ids["a1"], "finished", id=stay)
     response = await region.http.put(
         f"/fhir/Encounter/{stay}", content=orjson.dumps(ended), headers=await region.token()
     )
@@ -191,7 +172,7 @@ async def test_the_dpo_is_told_of_each_new_organisation_and_of_its_end(region: R
     assert [(d["patient"], d["organisation"]) for d in news["disclosures"]] == [
         (f"Patient/{ids['a1']}", "Organization/hospital-b")
     ]
-    revoked = {**_consent(ids["a1"]), "id": ids["consent"], "status": "inactive"}
+    revoked = {**resources.consent(ids["a1"]), "id": ids["consent"], "status": "inactive"}
     response = await region.http.put(
         f"/fhir/Consent/{ids['consent']}",
         content=orjson.dumps(revoked),
@@ -202,8 +183,8 @@ async def test_the_dpo_is_told_of_each_new_organisation_and_of_its_end(region: R
     [ended] = (await region.http.get("/api/access/disclosures", headers=dpo)).json()["disclosures"]
     assert ended["ended_at"] is not None
     # Hospital D starts treating its own record of the person under a new consent: news.
-    d1 = await region.create("hospital-d", {"resourceType": "Patient", "identifier": [KVNR]})
-    await region.consent_during_stay("hospital-a", _consent(ids["a1"]))
+    d1 = await region.create("hospital-d", resources.patient(PERSON))
+    await region.consent_during_stay("hospital-a", resources.consent(ids["a1"]))
     await region.stay("hospital-d", d1)
     page = (await region.http.get("/api/access/disclosures?limit=1", headers=dpo)).json()
     assert [d["organisation"] for d in page["disclosures"]] == ["Organization/hospital-d"]

@@ -14,6 +14,7 @@ from medicus.audit.service import AuditRecord, Outcome, canonical_content
 from medicus.core.bulk import BULK_FROM_ROWS
 from medicus.core.db import Database
 from medicus.platform import Platform
+from tests.support.database import rows
 
 
 def _event(number: int) -> AuditRecord:
@@ -193,14 +194,13 @@ async def test_sealing_indexes_entries_by_the_patient_records_they_concern(
     fresh_platform: Platform,
 ) -> None:
     await _write_entries(fresh_platform, 2 * BULK_FROM_ROWS + 2)
-    async with fresh_platform.database.snapshot() as session:
-        rows = (await session.execute(text("SELECT patient_id, seq FROM audit_patient"))).all()
+    indexed = await rows(fresh_platform, "SELECT patient_id, seq FROM audit_patient")
     expected = {
         (patient, number)
         for number in range(2, 2 * BULK_FROM_ROWS + 3, 2)
         for patient in (f"p{number}", f"p{number % 3}")
     }
-    assert set(rows) == expected
+    assert set(indexed) == expected
 
 
 def test_entries_without_patient_records_hash_as_they_did_before_records_were_named() -> None:

@@ -8,23 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from medicus.app import create_app
-from medicus.iam.tokens import TokenGrant
 from medicus.platform import Platform
+from tests.support.clients import bearer
+from tests.support.database import rows
 
-FHIR_JSON = {"content-type": "application/fhir+json"}
 PEER = "198.51.100.7"
 PROXY = "192.0.2.10"
 FORWARDED = "203.0.113.9"
-
-
-async def _token(platform: Platform, organisation: str, role: str = "physician") -> str:
-    grant = TokenGrant(f"{organisation}-{role}", "user", organisation, role, "test", "user/*.cruds")
-    return await platform.tokens.issue_access_token(grant)
 
 
 async def _requests(platform: Platform, app: ASGIApp, peer: str, **headers: str) -> str:
@@ -32,8 +26,8 @@ async def _requests(platform: Platform, app: ASGIApp, peer: str, **headers: str)
     the Patient's reference."""
     transport = httpx.ASGITransport(app=app, client=(peer, 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
-        a = {"Authorization": f"Bearer {await _token(platform, 'hospital-a')}", **FHIR_JSON}
-        b = {"Authorization": f"Bearer {await _token(platform, 'hospital-b')}", **FHIR_JSON}
+        a = await bearer(platform, "hospital-a")
+        b = await bearer(platform, "hospital-b")
         created = await http.post(
             "/fhir/Patient", content=b'{"resourceType": "Patient"}', headers={**a, **headers}
         )
@@ -54,10 +48,8 @@ async def _addresses(platform: Platform, target: str) -> list[Any]:
     await platform.audit.seal_all()
     transport = httpx.ASGITransport(app=create_app(platform.settings, platform))
     async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
-        operator = await _token(platform, "platform", "platform_admin")
-        response = await http.get(
-            f"/fhir/AuditEvent?entity={target}", headers={"Authorization": f"Bearer {operator}"}
-        )
+        operator = await bearer(platform, "platform", "platform_admin")
+        response = await http.get(f"/fhir/AuditEvent?entity={target}", headers=operator)
     assert response.status_code == 200, response.text
     events = [entry["resource"] for entry in response.json()["entry"]]
     assert len(events) == 3  # created, read, refused read (the search names no target)
@@ -68,11 +60,11 @@ async def test_fhir_entries_name_the_clients_address(fresh_platform: Platform) -
     app = create_app(fresh_platform.settings, fresh_platform)
     target = await _requests(fresh_platform, app, PEER)
     assert await _addresses(fresh_platform, target) == [{"address": PEER, "type": "2"}] * 3
-    async with fresh_platform.database.snapshot() as session:
-        rows = await session.execute(
-            text("SELECT DISTINCT client_address FROM audit_entry WHERE action = 'fhir.search'")
-        )
-        assert [row[0] for row in rows] == [PEER]
+    addresses = await rows(
+        fresh_platform,
+        "SELECT DISTINCT client_address FROM audit_entry WHERE action = 'fhir.search'",
+    )
+    assert addresses == [(PEER,)]
 
 
 async def test_a_forwarded_address_counts_only_from_a_trusted_proxy(

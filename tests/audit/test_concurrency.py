@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-
-from sqlalchemy import text
+from typing import TYPE_CHECKING
 
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditRecord, AuditTrail
 from medicus.core.db import Database
-from medicus.platform import Platform
+from tests.support.database import rows
+
+if TYPE_CHECKING:
+    # Each writer process imports this module: not the whole platform, which it does not use.
+    from medicus.platform import Platform
 
 WRITERS = 8
 ENTRIES_PER_WRITER = 500
@@ -54,9 +57,9 @@ async def test_concurrent_writer_processes_produce_one_chain(
     report = await fresh_platform.audit.verify()
     assert report.intact, report.problem
     assert (report.entries, report.pending) == (WRITERS * ENTRIES_PER_WRITER, 0)
-    async with fresh_platform.database.snapshot() as session:
-        rows = await session.execute(
-            text("SELECT actor, COUNT(DISTINCT target) FROM audit_entry GROUP BY actor")
+    recorded = dict(
+        await rows(
+            fresh_platform, "SELECT actor, COUNT(DISTINCT target) FROM audit_entry GROUP BY actor"
         )
-        recorded = dict(rows.all())
+    )
     assert recorded == {f"user:writer-{w}": ENTRIES_PER_WRITER for w in range(WRITERS)}

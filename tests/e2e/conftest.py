@@ -1,7 +1,10 @@
-"""Helpers that run the real `medicus` command as a separate process."""
+"""Helpers that run the real `medicus` command as a separate process (and its admin commands
+in-process, where they only set up what a test needs)."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import socket
 import subprocess
@@ -19,8 +22,10 @@ import orjson
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from typer.testing import CliRunner
 
-from tests.conftest import POSTGRES_ADMIN_URL
+from medicus import cli
+from tests.conftest import POSTGRES_ADMIN_URL, DatabaseFactory
 
 
 def medicus_environment(data_dir: Path, database_url: str | None, **extra: str) -> dict[str, str]:
@@ -60,10 +65,13 @@ class RunningServer:
 
 
 @pytest.fixture
-def server_database_url(fresh_database_url: str) -> str | None:
-    """PostgreSQL runs get a fresh database; SQLite runs use the embedded default, so that the
-    server has to create and migrate it itself."""
-    return fresh_database_url if POSTGRES_ADMIN_URL else None
+async def server_database_url(database_factory: DatabaseFactory) -> str | None:
+    """PostgreSQL runs get a fresh database that every migration ran on (not a copy of the
+    session's template); SQLite runs use the embedded default, so that the server has to create
+    and migrate it itself."""
+    if not POSTGRES_ADMIN_URL:
+        return None
+    return await asyncio.to_thread(database_factory.really_migrated_url)
 
 
 @contextmanager
@@ -148,10 +156,18 @@ class Hub:
         return str(body["access_token"])
 
 
-def admin(server: RunningServer, *arguments: str) -> dict[str, Any]:
-    """`medicus admin ... --json` against the server's database; its answer."""
-    result = run_medicus("admin", *arguments, "--json", environment=server.environment)
-    assert result.returncode == 0, result.stderr
+def admin(server: RunningServer, *arguments: str, stdin: str | None = None) -> dict[str, Any]:
+    """`medicus admin ... --json` against the server's database (`stdin`: what the operator
+    types, such as a password); its answer. It runs in this process, which spares an
+    interpreter start for a set-up step whose process does not matter; the tests of the
+    command's own sentences and exit codes run the real `medicus` (`run_medicus`). (In a
+    thread: the command runs an event loop of its own.)"""
+    settings = {k: v for k, v in server.environment.items() if k.startswith("MEDICUS_")}
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        result = thread.submit(
+            CliRunner().invoke, cli.app, ["admin", *arguments, "--json"], stdin, settings
+        ).result()
+    assert result.exit_code == 0, (result.output, result.exception)
     answer: dict[str, Any] = orjson.loads(result.stdout)
     return answer
 

@@ -47,9 +47,8 @@ from requests import HTTPError
 
 from tests.conftest import POSTGRES_ADMIN_URL, DatabaseFactory
 from tests.e2e.conftest import Hub, medicus_environment, register_backend_service, serving
+from tests.support.resources import KVNR, LOINC
 
-KVNR = "http://fhir.de/sid/gkv/kvid-10"
-LOINC = "http://loinc.org"
 UNITS = {"29463-7": "kg", "8302-2": "cm", "8867-4": "/min"}  # weight, height, heart rate
 IKNR = "262200002"
 SCOPE = "system/*.cruds"
@@ -66,7 +65,7 @@ def hub(
     if POSTGRES_ADMIN_URL:
         # new_url runs its own event loop; keep it away from the tests' loop.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            database_url = pool.submit(database_factory.new_url).result()
+            database_url = pool.submit(database_factory.really_migrated_url).result()
     with serving(medicus_environment(folder / "var", database_url)) as server:
         yield register_backend_service(server, folder, "Klinikum FHIR-Clients", IKNR, SCOPE)
 

@@ -7,32 +7,25 @@ from __future__ import annotations
 import secrets
 
 import httpx
-import orjson
 import pytest
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.e2e.conftest import RunningServer, run_medicus
+from tests.e2e.conftest import RunningServer, admin, run_medicus
 from tests.iam.browser import Browser
 
 PASSWORD = "a long and unusual passphrase 7"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 
 
-def _admin(server: RunningServer, *arguments: str, stdin: str | None = None) -> dict:
-    result = run_medicus("admin", *arguments, "--json", environment=server.environment, stdin=stdin)
-    assert result.returncode == 0, result.stderr
-    return orjson.loads(result.stdout)
-
-
 @pytest.fixture
 def provisioned(server: RunningServer) -> dict[str, str]:
-    organisation = _admin(
+    organisation = admin(
         server, "create-org", "Klinikum E2E", "--type", "hospital", "--iknr", "262200001"
     )
-    user = _admin(
+    user = admin(
         server,
         "create-user",
         "dr.e2e@klinikum-e2e.example",
@@ -45,7 +38,7 @@ def provisioned(server: RunningServer) -> dict[str, str]:
         "--password-stdin",
         stdin=PASSWORD + "\n",
     )
-    app = _admin(
+    app = admin(
         server,
         "create-client",
         "Ward app",

@@ -11,7 +11,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import orjson
 import pytest
 
 from medicus.app import create_app
@@ -19,7 +18,7 @@ from medicus.iam import repository
 from medicus.iam.roles import MfaPolicy, OrganisationType, Role
 from medicus.platform import Platform, build_platform
 from tests.conftest import DatabaseFactory, make_settings
-from tests.e2e.conftest import RunningServer, run_medicus
+from tests.e2e.conftest import RunningServer, admin
 from tests.iam.browser import Browser
 
 PASSWORD = "a long and unusual passphrase 7"
@@ -32,12 +31,6 @@ class Federation:
     http: httpx.AsyncClient
     organisation: str
     hospital_idp: RunningServer
-
-
-def _admin(server: RunningServer, *arguments: str, stdin: str | None = None) -> dict:
-    result = run_medicus("admin", *arguments, "--json", environment=server.environment, stdin=stdin)
-    assert result.returncode == 0, result.stderr
-    return orjson.loads(result.stdout)
 
 
 @pytest.fixture
@@ -59,7 +52,7 @@ async def federation(
     """The hospital's provider knows the doctor and has registered the platform as a client;
     the platform knows the doctor as a member of the hospital's organisation."""
     platform = platform_of_its_own
-    _admin(
+    admin(
         server,
         "create-org",
         "Klinikum B IdP",
@@ -71,7 +64,7 @@ async def federation(
         "none",
     )
     for email in (EMAIL, "stranger@klinikum-b.example"):
-        _admin(
+        admin(
             server,
             "create-user",
             email,
@@ -83,7 +76,7 @@ async def federation(
             stdin=PASSWORD + "\n",
         )
     callback = f"{platform.settings.public_url}/login/upstream/callback"
-    client = _admin(
+    client = admin(
         server,
         "create-client",
         "medicus platform",

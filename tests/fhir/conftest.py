@@ -9,11 +9,12 @@ import httpx
 import pytest
 
 from medicus.app import create_app
-from medicus.iam.tokens import TokenGrant
 from medicus.platform import Platform
 from tests.conftest import register_organisation
+from tests.support.clients import bearer
+from tests.support.resources import FHIR_JSON
 
-FHIR_JSON = {"content-type": "application/fhir+json"}
+__all__ = ["FHIR_JSON", "Hub"]
 
 
 @dataclass
@@ -34,11 +35,9 @@ async def hub(fresh_platform: Platform) -> AsyncIterator[Hub]:
         if organisation not in registered:
             await register_organisation(platform, organisation)
             registered.add(organisation)
-        grant = TokenGrant(
-            f"{organisation}-someone", kind, organisation, "physician", "test", scope
+        return await bearer(
+            platform, organisation, scope=scope, kind=kind, subject=f"{organisation}-someone"
         )
-        issued = await platform.tokens.issue_access_token(grant)
-        return {"Authorization": f"Bearer {issued}", **FHIR_JSON}
 
     await platform.start_background_work()
     transport = httpx.ASGITransport(app=create_app(platform.settings, platform))

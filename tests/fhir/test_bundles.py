@@ -7,35 +7,23 @@ import base64
 from typing import Any
 
 import orjson
-from sqlalchemy import text
 
 from tests.fhir.conftest import Hub
+from tests.support import resources
+from tests.support.database import count
+from tests.support.resources import KVNR
 
-KVNR = "http://fhir.de/sid/gkv/kvid-10"
 PATIENT_URL = "urn:uuid:8b1f2f4e-1d7a-4a3c-9d5e-0f1a2b3c4d5e"
 
 
 def _patient(kvnr: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Patient",
-        "identifier": [{"system": KVNR, "value": kvnr}],
-        "name": [{"family": "Mustermann", "given": ["Erika"]}],
-    }
+    return resources.patient(kvnr, "Mustermann", "Erika")
 
 
 def _observation(subject: str, value: float = 13.2) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
-        "subject": {"reference": subject},
-        "valueQuantity": {
-            "value": value,
-            "unit": "g/dL",
-            "system": "http://unitsofmeasure.org",
-            "code": "g/dL",
-        },
-    }
+    """A haemoglobin value about `subject` (a reference, also to an entry's full URL)."""
+    quantity = resources.grams_per_decilitre(value)
+    return resources.observation(subject={"reference": subject}, valueQuantity=quantity)
 
 
 def _bundle(kind: str, *entries: dict[str, Any]) -> bytes:
@@ -49,8 +37,7 @@ async def _post(hub: Hub, body: bytes, organisation: str = "hospital-a", **heade
 
 
 async def _resource_count(hub: Hub) -> int:
-    async with hub.platform.database.snapshot() as session:
-        return int((await session.execute(text("SELECT count(*) FROM fhir_resource"))).scalar_one())
+    return await count(hub.platform, "fhir_resource")
 
 
 async def test_transaction_resolves_urn_uuid_references(hub: Hub) -> None:
@@ -116,8 +103,7 @@ async def test_transaction_failing_half_way_leaves_nothing(hub: Hub) -> None:
 
 
 async def _index_row_count(hub: Hub) -> int:
-    async with hub.platform.database.snapshot() as session:
-        return int((await session.execute(text("SELECT count(*) FROM fhir_token"))).scalar_one())
+    return await count(hub.platform, "fhir_token")
 
 
 async def test_transaction_failing_after_its_creations_were_written_leaves_nothing(

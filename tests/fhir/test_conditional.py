@@ -8,17 +8,12 @@ from email.utils import format_datetime, parsedate_to_datetime
 import orjson
 
 from tests.fhir.conftest import Hub
-
-KVNR = "http://fhir.de/sid/gkv/kvid-10"
+from tests.support import resources
+from tests.support.resources import KVNR
 
 
 def _patient(kvnr: str, family: str = "Mustermann") -> dict[str, object]:
-    return {
-        "resourceType": "Patient",
-        "identifier": [{"system": KVNR, "value": kvnr}],
-        "name": [{"family": family, "given": ["Erika"]}],
-        "birthDate": "1964-08-12",
-    }
+    return resources.patient(kvnr, family, "Erika", "1964-08-12")
 
 
 async def _count(hub: Hub, kvnr: str) -> int:

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from sqlalchemy import text
 
 from tests.fhir.conftest import Hub
+from tests.support import resources
+from tests.support.database import rows
 
-PATIENT = {
-    "resourceType": "Patient",
-    "identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}],
-    "name": [{"family": "Mustermann", "given": ["Erika"]}],
-    "birthDate": "1964-08-12",
-}
+PATIENT = resources.patient("A123456780", "Mustermann", "Erika", "1964-08-12")
 
 
 async def _create(hub: Hub, resource: dict[str, object] = PATIENT) -> dict[str, object]:
@@ -142,16 +138,13 @@ async def test_another_hospital_sees_nothing_and_is_audited(hub: Hub) -> None:
     mine = await hub.http.get(url, headers=await hub.token())
     assert mine.json()["birthDate"] == "1964-08-12"
     await hub.platform.audit.seal_all()
-    async with hub.platform.database.snapshot() as session:
-        rows = (
-            await session.execute(
-                text(
-                    "SELECT action, outcome, organisation FROM audit_entry WHERE target = :target"
-                ),
-                {"target": f"Patient/{created['id']}"},
-            )
-        ).all()
-    outcomes = {(row[0], row[1], row[2]) for row in rows}
+    outcomes = set(
+        await rows(
+            hub.platform,
+            "SELECT action, outcome, organisation FROM audit_entry WHERE target = :target",
+            target=f"Patient/{created['id']}",
+        )
+    )
     assert ("fhir.read", "denied", "hospital-b") in outcomes
     assert ("fhir.update", "denied", "hospital-b") in outcomes
     assert ("fhir.delete", "denied", "hospital-b") in outcomes

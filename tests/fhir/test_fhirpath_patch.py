@@ -13,8 +13,9 @@ import pytest
 from medicus.core.errors import ApiError
 from medicus.fhir.fhirpath_patch import apply
 from tests.fhir.conftest import Hub
+from tests.support import clients, resources
+from tests.support.resources import KVNR
 
-KVNR = "http://fhir.de/sid/gkv/kvid-10"
 EXAMPLE = "http://example.org"
 
 
@@ -608,18 +609,8 @@ def test_parts_nested_too_deeply_are_refused_not_a_crash() -> None:
 
 
 async def _create(hub: Hub, **elements: Any) -> str:
-    body = {
-        "resourceType": "Patient",
-        "identifier": [{"system": KVNR, "value": "P123456789"}],
-        "name": [{"family": "Mustermann", "given": ["Erika"]}],
-        "birthDate": "1964-08-12",
-        **elements,
-    }
-    created = await hub.http.post(
-        "/fhir/Patient", content=orjson.dumps(body), headers=await hub.token()
-    )
-    assert created.status_code == 201, created.text
-    return str(created.json()["id"])
+    body = resources.patient("P123456789", "Mustermann", "Erika", "1964-08-12", **elements)
+    return await clients.create(hub.http, await hub.token(), body)
 
 
 async def test_patch_by_id(hub: Hub) -> None:

@@ -7,18 +7,15 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import text
 
 from tests.fhir.conftest import Hub
 from tests.fhir.test_search import assert_refused
+from tests.support import clients
+from tests.support.database import rows
 
 
 async def _put(hub: Hub, resource: dict[str, Any], organisation: str = "hospital-a") -> None:
-    path = f"/fhir/{resource['resourceType']}/{resource['id']}"
-    response = await hub.http.put(
-        path, content=orjson.dumps(resource), headers=await hub.token(organisation=organisation)
-    )
-    assert response.status_code == 201, response.text
+    await clients.put(hub.http, await hub.token(organisation=organisation), resource, 201)
 
 
 async def test_validate_reports_without_storing(hub: Hub) -> None:
@@ -234,16 +231,11 @@ async def test_lastn_is_audited_like_a_search(hub: Hub, vitals: None) -> None:
     """One entry, naming the Patient records of the Observations returned."""
     assert await _lastn(hub, patient="max", code="8310-5") == ["t-max"]
     await hub.platform.audit.seal_all()
-    async with hub.platform.database.snapshot() as session:
-        rows = (
-            await session.execute(
-                text(
-                    "SELECT action, outcome, patients FROM audit_entry"
-                    " WHERE target = 'Observation/$lastn'"
-                )
-            )
-        ).all()
-    assert [tuple(row) for row in rows] == [("fhir.search", "success", "hospital-a.max")]
+    entries = await rows(
+        hub.platform,
+        "SELECT action, outcome, patients FROM audit_entry WHERE target = 'Observation/$lastn'",
+    )
+    assert entries == [("fhir.search", "success", "hospital-a.max")]
 
 
 @pytest.mark.parametrize(

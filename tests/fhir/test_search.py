@@ -8,37 +8,12 @@ import orjson
 import pytest
 
 from tests.fhir.conftest import Hub
-
-KVNR = "http://fhir.de/sid/gkv/kvid-10"
-
-
-def _patient(kvnr: str, family: str, given: str, birth: str) -> dict[str, object]:
-    return {
-        "resourceType": "Patient",
-        "identifier": [{"system": KVNR, "value": kvnr}],
-        "name": [{"family": family, "given": [given]}],
-        "birthDate": birth,
-    }
-
-
-def _observation(patient_id: str, loinc: str, when: str) -> dict[str, object]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "effectiveDateTime": when,
-    }
+from tests.support import clients, resources
+from tests.support.resources import KVNR
 
 
 async def create(hub: Hub, resource: dict[str, object], organisation: str = "hospital-a") -> str:
-    response = await hub.http.post(
-        f"/fhir/{resource['resourceType']}",
-        content=orjson.dumps(resource),
-        headers=await hub.token(organisation=organisation),
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return await clients.create(hub.http, await hub.token(organisation=organisation), resource)
 
 
 async def search_ids(hub: Hub, path: str, **params: str) -> list[str]:
@@ -60,13 +35,15 @@ async def assert_refused(hub: Hub, path: str, expression: str) -> None:
 
 @pytest.fixture
 async def ward(hub: Hub) -> dict[str, str]:
-    erika = await create(hub, _patient("A123456780", "Müller", "Erika", "1964-08-12"))
-    max_ = await create(hub, _patient("B987654321", "Mustermann", "Max", "1971-02-03"))
-    hb = await create(hub, _observation(erika, "718-7", "2026-11-01T10:00:00Z"))
-    glucose = await create(hub, _observation(erika, "2345-7", "2026-10-15T08:30:00Z"))
-    other = await create(hub, _observation(max_, "718-7", "2025-01-01T00:00:00Z"))
+    erika = await create(hub, resources.patient("A123456780", "Müller", "Erika", "1964-08-12"))
+    max_ = await create(hub, resources.patient("B987654321", "Mustermann", "Max", "1971-02-03"))
+    hb = await create(hub, resources.observation(erika, "718-7", "2026-11-01T10:00:00Z"))
+    glucose = await create(hub, resources.observation(erika, "2345-7", "2026-10-15T08:30:00Z"))
+    other = await create(hub, resources.observation(max_, "718-7", "2025-01-01T00:00:00Z"))
     foreign = await create(
-        hub, _patient("A123456780", "Müller", "Erika", "1964-08-12"), organisation="hospital-b"
+        hub,
+        resources.patient("A123456780", "Müller", "Erika", "1964-08-12"),
+        organisation="hospital-b",
     )
     return {
         "erika": erika,
@@ -169,7 +146,7 @@ async def test_search_by_post(hub: Hub, ward: dict[str, str]) -> None:
 
 
 async def test_updates_and_deletes_change_the_index(hub: Hub, ward: dict[str, str]) -> None:
-    renamed = _patient("B987654321", "Neumann", "Max", "1971-02-03")
+    renamed = resources.patient("B987654321", "Neumann", "Max", "1971-02-03")
     renamed["id"] = ward["max"]
     await hub.http.put(
         f"/fhir/Patient/{ward['max']}", content=orjson.dumps(renamed), headers=await hub.token()
@@ -336,7 +313,7 @@ async def test_exact_strings_match_case_and_accents(hub: Hub) -> None:
     """`:exact` compares the whole string as written (R4): `family:exact=cruz` is not Cruz,
     nor Crúz; a plain string search folds both."""
     ids = {
-        await create(hub, _patient(f"A00000000{n}", family, "Ana", "1990-01-01")): family
+        await create(hub, resources.patient(f"A00000000{n}", family, "Ana", "1990-01-01")): family
         for n, family in enumerate(("Cruz", "cruz", "Crúz", "Cruzado", "CRUZ"))
     }
 

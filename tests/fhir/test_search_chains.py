@@ -6,31 +6,12 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from sqlalchemy import text
 
 from tests.fhir.conftest import Hub
-from tests.fhir.test_search import KVNR, create, search_ids
-
-LOINC = "http://loinc.org"
-
-
-def _patient(kvnr: str, family: str, **extra: object) -> dict[str, object]:
-    return {
-        "resourceType": "Patient",
-        "identifier": [{"system": KVNR, "value": kvnr}],
-        "name": [{"family": family}],
-        **extra,
-    }
-
-
-def _observation(patient: str, code: str, **extra: object) -> dict[str, object]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": f"Patient/{patient}"},
-        **extra,
-    }
+from tests.fhir.test_search import create, search_ids
+from tests.support import resources
+from tests.support.database import rows
+from tests.support.resources import KVNR
 
 
 @pytest.fixture
@@ -40,11 +21,11 @@ async def clinic(hub: Hub) -> dict[str, str]:
     doctor = await create(hub, {"resourceType": "Practitioner", "name": [{"family": "Hausarzt"}]})
     erika = await create(
         hub,
-        _patient(
+        resources.patient(
             "A123456780", "Müller", generalPractitioner=[{"reference": f"Practitioner/{doctor}"}]
         ),
     )
-    max_ = await create(hub, _patient("B987654321", "Mustermann"))
+    max_ = await create(hub, resources.patient("B987654321", "Mustermann"))
     visit = await create(
         hub,
         {
@@ -55,11 +36,11 @@ async def clinic(hub: Hub) -> dict[str, str]:
         },
     )
     hb = await create(
-        hub, _observation(erika, "718-7", encounter={"reference": f"Encounter/{visit}"})
+        hub, resources.observation(erika, "718-7", encounter={"reference": f"Encounter/{visit}"})
     )
-    glucose = await create(hub, _observation(max_, "2345-7"))
-    foreign_patient = await create(hub, _patient("C111111111", "Fremd"), "hospital-b")
-    foreign_lab = await create(hub, _observation(erika, "9999-9"), "hospital-b")
+    glucose = await create(hub, resources.observation(max_, "2345-7"))
+    foreign_patient = await create(hub, resources.patient("C111111111", "Fremd"), "hospital-b")
+    foreign_lab = await create(hub, resources.observation(erika, "9999-9"), "hospital-b")
     return {
         "doctor": doctor,
         "erika": erika,
@@ -192,10 +173,7 @@ async def test_search_bodies_are_valid_json(hub: Hub, clinic: dict[str, str]) ->
 async def test_included_reads_are_audited(hub: Hub, clinic: dict[str, str]) -> None:
     await _bundle(hub, f"Observation?_id={clinic['hb']}&_include=Observation:subject")
     await hub.platform.audit.seal_all()
-    async with hub.platform.database.snapshot() as session:
-        rows = (
-            await session.execute(
-                text("SELECT action, outcome FROM audit_entry WHERE target = 'Patient'")
-            )
-        ).all()
-    assert ("fhir.read", "success") in {(row[0], row[1]) for row in rows}
+    entries = await rows(
+        hub.platform, "SELECT action, outcome FROM audit_entry WHERE target = 'Patient'"
+    )
+    assert ("fhir.read", "success") in entries

@@ -10,10 +10,7 @@ import pytest
 
 from tests.fhir.conftest import Hub
 from tests.fhir.test_search import assert_refused, create, search_ids
-
-
-def _patient(family: str) -> dict[str, object]:
-    return {"resourceType": "Patient", "name": [{"family": family}]}
+from tests.support import resources
 
 
 def _list(*items: str) -> dict[str, object]:
@@ -27,10 +24,10 @@ def _list(*items: str) -> dict[str, object]:
 
 @pytest.fixture
 async def ward(hub: Hub) -> dict[str, str]:
-    adler = await create(hub, _patient("Adler"))
-    berger = await create(hub, _patient("Berger"))
-    cramer = await create(hub, _patient("Cramer"))
-    foreign = await create(hub, _patient("Fremd"), "hospital-b")
+    adler = await create(hub, resources.patient(None, "Adler"))
+    berger = await create(hub, resources.patient(None, "Berger"))
+    cramer = await create(hub, resources.patient(None, "Cramer"))
+    foreign = await create(hub, resources.patient(None, "Fremd"), "hospital-b")
     lab = await create(
         hub,
         {

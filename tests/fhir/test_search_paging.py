@@ -19,29 +19,17 @@ from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.search.sorting import SortKey
 from tests.fhir.conftest import Hub
 from tests.fhir.test_search import create
+from tests.support import resources
 
 
 def _patient(family: str | None, given: str, birth: str | None) -> dict[str, object]:
-    name: dict[str, object] = {"given": [given]}
-    if family:
-        name["family"] = family
-    resource: dict[str, object] = {"resourceType": "Patient", "name": [name], "gender": "other"}
-    if birth:
-        resource["birthDate"] = birth
-    return resource
+    return resources.patient(None, family, given, birth, gender="other")
 
 
 def _observation(code: str, value: float | None, when: str | None) -> dict[str, object]:
-    resource: dict[str, object] = {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-    }
-    if value is not None:
-        resource["valueQuantity"] = {"value": value, "unit": "g/dL"}
-    if when:
-        resource["effectiveDateTime"] = when
-    return resource
+    """An Observation without a subject (None: without a value, without a time)."""
+    measured = {} if value is None else {"valueQuantity": {"value": value, "unit": "g/dL"}}
+    return resources.observation(None, code, when, **measured)
 
 
 def _link(bundle: dict[str, object], relation: str) -> str | None:

@@ -19,10 +19,9 @@ from medicus.fhir.search import paging, query, sorting
 from medicus.fhir.search.include import Found, included, includes_of
 from medicus.fhir.search.request import MAX_ALTERNATIVES, MAX_VALUES, SearchRequest
 from medicus.fhir.search.template import Sql, Values
+from tests.support.resources import KVNR
 
 VIEWPOINT = Viewpoint("hospital-a", "user:someone", dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
-
-KVNR = "http://fhir.de/sid/gkv/kvid-10"
 
 
 def _shape(resource_type: str, *parameters: tuple[str, str]) -> tuple[Sql, Values]:

@@ -8,9 +8,7 @@ import pytest
 
 from tests.fhir.conftest import Hub
 from tests.fhir.test_search import assert_refused, create, search_ids
-
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
+from tests.support.resources import LOINC, UCUM
 
 
 def _lab(code: str, value: float, unit: str, **extra: object) -> dict[str, object]:

@@ -16,10 +16,9 @@ from hypothesis import strategies as st
 
 import medicus
 from medicus.fhir.validation import MAX_ISSUES, Issue, validate
+from tests.support.resources import KVNR, LOINC
 
 STRUCTURES = Path(medicus.__file__).parent / "fhir" / "definitions" / "structures.json"
-KVNR = "http://fhir.de/sid/gkv/kvid-10"
-LOINC = "http://loinc.org"
 ICD10GM = "http://fhir.de/CodeSystem/bfarm/icd-10-gm"
 PATIENT_UUID = "urn:uuid:0c3f2c4e-9d4b-4b8e-8f2a-5f1d6a7b8c9d"
 

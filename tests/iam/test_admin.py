@@ -11,6 +11,7 @@ from sqlalchemy import text
 from medicus.iam.tokens import TokenGrant
 from tests.iam.browser import Browser
 from tests.iam.conftest import PASSWORD, Mailbox, World
+from tests.support.database import rows
 
 
 async def _token(
@@ -40,16 +41,12 @@ async def test_an_admin_of_a_acting_on_b_is_refused_and_audited(world: World) ->
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/problem+json"
     await world.platform.audit.seal_all()
-    async with world.platform.database.snapshot() as session:
-        denied = (
-            await session.execute(
-                text(
-                    "SELECT actor, organisation, target FROM audit_entry "
-                    "WHERE action = 'iam.member.list' AND outcome = 'denied'"
-                )
-            )
-        ).all()
-    assert [tuple(row) for row in denied] == [
+    denied = await rows(
+        world.platform,
+        "SELECT actor, organisation, target FROM audit_entry "
+        "WHERE action = 'iam.member.list' AND outcome = 'denied'",
+    )
+    assert denied == [
         (f"user:{world.admin_a}", world.hospital_a, f"Organization/{world.hospital_b}")
     ]
 
@@ -239,18 +236,12 @@ async def test_only_a_platform_admin_resets_the_second_factor_of_a_shared_member
     await browser.login()
     assert browser.totp_secret == secret
     await world.platform.audit.seal_all()
-    async with world.platform.database.snapshot() as session:
-        denied = (
-            await session.execute(
-                text(
-                    "SELECT actor, target FROM audit_entry "
-                    "WHERE action = 'iam.mfa.reset' AND outcome = 'denied'"
-                )
-            )
-        ).all()
-    assert [tuple(row) for row in denied] == [
-        (f"user:{world.admin_a}", f"Practitioner/{world.consultant}")
-    ]
+    denied = await rows(
+        world.platform,
+        "SELECT actor, target FROM audit_entry "
+        "WHERE action = 'iam.mfa.reset' AND outcome = 'denied'",
+    )
+    assert denied == [(f"user:{world.admin_a}", f"Practitioner/{world.consultant}")]
     operator = await _token(world, world.admin_a, world.hospital_a, "platform_admin")
     assert (await world.http.post(url, headers=operator)).status_code == 204
     world.http.cookies.clear()

@@ -6,11 +6,7 @@ from sqlalchemy import text
 
 from medicus.demo import DEMO_ORGANISATIONS, load_demo
 from medicus.platform import Platform
-
-
-async def _count(platform: Platform, table: str) -> int:
-    async with platform.database.snapshot() as session:
-        return int((await session.execute(text(f"SELECT COUNT(*) FROM {table}"))).scalar_one())
+from tests.support.database import count
 
 
 async def test_demo_creates_organisations_and_staff_once(fresh_platform: Platform) -> None:
@@ -23,8 +19,8 @@ async def test_demo_creates_organisations_and_staff_once(fresh_platform: Platfor
     second = await load_demo(fresh_platform)
     assert (second.organisations_created, second.users_created) == (0, 0)
     assert second.memberships_created == 0
-    assert await _count(fresh_platform, "organisation") == 3
-    assert await _count(fresh_platform, "app_user") == len(emails)
+    assert await count(fresh_platform, "organisation") == 3
+    assert await count(fresh_platform, "app_user") == len(emails)
 
 
 async def test_demo_is_audited(fresh_platform: Platform) -> None:

@@ -8,7 +8,6 @@ it has named none) review the list afterwards."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 
 from medicus.access import repository
 from medicus.access.oversight import Oversight
@@ -16,6 +15,7 @@ from medicus.access.policy import audited
 from medicus.access.repository import StoredBreakGlass
 from medicus.access.sharing import CARE_PROVIDERS
 from medicus.audit.service import AuditTrail, Outcome
+from medicus.core.clock import Clock
 from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
 from medicus.core.ids import new_id
@@ -35,7 +35,7 @@ class BreakGlass:
         audit: AuditTrail,
         oversight: Oversight,
         duration: dt.timedelta,
-        clock: Callable[[], dt.datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self._database = database
         self._audit = audit

@@ -13,9 +13,8 @@ records, consents or treatment relations changed. Links and unlinks are audited.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +25,7 @@ from medicus.access.matching import THRESHOLD, likeness, traits_of
 from medicus.access.policy import AccessDenied, audited
 from medicus.access.sharing import SHARING_TYPES
 from medicus.audit.service import AuditRecord, AuditTrail, Outcome
+from medicus.core.clock import Clock
 from medicus.core.db import Database, hold_lock, utc_now
 from medicus.core.errors import ApiError
 from medicus.iam.roles import Role
@@ -151,7 +151,7 @@ class PatientIndex:
         self,
         database: Database,
         audit: AuditTrail,
-        clock: Callable[[], dt.datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self._database = database
         self._audit = audit

@@ -14,6 +14,7 @@ from medicus.access.policy import (
     audited,
 )
 from medicus.audit.service import AuditRecord, Outcome
+from medicus.core.clock import Clock
 from medicus.core.db import utc_now
 from medicus.core.errors import ApiError
 from medicus.iam.tokens import Principal
@@ -34,8 +35,9 @@ def audit_event(
 
 
 class Guard:
-    def __init__(self, access: AccessPolicy) -> None:
+    def __init__(self, access: AccessPolicy, clock: Clock = utc_now) -> None:
         self._access = access
+        self._clock = clock
 
     def check(
         self,
@@ -73,7 +75,7 @@ class Guard:
 
     def viewpoint(self, caller: Principal, sharing: bool = True) -> Viewpoint:
         """What the caller's queries see now (see `Viewpoint`)."""
-        return self._access.viewpoint(caller, utc_now(), sharing)
+        return self._access.viewpoint(caller, self._clock(), sharing)
 
     def readable_types(self, caller: Principal, all_types: frozenset[str]) -> frozenset[str]:
         return self._access.readable_types(caller, all_types)
