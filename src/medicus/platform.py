@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from medicus.access import background as access_updates
 from medicus.access.auditlog import AuditLog
 from medicus.access.breakglass import BreakGlass
 from medicus.access.disclosures import Disclosures
@@ -16,6 +17,7 @@ from medicus.access.patients import PatientIndex
 from medicus.access.policy import AccessPolicy
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
+from medicus.core.background import BackgroundUpdates, UpdateStep
 from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
 from medicus.core.mail import (
@@ -25,6 +27,7 @@ from medicus.core.mail import (
     UnavailableMailSender,
 )
 from medicus.core.metrics import HttpMetrics
+from medicus.fhir import background as fhir_updates
 from medicus.fhir.bundles import BundleService
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import Guard
@@ -76,14 +79,17 @@ class Platform:
     disclosures: Disclosures
     break_glass: BreakGlass
     fhir: FhirHub
+    background_updates: BackgroundUpdates
 
     async def start_background_work(self) -> None:
         await self.signing_keys.ring()
         await self.revocations.poll()
         self.revocations.start()
         self.audit_sealer.start()
+        self.background_updates.start()
 
     async def stop_background_work(self) -> None:
+        await self.background_updates.stop()
         await self.revocations.stop()
         await self.audit_sealer.stop()
 
@@ -181,7 +187,13 @@ def build_platform(settings: Settings) -> Platform:
             database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes)
         ),
         fhir=_fhir_hub(database, audit, box, patients),
+        background_updates=BackgroundUpdates(database, update_steps(patients)),
     )
+
+
+def update_steps(patients: PatientIndex) -> dict[str, UpdateStep]:
+    """The background updates of every capability, by name (see `core.background`)."""
+    return {**fhir_updates.steps(patients), **access_updates.steps()}
 
 
 def _fhir_hub(

@@ -1,7 +1,13 @@
-"""Alembic migrations of the one medicus database, and the calls that run and inspect them."""
+"""Alembic migrations of the one medicus database, and the calls that run and inspect them.
+
+Revisions change the schema; the data they derive from every stored row is rebuilt by
+background updates that they schedule (`scheduling`) and the server runs (`core.background`).
+`upgrade` runs those inline for a while when it reaches head, so that a new or small database
+is left with none pending."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -10,9 +16,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from medicus.core.background import BackgroundUpdates, UpdateStatus, pending, status
 from medicus.core.db import Database, ensure_sqlite_directory
 
 _HERE = Path(__file__).parent
+INLINE_SECONDS = 30.0
 
 
 def alembic_config(database_url: str) -> Config:
@@ -22,11 +30,44 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Apply migrations up to `revision`. Synchronous: call it outside a running event loop
-    (or through `asyncio.to_thread`)."""
+def upgrade(
+    database_url: str, revision: str = "head", inline_seconds: float | None = INLINE_SECONDS
+) -> int:
+    """Apply migrations up to `revision`; at head, run the background updates they scheduled
+    for up to `inline_seconds` (None: until done). Returns how many are left pending for the
+    server (none on a new or small database). Synchronous: call it outside a running event
+    loop (or through `asyncio.to_thread`)."""
     ensure_sqlite_directory(database_url)
-    command.upgrade(alembic_config(database_url), revision)
+    config = alembic_config(database_url)
+    command.upgrade(config, revision)
+    if revision not in ("head", head_revision()):
+        return 0
+    return asyncio.run(run_updates(database_url, inline_seconds))
+
+
+def _runner(database: Database) -> BackgroundUpdates:
+    from medicus.access.patients import PatientIndex
+    from medicus.audit.service import AuditTrail
+    from medicus.platform import update_steps
+
+    steps = update_steps(PatientIndex(database, AuditTrail(database)))
+    return BackgroundUpdates(database, steps, pause_seconds=0)
+
+
+async def run_updates(database_url: str, seconds: float | None) -> int:
+    """Run the pending background updates of a database at head for up to `seconds` (None:
+    until done, or until the rest is leased by a running server); how many are left."""
+    database = Database(database_url)
+    try:
+        await _runner(database).run_until_done(seconds)
+        return await pending(database)
+    finally:
+        await database.dispose()
+
+
+async def update_status(database: Database) -> list[UpdateStatus]:
+    """The pending background updates and where each stands."""
+    return await status(database, _runner(database).steps)
 
 
 def head_revision() -> str:
