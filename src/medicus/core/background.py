@@ -159,10 +159,12 @@ class BackgroundUpdates:
             self._task = None
 
     async def _run(self) -> None:
+        """Until no update this version knows is pending; another process's lease is
+        waited out (its holder may have died)."""
         while not self._stopping.is_set():
             try:
                 ran = await self.run_batch()
-                if not ran and not await pending(self._database):
+                if not ran and not set(await pending(self._database)) & set(self.steps):
                     return
             except (DBAPIError, OSError, LeaseLost) as error:
                 log.warning("background update failed; retrying", error_type=type(error).__name__)
@@ -215,7 +217,10 @@ class BackgroundUpdates:
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise LeaseLost(name)
         self._sizes[name] = _next_size(size, done.items, time.monotonic() - started, self._target)
-        log.info("background update batch", update=name, items=done.items, done=not done.progress)
+        if done.progress is None:
+            log.info("background update finished", update=name)
+        else:
+            log.debug("background update batch", update=name, items=done.items, size=size)
 
 
 def _next_size(size: int, items: int, elapsed: float, target: float) -> int:
@@ -226,13 +231,12 @@ def _next_size(size: int, items: int, elapsed: float, target: float) -> int:
     return max(1, min(size * 2, int(items * target / elapsed)))
 
 
-async def pending(database: Database) -> int:
-    """How many background updates are pending (0 before the table exists: nothing scheduled)."""
+async def pending(database: Database) -> list[str]:
+    """The names of the pending background updates (none before the table exists)."""
     with contextlib.suppress(DBAPIError):
         async with database.snapshot() as session:
-            rows = await session.scalars(select(BackgroundUpdateRow.name))
-            return len(rows.all())
-    return 0
+            return list((await session.scalars(select(BackgroundUpdateRow.name))).all())
+    return []
 
 
 async def status(database: Database, known: Mapping[str, Any]) -> list[UpdateStatus]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -60,7 +61,7 @@ async def run_updates(database_url: str, seconds: float | None) -> int:
     database = Database(database_url)
     try:
         await _runner(database).run_until_done(seconds)
-        return await pending(database)
+        return len(await pending(database))
     finally:
         await database.dispose()
 
@@ -68,6 +69,28 @@ async def run_updates(database_url: str, seconds: float | None) -> int:
 async def update_status(database: Database) -> list[UpdateStatus]:
     """The pending background updates and where each stands."""
     return await status(database, _runner(database).steps)
+
+
+async def status_report(database: Database) -> list[str]:
+    """What `medicus migrate status` says: the revision, and each pending background update
+    with its state and progress, in the order they run."""
+    revision = await current_revision(database)
+    head = head_revision()
+    if revision != head:
+        return [f"database at revision {revision or 'none'}; head is {head}: run `medicus migrate`"]
+    updates = await update_status(database)
+    lines = [f"database at revision {head} (head)"]
+    if not updates:
+        return [*lines, "background updates: none pending"]
+    lines.append(f"background updates pending: {len(updates)}")
+    for update in updates:
+        progress = orjson.dumps(update.progress).decode()
+        held = f", by {update.lease_owner}" if update.state == "running" else ""
+        lines.append(
+            f"  {update.name}: {update.state}{held}; {update.batches} batches,"
+            f" {update.items} items done; progress {progress}"
+        )
+    return lines
 
 
 def head_revision() -> str:
