@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from medicus import migrations
 from medicus.access import background as access_updates
 from medicus.access.auditlog import AuditLog
 from medicus.access.breakglass import BreakGlass
@@ -82,11 +83,14 @@ class Platform:
     background_updates: BackgroundUpdates
 
     async def start_background_work(self) -> None:
+        """Start the loops of a server process. The background updates run only on a database
+        at this code's head: during a rolling release, older servers leave them to newer ones."""
         await self.signing_keys.ring()
         await self.revocations.poll()
         self.revocations.start()
         self.audit_sealer.start()
-        self.background_updates.start()
+        if await migrations.current_revision(self.database) == migrations.head_revision():
+            self.background_updates.start()
 
     async def stop_background_work(self) -> None:
         await self.background_updates.stop()

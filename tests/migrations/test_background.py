@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
@@ -25,10 +26,17 @@ from medicus.access.models import CONSENTS, DISCLOSURES, RECORDS, SHARES, TREATM
 from medicus.access.patients import PatientIndex
 from medicus.audit.service import AuditTrail
 from medicus.cli import app
-from medicus.core.background import BackgroundUpdateRow, BackgroundUpdates, Batch, UpdateStep
+from medicus.core.background import (
+    BackgroundUpdateRow,
+    BackgroundUpdates,
+    Batch,
+    UpdateStep,
+    next_batch_size,
+)
 from medicus.core.db import Database, utc_now
 from medicus.iam.models import OrganisationRow
 from medicus.platform import Platform, update_steps
+from tests.conftest import DatabaseFactory
 
 PERSONS = 60
 BATCH = 5
@@ -41,6 +49,7 @@ from medicus.audit.service import AuditTrail
 from medicus.core.background import BackgroundUpdates
 from medicus.core.db import Database
 from medicus.platform import Platform, update_steps
+from tests.conftest import DatabaseFactory
 
 async def run(url: str) -> None:
     database = Database(url)
@@ -310,3 +319,40 @@ async def test_a_server_runs_pending_updates_in_the_background(fresh_platform: P
     finally:
         await fresh_platform.stop_background_work()
     assert len((await _derived(database))[0]) == 2 * 4
+
+
+async def test_shares_derived_under_wider_rules_are_gone_until_rebuilt(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Migration 0020 narrows who may vouch: the shares derived before are removed with the
+    schema change, so while the rebuild is pending a person is shared with nobody."""
+    url = await asyncio.to_thread(database_factory.new_url, False)
+    await asyncio.to_thread(migrations.upgrade, url, "0019")
+    database = Database(url)
+    try:
+        async with database.transaction() as session:
+            await session.execute(
+                SHARES.insert().values(organisation_id="hospital-b", person_id="a0000")
+            )
+        assert await asyncio.to_thread(migrations.upgrade, url, "head", 0) == 4
+        async with database.snapshot() as session:
+            assert (await session.scalars(select(SHARES.c.person_id))).all() == []
+        report = await migrations.status_report(database)
+        assert any(line.startswith(f"  {access_updates.SHARES}: waiting for") for line in report)
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.parametrize(
+    ("size", "items", "elapsed", "sized"),
+    [
+        (10, 10, 0.1, 20),  # quick: at most doubles
+        (100, 100, 4.0, 25),  # slow: a quarter takes the target second
+        (10, 3, 0.01, 10),  # the last, short batch says nothing about the pace
+        (1, 1, 60.0, 1),
+    ],
+)
+def test_batches_are_sized_to_take_the_target_time(
+    size: int, items: int, elapsed: float, sized: int
+) -> None:
+    assert next_batch_size(size, items, elapsed, target=1.0) == sized

@@ -216,14 +216,16 @@ class BackgroundUpdates:
                 )
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise LeaseLost(name)
-        self._sizes[name] = _next_size(size, done.items, time.monotonic() - started, self._target)
+        self._sizes[name] = next_batch_size(
+            size, done.items, time.monotonic() - started, self._target
+        )
         if done.progress is None:
             log.info("background update finished", update=name)
         else:
             log.debug("background update batch", update=name, items=done.items, size=size)
 
 
-def _next_size(size: int, items: int, elapsed: float, target: float) -> int:
+def next_batch_size(size: int, items: int, elapsed: float, target: float) -> int:
     """A batch size that takes about `target` seconds at the pace of the last batch (at most
     doubling, so one quick batch of cheap items does not make the next one huge)."""
     if items < size or elapsed <= 0:
