@@ -356,3 +356,19 @@ def test_batches_are_sized_to_take_the_target_time(
     size: int, items: int, elapsed: float, sized: int
 ) -> None:
     assert next_batch_size(size, items, elapsed, target=1.0) == sized
+
+
+async def test_processes_running_at_once_run_each_batch_once(fresh_database_url: str) -> None:
+    database = Database(fresh_database_url)
+    try:
+        await _persons_with_facts(database, 20)
+        await _schedule(database, access_updates.SHARES)
+        done: list[tuple[str, int]] = []
+        steps = _counting(_steps(database), done)
+        runners = [BackgroundUpdates(database, steps, batch_size=BATCH) for _ in range(3)]
+        await asyncio.gather(*(runner.run_until_done() for runner in runners))
+        assert sum(items for _, items in done) == 20
+        assert len(done) == 20 // BATCH + 1
+        assert await _row(database, access_updates.SHARES) is None
+    finally:
+        await database.dispose()

@@ -160,7 +160,9 @@ class BackgroundUpdates:
 
     async def _run(self) -> None:
         """Until no update this version knows is pending; another process's lease is
-        waited out (its holder may have died)."""
+        waited out (its holder may have died). A failed batch is rolled back and tried again
+        after a while (a database outage passes; a batch that fails on its data stays where
+        it is, visible in `medicus migrate status`, and never stops the server)."""
         while not self._stopping.is_set():
             try:
                 ran = await self.run_batch()
@@ -168,6 +170,9 @@ class BackgroundUpdates:
                     return
             except (DBAPIError, OSError, LeaseLost) as error:
                 log.warning("background update failed; retrying", error_type=type(error).__name__)
+                ran = False
+            except Exception:
+                log.exception("background update failed on its data; retrying")
                 ran = False
             wait = self._pause if ran else self._lease.total_seconds() / 2
             with contextlib.suppress(TimeoutError):
