@@ -27,6 +27,7 @@ from medicus.access.patients import PatientIndex
 from medicus.audit.service import AuditTrail
 from medicus.cli import app
 from medicus.core.background import (
+    MAX_BATCH,
     BackgroundUpdateRow,
     BackgroundUpdates,
     Batch,
@@ -350,6 +351,7 @@ async def test_shares_derived_under_wider_rules_are_gone_until_rebuilt(
         (100, 100, 4.0, 25),  # slow: a quarter takes the target second
         (10, 3, 0.01, 10),  # the last, short batch says nothing about the pace
         (1, 1, 60.0, 1),
+        (4000, 4000, 0.1, MAX_BATCH),  # ids go into statements: never more than that
     ],
 )
 def test_batches_are_sized_to_take_the_target_time(

@@ -230,12 +230,17 @@ class BackgroundUpdates:
             log.debug("background update batch", update=name, items=done.items, size=size)
 
 
+MAX_BATCH = 5000
+"""The most items of a batch, whatever its pace: their ids go into statements as lists of
+parameters (PostgreSQL's protocol takes at most 32,767 of them)."""
+
+
 def next_batch_size(size: int, items: int, elapsed: float, target: float) -> int:
     """A batch size that takes about `target` seconds at the pace of the last batch (at most
     doubling, so one quick batch of cheap items does not make the next one huge)."""
     if items < size or elapsed <= 0:
         return size
-    return max(1, min(size * 2, int(items * target / elapsed)))
+    return max(1, min(size * 2, MAX_BATCH, int(items * target / elapsed)))
 
 
 async def pending(database: Database) -> list[str]:

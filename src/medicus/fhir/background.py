@@ -23,7 +23,7 @@ from medicus.fhir.search.extract import extract
 SEARCH_INDEX = "fhir.search_index"
 """The search index rows of every current resource."""
 
-Restate = Callable[[AsyncSession, FhirResourceRow, dict[str, Any]], Awaitable[None]]
+Restate = Callable[[AsyncSession, list[FhirResourceRow]], Awaitable[None]]
 
 
 async def _replay(
@@ -50,28 +50,34 @@ async def _replay(
     rows = list((await session.scalars(query)).all())
     if not rows:
         return Batch(None, 0)
-    for row in rows:
-        await restate(session, row, orjson.loads(row.content or "null"))
+    await restate(session, rows)
     return Batch({"after_rid": rows[-1].rid}, len(rows))
 
 
-async def _index(session: AsyncSession, row: FhirResourceRow, content: dict[str, Any]) -> None:
-    await repository.write_index(
-        session, row.rid, row.resource_type, extract(row.resource_type, content)
+async def _index(session: AsyncSession, rows: list[FhirResourceRow]) -> None:
+    await repository.rewrite_indexes(
+        session,
+        [(row.rid, row.resource_type, extract(row.resource_type, _content(row))) for row in rows],
     )
 
 
+def _content(row: FhirResourceRow) -> dict[str, Any]:
+    content: dict[str, Any] = orjson.loads(row.content or "{}")
+    return content
+
+
 def _for_access(patients: PatientIndex) -> Restate:
-    async def restate(session: AsyncSession, row: FhirResourceRow, content: dict[str, Any]) -> None:
-        await access_updates.restate(
-            session,
-            patients,
-            row.resource_type,
-            row.fhir_id,
-            row.organisation_id,
-            row.patient_id,
-            content,
-        )
+    async def restate(session: AsyncSession, rows: list[FhirResourceRow]) -> None:
+        for row in rows:
+            await access_updates.restate(
+                session,
+                patients,
+                row.resource_type,
+                row.fhir_id,
+                row.organisation_id,
+                row.patient_id,
+                _content(row),
+            )
 
     return restate
 
