@@ -225,7 +225,8 @@ class BackgroundUpdates:
             size, done.items, time.monotonic() - started, self._target
         )
         if done.progress is None:
-            log.info("background update finished", update=name)
+            quiet = not (row.items or done.items)  # nothing to do: a new database
+            (log.debug if quiet else log.info)("background update finished", update=name)
         else:
             log.debug("background update batch", update=name, items=done.items, size=size)
 
