@@ -191,8 +191,11 @@ class PatientIndex:
         self, session: AsyncSession, patient_id: str, organisation_id: str, patient: dict[str, Any]
     ) -> None:
         """Index a stored Patient record again as its write would today (a rebuild of the
-        index, `access.background`)."""
-        await self._patient_written(session, patient_id, organisation_id, patient, created=False)
+        index, `access.background`); one not in the index yet as its first version."""
+        indexed = await repository.record(session, patient_id) is not None
+        await self._patient_written(
+            session, patient_id, organisation_id, patient, created=not indexed
+        )
 
     async def _patient_written(
         self,
