@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from medicus import migrations
 from medicus.access import background as access_updates
 from medicus.access import sharing
-from medicus.access.models import CONSENTS, DISCLOSURES, RECORDS, SHARES, TREATMENTS
+from medicus.access.models import CONSENTS, DISCLOSURES, MERGES, RECORDS, SHARES, TREATMENTS
 from medicus.access.patients import PatientIndex
 from medicus.audit.service import AuditTrail
 from medicus.cli import app
@@ -35,6 +35,7 @@ from medicus.core.background import (
     next_batch_size,
 )
 from medicus.core.db import Database, utc_now
+from medicus.fhir.models import RESOURCES
 from medicus.iam.models import OrganisationRow
 from medicus.platform import Platform, update_steps
 from tests.conftest import DatabaseFactory
@@ -372,5 +373,84 @@ async def test_processes_running_at_once_run_each_batch_once(fresh_database_url:
         assert sum(items for _, items in done) == 20
         assert len(done) == 20 // BATCH + 1
         assert await _row(database, access_updates.SHARES) is None
+    finally:
+        await database.dispose()
+
+
+async def _patients(database: Database, count: int) -> None:
+    """`count` pairs of Patients with one KVNR at hospitals A and B; every fifth of A's
+    records merged into the one before it."""
+    at = utc_now()
+    rows = []
+    for number in range(count):
+        kvnr = {"system": "http://fhir.de/sid/gkv/kvid-10", "value": f"A{number:09d}"}
+        for holder in ("a", "b"):
+            content: dict[str, Any] = {"resourceType": "Patient", "identifier": [kvnr]}
+            if holder == "a" and number % 5 == 4:
+                previous = {"reference": f"Patient/a{number - 1:04d}"}
+                content["link"] = [{"other": previous, "type": "replaced-by"}]
+            patient = f"{holder}{number:04d}"
+            rows.append(
+                {
+                    "resource_type": "Patient",
+                    "fhir_id": patient,
+                    "version": 1,
+                    "last_updated": at,
+                    "deleted": False,
+                    "organisation_id": f"hospital-{holder}",
+                    "content": orjson.dumps(content).decode(),
+                    "patient_id": patient,
+                }
+            )
+    async with database.transaction() as session:
+        await session.execute(RESOURCES.insert(), rows)
+
+
+async def _index(database: Database) -> list[tuple[Any, ...]]:
+    async with database.snapshot() as session:
+        records = await session.execute(
+            select(RECORDS.c.patient_id, RECORDS.c.person_id, RECORDS.c.kvnr).order_by(
+                RECORDS.c.patient_id
+            )
+        )
+        merges = await session.execute(select(MERGES.c.patient_id, MERGES.c.other_patient_id))
+        return [*map(tuple, records), *sorted(map(tuple, merges))]
+
+
+async def test_a_stopped_index_rebuild_resumes_and_agrees_with_one_from_scratch(
+    fresh_database_url: str,
+) -> None:
+    """The index rebuild stopped after two batches resumes with the rest; running it again
+    from the start (as a later revision that schedules it does) changes nothing."""
+    database = Database(fresh_database_url)
+    try:
+        await _patients(database, 15)
+        await _schedule(database, access_updates.MPI_RECORDS)
+        done: list[tuple[str, int]] = []
+        steps = _counting(_steps(database), done)
+        first = BackgroundUpdates(database, steps, batch_size=BATCH)
+        assert await first.run_batch()
+        assert await first.run_batch()
+        resumed = BackgroundUpdates(
+            database,
+            steps,
+            batch_size=BATCH,
+            clock=lambda: utc_now() + dt.timedelta(minutes=2),
+        )
+        assert await resumed.run_until_done()
+        assert [items for _, items in done] == [BATCH] * 6 + [0]
+        indexed = await _index(database)
+        assert indexed[:3] == [
+            ("a0000", "a0000", "A000000000"),
+            ("a0001", "a0001", "A000000001"),
+            ("a0002", "a0002", "A000000002"),
+        ]
+        assert ("a0004", "a0003", "A000000004") in indexed
+        assert ("b0004", "a0003", "A000000004") in indexed
+        assert ("a0004", "a0003") in indexed
+
+        await _schedule(database, access_updates.MPI_RECORDS)
+        assert await BackgroundUpdates(database, steps).run_until_done()
+        assert await _index(database) == indexed
     finally:
         await database.dispose()
