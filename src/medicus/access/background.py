@@ -31,6 +31,8 @@ SHARING_FACTS = "access.sharing_facts"
 """The consents, treatment relations and research terms of the stored resources."""
 SHARES = "access.shares"
 """Every person's shares and disclosures, from the index and the facts."""
+FACT_TYPES = tuple(sorted(SHARING_TYPES))
+"""The types of the resources `SHARING_FACTS` restates."""
 
 
 async def restate(
@@ -56,9 +58,6 @@ async def restate(
     await sharing.fact_written(
         session, resource_type, fhir_id, organisation_id, patient_id, resource, created=False
     )
-
-
-FACT_TYPES = tuple(sorted(SHARING_TYPES))
 
 
 async def _recompute_shares(
