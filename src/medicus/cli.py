@@ -83,11 +83,42 @@ def _migrate(settings: Settings) -> str:
     return migrations.head_revision()
 
 
-@app.command()
-def migrate() -> None:
-    """Bring the database schema up to date (safe to run again)."""
-    revision = _migrate(_settings())
-    typer.echo(f"database at revision {revision}")
+migrate_cli = typer.Typer(help="The database's schema and the background updates of its data.")
+app.add_typer(migrate_cli, name="migrate")
+
+
+@migrate_cli.callback(invoke_without_command=True)
+def migrate(
+    context: typer.Context,
+    finish: bool = typer.Option(
+        False, "--finish", help="Run the background updates to completion here and now."
+    ),
+) -> None:
+    """Bring the database schema up to date (safe to run again). The background updates it
+    schedules run here for a while; what is left, the server runs (`medicus migrate status`)."""
+    if context.invoked_subcommand is not None:
+        return
+    seconds = None if finish else migrations.INLINE_SECONDS
+    left = migrations.upgrade(_settings().database_url, inline_seconds=seconds)
+    typer.echo(f"database at revision {migrations.head_revision()}")
+    if left:
+        typer.echo(f"{left} background updates pending: the server runs them")
+
+
+@migrate_cli.command("status")
+def migrate_status() -> None:
+    """The database's revision and the background updates still pending, with their progress."""
+    from medicus.core.db import Database
+
+    async def report() -> list[str]:
+        database = Database(_settings().database_url)
+        try:
+            return await migrations.status_report(database)
+        finally:
+            await database.dispose()
+
+    for line in asyncio.run(report()):
+        typer.echo(line)
 
 
 @app.command()

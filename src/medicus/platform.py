@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import httpx
 
 import medicus
+from medicus import migrations
+from medicus.access import background as access_updates
 from medicus.access.breakglass import BreakGlass
 from medicus.access.disclosures import Disclosures
 from medicus.access.oversight import Oversight
@@ -17,6 +19,7 @@ from medicus.access.policy import AccessPolicy
 from medicus.access.trail_reader import AuditTrailReader
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
+from medicus.core.background import BackgroundUpdates, UpdateStep
 from medicus.core.clock import Clock
 from medicus.core.crypto import SecretBox
 from medicus.core.db import Database, utc_now
@@ -27,6 +30,7 @@ from medicus.core.mail import (
     UnavailableMailSender,
 )
 from medicus.core.metrics import HttpMetrics
+from medicus.fhir import background as fhir_updates
 from medicus.fhir.bundles import BundleService
 from medicus.fhir.capability import capability_statement
 from medicus.fhir.definitions import resource_types
@@ -80,14 +84,20 @@ class Platform:
     disclosures: Disclosures
     break_glass: BreakGlass
     fhir: FhirHub
+    background_updates: BackgroundUpdates
 
     async def start_background_work(self) -> None:
+        """Start the loops of a server process. The background updates run only on a database
+        at this code's head: during a rolling release, older servers leave them to newer ones."""
         await self.signing_keys.ring()
         await self.revocations.poll()
         self.revocations.start()
         self.audit_sealer.start()
+        if await migrations.current_revision(self.database) == migrations.head_revision():
+            self.background_updates.start()
 
     async def stop_background_work(self) -> None:
+        await self.background_updates.stop()
         await self.revocations.stop()
         await self.audit_sealer.stop()
 
@@ -169,6 +179,7 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
             database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes), clock
         ),
         fhir=_fhir_hub(database, audit, box, patients, endpoints, clock),
+        background_updates=BackgroundUpdates(database, update_steps(patients)),
     )
 
 
@@ -208,6 +219,11 @@ def _oauth(
         refresh_lifetime=dt.timedelta(seconds=settings.refresh_token_seconds),
         resource_types=resource_types(),
     )
+
+
+def update_steps(patients: PatientIndex) -> dict[str, UpdateStep]:
+    """The background updates of every capability, by name (see `core.background`)."""
+    return {**fhir_updates.steps(patients), **access_updates.steps()}
 
 
 def _fhir_hub(

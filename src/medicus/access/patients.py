@@ -187,6 +187,16 @@ class PatientIndex:
             )
             await sharing.recompute(session, changed, self._clock())
 
+    async def patient_stored(
+        self, session: AsyncSession, patient_id: str, organisation_id: str, patient: dict[str, Any]
+    ) -> None:
+        """Index a stored Patient record again as its write would today (a rebuild of the
+        index, `access.background`); one not in the index yet as its first version."""
+        indexed = await repository.record(session, patient_id) is not None
+        await self._patient_written(
+            session, patient_id, organisation_id, patient, created=not indexed
+        )
+
     async def _patient_written(
         self,
         session: AsyncSession,

@@ -254,6 +254,17 @@ async def write_index(
         await insert_tables(session, index_batches([rid], [(resource_type, rows)]))
 
 
+async def rewrite_indexes(
+    session: AsyncSession, resources: Sequence[tuple[int, str, IndexRows]]
+) -> None:
+    """Replace the search index of several current resources (rid, type, rows) at once: a
+    statement per table, not per resource (a rebuild, `fhir.background`)."""
+    rids = [rid for rid, _, _ in resources]
+    for table in (*_INDEX_TABLES, PositionIndexRow):
+        await session.execute(delete(table).where(table.rid.in_(rids)))
+    await insert_tables(session, index_batches(rids, [(kind, rows) for _, kind, rows in resources]))
+
+
 async def matching(
     session: AsyncSession, values: Values, statement: Sql, limit: int
 ) -> list[StoredResource]:

@@ -3,7 +3,7 @@ is in, so that access decisions about a patient's data are conditions of the que
 for the resources stored before it from their reference index rows, by the same rule as a
 write (`writer.patient_of`): a Patient is its own; otherwise the first of its type's
 compartment parameters, in the definition's order, that refers to a Patient. The parameters
-come from the generated R4 definitions, which are fixed for R4.
+are those of the R4 definitions, copied here (`_PATIENT_COMPARTMENT`).
 
 On PostgreSQL the index is built concurrently: writes go on while a large table is indexed.
 
@@ -17,12 +17,82 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from medicus.fhir.definitions import patient_compartment
-
 revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+_PATIENT_COMPARTMENT: dict[str, tuple[str, ...]] = {
+    "Account": ("subject",),
+    "AdverseEvent": ("subject",),
+    "AllergyIntolerance": ("patient", "recorder", "asserter"),
+    "Appointment": ("actor",),
+    "AppointmentResponse": ("actor",),
+    "AuditEvent": ("patient",),
+    "Basic": ("patient", "author"),
+    "BodyStructure": ("patient",),
+    "CarePlan": ("patient", "performer"),
+    "CareTeam": ("patient", "participant"),
+    "ChargeItem": ("subject",),
+    "Claim": ("patient", "payee"),
+    "ClaimResponse": ("patient",),
+    "ClinicalImpression": ("subject",),
+    "Communication": ("subject", "sender", "recipient"),
+    "CommunicationRequest": ("subject", "sender", "recipient", "requester"),
+    "Composition": ("subject", "author", "attester"),
+    "Condition": ("patient", "asserter"),
+    "Consent": ("patient",),
+    "Coverage": ("policy-holder", "subscriber", "beneficiary", "payor"),
+    "CoverageEligibilityRequest": ("patient",),
+    "CoverageEligibilityResponse": ("patient",),
+    "DetectedIssue": ("patient",),
+    "DeviceRequest": ("subject", "performer"),
+    "DeviceUseStatement": ("subject",),
+    "DiagnosticReport": ("subject",),
+    "DocumentManifest": ("subject", "author", "recipient"),
+    "DocumentReference": ("subject", "author"),
+    "Encounter": ("patient",),
+    "EnrollmentRequest": ("subject",),
+    "EpisodeOfCare": ("patient",),
+    "ExplanationOfBenefit": ("patient", "payee"),
+    "FamilyMemberHistory": ("patient",),
+    "Flag": ("patient",),
+    "Goal": ("patient",),
+    "Group": ("member",),
+    "ImagingStudy": ("patient",),
+    "Immunization": ("patient",),
+    "ImmunizationEvaluation": ("patient",),
+    "ImmunizationRecommendation": ("patient",),
+    "Invoice": ("subject", "patient", "recipient"),
+    "List": ("subject", "source"),
+    "MeasureReport": ("patient",),
+    "Media": ("subject",),
+    "MedicationAdministration": ("patient", "performer", "subject"),
+    "MedicationDispense": ("subject", "patient", "receiver"),
+    "MedicationRequest": ("subject",),
+    "MedicationStatement": ("subject",),
+    "MolecularSequence": ("patient",),
+    "NutritionOrder": ("patient",),
+    "Observation": ("subject", "performer"),
+    "Patient": ("link",),
+    "Person": ("patient",),
+    "Procedure": ("patient", "performer"),
+    "Provenance": ("patient",),
+    "QuestionnaireResponse": ("subject", "author"),
+    "RelatedPerson": ("patient",),
+    "RequestGroup": ("subject", "participant"),
+    "ResearchSubject": ("individual",),
+    "RiskAssessment": ("subject",),
+    "Schedule": ("actor",),
+    "ServiceRequest": ("subject", "performer"),
+    "Specimen": ("subject",),
+    "SupplyDelivery": ("patient",),
+    "SupplyRequest": ("subject",),
+    "VisionPrescription": ("patient",),
+}
+"""The R4 patient compartment: the parameters of each type that may put a resource in a
+Patient's compartment, in the definition's order, as the generated definitions give them
+(copied here: R4 is fixed, and the revision must not change with the code)."""
 
 _resources = sa.table(
     "fhir_resource",
@@ -48,7 +118,7 @@ def upgrade() -> None:
         .where(_resources.c.resource_type == "Patient")
         .values(patient_id=_resources.c.fhir_id)
     )
-    for resource_type, parameters in patient_compartment().items():
+    for resource_type, parameters in _PATIENT_COMPARTMENT.items():
         if resource_type != "Patient":
             _fill_in(resource_type, parameters)
     if op.get_bind().dialect.name == "postgresql":

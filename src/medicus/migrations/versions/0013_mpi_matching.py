@@ -1,7 +1,7 @@
 """Matching candidates: `mpi_record` keeps each record's matching traits (normalised family
-and given name, birth date, postal code), filled in for stored Patients here with the code the
-index uses (`access.matching.traits_of`); `mpi_distinct` keeps the pairs stewards found to be
-different persons.
+and given name, birth date, postal code), filled in for stored Patients by the background
+update `access.mpi_records` as the index makes them today; `mpi_distinct` keeps the pairs
+stewards found to be different persons.
 
 Revision ID: 0013
 Revises: 0012
@@ -10,20 +10,17 @@ Create Date: 2026-11-30 15:00:00.000000
 
 from collections.abc import Sequence
 
-import orjson
 import sqlalchemy as sa
 from alembic import op
 
-from medicus.access.matching import traits_of
 from medicus.core.db import UTCDateTime
-from medicus.migrations.stored import current_resources
+from medicus.migrations.scheduling import schedule
 
 revision: str = "0013"
 down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_BATCH = 1000
 _TRAITS = ("family", "given", "birth_date", "postal_code")
 
 
@@ -41,26 +38,7 @@ def upgrade() -> None:
         sa.Column("decided_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("patient_id", "other_patient_id", name=op.f("pk_mpi_distinct")),
     )
-    _fill_in_traits()
-
-
-def _fill_in_traits() -> None:
-    """The traits of the current Patients, written a batch at a time."""
-    records = sa.table("mpi_record", sa.column("patient_id", sa.String()), *map(sa.column, _TRAITS))
-    update = (
-        sa.update(records)
-        .where(records.c.patient_id == sa.bindparam("record"))
-        .values({name: sa.bindparam(f"new_{name}") for name in _TRAITS})
-    )
-    values = []
-    for row in current_resources("Patient"):
-        traits = traits_of(orjson.loads(row.content))
-        values.append({"record": row.fhir_id, **{f"new_{n}": getattr(traits, n) for n in _TRAITS}})
-        if len(values) == _BATCH:
-            op.get_bind().execute(update, values)
-            values = []
-    if values:
-        op.get_bind().execute(update, values)
+    schedule("access.mpi_records")
 
 
 def downgrade() -> None:

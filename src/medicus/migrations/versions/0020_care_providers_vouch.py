@@ -2,9 +2,11 @@
 relations; a permit names its source document and opens other organisations' data once it
 was on record while its recorder treated the person (`access_consent.vouched_at`); every
 organisation that gains sight of a record is registered for its holder
-(`access_disclosure`). The stored consents are read again with the rule's own code
-(`access.sharing.consent_terms`: a permit without a source says nothing that can be relied
-on), and every person's shares are recomputed (`migrations.shares`).
+(`access_disclosure`). The stored consents are read again by the background update
+`access.sharing_facts` (a permit without a source says nothing that can be relied on), and
+every person's shares recomputed by `access.shares`. The rules are narrower than before, so
+the consents and shares derived under the old ones are removed here: until the updates are
+done a person's data is shared with fewer organisations, never with more.
 
 Revision ID: 0020
 Revises: 0019
@@ -13,28 +15,16 @@ Create Date: 2026-12-02 13:30:00.000000
 
 from collections.abc import Sequence
 
-import orjson
 import sqlalchemy as sa
 from alembic import op
 
-from medicus.access.repository import consent_values
-from medicus.access.sharing import consent_terms
 from medicus.core.db import UTCDateTime
-from medicus.migrations.shares import recompute_all_shares
-from medicus.migrations.stored import current_resources
+from medicus.migrations.scheduling import schedule
 
 revision: str = "0020"
 down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-_CONSENTS = sa.table(
-    "access_consent",
-    *map(sa.column, ("consent_id", "organisation_id", "patient_id", "decision")),
-    *map(sa.column, ("organisations", "excluded")),
-    sa.column("valid_from", UTCDateTime()),
-    sa.column("valid_until", UTCDateTime()),
-)
 
 
 def upgrade() -> None:
@@ -62,17 +52,9 @@ def upgrade() -> None:
         "ix_access_disclosure_patient", "access_disclosure", ["patient_id", "organisation_id"]
     )
     op.execute("DELETE FROM access_consent")
-    batch = []
-    for row in current_resources("Consent"):
-        terms = consent_terms(orjson.loads(row.content))
-        if terms is not None:
-            batch.append(consent_values(row.fhir_id, row.organisation_id, row.patient_id, terms))
-        if len(batch) >= 1000:
-            op.bulk_insert(_CONSENTS, batch)
-            batch = []
-    if batch:
-        op.bulk_insert(_CONSENTS, batch)
-    recompute_all_shares()
+    op.execute("DELETE FROM access_share")
+    schedule("access.sharing_facts")
+    schedule("access.shares", depends_on=("access.mpi_records", "access.sharing_facts"))
 
 
 def downgrade() -> None:
