@@ -23,7 +23,7 @@ test: install
 install: $(VENV)/.synced
 
 $(BIN)/uv:
-	@echo "creating $(VENV) and installing the locked dependencies (once, about a minute)..."
+	@echo "creating $(VENV) (first run only)..."
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 

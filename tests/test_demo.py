@@ -7,6 +7,7 @@ import stat
 
 import httpx
 import orjson
+from sqlalchemy import text
 
 from medicus.app import create_app
 from medicus.demo import DEMO_CLIENT_SCOPE, describe, load_demo
@@ -72,3 +73,12 @@ async def test_the_demo_clients_assertion_gets_a_scoped_token(fresh_platform: Pl
         assert answer.json()["scope"] == "system/Patient.rs"
         replayed = await http.post("/oauth/token", data=form)
         assert replayed.status_code == 401
+    await fresh_platform.audit.seal_all()
+    async with fresh_platform.database.snapshot() as session:
+        issued = await session.execute(
+            text("SELECT actor, detail FROM audit_entry WHERE action = 'iam.token.issue'")
+        )
+        rows = issued.all()
+    assert len(rows) == 1
+    assert rows[0].actor == f"service:{summary.client.id}"
+    assert "system/Patient.rs" in str(rows[0].detail)
