@@ -69,6 +69,13 @@ async def _open_platform() -> AsyncIterator[Platform]:
         await platform.close()
 
 
+def _settings_without_logging() -> Settings:
+    """For commands whose output is their answer (`admin token`): no log lines around it."""
+    from medicus.settings import load_settings
+
+    return load_settings()
+
+
 @asynccontextmanager
 async def _open_audit_trail() -> AsyncIterator[AuditTrail]:
     async with _open_platform() as platform:
@@ -86,15 +93,6 @@ async def _open_admin_context() -> AsyncIterator[AdminContext]:
 
 
 app.add_typer(build_audit_cli(_open_audit_trail), name="audit")
-
-
-def _settings_without_logging() -> Settings:
-    """For commands whose output is their answer (`admin token`): no log lines around it."""
-    from medicus.settings import load_settings
-
-    return load_settings()
-
-
 app.add_typer(build_admin_cli(_open_admin_context, _settings_without_logging), name="admin")
 
 
@@ -114,7 +112,7 @@ def _migrate(settings: Settings) -> str:
     migrations.upgrade(settings.database_url)
     head = migrations.head_revision()
     applied = migrations.revisions_between(before, head)
-    done = "up to date" if applied == 0 else f"{applied} migrations applied"
+    done = "up to date" if applied == 0 else f"{applied} migration{'s' * (applied > 1)} applied"
     return f"database at revision {head} ({done})"
 
 
