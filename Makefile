@@ -7,10 +7,12 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: run test lint format install migrate demo bench clean
 
+# Serves on MEDICUS_HOST:MEDICUS_PORT, 127.0.0.1:8080 unless set. Each step prints what it did
+# in a line or two; the demo's lines say how to log in and how to get a token.
 run: install
-	$(BIN)/medicus migrate
-	$(BIN)/medicus demo
-	$(BIN)/medicus serve --host 127.0.0.1 --port 8080
+	@$(BIN)/medicus migrate
+	@$(BIN)/medicus demo
+	@$(BIN)/medicus serve
 
 test: install
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -21,13 +23,15 @@ test: install
 install: $(VENV)/.synced
 
 $(BIN)/uv:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	@echo "creating $(VENV) (first run only)..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # Re-synced only when the declared or locked dependencies change, so the second call is quick.
 $(VENV)/.synced: $(BIN)/uv pyproject.toml uv.lock
-	$(BIN)/uv sync --locked --quiet
-	touch $@
+	@echo "installing dependencies..."
+	@$(BIN)/uv sync --locked --quiet
+	@touch $@
 
 format: install
 	$(BIN)/ruff format src tests benchmarks scripts

@@ -9,7 +9,8 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 import medicus
 from medicus import health
@@ -19,11 +20,19 @@ from medicus.core.logging import configure_logging
 from medicus.fhir import routes as fhir_routes
 from medicus.iam import admin_routes
 from medicus.iam import routes as iam_routes
-from medicus.iam.pages import Pages
+from medicus.iam.discovery import Endpoints
+from medicus.iam.pages import STYLESHEET_PATH, Pages
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings, load_settings
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_LANDING_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
@@ -47,6 +56,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.state.platform = platform
     install_errors(app)
     app.include_router(health.build_router(platform.database, platform.metrics))
+    app.include_router(_landing_router(platform.endpoints))
     # The FHIR hub's routes first: they take most requests, and routes are tried in order.
     app.include_router(
         fhir_routes.build_router(
@@ -82,6 +92,43 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=platform.metrics)
     return app
+
+
+def _landing_router(endpoints: Endpoints) -> APIRouter:
+    """`/`: where to go from here, until the portal exists: a page of links for browsers, the
+    same links as JSON for everything else."""
+    issuer, fhir = endpoints.issuer, endpoints.fhir_base_url
+    links = {  # name in JSON: (what a person reads, where)
+        "login": ("log in", f"{issuer}/login"),
+        "docs": ("API documentation", f"{issuer}/docs"),
+        "fhir": ("FHIR API", fhir),
+        "capabilities": ("FHIR capability statement", f"{fhir}/metadata"),
+        "smart_configuration": ("SMART configuration", f"{issuer}/.well-known/smart-configuration"),
+        "readiness": ("readiness", f"{issuer}/readyz"),
+    }
+    items = "".join(f'<li><a href="{url}">{title}</a></li>' for title, url in links.values())
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>medicus</title><link rel="stylesheet" href="{STYLESHEET_PATH}"></head>'
+        f"<body><main><h1>medicus {medicus.__version__}</h1>"
+        "<p>Health-data platform for a region's hospitals. The portal is not built yet; "
+        f"from here:</p><ul>{items}</ul></main></body></html>"
+    )
+    router = APIRouter()
+
+    @router.get("/", include_in_schema=False)
+    async def landing(request: Request) -> Response:
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(page, headers=_LANDING_HEADERS)
+        body = {
+            "name": "medicus",
+            "version": medicus.__version__,
+            "links": {name: url for name, (_, url) in links.items()},
+        }
+        return JSONResponse(body, headers=_LANDING_HEADERS)
+
+    return router
 
 
 def create_app_from_environment() -> FastAPI:

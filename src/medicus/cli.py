@@ -1,41 +1,47 @@
 """The `medicus` command: serve, migrate, demo data, configuration and the capabilities' own
-commands (`medicus audit ...`)."""
+commands (`medicus audit ...`, `medicus admin ...`).
+
+Every command imports what it needs inside its own function, so that `medicus --help` and the
+short commands start in a fraction of a second instead of loading the whole platform first."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
-import uvicorn
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
-from medicus import migrations
 from medicus.audit.cli import build_cli as build_audit_cli
-from medicus.audit.service import AuditTrail
-from medicus.core.logging import configure_logging
-from medicus.demo import DEMO_ORGANISATIONS, DEMO_PASSWORD, load_demo
-from medicus.iam.cli import AdminContext
 from medicus.iam.cli import build_cli as build_admin_cli
-from medicus.platform import Platform, build_platform
-from medicus.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from medicus.audit.service import AuditTrail
+    from medicus.iam.cli import AdminContext
+    from medicus.platform import Platform
+    from medicus.settings import Settings
 
 app = typer.Typer(
     help="medicus: health-data platform for a region's hospitals.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's formatting takes a second to import
 )
-config_cli = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+config_cli = typer.Typer(
+    help="Show the effective configuration.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(config_cli, name="config")
 
 
 def _settings(**overrides: object) -> Settings:
+    from medicus.core.logging import configure_logging
+    from medicus.settings import load_settings
+
     settings = load_settings(**overrides)
     configure_logging(settings.log_level, settings.uses_json_logs)
     return settings
@@ -47,6 +53,9 @@ class DatabaseNotReady(Exception):
 
 @asynccontextmanager
 async def _open_platform() -> AsyncIterator[Platform]:
+    from medicus import migrations
+    from medicus.platform import build_platform
+
     platform = build_platform(_settings())
     try:
         revision = await migrations.current_revision(platform.database)
@@ -60,6 +69,13 @@ async def _open_platform() -> AsyncIterator[Platform]:
         await platform.close()
 
 
+def _settings_without_logging() -> Settings:
+    """For commands whose output is their answer (`admin token`): no log lines around it."""
+    from medicus.settings import load_settings
+
+    return load_settings()
+
+
 @asynccontextmanager
 async def _open_audit_trail() -> AsyncIterator[AuditTrail]:
     async with _open_platform() as platform:
@@ -68,6 +84,8 @@ async def _open_audit_trail() -> AsyncIterator[AuditTrail]:
 
 @asynccontextmanager
 async def _open_admin_context() -> AsyncIterator[AdminContext]:
+    from medicus.iam.cli import AdminContext
+
     async with _open_platform() as platform:
         yield AdminContext(
             platform.database, platform.identity, platform.signing_keys, platform.upstream
@@ -75,12 +93,31 @@ async def _open_admin_context() -> AsyncIterator[AdminContext]:
 
 
 app.add_typer(build_audit_cli(_open_audit_trail), name="audit")
-app.add_typer(build_admin_cli(_open_admin_context), name="admin")
+app.add_typer(build_admin_cli(_open_admin_context, _settings_without_logging), name="admin")
 
 
-def _migrate(settings: Settings) -> str:
-    migrations.upgrade(settings.database_url)
-    return migrations.head_revision()
+def _migrate(settings: Settings, finish: bool = False) -> str:
+    """Apply what is missing and run the background updates it scheduled for a while (to
+    their end with `finish`); one sentence on where the database stands now."""
+    from medicus import migrations
+    from medicus.core.db import Database
+
+    async def revision() -> str | None:
+        database = Database(settings.database_url, pool_size=1)
+        try:
+            return await migrations.current_revision(database)
+        finally:
+            await database.dispose()
+
+    before = asyncio.run(revision())
+    seconds = None if finish else migrations.INLINE_SECONDS
+    left = migrations.upgrade(settings.database_url, inline_seconds=seconds)
+    head = migrations.head_revision()
+    applied = migrations.revisions_between(before, head)
+    done = "up to date" if applied == 0 else f"{applied} migration{'s' * (applied > 1)} applied"
+    if left:
+        done += f"; {left} background update{'s' * (left > 1)} left for the server to run"
+    return f"database at revision {head} ({done})"
 
 
 migrate_cli = typer.Typer(help="The database's schema and the background updates of its data.")
@@ -98,16 +135,13 @@ def migrate(
     schedules run here for a while; what is left, the server runs (`medicus migrate status`)."""
     if context.invoked_subcommand is not None:
         return
-    seconds = None if finish else migrations.INLINE_SECONDS
-    left = migrations.upgrade(_settings().database_url, inline_seconds=seconds)
-    typer.echo(f"database at revision {migrations.head_revision()}")
-    if left:
-        typer.echo(f"{left} background updates pending: the server runs them")
+    typer.echo(_migrate(_settings(), finish))
 
 
 @migrate_cli.command("status")
 def migrate_status() -> None:
     """The database's revision and the background updates still pending, with their progress."""
+    from medicus import migrations
     from medicus.core.db import Database
 
     async def report() -> list[str]:
@@ -121,26 +155,35 @@ def migrate_status() -> None:
         typer.echo(line)
 
 
+def _command() -> str:
+    """How the user ran this command, so that the commands we print for them work as shown:
+    `medicus` when that is the one on PATH, else the path they typed (`.venv/bin/medicus`),
+    or `python -m medicus` spelled with this interpreter."""
+    invoked = sys.argv[0]
+    if os.path.basename(invoked) != "medicus":
+        return f"{sys.executable} -m medicus"
+    on_path = shutil.which("medicus")
+    if on_path and os.path.exists(invoked) and os.path.samefile(on_path, invoked):
+        return "medicus"
+    return invoked
+
+
 @app.command()
 def demo() -> None:
-    """Load demo data: two hospitals, a practice and their staff (safe to run again)."""
+    """Load demo data for development: two hospitals, a practice, their staff and a backend
+    client with its key in the data directory (safe to run again)."""
+    from medicus.demo import describe, load_demo
+    from medicus.settings import ConfigError
 
-    async def run() -> None:
+    async def run() -> list[str]:
         async with _open_platform() as platform:
             if platform.settings.env == "production":
                 raise ConfigError("demo data is for development; MEDICUS_ENV is production")
             summary = await load_demo(platform)
-            login = f"{platform.settings.public_url}/login"
-        typer.echo(
-            f"demo data in place: {summary.organisations_created} organisations, "
-            f"{summary.users_created} users, {summary.memberships_created} memberships created"
-        )
-        typer.echo(
-            f"log in at {login} as {DEMO_ORGANISATIONS[0].staff[1][0]} (physician) or "
-            f"{DEMO_ORGANISATIONS[0].staff[0][0]} (admin), password '{DEMO_PASSWORD}'"
-        )
+            return describe(summary, platform, _command())
 
-    asyncio.run(run())
+    for line in asyncio.run(run()):
+        typer.echo(line)
 
 
 @app.command()
@@ -152,6 +195,8 @@ def serve(
     ),
 ) -> None:
     """Serve the platform over HTTP. The embedded SQLite default migrates itself first."""
+    import uvicorn
+
     given = {"host": host, "port": port, "workers": workers}
     overrides = {k: v for k, v in given.items() if v is not None}
     settings = _settings(**overrides)
@@ -166,6 +211,10 @@ def serve(
         "server_header": False,
         "timeout_graceful_shutdown": 10,
     }
+    typer.echo(
+        f"starting medicus on {settings.public_url}/ (log in at {settings.public_url}/login, "
+        f"API docs at {settings.public_url}/docs); Ctrl+C stops it"
+    )
     if settings.workers == 1:
         from medicus.app import create_app
 
@@ -179,6 +228,8 @@ def _prepare_for_workers(settings: Settings, overrides: Mapping[str, object]) ->
     """Worker processes build their settings from the environment, so the command line's
     choices go there; the development secret and the first signing key are created here,
     once, so that the workers do not race to create different ones."""
+    from medicus.platform import build_platform
+
     for name, value in overrides.items():
         os.environ[f"MEDICUS_{name.upper()}"] = str(value)
     settings.effective_secret_key()
@@ -198,6 +249,8 @@ def config_show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Print the effective configuration, secrets masked."""
+    from medicus.settings import load_settings
+
     shown = load_settings().masked()
     if as_json:
         typer.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
@@ -206,7 +259,27 @@ def config_show(
         typer.echo(f"MEDICUS_{name.upper()} = {value}")
 
 
+def _problem(error: Exception) -> tuple[int, str] | None:
+    """The exit code and sentence for a configuration or database problem, None for others.
+    The exception types are imported only here: whatever raised one has loaded its module."""
+    from sqlalchemy.exc import DBAPIError
+
+    from medicus.settings import ConfigError
+
+    if isinstance(error, ConfigError):
+        return 2, f"configuration error: {error}"
+    if isinstance(error, DBAPIError | OSError):
+        return 3, _database_problem(error)
+    if isinstance(error, DatabaseNotReady):
+        return 3, str(error)
+    return None
+
+
 def _database_problem(error: Exception) -> str:
+    from sqlalchemy.engine import make_url
+
+    from medicus.settings import ConfigError, load_settings
+
     try:
         url = make_url(load_settings().database_url).render_as_string(hide_password=True)
     except ConfigError:
@@ -219,12 +292,10 @@ def main() -> None:
     """Entry point: configuration and database problems end in one sentence, not a traceback."""
     try:
         app()
-    except ConfigError as error:
-        typer.echo(f"medicus: configuration error: {error}", err=True)
-        sys.exit(2)
-    except (DBAPIError, OSError) as error:
-        typer.echo(f"medicus: {_database_problem(error)}", err=True)
-        sys.exit(3)
-    except DatabaseNotReady as error:
-        typer.echo(f"medicus: {error}", err=True)
-        sys.exit(3)
+    except Exception as error:
+        problem = _problem(error)
+        if problem is None:
+            raise
+        code, sentence = problem
+        typer.echo(f"medicus: {sentence}", err=True)
+        sys.exit(code)

@@ -1,16 +1,24 @@
-"""Demo data for `make run`: two hospitals, a practice and their staff. Idempotent: a second
-run finds everything in place and changes nothing."""
+"""Demo data for `make run`, for development only (`medicus demo` refuses production): two
+hospitals, a practice, their staff, and a backend client of the first hospital whose private key
+is written to the data directory, so that `medicus admin token` gets a token for it.
+Idempotent: a second run finds everything in place and changes nothing."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from medicus.iam import client_keys
 from medicus.iam.roles import OrganisationType, Role
+from medicus.iam.service import Provisioned
 from medicus.platform import Platform
 
 DEMO_ACTOR = "system:demo"
 # Development only (`medicus demo` refuses production): every demo person's password.
 DEMO_PASSWORD = "medicus demo passphrase 2026"  # noqa: S105
+DEMO_CLIENT_NAME = "Demo connector (development only)"
+DEMO_CLIENT_SCOPE = "system/*.cruds"
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class DemoSummary:
     organisations_created: int
     users_created: int
     memberships_created: int
+    client: Provisioned
 
 
 async def load_demo(platform: Platform) -> DemoSummary:
@@ -72,11 +81,13 @@ async def load_demo(platform: Platform) -> DemoSummary:
     identity = platform.identity
     organisations = users = memberships = 0
     async with platform.database.transaction() as session:
+        first_organisation = ""
         for demo in DEMO_ORGANISATIONS:
             organisation = await identity.ensure_organisation(
                 session, DEMO_ACTOR, demo.name, demo.kind, demo.iknr, demo.telematik_id
             )
             organisations += organisation.created
+            first_organisation = first_organisation or organisation.id
             for email, display_name, role in demo.staff:
                 user = await identity.ensure_user(session, DEMO_ACTOR, email, display_name)
                 users += user.created
@@ -85,4 +96,50 @@ async def load_demo(platform: Platform) -> DemoSummary:
                 memberships += await identity.ensure_membership(
                     session, DEMO_ACTOR, user.id, organisation.id, role
                 )
-    return DemoSummary(organisations, users, memberships)
+        client = await _ensure_backend_client(platform, session, first_organisation)
+    return DemoSummary(organisations, users, memberships, client)
+
+
+async def _ensure_backend_client(
+    platform: Platform, session: AsyncSession, organisation_id: str
+) -> Provisioned:
+    """The demo's backend client whose private key is in the data directory. When no such key
+    is found (a fresh data directory next to a kept PostgreSQL database), a new client with a
+    new key is registered."""
+    data_dir = platform.settings.data_dir
+    named = await platform.identity.client_ids_named(session, organisation_id, DEMO_CLIENT_NAME)
+    for client_id in named:
+        if client_keys.key_path(data_dir, client_id).exists():
+            return Provisioned(client_id, created=False)
+    key = client_keys.new_key()
+    client_id = await platform.identity.create_client(
+        session,
+        DEMO_ACTOR,
+        DEMO_CLIENT_NAME,
+        organisation_id,
+        DEMO_CLIENT_SCOPE,
+        client_keys.public_jwks(key),
+    )
+    client_keys.save_key(data_dir, client_id, key)
+    return Provisioned(client_id, created=True)
+
+
+def describe(summary: DemoSummary, platform: Platform, command: str) -> list[str]:
+    """What was loaded and how to use it: the lines `medicus demo` prints. `command` is how
+    the user runs medicus (`.venv/bin/medicus`), so that what we print works as shown."""
+    hospital = DEMO_ORGANISATIONS[0]
+    admin, physician = hospital.staff[0][0], hospital.staff[1][0]
+    issuer, fhir = platform.endpoints.issuer, platform.endpoints.fhir_base_url
+    return [
+        f"demo data in place (development only): {summary.organisations_created} organisations, "
+        f"{summary.users_created} users, {summary.memberships_created} memberships created, "
+        f"backend client {'created' if summary.client.created else 'in place'}",
+        f"log in at {issuer}/login as {physician} (physician) or {admin} (organisation admin), "
+        f"password '{DEMO_PASSWORD}'; physicians set up a second factor at their first login, "
+        "so have an authenticator app (TOTP) at hand",
+        f"FHIR API as the demo backend client of {hospital.name} ({DEMO_CLIENT_SCOPE}; a token "
+        f"lasts {platform.settings.access_token_seconds} s, its key is in "
+        f"{client_keys.key_path(platform.settings.data_dir, summary.client.id)}):",
+        f'  curl -H "Authorization: Bearer $({command} admin token --client {summary.client.id})"'
+        f" {fhir}/Patient",
+    ]

@@ -20,8 +20,6 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "MEDICUS_"
 CONFIG_FILE_VARIABLE = "MEDICUS_CONFIG"
@@ -34,7 +32,12 @@ class ConfigError(Exception):
 
 
 def _async_driver_url(raw: str) -> str:
-    """Accept the URLs operators write and choose the async driver medicus uses for them."""
+    """Accept the URLs operators write and choose the async driver medicus uses for them.
+    SQLAlchemy is imported here, not above, so that commands that need only the settings
+    start quickly (it takes most of a second to import)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(raw)
     except ArgumentError:
@@ -176,7 +179,9 @@ class Settings(BaseSettings):
                 value = self.should_auto_migrate
             elif name == "smtp_url" and value is None:
                 value = "(not set: e-mails are written to the log in development)"
-            elif name == "database_url":
+            elif name == "database_url" and "@" in value:  # only a user part has a password
+                from sqlalchemy.engine import make_url
+
                 value = make_url(value).render_as_string(hide_password=True)
             elif isinstance(value, Path):
                 value = value.as_posix()

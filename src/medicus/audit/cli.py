@@ -1,4 +1,5 @@
-"""`medicus audit ...`: operator commands of the audit trail."""
+"""`medicus audit ...`: operator commands of the audit trail. What a command needs beyond typer
+is imported when it runs, so that `--help` answers at once."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import orjson
 import typer
 
-from medicus.audit.service import AuditTrail, ChainReport
+if TYPE_CHECKING:
+    from medicus.audit.service import AuditTrail, ChainReport
 
-OpenAuditTrail = Callable[[], AbstractAsyncContextManager[AuditTrail]]
+OpenAuditTrail = Callable[[], AbstractAsyncContextManager["AuditTrail"]]
 
 
 def _show(report: ChainReport, as_json: bool) -> None:
@@ -26,7 +29,9 @@ def _show(report: ChainReport, as_json: bool) -> None:
 
 def build_cli(open_audit_trail: OpenAuditTrail) -> typer.Typer:
     cli = typer.Typer(
-        help="Inspect and verify the tamper-evident audit trail.", no_args_is_help=True
+        help="Inspect and verify the tamper-evident audit trail.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
     )
 
     @cli.command()

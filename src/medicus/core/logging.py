@@ -39,6 +39,9 @@ def configure_logging(level: str, json_lines: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Alembic announces every migration step at info; `medicus migrate` sums them up in one
+    # line instead, and the steps show with MEDICUS_LOG_LEVEL=DEBUG.
+    logging.getLogger("alembic").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -1,5 +1,6 @@
 """`medicus admin ...`: commands operators script. Each prints the new id, or JSON with --json;
-a refused request ends with one sentence and exit code 1."""
+a refused request ends with one sentence and exit code 1. What a command needs beyond typer and
+the role names is imported when it runs, so that `--help` answers at once."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import typer
 
-from medicus.core.db import Database
-from medicus.iam.keys import SigningKeys
-from medicus.iam.passwords import PasswordRejected
 from medicus.iam.roles import MfaPolicy, OrganisationType, Role
-from medicus.iam.scopes import ScopeError
-from medicus.iam.service import AdministrationError, IdentityService
-from medicus.iam.upstream import UpstreamLogins
+
+if TYPE_CHECKING:
+    from medicus.core.db import Database
+    from medicus.iam.keys import SigningKeys
+    from medicus.iam.service import IdentityService
+    from medicus.iam.upstream import UpstreamLogins
+    from medicus.settings import Settings
 
 OPERATOR = "system:cli"
 T = TypeVar("T")
@@ -42,9 +44,14 @@ class AdminContext:
 
 
 OpenAdminContext = Callable[[], AbstractAsyncContextManager[AdminContext]]
+LoadSettings = Callable[[], "Settings"]
 
 
 def _run(open_context: OpenAdminContext, work: Callable[[AdminContext], Awaitable[T]]) -> T:
+    from medicus.iam.passwords import PasswordRejected
+    from medicus.iam.scopes import ScopeError
+    from medicus.iam.service import AdministrationError
+
     async def run() -> T:
         async with open_context() as context:
             return await work(context)
@@ -63,12 +70,15 @@ def _print(result: dict[str, Any], as_json: bool, key: str) -> None:
 _AS_JSON = typer.Option(False, "--json", help="Print JSON instead of the bare id.")
 
 
-def build_cli(open_context: OpenAdminContext) -> typer.Typer:
+def build_cli(open_context: OpenAdminContext, load_settings: LoadSettings) -> typer.Typer:
     cli = typer.Typer(
-        help="Administer organisations, users and OAuth clients.", no_args_is_help=True
+        help="Administer organisations, users and OAuth clients.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
     )
     _add_member_commands(cli, open_context)
     _add_login_commands(cli, open_context)
+    _add_token_command(cli, load_settings)
 
     @cli.command("rotate-keys")
     def rotate_keys(as_json: bool = _AS_JSON) -> None:
@@ -189,6 +199,37 @@ def _add_login_commands(cli: typer.Typer, open_context: OpenAdminContext) -> Non
         _print(
             {"organisation": _run(open_context, work), "issuer": issuer}, as_json, "organisation"
         )
+
+
+def _add_token_command(cli: typer.Typer, load_settings: LoadSettings) -> None:
+    """A backend client's access token, for scripts and development."""
+
+    @cli.command("token")
+    def token(
+        client: str = typer.Option(..., help="client_id of a backend client."),
+        scope: str = typer.Option(
+            "system/*.cruds", help="Scopes to ask for; the token gets those the client has."
+        ),
+        key: Path | None = typer.Option(
+            None,
+            help="The client's private JWK [default: $MEDICUS_DATA_DIR/keys/clients/CLIENT.jwk,"
+            " where `medicus demo` puts its client's key].",
+        ),
+    ) -> None:
+        """Get an access token from the running server for a backend client whose private key
+        you hold, as the client itself would (private_key_jwt, client credentials); prints
+        only the token, for scripts and development:
+        curl -H "Authorization: Bearer $(medicus admin token --client ID)" URL/fhir/Patient"""
+        from medicus.iam import client_keys
+
+        settings = load_settings()
+        key = key or client_keys.key_path(settings.data_dir, client)
+        try:
+            private_key = client_keys.load_key(key)
+            typer.echo(client_keys.request_token(settings.public_url, client, private_key, scope))
+        except client_keys.TokenNotIssued as error:
+            typer.echo(f"medicus: {error}", err=True)
+            raise typer.Exit(1) from None
 
 
 def _read_jwks(path: Path) -> dict[str, object]:

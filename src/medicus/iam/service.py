@@ -208,6 +208,12 @@ class IdentityService:
         )
         return row.id
 
+    async def client_ids_named(
+        self, session: AsyncSession, organisation_id: str, name: str
+    ) -> list[str]:
+        """The organisation's active OAuth clients called `name`, oldest first."""
+        return await token_repository.client_ids_named(session, organisation_id, name)
+
     async def create_client(
         self,
         session: AsyncSession,

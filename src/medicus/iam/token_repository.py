@@ -24,6 +24,20 @@ async def client(session: AsyncSession, client_id: str) -> OAuthClientRow | None
     return await session.get(OAuthClientRow, client_id)
 
 
+async def client_ids_named(session: AsyncSession, organisation_id: str, name: str) -> list[str]:
+    """The ids of the organisation's active clients called `name`, oldest first."""
+    statement = (
+        select(OAuthClientRow.client_id)
+        .where(
+            OAuthClientRow.organisation_id == organisation_id,
+            OAuthClientRow.name == name,
+            OAuthClientRow.active.is_(True),
+        )
+        .order_by(OAuthClientRow.created_at, OAuthClientRow.client_id)
+    )
+    return list((await session.scalars(statement)).all())
+
+
 async def add(
     session: AsyncSession,
     row: OAuthClientRow | AuthorizationCodeRow | RefreshTokenRow | SigningKeyRow | RevocationRow,

@@ -107,3 +107,9 @@ async def current_revision(database: Database) -> str | None:
         except SQLAlchemyError:
             return None
         return result.scalar_one_or_none()
+
+
+def revisions_between(lower: str | None, upper: str) -> int:
+    """How many migrations lead from revision `lower` (None: an empty database) to `upper`."""
+    script = ScriptDirectory.from_config(alembic_config(""))
+    return sum(1 for _ in script.iterate_revisions(upper, lower or "base"))
