@@ -25,8 +25,12 @@ from medicus.fhir.models import RESOURCES
 from medicus.fhir.search.chains import search_condition
 from medicus.fhir.search.match import TABLES, invalid
 from medicus.fhir.search.planning import Start, driving_parameter
-from medicus.fhir.search.request import MAX_VALUES, UnknownParameter, is_result_parameter
-from medicus.fhir.search.request import SearchRequest as SearchRequest
+from medicus.fhir.search.request import (
+    MAX_VALUES,
+    SearchRequest,
+    UnknownParameter,
+    is_result_parameter,
+)
 from medicus.fhir.search.template import Slot, Sql, Values
 from medicus.fhir.search.visibility import Scope, Viewer, viewer, visible_of_type
 
