@@ -24,12 +24,8 @@ from medicus.fhir.models import RESOURCES, DateIndexRow, PositionIndexRow
 from medicus.fhir.search.extract import extract
 from medicus.platform import Platform
 from tests.conftest import DatabaseFactory
-
-PRIVACY = {
-    "coding": [
-        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
-    ]
-}
+from tests.support import resources
+from tests.support.resources import PRIVACY
 
 
 def _stored(
@@ -216,7 +212,7 @@ async def test_patients_stored_before_the_index_are_in_it(
     merge with another hospital's record counts for nothing."""
     url = await asyncio.to_thread(database_factory.new_url, False)
     await asyncio.to_thread(migrations.upgrade, url, "0008")
-    kvnr = {"identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": "A123456780"}]}
+    kvnr = {"identifier": [resources.kvnr("A123456780")]}
     stored = [
         ("p2", "hospital-b", False, kvnr),
         ("p1", "hospital-a", False, kvnr),
@@ -361,7 +357,7 @@ async def test_consents_and_treatments_stored_before_count_only_from_care_provid
     form = {"title": "signed form"}
 
     def person(kvnr: str) -> dict[str, Any]:
-        return {"identifier": [{"system": "http://fhir.de/sid/gkv/kvid-10", "value": kvnr}]}
+        return {"identifier": [resources.kvnr(kvnr)]}
 
     def about(patient: str, **content: Any) -> dict[str, Any]:
         reference = {"reference": f"Patient/{patient}"}

@@ -19,13 +19,10 @@ from medicus.access.sharing import (
     referred_to,
     shares,
 )
+from tests.support import resources
+from tests.support.resources import PRIVACY
 
 NOW = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
-PRIVACY = {
-    "coding": [
-        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
-    ]
-}
 
 
 def _consent(provision: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -117,14 +114,7 @@ def test_treatment_relations(resource_type: str, status: str, treating: bool) ->
 
 
 def _referral(**changes: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "ServiceRequest",
-        "status": "active",
-        "intent": "order",
-        "subject": {"reference": "Patient/a1"},
-        "performer": [{"reference": "Organization/hospital-d"}],
-        **changes,
-    }
+    return resources.referral("a1", "hospital-d", **changes)
 
 
 @pytest.mark.parametrize(
