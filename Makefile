@@ -18,6 +18,7 @@ test: install
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/python scripts/check_sizes.py
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.synced

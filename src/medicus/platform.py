@@ -10,7 +10,6 @@ import httpx
 
 import medicus
 from medicus import migrations
-from medicus.access import background as access_updates
 from medicus.access.breakglass import BreakGlass
 from medicus.access.disclosures import Disclosures
 from medicus.access.oversight import Oversight
@@ -19,7 +18,7 @@ from medicus.access.policy import AccessPolicy
 from medicus.access.trail_reader import AuditTrailReader
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
-from medicus.core.background import BackgroundUpdates, UpdateStep
+from medicus.core.background import BackgroundUpdates
 from medicus.core.clock import Clock
 from medicus.core.crypto import SecretBox
 from medicus.core.db import Database, utc_now
@@ -30,7 +29,6 @@ from medicus.core.mail import (
     UnavailableMailSender,
 )
 from medicus.core.metrics import HttpMetrics
-from medicus.fhir import background as fhir_updates
 from medicus.fhir.bundles import BundleService
 from medicus.fhir.capability import capability_statement
 from medicus.fhir.definitions import resource_types
@@ -51,6 +49,7 @@ from medicus.iam.service import IdentityService
 from medicus.iam.tokens import TokenService
 from medicus.iam.upstream import UpstreamLogins
 from medicus.settings import Settings
+from medicus.updates import update_steps
 
 
 @dataclass(frozen=True)
@@ -219,11 +218,6 @@ def _oauth(
         refresh_lifetime=dt.timedelta(seconds=settings.refresh_token_seconds),
         resource_types=resource_types(),
     )
-
-
-def update_steps(patients: PatientIndex) -> dict[str, UpdateStep]:
-    """The background updates of every capability, by name (see `core.background`)."""
-    return {**fhir_updates.steps(patients), **access_updates.steps()}
 
 
 def _fhir_hub(

@@ -23,8 +23,6 @@ from medicus import migrations
 from medicus.access import background as access_updates
 from medicus.access import sharing
 from medicus.access.models import CONSENTS, DISCLOSURES, MERGES, RECORDS, SHARES, TREATMENTS
-from medicus.access.patients import PatientIndex
-from medicus.audit.service import AuditTrail
 from medicus.cli import app
 from medicus.core.background import (
     MAX_BATCH,
@@ -37,7 +35,8 @@ from medicus.core.background import (
 from medicus.core.db import Database, utc_now
 from medicus.fhir.models import RESOURCES
 from medicus.iam.models import OrganisationRow
-from medicus.platform import Platform, update_steps
+from medicus.platform import Platform
+from medicus.updates import offline_update_steps
 from tests.conftest import DatabaseFactory
 
 PERSONS = 60
@@ -46,16 +45,13 @@ LEASE = dt.timedelta(seconds=2)
 
 _KILLED_RUNNER = """
 import asyncio, datetime as dt, sys
-from medicus.access.patients import PatientIndex
-from medicus.audit.service import AuditTrail
 from medicus.core.background import BackgroundUpdates
 from medicus.core.db import Database
-from medicus.platform import Platform, update_steps
-from tests.conftest import DatabaseFactory
+from medicus.updates import offline_update_steps
 
 async def run(url: str) -> None:
     database = Database(url)
-    steps = update_steps(PatientIndex(database, AuditTrail(database)))
+    steps = offline_update_steps(database)
     runner = BackgroundUpdates(
         database, steps, batch_size=int(sys.argv[2]), lease=dt.timedelta(seconds=2)
     )
@@ -67,7 +63,7 @@ asyncio.run(run(sys.argv[1]))
 
 
 def _steps(database: Database) -> dict[str, UpdateStep]:
-    return update_steps(PatientIndex(database, AuditTrail(database)))
+    return offline_update_steps(database)
 
 
 def _counting(steps: dict[str, UpdateStep], done: list[tuple[str, int]]) -> dict[str, UpdateStep]:

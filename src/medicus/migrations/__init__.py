@@ -47,12 +47,9 @@ def upgrade(
 
 
 def _runner(database: Database) -> BackgroundUpdates:
-    from medicus.access.patients import PatientIndex
-    from medicus.audit.service import AuditTrail
-    from medicus.platform import update_steps
+    from medicus.updates import offline_update_steps  # the capabilities' code, only to run them
 
-    steps = update_steps(PatientIndex(database, AuditTrail(database)))
-    return BackgroundUpdates(database, steps, pause_seconds=0)
+    return BackgroundUpdates(database, offline_update_steps(database), pause_seconds=0)
 
 
 async def run_updates(database_url: str, seconds: float | None) -> int:

@@ -5,7 +5,7 @@ revision that calls it stays as it is when they change.
 
 A revision that derives data from every stored row changes the schema and calls
 `schedule(name, depends_on)`; the step of `name` lives with the capability that owns the data
-(`<capability>/background.py`, registered in `platform.update_steps`) and is kept working
+(`<capability>/background.py`, registered in `updates.update_steps`) and is kept working
 under that name as the rules change. Where the new rules show less than the old, the revision
 also removes what the old ones derived (as 0020 does with the shares), so that access fails
 closed until the update is done.
