@@ -351,70 +351,38 @@ class FhirRouter:
     async def _change_work(
         self, caller: Principal, request: FhirRequest, path: list[str]
     ) -> Callable[[AsyncSession], Awaitable[StoredVersion | None]]:
-        self._fhir.check_type(path[0])
+        """The writer's call a change asks for: on one resource (`Type/id`) or on the one
+        a condition finds (`Type?query`)."""
+        kind, one = path[0], len(path) == 2
+        self._fhir.check_type(kind)
+        if len(path) > 2 or (request.method == "POST" and one):
+            raise _no_interaction(request)
         writer, if_match = self._writer, parse_etag(request.header("if-match"), "If-Match")
-        match (request.method, path):
-            case ("POST", [kind]):
-                resource = check_resource(await _resource_body(request), kind, None)
-                return partial(
-                    writer.create,
-                    caller=caller,
-                    resource_type=kind,
-                    resource={key: value for key, value in resource.items() if key != "id"},
-                    if_none_exist=None if request.assigned_id else request.if_none_exist,
-                    fhir_id=request.assigned_id,
-                )
-            case ("PUT", [kind]):
-                return partial(
-                    writer.conditional_update,
-                    caller=caller,
-                    resource_type=kind,
-                    conditions=request.conditions,
-                    resource=await _resource_body(request),
-                    if_match=if_match,
-                )
-            case ("PUT", [kind, fhir_id]):
-                return partial(
-                    writer.update,
-                    caller=caller,
-                    resource_type=kind,
-                    fhir_id=fhir_id,
-                    resource=check_resource(await _resource_body(request), kind, fhir_id),
-                    if_match=if_match,
-                )
-            case ("PATCH", [kind]):
-                return partial(
-                    writer.conditional_patch,
-                    caller=caller,
-                    resource_type=kind,
-                    conditions=request.conditions,
-                    operations=await _patch_body(request),
-                    if_match=if_match,
-                )
-            case ("PATCH", [kind, fhir_id]):
-                return partial(
-                    writer.patch,
-                    caller=caller,
-                    resource_type=kind,
-                    fhir_id=fhir_id,
-                    operations=await _patch_body(request),
-                    if_match=if_match,
-                )
-            case ("DELETE", [kind]):
-                return partial(
-                    writer.conditional_delete,
-                    caller=caller,
-                    resource_type=kind,
-                    conditions=request.conditions,
-                )
-            case ("DELETE", [kind, fhir_id]):
-                return partial(
-                    writer.delete,
-                    caller=caller,
-                    resource_type=kind,
-                    fhir_id=fhir_id,
-                    if_match=if_match,
-                )
+        common: dict[str, Any] = {"caller": caller, "resource_type": kind}
+        target: dict[str, Any] = {"fhir_id": path[1]} if one else {"conditions": request.conditions}
+        if request.method == "POST":
+            resource = check_resource(await _resource_body(request), kind, None)
+            return partial(
+                writer.create,
+                **common,
+                resource={key: value for key, value in resource.items() if key != "id"},
+                if_none_exist=None if request.assigned_id else request.if_none_exist,
+                fhir_id=request.assigned_id,
+            )
+        if request.method == "PUT":
+            resource = await _resource_body(request)
+            if one:
+                resource = check_resource(resource, kind, path[1])
+            update = writer.update if one else writer.conditional_update
+            return partial(update, **common, **target, resource=resource, if_match=if_match)
+        if request.method == "PATCH":
+            patch = writer.patch if one else writer.conditional_patch
+            operations = await _patch_body(request)
+            return partial(patch, **common, **target, operations=operations, if_match=if_match)
+        if request.method == "DELETE" and one:
+            return partial(writer.delete, **common, **target, if_match=if_match)
+        if request.method == "DELETE":
+            return partial(writer.conditional_delete, **common, **target)
         raise _no_interaction(request)
 
     async def _vread(
