@@ -16,7 +16,6 @@ while `migrations` holds only what revisions run.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from medicus.core.db import Base, Database, UTCDateTime, utc_now
 from medicus.core.logging import get_logger
+from medicus.core.loops import ServerLoop
 
 log = get_logger("medicus.core.background")
 
@@ -98,8 +98,11 @@ def _runnable(rows: list[BackgroundUpdateRow], known: Mapping[str, Any]) -> list
     return [row.name for row in sorted(ready, key=lambda row: (row.scheduled_at, row.name))]
 
 
-class BackgroundUpdates:
-    """Runs the pending background updates of one database, a batch at a time."""
+class BackgroundUpdates(ServerLoop):
+    """Runs the pending background updates of one database, a batch at a time; as a loop of
+    a server process (`start`), until none is left."""
+
+    name = "background-updates"
 
     def __init__(
         self,
@@ -114,6 +117,7 @@ class BackgroundUpdates:
     ) -> None:
         """`batch_size`: a fixed size instead of one tuned to `target`; `pause_seconds`:
         the rest between batches that leaves the database to requests."""
+        super().__init__()
         self._database = database
         self.steps = steps
         self._lease = lease
@@ -123,8 +127,6 @@ class BackgroundUpdates:
         self._pause = pause_seconds
         self._clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
 
     async def run_batch(self) -> bool:
         """Run one batch of the first update this process may run now; False when there is
@@ -146,24 +148,12 @@ class BackgroundUpdates:
                 break
         return not await pending(self._database)
 
-    def start(self) -> None:
-        """Run the pending updates in the background of a server process until none is left."""
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="background-updates")
-
-    async def stop(self) -> None:
-        """Stop after the batch under way (its transaction is never cancelled half-way)."""
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
     async def _run(self) -> None:
         """Until no update this version knows is pending; another process's lease is
         waited out (its holder may have died). A failed batch is rolled back and tried again
         after a while (a database outage passes; a batch that fails on its data stays where
         it is, visible in `medicus migrate status`, and never stops the server)."""
-        while not self._stopping.is_set():
+        while not self.stopping:
             try:
                 ran = await self.run_batch()
                 if not ran and not set(await pending(self._database)) & set(self.steps):
@@ -174,9 +164,7 @@ class BackgroundUpdates:
             except Exception:
                 log.exception("background update failed on its data; retrying")
                 ran = False
-            wait = self._pause if ran else self._lease.total_seconds() / 2
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait)
+            await self.rest(self._pause if ran else self._lease.total_seconds() / 2)
 
     async def _claim(self, name: str) -> bool:
         """Take (or renew) the lease of `name` unless another process holds it unexpired."""

@@ -11,8 +11,6 @@ kept.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import time
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.core.db import Database, utc_now
 from medicus.core.logging import get_logger
+from medicus.core.loops import ServerLoop
 from medicus.iam import token_repository
 from medicus.iam.models import RevocationRow
 
@@ -43,10 +42,13 @@ class TokenFacts:
     family_id: str | None = None
 
 
-class Revocations:
+class Revocations(ServerLoop):
+    name = "revocation-feed"
+
     def __init__(
         self, database: Database, token_lifetime: dt.timedelta, poll_interval: float
     ) -> None:
+        super().__init__()
         self._database = database
         self._token_lifetime = token_lifetime
         self._poll_interval = poll_interval
@@ -56,8 +58,6 @@ class Revocations:
         self._users_void_before: dict[tuple[str, str | None], dt.datetime] = {}
         self._last_id = 0
         self._last_poll = float("-inf")
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
 
     def is_revoked(self, token: TokenFacts) -> bool:
         if token.jti in self._revoked_tokens or token.family_id in self._revoked_families:
@@ -143,21 +143,10 @@ class Revocations:
         self._revoked_families = {f: e for f, e in self._revoked_families.items() if e > now}
         self._users_void_before = {u: t for u, t in self._users_void_before.items() if t > horizon}
 
-    def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="revocation-feed")
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
     async def _run(self) -> None:
-        while not self._stopping.is_set():
+        while not self.stopping:
             try:
                 await self.poll()
             except (DBAPIError, OSError) as error:
                 log.warning("revocation poll failed; retrying", error_type=type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._poll_interval)
+            await self.rest(self._poll_interval)
