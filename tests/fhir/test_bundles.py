@@ -393,3 +393,31 @@ async def test_a_failing_read_of_a_transaction_is_answered_in_its_entry(hub: Hub
         headers=await hub.token(),
     )
     assert stored.status_code == 200
+
+
+async def test_no_bundle_plants_an_audit_event_in_the_hub(hub: Hub) -> None:
+    """AuditEvents are the audit trail's, read-only over HTTP (405 for a POST): a bundle
+    entry may neither store one beside the trail nor read such a planted one back."""
+    event = {
+        "resourceType": "AuditEvent",
+        "type": {"code": "rest"},
+        "recorded": "2026-01-01T00:00:00Z",
+        "agent": [{"requestor": True}],
+        "source": {"observer": {"display": "forged"}},
+    }
+    before = await _resource_count(hub)
+    batch = _bundle(
+        "batch",
+        {"resource": event, "request": {"method": "POST", "url": "AuditEvent"}},
+        {"request": {"method": "GET", "url": "AuditEvent?_count=5"}},
+    )
+    answer = await _post(hub, batch)
+    assert answer.status_code == 200, answer.text
+    written, read = answer.json()["entry"]
+    assert written["response"]["status"] == "405"
+    assert read["response"]["status"] == "501"
+    transaction = _bundle(
+        "transaction", {"resource": event, "request": {"method": "POST", "url": "AuditEvent"}}
+    )
+    assert (await _post(hub, transaction)).status_code == 405
+    assert await _resource_count(hub) == before

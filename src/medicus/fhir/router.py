@@ -283,6 +283,8 @@ class FhirRouter:
     ) -> FhirResponse:
         check_format(request.query)
         path = [segment for segment in request.path.split("/") if segment]
+        if path[:1] == ["AuditEvent"]:
+            raise _not_the_hubs(request)
         answer = await self._dispatch(caller, request, path, session)
         if request.method == "HEAD":
             return FhirResponse(answer.status, None, answer.version)
@@ -455,6 +457,20 @@ class FhirRouter:
         return FhirResponse(
             200, answers.operation_bundle(self._base, self_link, found, [], len(found))
         )
+
+
+def _not_the_hubs(request: FhirRequest) -> ApiError:
+    """AuditEvents are the audit trail's, read-only through its own view (`GET
+    /fhir/AuditEvent`, `access.routes`): the hub neither stores nor answers them, so that no
+    client can plant an AuditEvent beside the real trail (through a bundle, the only way
+    that reaches this router)."""
+    writing = request.method not in _READS
+    return ApiError(
+        405 if writing else 501,
+        "AuditEvent is the audit trail's: read-only, and read at /fhir/AuditEvent itself, "
+        "not as a bundle entry.",
+        issue_type="not-supported",
+    )
 
 
 def _no_interaction(request: FhirRequest) -> ApiError:
