@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +13,7 @@ from medicus import health
 from medicus.access import routes as access_routes
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
 from medicus.core.logging import configure_logging
+from medicus.core.process import exit_with_parent
 from medicus.fhir import routes as fhir_routes
 from medicus.iam import admin_routes
 from medicus.iam import routes as iam_routes
@@ -25,7 +22,6 @@ from medicus.iam.pages import STYLESHEET_PATH, Pages
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings, load_settings
 
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _LANDING_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -141,19 +137,5 @@ def create_app_from_environment() -> FastAPI:
 def create_worker_app() -> FastAPI:
     """Factory of `medicus serve --workers N`'s worker processes, which exit with their
     supervisor."""
-    _exit_with_parent()
+    exit_with_parent()
     return create_app_from_environment()
-
-
-def _exit_with_parent() -> None:
-    """Have the kernel send this process SIGTERM (a graceful shutdown) when its parent dies.
-
-    A supervisor killed outright (SIGKILL, the OOM killer) cannot stop its workers, which
-    would go on serving the port unsupervised. Linux's parent-death signal is set through
-    prctl(2), which the standard library does not wrap; elsewhere this does nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    parent = os.getppid()
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent died before the signal was set
-        os.kill(os.getpid(), signal.SIGTERM)
