@@ -139,10 +139,9 @@ async def load_postgres(url: str, patients: int, observations: int) -> None:
             for table, values in rows.items():
                 names = _columns(table, values[0])
                 records = [tuple(value[name] for name in names) for value in values]
-                await connection.copy_records_to_table(
-                    table.name, records=records, columns=names
-                )
-        await connection.execute(f"SELECT setval('fhir_resource_rid_seq', {patients + observations})")
+                await connection.copy_records_to_table(table.name, records=records, columns=names)
+        last = patients + observations
+        await connection.execute(f"SELECT setval('fhir_resource_rid_seq', {last})")
         await connection.execute("ANALYZE")
     finally:
         await connection.close()

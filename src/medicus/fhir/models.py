@@ -46,6 +46,8 @@ class FhirResourceRow(Base):
         UniqueConstraint("resource_type", "fhir_id", name="uq_fhir_resource_type_id"),
         Index("ix_fhir_resource_listing", "organisation_id", "resource_type", "rid"),
         Index("ix_fhir_resource_patient", "patient_id"),
+        # A broad search (a common code) walks the type's newest rows and stops at a page.
+        Index("ix_fhir_resource_type", "resource_type", "rid"),
     )
 
 
@@ -159,6 +161,8 @@ class DateIndexRow(_IndexEntry, Base):
 
     __table_args__ = (
         Index("ix_fhir_date_lookup", "resource_type", "param", "low", "high"),
+        # `ge` and `gt` (high > …) are a range of this index, not of `low`'s.
+        Index("ix_fhir_date_high", "resource_type", "param", "high"),
         Index("ix_fhir_date_rid", "rid"),
     )
 

@@ -30,6 +30,7 @@ from medicus.fhir.search.template import (
     constants,
     negated,
     one_of,
+    unindexed,
 )
 
 
@@ -60,11 +61,11 @@ def _index_row(
     if negate:
         return ~exists().where(table.rid == row.rid, *conditions)
     if probe:
-        # Compared as an expression, the type cannot lead an index: without statistics
-        # SQLite would otherwise take the lookup index (more equalities) and scan every row
-        # of the value per candidate; the `rid` index finds the candidate's few rows directly.
-        unindexed = [table.resource_type.concat("") == resource_type, *conditions[1:]]
-        return exists().where(table.rid == row.rid, *unindexed)
+        # On SQLite the type must not lead an index: without statistics SQLite would
+        # otherwise take the lookup index (more equalities) and scan every row of the value
+        # per candidate; the `rid` index finds the candidate's few rows directly.
+        hidden = [unindexed(table.resource_type) == resource_type, *conditions[1:]]
+        return exists().where(table.rid == row.rid, *hidden)
     return row.rid.in_(select(table.rid).where(*conditions))  # type: ignore[no-any-return]
 
 

@@ -31,7 +31,7 @@ from medicus.fhir.search.request import (
     UnknownParameter,
     is_result_parameter,
 )
-from medicus.fhir.search.template import Slot, Sql, Values
+from medicus.fhir.search.template import Slot, Sql, Values, unindexed
 from medicus.fhir.search.visibility import Scope, Viewer, viewer, visible_of_type
 
 
@@ -101,14 +101,14 @@ def count_of(values: Values, statement: Sql, limit: int | None = None) -> Sql:
 
 def _effective(row: Any) -> Any:
     """An Observation's latest `date` (the end of its effective[x]), as `_sort=-date` orders.
-    Compared as an expression, the type cannot lead an index: the row's own few date rows
+    The type must not lead an index on SQLite (`unindexed`): the row's own few date rows
     are found by `rid`."""
     table = TABLES["date"].alias("effective").c
     return (
         select(func.max(table.high))
         .where(
             table.rid == row.rid,
-            table.resource_type.concat("") == "Observation",
+            unindexed(table.resource_type) == "Observation",
             table.param == "date",
         )
         .scalar_subquery()
@@ -137,7 +137,7 @@ def _lastn(row: Any, statement: Sql, newest: Slot, limit: Slot) -> Select[Any]:
             token,
             and_(
                 codes.rid == matched.c.rid,
-                codes.resource_type.concat("") == "Observation",
+                unindexed(codes.resource_type) == "Observation",
                 codes.param == "code",
             ),
         )

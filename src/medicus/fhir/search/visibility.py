@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, and_, or_
 from medicus.access.policy import Viewpoint, readable_patients, readable_record
 from medicus.fhir.search.match import invalid
 from medicus.fhir.search.planning import Start
-from medicus.fhir.search.template import Slot, Values
+from medicus.fhir.search.template import Slot, Values, unindexed
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,9 @@ def visible(row: Any, viewer: Viewer, leading: bool = True) -> list[ColumnElemen
     """The conditions under which a resource row may be used at all: a current resource that
     the viewer's organisation holds, or whose patient's data is shared with it or opened by
     the viewer's break-glass (`access`).
-    Not `leading`: the conditions must not drive the query through an index (a few rows
-    found by key do), so they compare expressions instead of the columns."""
-    organisation = row.organisation_id if leading else row.organisation_id.concat("")
+    Not `leading`: the conditions must not drive the query through an index on SQLite (a
+    few rows found by key do; see `template.unindexed`)."""
+    organisation = row.organisation_id if leading else unindexed(row.organisation_id)
     own = organisation == viewer.organisation
     if not viewer.sharing:
         return [own, row.deleted.is_(False)]
@@ -84,8 +84,8 @@ def visible_of_type(
     kind = row.resource_type == resource_type
     if not viewer.sharing:
         return [kind, own]
-    # Compared as an expression, the type cannot lead an index.
-    unindexed_kind = row.resource_type.concat("") == resource_type
+    # On SQLite the type must not lead an index (see `template.unindexed`).
+    unindexed_kind = unindexed(row.resource_type) == resource_type
     listed = readable_patients(viewer.organisation, viewer.actor, viewer.at)
     if start is Start.TYPE:
         # Both index ranges: the organisation's resources of the type, and those of the
