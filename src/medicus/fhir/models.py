@@ -6,11 +6,12 @@ Each row knows the organisation that holds it, so that access decisions are part
 from __future__ import annotations
 
 import datetime as dt
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     Double,
     Index,
     Integer,
@@ -19,7 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from medicus.core.db import Base, UTCDateTime
 
@@ -78,7 +79,7 @@ class FhirVersionRow(Base):
 
     __tablename__ = "fhir_version"
 
-    rid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    rid: Mapped[int] = mapped_column(BigInteger)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_updated: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     method: Mapped[str] = mapped_column(String(10))
@@ -96,15 +97,21 @@ class _IndexEntry:
     Index rows are derived data, rebuilt from the resource whenever it is written.
 
     A composite parameter's components are stored as rows of their own types under
-    `code$k`; `grp` numbers the element they came from, so that components pair up."""
+    `code$k`; `grp` numbers the element they came from, so that components pair up.
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    The tables have no primary key: a row is only ever found by a search's index or by its
+    resource (`rid`) to be replaced, never by a key of its own, whose column and index cost
+    a tenth of each table's bytes. The mapping names one (`rid` and `param`) for the ORM."""
+
     rid: Mapped[int] = mapped_column(BigInteger)
     resource_type: Mapped[str] = mapped_column(String(64))
     param: Mapped[str] = mapped_column(String(100))
     grp: Mapped[int | None] = mapped_column(Integer)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        table = cls.__table__  # type: ignore[attr-defined]
+        return {"primary_key": [table.c.rid, table.c.param]}
 
 
 class TokenIndexRow(_IndexEntry, Base):
@@ -240,3 +247,24 @@ class PositionIndexRow(_IndexEntry, Base):
         Index("ix_fhir_position_lookup", "resource_type", "param", "latitude", "longitude"),
         Index("ix_fhir_position_rid", "rid"),
     )
+
+
+TOKEN_DATES = Table(
+    "fhir_token_date",
+    Base.metadata,
+    Column("rid", BigInteger, nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("pair", String(100), nullable=False),
+    Column("system", String(255), nullable=False),
+    Column("code", String(255), nullable=False),
+    Column("low", UTCDateTime(), nullable=False),
+    Column("high", UTCDateTime(), nullable=False),
+    Index("ix_fhir_token_date_lookup", "resource_type", "pair", "code", "high"),
+    Index("ix_fhir_token_date_rid", "rid"),
+)
+"""A token and a date of one resource, for the common pairs of parameters searched together
+(`Observation?code=…&date=ge…`, search/pairs.py): one row per token and date of the pair's
+two parameters, so that such a search is one range of one index (the code, then the end of
+the date) instead of every row of the code, each checked for its date. `pair` names the two
+parameters (`code+date`); `system` is '' for a token without one. Derived like the other
+index rows and rebuilt with them; no primary key (rows are found by `rid` to be replaced)."""

@@ -33,6 +33,7 @@ from medicus.core.bulk import Batch, in_bulk, insert_tables
 from medicus.core.driver import AnySelect, DriverRow
 from medicus.fhir.models import (
     RESOURCES,
+    TOKEN_DATES,
     DateIndexRow,
     FhirResourceRow,
     FhirVersionRow,
@@ -46,6 +47,7 @@ from medicus.fhir.models import (
     UriIndexRow,
 )
 from medicus.fhir.search.extract import IndexRows, has_positions
+from medicus.fhir.search.pairs import PAIRS, pair_rows
 from medicus.fhir.search.template import Sql, Values
 
 
@@ -230,16 +232,18 @@ def _values(
 
 def index_values(
     rid: int, resource_type: str, rows: IndexRows
-) -> dict[type[Any], list[dict[str, Any]]]:
+) -> dict[type[Any] | Table, list[dict[str, Any]]]:
     """The index rows of resource `rid` as column values by table; the rows of each composite
     element carry the element's number in `grp`."""
     batches = _values(rows, rid, resource_type, None)
     for number, group in enumerate(rows.groups):
         batches += _values(group, rid, resource_type, number)
-    merged: dict[type[Any], list[dict[str, Any]]] = {}
+    merged: dict[type[Any] | Table, list[dict[str, Any]]] = {}
     for table, values in batches:
         if values:
             merged.setdefault(table, []).extend(values)
+    if pairs := pair_rows(rid, resource_type, rows):
+        merged[TOKEN_DATES] = pairs
     return merged
 
 
@@ -250,6 +254,8 @@ async def write_index(
     positions = (PositionIndexRow,) if has_positions(resource_type) else ()
     for table in _INDEX_TABLES + positions:
         await session.execute(delete(table).where(table.rid == rid))
+    if resource_type in PAIRS:
+        await session.execute(delete(TOKEN_DATES).where(TOKEN_DATES.c.rid == rid))
     if rows is not None:
         await insert_tables(session, index_batches([rid], [(resource_type, rows)]))
 
@@ -262,6 +268,7 @@ async def rewrite_indexes(
     rids = [rid for rid, _, _ in resources]
     for table in (*_INDEX_TABLES, PositionIndexRow):
         await session.execute(delete(table).where(table.rid.in_(rids)))
+    await session.execute(delete(TOKEN_DATES).where(TOKEN_DATES.c.rid.in_(rids)))
     await insert_tables(session, index_batches(rids, [(kind, rows) for _, kind, rows in resources]))
 
 
@@ -392,8 +399,11 @@ def new_versions(rids: list[int], rows: list[dict[str, Any]]) -> Batch:
 def index_batches(rids: list[int], resources: list[tuple[str, IndexRows]]) -> list[Batch]:
     """The index rows of new resources (type and extracted rows, in the order of `rids`),
     one batch per table."""
-    merged: dict[type[Any], list[dict[str, Any]]] = {}
+    merged: dict[type[Any] | Table, list[dict[str, Any]]] = {}
     for rid, (resource_type, rows) in zip(rids, resources, strict=True):
         for table, values in index_values(rid, resource_type, rows).items():
             merged.setdefault(table, []).extend(values)
-    return [(cast(Table, table.__table__), values) for table, values in merged.items()]
+    return [
+        (table if isinstance(table, Table) else cast(Table, table.__table__), values)
+        for table, values in merged.items()
+    ]

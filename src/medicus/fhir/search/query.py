@@ -24,6 +24,7 @@ from medicus.access.policy import Viewpoint
 from medicus.fhir.models import RESOURCES
 from medicus.fhir.search.chains import search_condition
 from medicus.fhir.search.match import TABLES, invalid
+from medicus.fhir.search.pairs import paired
 from medicus.fhir.search.planning import Start, driving_parameter
 from medicus.fhir.search.request import (
     MAX_VALUES,
@@ -59,7 +60,13 @@ def build(values: Values, request: SearchRequest, viewpoint: Viewpoint) -> Sql:
     searched = [(n, v) for n, v in request.parameters if not is_result_parameter(n)]
     driving = driving_parameter(request)
     conditions, start = [], Start.TYPE
+    pair = paired(values, request.resource_type, searched, driving.place)
+    if pair is not None:
+        conditions.append(pair.condition)
+        start = driving.start
     for place, (name, value) in enumerate(searched):
+        if pair is not None and place in pair.places:
+            continue
         try:
             probe = place != driving.place
             conditions.append(

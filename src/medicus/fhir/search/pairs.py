@@ -1,0 +1,130 @@
+"""Pairs of parameters searched together: a token and a date (`Observation?code=…&date=ge…`,
+`status=…&date=ge…`), kept as rows of their own (`fhir_token_date`) so that the search is one
+index range (the code, then the end of the date) and reads only what it finds.
+
+Without them such a search starts from one parameter and checks the other per row: from the
+code, every Observation of a code that is a third of all of them, each checked for its date
+(7 ms at 10,000 Observations, 16 ms at 20,000: it grew with the data); from the date, every
+Observation of the month, each checked for its code. The pair rows cost one row per token
+and date of the two parameters of a resource (an Observation: its codings and its status,
+each with its effective date).
+
+A pair answers a search when the search starts from one of its parameters (planning.py),
+the token has a code (`code=718-7`, `system|718-7`, `|718-7`) and the date is one `ge` or
+`gt` value: the ranges that run to the newest data, which a search of recent data asks.
+Other prefixes read the date index as before."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import eq
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+
+from medicus.fhir.models import TOKEN_DATES
+from medicus.fhir.search.extract import IndexRows
+from medicus.fhir.search.match import date_condition, parse_date, split_escaped
+from medicus.fhir.search.template import Slot, Sql, Values, all_of, compare
+
+PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Observation": (("code", "date"), ("status", "date")),
+    "DiagnosticReport": (("code", "date"), ("status", "date")),
+    "Encounter": (("status", "date"),),
+    "Procedure": (("code", "date"),),
+}
+"""Per type, its pairs of a token parameter and a date parameter (searched together often)."""
+
+
+def pair_name(token: str, date: str) -> str:
+    return f"{token}+{date}"
+
+
+def pair_rows(rid: int, resource_type: str, rows: IndexRows) -> list[dict[str, Any]]:
+    """The pair rows of resource `rid` from its extracted index rows (the parameters' own)."""
+    found: list[dict[str, Any]] = []
+    for token, date in PAIRS.get(resource_type, ()):
+        codes = {(system or "", code[:255]) for name, system, code in rows.tokens if name == token}
+        moments = {(low, high) for name, low, high in rows.dates if name == date}
+        key = {"rid": rid, "resource_type": resource_type, "pair": pair_name(token, date)}
+        found += [
+            {**key, "system": system[:255], "code": code, "low": low, "high": high}
+            for system, code in sorted(codes)
+            for low, high in sorted(moments)
+        ]
+    return found
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The places (among the searched parameters) that a pair's condition answers, and it."""
+
+    places: frozenset[int]
+    condition: Sql
+
+
+def _token(values: Values, value: str) -> Sql | None:
+    """The token's condition on a pair row, None if a pair cannot answer it (no code)."""
+    parts = split_escaped(value, "|")
+    if len(parts) > 2 or not parts[-1]:
+        return None
+    code = compare("code", eq, values.slot(parts[-1][:255]))
+    if len(parts) == 1:
+        return code
+    return all_of(compare("system", eq, values.slot(parts[0][:255])), code)
+
+
+def _date_floor(value: str, name: str) -> tuple[str, tuple[dt.datetime, dt.datetime]] | None:
+    """A date value a pair answers (`ge`, `gt`) as prefix and range; None otherwise."""
+    if len(split_escaped(value, ",")) > 1 or not value.startswith(("ge", "gt")):
+        return None
+    return parse_date(value, name)
+
+
+def _in_pair(
+    row: Any, resource_type: str, pair: str, token: Sql, date: Sql, floor: Slot
+) -> ColumnElement[bool]:
+    """`high > floor` follows from the date's condition (ge: `high > end or low >= start`,
+    and low < high); it makes the condition a range of the index on the date's end."""
+    table = TOKEN_DATES.c
+    matched = select(table.rid).where(
+        table.resource_type == resource_type,
+        table.pair == pair,
+        token.build(table),
+        table.high > floor,
+        date.build(table),
+    )
+    return row.rid.in_(matched)  # type: ignore[no-any-return]
+
+
+def paired(
+    values: Values,
+    resource_type: str,
+    searched: Sequence[tuple[str, str]],
+    driving: int | None,
+) -> Paired | None:
+    """The pair that answers two of the `searched` parameters, if the search starts from one
+    of them (`driving`) and a pair can answer their values."""
+    for token, date in PAIRS.get(resource_type, ()):
+        places = {
+            name: next((place for place, (n, _) in enumerate(searched) if n == name), None)
+            for name in (token, date)
+        }
+        token_place, date_place = places[token], places[date]
+        if token_place is None or date_place is None or driving not in (token_place, date_place):
+            continue
+        token_value, date_value = searched[token_place][1], searched[date_place][1]
+        moment = _date_floor(date_value, date)
+        if len(split_escaped(token_value, ",")) > 1 or moment is None:
+            continue
+        condition = _token(values, token_value)
+        if condition is None:
+            continue
+        prefix, (start, end) = moment
+        floor = values.slot(start if prefix == "ge" else end)
+        date_sql = date_condition(values, ("low", "high"), prefix, (start, end))
+        pair = Sql(_in_pair, (resource_type, pair_name(token, date), condition, date_sql, floor))
+        return Paired(frozenset((token_place, date_place)), pair)
+    return None

@@ -1,0 +1,110 @@
+"""Searches answered by pair rows (a token and a date, search/pairs.py) find what the two
+parameters' own rows find: every form of the token, `ge` and `gt`, several codings, and
+after updates and deletions. The pair rows themselves follow each write."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fhir.conftest import Hub
+from tests.fhir.test_search import create, search_ids
+from tests.support import clients, resources
+from tests.support.database import rows
+from tests.support.resources import LOINC
+
+OTHER = "http://example.org/codes"
+
+
+@pytest.fixture
+async def labs(hub: Hub) -> dict[str, str]:
+    erika = await create(hub, resources.patient("A123456780", "Müller", "Erika", "1964-08-12"))
+    made = {
+        "new_hb": resources.observation(erika, "718-7", "2026-11-01T10:00:00Z"),
+        "old_hb": resources.observation(erika, "718-7", "2024-03-01T10:00:00Z"),
+        "new_glucose": resources.observation(erika, "2345-7", "2026-11-02T08:30:00Z"),
+        "day_hb": resources.observation(erika, "718-7", "2026-10-15"),
+        "two_codings": resources.observation(
+            erika,
+            "718-7",
+            "2026-11-03T09:00:00Z",
+            code={"coding": [{"system": LOINC, "code": "718-7"}, {"system": OTHER, "code": "hb"}]},
+        ),
+        "no_system": resources.observation(
+            erika, "718-7", "2026-11-04T09:00:00Z", code={"coding": [{"code": "718-7"}]}
+        ),
+        "period": resources.observation(
+            erika,
+            "718-7",
+            None,
+            effectivePeriod={"start": "2026-09-01T00:00:00Z", "end": "2026-11-30T00:00:00Z"},
+        ),
+        "preliminary": resources.observation(
+            erika, "718-7", "2026-11-05T09:00:00Z", status="preliminary"
+        ),
+    }
+    return {name: await create(hub, resource) for name, resource in made.items()}
+
+
+async def _found(hub: Hub, **params: str) -> set[str]:
+    return set(await search_ids(hub, "/fhir/Observation", _count="100", **params))
+
+
+async def test_code_and_date_find_what_each_parameter_finds(hub: Hub, labs: dict[str, str]) -> None:
+    recent = {"new_hb", "two_codings", "no_system", "period", "preliminary"}
+    expected = {labs[name] for name in recent}
+    assert await _found(hub, code="718-7", date="ge2026-10-16") == expected
+    assert await _found(hub, code=f"{LOINC}|718-7", date="ge2026-10-16") == expected - {
+        labs["no_system"]
+    }
+    assert await _found(hub, code="|718-7", date="ge2026-10-16") == {labs["no_system"]}
+    assert await _found(hub, code=f"{OTHER}|hb", date="ge2026-10-16") == {labs["two_codings"]}
+    # A day's value is in `ge` that day, not in `gt` it.
+    with_day = expected | {labs["day_hb"]}
+    assert await _found(hub, code="718-7", date="ge2026-10-15") == with_day
+    assert await _found(hub, code="718-7", date="gt2026-10-15") == expected
+    # A period that ends after the value is in `ge` it although it starts before.
+    assert labs["period"] in await _found(hub, code="718-7", date="ge2026-11-29")
+    assert await _found(hub, code="718-7", date="ge2027-01-01") == set()
+    assert await _found(hub, code="2345-7", date="ge2026-01-01") == {labs["new_glucose"]}
+
+
+async def test_status_and_date_with_other_parameters(hub: Hub, labs: dict[str, str]) -> None:
+    assert await _found(hub, status="preliminary", date="ge2026-01-01") == {labs["preliminary"]}
+    found = await _found(hub, status="final", date="ge2026-11-02", code="2345-7")
+    assert found == {labs["new_glucose"]}
+    # Alternatives and other prefixes are answered by the parameters' own rows.
+    both = await _found(hub, code="718-7,2345-7", date="ge2026-11-02")
+    recent = ("new_glucose", "two_codings", "no_system", "period", "preliminary")
+    assert both == {labs[name] for name in recent}
+    assert await _found(hub, code="718-7", date="lt2024-12-31") == {labs["old_hb"]}
+
+
+async def test_pair_rows_follow_updates_and_deletions(hub: Hub, labs: dict[str, str]) -> None:
+    token = await hub.token()
+    moved = resources.observation(None, "2345-7", "2027-02-01T00:00:00Z", id=labs["new_hb"])
+    await clients.put(hub.http, token, moved)
+    assert await _found(hub, code="2345-7", date="ge2027-01-01") == {labs["new_hb"]}
+    assert await _found(hub, code="718-7", date="ge2026-11-01T10:00:00Z") == {
+        labs[name] for name in ("two_codings", "no_system", "period", "preliminary")
+    }
+    deleted = await hub.http.delete(f"/fhir/Observation/{labs['new_hb']}", headers=token)
+    assert deleted.status_code in (200, 204)
+    assert await _found(hub, code="2345-7", date="ge2027-01-01") == set()
+    left = await rows(
+        hub.platform,
+        "SELECT count(*) FROM fhir_token_date t JOIN fhir_resource r ON r.rid = t.rid"
+        " WHERE r.fhir_id = :id",
+        id=labs["new_hb"],
+    )
+    assert left == [(0,)]
+    pairs = await rows(
+        hub.platform,
+        "SELECT t.pair, t.system, t.code FROM fhir_token_date t"
+        " JOIN fhir_resource r ON r.rid = t.rid WHERE r.fhir_id = :id ORDER BY 1, 2, 3",
+        id=labs["two_codings"],
+    )
+    assert pairs == [
+        ("code+date", OTHER, "hb"),
+        ("code+date", LOINC, "718-7"),
+        ("status+date", "", "final"),
+    ]
