@@ -89,7 +89,9 @@ def test_a_reference_to_another_type_is_not_a_patient() -> None:
 
 def test_unions_of_other_parameters_are_answered_from_their_members() -> None:
     """R4's Observation has six `combo-*` parameters, each `x | component.x`; nothing else in
-    R4 is such a union of parameters of its own type (references are not considered)."""
+    R4 is such a union of parameters of its own type (references are not considered). A few
+    select exactly what another does (Patient `phonetic` is `Patient.name`, as `name`): they
+    are answered from that one's rows."""
     unions = {
         (resource_type, code): parameter.members
         for resource_type in ("Observation", "Patient", "Encounter", "Condition", "Procedure")
@@ -112,7 +114,14 @@ def test_unions_of_other_parameters_are_answered_from_their_members() -> None:
         ),
         ("Observation", "combo-value-concept"): ("component-value-concept", "value-concept"),
         ("Observation", "combo-value-quantity"): ("component-value-quantity", "value-quantity"),
+        ("Observation", "gene-amino-acid-change"): ("amino-acid-change",),
+        ("Observation", "gene-dnavariant"): ("dna-variant",),
+        ("Patient", "phonetic"): ("name",),
     }
+    patient = {"resourceType": "Patient", "name": [{"family": "Müller", "given": ["Erika"]}]}
+    strings = {code for code, _, _ in extract("Patient", patient).strings}
+    assert "name" in strings
+    assert "phonetic" not in strings
 
 
 def test_a_union_selects_what_its_members_select_and_has_no_rows_of_its_own() -> None:

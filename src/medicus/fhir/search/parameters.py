@@ -181,4 +181,23 @@ def _unions(parameters: dict[str, SearchParameter]) -> dict[str, SearchParameter
         members = sorted(other for other in parts(code) if other not in composed)
         if members and frozenset().union(*(paths[m] for m in members)) == paths[code]:
             result[code] = replace(parameters[code], members=tuple(members))
+    return _aliases(result, paths)
+
+
+def _aliases(
+    parameters: dict[str, SearchParameter], paths: dict[str, frozenset[str]]
+) -> dict[str, SearchParameter]:
+    """A parameter that selects exactly what another of its type selects (Patient `phonetic`
+    and `name`, both `Patient.name`) is answered from the first one's rows (by code), which
+    it would only repeat: Patient's `phonetic` rows were a third of its string rows."""
+    first: dict[tuple[str, tuple[Component, ...], frozenset[str]], SearchParameter] = {}
+    result = dict(parameters)
+    for code in sorted(paths):
+        parameter = parameters[code]
+        key = (parameter.type, parameter.components, paths[code])
+        if key not in first:
+            first[key] = parameter
+        elif not parameter.members:
+            same = first[key]
+            result[code] = replace(parameter, members=same.members or (same.code,))
     return result
