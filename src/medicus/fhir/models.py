@@ -79,7 +79,7 @@ class FhirVersionRow(Base):
 
     __tablename__ = "fhir_version"
 
-    rid: Mapped[int] = mapped_column(BigInteger)
+    rid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_updated: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     method: Mapped[str] = mapped_column(String(10))
