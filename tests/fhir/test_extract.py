@@ -153,3 +153,29 @@ def test_a_union_selects_what_its_members_select_and_has_no_rows_of_its_own() ->
     names |= {row[0].split("$")[0] for row in rows.quantities}
     assert not any(name.startswith("combo-") for name in names)
     assert {"code", "component-code", "value-concept", "data-absent-reason"} <= names
+
+
+def test_composites_of_the_resource_itself_share_their_components_rows() -> None:
+    """Observation `code-value-quantity` is the Observation's `code` and `value-quantity`:
+    answered from their rows, it writes none of its own; composites of its components
+    (`component-code-value-quantity`) pair each component's code and value in a group."""
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"},
+        "component": [
+            {
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "valueQuantity": {"value": 120, "code": "mm[Hg]"},
+            }
+        ],
+    }
+    assert parameters_of("Observation")["code-value-quantity"].shared == (
+        "code",
+        "value-quantity",
+    )
+    rows = extract("Observation", observation)
+    assert not [code for code, _, _ in rows.tokens if code.startswith("code-value")]
+    grouped = {code for group in rows.groups for code, _, _ in group.tokens}
+    assert grouped == {"component-code-value-quantity$0"}

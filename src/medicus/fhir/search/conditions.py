@@ -26,6 +26,7 @@ from medicus.fhir.search.template import (
     TRUE,
     Sql,
     Values,
+    all_of,
     any_of,
     constants,
     negated,
@@ -128,27 +129,56 @@ def _missing(resource_type: str, parameter: SearchParameter, name: str, value: s
         raise invalid(f"{name} must be true or false.", name)
     if parameter.code in ("_id", "_lastUpdated"):
         return FALSE if value == "true" else TRUE
-    kind, param = parameter.type, parameter.code
-    if kind == "composite":
-        kind, param = parameter.components[0].type, f"{param}$0"
-    names = parameter.index_names(param)
-    return _has_index_row(resource_type, kind, names, negate=value == "true")
+    if parameter.type == "composite":
+        return _composite_missing(resource_type, parameter, value == "true")
+    names = parameter.index_names(parameter.code)
+    return _has_index_row(resource_type, parameter.type, names, negate=value == "true")
+
+
+def _composite_missing(resource_type: str, parameter: SearchParameter, missing: bool) -> Sql:
+    """A composite has a value if one of its members (or itself) has: an element with every
+    component, which its first component's rows mark (`code$0`); for one that shares its
+    components' rows (`SearchParameter.shared`), a row of each."""
+    found = []
+    for member in _members(resource_type, parameter):
+        kinds = [component.type for component in member.components]
+        names = member.shared or (f"{member.code}$0",)
+        rows = [
+            _has_index_row(resource_type, kind, [name], negate=missing)
+            for kind, name in zip(kinds, names, strict=False)
+        ]
+        found.append(any_of(*rows) if missing else all_of(*rows))
+    return all_of(*found) if missing else any_of(*found)
+
+
+def _component_names(parameter: SearchParameter) -> tuple[str, ...]:
+    """The `param` of each component's rows: `code$k`, or the parameters it shares."""
+    count = len(parameter.components)
+    return parameter.shared or tuple(f"{parameter.code}${number}" for number in range(count))
 
 
 def _same_element(
-    row: Any, resource_type: str, code: str, kinds: tuple[str, ...], parts: tuple[Sql, ...]
+    row: Any,
+    resource_type: str,
+    names: tuple[str, ...],
+    kinds: tuple[str, ...],
+    parts: tuple[Sql, ...],
+    grouped: bool,
 ) -> ColumnElement[bool]:
-    """A composite's components on rows of the same element (`grp`) of one resource."""
+    """A composite's components on rows of the same element (`grp`, if `grouped`; else the
+    element is the resource) of one resource."""
     tables = [TABLES[kind].alias().c for kind in kinds]
     conditions: list[ColumnElement[bool]] = []
     for number, (table, part) in enumerate(zip(tables, parts, strict=True)):
         conditions += [
             table.resource_type == resource_type,
-            table.param == f"{code}${number}",
+            table.param == names[number],
             part.build(table),
         ]
         if number:
-            conditions += [table.rid == tables[0].rid, table.grp == tables[0].grp]
+            conditions.append(table.rid == tables[0].rid)
+        if number and grouped:
+            conditions.append(table.grp == tables[0].grp)
     return row.rid.in_(select(tables[0].rid).where(*conditions))  # type: ignore[no-any-return]
 
 
@@ -163,7 +193,9 @@ def _composite(
     matched = tuple(
         matches(values, kind, part, name, None) for kind, part in zip(kinds, parts, strict=True)
     )
-    return Sql(_same_element, (resource_type, parameter.code, kinds, matched))
+    names = _component_names(parameter)
+    grouped = not parameter.shared
+    return Sql(_same_element, (resource_type, names, kinds, matched, grouped))
 
 
 def _members(resource_type: str, parameter: SearchParameter) -> list[SearchParameter]:

@@ -305,6 +305,8 @@ def _composite(rows: IndexRows, parameter: SearchParameter, resource: dict[str, 
     An element without a value for every component has no value of the composite (a search
     needs all components to match): it gets no rows. Observation's eleven composites would
     otherwise write about a third of all its index rows for values it does not have."""
+    if parameter.shared:
+        return  # answered from the rows of the parameters it shares (`SearchParameter.shared`)
     parts = _parts(parameter.resource_type, parameter.code)
     for element in parameter.values(resource):
         selected = _all_components(parts, resource, element)

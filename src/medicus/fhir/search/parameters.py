@@ -56,6 +56,9 @@ class SearchParameter:
     members: tuple[str, ...] = ()
     """Parameters whose index rows together are this one's (see `_unions`); empty: it has
     rows of its own."""
+    shared: tuple[str, ...] = ()
+    """A composite of the resource itself: the parameters whose rows are its components'
+    rows (see `_shared`); empty: its components have rows of their own (`code$k`)."""
     _compiled: list[Callable[..., list[Any]]] = field(
         default_factory=list, compare=False, repr=False
     )
@@ -200,4 +203,51 @@ def _aliases(
         elif not parameter.members:
             same = first[key]
             result[code] = replace(parameter, members=same.members or (same.code,))
+    return _shared(result, paths)
+
+
+_ROWLESS_CHOICES = (".ofType(SampledData)",)
+"""Choices of an element that never give index rows: a SampledData has no value, unit or
+range, so `value-quantity` (`value` as Quantity or SampledData) has the rows of its
+Quantity alone."""
+
+
+def _shared(
+    parameters: dict[str, SearchParameter], paths: dict[str, frozenset[str]]
+) -> dict[str, SearchParameter]:
+    """A composite whose element is the resource itself (R4's Observation `code-value-*`:
+    one element, the Observation) has component rows equal to other parameters' rows
+    (`code`, `value-quantity`): it is answered from those (`shared`) instead of writing them
+    again under `code$k`, which were a third of an Observation's token and quantity rows.
+    Only if every component has such a parameter."""
+    result = dict(parameters)
+    for code, parameter in parameters.items():
+        if parameter.type != "composite" or parameter.expression != parameter.resource_type:
+            continue
+        shared = [_same_rows(parameters, paths, component) for component in parameter.components]
+        if all(shared):
+            result[code] = replace(parameter, shared=tuple(str(name) for name in shared))
     return result
+
+
+def _same_rows(
+    parameters: dict[str, SearchParameter], paths: dict[str, frozenset[str]], component: Component
+) -> str | None:
+    """The parameter of the resource whose rows are exactly a component's, if one is."""
+    texts = alternatives(component.expression)
+    if texts is None:
+        return None
+    root = f"{_root(parameters)}."
+    wanted = frozenset(text if text.startswith(root) else root + text for text in texts)
+    for other in sorted(paths):
+        candidate, path = parameters[other], paths[other]
+        if candidate.type != component.type or candidate.members or candidate.components:
+            continue
+        rows = {text for text in path if not text.endswith(_ROWLESS_CHOICES)}
+        if wanted <= path and rows <= wanted:
+            return other
+    return None
+
+
+def _root(parameters: dict[str, SearchParameter]) -> str:
+    return next(iter(parameters.values())).resource_type
