@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
+from sqlalchemy.dialects import postgresql, sqlite
 
 from medicus import migrations
 from medicus.access.policy import Viewpoint
@@ -193,3 +194,19 @@ def test_lastn_starts_from_the_patient(plan) -> None:  # type: ignore[no-untyped
     assert "ix_fhir_token_lookup" not in found
     assert "ix_fhir_date_lookup" not in found
     assert "SCAN fhir_resource\n" not in found + "\n"
+
+
+def test_a_code_and_a_date_range_are_one_range_of_pair_rows(plan) -> None:  # type: ignore[no-untyped-def]
+    found = plan(_search(("code", "http://loinc.org|718-7"), ("date", "ge2026-11-01")))
+    assert "ix_fhir_token_date_lookup (resource_type=? AND pair=? AND code=? AND high>?)" in found
+    assert "ix_fhir_token_lookup" not in found
+    assert "ix_fhir_date_lookup" not in found
+
+
+def test_the_type_is_hidden_from_sqlite_only() -> None:
+    """SQLite must not start from the type (`unindexed`); PostgreSQL must see the column,
+    whose statistics an expression would hide (estimated at 0.5 % of rows whatever it held)."""
+    statement, _ = _search(("code", "http://loinc.org|718-7"), ("subject", "Patient/p1"))
+    built = statement.build(RESOURCES.c)
+    assert "|| ''" in str(built.compile(dialect=sqlite.dialect()))  # type: ignore[no-untyped-call]
+    assert "|| ''" not in str(built.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
