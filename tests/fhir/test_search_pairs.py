@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from medicus.fhir.search.pairs import PAIRS
+from medicus.fhir.search.parameters import parameters_of
 from tests.fhir.conftest import Hub
 from tests.fhir.test_search import create, search_ids
 from tests.support import clients, resources
@@ -108,3 +110,12 @@ async def test_pair_rows_follow_updates_and_deletions(hub: Hub, labs: dict[str, 
         ("code+date", LOINC, "718-7"),
         ("status+date", "", "final"),
     ]
+
+
+def test_each_pair_is_a_token_and_a_date_with_rows_of_their_own() -> None:
+    """A pair's rows are made from its parameters' own rows: a union or alias has none."""
+    for resource_type, pairs in PAIRS.items():
+        every = parameters_of(resource_type)
+        for token, date in pairs:
+            assert (every[token].type, every[token].members) == ("token", ())
+            assert (every[date].type, every[date].members) == ("date", ())
