@@ -7,7 +7,9 @@ common pairs of a token and a date searched together (`fhir_token_date`, search/
 which the background update `fhir.search_index` fills for the resources stored before; until
 it has, such searches find only the resources written since. The index tables lose their
 surrogate key `id` (a column and an index no statement uses: rows are found by the search
-indexes, or by `rid` to be replaced).
+indexes, or by `rid` to be replaced). The same rebuild removes the rows that parameters now
+answered from others' rows wrote before (Patient `phonetic`, Observation `code-value-*`
+components, see search/parameters.py); until it reaches a resource they are only unused.
 
 Revision ID: 0024
 Revises: 0023
