@@ -30,7 +30,7 @@ def statements(platform: Platform) -> Iterator[list[str]]:
     executemany is one statement; PostgreSQL's one-statement bulk inserts, which go to the
     driver directly, are not seen), so that a test can bound how many a write issues."""
     seen: list[str] = []
-    engine = platform.database._writer.sync_engine  # noqa: SLF001 (a test looks inside)
+    engine = platform.database._writer.sync_engine
 
     def record(*arguments: Any) -> None:
         seen.append(str(arguments[2]))

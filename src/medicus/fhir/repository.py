@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
-    Row,
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     literal,
@@ -43,6 +43,7 @@ from medicus.fhir.models import (
     StringIndexRow,
     TokenIndexRow,
     UriIndexRow,
+    VersionRow,
 )
 from medicus.fhir.search.extract import IndexRows, has_positions
 from medicus.fhir.search.template import Sql, Values
@@ -61,18 +62,25 @@ async def resource(
     return await session.scalar(statement)
 
 
-async def version(session: AsyncSession, rid: int, number: int) -> FhirVersionRow | None:
-    return await session.get(FhirVersionRow, (rid, number))
+def _content_of(version: Any) -> Any:
+    """The content of a version row joined with its resource: the resource's own for its
+    current version (stored once, see `FhirVersionRow`), else the version row's."""
+    return case(
+        (version.version == FhirResourceRow.version, FhirResourceRow.content),
+        else_=version.content,
+    )
 
 
-async def versions(session: AsyncSession, rid: int, limit: int) -> Sequence[FhirVersionRow]:
+async def versions(session: AsyncSession, rid: int, limit: int) -> list[VersionRow]:
+    """The resource's versions, newest first."""
     statement = (
-        select(FhirVersionRow)
+        select(FhirVersionRow.version, FhirVersionRow.last_updated, _content_of(FhirVersionRow))
+        .join(FhirResourceRow, FhirResourceRow.rid == FhirVersionRow.rid)
         .where(FhirVersionRow.rid == rid)
         .order_by(FhirVersionRow.version.desc())
         .limit(limit)
     )
-    return (await session.scalars(statement)).all()
+    return [VersionRow(*row) for row in await session.execute(statement)]
 
 
 async def targets(
@@ -120,6 +128,36 @@ class Change:
     index: IndexRows | None
 
 
+_VERSIONS = cast(Table, FhirVersionRow.__table__)
+_KEEP_CONTENT = (
+    update(_VERSIONS)
+    .where(
+        _VERSIONS.c.rid.in_(bindparam("rids", expanding=True)),
+        _VERSIONS.c.version
+        == select(RESOURCES.c.version).where(RESOURCES.c.rid == _VERSIONS.c.rid).scalar_subquery(),
+    )
+    .values(
+        content=select(RESOURCES.c.content)
+        .where(RESOURCES.c.rid == _VERSIONS.c.rid)
+        .scalar_subquery()
+    )
+)
+"""The current versions' content into their version rows, before newer versions replace
+them: the content of the current version is stored in its resource row only."""
+
+DROP_CURRENT_CONTENT = (
+    update(_VERSIONS)
+    .where(
+        _VERSIONS.c.rid.between(bindparam("low"), bindparam("high")),
+        _VERSIONS.c.content.is_not(None),
+        _VERSIONS.c.version
+        == select(RESOURCES.c.version).where(RESOURCES.c.rid == _VERSIONS.c.rid).scalar_subquery(),
+    )
+    .values(content=None)
+)
+"""Version rows of the resources `low`..`high` without the current content, which their
+resource rows hold (rows written before migration 0025 held it twice)."""
+
 _REPLACE = (
     update(RESOURCES)
     .where(RESOURCES.c.rid == bindparam("b_rid"), RESOURCES.c.version == bindparam("b_expected"))
@@ -135,10 +173,10 @@ _REPLACE = (
 
 async def replace(session: AsyncSession, changes: Sequence[Change]) -> bool:
     """Make each change's version the current one, if the stored one is still the one it
-    replaces; write the version rows and replace the index rows, a statement per table for
-    all changes (a transaction bundle of PUTs). False: a resource changed meanwhile (as far
-    as the driver reports it: the rows were locked when read on PostgreSQL, and SQLite
-    writes one transaction at a time)."""
+    replaces (whose content moves to its version row); write the version rows and replace
+    the index rows, a statement per table for all changes (a transaction bundle of PUTs).
+    False: a resource changed meanwhile (as far as the driver reports it: the rows were
+    locked when read on PostgreSQL, and SQLite writes one transaction at a time)."""
     parameters = [
         {
             "b_rid": change.rid,
@@ -151,6 +189,8 @@ async def replace(session: AsyncSession, changes: Sequence[Change]) -> bool:
         }
         for change in changes
     ]
+    rids = [change.rid for change in changes]
+    await session.execute(_KEEP_CONTENT, {"rids": rids})
     result = await session.execute(_REPLACE, parameters)
     replaced = getattr(result, "rowcount", -1)
     if replaced not in (-1, None) and replaced != len(changes):
@@ -161,13 +201,12 @@ async def replace(session: AsyncSession, changes: Sequence[Change]) -> bool:
             "version": change.version,
             "last_updated": change.last_updated,
             "method": change.method,
-            "content": change.content,
+            "content": None,
         }
         for change in changes
     ]
     kinds = {change.resource_type for change in changes}
     positions = (PositionIndexRow,) if any(map(has_positions, kinds)) else ()
-    rids = [change.rid for change in changes]
     for table in _INDEX_TABLES + positions:
         await session.execute(delete(table).where(table.rid.in_(rids)))
     indexed = [change for change in changes if change.index is not None]
@@ -206,7 +245,7 @@ async def history(
     resource_types: Sequence[str] | None,
     since: dt.datetime | None,
     limit: int,
-) -> Sequence[Row[FhirVersionRow, str, str, str | None]]:
+) -> list[tuple[VersionRow, str, str, str | None]]:
     """Versions of the resources the viewpoint sees (of `resource_types`, or all; deleted
     ones too), newest first, with their type, id and patient. What the caller may see is
     part of the query: what it may not is never read."""
@@ -216,7 +255,9 @@ async def history(
     )
     statement = (
         select(
-            FhirVersionRow,
+            FhirVersionRow.version,
+            FhirVersionRow.last_updated,
+            _content_of(FhirVersionRow),
             FhirResourceRow.resource_type,
             FhirResourceRow.fhir_id,
             FhirResourceRow.patient_id,
@@ -231,7 +272,10 @@ async def history(
     statement = statement.order_by(
         FhirVersionRow.last_updated.desc(), FhirVersionRow.rid, FhirVersionRow.version.desc()
     ).limit(limit)
-    return (await session.execute(statement)).all()
+    return [
+        (VersionRow(number, at, content), kind, fhir_id, patient)
+        for number, at, content, kind, fhir_id, patient in await session.execute(statement)
+    ]
 
 
 _INDEX_TABLES = (
@@ -363,7 +407,7 @@ _VERSION: AnySelect = (
         _resource.organisation_id,
         _version.version,
         _version.last_updated,
-        _version.content,
+        _content_of(_version),
         _SHARED,
         _OPENED,
         _resource.patient_id,
@@ -448,14 +492,15 @@ async def insert_new(
 
 
 def new_versions(rids: list[int], rows: list[dict[str, Any]]) -> Batch:
-    """The first versions of new resources (`rows` as given to `insert_new`)."""
+    """The first versions of new resources (`rows` as given to `insert_new`), without their
+    content, which their resource rows hold (see `FhirVersionRow`)."""
     versions = [
         {
             "rid": rid,
             "version": 1,
             "last_updated": row["last_updated"],
             "method": "create",
-            "content": row["content"],
+            "content": None,
         }
         for rid, row in zip(rids, rows, strict=True)
     ]
