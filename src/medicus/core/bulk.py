@@ -13,6 +13,7 @@ COPY per table)."""
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
@@ -21,6 +22,7 @@ import asyncpg
 from sqlalchemy import Table
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,7 +48,7 @@ async def insert_tables(session: AsyncSession, batches: Sequence[Batch]) -> None
     batches = [(table, rows) for table, rows in batches if rows]
     if not in_bulk(session, sum(len(rows) for _, rows in batches)):
         for table, rows in batches:
-            await session.execute(sql_insert(table), list(rows))
+            await _executemany(session, table, rows)
         return
     statement, arguments = _unnest_statement(batches)
     raw = (await (await session.connection()).get_raw_connection()).driver_connection
@@ -57,6 +59,43 @@ async def insert_tables(session: AsyncSession, batches: Sequence[Batch]) -> None
     except asyncpg.IntegrityConstraintViolationError as violation:
         # What SQLAlchemy raises for the same conflict through INSERT (a 409 upstream).
         raise IntegrityError("bulk INSERT", None, violation) from violation
+
+
+async def _executemany(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """One executemany of an INSERT compiled once per table and columns, straight through
+    the driver (SQLite's): through SQLAlchemy's execution each cost ~220 µs of CPU, a
+    single create has five of them; through the driver ~40 µs."""
+    connection = await session.connection()
+    sql, columns, processors = _compiled_insert(table, tuple(rows[0]), connection.dialect)
+    fields = itemgetter(*columns)
+    values = list(map(fields, rows)) if len(columns) > 1 else [(fields(r),) for r in rows]
+    if any(processors):
+        values = [
+            tuple(v if p is None else p(v) for v, p in zip(row, processors, strict=True))
+            for row in values
+        ]
+    raw = (await connection.get_raw_connection()).driver_connection
+    if raw is None:
+        raise RuntimeError("the session's connection has no driver connection")
+    try:
+        await raw.executemany(sql, values)
+    except sqlite3.IntegrityError as violation:
+        # What SQLAlchemy raises for the same conflict through INSERT (a 409 upstream).
+        raise IntegrityError("bulk INSERT", None, violation) from violation
+
+
+@functools.cache
+def _compiled_insert(
+    table: Table, keys: tuple[str, ...], dialect: Dialect
+) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+    """The INSERT of `keys` into `table` for `dialect`: its SQL, the keys in the order of
+    its parameters (an INSERT names them by their columns' keys), and their bind
+    processors (UTC datetimes as SQLite stores them)."""
+    compiled = sql_insert(table).compile(dialect=dialect, column_keys=list(keys))
+    names = tuple(compiled.positiontup or ())
+    binds = [compiled.binds[name] for name in names]
+    processors = tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds)
+    return compiled.string, names, processors
 
 
 def _unnest_statement(batches: Sequence[Batch]) -> tuple[str, list[list[Any]]]:

@@ -1,5 +1,9 @@
 """SQL of FHIR resources and their versions: reads by id, history, writes and their index
-rows, conditional matches inside a write. Searches run in search_repository.py."""
+rows, conditional matches inside a write. Searches run in search_repository.py.
+
+Over 500 lines on purpose: the current content is stored once (in `fhir_resource`), so the
+writes that move it into version rows and the reads that pick it from either place belong
+together, with the index rows that each write replaces."""
 
 from __future__ import annotations
 
@@ -205,21 +209,10 @@ async def replace(session: AsyncSession, changes: Sequence[Change]) -> bool:
         }
         for change in changes
     ]
+    indexed = [(c.rid, c.resource_type, c.index) for c in changes if c.index is not None]
     kinds = {change.resource_type for change in changes}
     positions = (PositionIndexRow,) if any(map(has_positions, kinds)) else ()
-    for table in _INDEX_TABLES + positions:
-        await session.execute(delete(table).where(table.rid.in_(rids)))
-    indexed = [change for change in changes if change.index is not None]
-    await insert_tables(
-        session,
-        [
-            (cast(Table, FhirVersionRow.__table__), versions),
-            *index_batches(
-                [change.rid for change in indexed],
-                [(change.resource_type, change.index) for change in indexed if change.index],
-            ),
-        ],
-    )
+    await _reindex(session, rids, indexed, _INDEX_TABLES + positions, (_VERSIONS, versions))
     return True
 
 
@@ -368,9 +361,22 @@ async def rewrite_indexes(
     """Replace the search index of several current resources (rid, type, rows) at once: a
     statement per table, not per resource (a rebuild, `fhir.background`)."""
     rids = [rid for rid, _, _ in resources]
-    for table in (*_INDEX_TABLES, PositionIndexRow):
+    await _reindex(session, rids, resources, (*_INDEX_TABLES, PositionIndexRow))
+
+
+async def _reindex(
+    session: AsyncSession,
+    rids: list[int],
+    resources: Sequence[tuple[int, str, IndexRows]],
+    tables: Sequence[type[Any]],
+    *leading: Batch,
+) -> None:
+    """Delete the index rows of `rids` from `tables`, then insert `leading` and the index
+    rows of `resources` (rid, type, rows)."""
+    for table in tables:
         await session.execute(delete(table).where(table.rid.in_(rids)))
-    await insert_tables(session, index_batches(rids, [(kind, rows) for _, kind, rows in resources]))
+    batches = index_batches([rid for rid, _, _ in resources], [(k, r) for _, k, r in resources])
+    await insert_tables(session, [*leading, *batches])
 
 
 async def matching(
