@@ -6,9 +6,9 @@ in alternating rounds (resources/s and server CPU per resource). Prints JSON.
 
     python -m benchmarks.fhir_writes [--database sqlite|postgresql] [--rounds 3]
 
-The server logs at INFO (one access line per request, as in production) unless `--log-level`
-says otherwise. PostgreSQL runs get a fresh database (dropped afterwards), ANALYZEd after the
-first bundles.
+The server logs at INFO, an access line per request (`--access-log sampled` as production
+does by default), unless `--log-level` says otherwise. PostgreSQL runs get a fresh database
+(dropped afterwards), ANALYZEd after the first bundles.
 """
 
 from __future__ import annotations
@@ -168,10 +168,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--access-log", default="all", help="MEDICUS_ACCESS_LOG (where the server has it)"
+    )
     arguments = parser.parse_args()
     with _database(arguments.database, arguments.postgres_url, keep=False) as database_url:
         environment = _server_environment(database_url, 1)
         environment["MEDICUS_LOG_LEVEL"] = arguments.log_level
+        if arguments.access_log != "all":
+            environment["MEDICUS_ACCESS_LOG"] = arguments.access_log
         with running_server(environment) as (url, data_dir):
             pid = _server_pid(url.rsplit(":", 1)[1])
             token = asyncio.run(_token(url, data_dir, database_url))
@@ -198,6 +203,7 @@ def main() -> None:
                 "benchmark": "fhir_writes",
                 "database": arguments.database,
                 "log_level": arguments.log_level,
+                "access_log": arguments.access_log,
                 "cpu_count": os.cpu_count(),
                 "create_patient": creates,
                 "transactions_250": transactions,
