@@ -42,18 +42,23 @@ def in_bulk(session: AsyncSession, rows: int) -> bool:
 
 async def insert_tables(session: AsyncSession, batches: Sequence[Batch]) -> None:
     """Insert the rows of several tables, in this order, through the tables rather than the
-    ORM (whose bulk path costs ~50 µs per row); many rows on PostgreSQL as one statement on
-    the session's own connection, inside its transaction. The caller has already run a
-    statement in the transaction (asyncpg's begins with SQLAlchemy's first statement)."""
+    ORM (whose bulk path costs ~50 µs per row); on PostgreSQL as one statement on the
+    session's own connection, inside its transaction (begun here if nothing ran in it yet:
+    asyncpg's begins with SQLAlchemy's first statement); on SQLite one executemany per
+    table through the driver."""
     batches = [(table, rows) for table, rows in batches if rows]
     if not in_bulk(session, sum(len(rows) for _, rows in batches)):
         for table, rows in batches:
             await _executemany(session, table, rows)
         return
     statement, arguments = _unnest_statement(batches)
-    raw = (await (await session.connection()).get_raw_connection()).driver_connection
-    if raw is None or not raw.is_in_transaction():
-        raise RuntimeError("a bulk insert outside a transaction: run a statement in it first")
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    if raw is None:
+        raise RuntimeError("the session's connection has no driver connection")
+    if not raw.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter begins the transaction with its first statement.
+        await connection.exec_driver_sql("SELECT 1")
     try:
         await raw.execute(statement, *arguments)
     except asyncpg.IntegrityConstraintViolationError as violation:
