@@ -20,7 +20,8 @@ import medicus.iam.models  # noqa: F401  (register every table)
 from medicus import migrations
 from medicus.access.research import PURPOSES
 from medicus.core.db import Base, Database
-from medicus.fhir.models import RESOURCES, DateIndexRow, PositionIndexRow
+from medicus.fhir import repository
+from medicus.fhir.models import RESOURCES, DateIndexRow, FhirVersionRow, PositionIndexRow
 from medicus.fhir.search.extract import extract
 from medicus.platform import Platform
 from tests.conftest import DatabaseFactory
@@ -485,5 +486,54 @@ async def test_string_and_date_rows_stored_before_are_rebuilt(
                 )
             ).all()
         assert [tuple(row) for row in dates] == [(moment, moment + dt.timedelta(microseconds=1))]
+    finally:
+        await database.dispose()
+
+
+async def test_versions_stored_before_keep_the_current_content_once(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Migration 0025: the current version's row drops its copy of the content (its
+    resource holds it); earlier versions keep theirs; every version reads as before."""
+    url = await asyncio.to_thread(database_factory.new_url, False)
+    await asyncio.to_thread(migrations.upgrade, url, "0023")
+    first = json.dumps({"resourceType": "Patient", "gender": "male"})
+    second = json.dumps({"resourceType": "Patient", "gender": "female"})
+    at = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    database = Database(url)
+    try:
+        await _store(
+            database,
+            [
+                {**_stored(1, "Patient", "p1", None), "version": 2, "deleted": False},
+                {**_stored(2, "Patient", "p2", None), "version": 2},
+            ],
+        )
+        async with database.transaction() as session:
+            await session.execute(
+                text("UPDATE fhir_resource SET content = :c WHERE rid = 1"), {"c": second}
+            )
+            for rid, version, content in (
+                (1, 1, first),
+                (1, 2, second),
+                (2, 1, first),
+                (2, 2, None),
+            ):
+                await session.execute(
+                    FhirVersionRow.__table__.insert().values(
+                        rid=rid, version=version, last_updated=at, method="update", content=content
+                    )
+                )
+        await asyncio.to_thread(migrations.upgrade, url)
+        stored = "SELECT rid, version, content FROM fhir_version ORDER BY rid, version"
+        assert await _rows(database, stored) == [
+            (1, 1, first),
+            (1, 2, None),
+            (2, 1, first),
+            (2, 2, None),
+        ]
+        async with database.snapshot() as session:
+            versions = await repository.versions(session, 1, 10)
+        assert [(v.version, v.content) for v in versions] == [(2, second), (1, first)]
     finally:
         await database.dispose()

@@ -12,7 +12,7 @@ import medicus
 from medicus import health
 from medicus.access import routes as access_routes
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
-from medicus.core.logging import configure_logging
+from medicus.core.logging import AccessLog, configure_logging
 from medicus.core.process import exit_with_parent
 from medicus.fhir import routes as fhir_routes
 from medicus.iam import admin_routes
@@ -86,8 +86,18 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         )
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestObserver, metrics=platform.metrics)
+    app.add_middleware(RequestObserver, metrics=platform.metrics, access_log=_access_log(settings))
     return app
+
+
+def _access_log(settings: Settings) -> AccessLog:
+    return AccessLog(
+        mode=settings.access_log_mode(),
+        sample_rate=settings.access_log_sample_rate,
+        slow_ms=settings.access_log_slow_ms,
+        enabled=settings.log_level in ("DEBUG", "INFO"),
+        json_lines=settings.uses_json_logs,
+    )
 
 
 def _landing_router(endpoints: Endpoints) -> APIRouter:

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+    access_log: Literal["auto", "all", "sampled", "errors"] = "auto"
+    access_log_sample_rate: float = Field(default=0.01, ge=0, le=1)
+    access_log_slow_ms: float = Field(default=1000.0, ge=0)
     db_pool_size: int = Field(default=10, ge=1, le=500)
     db_generic_plans: bool = True
     workers: int = Field(default=1, ge=1, le=64)
@@ -153,6 +156,12 @@ class Settings(BaseSettings):
         if self.log_format == "auto":
             return self.env == "production"
         return self.log_format == "json"
+
+    def access_log_mode(self) -> Literal["all", "sampled", "errors"]:
+        """`auto`: every request in development, a sample in production (see `AccessLog`)."""
+        if self.access_log == "auto":
+            return "sampled" if self.env == "production" else "all"
+        return self.access_log
 
     def effective_secret_key(self) -> bytes:
         """The configured secret, or in development one generated once under `data_dir`."""

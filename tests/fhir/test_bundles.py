@@ -10,7 +10,7 @@ import orjson
 
 from tests.fhir.conftest import Hub
 from tests.support import resources
-from tests.support.database import count
+from tests.support.database import count, rows, statements
 from tests.support.resources import KVNR
 
 PATIENT_URL = "urn:uuid:8b1f2f4e-1d7a-4a3c-9d5e-0f1a2b3c4d5e"
@@ -421,3 +421,73 @@ async def test_no_bundle_plants_an_audit_event_in_the_hub(hub: Hub) -> None:
     )
     assert (await _post(hub, transaction)).status_code == 405
     assert await _resource_count(hub) == before
+
+
+def _observations(count_: int, subject: str, value: float) -> bytes:
+    """A transaction of `count_` PUTs of Observations with ids of hospital-a's namespace."""
+    entries = []
+    for number in range(count_):
+        fhir_id = f"hospital-a.obs-{number}"
+        resource = {**_observation(subject, value), "id": fhir_id}
+        entries.append(
+            {"resource": resource, "request": {"method": "PUT", "url": f"Observation/{fhir_id}"}}
+        )
+    return _bundle("transaction", *entries)
+
+
+async def test_a_transaction_of_puts_issues_statements_per_table_not_per_entry(hub: Hub) -> None:
+    patient = await hub.http.put(
+        "/fhir/Patient/hospital-a.p-250",
+        content=orjson.dumps({**_patient("K250"), "id": "hospital-a.p-250"}),
+        headers=await hub.token(),
+    )
+    assert patient.status_code == 201
+    subject = "Patient/hospital-a.p-250"
+    with statements(hub.platform) as creating:
+        assert (await _post(hub, _observations(250, subject, 12.0))).status_code == 200
+    with statements(hub.platform) as updating:
+        assert (await _post(hub, _observations(250, subject, 14.0))).status_code == 200
+    assert len(creating) < 30, creating
+    assert len(updating) < 30, updating
+    versions = await hub.http.get(
+        "/fhir/Observation/hospital-a.obs-249/_history", headers=await hub.token()
+    )
+    assert [e["resource"]["meta"]["versionId"] for e in versions.json()["entry"]] == ["2", "1"]
+    found = await hub.http.get(
+        "/fhir/Observation?value-quantity=14|http://unitsofmeasure.org|g/dL&_summary=count",
+        headers=await hub.token(),
+    )
+    assert found.json()["total"] == 250
+    stale = await hub.http.get(
+        "/fhir/Observation?value-quantity=12|http://unitsofmeasure.org|g/dL&_summary=count",
+        headers=await hub.token(),
+    )
+    assert stale.json()["total"] == 0
+
+
+async def test_transaction_audits_its_writes_in_their_order(hub: Hub) -> None:
+    await hub.http.put(
+        "/fhir/Patient/hospital-a.p-o1",
+        content=orjson.dumps({**_patient("O1"), "id": "hospital-a.p-o1"}),
+        headers=await hub.token(),
+    )
+    body = _bundle(
+        "transaction",
+        {"resource": _patient("O2"), "request": {"method": "POST", "url": "Patient"}},
+        {
+            "resource": {**_patient("O1"), "id": "hospital-a.p-o1", "gender": "female"},
+            "request": {"method": "PUT", "url": "Patient/hospital-a.p-o1"},
+        },
+        {
+            "resource": {**_patient("O3"), "id": "hospital-a.p-o3"},
+            "request": {"method": "PUT", "url": "Patient/hospital-a.p-o3"},
+        },
+    )
+    assert (await _post(hub, body)).status_code == 200
+    await hub.platform.audit.seal_all()
+    actions = await rows(
+        hub.platform,
+        "SELECT action, target FROM audit_entry WHERE action LIKE 'fhir.%' ORDER BY seq",
+    )
+    assert [action for action, _ in actions[-3:]] == ["fhir.create", "fhir.update", "fhir.create"]
+    assert actions[-2][1] == "Patient/hospital-a.p-o1"

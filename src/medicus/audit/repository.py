@@ -26,7 +26,8 @@ _concerned = cast(Table, AuditPatientRow.__table__)
 
 
 async def add_pending(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> None:
-    await session.execute(PENDING.insert(), list(entries))
+    """Entries to seal, in the caller's transaction (every write has one or more)."""
+    await insert_tables(session, [(PENDING, entries)])
 
 
 ANY_PENDING = select(PENDING.c.id).limit(1)

@@ -33,7 +33,7 @@ from medicus.core.errors import (
     unprocessable,
     unsupported_media_type,
 )
-from medicus.core.logging import get_logger
+from medicus.core.logging import AccessLog, get_logger
 from medicus.core.metrics import UNMATCHED_ROUTE, HttpMetrics
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -89,9 +89,12 @@ class RequestObserver:
     """Outermost middleware: gives every request an id, measures it, writes one access line,
     and turns an unhandled exception into a logged 500 in the platform's error model."""
 
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: HttpMetrics, access_log: AccessLog | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log or AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,13 +147,7 @@ class RequestObserver:
             route = _route_template(scope)
             self.metrics.in_progress.dec()
             self.metrics.observe(scope["method"], route, status, seconds)
-            log.info(
-                "request",
-                method=scope["method"],
-                route=route,
-                status=status,
-                duration_ms=round(seconds * 1000, 2),
-            )
+            self.access_log.write(scope["method"], route, status, round(seconds * 1000, 2))
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)
             client_address_var.reset(address)

@@ -6,10 +6,18 @@ data or secrets: patient data belongs in the audit trail, which is access-contro
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import random
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
+import orjson
 import structlog
+
+AccessLogMode = Literal["all", "sampled", "errors"]
 
 _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
@@ -69,3 +77,51 @@ def _keep(
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+@dataclass(frozen=True)
+class AccessLog:
+    """Which requests get an access line, and how it is written. `all`: every one; `sampled`:
+    a `sample_rate` share of them; `errors`: none but these, which every mode logs: statuses
+    from 400 and requests slower than `slow_ms`. Metrics count every request whatever the
+    mode; the audit trail records every access to data whatever the mode.
+
+    In JSON the line is one `orjson` dump written straight to stderr: through structlog's
+    processors and the logging module a line cost about a third of a millisecond, a tenth
+    of a Patient create."""
+
+    mode: AccessLogMode = "all"
+    sample_rate: float = 0.01
+    slow_ms: float = 1000.0
+    enabled: bool = True
+    json_lines: bool = False
+    chance: Callable[[], float] = random.random
+
+    def wanted(self, status: int, duration_ms: float) -> bool:
+        if not self.enabled:
+            return False
+        if self.mode == "all" or status >= 400 or duration_ms >= self.slow_ms:
+            return True
+        return self.mode == "sampled" and self.chance() < self.sample_rate
+
+    def write(self, method: str, route: str, status: int, duration_ms: float) -> None:
+        """One access line, if `wanted`; bound context (the request id) comes along."""
+        if not self.wanted(status, duration_ms):
+            return
+        fields = {"method": method, "route": route, "status": status, "duration_ms": duration_ms}
+        if not self.json_lines:
+            _ACCESS.info("request", **fields)
+            return
+        line = {
+            **structlog.contextvars.get_contextvars(),
+            **fields,
+            "event": "request",
+            "level": "info",
+            "logger": _ACCESS_NAME,
+            "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
+        sys.stderr.write(orjson.dumps(line).decode() + "\n")
+
+
+_ACCESS_NAME = "medicus.http"
+_ACCESS = get_logger(_ACCESS_NAME)

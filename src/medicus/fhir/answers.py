@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from medicus.fhir.models import FhirVersionRow
+from medicus.fhir.models import VersionRow
 from medicus.fhir.resources import StoredVersion
 from medicus.fhir.service import SearchResult
 from medicus.fhir.subsetting import Subset
@@ -92,7 +92,7 @@ def _match(metres: float | None) -> dict[str, Any]:
     return {"extension": [extension], "mode": "match"}
 
 
-def history(base: str, versions: list[tuple[FhirVersionRow, str]]) -> bytes:
+def history(base: str, versions: list[tuple[VersionRow, str]]) -> bytes:
     """A history Bundle: each version as the write that made it."""
     entries: list[dict[str, Any]] = []
     for version, path in versions:

@@ -1,7 +1,8 @@
 """Background updates over the stored resources (see `core.background`): each reads the
 current resources of some types a batch at a time, in row-id order, and restates what is
 derived from them as a write of each would today: the search index (`SEARCH_INDEX`), and the
-master patient index and sharing facts that `access` keeps (`access.background`)."""
+master patient index and sharing facts that `access` keeps (`access.background`); and one
+that stores the current content once (`CONTENT_ONCE`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ from medicus.fhir.search.extract import extract
 
 SEARCH_INDEX = "fhir.search_index"
 """The search index rows of every current resource."""
+
+CONTENT_ONCE = "fhir.content_once"
+"""The current version's content in its resource row only: the copy that version rows
+written before migration 0025 hold is dropped."""
 
 Restate = Callable[[AsyncSession, list[FhirResourceRow]], Awaitable[None]]
 
@@ -82,11 +87,31 @@ def _for_access(patients: PatientIndex) -> Restate:
     return restate
 
 
+async def _content_once(session: AsyncSession, progress: dict[str, Any], size: int) -> Batch:
+    """Drop the copy of the current content from the version rows of the next `size`
+    resources (in row-id order)."""
+    rids = list(
+        (
+            await session.scalars(
+                select(FhirResourceRow.rid)
+                .where(FhirResourceRow.rid > progress.get("after_rid", 0))
+                .order_by(FhirResourceRow.rid)
+                .limit(size)
+            )
+        ).all()
+    )
+    if not rids:
+        return Batch(None, 0)
+    await session.execute(repository.DROP_CURRENT_CONTENT, {"low": rids[0], "high": rids[-1]})
+    return Batch({"after_rid": rids[-1]}, len(rids))
+
+
 def steps(patients: PatientIndex) -> dict[str, UpdateStep]:
     """The updates derived from stored resources."""
     for_access = _for_access(patients)
     return {
         SEARCH_INDEX: partial(_replay, None, _index),
+        CONTENT_ONCE: _content_once,
         access_updates.MPI_RECORDS: partial(_replay, ("Patient",), for_access),
         access_updates.SHARING_FACTS: partial(_replay, access_updates.FACT_TYPES, for_access),
     }

@@ -267,6 +267,7 @@ class BundleService:
         ordered = sorted(entries, key=lambda entry: (_ORDER[entry.method], entry.index))
         writes = [e for e in ordered if e.method in ("POST", "PUT", "PATCH")]
         async with self._fhir.writing() as session:
+            await self._writer.look_up(session, _targets(entries))
             await self._run(session, caller, [e for e in ordered if e.method == "DELETE"])
             ids = await self._assign_ids(session, caller, entries)
             for entry in writes:
@@ -368,6 +369,15 @@ class BundleService:
             found = "no" if not matches else "more than one"
             raise _entry_error(entry.index, f"{reference} matches {found} resource.", 412)
         return f"{resource_type}/{matches[0].fhir_id}"
+
+
+def _targets(entries: list[Entry]) -> list[tuple[str, str]]:
+    """The (type, id) of the stored resources that entries update, patch or delete."""
+    return [
+        (entry.resource_type, entry.fhir_id)
+        for entry in entries
+        if entry.method in ("PUT", "PATCH", "DELETE") and entry.fhir_id
+    ]
 
 
 def _refuse_duplicates(entries: list[Entry]) -> None:

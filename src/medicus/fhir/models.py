@@ -70,12 +70,23 @@ class StoredResource(NamedTuple):
     patient_id: str | None
 
 
+class VersionRow(NamedTuple):
+    """A version as history and vread answer it: its content the resource's if it is the
+    current one (None: a deletion)."""
+
+    version: int
+    last_updated: dt.datetime
+    content: str | None
+
+
 LARGEST_VERSION = 2**31 - 1
 """Versions are 32-bit integers (`fhir_version.version`): a larger one is no version."""
 
 
 class FhirVersionRow(Base):
-    """One version of a resource; a deletion is a version without content."""
+    """One version of a resource; a deletion is a version without content. The current
+    version's content is its resource's (`fhir_resource.content`), stored there only: its
+    row here has none until a newer version replaces it (`repository.replace`)."""
 
     __tablename__ = "fhir_version"
 

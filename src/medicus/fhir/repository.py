@@ -1,18 +1,22 @@
 """SQL of FHIR resources and their versions: reads by id, history, writes and their index
-rows, conditional matches inside a write. Searches run in search_repository.py."""
+rows, conditional matches inside a write. Searches run in search_repository.py.
+
+Over 500 lines on purpose: the current content is stored once (in `fhir_resource`), so the
+writes that move it into version rows and the reads that pick it from either place belong
+together, with the index rows that each write replaces."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
-    Row,
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     literal,
@@ -20,7 +24,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.policy import (
@@ -29,7 +32,7 @@ from medicus.access.policy import (
     readable_patients,
     shared_record,
 )
-from medicus.core.bulk import Batch, in_bulk, insert_tables
+from medicus.core.bulk import Batch, insert_tables
 from medicus.core.driver import AnySelect, DriverRow
 from medicus.fhir.models import (
     RESOURCES,
@@ -45,6 +48,7 @@ from medicus.fhir.models import (
     StringIndexRow,
     TokenIndexRow,
     UriIndexRow,
+    VersionRow,
 )
 from medicus.fhir.search.extract import IndexRows, has_positions
 from medicus.fhir.search.pairs import PAIRS, pair_rows
@@ -54,61 +58,166 @@ from medicus.fhir.search.template import Sql, Values
 async def resource(
     session: AsyncSession, resource_type: str, fhir_id: str, for_update: bool = False
 ) -> FhirResourceRow | None:
-    statement = select(FhirResourceRow).where(
-        FhirResourceRow.resource_type == resource_type, FhirResourceRow.fhir_id == fhir_id
+    statement = (
+        select(FhirResourceRow)
+        .where(FhirResourceRow.resource_type == resource_type, FhirResourceRow.fhir_id == fhir_id)
+        .execution_options(populate_existing=True)
     )
     if for_update and session.get_bind().dialect.name == "postgresql":
         statement = statement.with_for_update()
     return await session.scalar(statement)
 
 
-async def version(session: AsyncSession, rid: int, number: int) -> FhirVersionRow | None:
-    return await session.get(FhirVersionRow, (rid, number))
+def _content_of(version: Any) -> Any:
+    """The content of a version row joined with its resource: the resource's own for its
+    current version (stored once, see `FhirVersionRow`), else the version row's."""
+    return case(
+        (version.version == FhirResourceRow.version, FhirResourceRow.content),
+        else_=version.content,
+    )
 
 
-async def versions(session: AsyncSession, rid: int, limit: int) -> Sequence[FhirVersionRow]:
+async def versions(session: AsyncSession, rid: int, limit: int) -> list[VersionRow]:
+    """The resource's versions, newest first."""
     statement = (
-        select(FhirVersionRow)
+        select(FhirVersionRow.version, FhirVersionRow.last_updated, _content_of(FhirVersionRow))
+        .join(FhirResourceRow, FhirResourceRow.rid == FhirVersionRow.rid)
         .where(FhirVersionRow.rid == rid)
         .order_by(FhirVersionRow.version.desc())
         .limit(limit)
     )
-    return (await session.scalars(statement)).all()
+    return [VersionRow(*row) for row in await session.execute(statement)]
 
 
-async def insert(session: AsyncSession, row: FhirResourceRow) -> None:
-    session.add(row)
-    await session.flush()
-
-
-async def add_version(session: AsyncSession, row: FhirVersionRow) -> None:
-    session.add(row)
-    await session.flush()
-
-
-async def replace(
-    session: AsyncSession,
-    rid: int,
-    expected_version: int,
-    new: FhirVersionRow,
-    patient_id: str | None,
-) -> bool:
-    """Make `new` the current version (a deletion: one without content) if the stored one
-    is still `expected_version`."""
+async def targets(
+    session: AsyncSession, keys: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], FhirResourceRow]:
+    """The stored resources of several (type, id) keys in one query (on PostgreSQL locked
+    for the transaction, as `resource(for_update=True)` locks one): a transaction bundle
+    looks up all its updates' targets at once."""
+    by_type: dict[str, list[str]] = {}
+    for resource_type, fhir_id in keys:
+        by_type.setdefault(resource_type, []).append(fhir_id)
+    if not by_type:
+        return {}
     statement = (
-        update(FhirResourceRow)
-        .where(FhirResourceRow.rid == rid, FhirResourceRow.version == expected_version)
-        .values(
-            version=new.version,
-            last_updated=new.last_updated,
-            deleted=new.content is None,
-            content=new.content,
-            patient_id=patient_id,
+        select(FhirResourceRow)
+        .where(
+            or_(
+                *(
+                    and_(FhirResourceRow.resource_type == kind, FhirResourceRow.fhir_id.in_(ids))
+                    for kind, ids in by_type.items()
+                )
+            )
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(populate_existing=True)
     )
-    result = await session.execute(statement)
-    return bool(getattr(result, "rowcount", 0) == 1)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    rows = (await session.scalars(statement)).all()
+    return {(row.resource_type, row.fhir_id): row for row in rows}
+
+
+@dataclass(frozen=True)
+class Change:
+    """A new version of a stored resource (`content` None: a deletion) replacing version
+    `expected`, with the index rows of its content (None: deleted, no index)."""
+
+    rid: int
+    resource_type: str
+    expected: int
+    version: int
+    last_updated: dt.datetime
+    method: str
+    content: str | None
+    patient_id: str | None
+    index: IndexRows | None
+
+
+_VERSIONS = cast(Table, FhirVersionRow.__table__)
+_KEEP_CONTENT = (
+    update(_VERSIONS)
+    .where(
+        _VERSIONS.c.rid.in_(bindparam("rids", expanding=True)),
+        _VERSIONS.c.version
+        == select(RESOURCES.c.version).where(RESOURCES.c.rid == _VERSIONS.c.rid).scalar_subquery(),
+    )
+    .values(
+        content=select(RESOURCES.c.content)
+        .where(RESOURCES.c.rid == _VERSIONS.c.rid)
+        .scalar_subquery()
+    )
+)
+"""The current versions' content into their version rows, before newer versions replace
+them: the content of the current version is stored in its resource row only."""
+
+DROP_CURRENT_CONTENT = (
+    update(_VERSIONS)
+    .where(
+        _VERSIONS.c.rid.between(bindparam("low"), bindparam("high")),
+        _VERSIONS.c.content.is_not(None),
+        _VERSIONS.c.version
+        == select(RESOURCES.c.version).where(RESOURCES.c.rid == _VERSIONS.c.rid).scalar_subquery(),
+    )
+    .values(content=None)
+)
+"""Version rows of the resources `low`..`high` without the current content, which their
+resource rows hold (rows written before migration 0025 held it twice)."""
+
+_REPLACE = (
+    update(RESOURCES)
+    .where(RESOURCES.c.rid == bindparam("b_rid"), RESOURCES.c.version == bindparam("b_expected"))
+    .values(
+        version=bindparam("b_version"),
+        last_updated=bindparam("b_last_updated"),
+        deleted=bindparam("b_deleted"),
+        content=bindparam("b_content"),
+        patient_id=bindparam("b_patient_id"),
+    )
+)
+
+
+async def replace(session: AsyncSession, changes: Sequence[Change]) -> bool:
+    """Make each change's version the current one, if the stored one is still the one it
+    replaces (whose content moves to its version row); write the version rows and replace
+    the index rows, a statement per table for all changes (a transaction bundle of PUTs).
+    False: a resource changed meanwhile (as far as the driver reports it: the rows were
+    locked when read on PostgreSQL, and SQLite writes one transaction at a time)."""
+    parameters = [
+        {
+            "b_rid": change.rid,
+            "b_expected": change.expected,
+            "b_version": change.version,
+            "b_last_updated": change.last_updated,
+            "b_deleted": change.content is None,
+            "b_content": change.content,
+            "b_patient_id": change.patient_id,
+        }
+        for change in changes
+    ]
+    rids = [change.rid for change in changes]
+    await session.execute(_KEEP_CONTENT, {"rids": rids})
+    result = await session.execute(_REPLACE, parameters)
+    replaced = getattr(result, "rowcount", -1)
+    if replaced not in (-1, None) and replaced != len(changes):
+        return False
+    versions = [
+        {
+            "rid": change.rid,
+            "version": change.version,
+            "last_updated": change.last_updated,
+            "method": change.method,
+            "content": None,
+        }
+        for change in changes
+    ]
+    indexed = [(c.rid, c.resource_type, c.index) for c in changes if c.index is not None]
+    kinds = {change.resource_type for change in changes}
+    positions = (PositionIndexRow,) if any(map(has_positions, kinds)) else ()
+    pairs = (TOKEN_DATES,) if kinds & PAIRS.keys() else ()
+    tables = (*_INDEX_TABLES, *positions, *pairs)
+    await _reindex(session, rids, indexed, tables, (_VERSIONS, versions))
+    return True
 
 
 async def readable_elsewhere(
@@ -133,7 +242,7 @@ async def history(
     resource_types: Sequence[str] | None,
     since: dt.datetime | None,
     limit: int,
-) -> Sequence[Row[FhirVersionRow, str, str, str | None]]:
+) -> list[tuple[VersionRow, str, str, str | None]]:
     """Versions of the resources the viewpoint sees (of `resource_types`, or all; deleted
     ones too), newest first, with their type, id and patient. What the caller may see is
     part of the query: what it may not is never read."""
@@ -143,7 +252,9 @@ async def history(
     )
     statement = (
         select(
-            FhirVersionRow,
+            FhirVersionRow.version,
+            FhirVersionRow.last_updated,
+            _content_of(FhirVersionRow),
             FhirResourceRow.resource_type,
             FhirResourceRow.fhir_id,
             FhirResourceRow.patient_id,
@@ -158,7 +269,10 @@ async def history(
     statement = statement.order_by(
         FhirVersionRow.last_updated.desc(), FhirVersionRow.rid, FhirVersionRow.version.desc()
     ).limit(limit)
-    return (await session.execute(statement)).all()
+    return [
+        (VersionRow(number, at, content), kind, fhir_id, patient)
+        for number, at, content, kind, fhir_id, patient in await session.execute(statement)
+    ]
 
 
 _INDEX_TABLES = (
@@ -247,29 +361,29 @@ def index_values(
     return merged
 
 
-async def write_index(
-    session: AsyncSession, rid: int, resource_type: str, rows: IndexRows | None
-) -> None:
-    """Replace the search index of resource `rid` (None: it was deleted, no index)."""
-    positions = (PositionIndexRow,) if has_positions(resource_type) else ()
-    for table in _INDEX_TABLES + positions:
-        await session.execute(delete(table).where(table.rid == rid))
-    if resource_type in PAIRS:
-        await session.execute(delete(TOKEN_DATES).where(TOKEN_DATES.c.rid == rid))
-    if rows is not None:
-        await insert_tables(session, index_batches([rid], [(resource_type, rows)]))
-
-
 async def rewrite_indexes(
     session: AsyncSession, resources: Sequence[tuple[int, str, IndexRows]]
 ) -> None:
     """Replace the search index of several current resources (rid, type, rows) at once: a
     statement per table, not per resource (a rebuild, `fhir.background`)."""
     rids = [rid for rid, _, _ in resources]
-    for table in (*_INDEX_TABLES, PositionIndexRow):
-        await session.execute(delete(table).where(table.rid.in_(rids)))
-    await session.execute(delete(TOKEN_DATES).where(TOKEN_DATES.c.rid.in_(rids)))
-    await insert_tables(session, index_batches(rids, [(kind, rows) for _, kind, rows in resources]))
+    await _reindex(session, rids, resources, (*_INDEX_TABLES, PositionIndexRow, TOKEN_DATES))
+
+
+async def _reindex(
+    session: AsyncSession,
+    rids: list[int],
+    resources: Sequence[tuple[int, str, IndexRows]],
+    tables: Sequence[type[Any] | Table],
+    *leading: Batch,
+) -> None:
+    """Delete the index rows of `rids` from `tables`, then insert `leading` and the index
+    rows of `resources` (rid, type, rows)."""
+    for table in tables:
+        column = table.c.rid if isinstance(table, Table) else table.rid
+        await session.execute(delete(table).where(column.in_(rids)))
+    batches = index_batches([rid for rid, _, _ in resources], [(k, r) for _, k, r in resources])
+    await insert_tables(session, [*leading, *batches])
 
 
 async def matching(
@@ -306,7 +420,7 @@ _VERSION: AnySelect = (
         _resource.organisation_id,
         _version.version,
         _version.last_updated,
-        _version.content,
+        _content_of(_version),
         _SHARED,
         _OPENED,
         _resource.patient_id,
@@ -358,38 +472,48 @@ def lookup(
     return _VERSION, {**parameters, "version": version}
 
 
+_SEQUENCE = func.pg_get_serial_sequence(RESOURCES.name, RESOURCES.c.rid.name)
+_ALLOCATE = select(func.nextval(_SEQUENCE)).select_from(func.generate_series(1, bindparam("count")))
+_LARGEST = select(func.max(RESOURCES.c.rid))
+
+
+async def _new_rids(session: AsyncSession, count: int) -> list[int]:
+    """Row ids for `count` new resources, taken before they are inserted, so that the
+    resources, their versions and index rows go in together: from the table's sequence on
+    PostgreSQL; on SQLite the ones after the largest, which SQLite would give them itself
+    (a rowid table without AUTOINCREMENT; the transaction is the only writer)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return list((await session.scalars(_ALLOCATE, {"count": count})).all())
+    largest = await session.scalar(_LARGEST) or 0
+    return list(range(largest + 1, largest + 1 + count))
+
+
 async def insert_new(
     session: AsyncSession,
     rows: list[dict[str, Any]],
     dependents: Callable[[list[int]], list[Batch]] = lambda _rids: [],
 ) -> list[int]:
     """Insert new resources and the rows that `dependents` makes for their row ids (their
-    versions and index rows); the row ids, in the order of `rows`. For many rows on
-    PostgreSQL the ids come from the table's sequence first, and everything goes in one
-    statement (see `insert_tables`)."""
-    table = cast(Table, FhirResourceRow.__table__)
-    if not in_bulk(session, len(rows)):
-        statement = sql_insert(table).returning(table.c.rid, sort_by_parameter_order=True)
-        rids = list((await session.scalars(statement, rows)).all())
-        await insert_tables(session, dependents(rids))
-        return rids
-    sequence = func.pg_get_serial_sequence(table.name, table.c.rid.name)
-    allocate = select(func.nextval(sequence)).select_from(func.generate_series(1, len(rows)))
-    rids = list((await session.scalars(allocate)).all())
+    versions and index rows); the row ids, in the order of `rows`. The ids come first
+    (`_new_rids`), then every table's rows at once (see `insert_tables`: on PostgreSQL one
+    statement for all of them, on SQLite one executemany per table, never one INSERT per
+    resource)."""
+    rids = await _new_rids(session, len(rows))
     resources = [{**row, "rid": rid} for row, rid in zip(rows, rids, strict=True)]
-    await insert_tables(session, [(table, resources), *dependents(rids)])
+    await insert_tables(session, [(RESOURCES, resources), *dependents(rids)])
     return rids
 
 
 def new_versions(rids: list[int], rows: list[dict[str, Any]]) -> Batch:
-    """The first versions of new resources (`rows` as given to `insert_new`)."""
+    """The first versions of new resources (`rows` as given to `insert_new`), without their
+    content, which their resource rows hold (see `FhirVersionRow`)."""
     versions = [
         {
             "rid": rid,
             "version": 1,
             "last_updated": row["last_updated"],
             "method": "create",
-            "content": row["content"],
+            "content": None,
         }
         for rid, row in zip(rids, rows, strict=True)
     ]

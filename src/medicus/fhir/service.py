@@ -27,7 +27,7 @@ from medicus.core.errors import ApiError
 from medicus.fhir import repository, search_repository
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import AccessDenied, Guard, audit_event
-from medicus.fhir.models import LARGEST_VERSION, FhirVersionRow, StoredResource
+from medicus.fhir.models import LARGEST_VERSION, StoredResource, VersionRow
 from medicus.fhir.resources import StoredVersion, check_id, check_type
 from medicus.fhir.search import paging, planning, sorting
 from medicus.fhir.search.extract import position
@@ -203,7 +203,7 @@ class FhirService:
         resource_type: str | None,
         since: dt.datetime | None,
         count: int,
-    ) -> list[tuple[FhirVersionRow, str]]:
+    ) -> list[tuple[VersionRow, str]]:
         """Type history (`resource_type`) or system history (None) of what the caller may
         read: the caller's organisation and scopes are conditions of the query."""
         if resource_type is not None:
@@ -223,7 +223,7 @@ class FhirService:
 
     async def history(
         self, caller: Principal, resource_type: str, fhir_id: str, count: int
-    ) -> list[tuple[FhirVersionRow, str]]:
+    ) -> list[tuple[VersionRow, str]]:
         """The resource's versions, newest first, with the `fullUrl` path of each."""
         check_type(resource_type)
         check_id(fhir_id)

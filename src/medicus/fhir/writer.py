@@ -31,7 +31,7 @@ from medicus.fhir import fhirpath_patch, repository
 from medicus.fhir.definitions import patient_compartment
 from medicus.fhir.fhirpath_patch import FhirPathPatch
 from medicus.fhir.guard import AccessDenied, Guard
-from medicus.fhir.models import FhirResourceRow, FhirVersionRow, StoredResource
+from medicus.fhir.models import FhirResourceRow, StoredResource
 from medicus.fhir.resources import (
     LARGE_BODY,
     StoredVersion,
@@ -170,7 +170,8 @@ def _condition_lock(caller: Principal, resource_type: str, conditions: Condition
     return "\n".join(["fhir.condition", caller.organisation_id, resource_type, *criteria])
 
 
-_QUEUE = "medicus.fhir.queued_creations"
+_QUEUE = "medicus.fhir.queued_writes"
+_TARGETS = "medicus.fhir.looked_up_targets"
 
 
 @dataclass(frozen=True)
@@ -180,8 +181,14 @@ class _Creation:
     event: AuditRecord
 
 
-def _queue(session: AsyncSession) -> list[_Creation]:
-    queued: list[_Creation] = session.info.setdefault(_QUEUE, [])
+@dataclass(frozen=True)
+class _Change:
+    change: repository.Change
+    event: AuditRecord
+
+
+def _queue(session: AsyncSession) -> list[_Creation | _Change]:
+    queued: list[_Creation | _Change] = session.info.setdefault(_QUEUE, [])
     return queued
 
 
@@ -263,8 +270,7 @@ class ResourceWriter:
         check_type(resource_type)
         check_id(fhir_id)
         check_resource(resource, resource_type, fhir_id)
-        await self.flush(session)
-        row = await repository.resource(session, resource_type, fhir_id, for_update=True)
+        row = await self._target(session, resource_type, fhir_id)
         if row is None and assignable(caller, fhir_id):
             return await self._insert(session, caller, resource_type, fhir_id, resource)
         event = await self._check_change(
@@ -315,8 +321,7 @@ class ResourceWriter:
     ) -> StoredVersion:
         check_type(resource_type)
         check_id(fhir_id)
-        await self.flush(session)
-        row = await repository.resource(session, resource_type, fhir_id, for_update=True)
+        row = await self._target(session, resource_type, fhir_id)
         event = await self._check_change(
             session, caller, Interaction.UPDATE, resource_type, fhir_id, row
         )
@@ -363,8 +368,7 @@ class ResourceWriter:
         caller's to see is no error (204 alike), but the last two are audited as refused."""
         check_type(resource_type)
         check_id(fhir_id)
-        await self.flush(session)
-        row = await repository.resource(session, resource_type, fhir_id, for_update=True)
+        row = await self._target(session, resource_type, fhir_id)
         try:
             event = await self._check_change(
                 session, caller, Interaction.DELETE, resource_type, fhir_id, row
@@ -392,6 +396,28 @@ class ResourceWriter:
         if not matches:
             return None
         return await self.delete(session, caller, resource_type, matches[0].fhir_id)
+
+    async def look_up(self, session: AsyncSession, keys: Sequence[tuple[str, str]]) -> None:
+        """Look up the stored resources that updates, patches and deletes of this
+        transaction will change (type, id), in one query instead of one per entry; each
+        write of one of them takes its row from here (`_target`)."""
+        await self.flush(session)
+        found = await repository.targets(session, keys)
+        looked_up = session.info.setdefault(_TARGETS, {})
+        looked_up.update({key: found.get(key) for key in keys})
+
+    async def _target(
+        self, session: AsyncSession, resource_type: str, fhir_id: str
+    ) -> FhirResourceRow | None:
+        """The stored resource a write changes (None: there is none), locked on PostgreSQL:
+        as `look_up` found it, or else looked up now, after writing what is queued (the
+        lookup must see the resources this transaction created)."""
+        looked_up: dict[tuple[str, str], FhirResourceRow | None] = session.info.get(_TARGETS, {})
+        key = (resource_type, fhir_id)
+        if key in looked_up:
+            return looked_up.pop(key)
+        await self.flush(session)
+        return await repository.resource(session, resource_type, fhir_id, for_update=True)
 
     async def _check_change(
         self,
@@ -490,23 +516,29 @@ class ResourceWriter:
         return await anyio.to_thread.run_sync(work)
 
     async def flush(self, session: AsyncSession) -> None:
-        """Write the queued creations: resources, first versions and index rows (on
-        PostgreSQL in one statement), then the audit entries."""
-        queued: list[_Creation] = session.info.pop(_QUEUE, [])
+        """Write the queued writes: new resources with their first versions and index rows
+        (on PostgreSQL in one statement), then the new versions of stored ones (a statement
+        per table for all), then the audit entries in the order of the writes."""
+        queued: list[_Creation | _Change] = session.info.pop(_QUEUE, [])
         if not queued:
             return
-        rows = [c.row for c in queued]
-        await repository.insert_new(
-            session,
-            rows,
-            lambda rids: [
-                repository.new_versions(rids, rows),
-                *repository.index_batches(
-                    rids, [(c.row["resource_type"], c.index) for c in queued]
-                ),
-            ],
-        )
-        await self._audit.append(session, *(c.event for c in queued))
+        creations = [q for q in queued if isinstance(q, _Creation)]
+        changes = [q.change for q in queued if isinstance(q, _Change)]
+        if creations:
+            rows = [c.row for c in creations]
+            await repository.insert_new(
+                session,
+                rows,
+                lambda rids: [
+                    repository.new_versions(rids, rows),
+                    *repository.index_batches(
+                        rids, [(c.row["resource_type"], c.index) for c in creations]
+                    ),
+                ],
+            )
+        if changes and not await repository.replace(session, changes):
+            raise _conflict()
+        await self._audit.append(session, *(q.event for q in queued))
 
     async def _new_version(
         self,
@@ -516,23 +548,21 @@ class ResourceWriter:
         resource: dict[str, Any] | None,
         method: str,
     ) -> StoredVersion:
+        """Queue a new version of a stored resource (None: a deletion); `flush` writes it
+        together with the transaction's other writes."""
         now = utc_now()
         number = row.version + 1
         content = None if resource is None else with_meta(resource, row.fhir_id, number, now)
         index = None
         if resource is not None and content is not None:
             index = await self._checked_index(row.resource_type, resource, content)
-        version = FhirVersionRow(
-            rid=row.rid, version=number, last_updated=now, method=method, content=content
-        )
         # A deleted resource stays in its patient's compartment: its history is that patient's.
         patient_id = (
             row.patient_id if index is None else patient_of(row.resource_type, row.fhir_id, index)
         )
-        if not await repository.replace(session, row.rid, row.version, version, patient_id):
-            raise _conflict()
-        await repository.add_version(session, version)
-        await repository.write_index(session, row.rid, row.resource_type, index)
+        change = repository.Change(
+            row.rid, row.resource_type, row.version, number, now, method, content, patient_id, index
+        )
         await self._patients.resource_written(
             session,
             row.resource_type,
@@ -543,7 +573,7 @@ class ResourceWriter:
             created=False,
             event=event,
         )
-        await self._audit.append(session, event.about(patient_id))
+        _queue(session).append(_Change(change, event.about(patient_id)))
         return StoredVersion(
             row.resource_type, row.fhir_id, number, now, content.encode() if content else None
         )

@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.models import (
@@ -46,13 +46,20 @@ class TreatmentFact(NamedTuple):
     resource: str = ""
 
 
+_HAS_FACTS = select(
+    or_(
+        *(
+            exists().where(table.c.patient_id == bindparam("patient_id"))
+            for table in (CONSENTS, TREATMENTS)
+        )
+    )
+)
+
+
 async def has_facts(session: AsyncSession, patient_id: str) -> bool:
-    """Whether a consent or a treatment relation is about Patient record `patient_id`."""
-    for table in (CONSENTS, TREATMENTS):
-        statement = select(table.c.patient_id).where(table.c.patient_id == patient_id).limit(1)
-        if (await session.execute(statement)).first() is not None:
-            return True
-    return False
+    """Whether a consent or a treatment relation is about Patient record `patient_id` (one
+    statement: every new Patient record asks)."""
+    return bool(await session.scalar(_HAS_FACTS, {"patient_id": patient_id}))
 
 
 async def fact_patient(session: AsyncSession, resource_type: str, fhir_id: str) -> str | None:
