@@ -4,10 +4,17 @@ after updates and deletions. The pair rows themselves follow each write."""
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
 
+import pytest
+from sqlalchemy import delete, text
+
+from medicus.core.background import BackgroundUpdateRow
+from medicus.core.db import utc_now
+from medicus.fhir.background import SEARCH_INDEX
 from medicus.fhir.search.pairs import PAIRS
 from medicus.fhir.search.parameters import parameters_of
+from medicus.fhir.search_repository import PairRows
 from tests.fhir.conftest import Hub
 from tests.fhir.test_search import create, search_ids
 from tests.support import clients, resources
@@ -119,3 +126,51 @@ def test_each_pair_is_a_token_and_a_date_with_rows_of_their_own() -> None:
         for token, date in pairs:
             assert (every[token].type, every[token].members) == ("token", ())
             assert (every[date].type, every[date].members) == ("date", ())
+
+
+async def _index_update(hub: Hub, pending: bool) -> None:
+    """Schedule `fhir.search_index` (leased by another process, so that nothing here runs
+    it) or finish it."""
+    async with hub.platform.database.transaction() as session:
+        await session.execute(delete(BackgroundUpdateRow))
+        if pending:
+            session.add(
+                BackgroundUpdateRow(
+                    name=SEARCH_INDEX,
+                    depends_on="[]",
+                    progress="{}",
+                    batches=0,
+                    items=0,
+                    scheduled_at=utc_now(),
+                    lease_owner="another-server",
+                    lease_until=utc_now() + dt.timedelta(hours=1),
+                )
+            )
+
+
+async def test_pair_rows_answer_only_once_the_index_update_has_finished(
+    hub: Hub, labs: dict[str, str]
+) -> None:
+    """Resources stored before migration 0024 have no pair rows until `fhir.search_index`
+    reaches them: until it has finished, their parameters' own rows answer the search."""
+    now = [0.0]
+    hub.platform.fhir.service.pair_rows = PairRows(hub.platform.database, 5.0, lambda: now[0])
+    await _index_update(hub, pending=True)
+    async with hub.platform.database.transaction() as session:
+        await session.execute(
+            text(
+                "DELETE FROM fhir_token_date WHERE rid = "
+                "(SELECT rid FROM fhir_resource WHERE fhir_id = :id)"
+            ),
+            {"id": labs["new_hb"]},
+        )
+    assert labs["new_hb"] in await _found(hub, code="718-7", date="ge2026-10-16")
+    await _index_update(hub, pending=False)
+    now[0] = 4.0  # asked at most every 5 seconds while pending
+    assert labs["new_hb"] in await _found(hub, code="718-7", date="ge2026-10-16")
+    now[0] = 5.0  # finished: the pair rows answer (and this one has none any more)
+    assert labs["new_hb"] not in await _found(hub, code="718-7", date="ge2026-10-16")
+    assert labs["two_codings"] in await _found(hub, code="718-7", date="ge2026-10-16")
+    await _index_update(hub, pending=True)
+    now[0] = 100.0  # seen finished once, never asked again
+    assert labs["new_hb"] not in await _found(hub, code="718-7", date="ge2026-10-16")

@@ -46,7 +46,9 @@ def plan(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 
 def _search(*parameters: tuple[str, str], resource_type: str = "Observation") -> tuple[Sql, Values]:
     values = Values()
-    return query.build(values, SearchRequest(resource_type, parameters), VIEWPOINT), values
+    return query.build(
+        values, SearchRequest(resource_type, parameters), VIEWPOINT, pairs=True
+    ), values
 
 
 def test_a_patients_labs_start_from_the_patient(plan) -> None:  # type: ignore[no-untyped-def]

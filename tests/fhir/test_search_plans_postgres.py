@@ -97,7 +97,7 @@ async def explain(
     plans it (see `PostgresDriver.connection`)."""
     request = SearchRequest(resource_type, parameters)
     values = Values()
-    statement = query.build(values, request, VIEWPOINT)
+    statement = query.build(values, request, VIEWPOINT, pairs=True)
     paged = sorting.page(values, statement, sorting.sort_keys(request), PAGE + 1, 0)
     compiled = CompiledStatement(paged.build(RESOURCES.c), DIALECT)
     arguments = compiled.arguments(values.parameters())
