@@ -119,6 +119,26 @@ async def test_pair_rows_follow_updates_and_deletions(hub: Hub, labs: dict[str, 
     ]
 
 
+async def test_every_bounded_prefix_finds_what_each_parameter_finds(
+    hub: Hub, labs: dict[str, str]
+) -> None:
+    """`lt`, `le`, `eq`, `sa`, `eb` (a range of the pair rows by the date's start or end)
+    find what the parameters' own rows find; a code given twice (`718-7,718-7`, a list of
+    values, which pairs do not answer) is answered by those rows."""
+    days = ("2026-10-15", "2026-11", "2026-11-30", "2026-11-01T10:00:00Z", "2024", "2026")
+    for prefix in ("lt", "le", "eq", "sa", "eb", "ge", "gt", ""):
+        for day in days:
+            date = f"{prefix}{day}"
+            paired = await _found(hub, code="718-7", date=date)
+            assert paired == await _found(hub, code="718-7,718-7", date=date), date
+    assert await _found(hub, code="718-7", date="lt2026-10-16") == {
+        labs[name] for name in ("old_hb", "day_hb", "period")
+    }
+    assert await _found(hub, code="718-7", date="eq2026-10-15") == {labs["day_hb"]}
+    assert await _found(hub, code="718-7", date="eb2024-04") == {labs["old_hb"]}
+    assert await _found(hub, status="preliminary", date="le2026-11-05") == {labs["preliminary"]}
+
+
 def test_each_pair_is_a_token_and_a_date_with_rows_of_their_own() -> None:
     """A pair's rows are made from its parameters' own rows: a union or alias has none."""
     for resource_type, pairs in PAIRS.items():

@@ -205,6 +205,36 @@ def test_a_code_and_a_date_range_are_one_range_of_pair_rows(plan) -> None:  # ty
     assert "ix_fhir_date_lookup" not in found
 
 
+@pytest.mark.parametrize(
+    ("date", "index"),
+    [
+        (
+            "lt2021-01-01",
+            "ix_fhir_token_date_start (resource_type=? AND pair=? AND code=? AND low<?)",
+        ),
+        (
+            "eq2021-03-04",
+            "ix_fhir_token_date_start (resource_type=? AND pair=? AND code=? AND low>? AND low<?)",
+        ),
+        (
+            "sa2025-01-01",
+            "ix_fhir_token_date_start (resource_type=? AND pair=? AND code=? AND low>?)",
+        ),
+        (
+            "eb2021-01-01",
+            "ix_fhir_token_date_lookup (resource_type=? AND pair=? AND code=? AND high<?)",
+        ),
+    ],
+)
+def test_other_prefixes_are_a_range_of_pair_rows_by_the_date_s_start_or_end(  # type: ignore[no-untyped-def]
+    plan, date: str, index: str
+) -> None:
+    found = plan(_search(("status", "final"), ("date", date)))
+    assert index in found
+    assert "ix_fhir_token_lookup" not in found
+    assert "ix_fhir_date_lookup" not in found
+
+
 def test_the_type_is_hidden_from_sqlite_only() -> None:
     """SQLite must not start from the type (`unindexed`); PostgreSQL must see the column,
     whose statistics an expression would hide (estimated at 0.5 % of rows whatever it held)."""
