@@ -147,5 +147,3 @@ async def test_each_search_reads_a_bounded_number_of_rows_per_result(
             for run, kind, parameters, returned, read, _ in too_many
         )
     )
-
-
