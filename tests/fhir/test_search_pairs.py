@@ -5,12 +5,14 @@ after updates and deletions. The pair rows themselves follow each write."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import delete, text
+from sqlalchemy.exc import OperationalError
 
 from medicus.core.background import BackgroundUpdateRow
-from medicus.core.db import utc_now
+from medicus.core.db import Database, utc_now
 from medicus.fhir.background import SEARCH_INDEX
 from medicus.fhir.search.pairs import PAIRS
 from medicus.fhir.search.parameters import parameters_of
@@ -194,3 +196,20 @@ async def test_pair_rows_answer_only_once_the_index_update_has_finished(
     await _index_update(hub, pending=True)
     now[0] = 100.0  # seen finished once, never asked again
     assert labs["new_hb"] not in await _found(hub, code="718-7", date="ge2026-10-16")
+
+
+class _Unavailable:
+    """A database whose every snapshot fails, as during an outage."""
+
+    def snapshot(self) -> Any:
+        raise OperationalError("SELECT", {}, ConnectionRefusedError())
+
+
+async def test_an_outage_is_not_taken_for_a_finished_index_update() -> None:
+    now = [0.0]
+    gate = PairRows(cast(Database, _Unavailable()), 5.0, lambda: now[0])
+    with pytest.raises(OperationalError):
+        await gate.complete()
+    now[0] = 5.0
+    with pytest.raises(OperationalError):
+        await gate.complete()

@@ -21,7 +21,7 @@ from medicus.access.policy import (
     Viewpoint,
     same_person,
 )
-from medicus.core.background import pending
+from medicus.core.background import is_pending
 from medicus.core.db import Database, Reading
 from medicus.core.driver import AnySelect, DriverRow
 from medicus.fhir.background import SEARCH_INDEX
@@ -52,7 +52,9 @@ class PairRows:
     writes them for resources stored before migration 0024 is pending (a search answered
     from pair rows would miss those resources). One per process: once it has seen the update
     finished it never asks again (a later upgrade that rebuilds the index restarts the
-    server); while the update is pending it asks at most every `recheck_seconds`."""
+    server); while the update is pending it asks at most every `recheck_seconds`. A failure
+    to ask fails the search (as the database's unavailability fails it anyway), never takes
+    the update for finished."""
 
     def __init__(
         self,
@@ -73,7 +75,7 @@ class PairRows:
         if now < self._next_check:
             return False
         self._next_check = now + self._recheck  # concurrent searches do not ask again
-        self._complete = SEARCH_INDEX not in await pending(self._database)
+        self._complete = not await is_pending(self._database, SEARCH_INDEX)
         return self._complete
 
 
