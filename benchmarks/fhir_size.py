@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from tests.support.search_data import load_postgres, load_sqlite
 
 from medicus import migrations
+from medicus.core.logging import configure_logging
 
 TABLES = (
     "fhir_resource",
@@ -106,6 +107,7 @@ async def postgres(server: str, resources: int) -> dict[str, Any]:
 
 def main() -> None:
     resources = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    configure_logging("WARNING", json_lines=False)  # the migrations' log lines are not JSON
     report: dict[str, Any] = {"resources": resources, "sqlite": sqlite(resources)}
     server = os.environ.get("MEDICUS_BENCH_POSTGRES_URL")
     if server:

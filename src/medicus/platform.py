@@ -35,6 +35,7 @@ from medicus.fhir.definitions import resource_types
 from medicus.fhir.guard import Guard
 from medicus.fhir.operations import Operations
 from medicus.fhir.router import FhirRouter
+from medicus.fhir.search_repository import PairRows
 from medicus.fhir.service import FhirService
 from medicus.fhir.validation import validate
 from medicus.fhir.writer import ResourceWriter
@@ -230,7 +231,7 @@ def _fhir_hub(
 ) -> FhirHub:
     guard = Guard(AccessPolicy(), clock)
     writer = ResourceWriter(guard, audit, validate, patients)
-    service = FhirService(database, guard, audit, writer, box)
+    service = FhirService(database, guard, audit, writer, box, PairRows(database))
     operations = Operations(database, service, validate)
     capabilities = capability_statement(
         endpoints.fhir_base_url, endpoints.issuer, medicus.__version__

@@ -4,10 +4,19 @@ after updates and deletions. The pair rows themselves follow each write."""
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
+from typing import Any, cast
 
+import pytest
+from sqlalchemy import delete, text
+from sqlalchemy.exc import OperationalError
+
+from medicus.core.background import BackgroundUpdateRow
+from medicus.core.db import Database, utc_now
+from medicus.fhir.background import SEARCH_INDEX
 from medicus.fhir.search.pairs import PAIRS
 from medicus.fhir.search.parameters import parameters_of
+from medicus.fhir.search_repository import PairRows
 from tests.fhir.conftest import Hub
 from tests.fhir.test_search import create, search_ids
 from tests.support import clients, resources
@@ -112,6 +121,26 @@ async def test_pair_rows_follow_updates_and_deletions(hub: Hub, labs: dict[str, 
     ]
 
 
+async def test_every_bounded_prefix_finds_what_each_parameter_finds(
+    hub: Hub, labs: dict[str, str]
+) -> None:
+    """`lt`, `le`, `eq`, `sa`, `eb` (a range of the pair rows by the date's start or end)
+    find what the parameters' own rows find; a code given twice (`718-7,718-7`, a list of
+    values, which pairs do not answer) is answered by those rows."""
+    days = ("2026-10-15", "2026-11", "2026-11-30", "2026-11-01T10:00:00Z", "2024", "2026")
+    for prefix in ("lt", "le", "eq", "sa", "eb", "ge", "gt", ""):
+        for day in days:
+            date = f"{prefix}{day}"
+            paired = await _found(hub, code="718-7", date=date)
+            assert paired == await _found(hub, code="718-7,718-7", date=date), date
+    assert await _found(hub, code="718-7", date="lt2026-10-16") == {
+        labs[name] for name in ("old_hb", "day_hb", "period")
+    }
+    assert await _found(hub, code="718-7", date="eq2026-10-15") == {labs["day_hb"]}
+    assert await _found(hub, code="718-7", date="eb2024-04") == {labs["old_hb"]}
+    assert await _found(hub, status="preliminary", date="le2026-11-05") == {labs["preliminary"]}
+
+
 def test_each_pair_is_a_token_and_a_date_with_rows_of_their_own() -> None:
     """A pair's rows are made from its parameters' own rows: a union or alias has none."""
     for resource_type, pairs in PAIRS.items():
@@ -119,3 +148,68 @@ def test_each_pair_is_a_token_and_a_date_with_rows_of_their_own() -> None:
         for token, date in pairs:
             assert (every[token].type, every[token].members) == ("token", ())
             assert (every[date].type, every[date].members) == ("date", ())
+
+
+async def _index_update(hub: Hub, pending: bool) -> None:
+    """Schedule `fhir.search_index` (leased by another process, so that nothing here runs
+    it) or finish it."""
+    async with hub.platform.database.transaction() as session:
+        await session.execute(delete(BackgroundUpdateRow))
+        if pending:
+            session.add(
+                BackgroundUpdateRow(
+                    name=SEARCH_INDEX,
+                    depends_on="[]",
+                    progress="{}",
+                    batches=0,
+                    items=0,
+                    scheduled_at=utc_now(),
+                    lease_owner="another-server",
+                    lease_until=utc_now() + dt.timedelta(hours=1),
+                )
+            )
+
+
+async def test_pair_rows_answer_only_once_the_index_update_has_finished(
+    hub: Hub, labs: dict[str, str]
+) -> None:
+    """Resources stored before migration 0024 have no pair rows until `fhir.search_index`
+    reaches them: until it has finished, their parameters' own rows answer the search."""
+    now = [0.0]
+    hub.platform.fhir.service.pair_rows = PairRows(hub.platform.database, 5.0, lambda: now[0])
+    await _index_update(hub, pending=True)
+    async with hub.platform.database.transaction() as session:
+        await session.execute(
+            text(
+                "DELETE FROM fhir_token_date WHERE rid = "
+                "(SELECT rid FROM fhir_resource WHERE fhir_id = :id)"
+            ),
+            {"id": labs["new_hb"]},
+        )
+    assert labs["new_hb"] in await _found(hub, code="718-7", date="ge2026-10-16")
+    await _index_update(hub, pending=False)
+    now[0] = 4.0  # asked at most every 5 seconds while pending
+    assert labs["new_hb"] in await _found(hub, code="718-7", date="ge2026-10-16")
+    now[0] = 5.0  # finished: the pair rows answer (and this one has none any more)
+    assert labs["new_hb"] not in await _found(hub, code="718-7", date="ge2026-10-16")
+    assert labs["two_codings"] in await _found(hub, code="718-7", date="ge2026-10-16")
+    await _index_update(hub, pending=True)
+    now[0] = 100.0  # seen finished once, never asked again
+    assert labs["new_hb"] not in await _found(hub, code="718-7", date="ge2026-10-16")
+
+
+class _Unavailable:
+    """A database whose every snapshot fails, as during an outage."""
+
+    def snapshot(self) -> Any:
+        raise OperationalError("SELECT", {}, ConnectionRefusedError())
+
+
+async def test_an_outage_is_not_taken_for_a_finished_index_update() -> None:
+    now = [0.0]
+    gate = PairRows(cast(Database, _Unavailable()), 5.0, lambda: now[0])
+    with pytest.raises(OperationalError):
+        await gate.complete()
+    now[0] = 5.0
+    with pytest.raises(OperationalError):
+        await gate.complete()

@@ -46,7 +46,9 @@ def plan(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 
 def _search(*parameters: tuple[str, str], resource_type: str = "Observation") -> tuple[Sql, Values]:
     values = Values()
-    return query.build(values, SearchRequest(resource_type, parameters), VIEWPOINT), values
+    return query.build(
+        values, SearchRequest(resource_type, parameters), VIEWPOINT, pairs=True
+    ), values
 
 
 def test_a_patients_labs_start_from_the_patient(plan) -> None:  # type: ignore[no-untyped-def]
@@ -199,6 +201,36 @@ def test_lastn_starts_from_the_patient(plan) -> None:  # type: ignore[no-untyped
 def test_a_code_and_a_date_range_are_one_range_of_pair_rows(plan) -> None:  # type: ignore[no-untyped-def]
     found = plan(_search(("code", "http://loinc.org|718-7"), ("date", "ge2026-11-01")))
     assert "ix_fhir_token_date_lookup (resource_type=? AND pair=? AND code=? AND high>?)" in found
+    assert "ix_fhir_token_lookup" not in found
+    assert "ix_fhir_date_lookup" not in found
+
+
+@pytest.mark.parametrize(
+    ("date", "index"),
+    [
+        (
+            "lt2021-01-01",
+            "ix_fhir_token_date_start (resource_type=? AND pair=? AND code=? AND low<?)",
+        ),
+        (
+            "eq2021-03-04",
+            "ix_fhir_token_date_start (resource_type=? AND pair=? AND code=? AND low>? AND low<?)",
+        ),
+        (
+            "sa2025-01-01",
+            "ix_fhir_token_date_start (resource_type=? AND pair=? AND code=? AND low>?)",
+        ),
+        (
+            "eb2021-01-01",
+            "ix_fhir_token_date_lookup (resource_type=? AND pair=? AND code=? AND high<?)",
+        ),
+    ],
+)
+def test_other_prefixes_are_a_range_of_pair_rows_by_the_date_s_start_or_end(  # type: ignore[no-untyped-def]
+    plan, date: str, index: str
+) -> None:
+    found = plan(_search(("status", "final"), ("date", date)))
+    assert index in found
     assert "ix_fhir_token_lookup" not in found
     assert "ix_fhir_date_lookup" not in found
 

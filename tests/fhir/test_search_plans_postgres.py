@@ -42,15 +42,15 @@ EMPTY_RESULT = 200
 VIEWPOINT = Viewpoint(ORGANISATION, "user:someone", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 DIALECT = asyncpg_dialect.dialect()
 
-# Not yet among them: `code=…&date=lt…` (a range on a date's start). fhir_date holds every
-# date parameter, so its histogram mixes birth dates with effective dates; the estimate of
-# one parameter's early range is far too high, and the plan walks the type's newest rows
-# (15,938 rows for a page of 20 on 20,000 Observations).
 SHAPES: list[tuple[str, list[tuple[str, str]]]] = [
     ("Patient", [("birthdate", "ge2010-01-01")]),
     ("Patient", [("birthdate", "ge2030-01-01")]),
     ("Patient", [("birthdate", "lt1931-01-01")]),
     ("Patient", [("birthdate", "ge1990-01-01")]),
+    ("Patient", [("birthdate", "lt1950-01-01")]),
+    ("Patient", [("birthdate", "eq1964-05-17")]),
+    ("Patient", [("birthdate", "eq1964-05")]),
+    ("Patient", [("birthdate", "eq1964")]),
     ("Patient", [("family", "Family7")]),
     ("Observation", [("date", "ge2025-12-01")]),
     ("Observation", [("code", f"{LOINC}|{CODES[0]}"), ("date", "ge2020-01-01")]),
@@ -64,6 +64,16 @@ SHAPES: list[tuple[str, list[tuple[str, str]]]] = [
     ("Observation", [("subject", "Patient/p5"), ("code", f"{LOINC}|{CODES[0]}")]),
     ("Observation", [("subject", "Patient/p5")]),
     ("Observation", [("code", f"{LOINC}|{CODES[0]}")]),
+    ("Observation", [("code", f"{LOINC}|{CODES[0]}"), ("date", "lt2020-02-01")]),
+    ("Observation", [("code", f"{LOINC}|{CODES[0]}"), ("date", "lt2024-01-01")]),
+    ("Observation", [("code", f"{LOINC}|{CODES[1]}"), ("date", "le2020-03-01")]),
+    ("Observation", [("code", f"{LOINC}|{CODES[0]}"), ("date", "eq2022-05")]),
+    ("Observation", [("code", f"{LOINC}|{CODES[0]}"), ("date", "eq2022-05-17")]),
+    ("Observation", [("status", "final"), ("date", "lt2020-01-15")]),
+    ("Observation", [("status", "preliminary"), ("date", "lt2023-01-01")]),
+    ("Observation", [("code", f"{LOINC}|{CODES[0]}"), ("date", "sa2025-12-01")]),
+    ("Observation", [("code", f"{LOINC}|{CODES[0]}"), ("date", "eb2020-02-01")]),
+    ("Observation", [("code", f"{LOINC}|{CODES[0]}"), ("date", "lt2019-01-01")]),
 ]
 
 
@@ -97,7 +107,7 @@ async def explain(
     plans it (see `PostgresDriver.connection`)."""
     request = SearchRequest(resource_type, parameters)
     values = Values()
-    statement = query.build(values, request, VIEWPOINT)
+    statement = query.build(values, request, VIEWPOINT, pairs=True)
     paged = sorting.page(values, statement, sorting.sort_keys(request), PAGE + 1, 0)
     compiled = CompiledStatement(paged.build(RESOURCES.c), DIALECT)
     arguments = compiled.arguments(values.parameters())

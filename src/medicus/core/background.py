@@ -240,6 +240,15 @@ async def pending(database: Database) -> list[str]:
     return []
 
 
+async def is_pending(database: Database, name: str) -> bool:
+    """Whether the update `name` is pending. Unlike `pending`, a database error is raised: a
+    caller that trusts "not pending" for good must not take an outage for it."""
+    async with database.snapshot() as session:
+        row = BackgroundUpdateRow
+        found = await session.scalar(select(row.name).where(row.name == name))
+    return found is not None
+
+
 async def status(database: Database, known: Mapping[str, Any]) -> list[UpdateStatus]:
     """The pending updates in the order they run, and where each stands (`known`: the
     updates this version of medicus can run; another one waits for a newer server)."""

@@ -271,11 +271,13 @@ TOKEN_DATES = Table(
     Column("low", UTCDateTime(), nullable=False),
     Column("high", UTCDateTime(), nullable=False),
     Index("ix_fhir_token_date_lookup", "resource_type", "pair", "code", "high"),
+    Index("ix_fhir_token_date_start", "resource_type", "pair", "code", "low"),
     Index("ix_fhir_token_date_rid", "rid"),
 )
 """A token and a date of one resource, for the common pairs of parameters searched together
-(`Observation?code=…&date=ge…`, search/pairs.py): one row per token and date of the pair's
-two parameters, so that such a search is one range of one index (the code, then the end of
-the date) instead of every row of the code, each checked for its date. `pair` names the two
-parameters (`code+date`); `system` is '' for a token without one. Derived like the other
-index rows and rebuilt with them; no primary key (rows are found by `rid` to be replaced)."""
+(`Observation?code=…&date=ge…`, search/pairs.py): one row per token and date of the pair's two
+parameters, so that such a search is one range of one index (the code, then the end of the date
+for `ge`/`gt`/`eb`, or its start for `lt`/`le`/`eq`/`sa`) instead of every row of the code, each
+checked for its date. `pair` names the two parameters (`code+date`); `system` is '' for a token
+without one. Derived like the other index rows and rebuilt with them; no primary key (rows are
+found by `rid` to be replaced)."""

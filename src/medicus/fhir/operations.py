@@ -129,9 +129,10 @@ class Operations:
                 searched,
                 readable=None if readable == resource_types() else readable,
             )
+            pairs = await self._fhir.pair_rows.complete()
             async with self._database.reading() as reading:
                 rows = await search_repository.lastn(
-                    reading, request, self._fhir.viewpoint(caller), newest, MAX_LASTN + 1
+                    reading, request, self._fhir.viewpoint(caller), newest, MAX_LASTN + 1, pairs
                 )
             if len(rows) > MAX_LASTN:
                 raise invalid(

@@ -5,7 +5,8 @@ statements; this module runs them through the reading connection."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,10 @@ from medicus.access.policy import (
     Viewpoint,
     same_person,
 )
-from medicus.core.db import Reading
+from medicus.core.background import is_pending
+from medicus.core.db import Database, Reading
 from medicus.core.driver import AnySelect, DriverRow
+from medicus.fhir.background import SEARCH_INDEX
 from medicus.fhir.models import (
     RESOURCES,
     StoredResource,
@@ -41,6 +44,39 @@ from medicus.fhir.search.template import Slot, Sql, Values, constants
 from medicus.fhir.search.visibility import Viewer, viewer, visible
 
 ESTIMATE_LIMIT = 10_000
+
+
+class PairRows:
+    """Whether every current resource has its pair rows (search/pairs.py), so that searches
+    may be answered from them: not while the background update `fhir.search_index` that
+    writes them for resources stored before migration 0024 is pending (a search answered
+    from pair rows would miss those resources). One per process: once it has seen the update
+    finished it never asks again (a later upgrade that rebuilds the index restarts the
+    server); while the update is pending it asks at most every `recheck_seconds`. A failure
+    to ask fails the search (as the database's unavailability fails it anyway), never takes
+    the update for finished."""
+
+    def __init__(
+        self,
+        database: Database,
+        recheck_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._database = database
+        self._recheck = recheck_seconds
+        self._clock = clock
+        self._complete = False
+        self._next_check = float("-inf")
+
+    async def complete(self) -> bool:
+        if self._complete:
+            return True
+        now = self._clock()
+        if now < self._next_check:
+            return False
+        self._next_check = now + self._recheck  # concurrent searches do not ask again
+        self._complete = not await is_pending(self._database, SEARCH_INDEX)
+        return self._complete
 
 
 async def _fetch(reading: Reading, statement: Sql, values: Values) -> list[DriverRow]:
@@ -76,14 +112,16 @@ async def search_page(
     accurate: bool,
     keys: Sequence[sorting.SortKey],
     position: paging.Position | None,
+    pairs: bool,
 ) -> SearchPage:
     """One page of a search (ONE query, what the viewpoint sees inside it) in the order of `keys`,
     after or before `position` (a cursor's), its total as `_total` asks, what it includes
     (`_summary=count`: only the total), and the sort values its paging links start from. The
     page before a resource is read in the reverse order and turned round. A position only
-    bounds the page query: totals count the whole search."""
+    bounds the page query: totals count the whole search. `pairs`: whether pair rows may
+    answer it (`PairRows`)."""
     values = Values()
-    statement = query.build(values, request, viewpoint)
+    statement = query.build(values, request, viewpoint, pairs)
     includes = includes_of(request)
     mode = query.total_mode(request, accurate)
     if request.values("_summary") == ["count"]:
@@ -176,11 +214,13 @@ async def lastn(
     viewpoint: Viewpoint,
     newest: int,
     limit: int,
+    pairs: bool,
 ) -> list[StoredResource]:
     """`Observation/$lastn`: the `newest` Observations of each patient and code that the
-    search `request` finds, newest first, at most `limit` (ONE query, see `query.lastn`)."""
+    search `request` finds, newest first, at most `limit` (ONE query, see `query.lastn`;
+    `pairs` as in `search_page`)."""
     values = Values()
-    statement = query.lastn(values, request, viewpoint, newest, limit)
+    statement = query.lastn(values, request, viewpoint, newest, limit, pairs)
     return await _resources(reading, statement, values)
 
 

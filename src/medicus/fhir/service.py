@@ -58,8 +58,10 @@ class FhirService:
         audit: AuditTrail,
         writer: ResourceWriter,
         cursors: SecretBox,
+        pair_rows: search_repository.PairRows,
     ) -> None:
         self._database = database
+        self.pair_rows = pair_rows
         self._cursors = cursors
         self._guard = guard
         self._audit = audit
@@ -184,6 +186,7 @@ class FhirService:
         keys = sorting.sort_keys(request)
         position = paging.start(request, caller.organisation_id, keys, self._cursors)
         per_execution = planning.planned_per_execution(request)
+        pairs = await self.pair_rows.complete()
         async with self._database.reading(per_execution) as connection:
             found = await search_repository.search_page(
                 connection,
@@ -194,6 +197,7 @@ class FhirService:
                 total,
                 keys,
                 position,
+                pairs,
             )
         return request, keys, found
 

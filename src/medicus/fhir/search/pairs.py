@@ -10,16 +10,17 @@ and date of the two parameters of a resource (an Observation: its codings and it
 each with its effective date).
 
 A pair answers a search when the search starts from one of its parameters (planning.py),
-the token has a code (`code=718-7`, `system|718-7`, `|718-7`) and the date is one `ge` or
-`gt` value: the ranges that run to the newest data, which a search of recent data asks.
-Other prefixes read the date index as before."""
+the token has a code (`code=718-7`, `system|718-7`, `|718-7`) and the date is one value
+whose prefix bounds one end of the date (`PAIRED_PREFIXES`): two indexes, by the code and
+the date's end (`ge`, `gt`, `eb`) or its start (`lt`, `le`, `eq`, `sa`), make each such
+search one index range. Lists of values, `ne` and `ap` read the parameters' own rows."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import eq
+from operator import eq, gt
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
@@ -27,7 +28,7 @@ from sqlalchemy import ColumnElement, select
 from medicus.fhir.models import TOKEN_DATES
 from medicus.fhir.search.extract import IndexRows
 from medicus.fhir.search.match import date_condition, parse_date, split_escaped
-from medicus.fhir.search.template import Slot, Sql, Values, all_of, compare
+from medicus.fhir.search.template import Sql, Values, all_of, compare
 
 PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
     "Observation": (("code", "date"), ("status", "date")),
@@ -76,24 +77,37 @@ def _token(values: Values, value: str) -> Sql | None:
     return all_of(compare("system", eq, values.slot(parts[0][:255])), code)
 
 
-def _date_floor(value: str, name: str) -> tuple[str, tuple[dt.datetime, dt.datetime]] | None:
-    """A date value a pair answers (`ge`, `gt`) as prefix and range; None otherwise."""
-    if len(split_escaped(value, ",")) > 1 or not value.startswith(("ge", "gt")):
+PAIRED_PREFIXES = ("eq", "ge", "gt", "lt", "le", "sa", "eb")
+"""The prefixes whose condition bounds one end of the date: a range of one of the pair
+indexes (by the date's end for `ge`, `gt`, `eb`; by its start for `lt`, `le`, `eq`, `sa`).
+`ne` and `ap` use the date's own rows."""
+
+
+def _bounded(value: str, name: str) -> tuple[str, tuple[dt.datetime, dt.datetime]] | None:
+    """A date value a pair answers, as prefix and range; None for several values or a prefix
+    without a bound."""
+    if len(split_escaped(value, ",")) > 1:
         return None
-    return parse_date(value, name)
+    prefix, wanted = parse_date(value, name)
+    return (prefix, wanted) if prefix in PAIRED_PREFIXES else None
 
 
-def _in_pair(
-    row: Any, resource_type: str, pair: str, token: Sql, date: Sql, floor: Slot
-) -> ColumnElement[bool]:
-    """`high > floor` follows from the date's condition (ge: `high > end or low >= start`,
-    and low < high); it makes the condition a range of the index on the date's end."""
+def _date(values: Values, prefix: str, wanted: tuple[dt.datetime, dt.datetime]) -> Sql:
+    """The date's condition on a pair row, a range of one of the pair indexes."""
+    condition = date_condition(values, ("low", "high"), prefix, wanted)
+    if prefix != "ge":
+        return condition
+    # `high > start` follows from ge's `high > end or low >= start` (low < high); it makes
+    # the condition a range of the index on the date's end.
+    return all_of(compare("high", gt, values.slot(wanted[0])), condition)
+
+
+def _in_pair(row: Any, resource_type: str, pair: str, token: Sql, date: Sql) -> ColumnElement[bool]:
     table = TOKEN_DATES.c
     matched = select(table.rid).where(
         table.resource_type == resource_type,
         table.pair == pair,
         token.build(table),
-        table.high > floor,
         date.build(table),
     )
     return row.rid.in_(matched)  # type: ignore[no-any-return]
@@ -116,15 +130,13 @@ def paired(
         if token_place is None or date_place is None or driving not in (token_place, date_place):
             continue
         token_value, date_value = searched[token_place][1], searched[date_place][1]
-        moment = _date_floor(date_value, date)
-        if len(split_escaped(token_value, ",")) > 1 or moment is None:
+        if len(split_escaped(token_value, ",")) > 1:
             continue
-        condition = _token(values, token_value)
-        if condition is None:
+        moment = _bounded(date_value, date)
+        condition = None if moment is None else _token(values, token_value)
+        if moment is None or condition is None:
             continue
-        prefix, (start, end) = moment
-        floor = values.slot(start if prefix == "ge" else end)
-        date_sql = date_condition(values, ("low", "high"), prefix, (start, end))
-        pair = Sql(_in_pair, (resource_type, pair_name(token, date), condition, date_sql, floor))
+        date_sql = _date(values, *moment)
+        pair = Sql(_in_pair, (resource_type, pair_name(token, date), condition, date_sql))
         return Paired(frozenset((token_place, date_place)), pair)
     return None

@@ -50,8 +50,10 @@ def _matching(
     )
 
 
-def build(values: Values, request: SearchRequest, viewpoint: Viewpoint) -> Sql:
-    """The SELECT of matching current resources the viewpoint sees, unordered, unpaged."""
+def build(values: Values, request: SearchRequest, viewpoint: Viewpoint, pairs: bool = False) -> Sql:
+    """The SELECT of matching current resources the viewpoint sees, unordered, unpaged.
+    `pairs`: whether pair rows may answer a token and a date (pairs.py), which only a caller
+    that knows every resource has them may say (`search_repository.PairRows`)."""
     for name, value in request.parameters:
         if "\x00" in name or "\x00" in value:
             # Nothing stored contains it, and PostgreSQL refuses it in a text parameter.
@@ -60,7 +62,7 @@ def build(values: Values, request: SearchRequest, viewpoint: Viewpoint) -> Sql:
     searched = [(n, v) for n, v in request.parameters if not is_result_parameter(n)]
     driving = driving_parameter(request)
     conditions, start = [], Start.TYPE
-    pair = paired(values, request.resource_type, searched, driving.place)
+    pair = paired(values, request.resource_type, searched, driving.place) if pairs else None
     if pair is not None:
         conditions.append(pair.condition)
         start = driving.start
@@ -160,8 +162,14 @@ def _lastn(row: Any, statement: Sql, newest: Slot, limit: Slot) -> Select[Any]:
 
 
 def lastn(
-    values: Values, request: SearchRequest, viewpoint: Viewpoint, newest: int, limit: int
+    values: Values,
+    request: SearchRequest,
+    viewpoint: Viewpoint,
+    newest: int,
+    limit: int,
+    pairs: bool = False,
 ) -> Sql:
     """`Observation/$lastn`: of the Observations the search `request` finds (what the
     viewpoint sees), the `newest` of each patient and code, newest first, at most `limit`."""
-    return Sql(_lastn, (build(values, request, viewpoint), values.slot(newest), values.slot(limit)))
+    matches = build(values, request, viewpoint, pairs)
+    return Sql(_lastn, (matches, values.slot(newest), values.slot(limit)))

@@ -1,15 +1,15 @@
-"""FHIR search plans that hold: the type's resources by row id (`ix_fhir_resource_type`, which
-broad searches walk newest first), dates by their end (`ix_fhir_date_high`, the range of
-`ge`/`gt`), and on PostgreSQL extended statistics on the index tables' columns that depend
-on each other (a parameter's name and its values), so that the estimate of one code or one
-reference is that of the code, not the product of independent columns. And the rows of the
-common pairs of a token and a date searched together (`fhir_token_date`, search/pairs.py),
-which the background update `fhir.search_index` fills for the resources stored before; until
-it has, such searches find only the resources written since. The index tables lose their
-surrogate key `id` (a column and an index no statement uses: rows are found by the search
-indexes, or by `rid` to be replaced). The same rebuild removes the rows that parameters now
-answered from others' rows wrote before (Patient `phonetic`, Observation `code-value-*`
-components, see search/parameters.py); until it reaches a resource they are only unused.
+"""FHIR search plans that hold: the type's resources by row id (`ix_fhir_resource_type`, which broad
+searches walk newest first), dates by their end (`ix_fhir_date_high`, the range of `ge`/`gt`),
+and on PostgreSQL extended statistics on the index tables' columns that depend on each other (a
+parameter's name and its values), so that the estimate of one code or one reference is that of
+the code, not the product of independent columns. And the rows of the common pairs of a token and
+a date searched together (`fhir_token_date`, search/pairs.py), which the background update
+`fhir.search_index` fills for the resources stored before; until it has finished, such searches
+use the parameters' own rows (search_repository.PairRows). The index tables lose their surrogate
+key `id` (a column and an index no statement uses: rows are found by the search indexes, or by
+`rid` to be replaced). The same rebuild removes the rows that parameters now answered from
+others' rows wrote before (Patient `phonetic`, Observation `code-value-*` components, see
+search/parameters.py); until it reaches a resource they are only unused.
 
 Revision ID: 0024
 Revises: 0023
