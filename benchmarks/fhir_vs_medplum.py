@@ -40,7 +40,7 @@ from benchmarks.peer_corpus import Corpus
 from benchmarks.peer_load import Measurement, WrkLoad, load, transactions, wrk
 from benchmarks.peer_medicus import RunningMedicus, StartedMedicus
 from benchmarks.peer_medplum import MedplumServer
-from benchmarks.peer_server import PeerError, PeerServer
+from benchmarks.peer_server import PeerError, PeerServer, cpu_used
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -70,7 +70,7 @@ def _wrk_row(paths: Callable[[Server, Context], list[str]]) -> Row:
     def row(server: Server, token: str, context: Context) -> Measurement:
         options = context.options
         work = WrkLoad(paths(server, context), options.seconds, options.connections)
-        return wrk(server.peer.fhir_url, token, work, server.peer.cpu_seconds)
+        return wrk(server.peer.fhir_url, token, work, server.peer.cpu_sample)
 
     return row
 
@@ -79,7 +79,7 @@ def _transaction_row(bundles: Callable[[Server, Context, int], corpus_module.Bun
     def row(server: Server, token: str, context: Context) -> Measurement:
         sent = [bundles(server, context, n) for n in range(context.options.repetitions + 1)]
         peer = server.peer
-        return asyncio.run(transactions(peer.fhir_url, token, sent, peer.cpu_seconds))
+        return asyncio.run(transactions(peer.fhir_url, token, sent, peer.cpu_sample))
 
     return row
 
@@ -88,7 +88,7 @@ def _create_row(server: Server, token: str, context: Context) -> Measurement:
     patient = context.corpus.patient(4_000_000, f"Tx{context.corpus.tag}")
     options = context.options
     work = WrkLoad(["Patient"], options.seconds, options.connections, body=orjson.dumps(patient))
-    return wrk(server.peer.fhir_url, token, work, server.peer.cpu_seconds)
+    return wrk(server.peer.fhir_url, token, work, server.peer.cpu_sample)
 
 
 def _ingest(method: str) -> Row:
@@ -129,9 +129,9 @@ def _prepare(server: Server, corpus: Corpus, connections: int) -> None:
     peer = server.peer
     _log(f"{peer.name}: loading {corpus.resources} resources")
     bundles = list(corpus.load_bundles())
-    cpu_before = peer.cpu_seconds()
+    cpu_before = peer.cpu_sample()
     ids, seconds, errors = asyncio.run(load(peer.fhir_url, peer.token(), bundles, connections))
-    cpu_after = peer.cpu_seconds()
+    cpu = cpu_used(cpu_before, peer.cpu_sample())
     if errors:
         raise PeerError(f"{peer.name} refused {len(errors)} load bundles, e.g. {errors[0]}")
     per_subject = 1 + corpus_module.OBSERVATIONS_PER_PATIENT
@@ -139,16 +139,16 @@ def _prepare(server: Server, corpus: Corpus, connections: int) -> None:
     server.subjects = subjects[: corpus.patients_with_observations][:200]
     server.patients = [entry for bundle in ids[-3:] for entry in bundle][:200]
     asyncio.run(peer.analyze())
-    size = asyncio.run(peer.database_bytes())
+    database = asyncio.run(peer.database_facts())
     server.load = {
         "seconds": round(seconds, 1),
         "resources_per_s": round(corpus.resources / seconds, 1),
         "server_cpu_ms_per_resource": (
-            None
-            if cpu_before is None or cpu_after is None
-            else round((cpu_after - cpu_before) * 1000 / corpus.resources, 3)
+            None if cpu is None else round(cpu * 1000 / corpus.resources, 3)
         ),
-        "database_bytes_after_load": size,
+        "database_bytes_after_load": database.get("bytes"),
+        "postgresql": database.get("postgresql"),
+        "version": peer.version,
     }
     _log(f"{peer.name}: loaded in {seconds:.1f} s")
 

@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 
 from benchmarks.peer_corpus import Bundle
+from benchmarks.peer_server import CpuSample, cpu_used
 
 FHIR_JSON = "application/fhir+json"
 
@@ -66,11 +67,7 @@ def headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
 
 
-CpuClock = Callable[[], float | None]
-
-
-def _cpu_used(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else after - before
+CpuClock = Callable[[], CpuSample | None]
 
 
 def _percentile(sorted_values: Sequence[float], share: float) -> float:
@@ -140,7 +137,7 @@ async def transactions(
         seconds=seconds,
         p50_ms=statistics.median(latencies) * 1000 if latencies else 0.0,
         p95_ms=_percentile(latencies, 0.95) * 1000,
-        server_cpu_seconds=_cpu_used(cpu_before, cpu_after),
+        server_cpu_seconds=cpu_used(cpu_before, cpu_after),
         first_error=errors[0] if errors else "",
     )
 
@@ -205,7 +202,7 @@ def wrk(fhir_url: str, token: str, load: WrkLoad, cpu: CpuClock) -> Measurement:
         _run_wrk(root, path, load, min(2.0, load.seconds))
         before = cpu()
         result = _run_wrk(root, path, load, load.seconds)
-        used = _cpu_used(before, cpu())
+        used = cpu_used(before, cpu())
     failed = int(result["non_2xx"]) + int(result["socket_errors"])
     return Measurement(
         requests=int(result["requests"]),

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from importlib import metadata
 from pathlib import Path
 
 import asyncpg
@@ -22,18 +23,20 @@ from sqlalchemy import make_url
 
 from benchmarks.harness import free_port, wait_ready
 from benchmarks.peer_server import (
+    CpuSample,
     PeerError,
     PeerServer,
-    backend_cpu_seconds,
-    database_bytes,
+    backend_cpu,
+    database_facts,
     run_analyze,
     token_claims,
-    tree_cpu_seconds,
+    tree_cpu,
 )
 
 
 class _Medicus(PeerServer):
     name = "medicus"
+    version = "unknown"
     _organisation = ""
 
     def client_id(self, local: str) -> str:
@@ -47,6 +50,7 @@ class StartedMedicus(_Medicus):
     """A `medicus serve` of this worktree on a fresh database of `postgres_url`'s server."""
 
     def __init__(self, postgres_url: str, workers: int, keep_database: bool = False) -> None:
+        self.version = _worktree_version()
         self.admin = make_url(postgres_url)
         self.database = f"medicus_peer_{uuid.uuid4().hex[:10]}"
         self.keep_database = keep_database
@@ -128,13 +132,13 @@ class StartedMedicus(_Medicus):
     async def analyze(self) -> None:
         await run_analyze(dsn=self._dsn(self.database))
 
-    async def database_bytes(self) -> int | None:
-        return await database_bytes(dsn=self._dsn(self.database))
+    async def database_facts(self) -> dict[str, object]:
+        return await database_facts(dsn=self._dsn(self.database))
 
-    def cpu_seconds(self) -> float | None:
+    def cpu_sample(self) -> CpuSample | None:
         if self.process is None:
             return None
-        return tree_cpu_seconds(self.process.pid) + backend_cpu_seconds(self.database)
+        return tree_cpu(self.process.pid) | backend_cpu(self.database)
 
     def close(self) -> None:
         """Stop the server (its whole process group: the workers too), drop the database."""
@@ -172,8 +176,20 @@ class RunningMedicus(_Medicus):
         if self.database_dsn:
             await run_analyze(dsn=self.database_dsn)
 
-    async def database_bytes(self) -> int | None:
-        return await database_bytes(dsn=self.database_dsn) if self.database_dsn else None
+    async def database_facts(self) -> dict[str, object]:
+        return await database_facts(dsn=self.database_dsn) if self.database_dsn else {}
 
-    def cpu_seconds(self) -> float | None:
+    def cpu_sample(self) -> CpuSample | None:
         return None
+
+
+def _worktree_version() -> str:
+    """medicus's version and the commit of the worktree this benchmark runs in."""
+    root = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(
+        ["git", "-C", str(root), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{metadata.version('medicus')} ({commit or 'no git'})"

@@ -13,13 +13,14 @@ import httpx
 import orjson
 
 from benchmarks.peer_server import (
+    CpuSample,
     PeerError,
     PeerServer,
-    backend_cpu_seconds,
-    database_bytes,
+    backend_cpu,
+    database_facts,
     pid_from_file,
     run_analyze,
-    tree_cpu_seconds,
+    tree_cpu,
 )
 
 ID_NAMESPACE = uuid.UUID("5b0f0e2c-7a43-4c51-9d1e-2f7d6f1f18a0")
@@ -54,6 +55,7 @@ class MedplumServer(PeerServer):
             raise PeerError(f"Medplum at {self.base} does not answer: {error}") from None
         if answer.status_code != 200:
             raise PeerError(f"Medplum's /healthcheck answered {answer.status_code}")
+        self.version = str(answer.json().get("version", "unknown"))
 
     def token(self) -> str:
         answer = httpx.post(
@@ -80,20 +82,16 @@ class MedplumServer(PeerServer):
             database="medplum",
         )
 
-    async def database_bytes(self) -> int:
-        return await database_bytes(
+    async def database_facts(self) -> dict[str, object]:
+        return await database_facts(
             host=str(self.workdir / "pg" / "sock"),
             port=self.pg_port,
             user="postgres",
             database="medplum",
         )
 
-    def cpu_seconds(self) -> float:
-        return (
-            tree_cpu_seconds(self.node_pid)
-            + tree_cpu_seconds(self.redis_pid)
-            + backend_cpu_seconds("medplum")
-        )
+    def cpu_sample(self) -> CpuSample:
+        return tree_cpu(self.node_pid) | tree_cpu(self.redis_pid) | backend_cpu("medplum")
 
 
 def _kit_env(workdir: Path) -> dict[str, str]:

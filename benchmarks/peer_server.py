@@ -17,6 +17,9 @@ import orjson
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
+CpuSample = dict[int, float]
+"""CPU seconds (user and system) of processes by pid, at one moment."""
+
 
 class PeerError(RuntimeError):
     """A server cannot take part in the benchmark; the message says why and what to do."""
@@ -42,14 +45,18 @@ class PeerServer(ABC):
     async def analyze(self) -> None:
         """ANALYZE the server's database, so that plans see the rows just loaded."""
 
-    @abstractmethod
-    async def database_bytes(self) -> int | None:
-        """The size of the server's database, or None where it cannot be seen."""
+    version: str
+    """The server's version (and commit, where known)."""
 
     @abstractmethod
-    def cpu_seconds(self) -> float | None:
-        """CPU seconds used so far by the server's processes and its database backends, or
-        None where they cannot be seen (a server started elsewhere)."""
+    async def database_facts(self) -> dict[str, object]:
+        """The size of the server's database and its PostgreSQL version (`database_facts`),
+        or nothing where they cannot be seen."""
+
+    @abstractmethod
+    def cpu_sample(self) -> CpuSample | None:
+        """CPU seconds used so far by each of the server's processes and its database
+        backends, or None where they cannot be seen (a server started elsewhere)."""
 
 
 def token_claims(token: str) -> dict[str, object]:
@@ -70,13 +77,16 @@ async def run_analyze(**connect: object) -> None:
         await connection.close()
 
 
-async def database_bytes(**connect: object) -> int:
-    """The size of one database, given asyncpg's connection arguments."""
+async def database_facts(**connect: object) -> dict[str, object]:
+    """The size of one database and its server's version, given asyncpg's connection
+    arguments."""
     connection = await asyncpg.connect(**connect)
     try:
-        return int(await connection.fetchval("SELECT pg_database_size(current_database())"))
+        size = await connection.fetchval("SELECT pg_database_size(current_database())")
+        version = await connection.fetchval("SHOW server_version")
     finally:
         await connection.close()
+    return {"bytes": int(size), "postgresql": str(version)}
 
 
 def _processes() -> Iterator[tuple[int, int, float]]:
@@ -92,33 +102,44 @@ def _processes() -> Iterator[tuple[int, int, float]]:
         yield int(entry), int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds of the live process `root` and all its descendants."""
+def tree_cpu(root: int) -> CpuSample:
+    """CPU seconds of the live process `root` and of each of its descendants."""
     children: dict[int, list[int]] = {}
-    cpu: dict[int, float] = {}
+    cpu: CpuSample = {}
     for pid, parent, seconds in _processes():
         children.setdefault(parent, []).append(pid)
         cpu[pid] = seconds
-    total, stack = 0.0, [root]
+    sample: CpuSample = {}
+    stack = [root]
     while stack:
         pid = stack.pop()
-        total += cpu.get(pid, 0.0)
+        if pid in cpu:
+            sample[pid] = cpu[pid]
         stack.extend(children.get(pid, []))
-    return total
+    return sample
 
 
-def backend_cpu_seconds(database: str) -> float:
-    """CPU seconds of the live PostgreSQL backends connected to `database`."""
+def backend_cpu(database: str) -> CpuSample:
+    """CPU seconds of each live PostgreSQL backend connected to `database`."""
     title = re.compile(rf"^postgres: \S+ {re.escape(database)} ")
-    total = 0.0
+    sample: CpuSample = {}
     for pid, _parent, seconds in _processes():
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (OSError, UnicodeDecodeError):
             continue
         if title.match(command):
-            total += seconds
-    return total
+            sample[pid] = seconds
+    return sample
+
+
+def cpu_used(before: CpuSample | None, after: CpuSample | None) -> float | None:
+    """CPU seconds the processes used between two samples. A process that ended in between
+    is missed (its last part is not seen), one that started is counted whole: pooled
+    connections make both rare; a plain difference of sums would go negative instead."""
+    if before is None or after is None:
+        return None
+    return sum(max(0.0, seconds - before.get(pid, 0.0)) for pid, seconds in after.items())
 
 
 def pid_from_file(path: Path) -> int:
