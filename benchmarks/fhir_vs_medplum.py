@@ -226,6 +226,26 @@ def _ratios(rounds: list[dict[str, object]], rows: list[str]) -> dict[str, objec
     return ratios
 
 
+def summary_table(ratios: dict[str, dict[str, dict[str, float] | None]]) -> str:
+    """The ratios as a Markdown table (median and min-max over the rounds), for
+    docs/benchmarks.md."""
+    lines = [
+        "| row | throughput | p50 | p95 | server CPU per request |",
+        "|---|---|---|---|---|",
+    ]
+    for row, values in ratios.items():
+        cells = []
+        for key in ("throughput", "p50", "p95", "server_cpu_per_request"):
+            spread = values.get(key)
+            cells.append(
+                "-"
+                if spread is None
+                else f"{spread['median']} ({spread['min']} to {spread['max']})"
+            )
+        lines.append(f"| {row} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peer", choices=["medplum", "none"], default="medplum")
@@ -333,6 +353,8 @@ def main() -> None:
     if options.out:
         options.out.write_text(text + "\n")
     print(text)
+    if "ratios" in report:
+        print(summary_table(report["ratios"]), file=sys.stderr)  # type: ignore[arg-type]
     if report.get("counts_equal") is False:
         sys.exit("fhir_vs_medplum: the servers counted different results (see counts)")
 
