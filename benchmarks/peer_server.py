@@ -1,7 +1,7 @@
 """What the side-by-side benchmark needs of a FHIR server (`PeerServer`), and the CPU of a
 server's processes read from /proc (never touching them): a process tree by its root pid, and
 the PostgreSQL backends that serve one database, found by their process titles
-(`postgres: USER DATABASE HOST(PORT) STATE`), whatever cluster they belong to."""
+(`postgres: [CLUSTER: ]USER DATABASE HOST(PORT) STATE`), whatever cluster they belong to."""
 
 from __future__ import annotations
 
@@ -119,9 +119,15 @@ def tree_cpu(root: int) -> CpuSample:
     return sample
 
 
+def backend_title(database: str) -> re.Pattern[str]:
+    """The process title of a backend connected to `database`; a cluster with a
+    `cluster_name` (Debian's `15/main`) puts it first."""
+    return re.compile(rf"^postgres: (?:\S+: )?\S+ {re.escape(database)} ")
+
+
 def backend_cpu(database: str) -> CpuSample:
     """CPU seconds of each live PostgreSQL backend connected to `database`."""
-    title = re.compile(rf"^postgres: \S+ {re.escape(database)} ")
+    title = backend_title(database)
     sample: CpuSample = {}
     for pid, _parent, seconds in _processes():
         try:

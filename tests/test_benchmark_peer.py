@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from benchmarks.fhir_vs_medplum import _ratios
 from benchmarks.peer_corpus import Corpus, ingest_bundle
-from benchmarks.peer_server import cpu_used
+from benchmarks.peer_server import backend_title, cpu_used
 
 
 def test_the_corpus_loads_exactly_its_size_with_the_observed_patients_first() -> None:
@@ -70,3 +70,12 @@ def test_ratios_above_one_mean_medicus_is_ahead() -> None:
         "p95": {"median": 3.0, "min": 3.0, "max": 3.0},
         "server_cpu_per_request": {"median": 4.0, "min": 4.0, "max": 4.0},
     }
+
+
+def test_backends_of_a_database_are_found_with_or_without_a_cluster_name() -> None:
+    title = backend_title("medicus_peer_1")
+
+    assert title.match("postgres: 15/main: postgres medicus_peer_1 127.0.0.1(34626) idle")
+    assert title.match("postgres: medplum medicus_peer_1 [local] SELECT")
+    assert not title.match("postgres: 15/main: postgres medicus_peer_10 127.0.0.1(1) idle")
+    assert not title.match("postgres: 15/main: checkpointer ")
