@@ -310,6 +310,7 @@ def run(options: argparse.Namespace) -> dict[str, object]:
     """Prepare both servers, check their counts, run the rounds; the report."""
     corpus = Corpus(f"q{uuid.uuid4().hex[:6]}", options.resources)
     rows = options.rows.split(",")
+    load_before = os.getloadavg()[1]
     with ExitStack() as stack:
         servers = [Server(peer) for peer in _peers(options, stack)]
         for server in servers:
@@ -322,7 +323,11 @@ def run(options: argparse.Namespace) -> dict[str, object]:
     report: dict[str, object] = {
         "benchmark": "fhir_vs_medplum",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_5min": {"start": load_before, "end": os.getloadavg()[1]},
+        },
         "corpus": {
             "tag": corpus.tag,
             "resources": corpus.resources,
