@@ -130,7 +130,7 @@ def _prepare(server: Server, corpus: Corpus, connections: int) -> None:
     _log(f"{peer.name}: loading {corpus.resources} resources")
     bundles = list(corpus.load_bundles())
     cpu_before = peer.cpu_sample()
-    ids, seconds, errors = asyncio.run(load(peer.fhir_url, peer.token(), bundles, connections))
+    ids, seconds, errors = asyncio.run(load(peer.fhir_url, peer.token, bundles, connections))
     cpu = cpu_used(cpu_before, peer.cpu_sample())
     if errors:
         raise PeerError(f"{peer.name} refused {len(errors)} load bundles, e.g. {errors[0]}")
@@ -209,7 +209,7 @@ def _spread(values: list[float | None]) -> dict[str, float] | None:
     }
 
 
-def _ratios(rounds: list[dict[str, object]], rows: list[str]) -> dict[str, object]:
+def ratio_spreads(rounds: list[dict[str, object]], rows: list[str]) -> dict[str, object]:
     """Per row, over rounds: medicus/Medplum throughput; Medplum/medicus p50, p95 and server
     CPU per request (so that above 1 means medicus ahead on every line)."""
     ratios: dict[str, object] = {}
@@ -341,7 +341,7 @@ def run(options: argparse.Namespace) -> dict[str, object]:
     if len(servers) == 2:
         medicus_counts, medplum_counts = counts["medicus"], counts["medplum"]
         report["counts_equal"] = medicus_counts == medplum_counts
-        report["ratios"] = _ratios(rounds, rows)
+        report["ratios"] = ratio_spreads(rounds, rows)
     return report
 
 

@@ -76,18 +76,41 @@ def _percentile(sorted_values: Sequence[float], share: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * share))]
 
 
+TOKEN_RENEWAL_SECONDS = 1200.0
+"""A bulk load renews its token this often: tokens last an hour, a large load much longer."""
+
+
+class RenewedToken:
+    """A bearer token asked for again once it is `TOKEN_RENEWAL_SECONDS` old."""
+
+    def __init__(self, issue: Callable[[], str]) -> None:
+        self.issue = issue
+        self.value = issue()
+        self.issued = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def header(self) -> dict[str, str]:
+        async with self.lock:
+            if time.monotonic() - self.issued > TOKEN_RENEWAL_SECONDS:
+                self.value = await asyncio.to_thread(self.issue)
+                self.issued = time.monotonic()
+        return {"Authorization": f"Bearer {self.value}"}
+
+
 async def load(
-    fhir_url: str, token: str, bundles: list[Bundle], connections: int
+    fhir_url: str, issue_token: Callable[[], str], bundles: list[Bundle], connections: int
 ) -> tuple[list[list[str]], float, list[str]]:
-    """POST `bundles` from `connections` clients; the ids of each bundle's entries (in the
-    order of the bundle), the seconds it took, and the errors."""
+    """POST `bundles` from `connections` clients, with tokens from `issue_token`; the ids of
+    each bundle's entries (in the order of the bundle), the seconds it took, and the errors."""
     ids: list[list[str]] = [[] for _ in bundles]
     errors: list[str] = []
     numbers = iter(range(len(bundles)))
+    token = RenewedToken(issue_token)
 
     async def client(session: aiohttp.ClientSession) -> None:
         for number in numbers:
-            async with session.post(fhir_url, data=orjson.dumps(bundles[number])) as answer:
+            body = orjson.dumps(bundles[number])
+            async with session.post(fhir_url, data=body, headers=await token.header()) as answer:
                 body = await answer.read()
             if answer.status != 200:
                 errors.append(f"{answer.status} {body[:300].decode(errors='replace')}")
@@ -96,7 +119,8 @@ async def load(
 
     began = time.perf_counter()
     timeout = aiohttp.ClientTimeout(total=600)
-    async with aiohttp.ClientSession(headers=headers(token), timeout=timeout) as session:
+    plain = {key: value for key, value in headers("").items() if key != "Authorization"}
+    async with aiohttp.ClientSession(headers=plain, timeout=timeout) as session:
         await asyncio.gather(*(client(session) for _ in range(connections)))
     return ids, time.perf_counter() - began, errors
 

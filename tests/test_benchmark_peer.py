@@ -3,7 +3,11 @@ server CPU between two samples, and the direction of its ratios."""
 
 from __future__ import annotations
 
-from benchmarks.fhir_vs_medplum import _ratios
+import asyncio
+
+import pytest
+from benchmarks import peer_load
+from benchmarks.fhir_vs_medplum import ratio_spreads
 from benchmarks.peer_corpus import Corpus, ingest_bundle
 from benchmarks.peer_server import backend_title, cpu_used
 
@@ -62,7 +66,7 @@ def test_ratios_above_one_mean_medicus_is_ahead() -> None:
     }
     rounds: list[dict[str, object]] = [{"medicus": {"row": medicus}, "medplum": {"row": medplum}}]
 
-    ratios = _ratios(rounds, ["row"])["row"]
+    ratios = ratio_spreads(rounds, ["row"])["row"]
 
     assert ratios == {
         "throughput": {"median": 2.0, "min": 2.0, "max": 2.0},
@@ -79,3 +83,12 @@ def test_backends_of_a_database_are_found_with_or_without_a_cluster_name() -> No
     assert title.match("postgres: medplum medicus_peer_1 [local] SELECT")
     assert not title.match("postgres: 15/main: postgres medicus_peer_10 127.0.0.1(1) idle")
     assert not title.match("postgres: 15/main: checkpointer ")
+
+
+def test_a_long_load_renews_its_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    issued = iter(["first", "second"])
+    token = peer_load.RenewedToken(lambda: next(issued))
+
+    assert asyncio.run(token.header()) == {"Authorization": "Bearer first"}
+    monkeypatch.setattr(peer_load, "TOKEN_RENEWAL_SECONDS", 0.0)
+    assert asyncio.run(token.header()) == {"Authorization": "Bearer second"}
