@@ -117,7 +117,7 @@ ROWS: dict[str, Row] = {
     "transaction_250_put": _ingest("PUT"),
     "transaction_250_post": _ingest("POST"),
 }
-"""Issue 18's rows, in its order; the search rows are also checked by `_counts`."""
+"""Issue 18's rows, in its order; the search rows are also checked by `_count_checks`."""
 
 
 def _log(message: str) -> None:
@@ -128,8 +128,8 @@ def _prepare(server: Server, corpus: Corpus, connections: int) -> None:
     """Load the corpus, keep the ids the rows need, ANALYZE."""
     peer = server.peer
     _log(f"{peer.name}: loading {corpus.resources} resources")
-    bundles = list(corpus.load_bundles())
     cpu_before = peer.cpu_sample()
+    bundles = corpus.load_bundles()
     ids, seconds, errors = asyncio.run(load(peer.fhir_url, peer.token, bundles, connections))
     cpu = cpu_used(cpu_before, peer.cpu_sample())
     if errors:

@@ -11,7 +11,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -98,18 +98,19 @@ class RenewedToken:
 
 
 async def load(
-    fhir_url: str, issue_token: Callable[[], str], bundles: list[Bundle], connections: int
+    fhir_url: str, issue_token: Callable[[], str], bundles: Iterable[Bundle], connections: int
 ) -> tuple[list[list[str]], float, list[str]]:
-    """POST `bundles` from `connections` clients, with tokens from `issue_token`; the ids of
-    each bundle's entries (in the order of the bundle), the seconds it took, and the errors."""
-    ids: list[list[str]] = [[] for _ in bundles]
+    """POST `bundles` (made as they are sent: a large corpus does not fit in memory at once)
+    from `connections` clients, with tokens from `issue_token`; the ids of each bundle's
+    entries (bundles and entries in their order), the seconds it took, and the errors."""
+    ids: dict[int, list[str]] = {}
     errors: list[str] = []
-    numbers = iter(range(len(bundles)))
+    numbered = enumerate(bundles)
     token = RenewedToken(issue_token)
 
     async def client(session: aiohttp.ClientSession) -> None:
-        for number in numbers:
-            body = orjson.dumps(bundles[number])
+        for number, bundle in numbered:
+            body = orjson.dumps(bundle)
             async with session.post(fhir_url, data=body, headers=await token.header()) as answer:
                 body = await answer.read()
             if answer.status != 200:
@@ -122,7 +123,8 @@ async def load(
     plain = {key: value for key, value in headers("").items() if key != "Authorization"}
     async with aiohttp.ClientSession(headers=plain, timeout=timeout) as session:
         await asyncio.gather(*(client(session) for _ in range(connections)))
-    return ids, time.perf_counter() - began, errors
+    seconds = time.perf_counter() - began
+    return [ids.get(number, []) for number in range(len(ids) + len(errors))], seconds, errors
 
 
 def _location_id(entry: dict[str, dict[str, str]]) -> str:
