@@ -285,21 +285,28 @@ def _parse() -> argparse.Namespace:
 
 
 def _peers(options: argparse.Namespace, stack: ExitStack) -> list[PeerServer]:
-    peers: list[PeerServer] = []
+    """medicus, then Medplum (if asked for); Medplum is checked first, as it costs nothing."""
+    medplum = [MedplumServer(options.medplum_workdir)] if options.peer == "medplum" else []
+    medicus: PeerServer
     if options.medicus_url:
-        peers.append(
-            RunningMedicus(
-                options.medicus_url, options.medicus_token_cmd, options.medicus_database_dsn
-            )
+        medicus = RunningMedicus(
+            options.medicus_url, options.medicus_token_cmd, options.medicus_database_dsn
         )
     else:
         _log(f"starting medicus ({options.workers} workers) on a fresh database")
         started = StartedMedicus(options.postgres_url, options.workers, options.keep_database)
         stack.callback(started.close)
-        peers.append(started)
-    if options.peer == "medplum":
-        peers.append(MedplumServer(options.medplum_workdir))
-    return peers
+        medicus = started
+    return [medicus, *medplum]
+
+
+def _failed_requests(rounds: list[dict[str, dict[str, dict[str, object]]]]) -> int:
+    return sum(
+        int(str(row.get("errors", 0)))
+        for servers in rounds
+        for rows in servers.values()
+        for row in rows.values()
+    )
 
 
 def _stop_on_sigterm(_signal: int, _frame: FrameType | None) -> None:
@@ -360,6 +367,9 @@ def main() -> None:
     print(text)
     if "ratios" in report:
         print(summary_table(report["ratios"]), file=sys.stderr)  # type: ignore[arg-type]
+    failed = _failed_requests(report["rounds"])  # type: ignore[arg-type]
+    if failed:
+        print(f"fhir_vs_medplum: {failed} requests failed (see `errors` per row)", file=sys.stderr)
     if report.get("counts_equal") is False:
         sys.exit("fhir_vs_medplum: the servers counted different results (see counts)")
 
