@@ -47,7 +47,8 @@ class LoadResult:
         }
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -58,7 +59,7 @@ def running_server(environment: dict[str, str] | None = None) -> Iterator[tuple[
     """A `medicus serve` process on a free loopback port with its own data dir; yields its URL
     and the data dir (so that the benchmark can prepare data through the same database)."""
     with tempfile.TemporaryDirectory(prefix="medicus-bench-") as data_dir:
-        port = _free_port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDICUS_")}
         env.update({"MEDICUS_DATA_DIR": data_dir, "MEDICUS_LOG_LEVEL": "WARNING"})
         env.update(environment or {})
@@ -71,14 +72,15 @@ def running_server(environment: dict[str, str] | None = None) -> Iterator[tuple[
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(url, process)
+            wait_ready(url, process)
             yield url, data_dir
         finally:
             process.terminate()
             process.wait(30)
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Wait until the medicus at `url` answers `/readyz`; fail early if `process` exited."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
