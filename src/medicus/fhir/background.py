@@ -87,9 +87,12 @@ def _for_access(patients: PatientIndex) -> Restate:
     return restate
 
 
-async def _content_once(session: AsyncSession, progress: dict[str, Any], size: int) -> Batch:
+async def content_once(session: AsyncSession, progress: dict[str, Any], size: int) -> Batch:
     """Drop the copy of the current content from the version rows of the next `size`
-    resources (in row-id order)."""
+    resources (in row-id order). Their resource rows are locked first, skipping those a
+    write holds (PostgreSQL): a write that makes a new version current keeps the old one's
+    content in its version row, which this update, deciding on the version it saw current,
+    would otherwise drop. A skipped resource keeps its second copy, which reads ignore."""
     rids = list(
         (
             await session.scalars(
@@ -97,12 +100,13 @@ async def _content_once(session: AsyncSession, progress: dict[str, Any], size: i
                 .where(FhirResourceRow.rid > progress.get("after_rid", 0))
                 .order_by(FhirResourceRow.rid)
                 .limit(size)
+                .with_for_update(skip_locked=True)
             )
         ).all()
     )
     if not rids:
         return Batch(None, 0)
-    await session.execute(repository.DROP_CURRENT_CONTENT, {"low": rids[0], "high": rids[-1]})
+    await session.execute(repository.DROP_CURRENT_CONTENT, {"rids": rids})
     return Batch({"after_rid": rids[-1]}, len(rids))
 
 
@@ -111,7 +115,7 @@ def steps(patients: PatientIndex) -> dict[str, UpdateStep]:
     for_access = _for_access(patients)
     return {
         SEARCH_INDEX: partial(_replay, None, _index),
-        CONTENT_ONCE: _content_once,
+        CONTENT_ONCE: content_once,
         access_updates.MPI_RECORDS: partial(_replay, ("Patient",), for_access),
         access_updates.SHARING_FACTS: partial(_replay, access_updates.FACT_TYPES, for_access),
     }

@@ -154,14 +154,14 @@ them: the content of the current version is stored in its resource row only."""
 DROP_CURRENT_CONTENT = (
     update(_VERSIONS)
     .where(
-        _VERSIONS.c.rid.between(bindparam("low"), bindparam("high")),
+        _VERSIONS.c.rid.in_(bindparam("rids", expanding=True)),
         _VERSIONS.c.content.is_not(None),
         _VERSIONS.c.version
         == select(RESOURCES.c.version).where(RESOURCES.c.rid == _VERSIONS.c.rid).scalar_subquery(),
     )
     .values(content=None)
 )
-"""Version rows of the resources `low`..`high` without the current content, which their
+"""Version rows of the resources `rids` without the current content, which their
 resource rows hold (rows written before migration 0025 held it twice)."""
 
 _REPLACE = (
