@@ -7,6 +7,10 @@ server CPU per request (above 1 is medicus ahead on every ratio), with min and m
     python -m benchmarks.fhir_vs_medplum --medplum-workdir WORKDIR [--resources 20000]
     python -m benchmarks.fhir_vs_medplum --peer none           # medicus only
 
+A large peer can be loaded ahead, once (`--load-only medplum --tag T`), and then measured in
+later runs without its load (`--tag T --loaded medplum`): Medplum loads ~250 resources/s, so
+1,000,000 resources take it more than an hour.
+
 medicus is this worktree's `medicus serve` (two workers) on a fresh database of the
 PostgreSQL server of `--postgres-url`, dropped at the end (also on Ctrl-C), or one already
 running (`--medicus-url` with `--medicus-token-cmd`). Medplum is the one the kit
@@ -61,6 +65,8 @@ class Context:
     corpus: Corpus
     options: argparse.Namespace
     round: int
+    run: str
+    """New for each run, so that the PUT row creates also on a corpus loaded before."""
 
 
 Row = Callable[[Server, str, Context], Measurement]
@@ -93,7 +99,7 @@ def _create_row(server: Server, token: str, context: Context) -> Measurement:
 
 def _ingest(method: str) -> Row:
     def bundle(server: Server, context: Context, number: int) -> corpus_module.Bundle:
-        key = f"r{context.round}{method[1]}{number}"
+        key = f"{context.run}r{context.round}{method[1]}{number}"
         return corpus_module.ingest_bundle(context.corpus, key, method, server.peer.client_id)
 
     return _transaction_row(bundle)
@@ -124,9 +130,14 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _prepare(server: Server, corpus: Corpus, connections: int) -> None:
-    """Load the corpus, keep the ids the rows need, ANALYZE."""
+def _prepare(server: Server, corpus: Corpus, options: argparse.Namespace) -> None:
+    """Load the corpus (unless the server holds it already), keep the ids the rows need,
+    ANALYZE."""
     peer = server.peer
+    if peer.name in options.loaded:
+        _find_loaded(server, corpus)
+        return
+    connections = options.load_connections
     _log(f"{peer.name}: loading {corpus.resources} resources")
     cpu_before = peer.cpu_sample()
     bundles = corpus.load_bundles()
@@ -151,6 +162,35 @@ def _prepare(server: Server, corpus: Corpus, connections: int) -> None:
         "version": peer.version,
     }
     _log(f"{peer.name}: loaded in {seconds:.1f} s")
+
+
+def _find_loaded(server: Server, corpus: Corpus) -> None:
+    """The ids the rows need of a corpus loaded by an earlier run, found by the Patients'
+    identifiers: the first Patients with Observations, and the last ones of the corpus."""
+    peer = server.peer
+    _log(f"{peer.name}: holds the corpus of tag {corpus.tag} already; finding its ids")
+    auth = {"Authorization": f"Bearer {peer.token()}", "Accept": "application/fhir+json"}
+    with httpx.Client(headers=auth, timeout=60) as client:
+
+        def patient_id(number: int) -> str:
+            path = corpus_module.patient_search(corpus, number)
+            entries = client.get(f"{peer.fhir_url}/{path}").json().get("entry", [])
+            if len(entries) != 1:
+                raise PeerError(f"{peer.name} does not hold Patient {number} of {corpus.tag}")
+            return str(entries[0]["resource"]["id"])
+
+        server.subjects = [
+            patient_id(n) for n in range(min(200, corpus.patients_with_observations))
+        ]
+        server.patients = [patient_id(corpus.patients - 1 - n) for n in range(200)]
+    asyncio.run(peer.analyze())
+    database = asyncio.run(peer.database_facts())
+    server.load = {
+        "loaded_before": True,
+        "database_bytes_after_load": database.get("bytes"),
+        "postgresql": database.get("postgresql"),
+        "version": peer.version,
+    }
 
 
 def _count_checks(server: Server, corpus: Corpus) -> dict[str, list[int]]:
@@ -273,7 +313,21 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--load-connections", type=int, default=4)
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of rows")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--tag", help="the corpus's tag (default: a new one)")
+    parser.add_argument(
+        "--loaded",
+        default="",
+        help="comma-separated servers that hold the corpus of --tag already (not loaded again)",
+    )
+    parser.add_argument(
+        "--load-only",
+        choices=["medicus", "medplum"],
+        help="load the corpus into this server only, print its load facts and stop",
+    )
     options = parser.parse_args()
+    options.loaded = {name for name in options.loaded.split(",") if name}
+    if (options.loaded or options.load_only) and not options.tag:
+        parser.error("--loaded and --load-only need --tag (the corpus to find again)")
     unknown = set(options.rows.split(",")) - set(ROWS)
     if unknown:
         parser.error(f"unknown rows {sorted(unknown)}; rows are {list(ROWS)}")
@@ -287,6 +341,8 @@ def _parse() -> argparse.Namespace:
 def _peers(options: argparse.Namespace, stack: ExitStack) -> list[PeerServer]:
     """medicus, then Medplum (if asked for); Medplum is checked first, as it costs nothing."""
     medplum = [MedplumServer(options.medplum_workdir)] if options.peer == "medplum" else []
+    if options.load_only == "medplum":
+        return medplum
     medicus: PeerServer
     if options.medicus_url:
         medicus = RunningMedicus(
@@ -297,7 +353,7 @@ def _peers(options: argparse.Namespace, stack: ExitStack) -> list[PeerServer]:
         started = StartedMedicus(options.postgres_url, options.workers, options.keep_database)
         stack.callback(started.close)
         medicus = started
-    return [medicus, *medplum]
+    return [medicus] if options.load_only == "medicus" else [medicus, *medplum]
 
 
 def _failed_requests(rounds: list[dict[str, dict[str, dict[str, object]]]]) -> int:
@@ -315,18 +371,20 @@ def _stop_on_sigterm(_signal: int, _frame: FrameType | None) -> None:
 
 def run(options: argparse.Namespace) -> dict[str, object]:
     """Prepare both servers, check their counts, run the rounds; the report."""
-    corpus = Corpus(f"q{uuid.uuid4().hex[:6]}", options.resources)
+    corpus = Corpus(options.tag or f"q{uuid.uuid4().hex[:6]}", options.resources)
     rows = options.rows.split(",")
     load_before = os.getloadavg()[1]
     with ExitStack() as stack:
         servers = [Server(peer) for peer in _peers(options, stack)]
         for server in servers:
-            _prepare(server, corpus, options.load_connections)
+            _prepare(server, corpus, options)
+        if options.load_only:
+            return {"benchmark": "fhir_vs_medplum", "tag": corpus.tag, "load": servers[0].load}
         counts = {server.peer.name: _count_checks(server, corpus) for server in servers}
-        rounds = []
+        rounds, run = [], uuid.uuid4().hex[:6]
         for number in range(options.rounds):
             order = servers if number % 2 == 0 else servers[::-1]
-            rounds.append(_round(order, Context(corpus, options, number + 1), rows))
+            rounds.append(_round(order, Context(corpus, options, number + 1, run), rows))
     report: dict[str, object] = {
         "benchmark": "fhir_vs_medplum",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -367,7 +425,7 @@ def main() -> None:
     print(text)
     if "ratios" in report:
         print(summary_table(report["ratios"]), file=sys.stderr)  # type: ignore[arg-type]
-    failed = _failed_requests(report["rounds"])  # type: ignore[arg-type]
+    failed = _failed_requests(report.get("rounds", []))  # type: ignore[arg-type]
     if failed:
         print(f"fhir_vs_medplum: {failed} requests failed (see `errors` per row)", file=sys.stderr)
     if report.get("counts_equal") is False:

@@ -216,6 +216,11 @@ def birthdate_searches() -> list[str]:
     return [search("Patient", birthdate="ge2010-01-01", _count="20")]
 
 
+def patient_search(corpus: Corpus, number: int) -> str:
+    """The search that finds Patient `number` of the corpus by its identifier."""
+    return search("Patient", identifier=f"{TAG_SYSTEM}/patient|{corpus.tag}-{number}")
+
+
 def counted(corpus: Corpus, path: str) -> str:
     """The search of `path` limited to this run's resources, asking for an accurate total."""
     return f"{path}&{urlencode({'_tag': f'{TAG_SYSTEM}|{corpus.tag}', '_total': 'accurate'})}"
