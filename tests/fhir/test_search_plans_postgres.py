@@ -34,6 +34,9 @@ pytestmark = pytest.mark.skipif(not POSTGRES_ADMIN_URL, reason="needs TEST_POSTG
 
 PATIENTS = 20_000
 OBSERVATIONS = 20_000
+NEWCOMERS = 4_000
+"""The newest resources, matching none of the searches below (search_data.py): a search that
+walks back from the newest rows reads them all before its first match."""
 PAGE = 20
 ROWS_PER_RESULT = 100
 """Rows a plan may read per row it returns."""
@@ -52,6 +55,8 @@ SHAPES: list[tuple[str, list[tuple[str, str]]]] = [
     ("Patient", [("birthdate", "eq1964-05")]),
     ("Patient", [("birthdate", "eq1964")]),
     ("Patient", [("family", "Family7")]),
+    ("Patient", [("family", "Family7"), ("gender", "female")]),
+    ("Patient", [("name", "Family12")]),
     ("Observation", [("date", "ge2025-12-01")]),
     ("Observation", [("code", f"{LOINC}|{CODES[0]}"), ("date", "ge2020-01-01")]),
     ("Observation", [("status", "final"), ("date", "ge2020-01-01")]),
@@ -80,7 +85,7 @@ SHAPES: list[tuple[str, list[tuple[str, str]]]] = [
 @pytest.fixture(scope="module")
 async def connection(database_factory: DatabaseFactory) -> AsyncIterator[asyncpg.Connection]:
     url = await asyncio.to_thread(database_factory.new_url)
-    await load_postgres(url, PATIENTS, OBSERVATIONS)
+    await load_postgres(url, PATIENTS, OBSERVATIONS, NEWCOMERS)
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     opened = await asyncpg.connect(dsn)
     yield opened
@@ -107,8 +112,8 @@ async def explain(
     plans it (see `PostgresDriver.connection`)."""
     request = SearchRequest(resource_type, parameters)
     values = Values()
-    statement = query.build(values, request, VIEWPOINT, pairs=True)
-    paged = sorting.page(values, statement, sorting.sort_keys(request), PAGE + 1, 0)
+    statement = query.build(values, request, VIEWPOINT, pairs=True, ordered=True)
+    paged = sorting.page(values, statement, sorting.sort_keys(request, True), PAGE + 1, 0)
     compiled = CompiledStatement(paged.build(RESOURCES.c), DIALECT)
     arguments = compiled.arguments(values.parameters())
     per_execution = planned_per_execution(request)

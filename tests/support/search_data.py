@@ -5,7 +5,10 @@ derives from them (`index_batches`), so that the tables hold what writes would h
 
 The values are spread the way a hospital's are: birth dates over ninety years, a handful of
 lab codes of which one is a third of all Observations, effective dates over six years, a few
-Observations not yet final."""
+Observations not yet final. The newest resources may be `newcomers`: Patients just admitted,
+all born long before the searched birth dates and of a family nobody searches, and lab
+results just entered, of the common code but years old, so that a search walking back from
+the newest rows passes all of them before its first match."""
 
 from __future__ import annotations
 
@@ -71,13 +74,30 @@ def _observation(number: int, patients: int, chance: random.Random) -> Stored:
     return Stored("Observation", fhir_id, subject, {**resource, "id": fhir_id})
 
 
-def resources(patients: int, observations: int, seed: int = 18) -> Iterator[Stored]:
-    """`patients` Patients, then `observations` Observations about them (the same every run)."""
+def _newcomer(number: int) -> Stored:
+    """A Patient just admitted (born 1950, family Newcomer), or a result just entered (even
+    numbers: the common code, effective in January 2020, about the Patient before it)."""
+    if number % 2:
+        resource = patient(f"N{number:09d}", "Newcomer", "Nina", "1950-06-15", gender="female")
+        fhir_id = f"n{number}"
+        return Stored("Patient", fhir_id, fhir_id, {**resource, "id": fhir_id})
+    subject, fhir_id = f"n{number - 1}" if number else "p0", f"m{number}"
+    resource = observation(subject, CODES[0], "2020-01-02T08:00:00+00:00")
+    return Stored("Observation", fhir_id, subject, {**resource, "id": fhir_id})
+
+
+def resources(
+    patients: int, observations: int, newcomers: int = 0, seed: int = 18
+) -> Iterator[Stored]:
+    """`patients` Patients, then `observations` Observations about them, then `newcomers`
+    (the same every run)."""
     chance = random.Random(seed)
     for number in range(patients):
         yield _patient(number, chance)
     for number in range(observations):
         yield _observation(number, patients, chance)
+    for number in range(newcomers):
+        yield _newcomer(number)
 
 
 Rows = dict[Table, list[dict[str, Any]]]
@@ -112,10 +132,10 @@ def _rows(first_rid: int, batch: Sequence[Stored]) -> Rows:
     return rows
 
 
-def _batches(patients: int, observations: int) -> Iterator[Rows]:
+def _batches(patients: int, observations: int, newcomers: int = 0) -> Iterator[Rows]:
     batch: list[Stored] = []
     rid = 1
-    for item in resources(patients, observations):
+    for item in resources(patients, observations, newcomers):
         batch.append(item)
         if len(batch) == BATCH:
             yield _rows(rid, batch)
@@ -129,18 +149,18 @@ def _columns(table: Table, row: dict[str, Any]) -> list[str]:
     return [column.name for column in table.columns if column.name in row]
 
 
-async def load_postgres(url: str, patients: int, observations: int) -> None:
+async def load_postgres(url: str, patients: int, observations: int, newcomers: int = 0) -> None:
     """Write the data into the migrated PostgreSQL database at `url` (COPY per table), and
     ANALYZE it."""
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     connection = await asyncpg.connect(dsn)
     try:
-        for rows in _batches(patients, observations):
+        for rows in _batches(patients, observations, newcomers):
             for table, values in rows.items():
                 names = _columns(table, values[0])
                 records = [tuple(value[name] for name in names) for value in values]
                 await connection.copy_records_to_table(table.name, records=records, columns=names)
-        last = patients + observations
+        last = patients + observations + newcomers
         await connection.execute(f"SELECT setval('fhir_resource_rid_seq', {last})")
         await connection.execute("ANALYZE")
     finally:

@@ -150,7 +150,7 @@ class StringIndexRow(_IndexEntry, Base):
     exact: Mapped[str | None] = mapped_column(_BYTEWISE_255)
 
     __table_args__ = (
-        Index("ix_fhir_string_lookup", "resource_type", "param", "value"),
+        Index("ix_fhir_string_lookup", "resource_type", "param", "value", "rid"),
         Index("ix_fhir_string_rid", "rid"),
     )
 

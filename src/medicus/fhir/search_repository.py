@@ -121,7 +121,7 @@ async def search_page(
     bounds the page query: totals count the whole search. `pairs`: whether pair rows may
     answer it (`PairRows`)."""
     values = Values()
-    statement = query.build(values, request, viewpoint, pairs)
+    statement = query.build(values, request, viewpoint, pairs, ordered=True)
     includes = includes_of(request)
     mode = query.total_mode(request, accurate)
     if request.values("_summary") == ["count"]:

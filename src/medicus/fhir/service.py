@@ -183,10 +183,10 @@ class FhirService:
             request.lenient,
             None if readable == resource_types() else readable,
         )
-        keys = sorting.sort_keys(request)
+        pairs = await self.pair_rows.complete()
+        keys = sorting.sort_keys(request, pairs)
         position = paging.start(request, caller.organisation_id, keys, self._cursors)
         per_execution = planning.planned_per_execution(request)
-        pairs = await self.pair_rows.complete()
         async with self._database.reading(per_execution) as connection:
             found = await search_repository.search_page(
                 connection,

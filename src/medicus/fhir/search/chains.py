@@ -11,7 +11,12 @@ from sqlalchemy import ColumnElement, select, union_all
 
 from medicus.fhir.definitions import resource_types
 from medicus.fhir.models import RESOURCES
-from medicus.fhir.search.conditions import alternatives, parameter_condition, target_types
+from medicus.fhir.search.conditions import (
+    Check,
+    alternatives,
+    parameter_condition,
+    target_types,
+)
 from medicus.fhir.search.match import TABLES, invalid
 from medicus.fhir.search.parameters import parameters_of
 from medicus.fhir.search.request import UNSUPPORTED, UnknownParameter
@@ -170,10 +175,10 @@ def search_condition(
     key: str,
     value: str,
     name: str,
-    probe: bool = False,
+    check: Check = Check.READ,
 ) -> Sql:
-    """The condition of parameter `key` (all of `name`, or what is left of it in a chain);
-    `probe`: checked per row found by another condition (see `conditions._index_row`)."""
+    """The condition of parameter `key` (all of `name`, or what is left of it in a chain),
+    checked as `check` says (see `conditions.Check`)."""
     if key.startswith("_has:"):
         return _reverse_chain(values, scope, resource_type, key, value, name)
     if key.partition(":")[0] == "_list":
@@ -193,5 +198,5 @@ def search_condition(
             )
         raise invalid(message, name)
     return parameter_condition(
-        values, resource_type, parameter, name, modifier or None, value, probe
+        values, resource_type, parameter, name, modifier or None, value, check
     )

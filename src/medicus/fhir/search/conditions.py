@@ -6,6 +6,7 @@ build on these (chains.py)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, select
@@ -35,6 +36,20 @@ from medicus.fhir.search.template import (
 )
 
 
+class Check(Enum):
+    """How a search checks a parameter's index rows."""
+
+    READ = "read"
+    """An IN over the matching index rows: the search starts from them."""
+    PROBE = "probe"
+    """A correlated EXISTS per candidate row: another, more selective condition drives the
+    search (`code=718-7` matches a third of all Observations, which it need not read)."""
+    PER_ROW = "per-row"
+    """The same, which PostgreSQL may not turn into a join to start from (`OFFSET 0` keeps
+    the EXISTS a check): the search walks its driving index in order (ordering.py), and a
+    join from the other rows would sort all of them (`family=…&gender=female`: every woman)."""
+
+
 def _index_row(
     row: Any,
     resource_type: str,
@@ -42,16 +57,13 @@ def _index_row(
     names: tuple[str, ...],
     where: Sql | None,
     negate: bool,
-    probe: bool,
+    check: Check,
 ) -> ColumnElement[bool]:
     """Whether the row has (`negate`: has no) index row named one of `names` matching `where`
-    (several: a union parameter's members, see `SearchParameter.members`). Positive:
-    an IN over the uncorrelated index rows, which both databases start from (SQLite would run
-    a correlated EXISTS once per row of the type) — unless `probe`: another, more selective
-    condition drives the search, and this one is checked per candidate row by a correlated
-    EXISTS instead of being read in full (`code=718-7` matches a third of all Observations).
-    Negative: a correlated NOT EXISTS, which PostgreSQL runs as an anti-join after the other
-    conditions rather than reading every excluded row first.
+    (several: a union parameter's members, see `SearchParameter.members`), checked as `check`
+    says: both databases start from an uncorrelated IN (SQLite would run a correlated EXISTS
+    once per row of the type). Negative: a correlated NOT EXISTS, which PostgreSQL runs as an
+    anti-join after the other conditions rather than reading every excluded row first.
 
     The index table is not aliased: each subquery is a scope of its own with the table once."""
     table = TABLES[kind].c
@@ -61,12 +73,13 @@ def _index_row(
         conditions.append(where.build(table))
     if negate:
         return ~exists().where(table.rid == row.rid, *conditions)
-    if probe:
+    if check is not Check.READ:
         # On SQLite the type must not lead an index: without statistics SQLite would
         # otherwise take the lookup index (more equalities) and scan every row of the value
         # per candidate; the `rid` index finds the candidate's few rows directly.
         hidden = [unindexed(table.resource_type) == resource_type, *conditions[1:]]
-        return exists().where(table.rid == row.rid, *hidden)
+        found = select(table.rid).where(table.rid == row.rid, *hidden)
+        return exists(found.offset(0) if check is Check.PER_ROW else found)
     return row.rid.in_(select(table.rid).where(*conditions))  # type: ignore[no-any-return]
 
 
@@ -76,9 +89,9 @@ def _has_index_row(
     names: Sequence[str],
     where: Sql | None = None,
     negate: bool = False,
-    probe: bool = False,
+    check: Check = Check.READ,
 ) -> Sql:
-    return Sql(_index_row, (resource_type, kind, tuple(names), where, negate, probe))
+    return Sql(_index_row, (resource_type, kind, tuple(names), where, negate, check))
 
 
 def alternatives(value: str, name: str) -> list[str]:
@@ -227,7 +240,7 @@ def parameter_condition(
     name: str,
     modifier: str | None,
     value: str,
-    probe: bool = False,
+    check: Check = Check.READ,
 ) -> Sql:
     if modifier == "missing":
         return _missing(resource_type, parameter, name, value)
@@ -253,4 +266,4 @@ def parameter_condition(
     ):
         raise invalid(f"{name} must be system|code|value (the identifier's type and value).", name)
     where = any_of(*[matches(values, kind, text, name, match_modifier) for text in texts])
-    return _has_index_row(resource_type, kind, parameter.index_names(param), where, negate, probe)
+    return _has_index_row(resource_type, kind, parameter.index_names(param), where, negate, check)

@@ -60,7 +60,8 @@ def pair_rows(rid: int, resource_type: str, rows: IndexRows) -> list[dict[str, A
 
 @dataclass(frozen=True)
 class Paired:
-    """The places (among the searched parameters) that a pair's condition answers, and it."""
+    """The places (among the searched parameters) that a condition of index rows answers
+    (a pair's, or the join of ordering.py), and it."""
 
     places: frozenset[int]
     condition: Sql
@@ -83,7 +84,7 @@ indexes (by the date's end for `ge`, `gt`, `eb`; by its start for `lt`, `le`, `e
 `ne` and `ap` use the date's own rows."""
 
 
-def _bounded(value: str, name: str) -> tuple[str, tuple[dt.datetime, dt.datetime]] | None:
+def bounded(value: str, name: str) -> tuple[str, tuple[dt.datetime, dt.datetime]] | None:
     """A date value a pair answers, as prefix and range; None for several values or a prefix
     without a bound."""
     if len(split_escaped(value, ",")) > 1:
@@ -92,8 +93,9 @@ def _bounded(value: str, name: str) -> tuple[str, tuple[dt.datetime, dt.datetime
     return (prefix, wanted) if prefix in PAIRED_PREFIXES else None
 
 
-def _date(values: Values, prefix: str, wanted: tuple[dt.datetime, dt.datetime]) -> Sql:
-    """The date's condition on a pair row, a range of one of the pair indexes."""
+def date_range(values: Values, prefix: str, wanted: tuple[dt.datetime, dt.datetime]) -> Sql:
+    """The date's condition on an index row with `low` and `high` (a pair's, or the date's own),
+    a range of one of the indexes by the date's start or end."""
     condition = date_condition(values, ("low", "high"), prefix, wanted)
     if prefix != "ge":
         return condition
@@ -102,25 +104,33 @@ def _date(values: Values, prefix: str, wanted: tuple[dt.datetime, dt.datetime]) 
     return all_of(compare("high", gt, values.slot(wanted[0])), condition)
 
 
-def _in_pair(row: Any, resource_type: str, pair: str, token: Sql, date: Sql) -> ColumnElement[bool]:
+def _in_pair(row: Any, resource_type: str, pair: str, condition: Sql) -> ColumnElement[bool]:
     table = TOKEN_DATES.c
     matched = select(table.rid).where(
-        table.resource_type == resource_type,
-        table.pair == pair,
-        token.build(table),
-        date.build(table),
+        table.resource_type == resource_type, table.pair == pair, condition.build(table)
     )
     return row.rid.in_(matched)  # type: ignore[no-any-return]
 
 
-def paired(
-    values: Values,
-    resource_type: str,
-    searched: Sequence[tuple[str, str]],
-    driving: int | None,
-) -> Paired | None:
-    """The pair that answers two of the `searched` parameters, if the search starts from one
-    of them (`driving`) and a pair can answer their values."""
+@dataclass(frozen=True)
+class PairMatch:
+    """A pair that can answer two searched parameters: its parameters' names and places."""
+
+    token: str
+    date: str
+    token_place: int
+    date_place: int
+
+    @property
+    def name(self) -> str:
+        return pair_name(self.token, self.date)
+
+
+def pair_for(
+    resource_type: str, searched: Sequence[tuple[str, str]], driving: int | None
+) -> PairMatch | None:
+    """The pair that can answer two of the `searched` parameters, if the search starts from
+    one of them (`driving`) and their values suit a pair (one code; one bounded date)."""
     for token, date in PAIRS.get(resource_type, ()):
         places = {
             name: next((place for place, (n, _) in enumerate(searched) if n == name), None)
@@ -130,13 +140,34 @@ def paired(
         if token_place is None or date_place is None or driving not in (token_place, date_place):
             continue
         token_value, date_value = searched[token_place][1], searched[date_place][1]
-        if len(split_escaped(token_value, ",")) > 1:
+        if len(split_escaped(token_value, ",")) > 1 or _token(Values(), token_value) is None:
             continue
-        moment = _bounded(date_value, date)
-        condition = None if moment is None else _token(values, token_value)
-        if moment is None or condition is None:
-            continue
-        date_sql = _date(values, *moment)
-        pair = Sql(_in_pair, (resource_type, pair_name(token, date), condition, date_sql))
-        return Paired(frozenset((token_place, date_place)), pair)
+        if bounded(date_value, date) is not None:
+            return PairMatch(token, date, token_place, date_place)
     return None
+
+
+def pair_condition(values: Values, searched: Sequence[tuple[str, str]], pair: PairMatch) -> Sql:
+    """The condition of `pair`'s two parameters on a pair row."""
+    token = _token(values, searched[pair.token_place][1])
+    moment = bounded(searched[pair.date_place][1], pair.date)
+    # pair_for checked both.
+    assert token is not None
+    assert moment is not None
+    return all_of(token, date_range(values, *moment))
+
+
+def paired(
+    values: Values,
+    resource_type: str,
+    searched: Sequence[tuple[str, str]],
+    driving: int | None,
+) -> Paired | None:
+    """The pair that answers two of the `searched` parameters (`pair_for`), and its
+    condition on the searched resources."""
+    pair = pair_for(resource_type, searched, driving)
+    if pair is None:
+        return None
+    condition = pair_condition(values, searched, pair)
+    in_pair = Sql(_in_pair, (resource_type, pair.name, condition))
+    return Paired(frozenset((pair.token_place, pair.date_place)), in_pair)

@@ -23,7 +23,9 @@ from sqlalchemy.sql import Select
 from medicus.access.policy import Viewpoint
 from medicus.fhir.models import RESOURCES
 from medicus.fhir.search.chains import search_condition
+from medicus.fhir.search.conditions import Check
 from medicus.fhir.search.match import TABLES, invalid
+from medicus.fhir.search.ordering import driven, ordering
 from medicus.fhir.search.pairs import paired
 from medicus.fhir.search.planning import Start, driving_parameter
 from medicus.fhir.search.request import (
@@ -50,10 +52,26 @@ def _matching(
     )
 
 
-def build(values: Values, request: SearchRequest, viewpoint: Viewpoint, pairs: bool = False) -> Sql:
-    """The SELECT of matching current resources the viewpoint sees, unordered, unpaged.
-    `pairs`: whether pair rows may answer a token and a date (pairs.py), which only a caller
-    that knows every resource has them may say (`search_repository.PairRows`)."""
+def _check(driving: bool, ordered: bool) -> Check:
+    """How a searched parameter is checked: read if it drives the search, else per row (not
+    a join where the search walks its driving index in order)."""
+    if driving:
+        return Check.READ
+    return Check.PER_ROW if ordered else Check.PROBE
+
+
+def build(
+    values: Values,
+    request: SearchRequest,
+    viewpoint: Viewpoint,
+    pairs: bool = False,
+    ordered: bool = False,
+) -> Sql:
+    """The SELECT of matching current resources the viewpoint sees, unpaged. `pairs`: whether
+    pair rows may answer a token and a date (pairs.py), which only a caller that knows every
+    resource has them may say (`search_repository.PairRows`). `ordered`: the search will be
+    ordered by `sorting.sort_keys`, which may order by the driving index (ordering.py): its
+    rows are then joined (without, the SELECT is a plain set of resources)."""
     for name, value in request.parameters:
         if "\x00" in name or "\x00" in value:
             # Nothing stored contains it, and PostgreSQL refuses it in a text parameter.
@@ -62,21 +80,24 @@ def build(values: Values, request: SearchRequest, viewpoint: Viewpoint, pairs: b
     searched = [(n, v) for n, v in request.parameters if not is_result_parameter(n)]
     driving = driving_parameter(request)
     conditions, start = [], Start.TYPE
-    pair = paired(values, request.resource_type, searched, driving.place) if pairs else None
-    if pair is not None:
-        conditions.append(pair.condition)
+    order = ordering(request) if ordered else None
+    answered = None if order is None else driven(values, request, order, pairs)
+    if answered is None and pairs:
+        answered = paired(values, request.resource_type, searched, driving.place)
+    if answered is not None:
+        conditions.append(answered.condition)
         start = driving.start
     for place, (name, value) in enumerate(searched):
-        if pair is not None and place in pair.places:
+        if answered is not None and place in answered.places:
             continue
         try:
-            probe = place != driving.place
+            check = _check(place == driving.place and answered is None, order is not None)
             conditions.append(
                 search_condition(
-                    values, scope, request.resource_type, name, value, name, probe=probe
+                    values, scope, request.resource_type, name, value, name, check=check
                 )
             )
-            start = start if probe else driving.start
+            start = start if check is not Check.READ else driving.start
         except UnknownParameter:
             if not request.lenient:
                 raise

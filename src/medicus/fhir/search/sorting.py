@@ -13,6 +13,7 @@ from sqlalchemy.sql import Select
 
 from medicus.fhir.search.geo import on_sphere
 from medicus.fhir.search.match import TABLES, circle, invalid, split_escaped, squared_chord
+from medicus.fhir.search.ordering import driving_key, ordering
 from medicus.fhir.search.parameters import parameters_of
 from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.search.template import Slot, Sql, Values, constants
@@ -140,14 +141,20 @@ def _sort_key(request: SearchRequest, key: str) -> SortKey:
     return SortKey(value, descending, _SORT_COLUMNS[parameter.type][2], nullable=True)
 
 
-def sort_keys(request: SearchRequest) -> list[SortKey]:
+def sort_keys(request: SearchRequest, pairs: bool = False) -> list[SortKey]:
     """The order `_sort` asks for (several keys, `-` descending; a resource's lowest value
     ascending, its highest descending), the row id breaking ties so that every resource has a
-    place of its own. Without `_sort`: the most recently created first, by row id alone, which
-    an update does not change (`_lastUpdated` does, and would move a resource across pages)."""
+    place of its own. Without `_sort`: a search driven by a range in the order of its index
+    (ordering.py; `pairs` as for `query.build`), any other the most recently created first,
+    by row id alone, which an update does not change (`_lastUpdated` does, and would move a
+    resource across pages)."""
     keys = [key for value in request.values("_sort") for key in value.split(",")]
     if not keys:
-        return [SortKey(_RID, True, "rid")]
+        order = ordering(request)
+        if order is None:
+            return [SortKey(_RID, True, "rid")]
+        driving = SortKey(driving_key(order, pairs), order.descending, order.key_kind)
+        return [driving, SortKey(_RID, order.descending, "rid")]
     if not all(keys):
         raise invalid("_sort needs parameter names separated by commas.", "_sort")
     if len(keys) > MAX_SORT_KEYS:
