@@ -1,6 +1,6 @@
 """FHIR hub at scale, measured side by side in one run against the `/healthz` baseline of the
 same server: ingest through transaction bundles (resources/s), creates/s and reads/s with
-p50/p99, and p50/p95 of ten typical clinical searches at each database size, so that the
+p50/p99, and p50/p95 of twelve typical clinical searches at each database size, so that the
 growth of their cost with the size of the database shows. Each search is measured from one
 client (its latency) and from `--concurrency` clients at once (latency under load, where it
 waits for the others on a machine with few cores). Prints JSON.
@@ -116,7 +116,7 @@ async def _ingest(
 
 
 def _searches(patients: int, ids: list[str]) -> dict[str, Callable[[int], str]]:
-    """The ten typical clinical searches, each a function of a random patient number."""
+    """Twelve typical clinical searches, each a function of a random patient number."""
 
     def pick(number: int) -> int:
         return random.Random(number).randrange(patients)
@@ -136,6 +136,10 @@ def _searches(patients: int, ids: list[str]) -> dict[str, Callable[[int], str]]:
         "labs_of_patient_by_loinc": lambda n: f"Observation?subject={subject(n)}&code={hb}",
         "labs_by_loinc_and_date_range": lambda n: (
             f"Observation?subject={subject(n)}&code={hb}&date=ge{day(n)}&date=lt2027-01-01"
+        ),
+        "labs_by_loinc_since": lambda n: f"Observation?code={hb}&date=ge{day(n)}&_count=20",
+        "patients_born_since": lambda n: (
+            f"Patient?birthdate=ge{data.birth_date(pick(n))}&_count=20"
         ),
         "encounters_of_a_day": lambda n: f"Encounter?date={day(n)}&_count=50",
         "encounter_by_case_number": lambda n: (

@@ -4,7 +4,8 @@ needs): Patients and their Observations, with the index rows the hub's own extra
 derives from them (`index_batches`), so that the tables hold what writes would have left.
 
 The values are spread the way a hospital's are: birth dates over ninety years, a handful of
-lab codes of which one is a third of all Observations, effective dates over six years, a few
+lab codes of which one is a third of all Observations, results gathered on one Patient in
+twenty, effective dates over six years, a few
 Observations not yet final. The newest resources may be `newcomers`: Patients just admitted,
 all born long before the searched birth dates and of a family nobody searches, and lab
 results just entered, of the common code but years old, so that a search walking back from
@@ -33,6 +34,10 @@ from tests.support.resources import LOINC, grams_per_decilitre, observation, pat
 ORGANISATION = "hospital-a"
 CODES = ("718-7", "2345-7", "2160-0", "6690-2", "789-8", "777-3", "4548-4", "2951-2")
 """Lab codes; the first is a third of all Observations, the others share the rest."""
+LAB_PATIENT_SHARE = 20
+"""One Patient in this many has Observations (about twenty each), as in a hospital, where the
+lab results gather on the few who stay: a generic plan then estimates a Patient's results as
+more rows than the average token value (the unique identifiers make that rare)."""
 FAMILIES = tuple(f"Family{number}" for number in range(500))
 FIRST_EFFECTIVE = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 LAST_EFFECTIVE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -62,7 +67,7 @@ def _observation(number: int, patients: int, chance: random.Random) -> Stored:
     code = CODES[0] if chance.random() < 1 / 3 else chance.choice(CODES[1:])
     span = (LAST_EFFECTIVE - FIRST_EFFECTIVE).total_seconds()
     when = FIRST_EFFECTIVE + dt.timedelta(seconds=chance.randrange(int(span)))
-    subject = f"p{chance.randrange(patients)}"
+    subject = f"p{chance.randrange(max(1, patients // LAB_PATIENT_SHARE))}"
     resource = observation(
         subject,
         code,
@@ -76,12 +81,13 @@ def _observation(number: int, patients: int, chance: random.Random) -> Stored:
 
 def _newcomer(number: int) -> Stored:
     """A Patient just admitted (born 1950, family Newcomer), or a result just entered (even
-    numbers: the common code, effective in January 2020, about the Patient before it)."""
+    numbers: the common code, effective in January 2020, about the first Patient, whose long
+    stay gathers them)."""
     if number % 2:
         resource = patient(f"N{number:09d}", "Newcomer", "Nina", "1950-06-15", gender="female")
         fhir_id = f"n{number}"
         return Stored("Patient", fhir_id, fhir_id, {**resource, "id": fhir_id})
-    subject, fhir_id = f"n{number - 1}" if number else "p0", f"m{number}"
+    subject, fhir_id = "p0", f"m{number}"
     resource = observation(subject, CODES[0], "2020-01-02T08:00:00+00:00")
     return Stored("Observation", fhir_id, subject, {**resource, "id": fhir_id})
 

@@ -52,12 +52,17 @@ def _matching(
     )
 
 
-def _check(driving: bool, ordered: bool) -> Check:
-    """How a searched parameter is checked: read if it drives the search, else per row (not
-    a join where the search walks its driving index in order)."""
+def _check(driving: bool, ordered: bool, start: Start) -> Check:
+    """How a searched parameter is checked: read if it drives the search, else per row, and
+    never a join to start from where the search walks its driving index in order or where a
+    reference, an identifier or ids drive it: a plan made once for any value (as PostgreSQL
+    plans these) estimates `code=…` by the average token, which the unique identifiers make
+    rare, and would start from every Observation of the code instead of the patient's few."""
     if driving:
         return Check.READ
-    return Check.PER_ROW if ordered else Check.PROBE
+    if ordered or start in (Start.ROWS, Start.IDS):
+        return Check.PER_ROW
+    return Check.PROBE
 
 
 def build(
@@ -91,7 +96,9 @@ def build(
         if answered is not None and place in answered.places:
             continue
         try:
-            check = _check(place == driving.place and answered is None, order is not None)
+            check = _check(
+                place == driving.place and answered is None, order is not None, driving.start
+            )
             conditions.append(
                 search_condition(
                     values, scope, request.resource_type, name, value, name, check=check
