@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint format install migrate demo bench clean
+.PHONY: run test lint format install browser migrate demo bench clean
 
 # Serves on MEDICUS_HOST:MEDICUS_PORT, 127.0.0.1:8080 unless set. Each step prints what it did
 # in a line or two; the demo's lines say how to log in and how to get a token.
@@ -14,14 +14,19 @@ run: install
 	@$(BIN)/medicus demo
 	@$(BIN)/medicus serve
 
-test: install
+test: install browser
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/python scripts/check_sizes.py
+	$(BIN)/python scripts/translations.py --check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.synced
+
+# Debian's chromium for the portal's browser tests (scripts/browser.sh says when it cannot).
+browser:
+	@scripts/browser.sh
 
 $(BIN)/uv:
 	@echo "creating $(VENV) (first run only)..."

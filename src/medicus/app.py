@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 import medicus
 from medicus import health
@@ -18,9 +18,13 @@ from medicus.fhir import routes as fhir_routes
 from medicus.iam import admin_routes
 from medicus.iam import routes as iam_routes
 from medicus.iam.discovery import Endpoints
-from medicus.iam.pages import STYLESHEET_PATH, Pages
+from medicus.iam.pages import Pages
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings, load_settings
+from medicus.web import routes as web_routes
+from medicus.web.assets import Assets
+from medicus.web.i18n import Languages
+from medicus.web.pages import PortalPages
 
 _LANDING_HEADERS = {
     "Content-Security-Policy": (
@@ -85,6 +89,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             platform.endpoints.fhir_base_url,
         )
     )
+    portal_pages = PortalPages(Assets(), Languages(), platform.endpoints.secure_cookies)
+    app.include_router(web_routes.build_router(platform.portal, platform.logins, portal_pages))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=platform.metrics, access_log=_access_log(settings))
     return app
@@ -101,37 +107,25 @@ def _access_log(settings: Settings) -> AccessLog:
 
 
 def _landing_router(endpoints: Endpoints) -> APIRouter:
-    """`/`: where to go from here, until the portal exists: a page of links for browsers, the
-    same links as JSON for everything else."""
+    """`/`: browsers go to the portal (which sends them to the login first); everything
+    else gets the platform's entry points as JSON."""
     issuer, fhir = endpoints.issuer, endpoints.fhir_base_url
-    links = {  # name in JSON: (what a person reads, where)
-        "login": ("log in", f"{issuer}/login"),
-        "docs": ("API documentation", f"{issuer}/docs"),
-        "fhir": ("FHIR API", fhir),
-        "capabilities": ("FHIR capability statement", f"{fhir}/metadata"),
-        "smart_configuration": ("SMART configuration", f"{issuer}/.well-known/smart-configuration"),
-        "readiness": ("readiness", f"{issuer}/readyz"),
+    links = {
+        "portal": f"{issuer}/portal",
+        "login": f"{issuer}/login",
+        "docs": f"{issuer}/docs",
+        "fhir": fhir,
+        "capabilities": f"{fhir}/metadata",
+        "smart_configuration": f"{issuer}/.well-known/smart-configuration",
+        "readiness": f"{issuer}/readyz",
     }
-    items = "".join(f'<li><a href="{url}">{title}</a></li>' for title, url in links.values())
-    page = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>medicus</title><link rel="stylesheet" href="{STYLESHEET_PATH}"></head>'
-        f"<body><main><h1>medicus {medicus.__version__}</h1>"
-        "<p>Health-data platform for a region's hospitals. The portal is not built yet; "
-        f"from here:</p><ul>{items}</ul></main></body></html>"
-    )
     router = APIRouter()
 
     @router.get("/", include_in_schema=False)
     async def landing(request: Request) -> Response:
         if "text/html" in request.headers.get("accept", ""):
-            return HTMLResponse(page, headers=_LANDING_HEADERS)
-        body = {
-            "name": "medicus",
-            "version": medicus.__version__,
-            "links": {name: url for name, (_, url) in links.items()},
-        }
+            return RedirectResponse("/portal", status_code=303, headers=_LANDING_HEADERS)
+        body = {"name": "medicus", "version": medicus.__version__, "links": links}
         return JSONResponse(body, headers=_LANDING_HEADERS)
 
     return router

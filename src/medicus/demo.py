@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from medicus.demo_records import load_demo_records
 from medicus.iam import client_keys
 from medicus.iam.roles import OrganisationType, Role
 from medicus.iam.service import Provisioned
@@ -74,20 +75,21 @@ class DemoSummary:
     users_created: int
     memberships_created: int
     client: Provisioned
+    patients_created: bool
 
 
 async def load_demo(platform: Platform) -> DemoSummary:
     """Create whatever of the demo data is missing, in one transaction."""
     identity = platform.identity
     organisations = users = memberships = 0
+    ids: list[str] = []
     async with platform.database.transaction() as session:
-        first_organisation = ""
         for demo in DEMO_ORGANISATIONS:
             organisation = await identity.ensure_organisation(
                 session, DEMO_ACTOR, demo.name, demo.kind, demo.iknr, demo.telematik_id
             )
             organisations += organisation.created
-            first_organisation = first_organisation or organisation.id
+            ids.append(organisation.id)
             for email, display_name, role in demo.staff:
                 user = await identity.ensure_user(session, DEMO_ACTOR, email, display_name)
                 users += user.created
@@ -96,8 +98,9 @@ async def load_demo(platform: Platform) -> DemoSummary:
                 memberships += await identity.ensure_membership(
                     session, DEMO_ACTOR, user.id, organisation.id, role
                 )
-        client = await _ensure_backend_client(platform, session, first_organisation)
-    return DemoSummary(organisations, users, memberships, client)
+        client = await _ensure_backend_client(platform, session, ids[0])
+    patients = await load_demo_records(platform, ids[0], ids[1])
+    return DemoSummary(organisations, users, memberships, client, patients)
 
 
 async def _ensure_backend_client(
@@ -129,11 +132,14 @@ def describe(summary: DemoSummary, platform: Platform, command: str) -> list[str
     the user runs medicus (`.venv/bin/medicus`), so that what we print works as shown."""
     hospital = DEMO_ORGANISATIONS[0]
     admin, physician = hospital.staff[0][0], hospital.staff[1][0]
+    district_physician = DEMO_ORGANISATIONS[1].staff[1][0]
     issuer, fhir = platform.endpoints.issuer, platform.endpoints.fhir_base_url
     return [
         f"demo data in place (development only): {summary.organisations_created} organisations, "
         f"{summary.users_created} users, {summary.memberships_created} memberships created, "
-        f"backend client {'created' if summary.client.created else 'in place'}",
+        f"backend client {'created' if summary.client.created else 'in place'}, demo patients "
+        f"{'created' if summary.patients_created else 'in place'}",
+        f"portal: {issuer}/portal (as {district_physician}, search 'Müller' or 'Schmidt')",
         f"log in at {issuer}/login as {physician} (physician) or {admin} (organisation admin), "
         f"password '{DEMO_PASSWORD}'; physicians set up a second factor at their first login, "
         "so have an authenticator app (TOTP) at hand",

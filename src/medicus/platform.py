@@ -51,6 +51,7 @@ from medicus.iam.tokens import TokenService
 from medicus.iam.upstream import UpstreamLogins
 from medicus.settings import Settings
 from medicus.updates import update_steps
+from medicus.web.service import Portal
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Platform:
     break_glass: BreakGlass
     fhir: FhirHub
     background_updates: BackgroundUpdates
+    portal: Portal
 
     async def start_background_work(self) -> None:
         """Start the loops of a server process. The background updates run only on a database
@@ -141,6 +143,10 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
     logins = _logins(settings, database, audit, hasher, box, revocations)
     http_client = httpx.AsyncClient(timeout=10, follow_redirects=False)
     patients = PatientIndex(database, audit, clock)
+    break_glass = BreakGlass(
+        database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes), clock
+    )
+    fhir = _fhir_hub(database, audit, box, patients, endpoints, clock)
     return Platform(
         settings=settings,
         database=database,
@@ -175,11 +181,10 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         patients=patients,
         trail_reader=AuditTrailReader(database, audit, identity, oversight),
         disclosures=Disclosures(database, audit, oversight),
-        break_glass=BreakGlass(
-            database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes), clock
-        ),
-        fhir=_fhir_hub(database, audit, box, patients, endpoints, clock),
+        break_glass=break_glass,
+        fhir=fhir,
         background_updates=BackgroundUpdates(database, update_steps(patients)),
+        portal=Portal(database, fhir.service, patients, break_glass, identity),
     )
 
 

@@ -162,5 +162,6 @@ def test_make_run_then_a_token_as_the_demo_says_then_a_fhir_read(tmp_path: Path)
         assert bundle["resourceType"] == "Bundle"
         assert bundle["type"] == "searchset"
 
-        landing = httpx.get(run.base_url, headers={"Accept": "text/html"})
-        assert f'href="{run.base_url}/login"' in landing.text
+        landing = httpx.get(run.base_url, headers={"Accept": "text/html"}, follow_redirects=True)
+        assert str(landing.url).startswith(f"{run.base_url}/login?next=")
+        assert "portal: " in printed

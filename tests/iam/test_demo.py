@@ -14,7 +14,7 @@ from medicus.app import create_app
 from medicus.demo import DEMO_CLIENT_SCOPE, DEMO_ORGANISATIONS, describe, load_demo
 from medicus.iam import client_keys, token_repository
 from medicus.platform import Platform
-from tests.support.database import count
+from tests.support.database import count, rows
 
 
 async def test_demo_creates_organisations_and_staff_once(fresh_platform: Platform) -> None:
@@ -43,7 +43,19 @@ async def test_demo_is_audited(fresh_platform: Platform) -> None:
         + summary.memberships_created
         + summary.client.created
     )
-    assert report.entries == created
+    actors = [actor for (actor,) in await rows(fresh_platform, "SELECT actor FROM audit_entry")]
+    assert actors.count("system:demo") == created
+    records = [actor for actor in actors if actor.startswith("service:demo-")]
+    assert summary.patients_created
+    assert len(records) > 0, "the demo patients are written through the FHIR hub, audited"
+    assert len(records) + created == report.entries
+
+
+async def test_demo_patients_are_written_once(fresh_platform: Platform) -> None:
+    assert (await load_demo(fresh_platform)).patients_created
+    resources = await count(fresh_platform, "fhir_resource")
+    assert not (await load_demo(fresh_platform)).patients_created
+    assert await count(fresh_platform, "fhir_resource") == resources
 
 
 async def test_a_consultant_works_for_two_hospitals(fresh_platform: Platform) -> None:

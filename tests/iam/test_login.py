@@ -84,7 +84,7 @@ async def test_next_cannot_leave_the_platform(world: World) -> None:
         world.http, "admin@klinikum-a.example", PASSWORD, next_url="https://evil.example/"
     )
     assert response.status_code == 303
-    assert response.headers["location"] == "/account"
+    assert response.headers["location"] == "/portal"
 
 
 async def test_logins_are_audited_without_the_email(world: World) -> None:

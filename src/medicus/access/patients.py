@@ -270,6 +270,24 @@ class PatientIndex:
             )
         return [PatientRecord(r.patient_id, r.organisation_id) for r in records]
 
+    async def records_of_same_person(self, patient_id: str) -> list[PatientRecord]:
+        """The records the index joins with `patient_id` (itself included; only itself when
+        it is not in the index). For a caller that then reads each through `access`, which
+        decides which of them it may see: this reveals nothing on its own."""
+        async with self._database.snapshot() as session:
+            found = await repository.record(session, patient_id)
+            if found is None:
+                return []
+            records = await repository.records_of_persons(session, {found.person_id})
+        return [PatientRecord(r.patient_id, r.organisation_id) for r in records]
+
+    async def holders_of(self, patient_ids: Collection[str]) -> dict[str, str]:
+        """The organisation holding each of the records `patient_ids` that the index knows,
+        for a caller that has read them through `access`."""
+        async with self._database.snapshot() as session:
+            found = await repository.records(session, patient_ids)
+        return {record.patient_id: record.organisation_id for record in found}
+
     async def link(self, caller: Principal, one: str, other: str) -> list[PatientRecord]:
         """Link two records as one person; the person's records afterwards."""
         return await self._change_link(caller, one, other, linked=True)

@@ -11,15 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from medicus.iam.login import LoginFailed, LoginService, Stage
-from medicus.iam.pages import SESSION_COOKIE, STYLESHEET_PATH, Pages
+from medicus.iam.pages import SESSION_COOKIE, STYLESHEET_PATH, Pages, safe_next
 from medicus.iam.upstream import UpstreamLoginFailed, UpstreamLogins
-
-
-def _safe_next(value: str | None) -> str:
-    """Only local paths, so that the login cannot be used as an open redirect."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/account"
-    return value
 
 
 def next_step(stage: Stage, needs_organisation: bool, next_url: str) -> str:
@@ -53,7 +46,7 @@ def _password(pages: Pages, logins: LoginService, upstream: UpstreamLogins) -> A
         return pages.render(
             request,
             "login.html",
-            next=_safe_next(next),
+            next=safe_next(next),
             email="",
             providers=await upstream.providers(),
         )
@@ -65,7 +58,7 @@ def _password(pages: Pages, logins: LoginService, upstream: UpstreamLogins) -> A
     @router.post("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_submit(request: Request) -> Response:
         fields = await pages.form(request)
-        next_url = _safe_next(fields.get("next"))
+        next_url = safe_next(fields.get("next"))
         if not pages.csrf_ok(request, fields):
             return pages.expired(request, "login.html", next=next_url, email="")
         client = request.client.host if request.client else None
@@ -105,7 +98,7 @@ def _upstream(pages: Pages, logins: LoginService, upstream: UpstreamLogins) -> A
             return pages.render(request, "error.html", 403, message=str(failure))
         login = await logins.current(token)
         assert login is not None
-        step = next_step(login.stage, login.needs_organisation, _safe_next(next_url))
+        step = next_step(login.stage, login.needs_organisation, safe_next(next_url))
         return pages.redirect(step, token)
 
     @router.get("/login/upstream/{organisation_id}", include_in_schema=False)
@@ -113,7 +106,7 @@ def _upstream(pages: Pages, logins: LoginService, upstream: UpstreamLogins) -> A
         request: Request, organisation_id: str, next: str | None = None
     ) -> Response:
         try:
-            url = await upstream.begin(organisation_id, _safe_next(next))
+            url = await upstream.begin(organisation_id, safe_next(next))
         except UpstreamLoginFailed as failure:
             return pages.render(request, "error.html", 404, message=str(failure))
         return pages.redirect(url)
@@ -127,12 +120,12 @@ def _second_factor(pages: Pages, logins: LoginService) -> APIRouter:
 
     @router.get("/login/second-factor", response_class=HTMLResponse, include_in_schema=False)
     async def second_factor_page(request: Request, next: str | None = None) -> Response:
-        return pages.render(request, "second_factor.html", next=_safe_next(next))
+        return pages.render(request, "second_factor.html", next=safe_next(next))
 
     @router.post("/login/second-factor", response_class=HTMLResponse, include_in_schema=False)
     async def second_factor_submit(request: Request) -> Response:
         fields = await pages.form(request)
-        next_url = _safe_next(fields.get("next"))
+        next_url = safe_next(fields.get("next"))
         token = request.cookies.get(SESSION_COOKIE, "")
         if not pages.csrf_ok(request, fields):
             return pages.expired(request, "second_factor.html", next=next_url)
@@ -153,12 +146,12 @@ def _second_factor(pages: Pages, logins: LoginService) -> APIRouter:
             secret, uri = await logins.begin_enrolment(request.cookies.get(SESSION_COOKIE, ""))
         except LoginFailed as failure:
             return pages.render(request, "error.html", 400, message=str(failure))
-        return pages.render(request, "enrol.html", next=_safe_next(next), secret=secret, uri=uri)
+        return pages.render(request, "enrol.html", next=safe_next(next), secret=secret, uri=uri)
 
     @router.post("/login/enrol", response_class=HTMLResponse, include_in_schema=False)
     async def enrol_submit(request: Request) -> Response:
         fields = await pages.form(request)
-        next_url = _safe_next(fields.get("next"))
+        next_url = safe_next(fields.get("next"))
         token = request.cookies.get(SESSION_COOKIE, "")
         client = request.client.host if request.client else None
         if not pages.csrf_ok(request, fields):
@@ -183,15 +176,15 @@ def _session(pages: Pages, logins: LoginService) -> APIRouter:
     async def organisation_page(request: Request, next: str | None = None) -> Response:
         login = await logins.current(request.cookies.get(SESSION_COOKIE))
         if login is None or login.stage is not Stage.COMPLETE:
-            return pages.redirect(f"/login?{urlencode({'next': _safe_next(next)})}")
+            return pages.redirect(f"/login?{urlencode({'next': safe_next(next)})}")
         return pages.render(
-            request, "organisation.html", next=_safe_next(next), memberships=login.memberships
+            request, "organisation.html", next=safe_next(next), memberships=login.memberships
         )
 
     @router.post("/login/organisation", response_class=HTMLResponse, include_in_schema=False)
     async def organisation_submit(request: Request) -> Response:
         fields = await pages.form(request)
-        next_url = _safe_next(fields.get("next"))
+        next_url = safe_next(fields.get("next"))
         if not pages.csrf_ok(request, fields):
             return pages.render(request, "error.html", 400, message="The form expired.")
         try:

@@ -38,6 +38,17 @@ _templates = Jinja2Templates(directory=_HERE / "templates")
 _templates.env.globals["stylesheet"] = STYLESHEET_PATH
 
 
+HOME = "/portal"
+"""Where a login lands when it was not asked for a page."""
+
+
+def safe_next(value: str | None) -> str:
+    """Only local paths, so that the login cannot be used as an open redirect."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return HOME
+    return value
+
+
 class Pages:
     """Rendering and CSRF for the login pages."""
 

@@ -38,6 +38,13 @@ async def record(session: AsyncSession, patient_id: str) -> StoredRecord | None:
     return None if row is None else StoredRecord(*row)
 
 
+async def records(session: AsyncSession, patient_ids: Collection[str]) -> list[StoredRecord]:
+    if not patient_ids:
+        return []
+    statement = select(*_RECORD).where(RECORDS.c.patient_id.in_(sorted(patient_ids)))
+    return [StoredRecord(*row) for row in await session.execute(statement)]
+
+
 async def held_by(
     session: AsyncSession, patient_ids: Collection[str], organisation_id: str
 ) -> set[str]:

@@ -1,0 +1,49 @@
+"""The portal's static files (its stylesheet, its one script, vendored htmx), served by
+medicus itself under names that carry a hash of their content: a page names
+`/portal/static/portal.3f2a9c1d0e4b.css`, which may be cached for a year, and a new release
+names a new file. No CDN (the pages' Content-Security-Policy allows only our own origin) and
+no build step: the files are read and hashed once when the process starts.
+
+Vendored files keep their version in their name and their licence beside them
+(`static/vendor/`)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+STATIC_PREFIX = "/portal/static/"
+_STATIC_DIR = Path(__file__).parent / "static"
+_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@dataclass(frozen=True)
+class Asset:
+    content: bytes
+    media_type: str
+
+
+class Assets:
+    """The static files by their hashed names, and each file's hashed URL by its own name."""
+
+    def __init__(self, folder: Path = _STATIC_DIR) -> None:
+        self._by_hashed_name: dict[str, Asset] = {}
+        self._urls: dict[str, str] = {}
+        for path in sorted(folder.rglob("*")):
+            if path.suffix not in _TYPES:
+                continue
+            content = path.read_bytes()
+            digest = hashlib.sha256(content).hexdigest()[:12]
+            name = path.relative_to(folder).as_posix()
+            hashed = f"{name.removesuffix(path.suffix)}.{digest}{path.suffix}"
+            self._by_hashed_name[hashed] = Asset(content, _TYPES[path.suffix])
+            self._urls[name] = STATIC_PREFIX + hashed
+
+    def url(self, name: str) -> str:
+        """The URL of static file `name` (as under `static/`, e.g. `portal.css`)."""
+        return self._urls[name]
+
+    def get(self, hashed_name: str) -> Asset | None:
+        return self._by_hashed_name.get(hashed_name)

@@ -1,0 +1,41 @@
+"""The door of every portal page: the user behind the session cookie runs the page's
+handler; a visitor without a finished login goes to the login and comes back; what `access`
+refuses (ApiError 403, 404, 410) becomes the matching page in the user's language."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from medicus.core.errors import ApiError
+from medicus.iam.login import LoginService
+from medicus.iam.pages import SESSION_COOKIE
+from medicus.web.pages import PortalPages
+from medicus.web.service import PortalUser, portal_user
+
+Handler = Callable[[Request, PortalUser], Awaitable[Response]]
+
+
+class Doorway:
+    def __init__(self, logins: LoginService, pages: PortalPages) -> None:
+        self._logins = logins
+        self._pages = pages
+
+    async def enter(self, request: Request, handler: Handler) -> Response:
+        user = portal_user(await self._logins.current(request.cookies.get(SESSION_COOKIE)))
+        if user is None:
+            return self._pages.login_again(request)
+        try:
+            return await handler(request, user)
+        except ApiError as error:
+            if error.status not in (403, 404, 410):
+                raise
+            _ = self._pages.language(request).gettext
+            message = {
+                403: _("You may not see this."),
+                404: _("Not found, or not shared with your organisation."),
+                410: _("This was deleted."),
+            }[error.status]
+            return self._pages.problem(request, error.status, message, user=user)

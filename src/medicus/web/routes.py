@@ -1,0 +1,135 @@
+"""HTTP of the portal (`/portal`): pages for people, htmx fragments for the parts of a page
+that change. Each handler finds the user behind the session cookie (else: to the login and
+back), calls one use case of `service.Portal` and renders a template; what `access` refuses
+becomes the 403 or 404 page, a form's bad value a message next to its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from medicus.core.errors import ApiError
+from medicus.iam.login import LoginService
+from medicus.iam.pages import Pages, safe_next
+from medicus.web.assets import IMMUTABLE, STATIC_PREFIX
+from medicus.web.chart import plot
+from medicus.web.doorway import Doorway
+from medicus.web.pages import PortalPages
+from medicus.web.service import MAX_QUERY, Portal, PortalUser
+
+REASON_MIN, REASON_MAX = 10, 2000
+
+
+def build_router(portal: Portal, logins: LoginService, pages: PortalPages) -> APIRouter:
+    """Every page of the portal, and its static files."""
+    doorway = Doorway(logins, pages)
+    router = APIRouter(include_in_schema=False)
+    router.include_router(_shell(doorway, pages))
+    router.include_router(_patients(doorway, portal, pages))
+    return router
+
+
+def _shell(doorway: Doorway, pages: PortalPages) -> APIRouter:
+    """The start page, help, the language switch, static files and the icon."""
+    router = APIRouter(include_in_schema=False)
+    as_user = doorway.enter
+
+    @router.get("/portal", response_class=HTMLResponse)
+    async def home(request: Request) -> Response:
+        async def show(request: Request, user: PortalUser) -> Response:
+            if user.sees_patient_data:
+                return RedirectResponse("/portal/patients", status_code=303)
+            return pages.render(request, "home.html", user=user)
+
+        return await as_user(request, show)
+
+    @router.get("/portal/help", response_class=HTMLResponse)
+    async def help_page(request: Request) -> Response:
+        async def show(request: Request, user: PortalUser) -> Response:
+            return pages.render(request, "help.html", user=user)
+
+        return await as_user(request, show)
+
+    @router.post("/portal/language")
+    async def language(request: Request) -> Response:
+        fields = await Pages.form(request)
+        return pages.choose_language(fields.get("language", ""), safe_next(fields.get("next")))
+
+    @router.get(STATIC_PREFIX + "{name:path}")
+    async def static(name: str) -> Response:
+        found = pages.assets.get(name)
+        if found is None:
+            return Response(status_code=404)
+        headers = {"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"}
+        return Response(found.content, media_type=found.media_type, headers=headers)
+
+    @router.get("/favicon.ico")
+    async def icon() -> Response:
+        """Browsers ask for it on every page, the login pages too."""
+        return RedirectResponse(pages.assets.url("icon.svg"), status_code=301)
+
+    return router
+
+
+def _patients(doorway: Doorway, portal: Portal, pages: PortalPages) -> APIRouter:
+    """Patient search, the chart, break-glass."""
+    router = APIRouter(include_in_schema=False)
+    as_user = doorway.enter
+
+    @router.get("/portal/patients", response_class=HTMLResponse)
+    async def patients(request: Request, q: str = "") -> Response:
+        async def show(request: Request, user: PortalUser) -> Response:
+            if not user.sees_patient_data:
+                raise ApiError(403, "no clinical role")
+            query = q[:MAX_QUERY]
+            found = await portal.find_patients(user, query) if query.strip() else []
+            template = "patient_results.html" if request.headers.get("hx-request") else None
+            return pages.render(
+                request, template or "patients.html", user=user, query=query, found=found
+            )
+
+        return await as_user(request, show)
+
+    @router.get("/portal/patients/{patient_id}", response_class=HTMLResponse)
+    async def chart(request: Request, patient_id: str) -> Response:
+        async def show(request: Request, user: PortalUser) -> Response:
+            if not user.sees_patient_data:
+                raise ApiError(403, "no clinical role")
+            found = await portal.chart(user, patient_id)
+            return pages.render(request, "chart.html", user=user, chart=found, plot=plot)
+
+        return await as_user(request, show)
+
+    @router.post("/portal/patients/{patient_id}/break-glass", response_class=HTMLResponse)
+    async def break_glass(request: Request, patient_id: str) -> Response:
+        async def submit(request: Request, user: PortalUser) -> Response:
+            fields = await Pages.form(request)
+            if not Pages.csrf_ok(request, fields):
+                return _expired(request, user)
+            reason = " ".join(fields.get("reason", "").split())
+            if not REASON_MIN <= len(reason) <= REASON_MAX:
+                return await _chart_with(
+                    request, user, patient_id, reason_error=True, reason=reason
+                )
+            await portal.open_break_glass(user, patient_id, reason)
+            return RedirectResponse(f"/portal/patients/{patient_id}", status_code=303)
+
+        return await as_user(request, submit)
+
+    async def _chart_with(
+        request: Request, user: PortalUser, patient_id: str, **context: Any
+    ) -> Response:
+        found = await portal.chart(user, patient_id)
+        return pages.render(
+            request, "chart.html", 422, user=user, chart=found, plot=plot, **context
+        )
+
+    def _expired(request: Request, user: PortalUser) -> Response:
+        _ = pages.language(request).gettext
+        return pages.problem(
+            request, 400, _("The form expired; please go back and try again."), user=user
+        )
+
+    return router

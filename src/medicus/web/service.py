@@ -1,0 +1,237 @@
+"""The portal's use cases: who the browser session is (`PortalUser`), finding patients, a
+patient's chart, break-glass. Each reads through the same services as the APIs (the FHIR
+hub's searches and reads, `access`'s break-glass), as a principal built from the session
+with the scopes of the user's role: `access` decides and `audit` records exactly as for an
+API call, under the portal's client id."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from medicus.access.breakglass import BreakGlass
+from medicus.access.patients import PatientIndex
+from medicus.access.repository import StoredBreakGlass
+from medicus.core.db import Database
+from medicus.fhir.search.request import SearchRequest
+from medicus.fhir.service import FhirService
+from medicus.iam.login import BrowserSession, Stage
+from medicus.iam.roles import ROLE_SCOPES, Role
+from medicus.iam.scopes import parse_scopes
+from medicus.iam.service import IdentityService
+from medicus.iam.tokens import Principal
+from medicus.web.chart import SECTIONS, Holder, LabSeries, Line, lab_series, line, newest_first
+
+PORTAL_CLIENT = "medicus-portal"
+KVNR_SYSTEM = "http://fhir.de/sid/gkv/kvid-10"
+_KVNR = re.compile(r"[A-Z][0-9]{9}", re.ASCII)
+_ISO_DATE = re.compile(r"[0-9]{4}(-[0-9]{2}){0,2}", re.ASCII)
+_GERMAN_DATE = re.compile(r"([0-9]{1,2})\.([0-9]{1,2})\.([0-9]{4})", re.ASCII)
+_FIRST_YEAR, _LAST_YEAR = 1880, 2200
+"""Four digits between these are a year of birth, others a number (`4711`: a case)."""
+MAX_QUERY = 200
+SEARCH_PAGE = 50
+CHART_PAGE = 1000
+"""Resources of one type and record a chart shows (the newest)."""
+
+
+@dataclass(frozen=True)
+class PortalUser:
+    """A browser session that finished its login and chose an organisation."""
+
+    login: BrowserSession
+    principal: Principal
+    organisation_name: str
+
+    @property
+    def role(self) -> Role:
+        return Role(self.principal.role or "")
+
+    @property
+    def sees_patient_data(self) -> bool:
+        return self.role in (Role.PHYSICIAN, Role.NURSE, Role.MEDICAL_ASSISTANT)
+
+
+def portal_user(login: BrowserSession | None) -> PortalUser | None:
+    """The portal's user behind a session, or None while it has not finished logging in."""
+    if login is None or login.stage is not Stage.COMPLETE or login.organisation_id is None:
+        return None
+    role = login.role
+    if role is None or role not in Role.__members__.values():
+        return None
+    scope = " ".join(s for s in ROLE_SCOPES.get(Role(role), "").split() if "/" in s)
+    principal = Principal(
+        subject=login.user_id,
+        kind="user",
+        organisation_id=login.organisation_id,
+        role=role,
+        client_id=PORTAL_CLIENT,
+        scope=parse_scopes(scope),
+        scope_text=scope,
+        jti=login.id_hash,
+        expires_at=0,
+    )
+    chosen = login.organisation_id
+    names = [m.organisation_name for m in login.memberships if m.organisation_id == chosen]
+    return PortalUser(login, principal, names[0] if names else chosen)
+
+
+def search_parameters(query: str) -> list[tuple[str, str]]:
+    """A search box's words as FHIR Patient search parameters: a KVNR (`A123456789`), a
+    birth date (`17.05.1964`, `1964-05-17`, `1964`), other digits an identifier of any
+    system, anything else a name (each word a prefix of a name, accents ignored)."""
+    parameters = []
+    for word in query.strip()[:MAX_QUERY].split()[:6]:
+        german = _GERMAN_DATE.fullmatch(word)
+        if _KVNR.fullmatch(word.upper()):
+            parameters.append(("identifier", f"{KVNR_SYSTEM}|{word.upper()}"))
+        elif german:
+            day, month, year = (int(part) for part in german.groups())
+            parameters.append(("birthdate", f"{year:04d}-{month:02d}-{day:02d}"))
+        elif _ISO_DATE.fullmatch(word) and _FIRST_YEAR <= int(word[:4]) <= _LAST_YEAR:
+            parameters.append(("birthdate", word))
+        elif word.isdigit():
+            parameters.append(("identifier", word))
+        else:
+            parameters.append(("name", word.strip(",;")))
+    return [(name, value) for name, value in parameters if value]
+
+
+@dataclass(frozen=True)
+class FoundPatient:
+    id: str
+    name: str
+    birth_date: str
+    gender: str
+    identifiers: list[str]
+    holder: Holder
+
+
+@dataclass
+class Chart:
+    """What the chart page shows of one person: the record asked for, the records of the
+    same person the caller may see (each with its holder), their sections and lab values."""
+
+    patient: FoundPatient
+    records: list[FoundPatient]
+    sections: dict[str, list[Line]] = field(default_factory=dict)
+    labs: list[LabSeries] = field(default_factory=list)
+
+
+def _name(resource: dict[str, Any]) -> str:
+    names = [n for n in resource.get("name", []) if isinstance(n, dict)]
+    if not names:
+        return ""
+    chosen = next((n for n in names if n.get("use") == "official"), names[0])
+    if isinstance(chosen.get("text"), str):
+        return str(chosen["text"])
+    given = " ".join(g for g in chosen.get("given", []) if isinstance(g, str))
+    return f"{chosen.get('family', '')}, {given}".strip(", ")
+
+
+def _found(resource: dict[str, Any], holder: Holder) -> FoundPatient:
+    identifiers = [
+        str(i.get("value"))
+        for i in resource.get("identifier", [])
+        if isinstance(i, dict) and i.get("value")
+    ]
+    return FoundPatient(
+        id=str(resource.get("id", "")),
+        name=_name(resource)[:200],
+        birth_date=str(resource.get("birthDate", "")),
+        gender=str(resource.get("gender", "")),
+        identifiers=identifiers[:5],
+        holder=holder,
+    )
+
+
+class Portal:
+    """The portal's use cases, over the FHIR hub, `access` and identity's names."""
+
+    def __init__(
+        self,
+        database: Database,
+        fhir: FhirService,
+        patients: PatientIndex,
+        break_glass: BreakGlass,
+        identity: IdentityService,
+    ) -> None:
+        self._database = database
+        self._fhir = fhir
+        self._patients = patients
+        self._break_glass = break_glass
+        self._identity = identity
+
+    async def _holders(self, user: PortalUser, organisation_ids: set[str]) -> dict[str, Holder]:
+        async with self._database.snapshot() as session:
+            names = await self._identity.names(session, (), organisation_ids, ())
+        own = user.principal.organisation_id
+        return {
+            org: Holder(org, names.organisations.get(org, org), org == own)
+            for org in organisation_ids
+        }
+
+    async def _search(
+        self, user: PortalUser, resource_type: str, parameters: list[tuple[str, str]], count: int
+    ) -> list[dict[str, Any]]:
+        request = SearchRequest(resource_type, parameters)
+        found = await self._fhir.search(user.principal, request, count, 0, False)
+        return [orjson.loads(content) for _, content in found.resources]
+
+    async def find_patients(self, user: PortalUser, query: str) -> list[FoundPatient]:
+        """Patients matching the words of a search box that the user may see (their own
+        organisation's, and those shared with it), with their holders."""
+        parameters = search_parameters(query)
+        if not parameters:
+            return []
+        found = await self._search(user, "Patient", parameters, SEARCH_PAGE)
+        owners = await self._patients.holders_of([str(resource.get("id")) for resource in found])
+        holders = await self._holders(user, set(owners.values()))
+        unknown = Holder(user.principal.organisation_id, user.organisation_name, True)
+        return [
+            _found(resource, holders.get(owners.get(str(resource.get("id")), ""), unknown))
+            for resource in found
+        ]
+
+    async def chart(self, user: PortalUser, patient_id: str) -> Chart:
+        """The chart of the person of Patient record `patient_id`: a 404 (ApiError) if the
+        user may not see that record; of the person's other records those `access` lets the
+        user see now (consent and treatment, or break-glass)."""
+        await self._fhir.read(user.principal, "Patient", patient_id)
+        records = await self._patients.records_of_same_person(patient_id)
+        owners = {r.patient_id: r.organisation_id for r in records} or {patient_id: ""}
+        visible = await self._search(user, "Patient", [("_id", ",".join(owners))], len(owners))
+        holders = await self._holders(user, {owners[str(p.get("id"))] for p in visible})
+        by_record = {str(p.get("id")): holders[owners[str(p.get("id"))]] for p in visible}
+        people = [_found(p, by_record[str(p.get("id"))]) for p in visible]
+        asked = next(p for p in people if p.id == patient_id)
+        chart = Chart(asked, people)
+        subjects = ",".join(f"Patient/{record}" for record in by_record)
+        for resource_type in SECTIONS:
+            found = await self._search(user, resource_type, [("patient", subjects)], CHART_PAGE)
+            chart.sections[resource_type] = newest_first(
+                line(resource, _holder_of(resource, by_record)) for resource in found
+            )
+        labs = await self._search(
+            user, "Observation", [("patient", subjects), ("_sort", "-date")], CHART_PAGE
+        )
+        chart.labs = lab_series((resource, _holder_of(resource, by_record)) for resource in labs)
+        return chart
+
+    async def open_break_glass(
+        self, user: PortalUser, patient_id: str, reason: str
+    ) -> StoredBreakGlass:
+        return await self._break_glass.open(user.principal, patient_id, reason)
+
+
+def _holder_of(resource: dict[str, Any], by_record: dict[str, Holder]) -> Holder:
+    """The holder of a resource of the chart: that of the Patient record it is about."""
+    for element in ("subject", "patient"):
+        reference = (resource.get(element) or {}).get("reference", "")
+        record = str(reference).rpartition("/")[2]
+        if record in by_record:
+            return by_record[record]
+    return next(iter(by_record.values()))

@@ -1,0 +1,69 @@
+"""Two hospitals on one platform, FHIR tokens to write their data, and a physician of
+hospital B who logs in to the portal through the real login pages (password and TOTP)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from medicus.app import create_app
+from medicus.iam.roles import Role
+from medicus.platform import Platform
+from tests.access.conftest import Region
+from tests.conftest import register_organisation
+from tests.iam.browser import Browser
+from tests.iam.conftest import PASSWORD, add_user
+from tests.support import clients
+
+PHYSICIAN = "dr.b@hospital-b.example"
+NURSE = "nurse.b@hospital-b.example"
+DPO = "dpo.b@hospital-b.example"
+
+
+@dataclass
+class Ward:
+    region: Region
+    physician: Browser
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.region.http
+
+    @property
+    def platform(self) -> Platform:
+        return self.region.platform
+
+
+@pytest.fixture
+async def ward(fresh_platform: Platform) -> AsyncIterator[Ward]:
+    platform = fresh_platform
+    for organisation in ("hospital-a", "hospital-b", "hospital-c"):
+        await register_organisation(platform, organisation)
+    async with platform.database.transaction() as session:
+        for email, role in (
+            (PHYSICIAN, Role.PHYSICIAN),
+            (NURSE, Role.NURSE),
+            (DPO, Role.DATA_PROTECTION_OFFICER),
+        ):
+            await add_user(platform, session, email, [("hospital-b", role)])
+
+    async def organisation(organisation_id: str, kind: str) -> None:
+        await register_organisation(platform, organisation_id, kind)
+
+    async def token(
+        organisation: str = "hospital-a", role: str = "physician", scope: str = "user/*.cruds"
+    ) -> dict[str, str]:
+        return await clients.bearer(platform, organisation, role, scope)
+
+    await platform.start_background_work()
+    transport = httpx.ASGITransport(app=create_app(platform.settings, platform))
+    async with httpx.AsyncClient(
+        transport=transport, base_url=platform.settings.public_url
+    ) as http:
+        region = Region(platform, http, token, organisation)
+        ward = Ward(region, Browser(http, PHYSICIAN, PASSWORD))
+        yield ward
+    await platform.stop_background_work()

@@ -1,0 +1,175 @@
+"""The portal in a real browser: Debian's chromium driven by Playwright against `medicus
+serve` with the demo data (`medicus demo`), as `make run` leaves it. A physician of the
+district hospital logs in with password and TOTP, finds Anna Müller, sees the university
+hospital's lab values (she consented there and is treated here now), finds Max Schmidt (no
+consent), opens his other records by break-glass with a reason, and reads the chart in
+English. axe-core (vendored, `tests/web/vendor/`) checks each page type for serious and
+critical accessibility violations; screenshots go to `build/screenshots/`."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyotp
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from medicus.demo import DEMO_ORGANISATIONS, DEMO_PASSWORD
+from tests.e2e.conftest import RunningServer, medicus_environment, run_medicus, serving
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).parent / "vendor" / "axe-4.14.1.min.js"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+PHYSICIAN = DEMO_ORGANISATIONS[1].staff[1][0]
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs Debian's chromium for the browser tests (make browser)")
+    pytest.skip("Debian's chromium is not installed (make browser)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    environment = medicus_environment(tmp_path_factory.mktemp("portal") / "var", None)
+    migrated = run_medicus("migrate", environment=environment)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    loaded = run_medicus("demo", environment=environment)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    with serving(environment) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=str(CHROMIUM))
+        yield launched
+        launched.close()
+
+
+def _accessible(page: Page, name: str) -> None:
+    """axe-core on the page as it is: no serious or critical violation. Run through the
+    debugging protocol, which the page's Content-Security-Policy does not govern."""
+    page.evaluate(AXE.read_text())
+    found = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".filter(v => ['serious', 'critical'].includes(v.impact))"
+        ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
+    )
+    assert found == [], f"{name}: {found}"
+
+
+def _shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _keep_errors(errors: list[str], kind: str, text: str) -> None:
+    if kind == "error":
+        errors.append(text)
+
+
+@dataclass
+class Authenticator:
+    """The physician's TOTP app: learns the secret at enrolment, never gives a code of the
+    same time step twice (the server refuses replays; it accepts the next step)."""
+
+    secret: str | None = None
+    last_step: int = 0
+
+    def code(self) -> str:
+        assert self.secret is not None
+        self.last_step = max(int(time.time() // 30), self.last_step + 1)
+        return pyotp.TOTP(self.secret).at(self.last_step * 30)
+
+
+@pytest.fixture(scope="module")
+def authenticator() -> Authenticator:
+    return Authenticator()
+
+
+def _log_in(page: Page, base_url: str, authenticator: Authenticator) -> None:
+    """Password, then the TOTP enrolment of a first login (and its recovery codes) or the
+    second factor of a later one."""
+    page.goto(f"{base_url}/portal")
+    _accessible(page, "login")
+    page.fill("#email", PHYSICIAN)
+    page.fill("#password", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    enrolling = authenticator.secret is None
+    if enrolling:
+        authenticator.secret = page.text_content("[data-testid=totp-secret]")
+    _accessible(page, "second factor")
+    page.fill("#code", authenticator.code())
+    page.click("button[type=submit]")
+    if enrolling:
+        page.click("text=Continue")
+    page.wait_for_url(re.compile(r".*/portal/patients$"))
+
+
+def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
+    demo_server: RunningServer, browser: Browser, authenticator: Authenticator
+) -> None:
+    context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: _keep_errors(errors, message.type, message.text))
+    _log_in(page, demo_server.base_url, authenticator)
+    assert page.locator("#q").evaluate("element => element === document.activeElement")
+    _accessible(page, "patient search")
+    page.keyboard.type("Müller")
+    results = page.locator("#results table")
+    results.wait_for()
+    assert page.url.endswith("/portal/patients?q=M%C3%BCller"), "the query is in the address"
+    rows = results.locator("tbody tr")
+    assert rows.count() == 2, "her own record here and the shared one of the university hospital"
+    _shot(page, "patients-de")
+    page.locator("tbody tr", has_text="Kreiskrankenhaus").get_by_role("link").click()
+    page.wait_for_selector("h1#patient-name")
+    labs = page.locator("section[aria-labelledby=labs-heading]")
+    assert "Hämoglobin" in labs.inner_text()
+    assert labs.locator(".elsewhere").count() > 0, "values held by the university hospital"
+    assert page.locator("figure.trend svg polyline").count() == 3
+    _accessible(page, "chart")
+    _shot(page, "chart-de")
+    assert errors == [], errors
+    context.close()
+
+
+def test_break_glass_opens_the_records_of_a_patient_without_consent(
+    demo_server: RunningServer, browser: Browser, authenticator: Authenticator
+) -> None:
+    context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    _log_in(page, demo_server.base_url, authenticator)
+    page.fill("#q", "Schmidt 02.11.1958")
+    page.keyboard.press("Enter")
+    page.locator("#results tbody tr").first.wait_for()
+    assert page.locator("#results tbody tr").count() == 1, "no consent: only his record here"
+    page.locator("#results tbody tr a").first.click()
+    page.wait_for_selector("h1#patient-name")
+    assert "Keine Laborwerte" in page.inner_text("main")
+    page.locator("details.break-glass summary").focus()
+    page.keyboard.press("Enter")
+    page.fill("#reason", "kurz")
+    page.locator("details.break-glass button").click()
+    assert page.locator("#reason-error").is_visible(), "too short: refused next to the field"
+    _accessible(page, "chart with a refused form")
+    page.fill("#reason", "Bewusstlos eingeliefert, Vorbefunde und Medikation nötig")
+    page.locator("details.break-glass button").click()
+    page.wait_for_selector("figure.trend")
+    assert "Hämoglobin" in page.inner_text("main")
+    _shot(page, "chart-after-break-glass-de")
+    page.locator("button[lang=en]").click()
+    page.wait_for_selector("html[lang=en]")
+    assert "Laboratory values" in page.inner_text("main")
+    _shot(page, "chart-en")
+    page.goto(f"{demo_server.base_url}/portal/patients/demo-anna-uk-nonexistent")
+    assert "Not found" in page.inner_text("main")
+    _accessible(page, "not found")
+    context.close()
