@@ -90,7 +90,11 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         )
     )
     portal_pages = PortalPages(Assets(), Languages(), platform.endpoints.secure_cookies)
-    app.include_router(web_routes.build_router(platform.portal, platform.logins, portal_pages))
+    app.include_router(
+        web_routes.build_router(
+            platform.portal, platform.portal_oversight, platform.logins, portal_pages
+        )
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=platform.metrics, access_log=_access_log(settings))
     return app

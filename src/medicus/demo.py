@@ -52,6 +52,7 @@ DEMO_ORGANISATIONS = (
         (
             ("admin@kkh-suedheim.example", "Jan Admin", Role.ORGANISATION_ADMIN),
             ("dr.koch@kkh-suedheim.example", "Dr. Lena Koch", Role.PHYSICIAN),
+            ("datenschutz@kkh-suedheim.example", "Eva Datenschutz", Role.DATA_PROTECTION_OFFICER),
             # A consultant who works at both hospitals.
             ("dr.yilmaz@uk-nordstadt.example", "Dr. Deniz Yilmaz", Role.PHYSICIAN),
         ),

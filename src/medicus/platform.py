@@ -51,6 +51,7 @@ from medicus.iam.tokens import TokenService
 from medicus.iam.upstream import UpstreamLogins
 from medicus.settings import Settings
 from medicus.updates import update_steps
+from medicus.web.oversight import OversightPages
 from medicus.web.service import Portal
 
 
@@ -61,6 +62,7 @@ class FhirHub:
     service: FhirService
     router: FhirRouter
     bundles: BundleService
+    operations: Operations
 
 
 @dataclass
@@ -87,6 +89,7 @@ class Platform:
     fhir: FhirHub
     background_updates: BackgroundUpdates
     portal: Portal
+    portal_oversight: OversightPages
 
     async def start_background_work(self) -> None:
         """Start the loops of a server process. The background updates run only on a database
@@ -147,6 +150,7 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes), clock
     )
     fhir = _fhir_hub(database, audit, box, patients, endpoints, clock)
+    trail_reader = AuditTrailReader(database, audit, identity, oversight)
     return Platform(
         settings=settings,
         database=database,
@@ -179,12 +183,13 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         ),
         http_client=http_client,
         patients=patients,
-        trail_reader=AuditTrailReader(database, audit, identity, oversight),
+        trail_reader=trail_reader,
         disclosures=Disclosures(database, audit, oversight),
         break_glass=break_glass,
         fhir=fhir,
         background_updates=BackgroundUpdates(database, update_steps(patients)),
-        portal=Portal(database, fhir.service, patients, break_glass, identity),
+        portal=Portal(database, fhir, patients, break_glass, identity, endpoints.fhir_base_url),
+        portal_oversight=OversightPages(database, break_glass, trail_reader, identity),
     )
 
 
@@ -242,7 +247,7 @@ def _fhir_hub(
         endpoints.fhir_base_url, endpoints.issuer, medicus.__version__
     )
     router = FhirRouter(service, operations, capabilities, endpoints.fhir_base_url)
-    return FhirHub(service, router, BundleService(service, router))
+    return FhirHub(service, router, BundleService(service, router), operations)
 
 
 def _mail_sender(settings: Settings) -> MailSender:

@@ -4,6 +4,7 @@ hospital B who logs in to the portal through the real login pages (password and 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -35,6 +36,14 @@ class Ward:
     @property
     def platform(self) -> Platform:
         return self.region.platform
+
+    @asynccontextmanager
+    async def browser_of(self, email: str) -> AsyncIterator[Browser]:
+        """Another person's browser (cookies of its own) on the same platform."""
+        transport = httpx.ASGITransport(app=create_app(self.platform.settings, self.platform))
+        base_url = self.platform.settings.public_url
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+            yield Browser(http, email, PASSWORD)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).parent / "vendor" / "axe-4.14.1.min.js"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 PHYSICIAN = DEMO_ORGANISATIONS[1].staff[1][0]
+DPO = DEMO_ORGANISATIONS[1].staff[2][0]
 
 if not CHROMIUM.exists():
     if os.environ.get("CI"):
@@ -89,16 +90,20 @@ class Authenticator:
 
 
 @pytest.fixture(scope="module")
-def authenticator() -> Authenticator:
-    return Authenticator()
+def authenticators() -> dict[str, Authenticator]:
+    """Each person's authenticator app, by e-mail address."""
+    return {}
 
 
-def _log_in(page: Page, base_url: str, authenticator: Authenticator) -> None:
+def _log_in(
+    page: Page, base_url: str, authenticators: dict[str, Authenticator], email: str = PHYSICIAN
+) -> None:
     """Password, then the TOTP enrolment of a first login (and its recovery codes) or the
     second factor of a later one."""
+    authenticator = authenticators.setdefault(email, Authenticator())
     page.goto(f"{base_url}/portal")
     _accessible(page, "login")
-    page.fill("#email", PHYSICIAN)
+    page.fill("#email", email)
     page.fill("#password", DEMO_PASSWORD)
     page.click("button[type=submit]")
     enrolling = authenticator.secret is None
@@ -109,17 +114,18 @@ def _log_in(page: Page, base_url: str, authenticator: Authenticator) -> None:
     page.click("button[type=submit]")
     if enrolling:
         page.click("text=Continue")
-    page.wait_for_url(re.compile(r".*/portal/patients$"))
+    page.wait_for_load_state()
+    assert re.fullmatch(r".*/portal(/patients)?\??", page.url), page.url
 
 
 def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
-    demo_server: RunningServer, browser: Browser, authenticator: Authenticator
+    demo_server: RunningServer, browser: Browser, authenticators: dict[str, Authenticator]
 ) -> None:
     context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda message: _keep_errors(errors, message.type, message.text))
-    _log_in(page, demo_server.base_url, authenticator)
+    _log_in(page, demo_server.base_url, authenticators)
     assert page.locator("#q").evaluate("element => element === document.activeElement")
     _accessible(page, "patient search")
     page.keyboard.type("Müller")
@@ -142,11 +148,11 @@ def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
 
 
 def test_break_glass_opens_the_records_of_a_patient_without_consent(
-    demo_server: RunningServer, browser: Browser, authenticator: Authenticator
+    demo_server: RunningServer, browser: Browser, authenticators: dict[str, Authenticator]
 ) -> None:
     context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    _log_in(page, demo_server.base_url, authenticator)
+    _log_in(page, demo_server.base_url, authenticators)
     page.fill("#q", "Schmidt 02.11.1958")
     page.keyboard.press("Enter")
     page.locator("#results tbody tr").first.wait_for()
@@ -172,4 +178,31 @@ def test_break_glass_opens_the_records_of_a_patient_without_consent(
     page.goto(f"{demo_server.base_url}/portal/patients/demo-anna-uk-nonexistent")
     assert "Not found" in page.inner_text("main")
     _accessible(page, "not found")
+    context.close()
+    _review_as_the_dpo(browser, demo_server.base_url, authenticators)
+
+
+def _review_as_the_dpo(
+    browser: Browser, base_url: str, authenticators: dict[str, Authenticator]
+) -> None:
+    """The district hospital's data protection officer finds the opening in the review queue
+    and records the review; the audit trail shows the opening."""
+    context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    _log_in(page, base_url, authenticators, DPO)
+    page.get_by_role("link", name="Notfallzugriffe prüfen").click()
+    queue = page.locator("table.list tbody tr")
+    assert queue.count() == 1
+    assert "Bewusstlos eingeliefert" in queue.inner_text()
+    _accessible(page, "break-glass review")
+    _shot(page, "break-glass-review-de")
+    queue.locator("textarea").fill("Notfall bestätigt, Zugriff angemessen")
+    queue.get_by_role("button").click()
+    assert "Nichts zu prüfen" in page.inner_text("main")
+    page.get_by_role("link", name="Protokoll").click()
+    page.select_option("#f-outcome", "success")
+    page.get_by_role("button", name="Suchen").click()
+    assert "access.break-glass" in page.inner_text("main")
+    _accessible(page, "audit trail")
+    _shot(page, "audit-trail-de")
     context.close()

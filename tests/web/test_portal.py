@@ -194,3 +194,22 @@ async def test_who_sees_patient_data(ward: Ward, email: str) -> None:
     page = await ward.http.get("/portal/patients", params={"q": KVNR})
     expected = 200 if email.startswith("nurse") else 403
     assert page.status_code == expected
+
+
+async def test_everything_downloads_as_one_bundle(ward: Ward) -> None:
+    ids = await _patients(ward)
+    region = ward.region
+    for number in range(3):
+        lab = resources.observation(ids["b1"], when=f"2026-11-0{number + 1}T08:00:00Z")
+        await region.create("hospital-b", lab)
+    await _logged_in(ward)
+    download = await ward.http.get(f"/portal/patients/{ids['b1']}/everything")
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("application/fhir+json")
+    assert download.headers["content-disposition"].startswith("attachment;")
+    bundle = orjson.loads(download.content)
+    kinds = sorted(entry["resource"]["resourceType"] for entry in bundle["entry"])
+    assert kinds == ["Observation"] * 3 + ["Patient"]
+    assert bundle["total"] == 4
+    refused = await ward.http.get(f"/portal/patients/{ids['a1']}/everything")
+    assert refused.status_code == 404

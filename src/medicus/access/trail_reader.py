@@ -25,6 +25,7 @@ than the 404 did, the holder's tells all.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,7 +38,7 @@ from medicus.access.oversight import Oversight
 from medicus.access.policy import audited
 from medicus.audit.events import CLIENT_DETAIL, NOT_KNOWN
 from medicus.audit.search import AuditQuery
-from medicus.audit.service import AuditRecord, AuditTrail, Outcome, patients_of
+from medicus.audit.service import AuditRecord, AuditTrail, ChainReport, Outcome, patients_of
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
 from medicus.iam.roles import Role
@@ -119,6 +120,7 @@ class AuditTrailReader:
         self._audit = audit
         self._identity = identity
         self._oversight = oversight
+        self._verifying = asyncio.Lock()
 
     async def search(
         self, caller: Principal, query: AuditQuery, asked: str
@@ -147,6 +149,17 @@ class AuditTrailReader:
         (seen,) = await self._as_seen(caller, [found])
         await self._audit.record(event.about(*patients_of(seen)))
         return seen
+
+    async def verify(self, caller: Principal) -> ChainReport:
+        """Walk the whole chain (`AuditTrail.verify`) for someone who reads the trail; one
+        walk at a time per process, since it reads every entry."""
+        event = audited(caller, "audit.verify", "AuditEvent")
+        if not await self._reads_trail(caller):
+            await self._refuse(event, _NOT_A_READER)
+        async with self._verifying:
+            report = await self._audit.verify()
+        await self._audit.record(event.noting(entries=report.entries, intact=report.intact))
+        return report
 
     async def access_log(
         self, caller: Principal, patient_id: str, below: int | None, limit: int

@@ -163,6 +163,10 @@ class IdentityService:
             await repository.client_names(session, client_ids),
         )
 
+    async def user_id_by_email(self, session: AsyncSession, email: str) -> str | None:
+        found = await repository.user_by_email(session, email.strip().lower())
+        return None if found is None else found.id
+
     async def has_active_member(
         self, session: AsyncSession, organisation_id: str, role: Role
     ) -> bool:

@@ -77,6 +77,12 @@ class PortalPages:
             request, "problem.html", status, status=status, message=message, **context
         )
 
+    def expired(self, request: Request, user: object) -> Response:
+        """The page of a form whose CSRF token did not match (it expired): nothing done."""
+        _ = self.language(request).gettext
+        message = _("The form expired; please go back and try again.")
+        return self.problem(request, 400, message, user=user)
+
     @staticmethod
     def login_again(request: Request) -> Response:
         """To the login, and back here afterwards; htmx follows `HX-Redirect` instead of

@@ -16,18 +16,23 @@ from medicus.iam.pages import Pages, safe_next
 from medicus.web.assets import IMMUTABLE, STATIC_PREFIX
 from medicus.web.chart import plot
 from medicus.web.doorway import Doorway
+from medicus.web.oversight import OversightPages
+from medicus.web.oversight_routes import build_oversight_router
 from medicus.web.pages import PortalPages
 from medicus.web.service import MAX_QUERY, Portal, PortalUser
 
 REASON_MIN, REASON_MAX = 10, 2000
 
 
-def build_router(portal: Portal, logins: LoginService, pages: PortalPages) -> APIRouter:
+def build_router(
+    portal: Portal, oversight: OversightPages, logins: LoginService, pages: PortalPages
+) -> APIRouter:
     """Every page of the portal, and its static files."""
     doorway = Doorway(logins, pages)
     router = APIRouter(include_in_schema=False)
     router.include_router(_shell(doorway, pages))
     router.include_router(_patients(doorway, portal, pages))
+    router.include_router(build_oversight_router(doorway, oversight, pages))
     return router
 
 
@@ -102,12 +107,28 @@ def _patients(doorway: Doorway, portal: Portal, pages: PortalPages) -> APIRouter
 
         return await as_user(request, show)
 
+    @router.get("/portal/patients/{patient_id}/everything")
+    async def everything(request: Request, patient_id: str) -> Response:
+        async def download(request: Request, user: PortalUser) -> Response:
+            if not user.sees_patient_data:
+                raise ApiError(403, "no clinical role")
+            bundle = await portal.everything(user, patient_id)
+            name = "".join(c for c in patient_id if c.isalnum() or c in "-.")[:64]
+            headers = {
+                "Content-Disposition": f'attachment; filename="patient-{name}.json"',
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            }
+            return Response(bundle, media_type="application/fhir+json", headers=headers)
+
+        return await as_user(request, download)
+
     @router.post("/portal/patients/{patient_id}/break-glass", response_class=HTMLResponse)
     async def break_glass(request: Request, patient_id: str) -> Response:
         async def submit(request: Request, user: PortalUser) -> Response:
             fields = await Pages.form(request)
             if not Pages.csrf_ok(request, fields):
-                return _expired(request, user)
+                return pages.expired(request, user)
             reason = " ".join(fields.get("reason", "").split())
             if not REASON_MIN <= len(reason) <= REASON_MAX:
                 return await _chart_with(
@@ -124,12 +145,6 @@ def _patients(doorway: Doorway, portal: Portal, pages: PortalPages) -> APIRouter
         found = await portal.chart(user, patient_id)
         return pages.render(
             request, "chart.html", 422, user=user, chart=found, plot=plot, **context
-        )
-
-    def _expired(request: Request, user: PortalUser) -> Response:
-        _ = pages.language(request).gettext
-        return pages.problem(
-            request, 400, _("The form expired; please go back and try again."), user=user
         )
 
     return router

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -16,6 +16,8 @@ from medicus.access.breakglass import BreakGlass
 from medicus.access.patients import PatientIndex
 from medicus.access.repository import StoredBreakGlass
 from medicus.core.db import Database
+from medicus.fhir.answers import operation_bundle
+from medicus.fhir.operations import Operations
 from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.service import FhirService
 from medicus.iam.login import BrowserSession, Stage
@@ -53,6 +55,16 @@ class PortalUser:
     @property
     def sees_patient_data(self) -> bool:
         return self.role in (Role.PHYSICIAN, Role.NURSE, Role.MEDICAL_ASSISTANT)
+
+    @property
+    def oversees(self) -> bool:
+        """Whether the oversight pages are in the navigation: `access` decides on each use
+        (an organisation's admins oversee only while it has named no DPO)."""
+        return self.role in (
+            Role.DATA_PROTECTION_OFFICER,
+            Role.ORGANISATION_ADMIN,
+            Role.PLATFORM_ADMIN,
+        )
 
 
 def portal_user(login: BrowserSession | None) -> PortalUser | None:
@@ -148,19 +160,32 @@ def _found(resource: dict[str, Any], holder: Holder) -> FoundPatient:
     )
 
 
+class FhirParts(Protocol):
+    """What the portal uses of the FHIR hub (`platform.FhirHub`)."""
+
+    @property
+    def service(self) -> FhirService: ...
+
+    @property
+    def operations(self) -> Operations: ...
+
+
 class Portal:
     """The portal's use cases, over the FHIR hub, `access` and identity's names."""
 
     def __init__(
         self,
         database: Database,
-        fhir: FhirService,
+        fhir: FhirParts,
         patients: PatientIndex,
         break_glass: BreakGlass,
         identity: IdentityService,
+        fhir_base_url: str,
     ) -> None:
         self._database = database
-        self._fhir = fhir
+        self._fhir = fhir.service
+        self._operations = fhir.operations
+        self._base = fhir_base_url
         self._patients = patients
         self._break_glass = break_glass
         self._identity = identity
@@ -220,6 +245,23 @@ class Portal:
         )
         chart.labs = lab_series((resource, _holder_of(resource, by_record)) for resource in labs)
         return chart
+
+    async def everything(self, user: PortalUser, patient_id: str) -> bytes:
+        """The whole `$everything` of Patient record `patient_id` as one Bundle, every page
+        of it read (and audited) as the API reads it."""
+        page: list[tuple[str, str, bytes]] = []
+        referenced: dict[tuple[str, str], bytes] = {}
+        more, offset = True, 0
+        while more:
+            found, more, mentioned = await self._operations.everything(
+                user.principal, patient_id, None, None, CHART_PAGE, offset
+            )
+            page.extend(found)
+            referenced.update({(kind, id_): content for kind, id_, content in mentioned})
+            offset += CHART_PAGE
+        extra = [(kind, id_, content) for (kind, id_), content in referenced.items()]
+        links = [{"relation": "self", "url": f"{self._base}/Patient/{patient_id}/$everything"}]
+        return operation_bundle(self._base, links, page, extra, len(page))
 
     async def open_break_glass(
         self, user: PortalUser, patient_id: str, reason: str
