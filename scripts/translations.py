@@ -1,4 +1,4 @@
-"""Bring the portal's German catalogue up to date with its messages: extract them from the
+"""Bring the German catalogue up to date with the messages people read: extract them from the
 code and templates (`babel.cfg`), merge them into `messages.po` (new ones untranslated and
 listed, removed ones dropped), and fail if any message has no German yet, so that a page
 never shows English in the German portal.
@@ -15,12 +15,13 @@ from pathlib import Path
 from babel.messages.pofile import read_po
 
 ROOT = Path(__file__).resolve().parent.parent
-CATALOGUE = ROOT / "src/medicus/web/locale/de/LC_MESSAGES/messages.po"
+CATALOGUE = ROOT / "src/medicus/locale/de/LC_MESSAGES/messages.po"
 
 
 def _extracted(template: Path) -> None:
     pybabel = Path(sys.executable).parent / "pybabel"
-    extract = [str(pybabel), "extract", "-F", "babel.cfg", "-k", "_", "--no-location"]
+    keywords = ["-k", "_", "-k", "translatable"]
+    extract = [str(pybabel), "extract", "-F", "babel.cfg", *keywords, "--no-location"]
     subprocess.run([*extract, "-o", str(template), "."], cwd=ROOT, check=True, capture_output=True)
     update = [str(pybabel), "update", "-i", str(template), "-o", str(CATALOGUE), "-l", "de"]
     subprocess.run([*update, "--no-fuzzy-matching", "--ignore-obsolete"], check=True)

@@ -12,6 +12,7 @@ import medicus
 from medicus import health
 from medicus.access import routes as access_routes
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
+from medicus.core.i18n import Languages
 from medicus.core.logging import AccessLog, configure_logging
 from medicus.core.process import exit_with_parent
 from medicus.fhir import routes as fhir_routes
@@ -23,7 +24,6 @@ from medicus.platform import Platform, build_platform
 from medicus.settings import Settings, load_settings
 from medicus.web import routes as web_routes
 from medicus.web.assets import Assets
-from medicus.web.i18n import Languages
 from medicus.web.pages import PortalPages
 
 _LANDING_HEADERS = {
@@ -66,7 +66,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             platform.endpoints.fhir_base_url,
         )
     )
-    pages = Pages(secure_cookies=platform.endpoints.secure_cookies)
+    languages = Languages()
+    pages = Pages(platform.endpoints.secure_cookies, languages)
     app.include_router(
         iam_routes.build_router(
             platform.endpoints,
@@ -89,7 +90,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             platform.endpoints.fhir_base_url,
         )
     )
-    portal_pages = PortalPages(Assets(), Languages(), platform.endpoints.secure_cookies)
+    portal_pages = PortalPages(Assets(), languages, platform.endpoints.secure_cookies)
     app.include_router(
         web_routes.build_router(
             platform.portal, platform.portal_oversight, platform.logins, portal_pages

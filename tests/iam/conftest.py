@@ -116,8 +116,11 @@ async def world(tmp_path: Path, fresh_database_url: str, mailbox: Mailbox) -> As
     app = create_app(platform.settings, platform)
     await platform.start_background_work()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    # The identity tests read the pages in English; test_login_pages_speak_german reads German.
     async with httpx.AsyncClient(
-        transport=transport, base_url=platform.settings.public_url
+        transport=transport,
+        base_url=platform.settings.public_url,
+        headers={"Accept-Language": "en"},
     ) as http:
         yield World(platform, http, a, b, physician, consultant, admin_a, app_client_id)
     await platform.stop_background_work()

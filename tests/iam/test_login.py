@@ -171,3 +171,12 @@ async def test_every_page_sends_a_strict_policy_and_the_login_still_works(world:
     assert stylesheet.status_code == 200
     assert stylesheet.headers["content-type"].startswith("text/css")
     assert "font-family" in stylesheet.text
+
+
+async def test_login_pages_speak_german(world: World) -> None:
+    world.http.headers["Accept-Language"] = "de-DE,de;q=0.9,en;q=0.5"
+    page = await world.http.get("/login")
+    assert '<html lang="de">' in page.text
+    assert "Bei medicus anmelden" in page.text
+    refused = await _attempt(world.http, "nobody@klinikum-a.example", "wrong password 12345")
+    assert _message(refused).startswith("E-Mail-Adresse oder Passwort sind falsch")

@@ -113,7 +113,7 @@ def _log_in(
     page.fill("#code", authenticator.code())
     page.click("button[type=submit]")
     if enrolling:
-        page.click("text=Continue")
+        page.click("main form[method=get] button")
     page.wait_for_load_state()
     assert re.fullmatch(r".*/portal(/patients)?\??", page.url), page.url
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medicus.web.i18n import Languages
+from medicus.core.i18n import Languages
 from medicus.web.service import KVNR_SYSTEM, search_parameters
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.crypto import SecretBox, new_token, token_hash
 from medicus.core.db import Database, utc_now
+from medicus.core.i18n import translatable
 from medicus.iam import repository, token_repository
 from medicus.iam.models import BrowserSessionRow, UserRow
 from medicus.iam.passwords import PasswordHasher
@@ -37,7 +38,7 @@ TOTP_PURPOSE = "totp-secret"
 LOCKOUT_BASE = dt.timedelta(seconds=30)
 LOCKOUT_MAX = dt.timedelta(hours=1)
 PENDING_LOGIN = dt.timedelta(minutes=10)
-GENERIC_FAILURE = (
+GENERIC_FAILURE = translatable(
     "The e-mail address or password is wrong, or the account is locked for a while after "
     "too many failed attempts."
 )
@@ -218,7 +219,7 @@ class LoginService:
             else:
                 await self._register_failure(session, user, now, client_address, "second-factor")
         if not accepted:
-            raise LoginFailed("The code is wrong or was used already.")
+            raise LoginFailed(translatable("The code is wrong or was used already."))
 
     async def _check_second_factor(
         self, session: AsyncSession, user: UserRow, code: str, now: dt.datetime
@@ -253,11 +254,13 @@ class LoginService:
         async with self._database.transaction() as session:
             row, user = await self._pending(session, token, Stage.ENROL_SECOND_FACTOR)
             if row.pending_totp_secret is None:
-                raise LoginFailed("Start the set-up of the authenticator app first.")
+                raise LoginFailed(translatable("Start the set-up of the authenticator app first."))
             secret = self._box.decrypt(TOTP_PURPOSE, row.pending_totp_secret).decode()
             step = verify_totp(secret, code, None)
             if step is None:
-                raise LoginFailed("The code is wrong; check the time on your phone and retry.")
+                raise LoginFailed(
+                    translatable("The code is wrong; check the time on your phone and retry.")
+                )
             codes = new_recovery_codes()
             await repository.update_user(
                 session, user.id, totp_secret=row.pending_totp_secret, totp_last_step=step
@@ -276,7 +279,7 @@ class LoginService:
             row, user = await self._pending(session, token, Stage.COMPLETE)
             membership = await repository.membership(session, user.id, organisation_id)
             if membership is None or not membership.active:
-                raise LoginFailed("You are not a member of that organisation.")
+                raise LoginFailed(translatable("You are not a member of that organisation."))
             await repository.update_browser_session(
                 session, row.id_hash, organisation_id=organisation_id
             )
@@ -330,7 +333,7 @@ class LoginService:
     ) -> tuple[BrowserSessionRow, UserRow]:
         row = await repository.browser_session(session, token_hash(token))
         if row is None or row.revoked or row.expires_at <= utc_now() or row.stage != stage:
-            raise LoginFailed("The login has expired; please start again.")
+            raise LoginFailed(translatable("The login has expired; please start again."))
         user = await repository.user(session, row.user_id)
         if user is None or not user.active:
             raise LoginFailed(GENERIC_FAILURE)

@@ -10,9 +10,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from medicus.core.i18n import translatable
 from medicus.iam.login import LoginFailed, LoginService, Stage
 from medicus.iam.pages import SESSION_COOKIE, STYLESHEET_PATH, Pages, safe_next
 from medicus.iam.upstream import UpstreamLoginFailed, UpstreamLogins
+
+_FORM_EXPIRED = translatable("The form expired.")
 
 
 def next_step(stage: Stage, needs_organisation: bool, next_url: str) -> str:
@@ -155,7 +158,9 @@ def _second_factor(pages: Pages, logins: LoginService) -> APIRouter:
         token = request.cookies.get(SESSION_COOKIE, "")
         client = request.client.host if request.client else None
         if not pages.csrf_ok(request, fields):
-            return pages.render(request, "error.html", 400, message="The form expired.")
+            return pages.render(
+                request, "error.html", 400, message=translatable("The form expired.")
+            )
         try:
             codes = await logins.confirm_enrolment(token, fields.get("code", ""), client)
         except LoginFailed as failure:
@@ -186,7 +191,9 @@ def _session(pages: Pages, logins: LoginService) -> APIRouter:
         fields = await pages.form(request)
         next_url = safe_next(fields.get("next"))
         if not pages.csrf_ok(request, fields):
-            return pages.render(request, "error.html", 400, message="The form expired.")
+            return pages.render(
+                request, "error.html", 400, message=translatable("The form expired.")
+            )
         try:
             await logins.choose_organisation(
                 request.cookies.get(SESSION_COOKIE, ""), fields.get("organisation", "")

@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from medicus.core.crypto import constant_time_equal, new_token
+from medicus.core.i18n import LANGUAGE_COOKIE, LANGUAGES, Languages, translatable
 
 SESSION_COOKIE = "medicus_session"
 CSRF_COOKIE = "medicus_csrf"
@@ -52,14 +53,28 @@ def safe_next(value: str | None) -> str:
 class Pages:
     """Rendering and CSRF for the login pages."""
 
-    def __init__(self, secure_cookies: bool) -> None:
+    def __init__(self, secure_cookies: bool, languages: Languages | None = None) -> None:
         self.secure_cookies = secure_cookies
+        self.languages = languages or Languages()
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        """Template `name` in the visitor's language (`core.i18n`); `error` and `message`
+        are translated where the catalogue knows them."""
         csrf = request.cookies.get(CSRF_COOKIE) or new_token()
-        response = _templates.TemplateResponse(
-            request, name, {"csrf": csrf, "error": None, **context}, status_code=status
+        language = self.languages.choose(
+            request.cookies.get(LANGUAGE_COOKIE), request.headers.get("accept-language")
         )
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        values = {
+            "csrf": csrf,
+            "error": None,
+            "_": language.translate,
+            "language": language,
+            "languages": LANGUAGES,
+            "here": here,
+            **context,
+        }
+        response = _templates.TemplateResponse(request, name, values, status_code=status)
         response.headers.update(_PAGE_HEADERS)
         response.set_cookie(
             CSRF_COOKIE,
@@ -85,7 +100,7 @@ class Pages:
     def expired(self, request: Request, name: str, **context: Any) -> Response:
         """The form `name` again, refused: its CSRF token did not match (the form expired)."""
         return self.render(
-            request, name, 400, **context, error="The form expired; please try again."
+            request, name, 400, **context, error=translatable("The form expired; please try again.")
         )
 
     @staticmethod

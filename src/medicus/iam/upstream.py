@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.crypto import SecretBox, new_token, token_hash
 from medicus.core.db import Database, utc_now
+from medicus.core.i18n import translatable
 from medicus.iam import repository
 from medicus.iam.login import LoginService
 
@@ -123,7 +124,7 @@ class UpstreamLogins:
         async with self._database.snapshot() as session:
             provider = await repository.upstream_idp(session, organisation_id)
         if provider is None or not provider.enabled:
-            raise UpstreamLoginFailed("This organisation has no login of its own.")
+            raise UpstreamLoginFailed(translatable("This organisation has no login of its own."))
         discovery = await self._discovery(provider.issuer)
         state, nonce, verifier = new_token(), new_token(16), secrets.token_urlsafe(64)
         async with self._client(provider) as client:
@@ -151,11 +152,13 @@ class UpstreamLogins:
         async with self._database.transaction() as session:
             pending = await repository.take_upstream_login(session, token_hash(state), utc_now())
         if pending is None:
-            raise UpstreamLoginFailed("This login has expired or was used; please start again.")
+            raise UpstreamLoginFailed(
+                translatable("This login has expired or was used; please start again.")
+            )
         async with self._database.snapshot() as session:
             provider = await repository.upstream_idp(session, pending.organisation_id)
         if provider is None:
-            raise UpstreamLoginFailed("This organisation has no login of its own.")
+            raise UpstreamLoginFailed(translatable("This organisation has no login of its own."))
         remembered = orjson.loads(self._box.decrypt(_PURPOSE, pending.secrets))
         claims = await self._redeem(provider, code, remembered["verifier"], remembered["nonce"])
         token = await self._session_for(provider, claims, client_address)
@@ -200,7 +203,9 @@ class UpstreamLogins:
                 user = await self._link_by_email(session, provider, claims)
             membership = await repository.membership(session, user.id, provider.organisation_id)
             if not user.active or membership is None or not membership.active:
-                raise UpstreamLoginFailed("Your account here is suspended; ask your administrator.")
+                raise UpstreamLoginFailed(
+                    translatable("Your account here is suspended; ask your administrator.")
+                )
             return await self._logins.start_external(
                 session,
                 user,
@@ -214,7 +219,9 @@ class UpstreamLogins:
     ) -> UserRow:
         email = str(claims.get("email", "")).strip().lower()
         if not email or claims.get("email_verified") is False:
-            raise UpstreamLoginFailed("The hospital's login did not confirm an e-mail address.")
+            raise UpstreamLoginFailed(
+                translatable("The hospital's login did not confirm an e-mail address.")
+            )
         user = await repository.user_by_email(session, email)
         if (
             user is None
@@ -276,5 +283,7 @@ class UpstreamLogins:
             response.raise_for_status()
             document: dict[str, Any] = response.json()
         except (httpx.HTTPError, ValueError):
-            raise UpstreamLoginFailed("The hospital's login cannot be reached.") from None
+            raise UpstreamLoginFailed(
+                translatable("The hospital's login cannot be reached.")
+            ) from None
         return document

@@ -18,9 +18,9 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from medicus.core.crypto import new_token
+from medicus.core.i18n import LANGUAGE_COOKIE, LANGUAGES, Language, Languages
 from medicus.iam.pages import CSRF_COOKIE
 from medicus.web.assets import Assets
-from medicus.web.i18n import LANGUAGE_COOKIE, LANGUAGES, Language, Languages
 
 _HEADERS = {
     "Cache-Control": "no-store",

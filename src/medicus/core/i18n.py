@@ -1,4 +1,5 @@
-"""The portal's languages: German first (its users are German hospital staff), English second.
+"""The languages of the pages people read (the portal, the login): German first (the users are
+German hospital staff), English second.
 
 Messages live in Babel catalogues (`locale/<language>/LC_MESSAGES/messages.po`, extracted
 from the templates and code with `pybabel extract -F babel.cfg`); English is the source
@@ -26,7 +27,13 @@ from babel.support import NullTranslations, Translations
 LANGUAGES = ("de", "en")
 DEFAULT_LANGUAGE = "de"
 LANGUAGE_COOKIE = "medicus_language"
-_LOCALE_DIR = Path(__file__).parent / "locale"
+_LOCALE_DIR = Path(__file__).parent.parent / "locale"
+
+
+def translatable(message: str) -> str:
+    """Marks a message that code hands to a page (an error's text) for extraction into the
+    catalogues; the page translates it when it shows it."""
+    return message
 
 
 def _compiled(language: str) -> NullTranslations:
