@@ -1,12 +1,13 @@
 """The portal's patient chart against the FHIR API's `$everything` for the same patient, side by
-side in one run: a patient with 1,000 laboratory values (ten codes) and 50 documents; the chart
+side in one run: a patient with 1,000 laboratory values (nine codes) and 50 documents; the chart
 page (`GET /portal/patients/{id}`, a logged-in physician's session) and the whole `$everything`
 of the patient (every page of it, as one call) from the same number of clients, in alternating
 rounds. Prints JSON: pages/s and p50/p95 of each, and the page's rate over the API's.
 
-    python -m benchmarks.web [--clients 4] [--seconds 10] [--rounds 3]
+    python -m benchmarks.web [--clients 1,4] [--workers 2] [--seconds 10] [--rounds 3]
 
-The server is `medicus serve` on the embedded SQLite default, one process. Issue 19's goal:
+The server is `medicus serve` on the embedded SQLite default with two workers; each client
+count is measured on its own (1: one clinician's latency; 4: a ward's load). Issue 19's goal:
 the page at ≥ 50 % of the API's rate, its p95 ≤ 150 ms on two cores.
 """
 
@@ -167,41 +168,48 @@ def _everything(patient: str, token: str) -> Request:
     return request
 
 
+def _rounds(
+    url: str, patient: str, cookie: str, token: str, clients: int, arguments: argparse.Namespace
+) -> dict[str, object]:
+    """Chart and `$everything` from `clients` clients in alternating rounds."""
+    rounds: list[dict[str, LoadResult]] = []
+    for number in range(arguments.rounds):
+        measured: dict[str, LoadResult] = {}
+        order = [("chart", _chart(patient, cookie)), ("everything", _everything(patient, token))]
+        for name, request in order if number % 2 == 0 else order[::-1]:
+            measured[name] = asyncio.run(drive(url, request, clients, arguments.seconds))
+        rounds.append(measured)
+    ratios = [r["chart"].requests_per_second / r["everything"].requests_per_second for r in rounds]
+    return {
+        "rounds": [{name: result.as_json() for name, result in r.items()} for r in rounds],
+        "chart_to_everything": [round(ratio, 3) for ratio in ratios],
+        "chart_to_everything_median": round(sorted(ratios)[len(ratios) // 2], 3),
+        "chart_p95_ms": [round(r["chart"].p95_ms, 1) for r in rounds],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", default="1,4", help="client counts, each measured")
+    parser.add_argument("--workers", type=int, default=2, help="server processes")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     arguments = parser.parse_args()
-    with running_server() as (url, data_dir):
+    counts = [int(count) for count in arguments.clients.split(",")]
+    with running_server({"MEDICUS_WORKERS": str(arguments.workers)}) as (url, data_dir):
         organisation, token = asyncio.run(_prepare(url, data_dir))
         patient = f"{organisation}.bench-patient"
         _load(url, token, _patient_data(patient))
         cookie = _session_cookie(url)
-        rounds: list[dict[str, LoadResult]] = []
-        for number in range(arguments.rounds):
-            measured: dict[str, LoadResult] = {}
-            order = [
-                ("chart", _chart(patient, cookie)),
-                ("everything", _everything(patient, token)),
-            ]
-            for name, request in order if number % 2 == 0 else order[::-1]:
-                measured[name] = asyncio.run(
-                    drive(url, request, arguments.clients, arguments.seconds)
-                )
-            rounds.append(measured)
-    ratios = [r["chart"].requests_per_second / r["everything"].requests_per_second for r in rounds]
+        results = {
+            count: _rounds(url, patient, cookie, token, count, arguments) for count in counts
+        }
     report = {
         "benchmark": "web",
         "patient": {"observations": 1000, "documents": 50},
-        "clients": arguments.clients,
+        "server_workers": arguments.workers,
         "cpu_count": os.cpu_count(),
-        "rounds": [
-            {name: result.as_json() for name, result in measured.items()} for measured in rounds
-        ],
-        "chart_to_everything": [round(ratio, 3) for ratio in ratios],
-        "chart_to_everything_median": round(sorted(ratios)[len(ratios) // 2], 3),
-        "chart_p95_ms": [round(r["chart"].p95_ms, 1) for r in rounds],
+        "by_clients": {str(count): rounds for count, rounds in results.items()},
         "goals": {"chart_to_everything": 0.5, "chart_p95_ms": 150},
     }
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())

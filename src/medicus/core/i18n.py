@@ -14,14 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_datetime
+from babel.dates import parse_pattern
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 
 LANGUAGES = ("de", "en")
@@ -49,12 +48,26 @@ def _compiled(language: str) -> NullTranslations:
     return Translations(binary)
 
 
-@dataclass(frozen=True)
-class Language:
-    """One language of the portal: its messages and how it writes dates and numbers."""
+DISPLAY_ZONE = ZoneInfo("Europe/Berlin")
+"""Times are shown in the hospitals' time zone (stored and exchanged in UTC)."""
 
-    code: str
-    translations: NullTranslations
+
+class Language:
+    """One language of the pages: its messages and how it writes dates, times and numbers.
+    The patterns are parsed once here: a chart writes a thousand values and their times, and
+    Babel's `format_*` functions parse the locale and the pattern on every call (~100 µs)."""
+
+    def __init__(self, code: str, translations: NullTranslations) -> None:
+        self.code = code
+        self.translations = translations
+        self._locale = Locale.parse(code)
+        formats = self._locale.datetime_formats["medium"]
+        date_pattern = self._locale.date_formats["medium"].pattern
+        time_pattern = self._locale.time_formats["short"].pattern
+        self._date = parse_pattern(date_pattern)
+        self._month = parse_pattern("MM.yyyy" if code == "de" else "MMM yyyy")
+        self._moment = parse_pattern(str(formats).format(time_pattern, date_pattern))
+        self._number = self._locale.decimal_formats[None]
 
     @property
     def gettext(self) -> Callable[[str], str]:
@@ -66,7 +79,7 @@ class Language:
         return translated % values if values else translated
 
     def date(self, value: dt.date | None) -> str:
-        return "" if value is None else format_date(value, format="medium", locale=self.code)
+        return "" if value is None else self._date.apply(value, self._locale)
 
     def fhir_date(self, value: str) -> str:
         """A FHIR date (`1964`, `1964-05`, `1964-05-17`) as this language writes it; as
@@ -75,19 +88,21 @@ class Language:
             if len(value) == len("1964-05-17"):
                 return self.date(dt.date.fromisoformat(value))
             if len(value) == len("1964-05"):
-                month = dt.date.fromisoformat(f"{value}-01")
-                return format_date(month, format="MM.yyyy", locale=self.code)
+                return self._month.apply(dt.date.fromisoformat(f"{value}-01"), self._locale)
         except ValueError:
             pass
         return value
 
     def moment(self, value: dt.datetime | None) -> str:
+        """A moment in the hospitals' time zone, to the minute."""
         if value is None:
             return ""
-        return format_datetime(value, format="medium", tzinfo=dt.UTC, locale=self.code)
+        return self._moment.apply(value.astimezone(DISPLAY_ZONE), self._locale)
 
     def number(self, value: float | None) -> str:
-        return "" if value is None else format_decimal(value, locale=self.code)
+        if value is None:
+            return ""
+        return str(self._number.apply(value, self._locale))
 
 
 class Languages:

@@ -240,9 +240,7 @@ class Portal:
             chart.sections[resource_type] = newest_first(
                 line(resource, _holder_of(resource, by_record)) for resource in found
             )
-        labs = await self._search(
-            user, "Observation", [("patient", subjects), ("_sort", "-date")], CHART_PAGE
-        )
+        labs = await self._search(user, "Observation", [("patient", subjects)], CHART_PAGE)
         chart.labs = lab_series((resource, _holder_of(resource, by_record)) for resource in labs)
         return chart
 
