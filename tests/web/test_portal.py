@@ -213,3 +213,38 @@ async def test_everything_downloads_as_one_bundle(ward: Ward) -> None:
     assert bundle["total"] == 4
     refused = await ward.http.get(f"/portal/patients/{ids['a1']}/everything")
     assert refused.status_code == 404
+
+
+async def test_a_physician_records_and_withdraws_a_sharing_consent(ward: Ward) -> None:
+    ids = await _patients(ward)
+    await ward.region.stay("hospital-a", ids["a1"])
+    await _logged_in(ward)
+    chart = await ward.http.get(f"/portal/patients/{ids['b1']}")
+    assert "Keine Einwilligung dokumentiert" in chart.text
+    csrf = _CSRF.search(chart.text)
+    assert csrf is not None
+    path = f"/portal/patients/{ids['b1']}/consent"
+    unsigned = await ward.http.post(path, data={"csrf": csrf.group(1), "decision": "permit"})
+    assert unsigned.status_code == 422
+    assert 'id="consent-error"' in unsigned.text
+    odd = await ward.http.post(path, data={"csrf": csrf.group(1), "decision": "<maybe>"})
+    assert odd.status_code == 422
+    recorded = await ward.http.post(
+        path, data={"csrf": csrf.group(1), "decision": "permit", "signed": "yes"}
+    )
+    assert recorded.status_code == 303
+    await ward.region.stay("hospital-b", ids["b1"])
+    hospital_a = await ward.region.token("hospital-a")
+    shared = await ward.http.get(f"/fhir/Patient/{ids['b1']}", headers=hospital_a)
+    assert shared.status_code == 200, "hospital A, treating the person, now sees B's record"
+    chart = await ward.http.get(f"/portal/patients/{ids['b1']}")
+    assert "Der Patient erlaubt" in chart.text
+    withdraw = re.search(r'action="(/portal/patients/[^"]+/withdraw)"', chart.text)
+    assert withdraw is not None
+    done = await ward.http.post(withdraw.group(1), data={"csrf": csrf.group(1)})
+    assert done.status_code == 303
+    chart = await ward.http.get(f"/portal/patients/{ids['b1']}")
+    assert "widerrufen" in chart.text
+    assert (
+        await ward.http.get(f"/fhir/Patient/{ids['b1']}", headers=hospital_a)
+    ).status_code == 404

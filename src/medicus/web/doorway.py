@@ -13,7 +13,7 @@ from medicus.core.errors import ApiError
 from medicus.iam.login import LoginService
 from medicus.iam.pages import SESSION_COOKIE
 from medicus.web.pages import PortalPages
-from medicus.web.service import PortalUser, portal_user
+from medicus.web.users import PortalUser, portal_user
 
 Handler = Callable[[Request, PortalUser], Awaitable[Response]]
 

@@ -18,7 +18,7 @@ from medicus.audit.search import AuditQuery
 from medicus.audit.service import ChainReport, Outcome, patients_of
 from medicus.core.db import Database
 from medicus.iam.service import IdentityService, Names
-from medicus.web.service import PortalUser
+from medicus.web.users import PortalUser
 
 TRAIL_PAGE = 50
 QUEUE_SIZE = 200

@@ -14,7 +14,7 @@ from medicus.iam.pages import Pages
 from medicus.web.doorway import Doorway
 from medicus.web.oversight import OversightPages, TrailFilter
 from medicus.web.pages import PortalPages
-from medicus.web.service import PortalUser
+from medicus.web.users import PortalUser
 
 NOTE_MAX = 2000
 FIELD_MAX = 200

@@ -5,8 +5,6 @@ becomes the 403 or 404 page, a form's bad value a message next to its field."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -14,12 +12,13 @@ from medicus.core.errors import ApiError
 from medicus.iam.login import LoginService
 from medicus.iam.pages import Pages, safe_next
 from medicus.web.assets import IMMUTABLE, STATIC_PREFIX
-from medicus.web.chart import plot
+from medicus.web.chart_routes import build_chart_router
 from medicus.web.doorway import Doorway
 from medicus.web.oversight import OversightPages
 from medicus.web.oversight_routes import build_oversight_router
 from medicus.web.pages import PortalPages
-from medicus.web.service import MAX_QUERY, Portal, PortalUser
+from medicus.web.service import MAX_QUERY, Portal
+from medicus.web.users import PortalUser
 
 REASON_MIN, REASON_MAX = 10, 2000
 
@@ -32,6 +31,7 @@ def build_router(
     router = APIRouter(include_in_schema=False)
     router.include_router(_shell(doorway, pages))
     router.include_router(_patients(doorway, portal, pages))
+    router.include_router(build_chart_router(doorway, portal, pages))
     router.include_router(build_oversight_router(doorway, oversight, pages))
     return router
 
@@ -79,7 +79,7 @@ def _shell(doorway: Doorway, pages: PortalPages) -> APIRouter:
 
 
 def _patients(doorway: Doorway, portal: Portal, pages: PortalPages) -> APIRouter:
-    """Patient search, the chart, break-glass."""
+    """Patient search."""
     router = APIRouter(include_in_schema=False)
     as_user = doorway.enter
 
@@ -96,55 +96,5 @@ def _patients(doorway: Doorway, portal: Portal, pages: PortalPages) -> APIRouter
             )
 
         return await as_user(request, show)
-
-    @router.get("/portal/patients/{patient_id}", response_class=HTMLResponse)
-    async def chart(request: Request, patient_id: str) -> Response:
-        async def show(request: Request, user: PortalUser) -> Response:
-            if not user.sees_patient_data:
-                raise ApiError(403, "no clinical role")
-            found = await portal.chart(user, patient_id)
-            return pages.render(request, "chart.html", user=user, chart=found, plot=plot)
-
-        return await as_user(request, show)
-
-    @router.get("/portal/patients/{patient_id}/everything")
-    async def everything(request: Request, patient_id: str) -> Response:
-        async def download(request: Request, user: PortalUser) -> Response:
-            if not user.sees_patient_data:
-                raise ApiError(403, "no clinical role")
-            bundle = await portal.everything(user, patient_id)
-            name = "".join(c for c in patient_id if c.isalnum() or c in "-.")[:64]
-            headers = {
-                "Content-Disposition": f'attachment; filename="patient-{name}.json"',
-                "Cache-Control": "no-store",
-                "X-Content-Type-Options": "nosniff",
-            }
-            return Response(bundle, media_type="application/fhir+json", headers=headers)
-
-        return await as_user(request, download)
-
-    @router.post("/portal/patients/{patient_id}/break-glass", response_class=HTMLResponse)
-    async def break_glass(request: Request, patient_id: str) -> Response:
-        async def submit(request: Request, user: PortalUser) -> Response:
-            fields = await Pages.form(request)
-            if not Pages.csrf_ok(request, fields):
-                return pages.expired(request, user)
-            reason = " ".join(fields.get("reason", "").split())
-            if not REASON_MIN <= len(reason) <= REASON_MAX:
-                return await _chart_with(
-                    request, user, patient_id, reason_error=True, reason=reason
-                )
-            await portal.open_break_glass(user, patient_id, reason)
-            return RedirectResponse(f"/portal/patients/{patient_id}", status_code=303)
-
-        return await as_user(request, submit)
-
-    async def _chart_with(
-        request: Request, user: PortalUser, patient_id: str, **context: Any
-    ) -> Response:
-        found = await portal.chart(user, patient_id)
-        return pages.render(
-            request, "chart.html", 422, user=user, chart=found, plot=plot, **context
-        )
 
     return router

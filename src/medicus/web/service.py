@@ -20,14 +20,11 @@ from medicus.fhir.answers import operation_bundle
 from medicus.fhir.operations import Operations
 from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.service import FhirService
-from medicus.iam.login import BrowserSession, Stage
-from medicus.iam.roles import ROLE_SCOPES, Role
-from medicus.iam.scopes import parse_scopes
 from medicus.iam.service import IdentityService
-from medicus.iam.tokens import Principal
 from medicus.web.chart import SECTIONS, Holder, LabSeries, Line, lab_series, line, newest_first
+from medicus.web.consents import Consents
+from medicus.web.users import PortalUser
 
-PORTAL_CLIENT = "medicus-portal"
 KVNR_SYSTEM = "http://fhir.de/sid/gkv/kvid-10"
 _KVNR = re.compile(r"[A-Z][0-9]{9}", re.ASCII)
 _ISO_DATE = re.compile(r"[0-9]{4}(-[0-9]{2}){0,2}", re.ASCII)
@@ -38,57 +35,6 @@ MAX_QUERY = 200
 SEARCH_PAGE = 50
 CHART_PAGE = 1000
 """Resources of one type and record a chart shows (the newest)."""
-
-
-@dataclass(frozen=True)
-class PortalUser:
-    """A browser session that finished its login and chose an organisation."""
-
-    login: BrowserSession
-    principal: Principal
-    organisation_name: str
-
-    @property
-    def role(self) -> Role:
-        return Role(self.principal.role or "")
-
-    @property
-    def sees_patient_data(self) -> bool:
-        return self.role in (Role.PHYSICIAN, Role.NURSE, Role.MEDICAL_ASSISTANT)
-
-    @property
-    def oversees(self) -> bool:
-        """Whether the oversight pages are in the navigation: `access` decides on each use
-        (an organisation's admins oversee only while it has named no DPO)."""
-        return self.role in (
-            Role.DATA_PROTECTION_OFFICER,
-            Role.ORGANISATION_ADMIN,
-            Role.PLATFORM_ADMIN,
-        )
-
-
-def portal_user(login: BrowserSession | None) -> PortalUser | None:
-    """The portal's user behind a session, or None while it has not finished logging in."""
-    if login is None or login.stage is not Stage.COMPLETE or login.organisation_id is None:
-        return None
-    role = login.role
-    if role is None or role not in Role.__members__.values():
-        return None
-    scope = " ".join(s for s in ROLE_SCOPES.get(Role(role), "").split() if "/" in s)
-    principal = Principal(
-        subject=login.user_id,
-        kind="user",
-        organisation_id=login.organisation_id,
-        role=role,
-        client_id=PORTAL_CLIENT,
-        scope=parse_scopes(scope),
-        scope_text=scope,
-        jti=login.id_hash,
-        expires_at=0,
-    )
-    chosen = login.organisation_id
-    names = [m.organisation_name for m in login.memberships if m.organisation_id == chosen]
-    return PortalUser(login, principal, names[0] if names else chosen)
 
 
 def search_parameters(query: str) -> list[tuple[str, str]]:
@@ -129,6 +75,8 @@ class Chart:
 
     patient: FoundPatient
     records: list[FoundPatient]
+    holders: dict[str, Holder]
+    """The holder of each record shown, by record id."""
     sections: dict[str, list[Line]] = field(default_factory=dict)
     labs: list[LabSeries] = field(default_factory=list)
 
@@ -185,6 +133,7 @@ class Portal:
         self._database = database
         self._fhir = fhir.service
         self._operations = fhir.operations
+        self.consents = Consents(fhir.service)
         self._base = fhir_base_url
         self._patients = patients
         self._break_glass = break_glass
@@ -233,7 +182,7 @@ class Portal:
         by_record = {str(p.get("id")): holders[owners[str(p.get("id"))]] for p in visible}
         people = [_found(p, by_record[str(p.get("id"))]) for p in visible]
         asked = next(p for p in people if p.id == patient_id)
-        chart = Chart(asked, people)
+        chart = Chart(asked, people, by_record)
         subjects = ",".join(f"Patient/{record}" for record in by_record)
         for resource_type in SECTIONS:
             found = await self._search(user, resource_type, [("patient", subjects)], CHART_PAGE)
