@@ -93,7 +93,11 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     portal_pages = PortalPages(Assets(), languages, platform.endpoints.secure_cookies)
     app.include_router(
         web_routes.build_router(
-            platform.portal, platform.portal_oversight, platform.logins, portal_pages
+            platform.portal,
+            platform.portal_oversight,
+            platform.admin,
+            platform.logins,
+            portal_pages,
         )
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -22,6 +22,7 @@ from tests.support import clients
 PHYSICIAN = "dr.b@hospital-b.example"
 NURSE = "nurse.b@hospital-b.example"
 DPO = "dpo.b@hospital-b.example"
+ADMIN = "admin.b@hospital-b.example"
 
 
 @dataclass
@@ -56,6 +57,7 @@ async def ward(fresh_platform: Platform) -> AsyncIterator[Ward]:
             (PHYSICIAN, Role.PHYSICIAN),
             (NURSE, Role.NURSE),
             (DPO, Role.DATA_PROTECTION_OFFICER),
+            (ADMIN, Role.ORGANISATION_ADMIN),
         ):
             await add_user(platform, session, email, [("hospital-b", role)])
 

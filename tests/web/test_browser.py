@@ -17,14 +17,23 @@ from pathlib import Path
 
 import pyotp
 import pytest
+from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from medicus.demo import DEMO_ORGANISATIONS, DEMO_PASSWORD
-from tests.e2e.conftest import RunningServer, medicus_environment, run_medicus, serving
+from tests.e2e.conftest import (
+    RunningServer,
+    free_port,
+    medicus_environment,
+    run_medicus,
+    serving,
+)
+from tests.iam.conftest import Mailbox
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).parent / "vendor" / "axe-4.14.1.min.js"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+ADMIN = DEMO_ORGANISATIONS[1].staff[0][0]
 PHYSICIAN = DEMO_ORGANISATIONS[1].staff[1][0]
 DPO = DEMO_ORGANISATIONS[1].staff[2][0]
 
@@ -35,8 +44,24 @@ if not CHROMIUM.exists():
 
 
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    environment = medicus_environment(tmp_path_factory.mktemp("portal") / "var", None)
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox()
+    box.port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_server(
+    tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox
+) -> Iterator[RunningServer]:
+    environment = medicus_environment(
+        tmp_path_factory.mktemp("portal") / "var",
+        None,
+        MEDICUS_SMTP_URL=f"smtp://127.0.0.1:{mailbox.port}",
+    )
     migrated = run_medicus("migrate", environment=environment)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     loaded = run_medicus("demo", environment=environment)
@@ -206,3 +231,44 @@ def _review_as_the_dpo(
     _accessible(page, "audit trail")
     _shot(page, "audit-trail-de")
     context.close()
+
+
+def test_an_admin_invites_a_nurse_who_accepts_and_sets_up_totp(
+    demo_server: RunningServer,
+    browser: Browser,
+    authenticators: dict[str, Authenticator],
+    mailbox: Mailbox,
+) -> None:
+    context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{demo_server.base_url}/portal")
+    page.fill("#email", ADMIN)
+    page.fill("#password", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    page.get_by_role("link", name="Members").click()
+    _accessible(page, "members")
+    page.fill("#i-email", "new.nurse@kkh-suedheim.example")
+    page.fill("#i-display_name", "Nina Neu")
+    page.select_option("#i-role", "nurse")
+    page.get_by_role("button", name="Send invitation").click()
+    assert "An invitation was sent to new.nurse@kkh-suedheim.example" in page.inner_text("main")
+    _shot(page, "members-en")
+    context.close()
+    (message,) = [m for m in mailbox.messages if m["To"] == "new.nurse@kkh-suedheim.example"]
+    body = message.get_payload(decode=True).decode()
+    link = re.search(r"(http\S+/invitation\?token=\S+)", body)
+    assert link is not None, body
+    invited = browser.new_context(locale="en-GB").new_page()
+    invited.goto(link.group(1))
+    _accessible(invited, "invitation")
+    invited.fill("#password", "a long nurse passphrase 2026")
+    invited.click("button[type=submit]")
+    invited.fill("#password", "a long nurse passphrase 2026")
+    invited.click("button[type=submit]")
+    nurse = authenticators.setdefault("new.nurse@kkh-suedheim.example", Authenticator())
+    nurse.secret = invited.text_content("[data-testid=totp-secret]")
+    invited.fill("#code", nurse.code())
+    invited.click("button[type=submit]")
+    invited.click("main form[method=get] button")
+    invited.wait_for_load_state()
+    assert "Find a patient" in invited.inner_text("main"), invited.url

@@ -8,6 +8,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from pydantic import BaseModel, EmailStr, Field
+
 from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.crypto import new_token, token_hash
 from medicus.core.db import Database, utc_now
@@ -29,6 +31,14 @@ class Invitation:
     email: str
     role: str
     expires_at: dt.datetime
+
+
+class NewInvitation(BaseModel):
+    """Whom to invite, as the API's body and the portal's form give it (validated)."""
+
+    email: EmailStr
+    display_name: str = Field(min_length=1, max_length=200)
+    role: Role
 
 
 class AdminService:

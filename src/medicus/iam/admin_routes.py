@@ -7,13 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field
 
 from medicus.core.errors import ApiError
 from medicus.core.http import json_router
-from medicus.iam.admin import AdminService
+from medicus.iam.admin import AdminService, NewInvitation
 from medicus.iam.bearer import bearer_principal
-from medicus.iam.pages import Pages
+from medicus.iam.pages import HOME, Pages
 from medicus.iam.passwords import PasswordRejected
 from medicus.iam.roles import MfaPolicy, OrganisationType, Role
 from medicus.iam.tokens import Principal, TokenService
@@ -25,12 +25,6 @@ class NewOrganisation(BaseModel):
     iknr: str | None = Field(default=None, pattern=r"^\d{9}$")
     telematik_id: str | None = Field(default=None, max_length=128)
     mfa_policy: MfaPolicy = MfaPolicy.CLINICAL
-
-
-class NewInvitation(BaseModel):
-    email: EmailStr
-    display_name: str = Field(min_length=1, max_length=200)
-    role: Role
 
 
 class MemberChange(BaseModel):
@@ -122,6 +116,6 @@ def _invitation_pages(admin: AdminService, pages: Pages) -> APIRouter:
             status = refusal.status if isinstance(refusal, ApiError) else 422
             message = refusal.detail if isinstance(refusal, ApiError) else str(refusal)
             return pages.render(request, "invitation.html", status, token=token, error=message)
-        return pages.render(request, "login.html", next="/account", email=email)
+        return pages.render(request, "login.html", next=HOME, email=email)
 
     return pages_router

@@ -1,6 +1,8 @@
 """The door of every portal page: the user behind the session cookie runs the page's
 handler; a visitor without a finished login goes to the login and comes back; what `access`
-refuses (ApiError 403, 404, 410) becomes the matching page in the user's language."""
+refuses (an ApiError of 4xx) becomes the matching page in the user's language (403, 404 and
+410 in words of their own, so that they tell no more than the API's answer; others with the
+service's message)."""
 
 from __future__ import annotations
 
@@ -30,12 +32,12 @@ class Doorway:
         try:
             return await handler(request, user)
         except ApiError as error:
-            if error.status not in (403, 404, 410):
+            if not 400 <= error.status < 500:
                 raise
             _ = self._pages.language(request).gettext
             message = {
                 403: _("You may not see this."),
                 404: _("Not found, or not shared with your organisation."),
                 410: _("This was deleted."),
-            }[error.status]
+            }.get(error.status, _(error.detail))
             return self._pages.problem(request, error.status, message, user=user)

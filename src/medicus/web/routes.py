@@ -9,8 +9,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from medicus.core.errors import ApiError
+from medicus.iam.admin import AdminService
 from medicus.iam.login import LoginService
 from medicus.iam.pages import Pages, safe_next
+from medicus.web.admin_routes import build_admin_router
 from medicus.web.assets import IMMUTABLE, STATIC_PREFIX
 from medicus.web.chart_routes import build_chart_router
 from medicus.web.doorway import Doorway
@@ -24,7 +26,11 @@ REASON_MIN, REASON_MAX = 10, 2000
 
 
 def build_router(
-    portal: Portal, oversight: OversightPages, logins: LoginService, pages: PortalPages
+    portal: Portal,
+    oversight: OversightPages,
+    admin: AdminService,
+    logins: LoginService,
+    pages: PortalPages,
 ) -> APIRouter:
     """Every page of the portal, and its static files."""
     doorway = Doorway(logins, pages)
@@ -33,6 +39,7 @@ def build_router(
     router.include_router(_patients(doorway, portal, pages))
     router.include_router(build_chart_router(doorway, portal, pages))
     router.include_router(build_oversight_router(doorway, oversight, pages))
+    router.include_router(build_admin_router(doorway, admin, pages))
     return router
 
 

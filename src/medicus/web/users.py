@@ -31,6 +31,10 @@ class PortalUser:
         return self.role in (Role.PHYSICIAN, Role.NURSE, Role.MEDICAL_ASSISTANT)
 
     @property
+    def administers(self) -> bool:
+        return self.role in (Role.ORGANISATION_ADMIN, Role.PLATFORM_ADMIN)
+
+    @property
     def oversees(self) -> bool:
         """Whether the oversight pages are in the navigation: `access` decides on each use
         (an organisation's admins oversee only while it has named no DPO)."""
@@ -48,7 +52,8 @@ def portal_user(login: BrowserSession | None) -> PortalUser | None:
     role = login.role
     if role is None or role not in Role.__members__.values():
         return None
-    scope = " ".join(s for s in ROLE_SCOPES.get(Role(role), "").split() if "/" in s)
+    granted = ROLE_SCOPES.get(Role(role), "").split()
+    scope = " ".join(s for s in granted if "/" in s or s == "admin")
     principal = Principal(
         subject=login.user_id,
         kind="user",
