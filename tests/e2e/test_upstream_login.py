@@ -108,7 +108,9 @@ async def federation(
     await platform.start_background_work()
     transport = httpx.ASGITransport(app=create_app(platform.settings, platform))
     async with httpx.AsyncClient(
-        transport=transport, base_url=platform.settings.public_url
+        transport=transport,
+        base_url=platform.settings.public_url,
+        headers={"Accept-Language": "en"},  # the assertions read the English pages
     ) as http:
         yield Federation(platform, http, organisation, server)
     await platform.stop_background_work()

@@ -56,6 +56,7 @@ async def test_the_dpo_reviews_an_opening(ward: Ward) -> None:
 
 async def test_the_dpo_filters_the_audit_trail_and_checks_the_chain(ward: Ward) -> None:
     patient = await _opened(ward)
+    await ward.platform.audit.seal_all()  # the trail shows sealed entries (every 0.5 s)
     async with ward.browser_of(DPO) as dpo:
         await dpo.login("/portal")
         by_patient = await dpo.http.get("/portal/oversight/audit", params={"patient": patient})

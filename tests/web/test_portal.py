@@ -122,6 +122,9 @@ async def test_search_finds_own_records_and_shared_ones_only(ward: Ward) -> None
     assert f"/portal/patients/{ids['b1']}" in by_name.text
     none = await ward.http.get("/portal/patients", params={"q": "Schmidt"})
     assert "Kein Patient gefunden" in none.text
+    impossible = await ward.http.get("/portal/patients", params={"q": "31.02.1964"})
+    assert impossible.status_code == 400, "a date that does not exist is a clear refusal"
+    assert "<html" in impossible.text
 
 
 async def test_another_hospitals_lab_shows_after_consent_and_treatment(ward: Ward) -> None:

@@ -1,8 +1,8 @@
-"""The portal's use cases: who the browser session is (`PortalUser`), finding patients, a
-patient's chart, break-glass. Each reads through the same services as the APIs (the FHIR
-hub's searches and reads, `access`'s break-glass), as a principal built from the session
-with the scopes of the user's role: `access` decides and `audit` records exactly as for an
-API call, under the portal's client id."""
+"""The portal's clinical use cases: finding patients, a patient's chart and its `$everything`,
+break-glass (the user is a `users.PortalUser`). Each reads through the same services as the
+APIs (the FHIR hub's searches and reads, `access`'s break-glass), as a principal built from
+the session with the scopes of the user's role: `access` decides and `audit` records exactly
+as for an API call, under the portal's client id."""
 
 from __future__ import annotations
 
