@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.message
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,14 +63,23 @@ class Mailbox:
         return "250 OK"
 
 
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
+@contextmanager
+def running_mailbox() -> Iterator[Mailbox]:
+    """An SMTP server on a free loopback port for as long as the block runs."""
     box = Mailbox()
     box.port = free_port()
     controller = Controller(box, hostname="127.0.0.1", port=box.port)
     controller.start()
-    yield box
-    controller.stop()
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    with running_mailbox() as box:
+        yield box
 
 
 @pytest.fixture

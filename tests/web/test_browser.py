@@ -17,18 +17,16 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from medicus.demo import DEMO_ORGANISATIONS, DEMO_PASSWORD
 from tests.e2e.conftest import (
     RunningServer,
-    free_port,
     medicus_environment,
     run_medicus,
     serving,
 )
-from tests.iam.conftest import Mailbox
+from tests.iam.conftest import Mailbox, running_mailbox
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).parent / "vendor" / "axe-4.14.1.min.js"
@@ -45,12 +43,8 @@ if not CHROMIUM.exists():
 
 @pytest.fixture(scope="module")
 def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    box.port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
-    controller.start()
-    yield box
-    controller.stop()
+    with running_mailbox() as box:
+        yield box
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from medicus.core.errors import ApiError
 from medicus.iam.admin import AdminService, NewInvitation
-from medicus.iam.pages import Pages
 from medicus.iam.roles import ASSIGNABLE_ROLES, Role
 from medicus.web.doorway import Doorway
 from medicus.web.pages import PortalPages
@@ -44,10 +43,7 @@ def build_admin_router(doorway: Doorway, admin: AdminService, pages: PortalPages
 
     @router.post("/portal/admin/invitations", response_class=HTMLResponse)
     async def invite(request: Request) -> Response:
-        async def submit(request: Request, user: PortalUser) -> Response:
-            fields = await Pages.form(request)
-            if not Pages.csrf_ok(request, fields):
-                return pages.expired(request, user)
+        async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
             try:
                 wanted = NewInvitation.model_validate(fields)
             except ValidationError as invalid:
@@ -61,14 +57,11 @@ def build_admin_router(doorway: Doorway, admin: AdminService, pages: PortalPages
             )
             return RedirectResponse(f"{MEMBERS}?invited={wanted.email}", status_code=303)
 
-        return await as_user(request, submit)
+        return await doorway.submit(request, submit)
 
     @router.post("/portal/admin/members/{user_id}", response_class=HTMLResponse)
     async def change(request: Request, user_id: str) -> Response:
-        async def submit(request: Request, user: PortalUser) -> Response:
-            fields = await Pages.form(request)
-            if not Pages.csrf_ok(request, fields):
-                return pages.expired(request, user)
+        async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
             action, organisation = fields.get("action", ""), user.principal.organisation_id
             role = fields.get("role", "")
             if action not in ACTIONS or (action == "role" and role not in ASSIGNABLE_ROLES):
@@ -81,6 +74,6 @@ def build_admin_router(doorway: Doorway, admin: AdminService, pages: PortalPages
                 await admin.update_member(user.principal, organisation, user_id, new_role, active)
             return RedirectResponse(MEMBERS, status_code=303)
 
-        return await as_user(request, submit)
+        return await doorway.submit(request, submit)
 
     return router

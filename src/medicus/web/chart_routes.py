@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from medicus.core.db import utc_now
 from medicus.core.errors import ApiError
-from medicus.iam.pages import Pages
 from medicus.web.chart import plot
 from medicus.web.consents import DECISIONS
 from medicus.web.doorway import Doorway
@@ -38,12 +37,6 @@ class ChartPage:
         consents = await self._portal.consents.on_record(user, found.holders)
         context = {"chart": found, "consents": consents, "plot": plot, **extra}
         return self._pages.render(request, "chart.html", status, user=user, **context)
-
-
-async def _submitted(request: Request) -> dict[str, str] | None:
-    """A form's fields, or None when its CSRF token does not match (it expired)."""
-    fields = await Pages.form(request)
-    return fields if Pages.csrf_ok(request, fields) else None
 
 
 def build_chart_router(doorway: Doorway, portal: Portal, pages: PortalPages) -> APIRouter:
@@ -77,10 +70,7 @@ def build_chart_router(doorway: Doorway, portal: Portal, pages: PortalPages) -> 
 
     @router.post("/portal/patients/{patient_id}/break-glass", response_class=HTMLResponse)
     async def break_glass(request: Request, patient_id: str) -> Response:
-        async def submit(request: Request, user: PortalUser) -> Response:
-            fields = await _submitted(request)
-            if fields is None:
-                return pages.expired(request, user)
+        async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
             reason = " ".join(fields.get("reason", "").split())
             if not REASON_MIN <= len(reason) <= REASON_MAX:
                 return await chart_page(
@@ -89,7 +79,7 @@ def build_chart_router(doorway: Doorway, portal: Portal, pages: PortalPages) -> 
             await portal.open_break_glass(user, patient_id, reason)
             return RedirectResponse(f"/portal/patients/{patient_id}", status_code=303)
 
-        return await as_user(request, submit)
+        return await doorway.submit(request, submit)
 
     return router
 
@@ -97,15 +87,11 @@ def build_chart_router(doorway: Doorway, portal: Portal, pages: PortalPages) -> 
 def _consent_router(doorway: Doorway, portal: Portal, pages: PortalPages) -> APIRouter:
     """Recording and withdrawing a patient's sharing consent."""
     router = APIRouter(include_in_schema=False)
-    as_user = doorway.enter
     chart_page = ChartPage(portal, pages).render
 
     @router.post("/portal/patients/{patient_id}/consent", response_class=HTMLResponse)
     async def consent(request: Request, patient_id: str) -> Response:
-        async def submit(request: Request, user: PortalUser) -> Response:
-            fields = await _submitted(request)
-            if fields is None:
-                return pages.expired(request, user)
+        async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
             decision = fields.get("decision", "")
             unsigned = decision == "permit" and fields.get("signed") != "yes"
             if decision not in DECISIONS or unsigned:
@@ -113,19 +99,17 @@ def _consent_router(doorway: Doorway, portal: Portal, pages: PortalPages) -> API
             await portal.consents.record(user, patient_id, decision, utc_now())
             return RedirectResponse(f"/portal/patients/{patient_id}#consent", status_code=303)
 
-        return await as_user(request, submit)
+        return await doorway.submit(request, submit)
 
     @router.post(
         "/portal/patients/{patient_id}/consent/{consent_id}/withdraw",
         response_class=HTMLResponse,
     )
     async def withdraw(request: Request, patient_id: str, consent_id: str) -> Response:
-        async def submit(request: Request, user: PortalUser) -> Response:
-            if await _submitted(request) is None:
-                return pages.expired(request, user)
+        async def submit(request: Request, user: PortalUser, _fields: dict[str, str]) -> Response:
             await portal.consents.withdraw(user, consent_id)
             return RedirectResponse(f"/portal/patients/{patient_id}#consent", status_code=303)
 
-        return await as_user(request, submit)
+        return await doorway.submit(request, submit)
 
     return router

@@ -13,14 +13,17 @@ from fastapi.responses import Response
 
 from medicus.core.errors import ApiError
 from medicus.iam.login import LoginService
-from medicus.iam.pages import SESSION_COOKIE
+from medicus.iam.pages import SESSION_COOKIE, Pages
 from medicus.web.pages import PortalPages
 from medicus.web.users import PortalUser, portal_user
 
 Handler = Callable[[Request, PortalUser], Awaitable[Response]]
+FormHandler = Callable[[Request, PortalUser, dict[str, str]], Awaitable[Response]]
 
 
 class Doorway:
+    """`enter` for pages, `submit` for forms (which also checks the form's CSRF token)."""
+
     def __init__(self, logins: LoginService, pages: PortalPages) -> None:
         self._logins = logins
         self._pages = pages
@@ -41,3 +44,15 @@ class Doorway:
                 410: _("This was deleted."),
             }.get(error.status, _(error.detail))
             return self._pages.problem(request, error.status, message, user=user)
+
+    async def submit(self, request: Request, handler: FormHandler) -> Response:
+        """Run a form's handler with its fields; a form whose CSRF token does not match (it
+        expired) gets the "form expired" page and changes nothing."""
+
+        async def checked(request: Request, user: PortalUser) -> Response:
+            fields = await Pages.form(request)
+            if not Pages.csrf_ok(request, fields):
+                return self._pages.expired(request, user)
+            return await handler(request, user, fields)
+
+        return await self.enter(request, checked)

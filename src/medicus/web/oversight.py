@@ -26,17 +26,12 @@ QUEUE_SIZE = 200
 
 @dataclass(frozen=True)
 class Opening:
-    """A break-glass opening as the review queue shows it."""
+    """A break-glass opening as the review queue shows it: with the physician's and the
+    reviewer's names."""
 
-    id: str
+    stored: StoredBreakGlass
     physician: str
-    patient_id: str
-    reason: str
-    started_at: dt.datetime
-    ends_at: dt.datetime
-    reviewed_by: str | None
-    reviewed_at: dt.datetime | None
-    review_note: str | None
+    reviewer: str | None
 
 
 @dataclass(frozen=True)
@@ -139,22 +134,11 @@ def _detail(entry: Entry) -> dict[str, object]:
 
 
 def _opening(found: StoredBreakGlass, names: Names) -> Opening:
-    def name(actor: str | None) -> str | None:
-        if actor is None:
-            return None
+    def name(actor: str) -> str:
         return names.users.get(_user_id(actor) or "", actor)
 
-    return Opening(
-        found.id,
-        name(found.actor) or found.actor,
-        found.patient_id,
-        found.reason,
-        found.started_at,
-        found.ends_at,
-        name(found.reviewed_by),
-        found.reviewed_at,
-        found.review_note,
-    )
+    reviewer = name(found.reviewed_by) if found.reviewed_by else None
+    return Opening(found, name(found.actor), reviewer)
 
 
 def _line(entry: Entry, detail: dict[str, object], names: Names) -> TrailLine:

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from medicus.audit.service import Outcome
-from medicus.iam.pages import Pages
 from medicus.web.doorway import Doorway
 from medicus.web.oversight import OversightPages, TrailFilter
 from medicus.web.pages import PortalPages
@@ -43,10 +42,7 @@ def build_oversight_router(
 
     @router.post("/portal/oversight/break-glass/{opening_id}/review", response_class=HTMLResponse)
     async def review(request: Request, opening_id: str) -> Response:
-        async def submit(request: Request, user: PortalUser) -> Response:
-            fields = await Pages.form(request)
-            if not Pages.csrf_ok(request, fields):
-                return pages.expired(request, user)
+        async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
             note = fields.get("note", "").strip()
             if not 1 <= len(note) <= NOTE_MAX:
                 openings = await oversight.openings(user, unreviewed=True)
@@ -62,7 +58,7 @@ def build_oversight_router(
             await oversight.review(user, opening_id[:FIELD_MAX], note)
             return RedirectResponse("/portal/oversight/break-glass", status_code=303)
 
-        return await as_user(request, submit)
+        return await doorway.submit(request, submit)
 
     @router.get("/portal/oversight/audit", response_class=HTMLResponse)
     async def trail(request: Request) -> Response:
@@ -85,14 +81,11 @@ def build_oversight_router(
 
     @router.post("/portal/oversight/audit/verify", response_class=HTMLResponse)
     async def verify(request: Request) -> Response:
-        async def submit(request: Request, user: PortalUser) -> Response:
-            fields = await Pages.form(request)
-            if not Pages.csrf_ok(request, fields):
-                return pages.expired(request, user)
+        async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
             report = await oversight.verify(user)
             return pages.render(request, "chain_report.html", user=user, report=report)
 
-        return await as_user(request, submit)
+        return await doorway.submit(request, submit)
 
     return router
 
