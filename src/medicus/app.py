@@ -94,10 +94,13 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(
         web_routes.build_router(
             platform.portal,
+            platform.portal_own_data,
             platform.portal_oversight,
             platform.admin,
             platform.logins,
             portal_pages,
+            platform.organisation_settings,
+            platform.portal_stewardship,
         )
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

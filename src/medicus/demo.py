@@ -29,6 +29,9 @@ class DemoOrganisation:
     iknr: str
     telematik_id: str
     staff: tuple[tuple[str, str, Role], ...]
+    patients: tuple[tuple[str, str, str], ...] = ()
+    """Patients invited to the portal: e-mail, name, their record (`<organisation id>.<key>`,
+    `demo_records`)."""
 
 
 DEMO_ORGANISATIONS = (
@@ -43,6 +46,7 @@ DEMO_ORGANISATIONS = (
             ("dr.yilmaz@uk-nordstadt.example", "Dr. Deniz Yilmaz", Role.PHYSICIAN),
             ("pfleger.lang@uk-nordstadt.example", "Tom Lang", Role.NURSE),
         ),
+        (("anna.mueller@patient.example", "Anna Müller", "anna"),),
     ),
     DemoOrganisation(
         "Kreiskrankenhaus Südheim",
@@ -91,13 +95,20 @@ async def load_demo(platform: Platform) -> DemoSummary:
             )
             organisations += organisation.created
             ids.append(organisation.id)
-            for email, display_name, role in demo.staff:
+            people: list[tuple[str, str, Role, str | None]] = [
+                (email, name, role, None) for email, name, role in demo.staff
+            ]
+            people += [
+                (email, name, Role.PATIENT, f"{organisation.id}.{record}")
+                for email, name, record in demo.patients
+            ]
+            for email, display_name, role, record in people:
                 user = await identity.ensure_user(session, DEMO_ACTOR, email, display_name)
                 users += user.created
                 if user.created:
                     await identity.set_password(session, DEMO_ACTOR, user.id, DEMO_PASSWORD)
                 memberships += await identity.ensure_membership(
-                    session, DEMO_ACTOR, user.id, organisation.id, role
+                    session, DEMO_ACTOR, user.id, organisation.id, role, record
                 )
         client = await _ensure_backend_client(platform, session, ids[0])
     patients = await load_demo_records(platform, ids[0], ids[1])
@@ -140,7 +151,8 @@ def describe(summary: DemoSummary, platform: Platform, command: str) -> list[str
         f"{summary.users_created} users, {summary.memberships_created} memberships created, "
         f"backend client {'created' if summary.client.created else 'in place'}, demo patients "
         f"{'created' if summary.patients_created else 'in place'}",
-        f"portal: {issuer}/portal (as {district_physician}, search 'Müller' or 'Schmidt')",
+        f"portal: {issuer}/portal (as {district_physician}, search 'Müller' or 'Schmidt'; as "
+        f"the patient {hospital.patients[0][0]}, who sees who accessed her data)",
         f"log in at {issuer}/login as {physician} (physician) or {admin} (organisation admin), "
         f"password '{DEMO_PASSWORD}'; physicians set up a second factor at their first login, "
         "so have an authenticator app (TOTP) at hand",

@@ -1,5 +1,5 @@
 """Demo patients for `make run` (development only), so that the portal has something to show:
-two people with records at both demo hospitals.
+three people with records at both demo hospitals.
 
 - Anna Müller was an inpatient at the university hospital (labs over two years, diagnoses,
   medication, a procedure, a discharge letter) and consented there to sharing her data; she
@@ -7,6 +7,9 @@ two people with records at both demo hospitals.
   data of her.
 - Max Schmidt has records at both too, but gave no consent: the district hospital sees the
   university hospital's data of him only after a physician opens it by break-glass.
+- Erika Wagner is an inpatient at the university hospital now and was admitted to the
+  district hospital too; she has not consented yet: once a university physician records her
+  consent, the district hospital sees the university hospital's data of her.
 
 Written through the FHIR hub as each hospital's own system (so `access` keeps consents and
 treatment relations as for any write), with fixed ids in each hospital's namespace
@@ -141,7 +144,7 @@ def _consent(id_: str, patient: str, signed: dt.date) -> dict[str, Any]:
 
 def _university_records(uk: str, today: dt.date) -> list[dict[str, Any]]:
     first = today - dt.timedelta(days=700)
-    anna, max_ = f"{uk}.anna", f"{uk}.max"
+    anna, max_, erika = f"{uk}.anna", f"{uk}.max", f"{uk}.erika"
     letter = {
         "resourceType": "DocumentReference",
         "id": f"{anna}-letter",
@@ -167,6 +170,9 @@ def _university_records(uk: str, today: dt.date) -> list[dict[str, Any]]:
         _patient(max_, "S987654320", "Schmidt", "Max", "1958-11-02", "male"),
         *_labs(anna, anna, first),
         *_labs(max_, max_, first),
+        _patient(erika, "W445566770", "Wagner", "Erika", "1971-03-08", "female"),
+        *_labs(erika, erika, first),
+        _encounter(f"{erika}-stay", erika, "in-progress", today, "Kardiologie"),
         _condition(f"{anna}-n18", anna, "N18.3", kidneys, first),
         _condition(f"{anna}-d50", anna, "D50.9", "Eisenmangelanämie", first),
         _condition(f"{max_}-i25", max_, "I25.1", "Atherosklerotische Herzkrankheit", first),
@@ -182,6 +188,7 @@ async def load_demo_records(
     today = today or dt.date.today()
     fhir, bundles = platform.fhir.service, platform.fhir.bundles
     anna, anna_here, max_here = f"{university}.anna", f"{district}.anna", f"{district}.max"
+    erika_here = f"{district}.erika"
     try:
         await fhir.read(_system(university), "Patient", anna)
         return False
@@ -201,6 +208,8 @@ async def load_demo_records(
             _encounter(f"{anna_here}-stay", anna_here, "in-progress", today, "Notaufnahme"),
             _patient(max_here, "S987654320", "Schmidt", "Max", "1958-11-02", "male"),
             _encounter(f"{max_here}-stay", max_here, "in-progress", today, "Notaufnahme"),
+            _patient(erika_here, "W445566770", "Wagner", "Erika", "1971-03-08", "female"),
+            _encounter(f"{erika_here}-stay", erika_here, "in-progress", today, "Innere"),
         ),
         None,
     )

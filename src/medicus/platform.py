@@ -13,6 +13,7 @@ from medicus import migrations
 from medicus.access.breakglass import BreakGlass
 from medicus.access.disclosures import Disclosures
 from medicus.access.oversight import Oversight
+from medicus.access.patient_accounts import PatientAccounts
 from medicus.access.patients import PatientIndex
 from medicus.access.policy import AccessPolicy
 from medicus.access.trail_reader import AuditTrailReader
@@ -44,6 +45,7 @@ from medicus.iam.discovery import Endpoints
 from medicus.iam.keys import SigningKeys
 from medicus.iam.login import LoginService
 from medicus.iam.oauth import OAuthService
+from medicus.iam.organisation_settings import OrganisationSettings
 from medicus.iam.passwords import PasswordHasher
 from medicus.iam.revocations import Revocations
 from medicus.iam.service import IdentityService
@@ -52,7 +54,9 @@ from medicus.iam.upstream import UpstreamLogins
 from medicus.settings import Settings
 from medicus.updates import update_steps
 from medicus.web.oversight import OversightPages
+from medicus.web.own_data import OwnData
 from medicus.web.service import Portal
+from medicus.web.stewardship import Stewardship
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class Platform:
     logins: LoginService
     oauth: OAuthService
     admin: AdminService
+    organisation_settings: OrganisationSettings
     upstream: UpstreamLogins
     http_client: httpx.AsyncClient
     patients: PatientIndex
@@ -89,7 +94,9 @@ class Platform:
     fhir: FhirHub
     background_updates: BackgroundUpdates
     portal: Portal
+    portal_own_data: OwnData
     portal_oversight: OversightPages
+    portal_stewardship: Stewardship
 
     async def start_background_work(self) -> None:
         """Start the loops of a server process. The background updates run only on a database
@@ -151,6 +158,13 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
     )
     fhir = _fhir_hub(database, audit, box, patients, endpoints, clock)
     trail_reader = AuditTrailReader(database, audit, identity, oversight)
+    callback_url = f"{settings.public_url}/login/upstream/callback"
+    upstream = UpstreamLogins(database, audit, logins, box, callback_url, http_client)
+    admin = _admin(settings, database, audit, identity, revocations)
+    accounts = PatientAccounts(database, audit, admin)
+    portal = Portal(
+        database, fhir, patients, break_glass, identity, accounts, endpoints.fhir_base_url
+    )
     return Platform(
         settings=settings,
         database=database,
@@ -164,23 +178,11 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         tokens=tokens,
         logins=logins,
         oauth=_oauth(settings, database, audit, tokens, endpoints),
-        admin=AdminService(
-            database,
-            audit,
-            identity,
-            revocations,
-            _mail_sender(settings),
-            settings.public_url,
-            dt.timedelta(days=settings.invitation_days),
+        admin=admin,
+        organisation_settings=OrganisationSettings(
+            database, audit, identity, upstream, revocations, callback_url
         ),
-        upstream=UpstreamLogins(
-            database,
-            audit,
-            logins,
-            box,
-            callback_url=f"{settings.public_url}/login/upstream/callback",
-            http=http_client,
-        ),
+        upstream=upstream,
         http_client=http_client,
         patients=patients,
         trail_reader=trail_reader,
@@ -188,8 +190,28 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         break_glass=break_glass,
         fhir=fhir,
         background_updates=BackgroundUpdates(database, update_steps(patients)),
-        portal=Portal(database, fhir, patients, break_glass, identity, endpoints.fhir_base_url),
+        portal=portal,
+        portal_own_data=OwnData(portal, accounts, trail_reader, portal.consents),
         portal_oversight=OversightPages(database, break_glass, trail_reader, identity),
+        portal_stewardship=Stewardship(database, patients, identity),
+    )
+
+
+def _admin(
+    settings: Settings,
+    database: Database,
+    audit: AuditTrail,
+    identity: IdentityService,
+    revocations: Revocations,
+) -> AdminService:
+    return AdminService(
+        database,
+        audit,
+        identity,
+        revocations,
+        _mail_sender(settings),
+        settings.public_url,
+        dt.timedelta(days=settings.invitation_days),
     )
 
 

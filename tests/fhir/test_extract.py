@@ -90,11 +90,19 @@ def test_a_reference_to_another_type_is_not_a_patient() -> None:
 def test_unions_of_other_parameters_are_answered_from_their_members() -> None:
     """R4's Observation has six `combo-*` parameters, each `x | component.x`; nothing else in
     R4 is such a union of parameters of its own type (references are not considered). A few
-    select exactly what another does (Patient `phonetic` is `Patient.name`, as `name`): they
-    are answered from that one's rows."""
+    select exactly what another does (Practitioner `phonetic` is `Practitioner.name`, as
+    `name`): they are answered from that one's rows. Patient `phonetic` has rows of its own,
+    the sounds of the names (search/phonetics.py)."""
     unions = {
         (resource_type, code): parameter.members
-        for resource_type in ("Observation", "Patient", "Encounter", "Condition", "Procedure")
+        for resource_type in (
+            "Observation",
+            "Patient",
+            "Practitioner",
+            "Encounter",
+            "Condition",
+            "Procedure",
+        )
         for code, parameter in parameters_of(resource_type).items()
         if parameter.members
     }
@@ -116,10 +124,10 @@ def test_unions_of_other_parameters_are_answered_from_their_members() -> None:
         ("Observation", "combo-value-quantity"): ("component-value-quantity", "value-quantity"),
         ("Observation", "gene-amino-acid-change"): ("amino-acid-change",),
         ("Observation", "gene-dnavariant"): ("dna-variant",),
-        ("Patient", "phonetic"): ("name",),
+        ("Practitioner", "phonetic"): ("name",),
     }
-    patient = {"resourceType": "Patient", "name": [{"family": "Müller", "given": ["Erika"]}]}
-    strings = {code for code, _, _ in extract("Patient", patient).strings}
+    doctor = {"resourceType": "Practitioner", "name": [{"family": "Müller", "given": ["Erika"]}]}
+    strings = {code for code, _, _ in extract("Practitioner", doctor).strings}
     assert "name" in strings
     assert "phonetic" not in strings
 

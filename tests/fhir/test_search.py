@@ -64,7 +64,7 @@ async def test_patient_by_kvnr(hub: Hub, ward: dict[str, str]) -> None:
 
 async def test_name_and_birth_date(hub: Hub, ward: dict[str, str]) -> None:
     assert await search_ids(hub, "/fhir/Patient", name="muller") == [ward["erika"]]
-    # `phonetic` selects what `name` selects, and is answered from its rows.
+    # `phonetic`: by the sound of each name word (test_search_phonetic.py).
     assert await search_ids(hub, "/fhir/Patient", phonetic="muller") == [ward["erika"]]
     assert await search_ids(hub, "/fhir/Patient", phonetic="erika") == [ward["erika"]]
     assert set(await search_ids(hub, "/fhir/Patient", family="Mu")) == {ward["erika"], ward["max"]}

@@ -242,3 +242,22 @@ def test_the_type_is_hidden_from_sqlite_only() -> None:
     built = statement.build(RESOURCES.c)
     assert "|| ''" in str(built.compile(dialect=sqlite.dialect()))  # type: ignore[no-untyped-call]
     assert "|| ''" not in str(built.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("value", ["Maier", "Hans Maier", "Maier,Schmidt"])
+def test_a_sound_is_read_from_the_string_index(plan, value: str) -> None:  # type: ignore[no-untyped-def]
+    """Patient `phonetic` reads its codes' rows from the string index (search/phonetics.py),
+    each word's code a lookup of its own."""
+    found = plan(_search(("phonetic", value), resource_type="Patient"))
+    lookup = "COVERING INDEX ix_fhir_string_lookup (resource_type=? AND param=? AND value=?)"
+    assert found.count(lookup) == len(value.split())
+    assert "SCAN" not in found
+
+
+def test_a_birth_date_starts_before_a_sound(plan) -> None:  # type: ignore[no-untyped-def]
+    found = plan(
+        _search(("phonetic", "Maier"), ("birthdate", "1964-05-17"), resource_type="Patient")
+    )
+    assert "ix_fhir_date_lookup" in found
+    assert "ix_fhir_string_lookup" not in found
+    assert "ix_fhir_string_rid (rid=?)" in found

@@ -57,6 +57,13 @@ SHAPES: list[tuple[str, list[tuple[str, str]]]] = [
     ("Patient", [("family", "Family7")]),
     ("Patient", [("family", "Family7"), ("gender", "female")]),
     ("Patient", [("name", "Family12")]),
+    # Kölner Phonetik: every family sounds alike (Family7, Familie: 365), Newcomer does not.
+    ("Patient", [("phonetic", "Familie")]),
+    ("Patient", [("phonetic", "Vamilie Anna")]),
+    ("Patient", [("phonetic", "Anna"), ("phonetic", "Familie")]),
+    ("Patient", [("phonetic", "Familie"), ("gender", "female")]),
+    ("Patient", [("phonetic", "Familie"), ("birthdate", "eq1964-05-17")]),
+    ("Patient", [("phonetic", "Meier")]),
     ("Observation", [("date", "ge2025-12-01")]),
     ("Observation", [("code", f"{LOINC}|{CODES[0]}"), ("date", "ge2020-01-01")]),
     ("Observation", [("status", "final"), ("date", "ge2020-01-01")]),

@@ -19,8 +19,8 @@ from tests.support.database import count, rows
 
 async def test_demo_creates_organisations_and_staff_once(fresh_platform: Platform) -> None:
     first = await load_demo(fresh_platform)
-    emails = {email for org in DEMO_ORGANISATIONS for email, _, _ in org.staff}
-    memberships = sum(len(org.staff) for org in DEMO_ORGANISATIONS)
+    emails = {email for org in DEMO_ORGANISATIONS for email, _, _ in (*org.staff, *org.patients)}
+    memberships = sum(len(org.staff) + len(org.patients) for org in DEMO_ORGANISATIONS)
     assert (first.organisations_created, first.users_created) == (3, len(emails))
     assert first.memberships_created == memberships
 

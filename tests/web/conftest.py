@@ -6,29 +6,34 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
 from medicus.app import create_app
 from medicus.iam.roles import Role
-from medicus.platform import Platform
+from medicus.platform import Platform, build_platform
 from tests.access.conftest import Region
-from tests.conftest import register_organisation
+from tests.conftest import make_settings, register_organisation
 from tests.iam.browser import Browser
-from tests.iam.conftest import PASSWORD, add_user
+from tests.iam.conftest import PASSWORD, Mailbox, add_user, running_mailbox
 from tests.support import clients
+from tests.support.clock import MovableClock
 
 PHYSICIAN = "dr.b@hospital-b.example"
 NURSE = "nurse.b@hospital-b.example"
 DPO = "dpo.b@hospital-b.example"
 ADMIN = "admin.b@hospital-b.example"
+PLATFORM_ADMIN = "operator@platform.example"
+"""A platform administrator, once `add_platform_admin` made them one."""
 
 
 @dataclass
 class Ward:
     region: Region
     physician: Browser
+    mailbox: Mailbox
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -48,8 +53,20 @@ class Ward:
 
 
 @pytest.fixture
-async def ward(fresh_platform: Platform) -> AsyncIterator[Ward]:
-    platform = fresh_platform
+async def ward(tmp_path: Path, fresh_database_url: str, clock: MovableClock) -> AsyncIterator[Ward]:
+    with running_mailbox() as mailbox:
+        settings = make_settings(
+            tmp_path, fresh_database_url, smtp_url=f"smtp://127.0.0.1:{mailbox.port}"
+        )
+        platform = build_platform(settings, clock)
+        try:
+            async for ward in _ward(platform, mailbox):
+                yield ward
+        finally:
+            await platform.close()
+
+
+async def _ward(platform: Platform, mailbox: Mailbox) -> AsyncIterator[Ward]:
     for organisation in ("hospital-a", "hospital-b", "hospital-c"):
         await register_organisation(platform, organisation)
     async with platform.database.transaction() as session:
@@ -75,6 +92,14 @@ async def ward(fresh_platform: Platform) -> AsyncIterator[Ward]:
         transport=transport, base_url=platform.settings.public_url
     ) as http:
         region = Region(platform, http, token, organisation)
-        ward = Ward(region, Browser(http, PHYSICIAN, PASSWORD))
+        ward = Ward(region, Browser(http, PHYSICIAN, PASSWORD), mailbox)
         yield ward
     await platform.stop_background_work()
+
+
+async def add_platform_admin(ward: Ward) -> None:
+    """Make PLATFORM_ADMIN a platform administrator of the platform operator `platform`."""
+    platform = ward.platform
+    await register_organisation(platform, "platform", "platform_operator")
+    async with platform.database.transaction() as session:
+        await add_user(platform, session, PLATFORM_ADMIN, [("platform", Role.PLATFORM_ADMIN)])

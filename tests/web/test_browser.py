@@ -3,8 +3,12 @@ serve` with the demo data (`medicus demo`), as `make run` leaves it. A physician
 district hospital logs in with password and TOTP, finds Anna Müller, sees the university
 hospital's lab values (she consented there and is treated here now), finds Max Schmidt (no
 consent), opens his other records by break-glass with a reason, and reads the chart in
-English. axe-core (vendored, `tests/web/vendor/`) checks each page type for serious and
-critical accessibility violations; screenshots go to `build/screenshots/`."""
+English; the DPO reviews the opening. Erika Wagner's university data appears at the district
+hospital only once a university physician records her consent (both treat her). An admin
+invites a nurse, who sets up her login. Anna, a patient, sees that the district physician
+looked at her data, and gives her research consent. axe-core (vendored, `tests/web/vendor/`)
+checks each page type for serious and critical accessibility violations; screenshots go to
+`build/screenshots/`."""
 
 from __future__ import annotations
 
@@ -34,6 +38,8 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 ADMIN = DEMO_ORGANISATIONS[1].staff[0][0]
 PHYSICIAN = DEMO_ORGANISATIONS[1].staff[1][0]
 DPO = DEMO_ORGANISATIONS[1].staff[2][0]
+UNIVERSITY_PHYSICIAN = DEMO_ORGANISATIONS[0].staff[1][0]
+PATIENT = DEMO_ORGANISATIONS[0].patients[0][0]
 
 if not CHROMIUM.exists():
     if os.environ.get("CI"):
@@ -103,7 +109,11 @@ class Authenticator:
     last_step: int = 0
 
     def code(self) -> str:
+        """A code of a step not used yet: the current one, or the next (a third login within
+        one step waits for the clock, as a person would)."""
         assert self.secret is not None
+        while int(time.time() // 30) + 1 <= self.last_step:
+            time.sleep(0.5)
         self.last_step = max(int(time.time() // 30), self.last_step + 1)
         return pyotp.TOTP(self.secret).at(self.last_step * 30)
 
@@ -134,7 +144,7 @@ def _log_in(
     if enrolling:
         page.click("main form[method=get] button")
     page.wait_for_load_state()
-    assert re.fullmatch(r".*/portal(/patients)?\??", page.url), page.url
+    assert re.fullmatch(r".*/portal(/patients|/me)?\??", page.url), page.url
 
 
 def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
@@ -266,3 +276,81 @@ def test_an_admin_invites_a_nurse_who_accepts_and_sets_up_totp(
     invited.click("main form[method=get] button")
     invited.wait_for_load_state()
     assert "Find a patient" in invited.inner_text("main"), invited.url
+
+
+def test_another_hospitals_labs_appear_once_the_patient_consents(
+    demo_server: RunningServer, browser: Browser, authenticators: dict[str, Authenticator]
+) -> None:
+    district = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
+    page = district.new_page()
+    _log_in(page, demo_server.base_url, authenticators)
+    page.fill("#q", "Wagner")
+    page.keyboard.press("Enter")
+    page.locator("#results tbody tr").first.wait_for()
+    assert page.locator("#results tbody tr").count() == 1, "no consent: only her record here"
+    page.locator("#results tbody tr a").first.click()
+    page.wait_for_selector("h1#patient-name")
+    chart_url = page.url
+    assert "No laboratory values" in page.inner_text("main")
+    university = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
+    colleague = university.new_page()
+    _log_in(colleague, demo_server.base_url, authenticators, UNIVERSITY_PHYSICIAN)
+    colleague.fill("#q", "Wagner")
+    colleague.keyboard.press("Enter")
+    colleague.locator("#results tbody tr a").first.click()
+    colleague.wait_for_selector("h1#patient-name")
+    consent = colleague.locator("form.consent").first
+    consent.get_by_label("The patient permits sharing").check()
+    consent.get_by_role("button", name="Record decision").click()
+    assert colleague.locator("#consent-error").is_visible(), "a permit needs the signed form"
+    consent = colleague.locator("form.consent").first
+    consent.get_by_label("The patient permits sharing").check()
+    consent.get_by_label("The signed consent form is in the patient file").check()
+    consent.get_by_role("button", name="Record decision").click()
+    colleague.wait_for_selector("#consent table.list")
+    assert "in force" in colleague.locator("#consent table.list").inner_text()
+    _accessible(colleague, "chart with consent")
+    _shot(colleague, "consent-recorded-en")
+    university.close()
+    page.goto(chart_url)
+    labs = page.locator("section[aria-labelledby=labs-heading]")
+    assert "Hämoglobin" in labs.inner_text()
+    assert labs.locator(".elsewhere").count() > 0, "the university hospital's values"
+    district.close()
+
+
+def test_a_patient_sees_who_looked_at_her_data_and_gives_research_consent(
+    demo_server: RunningServer, browser: Browser, authenticators: dict[str, Authenticator]
+) -> None:
+    context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    _log_in(page, demo_server.base_url, authenticators, PATIENT)
+    assert page.url.endswith("/portal/me")
+    assert "Ihre Daten" in page.inner_text("h1")
+    _accessible(page, "own data")
+    page.get_by_role("link", name="Zugriffsprotokoll").click()
+    log = page.locator("table.access-log")
+    assert "Dr. Lena Koch" in log.inner_text(), "the district physician read her chart"
+    assert "Kreiskrankenhaus Südheim" in log.inner_text()
+    _accessible(page, "access log")
+    _shot(page, "access-log-de")
+    page.locator("button[lang=en]").click()
+    page.wait_for_selector("html[lang=en]")
+    assert "looked at" in page.locator("table.access-log").inner_text()
+    _shot(page, "access-log-en")
+    page.get_by_role("link", name="Your data", exact=True).click()
+    research = page.locator("#research form")
+    research.locator("input[name=patient-data][value=permit]").check()
+    research.locator("input[name=biomaterial][value=deny]").check()
+    research.get_by_role("button", name="Save research consent").click()
+    assert page.locator("#research-error").is_visible(), "she confirms she read the leaflet"
+    research = page.locator("#research form")
+    research.locator("input[name=patient-data][value=permit]").check()
+    research.locator("input[name=biomaterial][value=deny]").check()
+    research.get_by_label("I have read the patient information on the Broad Consent").check()
+    research.get_by_role("button", name="Save research consent").click()
+    page.wait_for_selector("#research table.list")
+    assert "in force" in page.locator("#research table.list").inner_text()
+    _accessible(page, "own data with consent")
+    _shot(page, "own-data-en")
+    context.close()

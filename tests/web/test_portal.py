@@ -5,11 +5,13 @@ allows, break-glass opens it with a reason, and every refusal is a page, never a
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
+from medicus.web import pages as web_pages
 from tests.support import resources
 from tests.support.database import rows
 from tests.web.conftest import Ward
@@ -251,3 +253,51 @@ async def test_a_physician_records_and_withdraws_a_sharing_consent(ward: Ward) -
     assert (
         await ward.http.get(f"/fhir/Patient/{ids['b1']}", headers=hospital_a)
     ).status_code == 404
+
+
+async def test_search_finds_names_that_sound_alike_after_those_that_start_alike(
+    ward: Ward,
+) -> None:
+    """Typing `Mayer` finds Mayer first (by prefix), then Meier and Maier (they sound alike,
+    Kölner Phonetik), each once; another hospital's Meier stays hidden. Two audited FHIR
+    searches."""
+    region = ward.region
+    meier = await region.create(
+        "hospital-b", resources.patient(None, "Meier", "Hans", "1964-05-17")
+    )
+    mayer = await region.create("hospital-b", resources.patient(None, "Mayer", "Eva", "1970-01-01"))
+    maier = await region.create("hospital-b", resources.patient(None, "Maier", "Jo", "1964-05-17"))
+    await region.create("hospital-b", resources.patient(None, "Schmidt", "Hans", "1964-05-17"))
+    foreign = await region.create(
+        "hospital-a", resources.patient(None, "Meier", "Hans", "1964-05-17")
+    )
+    await _logged_in(ward)
+    before = len([entry for entry in await _audited(ward) if entry[0] == "fhir.search"])
+    page = (await ward.http.get("/portal/patients", params={"q": "Mayer"})).text
+    places = {
+        key: page.find(f"/portal/patients/{id_}")
+        for key, id_ in {"meier": meier, "mayer": mayer, "maier": maier, "foreign": foreign}.items()
+    }
+    assert places["foreign"] == -1
+    assert -1 < places["mayer"] < min(places["meier"], places["maier"])
+    assert page.count(f'/portal/patients/{mayer}"') == 1
+    searches = [entry for entry in await _audited(ward) if entry[0] == "fhir.search"]
+    assert searches[before:] == [("fhir.search", "medicus-portal")] * 2
+    alike = (await ward.http.get("/portal/patients", params={"q": "Hans Mayer 17.5.1964"})).text
+    assert f"/portal/patients/{meier}" in alike
+    assert f"/portal/patients/{maier}" not in alike, "Jo is no Hans"
+
+
+async def test_every_pages_help_link_leads_to_a_section_of_the_help_page(ward: Ward) -> None:
+    await _logged_in(ward)
+    page = await ward.http.get("/portal/help")
+    assert "<title>Hilfe · medicus</title>" in page.text, "a plain title, no markup in it"
+    templates = Path(web_pages.__file__).parent / "templates"
+    anchors = {
+        found.group(1)
+        for template in templates.glob("*.html")
+        for found in re.finditer(r"{% block help %}([\w-]+){% endblock %}", template.read_text())
+    }
+    assert {"start", "chart", "own-data"} <= anchors
+    missing = {anchor for anchor in anchors if f'<section id="{anchor}"' not in page.text}
+    assert missing == set()

@@ -64,3 +64,21 @@ def test_german_formats_numbers_and_fills_placeholders() -> None:
 )
 def test_fhir_dates_in_the_users_language(language: str, value: str, expected: str) -> None:
     assert Languages().get(language).fhir_date(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("Mayer", [("phonetic", "Mayer")]),
+        ("Mayer 17.5.1964", [("phonetic", "Mayer"), ("birthdate", "1964-05-17")]),
+        ("h. Mayer", [("phonetic", "Mayer")]),
+        ("Müller-Lüdenscheidt hans", [("phonetic", "Müller-Lüdenscheidt"), ("phonetic", "hans")]),
+        ("a-b-c-d-e-f-g-h-i", []),
+        ("a123456789", []),
+        ("17.5.1964 4711", []),
+        ("h.", []),
+    ],
+)
+def test_search_words_by_sound(query: str, expected: list[tuple[str, str]]) -> None:
+    """The portal's second search: the name words as `phonetic`, where any has a sound."""
+    assert search_parameters(query, by_sound=True) == expected

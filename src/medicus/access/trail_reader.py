@@ -8,7 +8,10 @@ The rules:
   what their organisation's staff and services did, and everything done to the data of
   Patient records their organisation holds, whoever did it (`patient=`): a hospital answers
   for the data it holds;
-- nobody else reads it yet (patients will see their own access log once they are users).
+- patients read their own access log: everything done to the data of their Patient records
+  (the master patient index's records of their person), as recorded, each entry showing
+  only their own records (`own_access_log`);
+- nobody else reads it.
 
 Every reading of the trail is itself audited, refusals too, concerning the Patient records
 it asked about.
@@ -28,19 +31,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from sqlalchemy import RowMapping
 
 from medicus.access import repository
 from medicus.access.oversight import Oversight
+from medicus.access.patient_accounts import records_of_person
 from medicus.access.policy import audited
 from medicus.audit.events import CLIENT_DETAIL, NOT_KNOWN
 from medicus.audit.search import AuditQuery
 from medicus.audit.service import AuditRecord, AuditTrail, ChainReport, Outcome, patients_of
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
+from medicus.core.i18n import translatable
 from medicus.iam.roles import Role
 from medicus.iam.service import IdentityService, Names
 from medicus.iam.tokens import Principal
@@ -74,34 +79,41 @@ class AccessLogEntry:
 
 
 _DID = {
-    "fhir.read": "looked at",
-    "fhir.vread": "looked at an earlier version of",
-    "fhir.history": "looked at the history of",
-    "fhir.search": "searched",
-    "fhir.everything": "looked at the whole record",
-    "fhir.create": "added",
-    "fhir.update": "changed",
-    "fhir.delete": "deleted",
-    "access.break-glass": "opened the record in an emergency",
-    "access.break-glass.review": "reviewed an emergency opening of the record",
-    "access.mpi.read": "looked up the records of the same person",
-    "access.mpi.link": "linked the record with another one of the same person",
-    "access.mpi.unlink": "unlinked the record from another one",
-    "access.disclosures.read": "looked at whom the record is open to",
-    "access.disclosures.search": "looked at whom the organisation's records were opened to",
-    "audit.search": "looked at the access log",
-    "audit.read": "looked at the access log",
+    "fhir.read": translatable("looked at"),
+    "fhir.vread": translatable("looked at an earlier version of"),
+    "fhir.history": translatable("looked at the history of"),
+    "fhir.search": translatable("searched"),
+    "fhir.everything": translatable("looked at the whole record"),
+    "fhir.create": translatable("added"),
+    "fhir.update": translatable("changed"),
+    "fhir.delete": translatable("deleted"),
+    "access.break-glass": translatable("opened the record in an emergency"),
+    "access.break-glass.review": translatable("reviewed an emergency opening of the record"),
+    "access.mpi.read": translatable("looked up the records of the same person"),
+    "access.mpi.link": translatable("linked the record with another one of the same person"),
+    "access.mpi.unlink": translatable("unlinked the record from another one"),
+    "access.disclosures.read": translatable("looked at whom the record is open to"),
+    "access.disclosures.search": translatable(
+        "looked at whom the organisation's records were opened to"
+    ),
+    "audit.search": translatable("looked at the access log"),
+    "audit.read": translatable("looked at the access log"),
+    "iam.invitation.create": translatable("invited the patient to the portal"),
 }
 _WHY = {
-    "own-organisation": "the data is held by their own organisation",
-    "consent-and-treatment": "the patient consented to sharing and is being treated there",
-    "break-glass": "emergency access",
-    "other-organisation": "the data is held by another organisation",
-    "held-elsewhere": "only the organisation holding the data may change it",
-    "scope": "their access rights do not cover it",
-    "research-consent": "the patient's research consent permits it",
-    "no-research-consent": "the patient's research consent does not permit it",
-    "not-care-provider": "only care providers record consents and treatment relations",
+    "own-organisation": translatable("the data is held by their own organisation"),
+    "consent-and-treatment": translatable(
+        "the patient consented to sharing and is being treated there"
+    ),
+    "break-glass": translatable("emergency access"),
+    "other-organisation": translatable("the data is held by another organisation"),
+    "held-elsewhere": translatable("only the organisation holding the data may change it"),
+    "scope": translatable("their access rights do not cover it"),
+    "research-consent": translatable("the patient's research consent permits it"),
+    "no-research-consent": translatable("the patient's research consent does not permit it"),
+    "not-care-provider": translatable(
+        "only care providers record consents and treatment relations"
+    ),
 }
 
 
@@ -168,6 +180,27 @@ class AuditTrailReader:
         names of the people and organisations; a page, and the cursor of the next."""
         query = AuditQuery(patients=frozenset({patient_id}), below=below, limit=limit)
         entries, following = await self.search(caller, query, f"access-log Patient/{patient_id}")
+        return await self._in_words(entries), following
+
+    async def own_access_log(
+        self, caller: Principal, below: int | None, limit: int
+    ) -> tuple[list[AccessLogEntry], int | None]:
+        """A patient's own access log: who did what to the data of any record of their
+        person, newest first; a page, and the cursor of the next. A 403 for anyone who is
+        not a patient."""
+        own = caller.own_patient_record
+        event = audited(caller, "audit.search", "AuditEvent", {"query": "own access log"})
+        if own is None:
+            await self._refuse(event, "Only patients read their own access log.")
+        async with self._database.snapshot() as session:
+            records = set(await records_of_person(session, own))
+        query = AuditQuery(patients=frozenset(records), below=below, limit=limit)
+        page, following = await self._audit.search(query)
+        await self._audit.record(event.about(*records))
+        seen = [_only_records(entry, records) for entry in page]
+        return await self._in_words(seen), following
+
+    async def _in_words(self, entries: Sequence[Entry]) -> list[AccessLogEntry]:
         actors = {entry["actor"] for entry in entries}
         users = {actor.partition(":")[2] for actor in actors if actor.startswith("user:")}
         organisations = {entry["organisation"] for entry in entries if entry["organisation"]}
@@ -175,7 +208,7 @@ class AuditTrailReader:
         clients = {str(d[CLIENT_DETAIL]) for d in details if d.get(CLIENT_DETAIL)}
         async with self._database.snapshot() as session:
             names = await self._identity.names(session, users, organisations, clients)
-        return [_in_words(e, d, names) for e, d in zip(entries, details, strict=True)], following
+        return [_in_words(e, d, names) for e, d in zip(entries, details, strict=True)]
 
     async def _scoped(self, caller: Principal, query: AuditQuery, event: AuditRecord) -> AuditQuery:
         """`query` narrowed to what the caller may read; a refusal is audited and raised."""
@@ -214,7 +247,7 @@ class AuditTrailReader:
     async def _reads_trail(self, caller: Principal) -> bool:
         return _platform_admin(caller) or await self._oversight.oversees(caller)
 
-    async def _refuse(self, event: AuditRecord, message: str) -> None:
+    async def _refuse(self, event: AuditRecord, message: str) -> NoReturn:
         await self._audit.record(replace(event, outcome=Outcome.DENIED))
         raise ApiError(403, message)
 
@@ -241,6 +274,13 @@ def _seen_by(entry: RowMapping, organisation: str, held: Collection[str]) -> Ent
         "patients": " ".join(shown) or None,
         "detail": orjson.dumps(detail, option=orjson.OPT_SORT_KEYS).decode(),
     }
+
+
+def _only_records(entry: Entry, records: Collection[str]) -> Entry:
+    """`entry` showing of the Patient records it concerns only those in `records` (a search
+    may have concerned other people's records too)."""
+    shown = [patient for patient in patients_of(entry) if patient in records]
+    return {**entry, "patients": " ".join(shown) or None}
 
 
 def _detail(entry: Entry) -> dict[str, Any]:

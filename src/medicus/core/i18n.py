@@ -93,11 +93,18 @@ class Language:
             pass
         return value
 
-    def moment(self, value: dt.datetime | None) -> str:
-        """A moment in the hospitals' time zone, to the minute."""
-        if value is None:
+    def moment(self, value: dt.datetime | str | None) -> str:
+        """A moment (or its ISO 8601 text) in the hospitals' time zone, to the minute."""
+        if isinstance(value, str):
+            try:
+                moment = dt.datetime.fromisoformat(value)
+            except ValueError:
+                return value
+        elif value is None:
             return ""
-        return self._moment.apply(value.astimezone(DISPLAY_ZONE), self._locale)
+        else:
+            moment = value
+        return self._moment.apply(moment.astimezone(DISPLAY_ZONE), self._locale)
 
     def number(self, value: float | None) -> str:
         if value is None:

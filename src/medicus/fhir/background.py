@@ -1,8 +1,9 @@
 """Background updates over the stored resources (see `core.background`): each reads the
 current resources of some types a batch at a time, in row-id order, and restates what is
-derived from them as a write of each would today: the search index (`SEARCH_INDEX`), and the
-master patient index and sharing facts that `access` keeps (`access.background`); and one
-that stores the current content once (`CONTENT_ONCE`)."""
+derived from them as a write of each would today: the search index (`SEARCH_INDEX`; of the
+Patients alone, `PATIENT_SEARCH_INDEX`), and the master patient index and sharing facts that
+`access` keeps (`access.background`); and one that stores the current content once
+(`CONTENT_ONCE`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from medicus.fhir.search.extract import extract
 
 SEARCH_INDEX = "fhir.search_index"
 """The search index rows of every current resource."""
+
+PATIENT_SEARCH_INDEX = "fhir.patient_search_index"
+"""The search index rows of every current Patient (migration 0029: Patient `phonetic`)."""
 
 CONTENT_ONCE = "fhir.content_once"
 """The current version's content in its resource row only: the copy that version rows
@@ -115,6 +119,7 @@ def steps(patients: PatientIndex) -> dict[str, UpdateStep]:
     for_access = _for_access(patients)
     return {
         SEARCH_INDEX: partial(_replay, None, _index),
+        PATIENT_SEARCH_INDEX: partial(_replay, ("Patient",), _index),
         CONTENT_ONCE: content_once,
         access_updates.MPI_RECORDS: partial(_replay, ("Patient",), for_access),
         access_updates.SHARING_FACTS: partial(_replay, access_updates.FACT_TYPES, for_access),

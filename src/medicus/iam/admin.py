@@ -20,7 +20,13 @@ from medicus.iam import repository, token_repository
 from medicus.iam.models import InvitationRow
 from medicus.iam.passwords import check_password_policy
 from medicus.iam.revocations import Revocations
-from medicus.iam.roles import ASSIGNABLE_ROLES, MfaPolicy, OrganisationType, Role
+from medicus.iam.roles import (
+    ASSIGNABLE_ROLES,
+    PATIENT_INVITERS,
+    MfaPolicy,
+    OrganisationType,
+    Role,
+)
 from medicus.iam.service import AdministrationError, IdentityService
 from medicus.iam.tokens import Principal
 
@@ -135,14 +141,56 @@ class AdminService:
         """Invite someone by e-mail to join the organisation in `role`."""
         await self._authorise(caller, organisation_id, "iam.invitation.create")
         _assignable(role)
+        letter = f"you are invited to work for {{organisation}} as {role}."
+        return await self._send_invitation(
+            caller,
+            organisation_id,
+            NewInvitation(email=email, display_name=display_name, role=role),
+            letter,
+            None,
+        )
+
+    async def invite_patient(
+        self, caller: Principal, patient_id: str, email: str, display_name: str
+    ) -> Invitation:
+        """Invite a patient of the caller's organisation to the portal, for their Patient
+        record `patient_id`. The caller (`access.PatientAccounts`) has checked that the
+        organisation holds that record; here only who may invite is decided."""
+        if caller.kind != "user" or caller.role not in PATIENT_INVITERS:
+            await self._refuse(
+                caller,
+                "iam.invitation.create",
+                f"Patient/{patient_id}",
+                "Only clinical staff and administrators invite patients.",
+            )
+        invitation = NewInvitation(email=email, display_name=display_name, role=Role.PATIENT)
+        letter = (
+            "{organisation} invites you to the medicus patient portal: there you see who "
+            "looked at your data, when and why, and you give or withdraw your consents."
+        )
+        return await self._send_invitation(
+            caller, caller.organisation_id, invitation, letter, patient_id
+        )
+
+    async def _send_invitation(
+        self,
+        caller: Principal,
+        organisation_id: str,
+        invited: NewInvitation,
+        letter: str,
+        patient_id: str | None,
+    ) -> Invitation:
+        """Store an invitation and mail its link (`letter`: what it is for, `{organisation}`
+        filled in); withdrawn again if the mail relay does not take it."""
         token, now = new_token(), utc_now()
         row = InvitationRow(
             token_hash=token_hash(token),
             id=new_id(),
             organisation_id=organisation_id,
-            email=email.strip().lower(),
-            display_name=display_name,
-            role=str(role),
+            email=invited.email.strip().lower(),
+            display_name=invited.display_name,
+            role=str(invited.role),
+            patient_id=patient_id,
             invited_by=caller.actor,
             created_at=now,
             expires_at=now + self._invitation_lifetime,
@@ -152,22 +200,20 @@ class AdminService:
             if organisation is None:
                 raise ApiError(404, "There is no such organisation.")
             await repository.add(session, row)
-            await self._audit.append(
-                session,
-                AuditRecord(
-                    "iam.invitation.create",
-                    caller.actor,
-                    organisation=organisation_id,
-                    target=f"invitation:{row.id}",
-                    detail={"role": str(role)},
-                ),
+            event = AuditRecord(
+                "iam.invitation.create",
+                caller.actor,
+                organisation=organisation_id,
+                target=f"invitation:{row.id}",
+                detail={"role": row.role},
             )
+            await self._audit.append(session, event.about(patient_id))
         mail = Mail(
             to=row.email,
             subject=f"Invitation to {organisation.name} on medicus",
             body=(
-                f"{display_name},\n\nyou are invited to work for {organisation.name} as "
-                f"{role}. Accept within {self._invitation_lifetime.days} days:\n\n"
+                f"{row.display_name},\n\n{letter.format(organisation=organisation.name)} "
+                f"Accept within {self._invitation_lifetime.days} days:\n\n"
                 f"{self._public_url}/invitation?token={token}\n"
             ),
         )
@@ -211,8 +257,13 @@ class AdminService:
         if role is not None:
             _assignable(role)
         async with self._database.transaction() as session:
-            if await repository.membership(session, user_id, organisation_id) is None:
+            membership = await repository.membership(session, user_id, organisation_id)
+            if membership is None:
                 raise ApiError(404, "This person is not a member of the organisation.")
+            if role is not None and membership.role == Role.PATIENT:
+                raise ApiError(
+                    422, "A patient's account stays a patient's: invite staff with their own."
+                )
             values: dict[str, Any] = {}
             if role is not None:
                 values["role"] = str(role)
@@ -287,9 +338,15 @@ class AdminService:
                 check_password_policy(password, (row.email, row.display_name))
             await repository.accept_invitation(session, row.token_hash, utc_now())
             user = await self._identity.ensure_user(session, actor, row.email, row.display_name)
-            await self._identity.ensure_membership(
-                session, actor, user.id, row.organisation_id, Role(row.role)
+            joined = await self._identity.ensure_membership(
+                session, actor, user.id, row.organisation_id, Role(row.role), row.patient_id
             )
+            if not joined and row.patient_id is not None:
+                raise ApiError(
+                    409,
+                    "This account already belongs to the organisation; a patient's portal "
+                    "access needs an account of its own (another e-mail address).",
+                )
             if existing is None or existing.password_hash is None:
                 await self._identity.set_password(session, actor, user.id, password)
             return row.email

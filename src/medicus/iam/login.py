@@ -59,6 +59,8 @@ class Membership:
     organisation_id: str
     organisation_name: str
     role: str
+    patient_id: str | None = None
+    """A patient's own Patient record at the organisation (role `patient`)."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,15 @@ class BrowserSession:
         return self.stage is Stage.COMPLETE and self.organisation_id is None
 
     @property
-    def role(self) -> str | None:
-        chosen = [m.role for m in self.memberships if m.organisation_id == self.organisation_id]
+    def membership(self) -> Membership | None:
+        """The membership of the organisation chosen."""
+        chosen = [m for m in self.memberships if m.organisation_id == self.organisation_id]
         return chosen[0] if chosen else None
+
+    @property
+    def role(self) -> str | None:
+        membership = self.membership
+        return membership.role if membership else None
 
 
 def _lockout(failures_over_limit: int) -> dt.timedelta:
@@ -298,7 +306,9 @@ class LoginService:
             if user.sessions_valid_after and row.created_at < user.sessions_valid_after:
                 return None
             memberships = tuple(
-                Membership(organisation.id, organisation.name, membership.role)
+                Membership(
+                    organisation.id, organisation.name, membership.role, membership.patient_id
+                )
                 for membership, organisation in await repository.memberships_of(session, user.id)
             )
         return BrowserSession(

@@ -60,6 +60,8 @@ class MembershipRow(Base):
     role: Mapped[str] = mapped_column(String(40))
     # Suspended by the organisation's admin: the user cannot work for this organisation.
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # A patient's membership (role `patient`): their Patient record at this organisation.
+    patient_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
     __table_args__ = (Index("ix_membership_organisation_id", "organisation_id"),)
 
@@ -76,6 +78,8 @@ class InvitationRow(Base):
     email: Mapped[str] = mapped_column(String(320))
     display_name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(40))
+    # An invitation of a patient: their Patient record at the organisation.
+    patient_id: Mapped[str | None] = mapped_column(String(64), default=None)
     invited_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

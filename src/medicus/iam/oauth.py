@@ -292,7 +292,11 @@ class OAuthService:
             role=membership.role,
             client_id=client.client_id,
             scope=granted.to_string(),
-            fhir_user=f"{self._fhir_base_url}/Practitioner/{user_id}",
+            fhir_user=(
+                f"{self._fhir_base_url}/Patient/{membership.patient_id}"
+                if membership.role == Role.PATIENT and membership.patient_id
+                else f"{self._fhir_base_url}/Practitioner/{user_id}"
+            ),
             grant_id=family_id,
         )
 

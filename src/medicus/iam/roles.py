@@ -24,6 +24,9 @@ class Role(StrEnum):
     MEDICAL_ASSISTANT = "medical_assistant"
     RESEARCHER = "researcher"
     SERVICE = "service"
+    PATIENT = "patient"
+    """A person treated by the organisation, using the portal for their own data: who looked
+    at it, and their consents (invited for one of the organisation's Patient records)."""
 
 
 class MfaPolicy(StrEnum):
@@ -56,8 +59,10 @@ ASSIGNABLE_ROLES = frozenset(
 
 CLINICAL_ROLES = frozenset({Role.PHYSICIAN, Role.NURSE, Role.MEDICAL_ASSISTANT})
 # Who sees patient data or who looked at it: under the `clinical` policy they need a second
-# factor.
-PATIENT_DATA_ROLES = CLINICAL_ROLES | {Role.DATA_PROTECTION_OFFICER}
+# factor. Patients see their own.
+PATIENT_DATA_ROLES = CLINICAL_ROLES | {Role.DATA_PROTECTION_OFFICER, Role.PATIENT}
+# Who may invite a patient of their organisation to the portal.
+PATIENT_INVITERS = CLINICAL_ROLES | {Role.ORGANISATION_ADMIN}
 
 _IDENTITY_SCOPES = "openid fhirUser profile offline_access online_access"
 _LAUNCH_SCOPES = "launch launch/patient launch/encounter"
@@ -75,4 +80,7 @@ ROLE_SCOPES: dict[Role, str] = {
     # Reviews break-glass openings and reads the audit trail (`access`), no clinical data.
     Role.DATA_PROTECTION_OFFICER: _IDENTITY_SCOPES,
     Role.RESEARCHER: f"{_IDENTITY_SCOPES} user/ResearchStudy.rs",
+    # Their own access log and consents, through the portal only: no FHIR API scopes yet
+    # (a patient-facing SMART API would need patient-context filtering, docs/portal.md).
+    Role.PATIENT: _IDENTITY_SCOPES,
 }

@@ -106,14 +106,22 @@ class IdentityService:
         return Provisioned(row.id, created=True)
 
     async def ensure_membership(
-        self, session: AsyncSession, actor: str, user_id: str, organisation_id: str, role: Role
+        self,
+        session: AsyncSession,
+        actor: str,
+        user_id: str,
+        organisation_id: str,
+        role: Role,
+        patient_id: str | None = None,
     ) -> bool:
-        """Give the user `role` at the organisation unless they are a member already."""
+        """Give the user `role` at the organisation (a patient: for their Patient record
+        `patient_id` there) unless they are a member already."""
         if await repository.membership(session, user_id, organisation_id) is not None:
             return False
-        await repository.add(
-            session, MembershipRow(user_id=user_id, organisation_id=organisation_id, role=str(role))
+        membership = MembershipRow(
+            user_id=user_id, organisation_id=organisation_id, role=str(role), patient_id=patient_id
         )
+        await repository.add(session, membership)
         await self._audit.append(
             session,
             AuditRecord(

@@ -56,6 +56,15 @@ class Principal:
         """How the audit trail names this principal."""
         return f"{self.kind}:{self.subject}"
 
+    @property
+    def own_patient_record(self) -> str | None:
+        """A patient's own Patient record at their organisation (their `fhirUser`, which
+        medicus signed); None for anyone but a patient."""
+        if self.kind != "user" or self.role != "patient" or not self.fhir_user:
+            return None
+        before, marker, record = self.fhir_user.rpartition("Patient/")
+        return record if marker and (not before or before.endswith("/")) and record else None
+
 
 @functools.lru_cache(maxsize=4096)
 def _parse_scope(text: str) -> ScopeSet:

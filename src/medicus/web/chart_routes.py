@@ -8,11 +8,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
 from medicus.core.db import utc_now
 from medicus.core.errors import ApiError
+from medicus.iam.admin import NewInvitation
+from medicus.iam.roles import Role
 from medicus.web.chart import plot
-from medicus.web.consents import DECISIONS
+from medicus.web.consents import DECISIONS, RESEARCH_MODULES
 from medicus.web.doorway import Doorway
 from medicus.web.pages import PortalPages
 from medicus.web.service import Portal
@@ -35,7 +38,16 @@ class ChartPage:
             raise ApiError(403, "no clinical role")
         found = await self._portal.chart(user, patient_id)
         consents = await self._portal.consents.on_record(user, found.holders)
-        context = {"chart": found, "consents": consents, "plot": plot, **extra}
+        research = await self._portal.consents.research_on_record(user, found.holders)
+        context = {
+            "chart": found,
+            "consents": consents,
+            "research": research,
+            "modules": RESEARCH_MODULES,
+            "invite_errors": set(),
+            "plot": plot,
+            **extra,
+        }
         return self._pages.render(request, "chart.html", status, user=user, **context)
 
 
@@ -46,9 +58,12 @@ def build_chart_router(doorway: Doorway, portal: Portal, pages: PortalPages) -> 
     router.include_router(_consent_router(doorway, portal, pages))
 
     @router.get("/portal/patients/{patient_id}", response_class=HTMLResponse)
-    async def chart(request: Request, patient_id: str) -> Response:
+    async def chart(request: Request, patient_id: str, invited: bool = False) -> Response:
+        """`invited`: an invitation was just sent (its address stays out of the URL, which
+        access logs keep)."""
+
         async def show(request: Request, user: PortalUser) -> Response:
-            return await chart_page(request, user, patient_id)
+            return await chart_page(request, user, patient_id, invited=invited)
 
         return await as_user(request, show)
 
@@ -109,6 +124,37 @@ def _consent_router(doorway: Doorway, portal: Portal, pages: PortalPages) -> API
         async def submit(request: Request, user: PortalUser, _fields: dict[str, str]) -> Response:
             await portal.consents.withdraw(user, consent_id)
             return RedirectResponse(f"/portal/patients/{patient_id}#consent", status_code=303)
+
+        return await doorway.submit(request, submit)
+
+    @router.post("/portal/patients/{patient_id}/research", response_class=HTMLResponse)
+    async def research(request: Request, patient_id: str) -> Response:
+        async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
+            modules = {m: fields[m] for m in RESEARCH_MODULES if fields.get(m) in DECISIONS}
+            unsigned = "permit" in modules.values() and fields.get("signed") != "yes"
+            if len(modules) != len(RESEARCH_MODULES) or unsigned:
+                return await chart_page(
+                    request, user, patient_id, 422, research_error=True, form=fields
+                )
+            await portal.consents.record_research(user, patient_id, modules, utc_now())
+            return RedirectResponse(f"/portal/patients/{patient_id}#research", status_code=303)
+
+        return await doorway.submit(request, submit)
+
+    @router.post("/portal/patients/{patient_id}/invite", response_class=HTMLResponse)
+    async def invite(request: Request, patient_id: str) -> Response:
+        async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
+            try:
+                invited = NewInvitation.model_validate({**fields, "role": Role.PATIENT})
+            except ValidationError as invalid:
+                errors = {str(error["loc"][0]) for error in invalid.errors() if error["loc"]}
+                return await chart_page(
+                    request, user, patient_id, 422, invite_errors=errors, form=fields
+                )
+            await portal.invite_patient(user, patient_id, invited)
+            return RedirectResponse(
+                f"/portal/patients/{patient_id}?invited=1#invite", status_code=303
+            )
 
         return await doorway.submit(request, submit)
 

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from medicus.core.errors import ApiError
 from medicus.iam.admin import AdminService
 from medicus.iam.login import LoginService
+from medicus.iam.organisation_settings import OrganisationSettings
 from medicus.iam.pages import Pages, safe_next
 from medicus.web.admin_routes import build_admin_router
 from medicus.web.assets import IMMUTABLE, STATIC_PREFIX
@@ -18,8 +19,13 @@ from medicus.web.chart_routes import build_chart_router
 from medicus.web.doorway import Doorway
 from medicus.web.oversight import OversightPages
 from medicus.web.oversight_routes import build_oversight_router
+from medicus.web.own_data import OwnData
+from medicus.web.own_data_routes import OWN, build_own_data_router
 from medicus.web.pages import PortalPages
+from medicus.web.platform_routes import build_platform_router
 from medicus.web.service import MAX_QUERY, Portal
+from medicus.web.settings_routes import build_settings_router
+from medicus.web.stewardship import Stewardship
 from medicus.web.users import PortalUser
 
 REASON_MIN, REASON_MAX = 10, 2000
@@ -27,10 +33,13 @@ REASON_MIN, REASON_MAX = 10, 2000
 
 def build_router(
     portal: Portal,
+    own_data: OwnData,
     oversight: OversightPages,
     admin: AdminService,
     logins: LoginService,
     pages: PortalPages,
+    settings: OrganisationSettings,
+    stewardship: Stewardship,
 ) -> APIRouter:
     """Every page of the portal, and its static files."""
     doorway = Doorway(logins, pages)
@@ -38,8 +47,11 @@ def build_router(
     router.include_router(_shell(doorway, pages))
     router.include_router(_patients(doorway, portal, pages))
     router.include_router(build_chart_router(doorway, portal, pages))
+    router.include_router(build_own_data_router(doorway, own_data, pages))
     router.include_router(build_oversight_router(doorway, oversight, pages))
     router.include_router(build_admin_router(doorway, admin, pages))
+    router.include_router(build_settings_router(doorway, settings, pages))
+    router.include_router(build_platform_router(doorway, admin, settings, stewardship, pages))
     return router
 
 
@@ -53,6 +65,8 @@ def _shell(doorway: Doorway, pages: PortalPages) -> APIRouter:
         async def show(request: Request, user: PortalUser) -> Response:
             if user.sees_patient_data:
                 return RedirectResponse("/portal/patients", status_code=303)
+            if user.is_patient:
+                return RedirectResponse(OWN, status_code=303)
             return pages.render(request, "home.html", user=user)
 
         return await as_user(request, show)

@@ -13,13 +13,16 @@ from typing import Any, Protocol
 import orjson
 
 from medicus.access.breakglass import BreakGlass
+from medicus.access.patient_accounts import PatientAccounts
 from medicus.access.patients import PatientIndex
 from medicus.access.repository import StoredBreakGlass
 from medicus.core.db import Database
 from medicus.fhir.answers import operation_bundle
 from medicus.fhir.operations import Operations
+from medicus.fhir.search.phonetics import search_codes
 from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.service import FhirService
+from medicus.iam.admin import Invitation, NewInvitation
 from medicus.iam.service import IdentityService
 from medicus.web.chart import SECTIONS, Holder, LabSeries, Line, lab_series, line, newest_first
 from medicus.web.consents import Consents
@@ -37,10 +40,15 @@ CHART_PAGE = 1000
 """Resources of one type and record a chart shows (the newest)."""
 
 
-def search_parameters(query: str) -> list[tuple[str, str]]:
+def search_parameters(query: str, by_sound: bool = False) -> list[tuple[str, str]]:
     """A search box's words as FHIR Patient search parameters: a KVNR (`A123456789`), a
     birth date (`17.05.1964`, `1964-05-17`, `1964`), other digits an identifier of any
-    system, anything else a name (each word a prefix of a name, accents ignored)."""
+    system, anything else a name (each word a prefix of a name, accents ignored).
+
+    `by_sound`: the search for names that sound alike instead, which `Portal.find_patients`
+    runs besides: each name word as `phonetic` (a name word that sounds alike by the Kölner
+    Phonetik, fhir/search/phonetics.py; a word without a sound, such as `h`, left out), the
+    other words as above; none at all where no name word has a sound."""
     parameters = []
     for word in query.strip()[:MAX_QUERY].split()[:6]:
         german = _GERMAN_DATE.fullmatch(word)
@@ -55,7 +63,18 @@ def search_parameters(query: str) -> list[tuple[str, str]]:
             parameters.append(("identifier", word))
         else:
             parameters.append(("name", word.strip(",;")))
-    return [(name, value) for name, value in parameters if value]
+    found = [(name, value) for name, value in parameters if value]
+    if not by_sound:
+        return found
+    alike = []
+    for name, value in found:
+        if name == "name":
+            try:
+                search_codes(value)
+            except ValueError:
+                continue  # no sound (`h`), or more words than `phonetic` takes
+        alike.append(("phonetic" if name == "name" else name, value))
+    return alike if any(name == "phonetic" for name, _ in alike) else []
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,7 @@ class Portal:
         patients: PatientIndex,
         break_glass: BreakGlass,
         identity: IdentityService,
+        accounts: PatientAccounts,
         fhir_base_url: str,
     ) -> None:
         self._database = database
@@ -138,6 +158,7 @@ class Portal:
         self._patients = patients
         self._break_glass = break_glass
         self._identity = identity
+        self._accounts = accounts
 
     async def _holders(self, user: PortalUser, organisation_ids: set[str]) -> dict[str, Holder]:
         async with self._database.snapshot() as session:
@@ -148,6 +169,14 @@ class Portal:
             for org in organisation_ids
         }
 
+    async def holders_of_records(self, user: PortalUser, records: list[str]) -> dict[str, Holder]:
+        """Who holds each of the Patient records `records` (a record not in the index yet:
+        the user's organisation)."""
+        owners = await self._patients.holders_of(records)
+        holders = await self._holders(user, set(owners.values()))
+        unknown = Holder(user.principal.organisation_id, user.organisation_name, True)
+        return {record: holders.get(owners.get(record, ""), unknown) for record in records}
+
     async def _search(
         self, user: PortalUser, resource_type: str, parameters: list[tuple[str, str]], count: int
     ) -> list[dict[str, Any]]:
@@ -157,11 +186,19 @@ class Portal:
 
     async def find_patients(self, user: PortalUser, query: str) -> list[FoundPatient]:
         """Patients matching the words of a search box that the user may see (their own
-        organisation's, and those shared with it), with their holders."""
+        organisation's, and those shared with it), with their holders: those whose names
+        start with the name words first, then those whose names sound alike (Kölner
+        Phonetik: `Mayer` finds Meier), each once and at most SEARCH_PAGE in all. Two
+        FHIR searches, each audited."""
         parameters = search_parameters(query)
         if not parameters:
             return []
         found = await self._search(user, "Patient", parameters, SEARCH_PAGE)
+        alike = search_parameters(query, by_sound=True)
+        if alike and len(found) < SEARCH_PAGE:
+            known = {resource.get("id") for resource in found}
+            more = await self._search(user, "Patient", alike, SEARCH_PAGE)
+            found += [r for r in more if r.get("id") not in known][: SEARCH_PAGE - len(found)]
         owners = await self._patients.holders_of([str(resource.get("id")) for resource in found])
         holders = await self._holders(user, set(owners.values()))
         unknown = Holder(user.principal.organisation_id, user.organisation_name, True)
@@ -192,6 +229,15 @@ class Portal:
         labs = await self._search(user, "Observation", [("patient", subjects)], CHART_PAGE)
         chart.labs = lab_series((resource, _holder_of(resource, by_record)) for resource in labs)
         return chart
+
+    async def invite_patient(
+        self, user: PortalUser, patient_id: str, invited: NewInvitation
+    ) -> Invitation:
+        """Invite the person of Patient record `patient_id`, held by the user's organisation,
+        to the portal."""
+        return await self._accounts.invite(
+            user.principal, patient_id, invited.email, invited.display_name
+        )
 
     async def everything(self, user: PortalUser, patient_id: str) -> bytes:
         """The whole `$everything` of Patient record `patient_id` as one Bundle, every page

@@ -31,8 +31,19 @@ class PortalUser:
         return self.role in (Role.PHYSICIAN, Role.NURSE, Role.MEDICAL_ASSISTANT)
 
     @property
+    def is_patient(self) -> bool:
+        """A patient using the portal for their own data."""
+        return self.role is Role.PATIENT
+
+    @property
     def administers(self) -> bool:
         return self.role in (Role.ORGANISATION_ADMIN, Role.PLATFORM_ADMIN)
+
+    @property
+    def runs_platform(self) -> bool:
+        """Whether the platform's pages (organisations, patient matching) are in the
+        navigation: identity and `access` decide on each use."""
+        return self.role is Role.PLATFORM_ADMIN
 
     @property
     def oversees(self) -> bool:
@@ -54,6 +65,8 @@ def portal_user(login: BrowserSession | None) -> PortalUser | None:
         return None
     granted = ROLE_SCOPES.get(Role(role), "").split()
     scope = " ".join(s for s in granted if "/" in s or s == "admin")
+    membership = login.membership
+    own_record = membership.patient_id if membership and role == Role.PATIENT else None
     principal = Principal(
         subject=login.user_id,
         kind="user",
@@ -64,6 +77,7 @@ def portal_user(login: BrowserSession | None) -> PortalUser | None:
         scope_text=scope,
         jti=login.id_hash,
         expires_at=0,
+        fhir_user=f"Patient/{own_record}" if own_record else None,
     )
     chosen = login.organisation_id
     names = [m.organisation_name for m in login.memberships if m.organisation_id == chosen]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import Enum
+from operator import eq
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, select
@@ -21,6 +22,7 @@ from medicus.fhir.search.match import (
     split_escaped,
 )
 from medicus.fhir.search.parameters import SearchParameter, parameters_of
+from medicus.fhir.search.phonetics import search_codes
 from medicus.fhir.search.request import MAX_ALTERNATIVES
 from medicus.fhir.search.template import (
     FALSE,
@@ -29,6 +31,7 @@ from medicus.fhir.search.template import (
     Values,
     all_of,
     any_of,
+    compare,
     constants,
     negated,
     one_of,
@@ -233,6 +236,59 @@ def _resource_column(
     )
 
 
+def _sound_codes(value: str, name: str) -> list[str]:
+    """The Kölner Phonetik codes a `phonetic` value asks for (search/phonetics.py); 400 for a
+    value that is no name."""
+    try:
+        return search_codes(value)
+    except ValueError as reason:
+        raise invalid(f"{name} needs {reason}.", name) from None
+
+
+def _sounding(
+    values: Values,
+    resource_type: str,
+    parameter: SearchParameter,
+    name: str,
+    modifier: str | None,
+    texts: list[str],
+    check: Check,
+) -> Sql:
+    """Patient `phonetic`: a row of every code of one of the alternatives (one IN over the
+    rows of any of the codes where each alternative has one)."""
+    if modifier is not None:
+        raise invalid(f"The modifier :{modifier} is not supported on {parameter.code}.", name)
+    wanted = [_sound_codes(text, name) for text in texts]
+    if all(len(codes) == 1 for codes in wanted):
+        firsts = list(dict.fromkeys(codes[0] for codes in wanted))
+        return sound_rows(values, resource_type, parameter.code, [firsts], check)
+    return any_of(
+        *[
+            sound_rows(values, resource_type, parameter.code, [[c] for c in codes], check)
+            for codes in wanted
+        ]
+    )
+
+
+def sound_rows(
+    values: Values, resource_type: str, code: str, groups: list[list[str]], check: Check
+) -> Sql:
+    """A `phonetic` row of one of the codes of each group (search/phonetics.py)."""
+    return all_of(
+        *[
+            _has_index_row(
+                resource_type,
+                "string",
+                [code],
+                any_of(*[compare("value", eq, values.slot(sound)) for sound in group]),
+                False,
+                check,
+            )
+            for group in groups
+        ]
+    )
+
+
 def parameter_condition(
     values: Values,
     resource_type: str,
@@ -257,6 +313,8 @@ def parameter_condition(
                 for text in texts
             ]
         )
+    if parameter.sounds:
+        return _sounding(values, resource_type, parameter, name, modifier, texts, check)
     kind, param, negate = _modified(parameter, name, modifier)
     match_modifier = None if negate or kind != parameter.type else modifier
     if (

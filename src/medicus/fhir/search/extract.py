@@ -14,6 +14,7 @@ from typing import Any
 from medicus.core.dates import date_range
 from medicus.fhir.search.geo import is_position, on_sphere
 from medicus.fhir.search.parameters import SearchParameter, component_accessor, parameters_of
+from medicus.fhir.search.phonetics import name_codes
 from medicus.fhir.search.units import UCUM, canonical
 
 _STRING_PARTS = {
@@ -54,8 +55,9 @@ class IndexRows:
     a reference's identifier and `code:of-type` (token) an identifier as (type system,
     "type code|value"), for the modifiers of those names. `positions` are `near`'s (latitude,
     longitude, and x, y, z on the unit sphere). `strings` are normalised and as written (for
-    `:exact`). `groups` are the elements of composite parameters, each with its components'
-    rows under `code$k`."""
+    `:exact`); Patient `phonetic`'s are the Kölner Phonetik codes of the names' words
+    (search/phonetics.py). `groups` are the elements of composite parameters, each with its
+    components' rows under `code$k`."""
 
     tokens: list[tuple[str, str | None, str]] = field(default_factory=list)
     strings: list[tuple[str, str, str]] = field(default_factory=list)
@@ -346,6 +348,10 @@ def extract(resource_type: str, resource: dict[str, Any]) -> IndexRows:
     for parameter in _indexed(resource_type):
         if parameter.type == "composite":
             _composite(rows, parameter, resource)
+            continue
+        if parameter.sounds:
+            found = name_codes(parameter.values(resource))
+            rows.strings.extend((parameter.code, sound, sound) for sound in found)
             continue
         for value in parameter.values(resource):
             _add(rows, parameter, parameter.code, value)

@@ -13,7 +13,8 @@ leave the order of an unsorted search to the server. So, without `_sort`:
   `ge`, `gt` and `eb`, by its start for `lt`, `le`, `eq` and `sa` (the end and the start
   each have an index that the condition is a range of);
 - a string (`family=Mül`, `name:exact=…`) by the matched value (normalised: lower case, no
-  accents), alphabetically;
+  accents), alphabetically; Patient `phonetic` by the rows of its (longest) code, which all
+  have the same value (search/phonetics.py): in the order of the resources, oldest first;
 - then by row id (in the same direction), so that every resource has a place of its own.
 
 The search joins the driving index rows (`driving`) and orders by their column. A resource
@@ -38,6 +39,7 @@ from sqlalchemy.sql.visitors import InternalTraversal, _TraverseInternalsType
 from sqlalchemy.types import NullType
 
 from medicus.fhir.models import TOKEN_DATES
+from medicus.fhir.search.conditions import Check, sound_rows
 from medicus.fhir.search.match import TABLES, matches, split_escaped
 from medicus.fhir.search.pairs import (
     Paired,
@@ -48,9 +50,10 @@ from medicus.fhir.search.pairs import (
     pair_for,
 )
 from medicus.fhir.search.parameters import parameters_of
+from medicus.fhir.search.phonetics import search_codes
 from medicus.fhir.search.planning import driving_parameter
 from medicus.fhir.search.request import SearchRequest, is_result_parameter
-from medicus.fhir.search.template import Sql, Values, constants, unindexed
+from medicus.fhir.search.template import Sql, Values, all_of, compare, constants, unindexed
 
 DATE_COLUMNS = {
     "ge": "high",
@@ -108,6 +111,28 @@ def _date_ordering(place: int, name: str, value: str) -> Ordering | None:
     return Ordering(place, "date", DATE_COLUMNS[moment[0]], descending=True)
 
 
+def _sound_ordering(place: int, value: str) -> Ordering | None:
+    """Patient `phonetic`: by the rows of its (longest) code (search/phonetics.py), which the
+    string index holds in the order of the resources."""
+    try:
+        search_codes(value)
+    except ValueError:
+        return None  # the condition refuses it
+    return Ordering(place, "string", "value", descending=False)
+
+
+def _driving_sound(
+    values: Values, resource_type: str, code: str, value: str
+) -> tuple[Sql, Sql | None]:
+    """The condition on the driving rows of a `phonetic` value, its longest code (a short
+    one, such as Anna's 06, is shared by more names), and the check of its other codes."""
+    codes = search_codes(value)  # `ordering` checked the value
+    first = max(codes, key=len)
+    others = [[sound] for sound in codes if sound != first]
+    checked = sound_rows(values, resource_type, code, others, Check.PER_ROW) if others else None
+    return compare("value", eq, values.slot(first)), checked
+
+
 def ordering(request: SearchRequest) -> Ordering | None:
     """How the search is ordered by its driving index, None where it is not (see above)."""
     if request.values("_sort"):
@@ -125,6 +150,8 @@ def ordering(request: SearchRequest) -> Ordering | None:
     parameter = parameters_of(request.resource_type).get(code)
     if parameter is None or not parameter.searchable or len(split_escaped(value, ",")) != 1:
         return None
+    if parameter.sounds:
+        return _sound_ordering(place, value) if not modifier else None
     if parameter.type == "date" and code != "_lastUpdated" and not modifier:
         return _date_ordering(place, name, value)
     if parameter.type == "string" and modifier in ("", "exact"):
@@ -178,8 +205,17 @@ def _joined(
     where: Sql,
     column: str,
     descending: bool,
+    once: bool,
 ) -> ColumnElement[bool]:
     driving, better = _DRIVING[kind], _BETTER[kind]
+    matched = and_(
+        driving.c.rid == row.rid,
+        driving.c.resource_type == resource_type,
+        _named(driving.c, kind, names),
+        where.build(driving.c),
+    )
+    if once:
+        return matched  # no resource has a better row
     ahead = gt if descending else lt
     own, other = getattr(driving.c, column), getattr(better.c, column)
     beats = or_(
@@ -194,13 +230,7 @@ def _joined(
         where.build(better.c),
         beats,
     )
-    return and_(
-        driving.c.rid == row.rid,
-        driving.c.resource_type == resource_type,
-        _named(driving.c, kind, names),
-        where.build(driving.c),
-        ~superseded,
-    )
+    return and_(matched, ~superseded)
 
 
 def driven(values: Values, request: SearchRequest, order: Ordering, pairs: bool) -> Paired:
@@ -208,6 +238,7 @@ def driven(values: Values, request: SearchRequest, order: Ordering, pairs: bool)
     places (among the searched parameters) it answers."""
     searched, resource_type = _searched(request), request.resource_type
     kind = order.table(pairs)
+    once, others = False, None
     if kind == "pair":
         assert order.pair is not None
         pair = order.pair
@@ -222,8 +253,12 @@ def driven(values: Values, request: SearchRequest, order: Ordering, pairs: bool)
             prefix, wanted = bounded(value, name) or ("", None)
             assert wanted is not None  # `ordering` checked the value
             condition = date_range(values, prefix, wanted)
+        elif parameters_of(resource_type)[code].sounds:
+            condition, others = _driving_sound(values, resource_type, code, value)
+            once = True  # one row per code of a resource
         else:
             condition = matches(values, "string", value, name, modifier or None)
         places = frozenset((order.place,))
-    arguments = (kind, resource_type, names, condition, order.column, order.descending)
-    return Paired(places, Sql(_joined, arguments))
+    arguments = (kind, resource_type, names, condition, order.column, order.descending, once)
+    joined = Sql(_joined, arguments)
+    return Paired(places, joined if others is None else all_of(joined, others))

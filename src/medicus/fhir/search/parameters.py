@@ -33,6 +33,9 @@ INDEXED_TYPES = frozenset(
 )
 INDEXED_SPECIAL = frozenset({"near"})
 """The special parameters medicus indexes: Location's `near`, its position (search/geo.py)."""
+SOUNDING = frozenset({("Patient", "phonetic")})
+"""The parameters that compare names by how they sound (search/phonetics.py), with rows of
+their own: the other types' `phonetic` are answered from `name`'s rows (`_aliases`)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class SearchParameter:
     shared: tuple[str, ...] = ()
     """A composite of the resource itself: the parameters whose rows are its components'
     rows (see `_shared`); empty: its components have rows of their own (`code$k`)."""
+    sounds: bool = False
+    """Its rows are the Kölner Phonetik codes of the names' words, and a search compares
+    codes (search/phonetics.py): Patient `phonetic`."""
     _compiled: list[Callable[..., list[Any]]] = field(
         default_factory=list, compare=False, repr=False
     )
@@ -146,6 +152,7 @@ def _all() -> dict[str, dict[str, SearchParameter]]:
             targets,
             components,
             tuple(entry["target"]),
+            sounds=(entry["resource_type"], entry["code"]) in SOUNDING,
         )
         table.setdefault(entry["resource_type"], {})[entry["code"]] = parameter
     return {resource_type: _unions(parameters) for resource_type, parameters in table.items()}
@@ -165,7 +172,7 @@ def _unions(parameters: dict[str, SearchParameter]) -> dict[str, SearchParameter
     paths: dict[str, frozenset[str]] = {}
     for code, parameter in parameters.items():
         texts = alternatives(parameter.expression) if parameter.expression else None
-        if texts and parameter.type in _UNION_TYPES:
+        if texts and parameter.type in _UNION_TYPES and not parameter.sounds:
             paths[code] = frozenset(texts)
 
     def parts(code: str) -> list[str]:
@@ -190,9 +197,10 @@ def _unions(parameters: dict[str, SearchParameter]) -> dict[str, SearchParameter
 def _aliases(
     parameters: dict[str, SearchParameter], paths: dict[str, frozenset[str]]
 ) -> dict[str, SearchParameter]:
-    """A parameter that selects exactly what another of its type selects (Patient `phonetic`
-    and `name`, both `Patient.name`) is answered from the first one's rows (by code), which
-    it would only repeat: Patient's `phonetic` rows were a third of its string rows."""
+    """A parameter that selects exactly what another of its type selects (Practitioner
+    `phonetic` and `name`, both `Practitioner.name`) is answered from the first one's rows (by
+    code), which it would only repeat: Patient's `phonetic` rows were a third of its string
+    rows, before they became the names' sounds (`SOUNDING`, which `_unions` leaves out)."""
     first: dict[tuple[str, tuple[Component, ...], frozenset[str]], SearchParameter] = {}
     result = dict(parameters)
     for code in sorted(paths):
