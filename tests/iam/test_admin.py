@@ -86,6 +86,26 @@ async def test_only_platform_admins_create_organisations(world: World) -> None:
     assert {e["pointer"] for e in invalid.json()["errors"]} == {"/type", "/iknr"}
 
 
+async def test_an_organisation_needs_a_unique_telematik_id_and_a_printable_name(
+    world: World,
+) -> None:
+    operator = await _token(world, world.admin_a, world.hospital_a, "platform_admin")
+    body = {"name": "Praxis D", "type": "practice", "telematik_id": "1-2-99"}
+    created = await world.http.post("/api/admin/organisations", json=body, headers=operator)
+    assert created.status_code == 201
+    again = await world.http.post(
+        "/api/admin/organisations", json={**body, "name": "Praxis E"}, headers=operator
+    )
+    assert again.status_code == 409
+    assert "Telematik-ID" in again.json()["detail"]
+    for name in ("Praxis\x00F", "Praxis\nG"):
+        refused = await world.http.post(
+            "/api/admin/organisations", json={"name": name, "type": "practice"}, headers=operator
+        )
+        assert refused.status_code == 422, name
+        assert refused.json()["errors"][0]["pointer"] == "/name"
+
+
 async def _invite(world: World, email: str, role: str = "nurse") -> httpx.Response:
     return await world.http.post(
         f"/api/admin/organisations/{world.hospital_a}/invitations",

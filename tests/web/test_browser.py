@@ -90,6 +90,35 @@ def _accessible(page: Page, name: str) -> None:
     assert found == [], f"{name}: {found}"
 
 
+_INTERACTIVE = (
+    "a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex='0']"
+)
+_SHOWN = (
+    "(e => e.getClientRects().length > 0"
+    " && !(e.tagName !== 'SUMMARY' && e.closest('details:not([open])')))"
+)
+
+
+def _keyboard_reachable(page: Page, name: str) -> None:
+    """Every visible control of the page is reached by Tab alone (a group of radio buttons
+    by one of them, as browsers do; arrow keys move within it)."""
+    total = page.evaluate(
+        f"() => Array.from(document.querySelectorAll({_INTERACTIVE!r})).filter({_SHOWN}).length"
+    )
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    for _ in range(2 * total + 10):
+        page.keyboard.press("Tab")
+        page.evaluate("() => { const e = document.activeElement; if (e) e.dataset.reached = '1'; }")
+    missed = page.evaluate(
+        f"() => Array.from(document.querySelectorAll({_INTERACTIVE!r}))"
+        f".filter({_SHOWN}).filter(e => !e.dataset.reached)"
+        ".filter(e => !(e.type === 'radio' && document.querySelector("
+        "`input[type=radio][name='${e.name}'][data-reached]`)))"
+        ".map(e => e.outerHTML.slice(0, 120))"
+    )
+    assert missed == [], f"{name}: not reached by Tab: {missed}"
+
+
 def _shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
@@ -163,6 +192,7 @@ def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
     assert page.url.endswith("/portal/patients?q=M%C3%BCller"), "the query is in the address"
     rows = results.locator("tbody tr")
     assert rows.count() == 2, "her own record here and the shared one of the university hospital"
+    _keyboard_reachable(page, "patient search")
     _shot(page, "patients-de")
     page.locator("tbody tr", has_text="Kreiskrankenhaus").get_by_role("link").click()
     page.wait_for_selector("h1#patient-name")
@@ -171,6 +201,7 @@ def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
     assert labs.locator(".elsewhere").count() > 0, "values held by the university hospital"
     assert page.locator("figure.trend svg polyline").count() == 3
     _accessible(page, "chart")
+    _keyboard_reachable(page, "chart")
     _shot(page, "chart-de")
     assert errors == [], errors
     context.close()
@@ -224,6 +255,7 @@ def _review_as_the_dpo(
     assert queue.count() == 1
     assert "Bewusstlos eingeliefert" in queue.inner_text()
     _accessible(page, "break-glass review")
+    _keyboard_reachable(page, "break-glass review")
     _shot(page, "break-glass-review-de")
     queue.locator("textarea").fill("Notfall bestätigt, Zugriff angemessen")
     queue.get_by_role("button").click()
@@ -233,6 +265,7 @@ def _review_as_the_dpo(
     page.get_by_role("button", name="Suchen").click()
     assert "access.break-glass" in page.inner_text("main")
     _accessible(page, "audit trail")
+    _keyboard_reachable(page, "audit trail")
     _shot(page, "audit-trail-de")
     context.close()
 
@@ -251,6 +284,7 @@ def test_an_admin_invites_a_nurse_who_accepts_and_sets_up_totp(
     page.click("button[type=submit]")
     page.get_by_role("link", name="Members").click()
     _accessible(page, "members")
+    _keyboard_reachable(page, "members")
     page.fill("#i-email", "new.nurse@kkh-suedheim.example")
     page.fill("#i-display_name", "Nina Neu")
     page.select_option("#i-role", "nurse")
@@ -328,11 +362,13 @@ def test_a_patient_sees_who_looked_at_her_data_and_gives_research_consent(
     assert page.url.endswith("/portal/me")
     assert "Ihre Daten" in page.inner_text("h1")
     _accessible(page, "own data")
+    _keyboard_reachable(page, "own data")
     page.get_by_role("link", name="Zugriffsprotokoll").click()
     log = page.locator("table.access-log")
     assert "Dr. Lena Koch" in log.inner_text(), "the district physician read her chart"
     assert "Kreiskrankenhaus Südheim" in log.inner_text()
     _accessible(page, "access log")
+    _keyboard_reachable(page, "access log")
     _shot(page, "access-log-de")
     page.locator("button[lang=en]").click()
     page.wait_for_selector("html[lang=en]")

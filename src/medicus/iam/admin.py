@@ -31,6 +31,20 @@ from medicus.iam.service import AdministrationError, IdentityService
 from medicus.iam.tokens import Principal
 
 
+def may_administer(caller: Principal, organisation_id: str | None) -> bool:
+    """Platform admins administer every organisation (and the platform: `organisation_id`
+    None), organisation admins their own; both as users with the `admin` scope."""
+    if caller.kind != "user" or "admin" not in caller.scope.other:
+        return False
+    if caller.role == Role.PLATFORM_ADMIN:
+        return True
+    return (
+        caller.role == Role.ORGANISATION_ADMIN
+        and organisation_id is not None
+        and caller.organisation_id == organisation_id
+    )
+
+
 @dataclass(frozen=True)
 class Invitation:
     id: str
@@ -69,19 +83,7 @@ class AdminService:
     async def _authorise(self, caller: Principal, organisation_id: str | None, action: str) -> None:
         """Allow platform admins everything and organisation admins their own organisation;
         a refusal is audited and answered with 403."""
-        allowed = (
-            caller.kind == "user"
-            and "admin" in caller.scope.other
-            and (
-                caller.role == Role.PLATFORM_ADMIN
-                or (
-                    caller.role == Role.ORGANISATION_ADMIN
-                    and organisation_id is not None
-                    and caller.organisation_id == organisation_id
-                )
-            )
-        )
-        if allowed:
+        if may_administer(caller, organisation_id):
             return
         target = f"Organization/{organisation_id}" if organisation_id else None
         await self._refuse(caller, action, target, "You may not administer this organisation.")

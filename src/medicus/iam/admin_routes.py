@@ -18,12 +18,16 @@ from medicus.iam.passwords import PasswordRejected
 from medicus.iam.roles import MfaPolicy, OrganisationType, Role
 from medicus.iam.tokens import Principal, TokenService
 
+# Printable text only: a control character (NUL above all, which PostgreSQL refuses in text)
+# has no place in a name people read.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
 
 class NewOrganisation(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=_PRINTABLE)
     type: OrganisationType
     iknr: str | None = Field(default=None, pattern=r"^\d{9}$")
-    telematik_id: str | None = Field(default=None, max_length=128)
+    telematik_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=_PRINTABLE)
     mfa_policy: MfaPolicy = MfaPolicy.CLINICAL
 
 

@@ -24,9 +24,10 @@ from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
 from medicus.core.i18n import translatable
 from medicus.iam import repository, settings_repository, token_repository
+from medicus.iam.admin import may_administer
 from medicus.iam.models import OAuthClientRow, OrganisationRow
 from medicus.iam.revocations import Revocations
-from medicus.iam.roles import ClientKind, MfaPolicy, Role
+from medicus.iam.roles import ClientKind, MfaPolicy
 from medicus.iam.scopes import ScopeError
 from medicus.iam.service import IdentityService
 from medicus.iam.settings_checks import (
@@ -40,20 +41,6 @@ from medicus.iam.settings_checks import (
 )
 from medicus.iam.tokens import Principal
 from medicus.iam.upstream import UpstreamLogins
-
-
-def may_administer(caller: Principal, organisation_id: str | None) -> bool:
-    """Platform admins administer every organisation (and the platform: `organisation_id`
-    None), organisation admins their own; both as users with the `admin` scope."""
-    if caller.kind != "user" or "admin" not in caller.scope.other:
-        return False
-    if caller.role == Role.PLATFORM_ADMIN:
-        return True
-    return (
-        caller.role == Role.ORGANISATION_ADMIN
-        and organisation_id is not None
-        and caller.organisation_id == organisation_id
-    )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,13 @@ async def organisation_by_iknr(session: AsyncSession, iknr: str) -> Organisation
     return await session.scalar(select(OrganisationRow).where(OrganisationRow.iknr == iknr))
 
 
+async def organisation_by_telematik_id(
+    session: AsyncSession, telematik_id: str
+) -> OrganisationRow | None:
+    statement = select(OrganisationRow).where(OrganisationRow.telematik_id == telematik_id)
+    return await session.scalar(statement)
+
+
 async def organisation_by_reference(
     session: AsyncSession, reference: str
 ) -> OrganisationRow | None:

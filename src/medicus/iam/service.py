@@ -197,6 +197,10 @@ class IdentityService:
             raise AdministrationError(
                 f"An organisation with IK number {iknr} exists already.", status=409
             )
+        if telematik_id and await repository.organisation_by_telematik_id(session, telematik_id):
+            raise AdministrationError(
+                f"An organisation with Telematik-ID {telematik_id} exists already.", status=409
+            )
         row = OrganisationRow(
             id=new_id(),
             name=name,
