@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -42,6 +44,10 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await platform.start_background_work()
+        # What exists now lives as long as the process (definitions, compiled templates,
+        # SQL): kept out of the garbage collector's full passes, which otherwise walk it all
+        # while a request waits (the chart's p95 at one client: 150 ms → 65 ms).
+        gc.freeze()
         try:
             yield
         finally:
