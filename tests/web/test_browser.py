@@ -2,27 +2,29 @@
 serve` with the demo data (`medicus demo`), as `make run` leaves it. A physician of the
 district hospital logs in with password and TOTP, finds Anna Müller, sees the university
 hospital's lab values (she consented there and is treated here now), finds Max Schmidt (no
-consent), opens his other records by break-glass with a reason, and reads the chart in
-English; the DPO reviews the opening. Erika Wagner's university data appears at the district
+consent), opens his other records by break-glass with a reason, and reads the chart in the
+other language; the DPO reviews the opening. Erika Wagner's university data appears at the district
 hospital only once a university physician records her consent (both treat her). An admin
 invites a nurse, who sets up her login. Anna, a patient, sees that the district physician
-looked at her data, and gives her research consent. axe-core (vendored, `tests/web/vendor/`)
-checks each page type for serious and critical accessibility violations; screenshots go to
-`build/screenshots/`."""
+looked at her data, and gives her research consent. Every flow runs in German and in English,
+each on a demo server of its own. axe-core (vendored, `tests/web/vendor/`)
+checks each page type for serious and critical accessibility violations, and every control of
+the main pages is reached by Tab; screenshots go to `build/screenshots/`."""
 
 from __future__ import annotations
 
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyotp
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from medicus.core.i18n import Languages
 from medicus.demo import DEMO_ORGANISATIONS, DEMO_PASSWORD
 from tests.e2e.conftest import (
     RunningServer,
@@ -33,6 +35,7 @@ from tests.e2e.conftest import (
 from tests.iam.conftest import Mailbox, running_mailbox
 
 CHROMIUM = Path("/usr/bin/chromium")
+LOCALES = {"de": "de-DE", "en": "en-GB"}
 AXE = Path(__file__).parent / "vendor" / "axe-4.14.1.min.js"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 ADMIN = DEMO_ORGANISATIONS[1].staff[0][0]
@@ -53,12 +56,33 @@ def mailbox() -> Iterator[Mailbox]:
         yield box
 
 
+@pytest.fixture(scope="module", params=["de", "en"])
+def language(request: pytest.FixtureRequest) -> str:
+    """Every flow runs once in each language, on a demo server of its own."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def t(language: str) -> Callable[..., str]:
+    """The pages' words in the flow's language, from the portal's own catalogue."""
+    return Languages().get(language).translate
+
+
+def _other(language: str) -> Callable[..., str]:
+    """The words of the language a user switches to."""
+    return Languages().get("en" if language == "de" else "de").translate
+
+
+def _context(browser: Browser, language: str) -> BrowserContext:
+    return browser.new_context(locale=LOCALES[language], viewport={"width": 1280, "height": 900})
+
+
 @pytest.fixture(scope="module")
 def demo_server(
-    tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox
+    tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox, language: str
 ) -> Iterator[RunningServer]:
     environment = medicus_environment(
-        tmp_path_factory.mktemp("portal") / "var",
+        tmp_path_factory.mktemp(f"portal-{language}") / "var",
         None,
         MEDICUS_SMTP_URL=f"smtp://127.0.0.1:{mailbox.port}",
     )
@@ -148,8 +172,8 @@ class Authenticator:
 
 
 @pytest.fixture(scope="module")
-def authenticators() -> dict[str, Authenticator]:
-    """Each person's authenticator app, by e-mail address."""
+def authenticators(demo_server: RunningServer) -> dict[str, Authenticator]:
+    """Each person's authenticator app on that server, by e-mail address."""
     return {}
 
 
@@ -177,9 +201,12 @@ def _log_in(
 
 
 def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
-    demo_server: RunningServer, browser: Browser, authenticators: dict[str, Authenticator]
+    demo_server: RunningServer,
+    browser: Browser,
+    authenticators: dict[str, Authenticator],
+    language: str,
 ) -> None:
-    context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
+    context = _context(browser, language)
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda message: _keep_errors(errors, message.type, message.text))
@@ -193,7 +220,7 @@ def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
     rows = results.locator("tbody tr")
     assert rows.count() == 2, "her own record here and the shared one of the university hospital"
     _keyboard_reachable(page, "patient search")
-    _shot(page, "patients-de")
+    _shot(page, f"patients-{language}")
     page.locator("tbody tr", has_text="Kreiskrankenhaus").get_by_role("link").click()
     page.wait_for_selector("h1#patient-name")
     labs = page.locator("section[aria-labelledby=labs-heading]")
@@ -202,15 +229,19 @@ def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
     assert page.locator("figure.trend svg polyline").count() == 3
     _accessible(page, "chart")
     _keyboard_reachable(page, "chart")
-    _shot(page, "chart-de")
+    _shot(page, f"chart-{language}")
     assert errors == [], errors
     context.close()
 
 
 def test_break_glass_opens_the_records_of_a_patient_without_consent(
-    demo_server: RunningServer, browser: Browser, authenticators: dict[str, Authenticator]
+    demo_server: RunningServer,
+    browser: Browser,
+    authenticators: dict[str, Authenticator],
+    language: str,
+    t: Callable[..., str],
 ) -> None:
-    context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
+    context = _context(browser, language)
     page = context.new_page()
     _log_in(page, demo_server.base_url, authenticators)
     page.fill("#q", "Schmidt 02.11.1958")
@@ -219,7 +250,7 @@ def test_break_glass_opens_the_records_of_a_patient_without_consent(
     assert page.locator("#results tbody tr").count() == 1, "no consent: only his record here"
     page.locator("#results tbody tr a").first.click()
     page.wait_for_selector("h1#patient-name")
-    assert "Keine Laborwerte" in page.inner_text("main")
+    assert t("No laboratory values.") in page.inner_text("main")
     page.locator("details.break-glass summary").focus()
     page.keyboard.press("Enter")
     page.fill("#reason", "kurz")
@@ -230,43 +261,49 @@ def test_break_glass_opens_the_records_of_a_patient_without_consent(
     page.locator("details.break-glass button").click()
     page.wait_for_selector("figure.trend")
     assert "Hämoglobin" in page.inner_text("main")
-    _shot(page, "chart-after-break-glass-de")
-    page.locator("button[lang=en]").click()
-    page.wait_for_selector("html[lang=en]")
-    assert "Laboratory values" in page.inner_text("main")
-    _shot(page, "chart-en")
+    _shot(page, f"chart-after-break-glass-{language}")
+    other = "en" if language == "de" else "de"
+    page.locator(f"button[lang={other}]").click()
+    page.wait_for_selector(f"html[lang={other}]")
+    assert _other(language)("Laboratory values") in page.inner_text("main")
     page.goto(f"{demo_server.base_url}/portal/patients/demo-anna-uk-nonexistent")
-    assert "Not found" in page.inner_text("main")
+    assert _other(language)("Not found, or not shared with your organisation.") in page.inner_text(
+        "main"
+    )
     _accessible(page, "not found")
     context.close()
-    _review_as_the_dpo(browser, demo_server.base_url, authenticators)
+    _review_as_the_dpo(browser, demo_server.base_url, authenticators, language, t)
 
 
 def _review_as_the_dpo(
-    browser: Browser, base_url: str, authenticators: dict[str, Authenticator]
+    browser: Browser,
+    base_url: str,
+    authenticators: dict[str, Authenticator],
+    language: str,
+    t: Callable[..., str],
 ) -> None:
     """The district hospital's data protection officer finds the opening in the review queue
     and records the review; the audit trail shows the opening."""
-    context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
+    context = _context(browser, language)
     page = context.new_page()
     _log_in(page, base_url, authenticators, DPO)
-    page.get_by_role("link", name="Notfallzugriffe prüfen").click()
+    page.get_by_role("link", name=t("Break-glass review")).click()
     queue = page.locator("table.list tbody tr")
     assert queue.count() == 1
     assert "Bewusstlos eingeliefert" in queue.inner_text()
     _accessible(page, "break-glass review")
     _keyboard_reachable(page, "break-glass review")
-    _shot(page, "break-glass-review-de")
+    _shot(page, f"break-glass-review-{language}")
     queue.locator("textarea").fill("Notfall bestätigt, Zugriff angemessen")
     queue.get_by_role("button").click()
-    assert "Nichts zu prüfen" in page.inner_text("main")
-    page.get_by_role("link", name="Protokoll").click()
+    assert t("Nothing to review.") in page.inner_text("main")
+    page.get_by_role("link", name=t("Audit trail"), exact=True).click()
     page.select_option("#f-outcome", "success")
-    page.get_by_role("button", name="Suchen").click()
+    page.get_by_role("button", name=t("Search"), exact=True).click()
     assert "access.break-glass" in page.inner_text("main")
     _accessible(page, "audit trail")
     _keyboard_reachable(page, "audit trail")
-    _shot(page, "audit-trail-de")
+    _shot(page, f"audit-trail-{language}")
     context.close()
 
 
@@ -275,47 +312,54 @@ def test_an_admin_invites_a_nurse_who_accepts_and_sets_up_totp(
     browser: Browser,
     authenticators: dict[str, Authenticator],
     mailbox: Mailbox,
+    language: str,
+    t: Callable[..., str],
 ) -> None:
-    context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
+    nurse_email = f"new.nurse.{language}@kkh-suedheim.example"
+    context = _context(browser, language)
     page = context.new_page()
     page.goto(f"{demo_server.base_url}/portal")
     page.fill("#email", ADMIN)
     page.fill("#password", DEMO_PASSWORD)
     page.click("button[type=submit]")
-    page.get_by_role("link", name="Members").click()
+    page.get_by_role("link", name=t("Members")).click()
     _accessible(page, "members")
     _keyboard_reachable(page, "members")
-    page.fill("#i-email", "new.nurse@kkh-suedheim.example")
+    page.fill("#i-email", nurse_email)
     page.fill("#i-display_name", "Nina Neu")
     page.select_option("#i-role", "nurse")
-    page.get_by_role("button", name="Send invitation").click()
-    assert "An invitation was sent to new.nurse@kkh-suedheim.example" in page.inner_text("main")
-    _shot(page, "members-en")
+    page.get_by_role("button", name=t("Send invitation")).click()
+    assert t("An invitation was sent to %(email)s.", email=nurse_email) in page.inner_text("main")
+    _shot(page, f"members-{language}")
     context.close()
-    (message,) = [m for m in mailbox.messages if m["To"] == "new.nurse@kkh-suedheim.example"]
+    (message,) = [m for m in mailbox.messages if m["To"] == nurse_email]
     body = message.get_payload(decode=True).decode()
     link = re.search(r"(http\S+/invitation\?token=\S+)", body)
     assert link is not None, body
-    invited = browser.new_context(locale="en-GB").new_page()
+    invited = _context(browser, language).new_page()
     invited.goto(link.group(1))
     _accessible(invited, "invitation")
     invited.fill("#password", "a long nurse passphrase 2026")
     invited.click("button[type=submit]")
     invited.fill("#password", "a long nurse passphrase 2026")
     invited.click("button[type=submit]")
-    nurse = authenticators.setdefault("new.nurse@kkh-suedheim.example", Authenticator())
+    nurse = authenticators.setdefault(nurse_email, Authenticator())
     nurse.secret = invited.text_content("[data-testid=totp-secret]")
     invited.fill("#code", nurse.code())
     invited.click("button[type=submit]")
     invited.click("main form[method=get] button")
     invited.wait_for_load_state()
-    assert "Find a patient" in invited.inner_text("main"), invited.url
+    assert t("Find a patient") in invited.inner_text("main"), invited.url
 
 
 def test_another_hospitals_labs_appear_once_the_patient_consents(
-    demo_server: RunningServer, browser: Browser, authenticators: dict[str, Authenticator]
+    demo_server: RunningServer,
+    browser: Browser,
+    authenticators: dict[str, Authenticator],
+    language: str,
+    t: Callable[..., str],
 ) -> None:
-    district = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
+    district = _context(browser, language)
     page = district.new_page()
     _log_in(page, demo_server.base_url, authenticators)
     page.fill("#q", "Wagner")
@@ -325,8 +369,8 @@ def test_another_hospitals_labs_appear_once_the_patient_consents(
     page.locator("#results tbody tr a").first.click()
     page.wait_for_selector("h1#patient-name")
     chart_url = page.url
-    assert "No laboratory values" in page.inner_text("main")
-    university = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
+    assert t("No laboratory values.") in page.inner_text("main")
+    university = _context(browser, language)
     colleague = university.new_page()
     _log_in(colleague, demo_server.base_url, authenticators, UNIVERSITY_PHYSICIAN)
     colleague.fill("#q", "Wagner")
@@ -334,17 +378,17 @@ def test_another_hospitals_labs_appear_once_the_patient_consents(
     colleague.locator("#results tbody tr a").first.click()
     colleague.wait_for_selector("h1#patient-name")
     consent = colleague.locator("form.consent").first
-    consent.get_by_label("The patient permits sharing").check()
-    consent.get_by_role("button", name="Record decision").click()
+    consent.get_by_label(t("The patient permits sharing")).check()
+    consent.get_by_role("button", name=t("Record decision")).click()
     assert colleague.locator("#consent-error").is_visible(), "a permit needs the signed form"
     consent = colleague.locator("form.consent").first
-    consent.get_by_label("The patient permits sharing").check()
-    consent.get_by_label("The signed consent form is in the patient file").check()
-    consent.get_by_role("button", name="Record decision").click()
+    consent.get_by_label(t("The patient permits sharing")).check()
+    consent.get_by_label(t("The signed consent form is in the patient file")).check()
+    consent.get_by_role("button", name=t("Record decision")).click()
     colleague.wait_for_selector("#consent table.list")
-    assert "in force" in colleague.locator("#consent table.list").inner_text()
+    assert t("in force") in colleague.locator("#consent table.list").inner_text()
     _accessible(colleague, "chart with consent")
-    _shot(colleague, "consent-recorded-en")
+    _shot(colleague, f"consent-recorded-{language}")
     university.close()
     page.goto(chart_url)
     labs = page.locator("section[aria-labelledby=labs-heading]")
@@ -354,39 +398,44 @@ def test_another_hospitals_labs_appear_once_the_patient_consents(
 
 
 def test_a_patient_sees_who_looked_at_her_data_and_gives_research_consent(
-    demo_server: RunningServer, browser: Browser, authenticators: dict[str, Authenticator]
+    demo_server: RunningServer,
+    browser: Browser,
+    authenticators: dict[str, Authenticator],
+    language: str,
+    t: Callable[..., str],
 ) -> None:
-    context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
+    context = _context(browser, language)
     page = context.new_page()
     _log_in(page, demo_server.base_url, authenticators, PATIENT)
     assert page.url.endswith("/portal/me")
-    assert "Ihre Daten" in page.inner_text("h1")
+    assert t("Your data") in page.inner_text("h1")
     _accessible(page, "own data")
     _keyboard_reachable(page, "own data")
-    page.get_by_role("link", name="Zugriffsprotokoll").click()
+    page.get_by_role("link", name=t("Access log"), exact=True).click()
     log = page.locator("table.access-log")
     assert "Dr. Lena Koch" in log.inner_text(), "the district physician read her chart"
     assert "Kreiskrankenhaus Südheim" in log.inner_text()
     _accessible(page, "access log")
     _keyboard_reachable(page, "access log")
-    _shot(page, "access-log-de")
-    page.locator("button[lang=en]").click()
-    page.wait_for_selector("html[lang=en]")
-    assert "looked at" in page.locator("table.access-log").inner_text()
-    _shot(page, "access-log-en")
-    page.get_by_role("link", name="Your data", exact=True).click()
+    _shot(page, f"access-log-{language}")
+    other = "en" if language == "de" else "de"
+    page.locator(f"button[lang={other}]").click()
+    page.wait_for_selector(f"html[lang={other}]")
+    words = _other(language)
+    assert words("looked at") in page.locator("table.access-log").inner_text()
+    page.get_by_role("link", name=words("Your data"), exact=True).click()
     research = page.locator("#research form")
     research.locator("input[name=patient-data][value=permit]").check()
     research.locator("input[name=biomaterial][value=deny]").check()
-    research.get_by_role("button", name="Save research consent").click()
+    research.get_by_role("button", name=words("Save research consent")).click()
     assert page.locator("#research-error").is_visible(), "she confirms she read the leaflet"
     research = page.locator("#research form")
     research.locator("input[name=patient-data][value=permit]").check()
     research.locator("input[name=biomaterial][value=deny]").check()
-    research.get_by_label("I have read the patient information on the Broad Consent").check()
-    research.get_by_role("button", name="Save research consent").click()
+    research.get_by_label(words("I have read the patient information on the Broad Consent")).check()
+    research.get_by_role("button", name=words("Save research consent")).click()
     page.wait_for_selector("#research table.list")
-    assert "in force" in page.locator("#research table.list").inner_text()
+    assert words("in force") in page.locator("#research table.list").inner_text()
     _accessible(page, "own data with consent")
-    _shot(page, "own-data-en")
+    _shot(page, f"own-data-{other}")
     context.close()
