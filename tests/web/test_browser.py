@@ -331,6 +331,7 @@ def test_an_admin_invites_a_nurse_who_accepts_and_sets_up_totp(
     page.get_by_role("button", name=t("Send invitation")).click()
     assert t("An invitation was sent to %(email)s.", email=nurse_email) in page.inner_text("main")
     _shot(page, f"members-{language}")
+    _settings_pages(page, language, t)
     context.close()
     (message,) = [m for m in mailbox.messages if m["To"] == nurse_email]
     body = message.get_payload(decode=True).decode()
@@ -350,6 +351,28 @@ def test_an_admin_invites_a_nurse_who_accepts_and_sets_up_totp(
     invited.click("main form[method=get] button")
     invited.wait_for_load_state()
     assert t("Find a patient") in invited.inner_text("main"), invited.url
+
+
+def _settings_pages(page: Page, language: str, t: Callable[..., str]) -> None:
+    """The admin registers an app (a redirect URI without https is refused next to the
+    field) and looks at the sign-in settings."""
+    page.get_by_role("link", name=t("Apps and services"), exact=True).click()
+    page.fill("#public-name", "Stationsapp")
+    page.fill("#public-redirect_uris", "http://app.example/callback")
+    page.fill("#public-scope", "openid fhirUser user/*.rs")
+    page.get_by_role("button", name=t("Register app")).click()
+    assert page.locator("#public-redirect_uris-error").is_visible()
+    page.fill("#public-redirect_uris", "https://app.example/callback")
+    page.get_by_role("button", name=t("Register app")).click()
+    assert page.locator("p.ok[role=status]").is_visible()
+    assert "Stationsapp" in page.inner_text("main")
+    _accessible(page, "apps and services")
+    _keyboard_reachable(page, "apps and services")
+    _shot(page, f"apps-and-services-{language}")
+    page.get_by_role("link", name=t("Sign-in"), exact=True).click()
+    _accessible(page, "sign-in settings")
+    _keyboard_reachable(page, "sign-in settings")
+    _shot(page, f"sign-in-settings-{language}")
 
 
 def test_another_hospitals_labs_appear_once_the_patient_consents(
