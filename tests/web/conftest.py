@@ -3,10 +3,12 @@ hospital B who logs in to the portal through the real login pages (password and 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +22,9 @@ from tests.iam.browser import Browser
 from tests.iam.conftest import PASSWORD, Mailbox, add_user, running_mailbox
 from tests.support import clients
 from tests.support.clock import MovableClock
+from tests.support.database import rows
 
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 PHYSICIAN = "dr.b@hospital-b.example"
 NURSE = "nurse.b@hospital-b.example"
 DPO = "dpo.b@hospital-b.example"
@@ -103,3 +107,18 @@ async def add_platform_admin(ward: Ward) -> None:
     await register_organisation(platform, "platform", "platform_operator")
     async with platform.database.transaction() as session:
         await add_user(platform, session, PLATFORM_ADMIN, [("platform", Role.PLATFORM_ADMIN)])
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token of a page's forms."""
+    found = _CSRF.search(page)
+    assert found is not None, page[:500]
+    return found.group(1)
+
+
+async def sealed_entries(ward: Ward, action: str, columns: str) -> list[tuple[Any, ...]]:
+    """`columns` of the audit entries of `action`, in the trail's order (pending ones sealed
+    first)."""
+    await ward.platform.audit.seal_all()
+    statement = f"SELECT {columns} FROM audit_entry WHERE action = :action ORDER BY seq"
+    return [tuple(row) for row in await rows(ward.platform, statement, action=action)]

@@ -200,6 +200,16 @@ def _log_in(
     assert re.fullmatch(r".*/portal(/patients|/me)?\??", page.url), page.url
 
 
+def _open_the_only_record(page: Page, query: str) -> None:
+    """Search, find one record (the patient's own here: no consent shares another), open it."""
+    page.fill("#q", query)
+    page.keyboard.press("Enter")
+    page.locator("#results tbody tr").first.wait_for()
+    assert page.locator("#results tbody tr").count() == 1, "no consent: only the record here"
+    page.locator("#results tbody tr a").first.click()
+    page.wait_for_selector("h1#patient-name")
+
+
 def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
     demo_server: RunningServer,
     browser: Browser,
@@ -244,12 +254,7 @@ def test_break_glass_opens_the_records_of_a_patient_without_consent(
     context = _context(browser, language)
     page = context.new_page()
     _log_in(page, demo_server.base_url, authenticators)
-    page.fill("#q", "Schmidt 02.11.1958")
-    page.keyboard.press("Enter")
-    page.locator("#results tbody tr").first.wait_for()
-    assert page.locator("#results tbody tr").count() == 1, "no consent: only his record here"
-    page.locator("#results tbody tr a").first.click()
-    page.wait_for_selector("h1#patient-name")
+    _open_the_only_record(page, "Schmidt 02.11.1958")
     assert t("No laboratory values.") in page.inner_text("main")
     page.locator("details.break-glass summary").focus()
     page.keyboard.press("Enter")
@@ -385,12 +390,7 @@ def test_another_hospitals_labs_appear_once_the_patient_consents(
     district = _context(browser, language)
     page = district.new_page()
     _log_in(page, demo_server.base_url, authenticators)
-    page.fill("#q", "Wagner")
-    page.keyboard.press("Enter")
-    page.locator("#results tbody tr").first.wait_for()
-    assert page.locator("#results tbody tr").count() == 1, "no consent: only her record here"
-    page.locator("#results tbody tr a").first.click()
-    page.wait_for_selector("h1#patient-name")
+    _open_the_only_record(page, "Wagner")
     chart_url = page.url
     assert t("No laboratory values.") in page.inner_text("main")
     university = _context(browser, language)

@@ -15,17 +15,14 @@ from tests.iam.browser import Browser
 from tests.iam.conftest import PASSWORD
 from tests.support import resources
 from tests.support.database import rows
-from tests.web.conftest import NURSE, Ward
+from tests.web.conftest import NURSE, Ward, csrf_of
 
 KVNR = "A123456780"
 PATIENT = "anna.mueller@patient.example"
-_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 def _csrf(page: httpx.Response) -> str:
-    found = _CSRF.search(page.text)
-    assert found is not None, page.text[:500]
-    return found.group(1)
+    return csrf_of(page.text)
 
 
 async def _records(ward: Ward) -> dict[str, str]:

@@ -4,33 +4,27 @@ use them; bad values come back next to their field; every decision is audited.""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from tests.iam.browser import Browser
 from tests.support import resources
 from tests.support.database import count, rows
-from tests.web.conftest import ADMIN, PLATFORM_ADMIN, Ward, add_platform_admin
+from tests.web.conftest import (
+    ADMIN,
+    PLATFORM_ADMIN,
+    Ward,
+    add_platform_admin,
+    csrf_of,
+    sealed_entries,
+)
 
-_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 ORGANISATIONS = "/portal/platform/organisations"
 MPI = "/portal/platform/mpi"
 
 
-def _csrf(page: str) -> str:
-    found = _CSRF.search(page)
-    assert found is not None
-    return found.group(1)
-
-
 async def _entries(ward: Ward, action: str) -> list[tuple[Any, ...]]:
     """Organisation, target and outcome of the audit entries of `action`."""
-    await ward.platform.audit.seal_all()
-    return await rows(
-        ward.platform,
-        "SELECT organisation, target, outcome FROM audit_entry WHERE action = :action ORDER BY seq",
-        action=action,
-    )
+    return await sealed_entries(ward, action, "organisation, target, outcome")
 
 
 async def _logged_in(operator: Browser, language: str = "de") -> str:
@@ -50,7 +44,7 @@ async def test_a_platform_admin_creates_an_organisation_and_administers_it(ward:
         page = await _logged_in(operator, "en")
         assert "hospital-b" in page
         assert "Platform operator" in page
-        token = _csrf(page)
+        token = csrf_of(page)
         wanted = {
             "csrf": token,
             "name": "<i>Klinikum Süd</i>",
@@ -141,7 +135,7 @@ async def test_the_steward_links_and_marks_distinct(ward: Ward) -> None:
         assert "hospital-a" in page.text, "the holders are named"
         assert "Anna" not in page.text, "the names are not shown"
         assert "Family name" in page.text
-        token = _csrf(page.text)
+        token = csrf_of(page.text)
         stale = await operator.http.post(
             f"{MPI}/decisions",
             data={"csrf": "stale", "patient": ids["a"], "other": ids["b"], "decision": "link"},
@@ -204,7 +198,7 @@ async def test_others_may_not_use_the_platform_pages(ward: Ward) -> None:
         page = await admin.login("/portal")
         assert f'href="{ORGANISATIONS}"' not in page.text, "not in the navigation"
         assert f'href="{MPI}"' not in page.text
-        token = _csrf(page.text)
+        token = csrf_of(page.text)
         for path in (ORGANISATIONS, MPI):
             refused = await admin.http.get(path)
             assert refused.status_code == 403, path

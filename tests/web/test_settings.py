@@ -5,7 +5,6 @@ come back next to their field and change nothing; a stale form changes nothing; 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
@@ -13,29 +12,16 @@ from joserfc.jwk import ECKey
 
 from tests.iam.browser import Browser
 from tests.support.database import count, rows
-from tests.web.conftest import ADMIN, DPO, Ward
+from tests.web.conftest import ADMIN, DPO, Ward, csrf_of, sealed_entries
 
-_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 CLIENTS = "/portal/admin/organisations/hospital-b/clients"
 SIGN_IN = "/portal/admin/organisations/hospital-b/sign-in"
 SECRET = "upstream-secret-4711-do-not-show"
 
 
-def _csrf(page: str) -> str:
-    found = _CSRF.search(page)
-    assert found is not None
-    return found.group(1)
-
-
 async def _entries(ward: Ward, action: str) -> list[tuple[Any, ...]]:
     """Actor, organisation, target and outcome of the audit entries of `action`."""
-    await ward.platform.audit.seal_all()
-    return await rows(
-        ward.platform,
-        "SELECT actor, organisation, target, outcome FROM audit_entry WHERE action = :action "
-        "ORDER BY seq",
-        action=action,
-    )
+    return await sealed_entries(ward, action, "actor, organisation, target, outcome")
 
 
 async def _user_id(ward: Ward, email: str) -> str:
@@ -67,7 +53,7 @@ async def test_an_admin_registers_an_app_and_a_backend_service_and_deactivates_o
     async with ward.browser_of(ADMIN) as admin:
         page = await _logged_in_admin(admin, "en")
         assert "Apps and services of hospital-b" in page
-        token = _csrf(page)
+        token = csrf_of(page)
         app = {
             "csrf": token,
             "kind": "public",
@@ -117,7 +103,7 @@ async def test_bad_client_values_are_shown_next_to_their_field_and_change_nothin
     ward: Ward,
 ) -> None:
     async with ward.browser_of(ADMIN) as admin:
-        token = _csrf(await _logged_in_admin(admin))
+        token = csrf_of(await _logged_in_admin(admin))
         app = {"csrf": token, "kind": "public", "name": "App", "scope": "openid user/*.rs"}
         refusals = [
             ({**app, "redirect_uris": "http://app.example/cb"}, "public-redirect_uris"),
@@ -162,7 +148,7 @@ async def test_the_second_factor_policy_and_the_hospitals_login(ward: Ward) -> N
         assert page.status_code == 200
         assert "Sign-in at hospital-b" in page.text
         assert "Physician" in page.text, "the clinical policy names the roles it covers"
-        token = _csrf(page.text)
+        token = csrf_of(page.text)
         bad = await admin.http.post(
             f"{SIGN_IN}/mfa-policy", data={"csrf": token, "mfa_policy": "sometimes"}
         )
@@ -233,7 +219,7 @@ async def test_another_organisations_admin_changes_nothing(ward: Ward) -> None:
             ["https://a.example/cb"],
         )
     async with ward.browser_of(ADMIN) as admin:
-        token = _csrf(await _logged_in_admin(admin))
+        token = csrf_of(await _logged_in_admin(admin))
         of_a = "/portal/admin/organisations/hospital-a"
         for path in (f"{of_a}/clients", f"{of_a}/sign-in"):
             page = await admin.http.get(path)
@@ -296,7 +282,7 @@ async def test_staff_may_not_use_the_settings(ward: Ward) -> None:
         await dpo.login("/portal")
         page = await dpo.http.get(SIGN_IN)
         assert page.status_code == 403
-        token = _csrf(page.text)
+        token = csrf_of(page.text)
         refused = await dpo.http.post(
             f"{SIGN_IN}/mfa-policy", data={"csrf": token, "mfa_policy": "none"}
         )

@@ -45,6 +45,33 @@ def may_administer(caller: Principal, organisation_id: str | None) -> bool:
     )
 
 
+async def authorise_admin(
+    audit: AuditTrail, caller: Principal, organisation_id: str | None, action: str
+) -> None:
+    """Go on if the caller may administer the organisation (`may_administer`); else audit
+    the refusal and answer 403."""
+    if may_administer(caller, organisation_id):
+        return
+    target = f"Organization/{organisation_id}" if organisation_id else None
+    await refuse(audit, caller, action, target, "You may not administer this organisation.")
+
+
+async def refuse(
+    audit: AuditTrail, caller: Principal, action: str, target: str | None, message: str
+) -> NoReturn:
+    """Audit a refused action and answer it with 403."""
+    await audit.record(
+        AuditRecord(
+            action,
+            caller.actor,
+            outcome=Outcome.DENIED,
+            organisation=caller.organisation_id,
+            target=target,
+        )
+    )
+    raise ApiError(403, message)
+
+
 @dataclass(frozen=True)
 class Invitation:
     id: str
@@ -81,27 +108,12 @@ class AdminService:
         self._invitation_lifetime = invitation_lifetime
 
     async def _authorise(self, caller: Principal, organisation_id: str | None, action: str) -> None:
-        """Allow platform admins everything and organisation admins their own organisation;
-        a refusal is audited and answered with 403."""
-        if may_administer(caller, organisation_id):
-            return
-        target = f"Organization/{organisation_id}" if organisation_id else None
-        await self._refuse(caller, action, target, "You may not administer this organisation.")
+        await authorise_admin(self._audit, caller, organisation_id, action)
 
     async def _refuse(
         self, caller: Principal, action: str, target: str | None, message: str
     ) -> NoReturn:
-        """Audit a refused action and answer it with 403."""
-        await self._audit.record(
-            AuditRecord(
-                action,
-                caller.actor,
-                outcome=Outcome.DENIED,
-                organisation=caller.organisation_id,
-                target=target,
-            )
-        )
-        raise ApiError(403, message)
+        await refuse(self._audit, caller, action, target, message)
 
     async def create_organisation(
         self,

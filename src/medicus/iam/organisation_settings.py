@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.audit.service import AuditRecord, AuditTrail, Outcome
+from medicus.audit.service import AuditRecord, AuditTrail
 from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
 from medicus.core.i18n import translatable
 from medicus.iam import repository, settings_repository, token_repository
-from medicus.iam.admin import may_administer
+from medicus.iam.admin import authorise_admin
 from medicus.iam.models import OAuthClientRow, OrganisationRow
 from medicus.iam.revocations import Revocations
 from medicus.iam.roles import ClientKind, MfaPolicy
@@ -136,20 +136,7 @@ class OrganisationSettings:
         self._callback_url = upstream_callback_url
 
     async def _authorise(self, caller: Principal, organisation_id: str | None, action: str) -> None:
-        """Go on if the caller may administer the organisation; else audit the refusal and
-        answer 403."""
-        if may_administer(caller, organisation_id):
-            return
-        await self._audit.record(
-            AuditRecord(
-                action,
-                caller.actor,
-                outcome=Outcome.DENIED,
-                organisation=caller.organisation_id,
-                target=f"Organization/{organisation_id}" if organisation_id else None,
-            )
-        )
-        raise ApiError(403, "You may not administer this organisation.")
+        await authorise_admin(self._audit, caller, organisation_id, action)
 
     async def _audited(
         self,

@@ -22,7 +22,9 @@ from medicus.web.consents import PORTAL_DECLARATION_TITLE, ConsentLine, Consents
 from medicus.web.service import Portal
 from medicus.web.users import PortalUser
 
-ACCESS_LOG_PAGE = 50
+ACCESS_LOG_PAGE = 200
+"""Entries a page of the access log reads (a chart view alone is about a dozen, shown as a
+few lines)."""
 _DECLARANT_SCOPE = "user/Consent.crus"
 
 
