@@ -183,6 +183,14 @@ async def test_a_patient_sees_nothing_but_their_own(ward: Ward) -> None:
             f"/portal/me/consents/{staff_consent}/withdraw", data={"csrf": _csrf(page)}
         )
         assert foreign.status_code == 404
+        reads = await rows(
+            ward.platform,
+            "SELECT patients FROM audit_pending WHERE action = 'fhir.read' "
+            "UNION ALL SELECT patients FROM audit_entry WHERE action = 'fhir.read'",
+        )
+        assert all(other not in (patients or "") for (patients,) in reads), (
+            "another person's consent is not read to find it is not hers"
+        )
         log = await browser.http.get("/portal/me/access-log")
         assert "Schmidt" not in log.text
         assert other not in log.text

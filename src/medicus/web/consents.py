@@ -198,16 +198,28 @@ class Consents:
             lambda session: self._fhir.writer.create(session, user.principal, "Consent", consent)
         )
 
+    async def _is_about(self, user: PortalUser, consent_id: str, patient_id: str) -> bool:
+        """Whether Consent `consent_id` is about Patient record `patient_id`: asked by a
+        search narrowed to that record, so that another person's consent is never read (nor
+        its reading recorded against that person)."""
+        if not consent_id.replace("-", "").replace(".", "").isalnum() or len(consent_id) > 64:
+            return False
+        request = SearchRequest(
+            "Consent", [("_id", consent_id), ("patient", f"Patient/{patient_id}")]
+        )
+        found = await self._fhir.search(user.principal, request, 1, 0, False)
+        return bool(found.resources)
+
     async def withdraw(
         self, user: PortalUser, consent_id: str, patient_id: str | None = None
     ) -> None:
         """Set a consent the user's organisation holds to `inactive` (a 403 for one held
         elsewhere, a 404 for one the user may not see, or that is not about `patient_id`
         where that is given)."""
+        if patient_id is not None and not await self._is_about(user, consent_id, patient_id):
+            raise ApiError(404, f"Consent/{consent_id} is not known here.")
         stored = await self._fhir.read(user.principal, "Consent", consent_id)
         consent = orjson.loads(stored.content or b"{}")
-        if patient_id is not None and _patient_of(consent) != patient_id:
-            raise ApiError(404, f"Consent/{consent_id} is not known here.")
         consent["status"] = "inactive"
         await self._fhir.write(
             lambda session: self._fhir.writer.update(
