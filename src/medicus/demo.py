@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.demo_records import load_demo_records
 from medicus.iam import client_keys
-from medicus.iam.roles import OrganisationType, Role
+from medicus.iam.roles import MfaPolicy, OrganisationType, Role
 from medicus.iam.service import Provisioned
 from medicus.platform import Platform
 
@@ -32,6 +32,7 @@ class DemoOrganisation:
     patients: tuple[tuple[str, str, str], ...] = ()
     """Patients invited to the portal: e-mail, name, their record (`<organisation id>.<key>`,
     `demo_records`)."""
+    mfa_policy: MfaPolicy = MfaPolicy.CLINICAL
 
 
 DEMO_ORGANISATIONS = (
@@ -71,6 +72,14 @@ DEMO_ORGANISATIONS = (
             ("mfa.schulz@praxis-weber.example", "Mia Schulz", Role.MEDICAL_ASSISTANT),
         ),
     ),
+    DemoOrganisation(
+        "medicus Plattformbetrieb",
+        OrganisationType.PLATFORM_OPERATOR,
+        "260900099",
+        "9-260900099",
+        (("betrieb@medicus-plattform.example", "Ole Betrieb", Role.PLATFORM_ADMIN),),
+        mfa_policy=MfaPolicy.ALL,
+    ),
 )
 
 
@@ -91,7 +100,13 @@ async def load_demo(platform: Platform) -> DemoSummary:
     async with platform.database.transaction() as session:
         for demo in DEMO_ORGANISATIONS:
             organisation = await identity.ensure_organisation(
-                session, DEMO_ACTOR, demo.name, demo.kind, demo.iknr, demo.telematik_id
+                session,
+                DEMO_ACTOR,
+                demo.name,
+                demo.kind,
+                demo.iknr,
+                demo.telematik_id,
+                demo.mfa_policy,
             )
             organisations += organisation.created
             ids.append(organisation.id)
@@ -152,7 +167,8 @@ def describe(summary: DemoSummary, platform: Platform, command: str) -> list[str
         f"backend client {'created' if summary.client.created else 'in place'}, demo patients "
         f"{'created' if summary.patients_created else 'in place'}",
         f"portal: {issuer}/portal (as {district_physician}, search 'Müller' or 'Schmidt'; as "
-        f"the patient {hospital.patients[0][0]}, who sees who accessed her data)",
+        f"the patient {hospital.patients[0][0]}, who sees who accessed her data; as "
+        f"{DEMO_ORGANISATIONS[-1].staff[0][0]}, the platform's operator)",
         f"log in at {issuer}/login as {physician} (physician) or {admin} (organisation admin), "
         f"password '{DEMO_PASSWORD}'; physicians set up a second factor at their first login, "
         "so have an authenticator app (TOTP) at hand",

@@ -1,5 +1,5 @@
 """Demo patients for `make run` (development only), so that the portal has something to show:
-three people with records at both demo hospitals.
+four people with records at both demo hospitals.
 
 - Anna Müller was an inpatient at the university hospital (labs over two years, diagnoses,
   medication, a procedure, a discharge letter) and consented there to sharing her data; she
@@ -10,6 +10,8 @@ three people with records at both demo hospitals.
 - Erika Wagner is an inpatient at the university hospital now and was admitted to the
   district hospital too; she has not consented yet: once a university physician records her
   consent, the district hospital sees the university hospital's data of her.
+- Johann Maier (university hospital) and Johann Meier (district hospital, admitted without
+  his health card: no KVNR) share a birth date: a pair for the platform's patient matching.
 
 Written through the FHIR hub as each hospital's own system (so `access` keeps consents and
 treatment relations as for any write), with fixed ids in each hospital's namespace
@@ -61,16 +63,18 @@ def _bundle(*resources: dict[str, Any]) -> dict[str, Any]:
 
 
 def _patient(
-    id_: str, kvnr: str, family: str, given: str, born: str, gender: str
+    id_: str, kvnr: str | None, family: str, given: str, born: str, gender: str
 ) -> dict[str, Any]:
-    return {
+    patient: dict[str, Any] = {
         "resourceType": "Patient",
         "id": id_,
-        "identifier": [{"system": KVNR, "value": kvnr}],
         "name": [{"use": "official", "family": family, "given": [given]}],
         "birthDate": born,
         "gender": gender,
     }
+    if kvnr:
+        patient["identifier"] = [{"system": KVNR, "value": kvnr}]
+    return patient
 
 
 def _encounter(id_: str, patient: str, status: str, start: dt.date, text: str) -> dict[str, Any]:
@@ -173,6 +177,7 @@ def _university_records(uk: str, today: dt.date) -> list[dict[str, Any]]:
         _patient(erika, "W445566770", "Wagner", "Erika", "1971-03-08", "female"),
         *_labs(erika, erika, first),
         _encounter(f"{erika}-stay", erika, "in-progress", today, "Kardiologie"),
+        _patient(f"{uk}.johann", "J112233440", "Maier", "Johann", "1949-09-21", "male"),
         _condition(f"{anna}-n18", anna, "N18.3", kidneys, first),
         _condition(f"{anna}-d50", anna, "D50.9", "Eisenmangelanämie", first),
         _condition(f"{max_}-i25", max_, "I25.1", "Atherosklerotische Herzkrankheit", first),
@@ -210,6 +215,7 @@ async def load_demo_records(
             _encounter(f"{max_here}-stay", max_here, "in-progress", today, "Notaufnahme"),
             _patient(erika_here, "W445566770", "Wagner", "Erika", "1971-03-08", "female"),
             _encounter(f"{erika_here}-stay", erika_here, "in-progress", today, "Innere"),
+            _patient(f"{district}.johann", None, "Meier", "Johann", "1949-09-21", "male"),
         ),
         None,
     )

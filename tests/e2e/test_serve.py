@@ -49,7 +49,7 @@ def test_the_server_stops_cleanly_and_logs_no_paths(server: RunningServer) -> No
 def test_demo_and_audit_verify_against_the_served_data(server: RunningServer) -> None:
     first = run_medicus("demo", environment=server.environment)
     assert first.returncode == 0, first.stderr
-    assert "3 organisations" in first.stdout
+    assert "4 organisations" in first.stdout
     again = run_medicus("demo", environment=server.environment)
     assert "0 organisations, 0 users, 0 memberships created" in again.stdout
 

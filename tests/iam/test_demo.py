@@ -21,13 +21,16 @@ async def test_demo_creates_organisations_and_staff_once(fresh_platform: Platfor
     first = await load_demo(fresh_platform)
     emails = {email for org in DEMO_ORGANISATIONS for email, _, _ in (*org.staff, *org.patients)}
     memberships = sum(len(org.staff) + len(org.patients) for org in DEMO_ORGANISATIONS)
-    assert (first.organisations_created, first.users_created) == (3, len(emails))
+    assert (first.organisations_created, first.users_created) == (
+        len(DEMO_ORGANISATIONS),
+        len(emails),
+    )
     assert first.memberships_created == memberships
 
     second = await load_demo(fresh_platform)
     assert (second.organisations_created, second.users_created) == (0, 0)
     assert second.memberships_created == 0
-    assert await count(fresh_platform, "organisation") == 3
+    assert await count(fresh_platform, "organisation") == len(DEMO_ORGANISATIONS)
     assert await count(fresh_platform, "app_user") == len(emails)
 
 

@@ -42,6 +42,7 @@ ADMIN = DEMO_ORGANISATIONS[1].staff[0][0]
 PHYSICIAN = DEMO_ORGANISATIONS[1].staff[1][0]
 DPO = DEMO_ORGANISATIONS[1].staff[2][0]
 UNIVERSITY_PHYSICIAN = DEMO_ORGANISATIONS[0].staff[1][0]
+OPERATOR = DEMO_ORGANISATIONS[3].staff[0][0]
 PATIENT = DEMO_ORGANISATIONS[0].patients[0][0]
 
 if not CHROMIUM.exists():
@@ -461,4 +462,36 @@ def test_a_patient_sees_who_looked_at_her_data_and_gives_research_consent(
     assert words("in force") in page.locator("#research table.list").inner_text()
     _accessible(page, "own data with consent")
     _shot(page, f"own-data-{other}")
+    context.close()
+
+
+def test_the_platform_admin_creates_an_organisation_and_looks_at_patient_matching(
+    demo_server: RunningServer,
+    browser: Browser,
+    authenticators: dict[str, Authenticator],
+    language: str,
+    t: Callable[..., str],
+) -> None:
+    context = _context(browser, language)
+    page = context.new_page()
+    _log_in(page, demo_server.base_url, authenticators, OPERATOR)
+    page.get_by_role("link", name=t("Organisations"), exact=True).click()
+    assert "Kreiskrankenhaus Südheim" in page.locator("table").inner_text()
+    page.fill("#o-name", "Praxis am Markt")
+    page.select_option("#o-type", "practice")
+    page.fill("#o-iknr", "260100011")
+    page.get_by_role("button", name=t("Create organisation")).click()
+    assert page.locator("#o-iknr-error").is_visible(), "the university hospital's IK number"
+    page.fill("#o-iknr", "260400044")
+    page.get_by_role("button", name=t("Create organisation")).click()
+    assert "Praxis am Markt" in page.locator("table").inner_text()
+    _accessible(page, "organisations")
+    _keyboard_reachable(page, "organisations")
+    _shot(page, f"organisations-{language}")
+    page.get_by_role("link", name=t("Patient matching"), exact=True).click()
+    assert t("Patient matching") in page.inner_text("h1")
+    assert page.locator("table tbody tr").count() >= 1, "Johann Maier and Johann Meier"
+    _accessible(page, "patient matching")
+    _keyboard_reachable(page, "patient matching")
+    _shot(page, f"patient-matching-{language}")
     context.close()
