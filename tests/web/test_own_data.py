@@ -15,7 +15,7 @@ from tests.iam.browser import Browser
 from tests.iam.conftest import PASSWORD
 from tests.support import resources
 from tests.support.database import rows
-from tests.web.conftest import NURSE, Ward, csrf_of
+from tests.web.conftest import ADMIN, NURSE, Ward, csrf_of
 
 KVNR = "A123456780"
 PATIENT = "anna.mueller@patient.example"
@@ -240,3 +240,16 @@ async def _invite_as(browser: Browser, patient_id: str) -> httpx.Response:
         f"/portal/patients/{patient_id}/invite",
         data={"csrf": _csrf(chart), "email": PATIENT, "display_name": "Anna Müller"},
     )
+
+
+async def test_the_members_page_lists_a_patient_without_a_role_to_change(ward: Ward) -> None:
+    ids = await _records(ward)
+    await ward.physician.login("/portal")
+    await _patient_accepts(ward, ids["b1"])
+    async with ward.browser_of(ADMIN) as admin:
+        await admin.login("/portal")
+        page = await admin.http.get("/portal/admin/members")
+        row = page.text.split(PATIENT, 1)[1].split("</tr>", 1)[0]
+        assert "Patient" in row
+        assert "<select" not in row, "a patient's account stays a patient's"
+        assert 'value="suspend"' in row, "a patient's access can be suspended"
