@@ -20,7 +20,7 @@ from tests.access.conftest import Region
 from tests.conftest import make_settings, register_organisation
 from tests.iam.browser import Browser
 from tests.iam.conftest import PASSWORD, Mailbox, add_user, running_mailbox
-from tests.support import clients
+from tests.support import clients, resources
 from tests.support.clock import MovableClock
 from tests.support.database import rows
 
@@ -122,3 +122,20 @@ async def sealed_entries(ward: Ward, action: str, columns: str) -> list[tuple[An
     await ward.platform.audit.seal_all()
     statement = f"SELECT {columns} FROM audit_entry WHERE action = :action ORDER BY seq"
     return [tuple(row) for row in await rows(ward.platform, statement, action=action)]
+
+
+ANNA_KVNR = "A123456780"
+
+
+async def anna_at_both_hospitals(ward: Ward) -> dict[str, str]:
+    """Hospital A holds a record of Anna Müller with a haemoglobin value; hospital B, the
+    physician's, holds its own record of her (same KVNR): their ids as `a1` and `b1`."""
+    region = ward.region
+    anna = resources.patient(ANNA_KVNR, "Müller", "Anna", "1964-05-17")
+    a1 = await region.create("hospital-a", anna)
+    lab = resources.observation(
+        a1, when="2026-11-02T08:00:00Z", valueQuantity=resources.grams_per_decilitre(9.1)
+    )
+    await region.create("hospital-a", lab)
+    b1 = await region.create("hospital-b", anna)
+    return {"a1": a1, "b1": b1}

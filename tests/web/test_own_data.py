@@ -15,26 +15,13 @@ from tests.iam.browser import Browser
 from tests.iam.conftest import PASSWORD
 from tests.support import resources
 from tests.support.database import rows
-from tests.web.conftest import ADMIN, NURSE, Ward, csrf_of
+from tests.web.conftest import ADMIN, NURSE, Ward, anna_at_both_hospitals, csrf_of
 
-KVNR = "A123456780"
 PATIENT = "anna.mueller@patient.example"
 
 
 def _csrf(page: httpx.Response) -> str:
     return csrf_of(page.text)
-
-
-async def _records(ward: Ward) -> dict[str, str]:
-    """Hospital A and hospital B (the physician's) each hold a record of Anna Müller."""
-    region = ward.region
-    a1 = await region.create("hospital-a", resources.patient(KVNR, "Müller", "Anna", "1964-05-17"))
-    lab = resources.observation(
-        a1, when="2026-11-02T08:00:00Z", valueQuantity=resources.grams_per_decilitre(9.1)
-    )
-    await region.create("hospital-a", lab)
-    b1 = await region.create("hospital-b", resources.patient(KVNR, "Müller", "Anna", "1964-05-17"))
-    return {"a1": a1, "b1": b1}
 
 
 async def _invite(ward: Ward, patient_id: str) -> httpx.Response:
@@ -64,7 +51,7 @@ async def _patient_accepts(ward: Ward, patient_id: str) -> None:
 
 
 async def test_a_patient_sees_who_accessed_their_data_in_every_hospital(ward: Ward) -> None:
-    ids = await _records(ward)
+    ids = await anna_at_both_hospitals(ward)
     await ward.physician.login("/portal")
     await ward.http.get(f"/portal/patients/{ids['b1']}")
     opened = await ward.http.post(
@@ -103,7 +90,7 @@ async def test_a_patient_sees_who_accessed_their_data_in_every_hospital(ward: Wa
 
 
 async def test_a_patient_gives_and_withdraws_consents(ward: Ward) -> None:
-    ids = await _records(ward)
+    ids = await anna_at_both_hospitals(ward)
     await ward.physician.login("/portal")
     await _patient_accepts(ward, ids["b1"])
     async with ward.browser_of(PATIENT) as browser:
@@ -161,7 +148,7 @@ async def _consents(ward: Ward) -> list[dict[str, object]]:
 
 
 async def test_a_patient_sees_nothing_but_their_own(ward: Ward) -> None:
-    ids = await _records(ward)
+    ids = await anna_at_both_hospitals(ward)
     other = await ward.region.create(
         "hospital-b", resources.patient("B987654321", "Schmidt", "Max", "1950-01-01")
     )
@@ -200,7 +187,7 @@ async def test_a_patient_sees_nothing_but_their_own(ward: Ward) -> None:
 
 
 async def test_only_a_record_of_the_own_organisation_is_invited_for(ward: Ward) -> None:
-    ids = await _records(ward)
+    ids = await anna_at_both_hospitals(ward)
     await ward.physician.login("/portal")
     chart = await ward.http.get(f"/portal/patients/{ids['b1']}")
     bad = await ward.http.post(
@@ -243,7 +230,7 @@ async def _invite_as(browser: Browser, patient_id: str) -> httpx.Response:
 
 
 async def test_the_members_page_lists_a_patient_without_a_role_to_change(ward: Ward) -> None:
-    ids = await _records(ward)
+    ids = await anna_at_both_hospitals(ward)
     await ward.physician.login("/portal")
     await _patient_accepts(ward, ids["b1"])
     async with ward.browser_of(ADMIN) as admin:

@@ -14,27 +14,14 @@ import pytest
 from medicus.web import pages as web_pages
 from tests.support import resources
 from tests.support.database import rows
-from tests.web.conftest import Ward
+from tests.web.conftest import ANNA_KVNR, Ward, anna_at_both_hospitals
 
-KVNR = "A123456780"
+KVNR = ANNA_KVNR
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 async def _logged_in(ward: Ward) -> httpx.Response:
     return await ward.physician.login("/portal")
-
-
-async def _patients(ward: Ward) -> dict[str, str]:
-    """Hospital A holds a record of the person with a haemoglobin value; hospital B, the
-    physician's, holds its own record of the same person (same KVNR)."""
-    region = ward.region
-    a1 = await region.create("hospital-a", resources.patient(KVNR, "Müller", "Anna", "1964-05-17"))
-    lab = resources.observation(
-        a1, when="2026-11-02T08:00:00Z", valueQuantity=resources.grams_per_decilitre(9.1)
-    )
-    await region.create("hospital-a", lab)
-    b1 = await region.create("hospital-b", resources.patient(KVNR, "Müller", "Anna", "1964-05-17"))
-    return {"a1": a1, "b1": b1}
 
 
 async def _audited(ward: Ward) -> list[tuple[str, str]]:
@@ -112,7 +99,7 @@ async def test_static_files_are_served_by_hashed_name_for_a_year(ward: Ward) -> 
 
 
 async def test_search_finds_own_records_and_shared_ones_only(ward: Ward) -> None:
-    ids = await _patients(ward)
+    ids = await anna_at_both_hospitals(ward)
     await _logged_in(ward)
     by_kvnr = await ward.http.get("/portal/patients", params={"q": KVNR})
     assert f"/portal/patients/{ids['b1']}" in by_kvnr.text
@@ -130,7 +117,7 @@ async def test_search_finds_own_records_and_shared_ones_only(ward: Ward) -> None
 
 
 async def test_another_hospitals_lab_shows_after_consent_and_treatment(ward: Ward) -> None:
-    ids = await _patients(ward)
+    ids = await anna_at_both_hospitals(ward)
     await _logged_in(ward)
     before = await ward.http.get(f"/portal/patients/{ids['b1']}")
     assert before.status_code == 200
@@ -147,7 +134,7 @@ async def test_another_hospitals_lab_shows_after_consent_and_treatment(ward: War
 
 
 async def test_another_hospitals_record_is_a_404_page(ward: Ward) -> None:
-    ids = await _patients(ward)
+    ids = await anna_at_both_hospitals(ward)
     await _logged_in(ward)
     page = await ward.http.get(f"/portal/patients/{ids['a1']}")
     assert page.status_code == 404
@@ -160,7 +147,7 @@ async def test_another_hospitals_record_is_a_404_page(ward: Ward) -> None:
 
 
 async def test_break_glass_needs_a_reason_and_opens_the_other_records(ward: Ward) -> None:
-    ids = await _patients(ward)
+    ids = await anna_at_both_hospitals(ward)
     await _logged_in(ward)
     chart = await ward.http.get(f"/portal/patients/{ids['b1']}")
     csrf = _CSRF.search(chart.text)
@@ -185,7 +172,7 @@ async def test_break_glass_needs_a_reason_and_opens_the_other_records(ward: Ward
 
 
 async def test_chart_reads_are_audited_as_the_portal(ward: Ward) -> None:
-    ids = await _patients(ward)
+    ids = await anna_at_both_hospitals(ward)
     await _logged_in(ward)
     await ward.http.get(f"/portal/patients/{ids['b1']}")
     actions = {action for action, client in await _audited(ward) if client == "medicus-portal"}
@@ -202,7 +189,7 @@ async def test_who_sees_patient_data(ward: Ward, email: str) -> None:
 
 
 async def test_everything_downloads_as_one_bundle(ward: Ward) -> None:
-    ids = await _patients(ward)
+    ids = await anna_at_both_hospitals(ward)
     region = ward.region
     for number in range(3):
         lab = resources.observation(ids["b1"], when=f"2026-11-0{number + 1}T08:00:00Z")
@@ -221,7 +208,7 @@ async def test_everything_downloads_as_one_bundle(ward: Ward) -> None:
 
 
 async def test_a_physician_records_and_withdraws_a_sharing_consent(ward: Ward) -> None:
-    ids = await _patients(ward)
+    ids = await anna_at_both_hospitals(ward)
     await ward.region.stay("hospital-a", ids["a1"])
     await _logged_in(ward)
     chart = await ward.http.get(f"/portal/patients/{ids['b1']}")
