@@ -71,6 +71,7 @@ async def test_a_patient_sees_who_accessed_their_data_in_every_hospital(ward: Wa
         assert "Ihre Daten" in start.text
         assert "hospital-a" in start.text, "the other hospital's record of the person"
         assert "hospital-b" in start.text
+        await ward.platform.audit.seal_all()  # the log shows sealed entries (every 0.5 s)
         log = await browser.http.get("/portal/me/access-log")
         assert log.status_code == 200
         assert log.headers["cache-control"] == "no-store"
@@ -178,6 +179,7 @@ async def test_a_patient_sees_nothing_but_their_own(ward: Ward) -> None:
         assert all(other not in (patients or "") for (patients,) in reads), (
             "another person's consent is not read to find it is not hers"
         )
+        await ward.platform.audit.seal_all()
         log = await browser.http.get("/portal/me/access-log")
         assert "Schmidt" not in log.text
         assert other not in log.text

@@ -24,6 +24,7 @@ import orjson
 from medicus.access.research import PURPOSES
 from medicus.access.sharing import PRIVACY_SCOPE
 from medicus.core.errors import ApiError
+from medicus.core.ids import is_fhir_id
 from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.service import FhirService
 from medicus.web.chart import Holder
@@ -202,7 +203,7 @@ class Consents:
         """Whether Consent `consent_id` is about Patient record `patient_id`: asked by a
         search narrowed to that record, so that another person's consent is never read (nor
         its reading recorded against that person)."""
-        if not consent_id.replace("-", "").replace(".", "").isalnum() or len(consent_id) > 64:
+        if not is_fhir_id(consent_id):
             return False
         request = SearchRequest(
             "Consent", [("_id", consent_id), ("patient", f"Patient/{patient_id}")]
