@@ -34,7 +34,8 @@ def test_an_object_opens_to_what_was_sealed(size: int) -> None:
     key, plain = new_data_key(), os.urandom(size)
     sealed = _sealed(key, plain)
     assert len(sealed) == sealed_size(size, CHUNK)
-    assert plain not in sealed or size == 0
+    if size >= 16:  # a shorter random plaintext may turn up in the ciphertext by chance
+        assert plain not in sealed
     pieces = [sealed[i : i + 50] for i in range(0, len(sealed), 50)]
     assert b"".join(unseal(key, pieces)) == plain
 
