@@ -16,7 +16,8 @@ from sqlalchemy.engine import Connection
 import medicus.access.models
 import medicus.audit.models
 import medicus.fhir.models
-import medicus.iam.models  # noqa: F401  (register every table)
+import medicus.iam.models
+import medicus.storage.models  # noqa: F401  (register every table)
 from medicus import migrations
 from medicus.access.research import PURPOSES
 from medicus.core.db import Base, Database

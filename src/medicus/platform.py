@@ -52,6 +52,9 @@ from medicus.iam.service import IdentityService
 from medicus.iam.tokens import TokenService
 from medicus.iam.upstream import UpstreamLogins
 from medicus.settings import Settings
+from medicus.storage.backends import Backend
+from medicus.storage.keyring import LocalKeyring
+from medicus.storage.service import ObjectStore
 from medicus.updates import update_steps
 from medicus.web.oversight import OversightPages
 from medicus.web.own_data import OwnData
@@ -97,6 +100,7 @@ class Platform:
     portal_own_data: OwnData
     portal_oversight: OversightPages
     portal_stewardship: Stewardship
+    storage: ObjectStore
 
     async def start_background_work(self) -> None:
         """Start the loops of a server process. The background updates run only on a database
@@ -194,6 +198,7 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         portal_own_data=OwnData(portal, accounts, trail_reader, portal.consents),
         portal_oversight=OversightPages(database, break_glass, trail_reader, identity),
         portal_stewardship=Stewardship(database, patients, identity),
+        storage=_storage(settings, database, box),
     )
 
 
@@ -270,6 +275,21 @@ def _fhir_hub(
     )
     router = FhirRouter(service, operations, capabilities, endpoints.fhir_base_url)
     return FhirHub(service, router, BundleService(service, router), operations)
+
+
+def _storage(settings: Settings, database: Database, box: SecretBox) -> ObjectStore:
+    """The object storage on the configured backends; the embedded keyring's file lies in
+    the data directory beside the platform's secret."""
+    gigabyte = 1024**3
+    quota = settings.storage_quota_gb
+    return ObjectStore(
+        database,
+        [Backend.from_config(config) for config in settings.effective_storage_backends()],
+        LocalKeyring(settings.data_dir / "keys" / "storage_keys.json", box),
+        settings.effective_storage_replicas(),
+        None if quota is None else int(quota * gigabyte),
+        int(settings.storage_max_object_gb * gigabyte),
+    )
 
 
 def _mail_sender(settings: Settings) -> MailSender:

@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from medicus.storage.config import BackendConfig
+
 ENV_PREFIX = "MEDICUS_"
 CONFIG_FILE_VARIABLE = "MEDICUS_CONFIG"
 DEFAULT_CONFIG_FILE = "medicus.toml"
@@ -96,6 +98,11 @@ class Settings(BaseSettings):
     break_glass_minutes: int = Field(default=240, ge=5, le=24 * 60)
     argon2_time_cost: int = Field(default=3, ge=1, le=20)
     argon2_memory_kib: int = Field(default=65536, ge=1024, le=4 * 1024 * 1024)
+    storage_backends: list[BackendConfig] = Field(default_factory=list)
+    storage_replicas: int | None = Field(default=None, ge=1, le=8)
+    storage_quota_gb: float | None = Field(default=500.0, gt=0)
+    storage_max_object_gb: float = Field(default=50.0, gt=0)
+    storage_upload_hours: int = Field(default=7 * 24, ge=1, le=90 * 24)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -127,7 +134,18 @@ class Settings(BaseSettings):
             )
         if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("MEDICUS_SECRET_KEY must be at least 32 characters long")
+        self._check_storage()
         return self
+
+    def _check_storage(self) -> None:
+        names = [backend.name for backend in self.storage_backends]
+        if len(set(names)) != len(names):
+            raise ValueError("storage_backends: each backend needs its own name")
+        if self.storage_replicas and self.storage_replicas > max(1, len(names)):
+            raise ValueError(
+                f"storage_replicas is {self.storage_replicas}, but only {max(1, len(names))} "
+                "storage backend(s) are configured"
+            )
 
     @classmethod
     def settings_customise_sources(
@@ -150,6 +168,19 @@ class Settings(BaseSettings):
         """The embedded default migrates itself on `serve`; a shared PostgreSQL is migrated
         explicitly by the operator (`medicus migrate`), so that replicas never race."""
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    def effective_storage_backends(self) -> list[BackendConfig]:
+        """The configured backends, or the embedded default: one directory in `data_dir`."""
+        if self.storage_backends:
+            return list(self.storage_backends)
+        folder = (self.data_dir / "objects").resolve()
+        return [BackendConfig(name="local", url=folder.as_uri())]
+
+    def effective_storage_replicas(self) -> int:
+        """How many backends each object is written to: as configured, else 2 when there are
+        two or more backends, else 1."""
+        backends = len(self.effective_storage_backends())
+        return self.storage_replicas or min(2, backends)
 
     @property
     def uses_json_logs(self) -> bool:

@@ -11,7 +11,8 @@ import medicus.access.models
 import medicus.audit.models
 import medicus.core.background
 import medicus.fhir.models
-import medicus.iam.models  # noqa: F401  (register the tables on the metadata)
+import medicus.iam.models
+import medicus.storage.models  # noqa: F401  (register the tables on the metadata)
 from medicus.core.db import Base
 
 config = context.config

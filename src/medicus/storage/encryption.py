@@ -72,25 +72,64 @@ def sealed_size(plain_size: int, chunk_bytes: int = CHUNK_BYTES) -> int:
     return HEADER_BYTES + plain_size + chunks * TAG_BYTES
 
 
+def new_header(chunk_bytes: int = CHUNK_BYTES) -> Header:
+    """The header of a new object: its chunk size and a fresh random nonce prefix."""
+    return Header(chunk_bytes, os.urandom(_PREFIX_BYTES))
+
+
+class Sealer:
+    """Seals an object as its plaintext arrives, piece by piece (`push`, then `finish`).
+
+    It can stop and go on elsewhere: `chunks_sealed` and `pending` (the plaintext that does
+    not yet fill a chunk) are all of its state, so a resumable upload keeps them between
+    requests and starts a new Sealer with them. A full chunk is sealed only once a byte
+    after it arrived, because the last chunk is sealed differently (`finish`)."""
+
+    def __init__(
+        self, data_key: bytes, header: Header, chunks_sealed: int = 0, pending: bytes = b""
+    ) -> None:
+        self.header = header
+        self.chunks_sealed = chunks_sealed
+        self._aead = AESGCM(data_key)
+        self._aad = header.encode()
+        self._pending = bytearray(pending)
+
+    @property
+    def pending(self) -> bytes:
+        return bytes(self._pending)
+
+    def push(self, piece: bytes) -> list[bytes]:
+        """Take more plaintext; the chunks it completed, sealed."""
+        self._pending += piece
+        size = self.header.chunk_bytes
+        sealed = []
+        while len(self._pending) > size:
+            plain = bytes(self._pending[:size])
+            del self._pending[:size]
+            nonce = self.header.nonce(self.chunks_sealed, False)
+            sealed.append(self._aead.encrypt(nonce, plain, self._aad))
+            self.chunks_sealed += 1
+        return sealed
+
+    def finish(self) -> bytes:
+        """The last chunk, sealed: what is pending (possibly nothing)."""
+        nonce = self.header.nonce(self.chunks_sealed, True)
+        last = self._aead.encrypt(nonce, bytes(self._pending), self._aad)
+        self._pending.clear()
+        self.chunks_sealed += 1
+        return last
+
+
 def seal(
     data_key: bytes, chunks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES
 ) -> Iterator[bytes]:
     """The sealed object, piece by piece, of the bytes `chunks` yields (pieces of any size):
     the header, then one sealed chunk per `chunk_bytes` of plaintext."""
-    header = Header(chunk_bytes, os.urandom(_PREFIX_BYTES))
-    encoded = header.encode()
-    aead = AESGCM(data_key)
-    yield encoded
-    pending = bytearray()
-    index = 0
+    sealer = Sealer(data_key, new_header(chunk_bytes))
+    yield sealer.header.encode()
     for piece in chunks:
-        pending += piece
-        while len(pending) > chunk_bytes:
-            plain = bytes(pending[:chunk_bytes])
-            del pending[:chunk_bytes]
-            yield aead.encrypt(header.nonce(index, False), plain, encoded)
-            index += 1
-    yield aead.encrypt(header.nonce(index, True), bytes(pending), encoded)
+        yield from sealer.push(piece)
+    yield sealer.finish()
 
 
 @dataclass(frozen=True)
@@ -142,26 +181,48 @@ def open_range(data_key: bytes, part: SealedRange, sealed: bytes) -> bytes:
     return bytes(plain[part.skip : part.skip + part.take])
 
 
+class Opener:
+    """Opens a whole sealed object as its bytes arrive, piece by piece (`push`, then
+    `finish`): the counterpart of `Sealer` for a stream read from start to end."""
+
+    def __init__(self, data_key: bytes) -> None:
+        self._aead = AESGCM(data_key)
+        self._buffer = bytearray()
+        self._header: Header | None = None
+        self._index = 0
+
+    def push(self, piece: bytes) -> list[bytes]:
+        """Take more sealed bytes; the plaintext of the chunks they completed (all but the
+        last chunk, which `finish` opens)."""
+        self._buffer += piece
+        if self._header is None:
+            if len(self._buffer) < HEADER_BYTES:
+                return []
+            self._header = Header.decode(bytes(self._buffer[:HEADER_BYTES]))
+            del self._buffer[:HEADER_BYTES]
+        sealed_chunk = self._header.chunk_bytes + TAG_BYTES
+        plain = []
+        while len(self._buffer) > sealed_chunk:
+            chunk = bytes(self._buffer[:sealed_chunk])
+            del self._buffer[:sealed_chunk]
+            plain.append(_open_chunk(self._aead, self._header, self._index, chunk, False))
+            self._index += 1
+        return plain
+
+    def finish(self) -> bytes:
+        """The last chunk's plaintext; SealBroken if the object ended early or too late."""
+        if self._header is None:
+            raise SealBroken("a sealed object without its header")
+        return _open_chunk(self._aead, self._header, self._index, bytes(self._buffer), True)
+
+
 def unseal(data_key: bytes, sealed: Iterable[bytes]) -> Iterator[bytes]:
     """The plaintext of a whole sealed object, chunk by chunk, as it streams in; SealBroken
     for a changed, reordered, cut short or extended object (after the last good chunk)."""
-    buffer = bytearray()
-    header: Header | None = None
-    aead = AESGCM(data_key)
-    index = 0
+    opener = Opener(data_key)
     for piece in sealed:
-        buffer += piece
-        if header is None and len(buffer) >= HEADER_BYTES:
-            header = Header.decode(bytes(buffer[:HEADER_BYTES]))
-            del buffer[:HEADER_BYTES]
-        while header is not None and len(buffer) > header.chunk_bytes + TAG_BYTES:
-            chunk = bytes(buffer[: header.chunk_bytes + TAG_BYTES])
-            del buffer[: header.chunk_bytes + TAG_BYTES]
-            yield _open_chunk(aead, header, index, chunk, False)
-            index += 1
-    if header is None:
-        raise SealBroken("a sealed object without its header")
-    yield _open_chunk(aead, header, index, bytes(buffer), True)
+        yield from opener.push(piece)
+    yield opener.finish()
 
 
 def _open_chunk(aead: AESGCM, header: Header, index: int, chunk: bytes, last: bool) -> bytes:

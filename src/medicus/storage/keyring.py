@@ -11,8 +11,11 @@ unwrap it."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -97,15 +100,39 @@ class LocalKeyring:
     def current(self, organisation_id: str) -> str | None:
         return self._current.get(organisation_id)
 
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Change the file under an exclusive lock, on its newest content: several medicus
+        processes on one machine share it, and none may lose a key another one made."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self._path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            if self._path.exists():
+                self._load()
+            yield
+            self._save()
+        finally:
+            os.close(descriptor)
+
     def rotate(self, organisation_id: str) -> str:
         kek_id = f"local-{secrets.token_hex(8)}"
-        self._keys.setdefault(organisation_id, {})[kek_id] = AESGCM.generate_key(256)
-        self._current[organisation_id] = kek_id
-        self._save()
+        with self._changing():
+            self._keys.setdefault(organisation_id, {})[kek_id] = AESGCM.generate_key(256)
+            self._current[organisation_id] = kek_id
         return kek_id
 
+    def _first_key(self, organisation_id: str) -> str:
+        """The organisation's current key, made if it has none (also by another process)."""
+        with self._changing():
+            if organisation_id not in self._current:
+                kek_id = f"local-{secrets.token_hex(8)}"
+                self._keys.setdefault(organisation_id, {})[kek_id] = AESGCM.generate_key(256)
+                self._current[organisation_id] = kek_id
+        return self._current[organisation_id]
+
     def wrap(self, organisation_id: str, data_key: bytes) -> WrappedKey:
-        kek_id = self.current(organisation_id) or self.rotate(organisation_id)
+        kek_id = self.current(organisation_id) or self._first_key(organisation_id)
         nonce = os.urandom(_NONCE_BYTES)
         sealed = AESGCM(self._keys[organisation_id][kek_id]).encrypt(
             nonce, data_key, _bound(organisation_id, kek_id)
@@ -114,6 +141,9 @@ class LocalKeyring:
 
     def unwrap(self, organisation_id: str, wrapped: WrappedKey) -> bytes:
         key = self._keys.get(organisation_id, {}).get(wrapped.kek_id)
+        if key is None and self._path.exists():
+            self._load()  # another process may have made or rotated the key since
+            key = self._keys.get(organisation_id, {}).get(wrapped.kek_id)
         if key is None:
             raise UnwrapFailed("the key that wrapped this data key is not on this keyring")
         nonce, sealed = wrapped.blob[:_NONCE_BYTES], wrapped.blob[_NONCE_BYTES:]
