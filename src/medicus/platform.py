@@ -54,6 +54,7 @@ from medicus.iam.upstream import UpstreamLogins
 from medicus.settings import Settings
 from medicus.storage.backends import Backend
 from medicus.storage.keyring import LocalKeyring
+from medicus.storage.permissions import StoragePermissions
 from medicus.storage.service import ObjectStore
 from medicus.updates import update_steps
 from medicus.web.oversight import OversightPages
@@ -70,6 +71,7 @@ class FhirHub:
     router: FhirRouter
     bundles: BundleService
     operations: Operations
+    guard: Guard
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Platform:
     portal_oversight: OversightPages
     portal_stewardship: Stewardship
     storage: ObjectStore
+    storage_permissions: StoragePermissions
 
     async def start_background_work(self) -> None:
         """Start the loops of a server process. The background updates run only on a database
@@ -199,6 +202,7 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         portal_oversight=OversightPages(database, break_glass, trail_reader, identity),
         portal_stewardship=Stewardship(database, patients, identity),
         storage=_storage(settings, database, box),
+        storage_permissions=StoragePermissions(fhir.guard, audit),
     )
 
 
@@ -274,7 +278,7 @@ def _fhir_hub(
         endpoints.fhir_base_url, endpoints.issuer, medicus.__version__
     )
     router = FhirRouter(service, operations, capabilities, endpoints.fhir_base_url)
-    return FhirHub(service, router, BundleService(service, router), operations)
+    return FhirHub(service, router, BundleService(service, router), operations, guard)
 
 
 def _storage(settings: Settings, database: Database, box: SecretBox) -> ObjectStore:
