@@ -27,6 +27,10 @@ from medicus.web import routes as web_routes
 from medicus.web.assets import Assets
 from medicus.web.pages import PortalPages
 
+STREAMING_PREFIXES = ("/storage/", "/portal/uploads")
+"""Where bodies of any size stream to storage (objects, resumable uploads): their routes set
+their own limits (the largest object, the organisation's quota) instead of max_body_bytes."""
+
 _LANDING_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -108,7 +112,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             platform.portal_stewardship,
         )
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, streaming_prefixes=STREAMING_PREFIXES
+    )
     app.add_middleware(RequestObserver, metrics=platform.metrics, access_log=_access_log(settings))
     return app
 

@@ -160,12 +160,16 @@ class BodySizeLimit:
     Starlette's RequestBodyLimitMiddleware answers an announced oversize body in plain text
     when the route does not read it; this one answers in the platform's error model."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, streaming_prefixes: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streaming_prefixes = streaming_prefixes
+        """Paths whose routes stream bodies of any size to storage and set their own limits."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.streaming_prefixes):
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
