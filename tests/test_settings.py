@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 
-from medicus.settings import ConfigError, load_settings
+from medicus.settings import ConfigError, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -97,3 +98,47 @@ def test_production_with_secret_masks_it(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.uses_json_logs
     assert settings.masked()["secret_key"] == "********"
     assert settings.effective_secret_key() == b"k" * 40
+
+
+def test_storage_backends_are_shown_with_their_credentials_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backends = orjson.dumps(
+        [{"name": "cloud-a", "url": "s3://o", "options": {"secret_access_key": "S3CR3T-VALUE"}}]
+    ).decode()
+    monkeypatch.setenv("MEDICUS_STORAGE_BACKENDS", backends)
+    shown = load_settings().masked()
+    assert shown["storage_backends"][0]["name"] == "cloud-a"
+    assert "S3CR3T-VALUE" not in orjson.dumps(shown).decode()
+    assert load_settings().effective_storage_replicas() == 1
+
+
+def test_the_embedded_default_is_one_local_backend_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    (backend,) = settings.effective_storage_backends()
+    assert backend.url == (tmp_path / "objects").resolve().as_uri()
+    assert settings.masked()["storage_backends"][0]["url"] == backend.url
+
+
+@pytest.mark.parametrize(
+    ("backends", "replicas", "complaint"),
+    [
+        (
+            '[{"name": "a", "url": "file:///x"}, {"name": "a", "url": "file:///y"}]',
+            None,
+            "own name",
+        ),
+        ('[{"name": "a", "url": "file:///x"}]', "2", "only 1"),
+        ('[{"name": "a", "url": "ftp://x"}]', None, "s3://"),
+        ('[{"name": "A B", "url": "file:///x"}]', None, "lower-case letters"),
+    ],
+)
+def test_wrong_storage_backends_stop_with_a_sentence(
+    monkeypatch: pytest.MonkeyPatch, backends: str, replicas: str | None, complaint: str
+) -> None:
+    monkeypatch.setenv("MEDICUS_STORAGE_BACKENDS", backends)
+    if replicas:
+        monkeypatch.setenv("MEDICUS_STORAGE_REPLICAS", replicas)
+    with pytest.raises(ConfigError) as stopped:
+        load_settings()
+    assert complaint in str(stopped.value)

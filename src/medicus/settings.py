@@ -223,6 +223,10 @@ class Settings(BaseSettings):
                 from sqlalchemy.engine import make_url
 
                 value = make_url(value).render_as_string(hide_password=True)
+            elif name == "storage_backends":
+                value = [
+                    backend.model_dump(mode="json") for backend in self.effective_storage_backends()
+                ]
             elif isinstance(value, Path):
                 value = value.as_posix()
             shown[name] = value

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -21,7 +22,7 @@ class BackendConfig(BaseModel):
 
     model_config = {"extra": "forbid", "frozen": True}
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    name: str
     url: str
     options: dict[str, SecretStr] = Field(default_factory=dict)
     allow_http: bool = False
@@ -29,6 +30,13 @@ class BackendConfig(BaseModel):
     timeout_seconds: float = Field(default=60.0, gt=0)
     connect_timeout_seconds: float = Field(default=3.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
+
+    @field_validator("name")
+    @classmethod
+    def _simple_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", value):
+            raise ValueError("it must be up to 32 lower-case letters, digits and dashes")
+        return value
 
     @field_validator("url")
     @classmethod
