@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint format install browser migrate demo bench clean
+.PHONY: run test lint format install browser azurite migrate demo bench clean
 
 # Serves on MEDICUS_HOST:MEDICUS_PORT, 127.0.0.1:8080 unless set. Each step prints what it did
 # in a line or two; the demo's lines say how to log in and how to get a token.
@@ -14,7 +14,7 @@ run: install
 	@$(BIN)/medicus demo
 	@$(BIN)/medicus serve
 
-test: install browser
+test: install browser azurite
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
@@ -27,6 +27,19 @@ install: $(VENV)/.synced
 # Debian's chromium for the portal's browser tests (scripts/browser.sh says when it cannot).
 browser:
 	@scripts/browser.sh
+
+# Azurite (npm) for the Azure Blob storage tests, installed from its lock, again only when the
+# lock changes. Without npm it says so and the Azure tests fail, saying what to do.
+AZURITE := tests/support/azurite
+azurite: $(AZURITE)/node_modules/.installed
+
+$(AZURITE)/node_modules/.installed: $(AZURITE)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  echo "installing azurite for the storage tests (first run only, about a minute)..."; \
+	  cd $(AZURITE) && npm ci --silent --no-audit --no-fund && touch node_modules/.installed; \
+	else \
+	  echo "npm is missing: the Azure Blob storage tests will fail (they need node 20 and npm)" >&2; \
+	fi
 
 $(BIN)/uv:
 	@echo "creating $(VENV) (first run only)..."

@@ -90,16 +90,17 @@ class Backend:
 
     def write(self, key: str, pieces: Iterable[bytes]) -> int:
         """Write the object `key` from `pieces` (multipart above 10 MiB); the bytes written.
-        Nothing is visible under `key` unless all of it was written."""
+        Nothing is visible under `key` unless all of it was written. An error of `pieces`
+        itself (the upload broke off) comes through as it is: the backend did not fail."""
+        writer = self.writer(key)
         written = 0
         try:
-            with obstore.open_writer(self._store, key) as writer:
-                for piece in pieces:
-                    written += writer.write(piece)
-        except BackendError:
+            for piece in pieces:
+                written += writer.write(piece)
+            writer.close()
+        except BaseException:
+            writer.abort()
             raise
-        except Exception as error:
-            raise _failure(self.name, "write", error) from error
         return written
 
     def writer(self, key: str) -> BackendWriter:
@@ -161,9 +162,10 @@ class BackendWriter:
         self._backend = backend
         self._file = file
 
-    def write(self, piece: bytes) -> None:
+    def write(self, piece: bytes) -> int:
+        """Take the next piece; the bytes taken."""
         try:
-            self._file.write(piece)
+            return int(self._file.write(piece))
         except Exception as error:
             raise _failure(self._backend, "write", error) from error
 
