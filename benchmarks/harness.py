@@ -18,9 +18,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import httpx
+
+if TYPE_CHECKING:
+    from medicus.platform import Platform
 
 
 @dataclass(frozen=True)
@@ -155,3 +159,25 @@ async def _run(
                 errors[0] += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def demo_token(platform: Platform, email: str, scope: str) -> str:
+    """An access token of the demo user `email` (in their first organisation) with `scope`,
+    issued by `platform` (built on the benchmarked server's data dir, demo data loaded)."""
+    from medicus.iam import repository
+    from medicus.iam.tokens import TokenGrant
+
+    async with platform.database.snapshot() as session:
+        user = await repository.user_by_email(session, email)
+        assert user is not None
+        (membership, organisation), *_ = await repository.memberships_of(session, user.id)
+    grant = TokenGrant(
+        user.id,
+        "user",
+        organisation.id,
+        membership.role,
+        "benchmark",
+        scope,
+        f"{platform.settings.public_url}/fhir/x",
+    )
+    return await platform.tokens.issue_access_token(grant)

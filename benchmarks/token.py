@@ -18,10 +18,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from benchmarks.harness import LoadResult, Request, drive, healthz, running_server
+from benchmarks.harness import LoadResult, Request, demo_token, drive, healthz, running_server
 from medicus.demo import load_demo
-from medicus.iam import repository
-from medicus.iam.tokens import TokenGrant
 from medicus.platform import build_platform
 from medicus.settings import load_settings
 
@@ -35,20 +33,7 @@ async def _prepare(url: str, data_dir: str) -> tuple[str, dict[str, float]]:
     platform = build_platform(settings)
     try:
         await load_demo(platform)
-        async with platform.database.snapshot() as session:
-            user = await repository.user_by_email(session, DEMO_PHYSICIAN)
-            assert user is not None
-            (membership, organisation), *_ = await repository.memberships_of(session, user.id)
-        grant = TokenGrant(
-            user.id,
-            "user",
-            organisation.id,
-            membership.role,
-            "benchmark",
-            "openid fhirUser user/*.rs",
-            f"{settings.public_url}/fhir/x",
-        )
-        token = await platform.tokens.issue_access_token(grant)
+        token = await demo_token(platform, DEMO_PHYSICIAN, "openid fhirUser user/*.rs")
         rates = {
             "decode_per_second": await _rate(platform.tokens.decode, token),
             "validate_per_second": await _rate(platform.tokens.validate, token),

@@ -15,14 +15,17 @@ from medicus.access import routes as access_routes
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
 from medicus.core.i18n import Languages
 from medicus.core.logging import AccessLog, configure_logging
-from medicus.core.process import exit_with_parent
+from medicus.core.process import exit_with_parent, keep_large_buffers
 from medicus.fhir import routes as fhir_routes
 from medicus.iam import admin_routes
 from medicus.iam import routes as iam_routes
+from medicus.iam.bearer import bearer_principal
 from medicus.iam.discovery import Endpoints
 from medicus.iam.pages import Pages
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings, load_settings
+from medicus.storage import routes as storage_routes
+from medicus.storage.tus_routes import tus_router
 from medicus.web import routes as web_routes
 from medicus.web.assets import Assets
 from medicus.web.pages import PortalPages
@@ -51,6 +54,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         # SQL): kept out of the garbage collector's full passes, which otherwise walk it all
         # while a request waits (the chart's p95 at one client: 150 ms → 65 ms).
         gc.freeze()
+        keep_large_buffers()
         try:
             yield
         finally:
@@ -99,6 +103,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             platform.endpoints.fhir_base_url,
         )
     )
+    app.include_router(_storage_router(platform))
     portal_pages = PortalPages(Assets(), languages, platform.endpoints.secure_cookies)
     app.include_router(
         web_routes.build_router(
@@ -110,6 +115,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             portal_pages,
             platform.organisation_settings,
             platform.portal_stewardship,
+            platform.portal_storage,
         )
     )
     app.add_middleware(
@@ -127,6 +133,18 @@ def _access_log(settings: Settings) -> AccessLog:
         enabled=settings.log_level in ("DEBUG", "INFO"),
         json_lines=settings.uses_json_logs,
     )
+
+
+def _storage_router(platform: Platform) -> APIRouter:
+    """Objects, and resumable uploads of them, for API clients with bearer tokens."""
+    router = APIRouter()
+    router.include_router(
+        tus_router(platform.storage_uploads, bearer_principal(platform.tokens), "/storage/uploads")
+    )
+    router.include_router(
+        storage_routes.build_router(platform.storage, platform.storage_permissions, platform.tokens)
+    )
+    return router
 
 
 def _landing_router(endpoints: Endpoints) -> APIRouter:

@@ -1,5 +1,5 @@
 """The `medicus` command: serve, migrate, demo data, configuration and the capabilities' own
-commands (`medicus audit ...`, `medicus admin ...`).
+commands (`medicus audit ...`, `medicus admin ...`, `medicus storage ...`).
 
 Every command imports what it needs inside its own function, so that `medicus --help` and the
 short commands start in a fraction of a second instead of loading the whole platform first."""
@@ -19,12 +19,14 @@ import typer
 
 from medicus.audit.cli import build_cli as build_audit_cli
 from medicus.iam.cli import build_cli as build_admin_cli
+from medicus.storage.cli import build_cli as build_storage_cli
 
 if TYPE_CHECKING:
     from medicus.audit.service import AuditTrail
     from medicus.iam.cli import AdminContext
     from medicus.platform import Platform
     from medicus.settings import Settings
+    from medicus.storage.maintenance import StorageMaintenance
 
 app = typer.Typer(
     help="medicus: health-data platform for a region's hospitals.",
@@ -94,6 +96,17 @@ async def _open_admin_context() -> AsyncIterator[AdminContext]:
 
 app.add_typer(build_audit_cli(_open_audit_trail), name="audit")
 app.add_typer(build_admin_cli(_open_admin_context, _settings_without_logging), name="admin")
+
+
+@asynccontextmanager
+async def _open_storage() -> AsyncIterator[StorageMaintenance]:
+    from medicus.storage.maintenance import StorageMaintenance
+
+    async with _open_platform() as platform:
+        yield StorageMaintenance(platform.storage)
+
+
+app.add_typer(build_storage_cli(_open_storage), name="storage")
 
 
 def _migrate(settings: Settings, finish: bool = False) -> str:

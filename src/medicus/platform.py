@@ -33,11 +33,13 @@ from medicus.core.metrics import HttpMetrics
 from medicus.fhir.bundles import BundleService
 from medicus.fhir.capability import capability_statement
 from medicus.fhir.definitions import resource_types
+from medicus.fhir.documents import Documents
 from medicus.fhir.guard import Guard
 from medicus.fhir.operations import Operations
 from medicus.fhir.router import FhirRouter
 from medicus.fhir.search_repository import PairRows
 from medicus.fhir.service import FhirService
+from medicus.fhir.stored_bytes import StoredBytes
 from medicus.fhir.validation import validate
 from medicus.fhir.writer import ResourceWriter
 from medicus.iam.admin import AdminService
@@ -54,13 +56,17 @@ from medicus.iam.upstream import UpstreamLogins
 from medicus.settings import Settings
 from medicus.storage.backends import Backend
 from medicus.storage.keyring import LocalKeyring
+from medicus.storage.maintenance import StorageMaintenance
 from medicus.storage.permissions import StoragePermissions
 from medicus.storage.service import ObjectStore
+from medicus.storage.uploads import UploadService
+from medicus.storage.work import ReplicaWork
 from medicus.updates import update_steps
 from medicus.web.oversight import OversightPages
 from medicus.web.own_data import OwnData
 from medicus.web.service import Portal
 from medicus.web.stewardship import Stewardship
+from medicus.web.storage_pages import PortalStorage
 
 
 @dataclass(frozen=True)
@@ -102,8 +108,11 @@ class Platform:
     portal_own_data: OwnData
     portal_oversight: OversightPages
     portal_stewardship: Stewardship
+    portal_storage: PortalStorage
     storage: ObjectStore
     storage_permissions: StoragePermissions
+    storage_uploads: UploadService
+    storage_work: ReplicaWork
 
     async def start_background_work(self) -> None:
         """Start the loops of a server process. The background updates run only on a database
@@ -112,6 +121,7 @@ class Platform:
         await self.revocations.poll()
         self.revocations.start()
         self.audit_sealer.start()
+        self.storage_work.start()
         if await migrations.current_revision(self.database) == migrations.head_revision():
             self.background_updates.start()
 
@@ -119,6 +129,7 @@ class Platform:
         await self.background_updates.stop()
         await self.revocations.stop()
         await self.audit_sealer.stop()
+        await self.storage_work.stop()
 
     async def close(self) -> None:
         await self.http_client.aclose()
@@ -134,14 +145,8 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
     )
     audit = AuditTrail(database)
     box = SecretBox(settings.effective_secret_key())
-    hasher = PasswordHasher(
-        time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
-    )
-    endpoints = Endpoints(
-        issuer=settings.public_url,
-        fhir_base_url=f"{settings.public_url}/fhir",
-        secure_cookies=settings.public_url.startswith("https://"),
-    )
+    hasher = PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_kib)
+    endpoints = _endpoints(settings)
     token_lifetime = dt.timedelta(seconds=settings.access_token_seconds)
     signing_keys = SigningKeys(
         database, box, token_lifetime, dt.timedelta(days=settings.signing_key_rotation_days)
@@ -163,7 +168,9 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
     break_glass = BreakGlass(
         database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes), clock
     )
-    fhir = _fhir_hub(database, audit, box, patients, endpoints, clock)
+    storage = _storage(settings, database, box)
+    fhir = _fhir_hub(database, audit, box, patients, endpoints, clock, storage)
+    storage_permissions = StoragePermissions(fhir.guard, audit)
     trail_reader = AuditTrailReader(database, audit, identity, oversight)
     callback_url = f"{settings.public_url}/login/upstream/callback"
     upstream = UpstreamLogins(database, audit, logins, box, callback_url, http_client)
@@ -172,6 +179,8 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
     portal = Portal(
         database, fhir, patients, break_glass, identity, accounts, endpoints.fhir_base_url
     )
+    uploads = _uploads(settings, storage, storage_permissions, clock)
+    portal_storage = _portal_storage(settings, database, fhir, patients, identity, uploads)
     return Platform(
         settings=settings,
         database=database,
@@ -201,8 +210,19 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         portal_own_data=OwnData(portal, accounts, trail_reader, portal.consents),
         portal_oversight=OversightPages(database, break_glass, trail_reader, identity),
         portal_stewardship=Stewardship(database, patients, identity),
-        storage=_storage(settings, database, box),
-        storage_permissions=StoragePermissions(fhir.guard, audit),
+        portal_storage=portal_storage,
+        storage=storage,
+        storage_permissions=storage_permissions,
+        storage_uploads=(uploads := _uploads(settings, storage, storage_permissions, clock)),
+        storage_work=ReplicaWork(storage, clock, sweeps=[uploads.expire_due]),
+    )
+
+
+def _endpoints(settings: Settings) -> Endpoints:
+    return Endpoints(
+        issuer=settings.public_url,
+        fhir_base_url=f"{settings.public_url}/fhir",
+        secure_cookies=settings.public_url.startswith("https://"),
     )
 
 
@@ -269,7 +289,9 @@ def _fhir_hub(
     patients: PatientIndex,
     endpoints: Endpoints,
     clock: Clock,
+    storage: ObjectStore,
 ) -> FhirHub:
+    """The FHIR hub; Binaries and large attachments keep their bytes in `storage`."""
     guard = Guard(AccessPolicy(), clock)
     writer = ResourceWriter(guard, audit, validate, patients)
     service = FhirService(database, guard, audit, writer, box, PairRows(database))
@@ -277,7 +299,9 @@ def _fhir_hub(
     capabilities = capability_statement(
         endpoints.fhir_base_url, endpoints.issuer, medicus.__version__
     )
-    router = FhirRouter(service, operations, capabilities, endpoints.fhir_base_url)
+    base = endpoints.fhir_base_url
+    stored = StoredBytes(database, guard, audit, writer, storage, base)
+    router = FhirRouter(service, operations, capabilities, base, stored)
     return FhirHub(service, router, BundleService(service, router), operations, guard)
 
 
@@ -294,6 +318,32 @@ def _storage(settings: Settings, database: Database, box: SecretBox) -> ObjectSt
         None if quota is None else int(quota * gigabyte),
         int(settings.storage_max_object_gb * gigabyte),
     )
+
+
+def _portal_storage(
+    settings: Settings,
+    database: Database,
+    fhir: FhirHub,
+    patients: PatientIndex,
+    identity: IdentityService,
+    uploads: UploadService,
+) -> PortalStorage:
+    """The portal's uploads, documents and storage page, over the FHIR hub's stored bytes."""
+    stored = fhir.router.stored
+    documents = Documents(fhir.service, fhir.router, stored.storage)
+    urls = {backend.name: backend.url for backend in settings.effective_storage_backends()}
+    maintenance = StorageMaintenance(stored.storage)
+    return PortalStorage(
+        database, fhir.service, documents, patients, identity, maintenance, urls, uploads, stored
+    )
+
+
+def _uploads(
+    settings: Settings, storage: ObjectStore, permissions: StoragePermissions, clock: Clock
+) -> UploadService:
+    """Resumable uploads, staged in the data directory until complete."""
+    lifetime = dt.timedelta(hours=settings.storage_upload_hours)
+    return UploadService(storage, permissions, settings.data_dir / "uploads", lifetime, clock)
 
 
 def _mail_sender(settings: Settings) -> MailSender:

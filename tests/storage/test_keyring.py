@@ -66,3 +66,13 @@ def test_a_damaged_wrapped_key_does_not_open(tmp_path: Path) -> None:
     for bad in (damaged, WrappedKey(wrapped.kek_id, b"short"), WrappedKey("unknown", b"x" * 60)):
         with pytest.raises(UnwrapFailed):
             keyring.unwrap("hospital-a", bad)
+
+
+def test_a_rotation_by_another_process_becomes_current_here_too(tmp_path: Path) -> None:
+    server, command = _keyring(tmp_path), _keyring(tmp_path)
+    first = server.wrap("hospital-a", new_data_key()).kek_id
+    assert command.current("hospital-a") == first
+    rotated = command.rotate("hospital-a")
+    assert rotated != first
+    assert server.current("hospital-a") == rotated
+    assert server.wrap("hospital-a", new_data_key()).kek_id == rotated

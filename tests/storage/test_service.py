@@ -180,3 +180,20 @@ async def test_a_backend_that_fails_leaves_its_replica_pending(
         )
     assert states == {"one": "present", "two": "pending"}
     assert await _read(platform, object_id) == data
+
+
+async def test_a_replica_cut_short_is_passed_over_and_marked(
+    platform: Platform, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * CHUNK_BYTES)
+    object_id = await _put(platform, data)
+    cut = _sealed_file(tmp_path, "one", object_id)
+    cut.write_bytes(cut.read_bytes()[: CHUNK_BYTES // 2])
+    start = 2 * CHUNK_BYTES + 5
+    assert (
+        await platform.storage.read_range(object_id, start, start + 10) == data[start : start + 10]
+    )
+    async with platform.database.snapshot() as session:
+        replica = await session.get(ObjectReplicaRow, (object_id, "one"))
+    assert replica is not None
+    assert replica.state == "corrupt"

@@ -27,6 +27,7 @@ from medicus.access.policy import AccessDenied
 from medicus.core.errors import ApiError, ErrorDetail, operation_outcome
 from medicus.core.ids import new_id
 from medicus.fhir.answers import with_entries
+from medicus.fhir.attachments import resolve_urls
 from medicus.fhir.resources import fhir_time, parse_json
 from medicus.fhir.router import (
     Body,
@@ -264,9 +265,17 @@ class BundleService:
 
     async def _transaction(self, caller: Principal, entries: list[Entry]) -> None:
         _refuse_duplicates(entries)
-        ordered = sorted(entries, key=lambda entry: (_ORDER[entry.method], entry.index))
+        # Binaries first among the writes of a kind: an attachment may name one created here.
+        ordered = sorted(
+            entries,
+            key=lambda entry: (_ORDER[entry.method], entry.resource_type != "Binary", entry.index),
+        )
         writes = [e for e in ordered if e.method in ("POST", "PUT", "PATCH")]
-        async with self._fhir.writing() as session:
+        stored = self._router.stored
+        async with (
+            stored.staging_entries(caller, entries, _in_entry),
+            self._fhir.writing() as session,
+        ):
             await self._writer.look_up(session, _targets(entries))
             await self._run(session, caller, [e for e in ordered if e.method == "DELETE"])
             ids = await self._assign_ids(session, caller, entries)
@@ -337,7 +346,10 @@ class BundleService:
         if existing is not None:
             entry.answer = write_answer(existing, entry.request)
             return existing.fhir_id
-        entry.request = replace(entry.request, assigned_id=new_id())
+        staged = entry.request.staged  # a Binary's id is chosen with its bytes
+        entry.request = replace(
+            entry.request, assigned_id=(staged.fhir_id if staged else None) or new_id()
+        )
         return entry.request.assigned_id or ""
 
     async def _resolve_references(
@@ -355,6 +367,7 @@ class BundleService:
                 holder["reference"] = await self._conditional_reference(
                     session, caller, entry, reference
                 )
+        resolve_urls(entry.resource_type, entry.resource, ids)
 
     async def _conditional_reference(
         self, session: AsyncSession, caller: Principal, entry: Entry, reference: str

@@ -110,6 +110,40 @@ _AUDIT_EVENT = {
 }
 
 
+_BINARY = {
+    "documentation": "The bytes are kept in storage (encrypted), not in the resource: POST "
+    "them in their own Content-Type (X-Security-Context names the securityContext) or a "
+    "Binary with data; a read answers the bytes unless FHIR is asked for (Accept or "
+    "_format), then the resource with data up to 1 MiB. Read as its securityContext is "
+    "read when the Binary's holder holds that resource. Replaced with PUT; no patch, no "
+    "conditional update or delete.",
+    "conditionalUpdate": False,
+    "conditionalDelete": "not-supported",
+}
+"""What differs for Binary (`fhir.stored_bytes`)."""
+
+
+def _resource(resource_type: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "type": resource_type,
+        "interaction": [{"code": code} for code in INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "full-support",
+        "conditionalUpdate": True,
+        "conditionalDelete": "single",
+        "searchParam": _search_params(resource_type),
+        "searchInclude": _includes(resource_type),
+        "searchRevInclude": _reverse_includes().get(resource_type, []),
+    }
+    if resource_type == "Binary":
+        entry.update(_BINARY)
+        entry["interaction"] = [{"code": code} for code in INTERACTIONS if code != "patch"]
+    return entry
+
+
 def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[str, Any]:
     smart = {
         "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
@@ -170,20 +204,7 @@ def capability_statement(fhir_base_url: str, issuer: str, version: str) -> dict[
                     },
                 ],
                 "resource": [
-                    {
-                        "type": resource_type,
-                        "interaction": [{"code": code} for code in INTERACTIONS],
-                        "versioning": "versioned-update",
-                        "readHistory": True,
-                        "updateCreate": True,
-                        "conditionalCreate": True,
-                        "conditionalRead": "full-support",
-                        "conditionalUpdate": True,
-                        "conditionalDelete": "single",
-                        "searchParam": _search_params(resource_type),
-                        "searchInclude": _includes(resource_type),
-                        "searchRevInclude": _reverse_includes().get(resource_type, []),
-                    }
+                    _resource(resource_type)
                     for resource_type in sorted(resource_types() - {"AuditEvent"})
                 ]
                 + [_AUDIT_EVENT],

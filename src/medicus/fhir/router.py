@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -33,6 +33,9 @@ from medicus.fhir.search.request import SearchRequest
 from medicus.fhir.service import FhirService
 from medicus.fhir.subsetting import Subset
 from medicus.iam.tokens import Principal
+
+if TYPE_CHECKING:
+    from medicus.fhir.stored_bytes import Staged, StoredBytes
 
 Query = list[tuple[str, str]]
 
@@ -100,7 +103,8 @@ class FhirRequest:
     """One FHIR interaction as asked. `headers` has lower-case names and only those FHIR
     gives a meaning (`if-match`, `if-none-match`, `if-modified-since`, `if-none-exist`,
     `prefer`); a bundle entry's `request.ifMatch` … arrive here as those headers.
-    `assigned_id` is the id a transaction chose for a create before its entries ran."""
+    `assigned_id` is the id a transaction chose for a create before its entries ran;
+    `staged` what a write keeps in storage (`StoredBytes`)."""
 
     method: str
     path: str
@@ -108,6 +112,7 @@ class FhirRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Body | None = None
     assigned_id: str | None = None
+    staged: Staged | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -270,9 +275,12 @@ class FhirRouter:
         operations: Operations,
         capabilities: dict[str, Any],
         base: str,
+        stored: StoredBytes,
     ) -> None:
-        """`base` is the hub's public base URL, the root of every URL in answers."""
+        """`base` is the hub's public base URL, the root of every URL in answers; `stored`
+        keeps the bytes of Binaries and large attachments in storage."""
         self._fhir = fhir
+        self.stored = stored
         self._writer = fhir.writer
         self._operations = operations
         self.capabilities = orjson.dumps(capabilities)
@@ -326,6 +334,8 @@ class FhirRouter:
             ):
                 self._fhir.check_type(kind)
                 raise unsupported(kind, operation)
+            case ("GET" | "HEAD", ["Binary", fhir_id]):
+                return _read_answer(await self.stored.reader.read(caller, fhir_id), request)
             case ("GET" | "HEAD", [kind, fhir_id]):
                 return _read_answer(await self._fhir.read(caller, kind, fhir_id), request)
             case ("GET" | "HEAD", [kind, fhir_id, "_history"]):
@@ -346,8 +356,10 @@ class FhirRouter:
     ) -> FhirResponse:
         """Creates, updates, patches and deletes, plain and conditional: in `session`, or in
         a writing transaction of their own."""
-        work = await self._change_work(caller, request, path)
-        stored = await work(session) if session is not None else await self._fhir.write(work)
+        async with self.stored.staging(caller, request, path, session is None) as request:
+            work = await self._change_work(caller, request, path)
+            work = self.stored.around(caller, request, path, work)
+            stored = await work(session) if session is not None else await self._fhir.write(work)
         return write_answer(stored, request)
 
     async def _change_work(
@@ -369,7 +381,7 @@ class FhirRouter:
                 **common,
                 resource={key: value for key, value in resource.items() if key != "id"},
                 if_none_exist=None if request.assigned_id else request.if_none_exist,
-                fhir_id=request.assigned_id,
+                fhir_id=request.assigned_id or (request.staged.fhir_id if request.staged else None),
             )
         if request.method == "PUT":
             resource = await _resource_body(request)
@@ -392,6 +404,10 @@ class FhirRouter:
     ) -> FhirResponse:
         if not is_version_number(version):
             raise ApiError(400, f"'{version}' is not a version number.", issue_type="invalid")
+        if kind == "Binary":
+            return _read_answer(
+                await self.stored.reader.read(caller, fhir_id, int(version)), request
+            )
         return _read_answer(await self._fhir.read(caller, kind, fhir_id, int(version)), request)
 
     async def _history_of_many(

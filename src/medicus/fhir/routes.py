@@ -16,6 +16,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from medicus.core.errors import FHIR_JSON, ApiError
 from medicus.core.http import is_json_media_type
+from medicus.fhir.binary_http import asks_for_resource, binary_response
 from medicus.fhir.bundles import BundleService
 from medicus.fhir.resources import StoredVersion, parse_body
 from medicus.fhir.router import FhirRequest, FhirResponse, FhirRouter, Unparsed, check_format
@@ -45,7 +46,23 @@ class _OperationConvertor(StringConvertor):
 
 register_url_convertor("operation", _OperationConvertor())
 
-_FHIR_HEADERS = ("if-match", "if-none-match", "if-modified-since", "if-none-exist", "prefer")
+
+class _IdConvertor(StringConvertor):
+    """A FHIR id in a path: `_history` and `$meta` are no ids."""
+
+    regex = r"[A-Za-z0-9\-.]{1,64}"
+
+
+register_url_convertor("fhir_id", _IdConvertor())
+
+_FHIR_HEADERS = (
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-none-exist",
+    "prefer",
+    "x-security-context",  # a Binary's securityContext, when its bytes are the body
+)
 _TYPE = "/{resource_type:resource_type}"
 _INSTANCE = _TYPE + "/{fhir_id}"
 # (path, methods, summary): every FHIR interaction that HTTP reaches; the router tells them
@@ -161,6 +178,13 @@ def build_router(
     async def interaction(request: Request, principal: Principal = caller) -> Response:
         answer = await router.handle(principal, await fhir_request(request))
         return http_response(answer, base)
+
+    @routes.get("/Binary/{fhir_id:fhir_id}", summary="read a Binary: its bytes, or FHIR JSON")
+    async def binary(request: Request, fhir_id: str, principal: Principal = caller) -> Response:
+        """The bytes in their own type, unless FHIR is asked for (`binary_http`)."""
+        if asks_for_resource(request.query_params, request.headers.get("accept", "")):
+            return await interaction(request, principal)
+        return await binary_response(router.stored, principal, fhir_id, request.headers)
 
     for path, methods, summary in _INTERACTIONS:
         routes.add_api_route(

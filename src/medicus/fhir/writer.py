@@ -245,6 +245,19 @@ class ResourceWriter:
                 return existing
         return await self._insert(session, caller, resource_type, fhir_id or new_id(), resource)
 
+    async def create_for(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        resource_type: str,
+        fhir_id: str,
+        resource: dict[str, Any],
+        event: AuditRecord,
+    ) -> StoredVersion:
+        """Create a resource that an allowed write of another one makes (the Binary of an
+        attachment moved to storage): that write's allowance, `event`, is this one's."""
+        return await self._insert(session, caller, resource_type, fhir_id, resource, event)
+
     async def existing(
         self, session: AsyncSession, caller: Principal, resource_type: str, conditions: Conditions
     ) -> StoredVersion | None:
@@ -469,10 +482,14 @@ class ResourceWriter:
         resource_type: str,
         fhir_id: str,
         resource: dict[str, Any],
+        allowed: AuditRecord | None = None,
     ) -> StoredVersion:
-        """Queue a new resource; `flush` writes all queued ones together, which turns a
-        transaction bundle's hundreds of statements into a few."""
-        event = self._guard.check(caller, Interaction.CREATE, resource_type, fhir_id, None)
+        """Queue a new resource (`allowed`: the allowance, if asked already); `flush` writes
+        all queued ones together, which turns a transaction bundle's hundreds of statements
+        into a few."""
+        event = allowed or self._guard.check(
+            caller, Interaction.CREATE, resource_type, fhir_id, None
+        )
         now = utc_now()
         content = with_meta(resource, fhir_id, 1, now)
         index = await self._checked_index(resource_type, resource, content)

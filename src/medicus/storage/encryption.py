@@ -99,16 +99,21 @@ class Sealer:
         return bytes(self._pending)
 
     def push(self, piece: bytes) -> list[bytes]:
-        """Take more plaintext; the chunks it completed, sealed."""
-        self._pending += piece
+        """Take more plaintext; the chunks it completed, sealed. Chunks are sealed from views
+        of the plaintext, not copies: a piece of many chunks costs one pass."""
         size = self.header.chunk_bytes
+        if len(self._pending) + len(piece) <= size:
+            self._pending += piece
+            return []
+        data = memoryview(bytes(self._pending) + piece if self._pending else piece)
         sealed = []
-        while len(self._pending) > size:
-            plain = bytes(self._pending[:size])
-            del self._pending[:size]
+        start = 0
+        while len(data) - start > size:
             nonce = self.header.nonce(self.chunks_sealed, False)
-            sealed.append(self._aead.encrypt(nonce, plain, self._aad))
+            sealed.append(self._aead.encrypt(nonce, data[start : start + size], self._aad))
             self.chunks_sealed += 1
+            start += size
+        self._pending = bytearray(data[start:])
         return sealed
 
     def finish(self) -> bytes:

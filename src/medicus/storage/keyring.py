@@ -68,10 +68,12 @@ class LocalKeyring:
         self._box = box
         self._keys: dict[str, dict[str, bytes]] = {}
         self._current: dict[str, str] = {}
+        self._seen: tuple[int, int] | None = None
         if path.exists():
             self._load()
 
     def _load(self) -> None:
+        self._seen = _stamp(self._path)
         stored = orjson.loads(self._path.read_bytes())
         for organisation_id, entry in stored.items():
             self._keys[organisation_id] = {
@@ -96,8 +98,11 @@ class LocalKeyring:
             file.flush()
             os.fsync(file.fileno())
         os.replace(written, self._path)
+        self._seen = _stamp(self._path)
 
     def current(self, organisation_id: str) -> str | None:
+        if _stamp(self._path) != self._seen:
+            self._load()  # `medicus storage rotate-key` or another process changed the file
         return self._current.get(organisation_id)
 
     @contextlib.contextmanager
@@ -151,6 +156,16 @@ class LocalKeyring:
             return AESGCM(key).decrypt(nonce, sealed, _bound(organisation_id, wrapped.kek_id))
         except (InvalidTag, ValueError):
             raise UnwrapFailed("a wrapped data key does not open") from None
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """When the file last changed and its size (None: there is none): a cheap way for a
+    process to notice another one's change."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_mtime_ns, status.st_size
 
 
 def rewrap(keyring: Keyring, organisation_id: str, wrapped: WrappedKey) -> WrappedKey:

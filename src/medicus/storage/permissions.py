@@ -3,8 +3,10 @@
 on Binary, and the object must be their organisation's. Every decision is an audit event;
 another organisation's object is answered with 404, so that its existence is not revealed.
 
-Objects that belong to a FHIR resource (`owner`, e.g. an attachment of a DocumentReference)
-are read as that resource would be: the FHIR hub decides those (docs/storage.md)."""
+Objects that belong to a FHIR resource (`owner`: a Binary, which may stand for an attachment
+of a DocumentReference) are not served here at all, to their own organisation neither: the
+FHIR hub decides those as that resource (docs/storage.md); here they are a 404 that names
+the resource."""
 
 from __future__ import annotations
 
@@ -67,5 +69,12 @@ class StoragePermissions:
         if stored is None:
             await self._audit.record(event.refused("not-found"))
             raise _unknown(object_id)
+        if stored.owner is not None:
+            await self._audit.record(event.refused("read-through-owner"))
+            raise ApiError(
+                404,
+                f"Object {object_id} holds the bytes of {stored.owner}: read them as "
+                f"/fhir/{stored.owner}, whose access rules apply.",
+            )
         await self._audit.record(event)
         return stored

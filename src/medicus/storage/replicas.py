@@ -4,6 +4,7 @@ writers that take its sealed bytes side by side (`ReplicaWriters`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 
 from medicus.storage.backends import Backend, BackendError, BackendWriter
@@ -17,6 +18,25 @@ def placement(
     over those being drained (a migration off them is under way) while others remain."""
     names = [name for name in backends if name not in draining] or list(backends)
     return names[:replicas]
+
+
+async def ahead(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The batches of `source`, each next one already being made while the caller works on
+    this one (received and sealed while this one is written; read and opened while this one
+    is sent): the stages overlap, one batch ahead, so memory stays at two batches."""
+    following = asyncio.ensure_future(anext(source))
+    try:
+        while True:
+            try:
+                batch = await following
+            except StopAsyncIteration:
+                return
+            following = asyncio.ensure_future(anext(source))
+            yield batch
+    finally:
+        following.cancel()  # the caller stopped early: the batch being made is not wanted
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await following
 
 
 class ReplicaWriters:
@@ -39,7 +59,7 @@ class ReplicaWriters:
             except BackendError:
                 continue
         try:
-            async for batch in sealed:
+            async for batch in ahead(sealed):
                 await self._each(writers, lambda writer, b=batch: writer.write(b))
         except BaseException:
             await asyncio.gather(*(asyncio.to_thread(w.abort) for w in writers.values()))

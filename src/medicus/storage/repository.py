@@ -47,6 +47,31 @@ async def live_object(session: AsyncSession, object_id: str) -> StoredObjectRow 
     )
 
 
+async def adopt(
+    session: AsyncSession, object_id: str, organisation_id: str, created_by: str, owner: str
+) -> StoredObjectRow | None:
+    """Give the live object `object_id` its `owner`, if it has none yet and was created in
+    `organisation_id` by `created_by` (an upload finished by them, now becoming the bytes of
+    a resource); None, and nothing changed, otherwise."""
+    statement = (
+        update(StoredObjectRow)
+        .where(
+            StoredObjectRow.id == object_id,
+            StoredObjectRow.organisation_id == organisation_id,
+            StoredObjectRow.created_by == created_by,
+            StoredObjectRow.owner.is_(None),
+            StoredObjectRow.deleted_at.is_(None),
+        )
+        .values(owner=owner)
+        .execution_options(synchronize_session=False)
+    )
+    result: Any = await session.execute(statement)
+    if result.rowcount != 1:
+        return None
+    found = select(StoredObjectRow).where(StoredObjectRow.id == object_id)
+    return await session.scalar(found.execution_options(populate_existing=True))
+
+
 async def replicas_of(session: AsyncSession, object_id: str) -> Sequence[ObjectReplicaRow]:
     statement = select(ObjectReplicaRow).where(ObjectReplicaRow.object_id == object_id)
     return (await session.scalars(statement)).all()
@@ -101,22 +126,6 @@ async def due_work(
     if postgres:
         statement = statement.with_for_update(skip_locked=True)
     return (await session.scalars(statement)).all()
-
-
-async def claim(session: AsyncSession, replica: ObjectReplicaRow, until: dt.datetime) -> bool:
-    """Take a due replica for one attempt: its next attempt moves to `until`, so that no
-    other process takes it meanwhile. False if another process took it first."""
-    statement = (
-        update(ObjectReplicaRow)
-        .where(
-            ObjectReplicaRow.object_id == replica.object_id,
-            ObjectReplicaRow.backend == replica.backend,
-            ObjectReplicaRow.next_attempt_at == replica.next_attempt_at,
-        )
-        .values(next_attempt_at=until)
-    )
-    result: Any = await session.execute(statement)
-    return bool(result.rowcount == 1)
 
 
 async def objects_after(

@@ -13,6 +13,8 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
 from medicus.storage import repository
@@ -28,13 +30,16 @@ from medicus.storage.encryption import (
     new_data_key,
     new_header,
     open_range,
+    sealed_size,
 )
 from medicus.storage.keyring import Keyring, WrappedKey
 from medicus.storage.models import StoredObjectRow
-from medicus.storage.replicas import ReplicaWriters, placement
+from medicus.storage.replicas import ReplicaWriters, ahead, placement
 
 READ_CHUNKS = 8
 """Chunks read from a backend at once when streaming a whole object (8 MiB)."""
+BATCH_BYTES = 4 * CHUNK_BYTES
+"""Plaintext sealed at once, and sealed bytes handed to the backends' writers at once."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,20 @@ class ObjectStore:
             row = await repository.live_object(session, object_id)
         return None if row is None else StoredObject.of(row)
 
+    async def adopt(
+        self,
+        session: AsyncSession,
+        object_id: str,
+        organisation_id: str,
+        created_by: str,
+        owner: str,
+    ) -> StoredObject | None:
+        """In the caller's transaction: make an object without an owner, which `created_by`
+        of `organisation_id` put (a finished resumable upload), the bytes of `owner`
+        (`Binary/{id}`); None if it is no such object."""
+        row = await repository.adopt(session, object_id, organisation_id, created_by, owner)
+        return None if row is None else StoredObject.of(row)
+
     async def stream(
         self, object_id: str, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
@@ -242,14 +261,8 @@ class ObjectStore:
         missing or damaged is marked for repair and the next one is asked."""
         reader = await self._reader(object_id)
         stop = reader.row.size if end is None else end
-        step = READ_CHUNKS * reader.header.chunk_bytes
-        position = start
-        while True:
-            upto = min(stop, (position // step + 1) * step)
-            yield await reader.read(position, upto)
-            position = upto
-            if position >= stop:
-                return
+        async for part in ahead(reader.parts(start, stop)):
+            yield part
 
     async def read_range(self, object_id: str, start: int, end: int) -> bytes:
         """Plaintext bytes [start, end) of the object at once (a Range request's part)."""
@@ -320,6 +333,17 @@ class _Reader:
         self._data_key = data_key
         self._order = order
 
+    async def parts(self, start: int, stop: int) -> AsyncIterator[bytes]:
+        """Bytes [start, stop) in parts of up to READ_CHUNKS chunks, on chunk boundaries."""
+        step = READ_CHUNKS * self.header.chunk_bytes
+        position = start
+        while True:
+            upto = min(stop, (position // step + 1) * step)
+            yield await self.read(position, upto)
+            position = upto
+            if position >= stop:
+                return
+
     async def read(self, start: int, end: int) -> bytes:
         if not 0 <= start <= end <= self.row.size:
             raise ApiError(416, f"The object has {self.row.size} bytes.")
@@ -329,13 +353,30 @@ class _Reader:
             try:
                 return await asyncio.to_thread(self._open, backend, key, part)
             except (ObjectMissing, SealBroken) as error:
-                self._order.remove(backend)
-                self._order.append(backend)
-                await self._store.mark_damaged(self.row.id, backend.name, type(error).__name__)
+                await self._pass_over(backend, type(error).__name__)
             except BackendError:
-                self._order.remove(backend)
-                self._order.append(backend)
+                await self._pass_over(backend, await asyncio.to_thread(self._diagnose, backend))
         raise storage_unavailable()
+
+    async def _pass_over(self, backend: Backend, damage: str | None) -> None:
+        """Ask `backend` last from now on; mark its replica for repair if it is damaged."""
+        self._order.remove(backend)
+        self._order.append(backend)
+        if damage is not None:
+            await self._store.mark_damaged(self.row.id, backend.name, damage)
+
+    def _diagnose(self, backend: Backend) -> str | None:
+        """Why a read failed that was not plainly a missing object: a replica of the wrong
+        size (a range beyond its end fails as a generic error) is damaged; None when the
+        backend is merely unreachable."""
+        try:
+            size = backend.size(object_key(self.row.id))
+        except BackendError:
+            return None
+        expected = sealed_size(self.row.size, self.header.chunk_bytes)
+        if size is None:
+            return "ObjectMissing"
+        return None if size == expected else f"size {size}, not {expected}"
 
     def _open(self, backend: Backend, key: str, part: SealedRange) -> bytes:
         sealed = backend.read_range(key, part.offset, part.offset + part.length)
@@ -347,24 +388,33 @@ class _Reader:
 async def _sealing(
     body: AsyncIterable[bytes], sealer: Sealer, digest: hashlib._Hash, size: int
 ) -> AsyncIterator[bytes]:
-    """The sealed object of `body`, in batches of a few MiB; 400 if `body` brings another
-    number of bytes than `size`."""
-    batch = bytearray(sealer.header.encode())
-    received = 0
+    """The sealed object of `body`, in batches of a few MiB, hashed and sealed in a worker
+    thread (the event loop goes on receiving meanwhile); 400 if `body` brings another number
+    of bytes than `size`."""
+
+    def sealed(plain: bytes, last: bool) -> bytes:
+        digest.update(plain)
+        chunks = sealer.push(plain)
+        if last:
+            chunks.append(sealer.finish())
+        return b"".join(chunks)
+
+    yield sealer.header.encode()
+    pieces: list[bytes] = []
+    gathered = received = 0
     async for piece in body:
         received += len(piece)
         if received > size:
             raise ApiError(400, f"The body has more than the {size} bytes announced.")
-        digest.update(piece)
-        for chunk in sealer.push(piece):
-            batch += chunk
-        if len(batch) >= 4 * CHUNK_BYTES:
-            yield bytes(batch)
-            batch.clear()
+        pieces.append(piece)
+        gathered += len(piece)
+        if gathered >= BATCH_BYTES:
+            yield await asyncio.to_thread(sealed, b"".join(pieces), False)
+            pieces.clear()
+            gathered = 0
     if received != size:
         raise ApiError(400, f"The body ended after {received} of the {size} bytes announced.")
-    batch += sealer.finish()
-    yield bytes(batch)
+    yield await asyncio.to_thread(sealed, b"".join(pieces), True)
 
 
 async def _checking(
@@ -383,3 +433,27 @@ async def _checking(
     received += len(last)
     if received != size:
         raise SealBroken(f"a sealed upload holds {received} bytes, not {size}")
+
+
+# --- usage (the HTTP API's GET /storage/usage) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What an organisation keeps (objects and uploads under way) and may keep (None: no
+    limit)."""
+
+    organisation_id: str
+    used_bytes: int
+    quota_bytes: int | None
+
+
+async def usage(store: ObjectStore, organisation_id: str) -> Usage:
+    """The organisation's usage and the quota in force (its own, else the default)."""
+    async with store.database.snapshot() as session:
+        rows = await repository.usage_of(session, [organisation_id])
+    if not rows:
+        return Usage(organisation_id, 0, store.default_quota)
+    quota = rows[0].quota_bytes
+    in_force = quota if quota is not None else store.default_quota
+    return Usage(organisation_id, rows[0].used_bytes, in_force)

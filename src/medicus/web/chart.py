@@ -6,11 +6,13 @@ database, no HTTP, so that the rules are tested alone."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 LOINC = "http://loinc.org"
+_BINARY_URL = re.compile(r"(?:^|/)Binary/([A-Za-z0-9\-.]{1,64})$")
 
 SECTIONS = (
     "Encounter",
@@ -43,6 +45,8 @@ class Line:
     detail: str
     status: str
     holder: Holder
+    binary_id: str | None = None
+    """A document's bytes as a Binary of the hub (its first attachment's url), if so."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,20 @@ def line(resource: dict[str, Any], holder: Holder) -> Line:
         detail=_detail(resource)[:300],
         status=_status(resource)[:60],
         holder=holder,
+        binary_id=_binary_of(resource),
     )
+
+
+def _binary_of(resource: dict[str, Any]) -> str | None:
+    """The Binary of this hub holding a document's bytes (`Binary/{id}`, or an absolute
+    url ending so), None for other resources and attachments."""
+    if resource.get("resourceType") != "DocumentReference":
+        return None
+    content = resource.get("content") or [{}]
+    attachment = content[0].get("attachment", {}) if isinstance(content[0], dict) else {}
+    url = attachment.get("url") if isinstance(attachment, dict) else None
+    found = _BINARY_URL.search(url) if isinstance(url, str) else None
+    return found.group(1) if found else None
 
 
 def newest_first(lines: Iterable[Line]) -> list[Line]:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from medicus.core.db import utc_now
 from medicus.core.errors import ApiError
+from medicus.fhir.documents import DOCUMENT_KINDS
 from medicus.iam.admin import NewInvitation
 from medicus.iam.roles import Role
 from medicus.web.chart import plot
@@ -19,6 +20,7 @@ from medicus.web.consents import DECISIONS, RESEARCH_MODULES
 from medicus.web.doorway import Doorway
 from medicus.web.pages import PortalPages
 from medicus.web.service import Portal
+from medicus.web.storage_pages import may_file_documents
 from medicus.web.users import PortalUser
 
 REASON_MIN, REASON_MAX = 10, 2000
@@ -46,6 +48,8 @@ class ChartPage:
             "modules": RESEARCH_MODULES,
             "invite_errors": set(),
             "plot": plot,
+            "may_file": may_file_documents(user) and found.patient.holder.own,
+            "document_kinds": DOCUMENT_KINDS,
             **extra,
         }
         return self._pages.render(request, "chart.html", status, user=user, **context)
@@ -58,12 +62,14 @@ def build_chart_router(doorway: Doorway, portal: Portal, pages: PortalPages) -> 
     router.include_router(_consent_router(doorway, portal, pages))
 
     @router.get("/portal/patients/{patient_id}", response_class=HTMLResponse)
-    async def chart(request: Request, patient_id: str, invited: bool = False) -> Response:
+    async def chart(
+        request: Request, patient_id: str, invited: bool = False, filed: bool = False
+    ) -> Response:
         """`invited`: an invitation was just sent (its address stays out of the URL, which
-        access logs keep)."""
+        access logs keep); `filed`: a document was just filed."""
 
         async def show(request: Request, user: PortalUser) -> Response:
-            return await chart_page(request, user, patient_id, invited=invited)
+            return await chart_page(request, user, patient_id, invited=invited, filed=filed)
 
         return await as_user(request, show)
 

@@ -26,6 +26,8 @@ from medicus.web.platform_routes import build_platform_router
 from medicus.web.service import MAX_QUERY, Portal
 from medicus.web.settings_routes import build_settings_router
 from medicus.web.stewardship import Stewardship
+from medicus.web.storage_pages import PortalStorage
+from medicus.web.uploads_routes import build_storage_router
 from medicus.web.users import PortalUser
 
 REASON_MIN, REASON_MAX = 10, 2000
@@ -40,6 +42,7 @@ def build_router(
     pages: PortalPages,
     settings: OrganisationSettings,
     stewardship: Stewardship,
+    storage: PortalStorage,
 ) -> APIRouter:
     """Every page of the portal, and its static files."""
     doorway = Doorway(logins, pages)
@@ -52,6 +55,7 @@ def build_router(
     router.include_router(build_admin_router(doorway, admin, pages))
     router.include_router(build_settings_router(doorway, settings, pages))
     router.include_router(build_platform_router(doorway, admin, settings, stewardship, pages))
+    router.include_router(build_storage_router(doorway, logins, storage, portal, pages))
     return router
 
 
