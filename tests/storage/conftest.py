@@ -19,12 +19,15 @@ and `make azurite`; without them its tests fail, saying so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from medicus.platform import Platform
 from medicus.storage.config import BackendConfig
+from tests.support.clock import MovableClock
+from tests.support.storage_objects import storage_platform
 from tests.support.storage_servers import (
     AzuriteServer,
     LocalFolder,
@@ -116,3 +119,18 @@ def server_backend(request: pytest.FixtureRequest, new_backend: NewBackend) -> R
 def two_backends(new_backend: NewBackend) -> tuple[RunningBackend, RunningBackend]:
     """Two backends on different servers: local (`local`) and S3 (`s3`, can be stopped)."""
     return new_backend("local"), new_backend("s3")
+
+
+@pytest.fixture
+async def local_and_s3(
+    tmp_path: Path,
+    fresh_database_url: str,
+    clock: MovableClock,
+    two_backends: tuple[RunningBackend, RunningBackend],
+) -> AsyncIterator[Platform]:
+    """A platform on a local backend (`local`) and an S3 one (`s3`, on a server the test can
+    stop), every object on both."""
+    backends = [running.config for running in two_backends]
+    built = storage_platform(tmp_path, fresh_database_url, clock, backends)
+    yield built
+    await built.close()

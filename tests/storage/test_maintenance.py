@@ -31,7 +31,8 @@ from medicus.storage.reports import (
     MaintenanceError,
 )
 from medicus.storage.service import NewObject
-from tests.storage.test_work import (
+from tests.support.clock import MovableClock
+from tests.support.storage_objects import (
     ORG,
     MiB,
     body,
@@ -46,7 +47,6 @@ from tests.storage.test_work import (
     storage_platform,
     with_backend_broken,
 )
-from tests.support.clock import MovableClock
 from tests.support.storage_servers import RunningBackend
 
 OTHER = "praxis-b"
@@ -197,19 +197,6 @@ async def test_repair_adds_replicas_on_a_backend_added_later(
             assert sealed(after, "two", object_id) == sealed(after, "one", object_id)
     finally:
         await after.close()
-
-
-@pytest.fixture
-async def local_and_s3(
-    tmp_path: Path,
-    fresh_database_url: str,
-    clock: MovableClock,
-    two_backends: tuple[RunningBackend, RunningBackend],
-) -> AsyncIterator[Platform]:
-    backends = [running.config for running in two_backends]
-    built = storage_platform(tmp_path, fresh_database_url, clock, backends)
-    yield built
-    await built.close()
 
 
 @pytest.fixture

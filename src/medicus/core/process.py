@@ -1,4 +1,4 @@
-"""Server processes: workers that end with their supervisor, and memory kept for reuse."""
+"""Worker processes that end with their supervisor."""
 
 from __future__ import annotations
 
@@ -9,33 +9,6 @@ import signal
 import sys
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-_M_TRIM_THRESHOLD = -1  # from <malloc.h>
-_M_MMAP_THRESHOLD = -3
-_LARGE_BUFFERS = 64 * 1024 * 1024
-
-
-def keep_large_buffers() -> bool:
-    """Have glibc's allocator reuse the memory of large buffers instead of mapping fresh pages
-    for each and returning them when freed; True if it could be asked.
-
-    Streaming storage allocates a few buffers of 1 to 8 MiB per chunk it seals, opens, reads or
-    writes; glibc maps each (they are above its mmap threshold) and unmaps it when freed, so
-    every chunk pays the page faults of touching new memory again. Measured here: AES-GCM of
-    1 MiB chunks at 455 MB/s so, 1,037 MB/s with the buffers kept. The memory stays with the
-    process (bounded by the largest set of buffers in use at once, a few tens of MB), as
-    tcmalloc and jemalloc would keep it. Python offers no way to say this; mallopt(3) is
-    glibc's, asked through ctypes; elsewhere this does nothing."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(
-        mallopt(_M_MMAP_THRESHOLD, _LARGE_BUFFERS)
-        and mallopt(_M_TRIM_THRESHOLD, 2 * _LARGE_BUFFERS)
-    )
 
 
 def exit_with_parent() -> None:
