@@ -16,7 +16,8 @@ from typer.testing import CliRunner, Result
 from medicus.cli import app
 from medicus.platform import Platform
 from medicus.storage.config import BackendConfig
-from tests.storage.test_work import (
+from tests.support.clock import MovableClock
+from tests.support.storage_objects import (
     ORG,
     MiB,
     file_of,
@@ -27,7 +28,6 @@ from tests.storage.test_work import (
     states,
     storage_platform,
 )
-from tests.support.clock import MovableClock
 
 
 class Operator:
