@@ -36,6 +36,8 @@ from medicus.settings import load_settings
 DEMO_PHYSICIAN = "dr.berg@uk-nordstadt.example"
 TUS_CHUNK = 64 * 1024 * 1024
 MEGABYTE = 1024 * 1024
+TOKEN_SECONDS = 3600
+"""The longest token lifetime medicus allows: rounds of 2 GiB outlast the default 5 minutes."""
 T = TypeVar("T")
 
 
@@ -45,6 +47,7 @@ def serving(data_dir: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDICUS_")}
     env.update({"MEDICUS_DATA_DIR": str(data_dir), "MEDICUS_LOG_LEVEL": "WARNING"})
+    env["MEDICUS_ACCESS_TOKEN_SECONDS"] = str(TOKEN_SECONDS)
     process = subprocess.Popen(
         [sys.executable, "-m", "medicus", "serve", "--port", str(port)],
         env=env,
@@ -71,7 +74,7 @@ def peak_rss_mb(pid: int) -> float:
 
 async def physician_token(url: str, data_dir: Path) -> str:
     """Demo data and an access token of a demo physician that may keep and read Binary."""
-    settings = load_settings(data_dir=data_dir, public_url=url)
+    settings = load_settings(data_dir=data_dir, public_url=url, access_token_seconds=TOKEN_SECONDS)
     platform = build_platform(settings)
     try:
         await load_demo(platform)
