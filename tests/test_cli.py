@@ -39,6 +39,7 @@ print(orjson.dumps({"shown": shown, "modules": sorted(sys.modules)}).decode())
 _HEAVY = ("sqlalchemy", "fastapi", "starlette", "uvicorn", "alembic", "httpx", "joserfc", "argon2")
 _LIGHT_MEDICUS = {"medicus", "medicus.cli", "medicus.audit", "medicus.audit.cli", "medicus.iam"}
 _LIGHT_MEDICUS |= {"medicus.iam.cli", "medicus.iam.roles", "medicus.storage", "medicus.storage.cli"}
+_LIGHT_MEDICUS |= {"medicus.audit.actors"}
 
 
 def test_help_of_every_command_loads_nothing_heavy() -> None:

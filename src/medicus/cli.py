@@ -103,7 +103,7 @@ async def _open_storage() -> AsyncIterator[StorageMaintenance]:
     from medicus.storage.maintenance import StorageMaintenance
 
     async with _open_platform() as platform:
-        yield StorageMaintenance(platform.storage)
+        yield StorageMaintenance(platform.storage, platform.audit)
 
 
 app.add_typer(build_storage_cli(_open_storage), name="storage")

@@ -180,7 +180,7 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         database, fhir, patients, break_glass, identity, accounts, endpoints.fhir_base_url
     )
     uploads = _uploads(settings, storage, storage_permissions, clock)
-    portal_storage = _portal_storage(settings, database, fhir, patients, identity, uploads)
+    portal_storage = _portal_storage(settings, database, audit, fhir, patients, identity, uploads)
     return Platform(
         settings=settings,
         database=database,
@@ -323,6 +323,7 @@ def _storage(settings: Settings, database: Database, box: SecretBox) -> ObjectSt
 def _portal_storage(
     settings: Settings,
     database: Database,
+    audit: AuditTrail,
     fhir: FhirHub,
     patients: PatientIndex,
     identity: IdentityService,
@@ -332,7 +333,7 @@ def _portal_storage(
     stored = fhir.router.stored
     documents = Documents(fhir.service, fhir.router, stored.storage)
     urls = {backend.name: backend.url for backend in settings.effective_storage_backends()}
-    maintenance = StorageMaintenance(stored.storage)
+    maintenance = StorageMaintenance(stored.storage, audit)
     return PortalStorage(
         database, fhir.service, documents, patients, identity, maintenance, urls, uploads, stored
     )

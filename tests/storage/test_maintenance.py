@@ -11,6 +11,7 @@ import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -31,7 +32,9 @@ from medicus.storage.reports import (
     MaintenanceError,
 )
 from medicus.storage.service import NewObject
+from tests.conftest import register_organisation
 from tests.support.clock import MovableClock
+from tests.support.database import rows
 from tests.support.storage_objects import (
     ORG,
     MiB,
@@ -84,12 +87,13 @@ async def single(
 async def test_status_counts_each_backends_objects_and_work_and_the_usage(
     platform: Platform,
 ) -> None:
-    maintenance = StorageMaintenance(platform.storage)
+    maintenance = StorageMaintenance(platform.storage, platform.audit)
     sizes = [1000, 2 * MiB]
     for size in sizes:
         await put(platform, os.urandom(size))
     await with_backend_broken(platform, "two", [os.urandom(500)])
     await put(platform, os.urandom(10), OTHER)
+    await register_organisation(platform, ORG)
     await maintenance.set_quota(ORG, 5 * 1024**3)
 
     status = await maintenance.status()
@@ -116,7 +120,7 @@ async def test_verify_finds_missing_cut_and_damaged_replicas_and_repair_copies_t
     path = file_of(platform, "one", cut)
     path.write_bytes(path.read_bytes()[:-100])
     flip_byte(file_of(platform, "one", damaged), 2 * MiB)
-    maintenance = StorageMaintenance(platform.storage)
+    maintenance = StorageMaintenance(platform.storage, platform.audit)
     seen: list[tuple[int, int]] = []
 
     shallow = await maintenance.verify(progress=lambda done, total: seen.append((done, total)))
@@ -148,7 +152,7 @@ async def test_a_replica_corrupted_on_disk_is_read_around_reported_and_repaired(
     object_id = await put(platform, data)
     good = sealed(platform, "s3", object_id)
     flip_byte(file_of(platform, "local", object_id), MiB + 1000)
-    maintenance = StorageMaintenance(platform.storage)
+    maintenance = StorageMaintenance(platform.storage, platform.audit)
 
     report = await maintenance.verify(deep=True)
     assert problems(report) == {(object_id, "local", DAMAGED_PROBLEM)}
@@ -165,7 +169,7 @@ async def test_status_and_verify_say_when_a_backend_does_not_answer(
     platform, (_, s3) = local_and_s3, two_backends
     object_id = await put(platform, os.urandom(1000))
     await asyncio.to_thread(s3.stop)
-    maintenance = StorageMaintenance(platform.storage)
+    maintenance = StorageMaintenance(platform.storage, platform.audit)
 
     status = await maintenance.status()
     assert [(b.name, b.reachable) for b in status.backends] == [("local", True), ("s3", False)]
@@ -187,7 +191,7 @@ async def test_repair_adds_replicas_on_a_backend_added_later(
     backends = [local(tmp_path, "one"), local(tmp_path, "two")]
     after = storage_platform(tmp_path, fresh_database_url, clock, backends, replicas=2)
     try:
-        maintenance = StorageMaintenance(after.storage)
+        maintenance = StorageMaintenance(after.storage, after.audit)
         report = await maintenance.verify()
         assert problems(report) == {(object_id, "-", TOO_FEW) for object_id in ids}
         repaired = await maintenance.repair()
@@ -241,7 +245,7 @@ async def test_migrate_while_uploads_and_reads_go_on_loses_nothing(
 
     workers = (asyncio.create_task(uploading()), asyncio.create_task(reading()))
     await asyncio.sleep(0.2)
-    report = await StorageMaintenance(platform.storage).migrate("local", "s3")
+    report = await StorageMaintenance(platform.storage, platform.audit).migrate("local", "s3")
     stop.set()
     await workers[0]
     reads = await workers[1]
@@ -254,19 +258,19 @@ async def test_migrate_while_uploads_and_reads_go_on_loses_nothing(
         assert hashlib.sha256(await read(platform, object_id)).hexdigest() == digest
         assert set(await states(platform, object_id)) == {"s3"}
     assert files(folder(source.config)) == []
-    status = await StorageMaintenance(platform.storage).status()
+    status = await StorageMaintenance(platform.storage, platform.audit).status()
     assert [(b.name, b.draining, b.objects) for b in status.backends] == [
         ("local", True, 0),
         ("s3", False, len(kept)),
     ]
-    again = await StorageMaintenance(platform.storage).migrate("local", "s3")
+    again = await StorageMaintenance(platform.storage, platform.audit).migrate("local", "s3")
     assert (again.moved, again.already_there, again.remaining) == (0, 0, 0)
 
 
 async def test_an_interrupted_migration_goes_on_where_it_stopped(single: Platform) -> None:
     platform = single
     ids = [await put(platform, os.urandom(1000)) for _ in range(230)]
-    maintenance = StorageMaintenance(platform.storage)
+    maintenance = StorageMaintenance(platform.storage, platform.audit)
 
     def interrupt(done: int, total: int) -> None:
         migrating.cancel()  # as Ctrl-C does, after the first page
@@ -277,7 +281,7 @@ async def test_an_interrupted_migration_goes_on_where_it_stopped(single: Platfor
     placed = [await states(platform, object_id) for object_id in ids]
     assert 0 < sum(state == {"two": "present"} for state in placed) < len(ids)
 
-    report = await StorageMaintenance(platform.storage).migrate("one", "two")
+    report = await StorageMaintenance(platform.storage, platform.audit).migrate("one", "two")
     assert (report.failed, report.remaining) == ([], 0)
     assert report.moved + report.already_there < len(ids)
     for object_id in ids:
@@ -288,7 +292,7 @@ async def test_an_interrupted_migration_goes_on_where_it_stopped(single: Platfor
 async def test_migrate_refuses_unknown_backends_and_a_move_onto_itself(
     platform: Platform,
 ) -> None:
-    maintenance = StorageMaintenance(platform.storage)
+    maintenance = StorageMaintenance(platform.storage, platform.audit)
     with pytest.raises(MaintenanceError, match="no storage backend 'elsewhere'"):
         await maintenance.migrate("one", "elsewhere")
     with pytest.raises(MaintenanceError, match="the same backend"):
@@ -334,7 +338,7 @@ async def test_rotate_key_rewraps_every_data_key_and_leaves_the_bytes_alone(
     old_kek = platform.storage.keyring.current(ORG)
     other_kek = platform.storage.keyring.current(OTHER)
 
-    report = await StorageMaintenance(platform.storage).rotate_key(ORG)
+    report = await StorageMaintenance(platform.storage, platform.audit).rotate_key(ORG)
     assert (report.objects, report.uploads, report.failed) == (3, 1, 0)
     assert report.kek_id != old_kek
     async with platform.database.snapshot() as session:
@@ -351,12 +355,16 @@ async def test_rotate_key_rewraps_every_data_key_and_leaves_the_bytes_alone(
         assert await read(platform, object_id) == item
         digest = hashlib.sha256(file_of(platform, "one", object_id).read_bytes()).digest()
         assert digest == on_disk[object_id]
-    again = await StorageMaintenance(platform.storage).rotate_key(ORG)
+    again = await StorageMaintenance(platform.storage, platform.audit).rotate_key(ORG)
     assert (again.objects, again.uploads) == (3, 1)
 
 
 async def test_a_quota_set_and_reset(platform: Platform) -> None:
-    maintenance = StorageMaintenance(platform.storage)
+    maintenance = StorageMaintenance(platform.storage, platform.audit)
+    with pytest.raises(MaintenanceError) as unknown:
+        await maintenance.set_quota(ORG, 1000)
+    assert str(unknown.value) == f"there is no organisation '{ORG}'"
+    await register_organisation(platform, ORG)
     await maintenance.set_quota(ORG, 1000)
     with pytest.raises(ApiError) as refused:
         await platform.storage.put(NewObject(ORG, 2000), body(os.urandom(2000)))
@@ -365,3 +373,31 @@ async def test_a_quota_set_and_reset(platform: Platform) -> None:
     await put(platform, os.urandom(2000))
     with pytest.raises(MaintenanceError):
         await maintenance.set_quota(ORG, -1)
+
+
+async def test_the_operators_commands_land_in_the_audit_trail(platform: Platform) -> None:
+    maintenance = StorageMaintenance(platform.storage, platform.audit)
+    await register_organisation(platform, ORG)
+    await put(platform, os.urandom(1000))
+    await maintenance.verify(deep=True)
+    await maintenance.repair()
+    await maintenance.rotate_key(ORG)
+    await maintenance.set_quota(ORG, 1000)
+    await platform.audit.seal_all()
+    found = await rows(
+        platform,
+        "SELECT action, actor, target, detail FROM audit_entry WHERE action LIKE 'storage.%'",
+    )
+    actions = {
+        action: (actor, target, orjson.loads(detail)) for action, actor, target, detail in found
+    }
+    assert set(actions) == {
+        "storage.verify",
+        "storage.repair",
+        "storage.rotate-key",
+        "storage.quota",
+    }
+    assert {actor for actor, _target, _detail in actions.values()} == {"system:cli"}
+    assert actions["storage.verify"][2] == {"deep": True, "objects": 1, "problems": 0}
+    assert actions["storage.rotate-key"][1] == f"Organization/{ORG}"
+    assert actions["storage.quota"][2] == {"quota_bytes": 1000}

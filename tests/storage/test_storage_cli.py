@@ -16,6 +16,7 @@ from typer.testing import CliRunner, Result
 from medicus.cli import app
 from medicus.platform import Platform
 from medicus.storage.config import BackendConfig
+from tests.conftest import register_organisation
 from tests.support.clock import MovableClock
 from tests.support.storage_objects import (
     ORG,
@@ -158,6 +159,9 @@ async def test_migrate_moves_every_object_and_refuses_in_one_sentence(
 
 async def test_quota_and_rotate_key(platform: Platform, operator: Operator) -> None:
     object_id = await put(platform, os.urandom(1000))
+    nobody = await operator.run(2, "quota", "--org", ORG, "--gb", "2")
+    assert (nobody.exit_code, nobody.stderr) == (2, f"medicus: there is no organisation '{ORG}'\n")
+    await register_organisation(platform, ORG)
     given = await operator.run(2, "quota", "--org", ORG, "--gb", "2")
     assert (given.exit_code, given.stdout) == (0, f"quota of {ORG}: 2.0 GB\n")
     status = orjson.loads((await operator.run(2, "status", "--json")).stdout)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 import typer
 
+from medicus.audit.actors import OPERATOR
 from medicus.iam.roles import MfaPolicy, OrganisationType, Role
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from medicus.iam.upstream import UpstreamLogins
     from medicus.settings import Settings
 
-OPERATOR = "system:cli"
 T = TypeVar("T")
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from medicus.audit.actors import OPERATOR
+from medicus.audit.service import AuditRecord, AuditTrail
 from medicus.core.clock import Clock
 from medicus.core.db import utc_now
 from medicus.core.errors import ApiError
@@ -118,8 +120,12 @@ class DeepCheck:
 
 
 class StorageMaintenance:
-    def __init__(self, store: ObjectStore, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, store: ObjectStore, audit: AuditTrail, clock: Clock = utc_now, actor: str = OPERATOR
+    ) -> None:
         self.store = store
+        self.audit = audit
+        self.actor = actor
         self.database = store.database
         self.clock = clock
         self.replicator = Replicator(store, clock)
@@ -209,6 +215,9 @@ class StorageMaintenance:
             report.problems += [problem for problem in found if problem is not None]
             report.objects += len(page)
             progress(report.objects, max(total, report.objects))
+        await self._note(
+            "storage.verify", deep=deep, objects=report.objects, problems=len(report.problems)
+        )
         return report
 
     def _account(
@@ -285,6 +294,13 @@ class StorageMaintenance:
                 _tally(report, done)
             seen += len(rows)
             progress(seen, max(total, seen))
+        await self._note(
+            "storage.repair",
+            added=report.added,
+            copied=report.copied,
+            deleted=report.deleted,
+            failed=len(report.failed),
+        )
         return report
 
     async def _top_up(self) -> int:
@@ -324,7 +340,15 @@ class StorageMaintenance:
         """Move every object off `source` onto `target` while the platform runs (`migration`);
         run again after an interruption, it goes on where it stopped."""
         migration = Migration(self.store, self.replicator, self.clock, self.halt)
-        return await migration.migrate(source, target, progress)
+        report = await migration.migrate(source, target, progress)
+        await self._note(
+            "storage.migrate",
+            source=source,
+            target=target,
+            moved=report.moved + report.already_there,
+            remaining=report.remaining,
+        )
+        return report
 
     async def rotate_key(self, organisation_id: str) -> RotateReport:
         """Give the organisation a new key-encryption key and re-wrap every data key under
@@ -345,9 +369,16 @@ class StorageMaintenance:
         objects, failed_objects = await self._rewrap_all(
             organisation_id, kek_id, repository.with_old_key, work_repository.rewrap_object
         )
-        return RotateReport(
-            organisation_id, kek_id, objects, uploads, failed_uploads + failed_objects
+        failed = failed_uploads + failed_objects
+        await self._note(
+            "storage.rotate-key",
+            organisation_id,
+            kek_id=kek_id,
+            objects=objects,
+            uploads=uploads,
+            failed=failed,
         )
+        return RotateReport(organisation_id, kek_id, objects, uploads, failed)
 
     async def _rewrap_all(
         self,
@@ -392,7 +423,20 @@ class StorageMaintenance:
         if quota_bytes is not None and quota_bytes < 0:
             raise MaintenanceError("a quota cannot be negative")
         async with self.database.transaction() as session:
+            if not await repository.organisation_known(session, organisation_id):
+                raise MaintenanceError(f"there is no organisation '{organisation_id}'")
             await repository.set_quota(session, organisation_id, quota_bytes)
+        await self._note("storage.quota", organisation_id, quota_bytes=quota_bytes)
+
+    async def _note(self, action: str, organisation_id: str | None = None, **detail: Any) -> None:
+        """The operator's command in the audit trail: what was done to the storage, by
+        whom, with its outcome's numbers (never an object's content)."""
+        target = f"Organization/{organisation_id}" if organisation_id else "storage"
+        await self.audit.record(
+            AuditRecord(
+                action, self.actor, organisation=organisation_id, target=target, detail=detail
+            )
+        )
 
 
 async def _gathered(calls: Sequence[Awaitable[Any]], parallel: int) -> list[Any]:

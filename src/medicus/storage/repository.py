@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from medicus.iam.models import OrganisationRow
 from medicus.storage.models import (
     ObjectReplicaRow,
     StorageBackendRow,
@@ -245,6 +246,11 @@ async def usage_of(
     if organisation_ids is not None:
         statement = statement.where(StorageUsageRow.organisation_id.in_(list(organisation_ids)))
     return (await session.scalars(statement)).all()
+
+
+async def organisation_known(session: AsyncSession, organisation_id: str) -> bool:
+    statement = select(OrganisationRow.id).where(OrganisationRow.id == organisation_id)
+    return await session.scalar(statement) is not None
 
 
 async def set_quota(session: AsyncSession, organisation_id: str, quota: int | None) -> None:
