@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 import medicus
 from medicus import health
 from medicus.access import routes as access_routes
+from medicus.collab import routes as collab_routes
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
 from medicus.core.i18n import Languages
 from medicus.core.logging import AccessLog, configure_logging
@@ -30,7 +31,7 @@ from medicus.web import routes as web_routes
 from medicus.web.assets import Assets
 from medicus.web.pages import PortalPages
 
-STREAMING_PREFIXES = ("/storage/", "/portal/uploads")
+STREAMING_PREFIXES = ("/storage/", "/portal/uploads", "/collab/content/")
 """Where bodies of any size stream to storage (objects, resumable uploads): their routes set
 their own limits (the largest object, the organisation's quota) instead of max_body_bytes."""
 
@@ -136,13 +137,20 @@ def _access_log(settings: Settings) -> AccessLog:
 
 
 def _storage_router(platform: Platform) -> APIRouter:
-    """Objects, and resumable uploads of them, for API clients with bearer tokens."""
+    """Objects, resumable uploads of them, and the collaboration spaces built on them, for API
+    clients with bearer tokens."""
     router = APIRouter()
     router.include_router(
         tus_router(platform.storage_uploads, bearer_principal(platform.tokens), "/storage/uploads")
     )
     router.include_router(
         storage_routes.build_router(platform.storage, platform.storage_permissions, platform.tokens)
+    )
+    collab = platform.collab
+    router.include_router(
+        collab_routes.build_router(
+            collab.spaces, collab.files, collab.tree, collab.editing, platform.tokens
+        )
     )
     return router
 

@@ -19,6 +19,12 @@ from medicus.access.policy import AccessPolicy
 from medicus.access.trail_reader import AuditTrailReader
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
+from medicus.collab.editing import Editing
+from medicus.collab.files import Files
+from medicus.collab.nodes import Nodes
+from medicus.collab.permissions import SpaceGate
+from medicus.collab.service import Spaces
+from medicus.collab.tree import Tree
 from medicus.core.background import BackgroundUpdates
 from medicus.core.clock import Clock
 from medicus.core.crypto import SecretBox
@@ -80,6 +86,16 @@ class FhirHub:
     guard: Guard
 
 
+@dataclass(frozen=True)
+class Collab:
+    """The collaboration spaces' services (docs/collab.md), built once here."""
+
+    spaces: Spaces
+    files: Files
+    tree: Tree
+    editing: Editing
+
+
 @dataclass
 class Platform:
     settings: Settings
@@ -113,6 +129,7 @@ class Platform:
     storage_permissions: StoragePermissions
     storage_uploads: UploadService
     storage_work: ReplicaWork
+    collab: Collab
 
     async def start_background_work(self) -> None:
         """Start the loops of a server process. The background updates run only on a database
@@ -147,19 +164,7 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
     box = SecretBox(settings.effective_secret_key())
     hasher = PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_kib)
     endpoints = _endpoints(settings)
-    token_lifetime = dt.timedelta(seconds=settings.access_token_seconds)
-    signing_keys = SigningKeys(
-        database, box, token_lifetime, dt.timedelta(days=settings.signing_key_rotation_days)
-    )
-    revocations = Revocations(database, token_lifetime, settings.revocation_poll_seconds)
-    tokens = TokenService(
-        database,
-        signing_keys,
-        revocations,
-        endpoints.issuer,
-        endpoints.fhir_base_url,
-        token_lifetime,
-    )
+    signing_keys, revocations, tokens = _token_services(settings, database, box, endpoints)
     identity = IdentityService(audit, hasher, resource_types())
     oversight = Oversight(database, identity)
     logins = _logins(settings, database, audit, hasher, box, revocations)
@@ -213,9 +218,30 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         portal_storage=portal_storage,
         storage=storage,
         storage_permissions=storage_permissions,
-        storage_uploads=(uploads := _uploads(settings, storage, storage_permissions, clock)),
+        storage_uploads=uploads,
         storage_work=ReplicaWork(storage, clock, sweeps=[uploads.expire_due]),
+        collab=_collab(settings, database, audit, fhir.guard, storage, clock),
     )
+
+
+def _token_services(
+    settings: Settings, database: Database, box: SecretBox, endpoints: Endpoints
+) -> tuple[SigningKeys, Revocations, TokenService]:
+    """The signing keys, the revocation list and the token service over them."""
+    token_lifetime = dt.timedelta(seconds=settings.access_token_seconds)
+    signing_keys = SigningKeys(
+        database, box, token_lifetime, dt.timedelta(days=settings.signing_key_rotation_days)
+    )
+    revocations = Revocations(database, token_lifetime, settings.revocation_poll_seconds)
+    tokens = TokenService(
+        database,
+        signing_keys,
+        revocations,
+        endpoints.issuer,
+        endpoints.fhir_base_url,
+        token_lifetime,
+    )
+    return signing_keys, revocations, tokens
 
 
 def _endpoints(settings: Settings) -> Endpoints:
@@ -317,6 +343,25 @@ def _storage(settings: Settings, database: Database, box: SecretBox) -> ObjectSt
         settings.effective_storage_replicas(),
         None if quota is None else int(quota * gigabyte),
         int(settings.storage_max_object_gb * gigabyte),
+    )
+
+
+def _collab(
+    settings: Settings,
+    database: Database,
+    audit: AuditTrail,
+    guard: Guard,
+    storage: ObjectStore,
+    clock: Clock,
+) -> Collab:
+    """The collaboration spaces, whose files are stored objects of the space's organisation."""
+    gate = SpaceGate(database, audit, guard)
+    nodes = Nodes(database, gate, storage, clock)
+    return Collab(
+        spaces=Spaces(database, gate, _mail_sender(settings), settings.public_url, clock),
+        files=Files(nodes),
+        tree=Tree(nodes),
+        editing=Editing(nodes),
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import medicus.access.models
 import medicus.audit.models
+import medicus.collab.models
 import medicus.core.background
 import medicus.fhir.models
 import medicus.iam.models

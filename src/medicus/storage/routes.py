@@ -54,8 +54,8 @@ def build_router(
         request: Request, principal: Principal = Depends(caller), name: str | None = None
     ) -> JSONResponse:
         """Keep the request's body as a new object of the caller's organisation."""
-        size = _content_length(request.headers, storage.max_object_bytes)
-        declared = _declared_type(request.headers)
+        size = content_length(request.headers, storage.max_object_bytes)
+        declared = declared_type(request.headers)
         file_name = _file_name(request.headers, name)
         organisation = await permissions.creator(principal, {"size": str(size)})
         head, body = await peek(request.stream())
@@ -116,7 +116,7 @@ def _created(stored: StoredObject) -> JSONResponse:
     return JSONResponse(answer, status_code=201, headers=headers)
 
 
-def _content_length(headers: Mapping[str, str], largest: int) -> int:
+def content_length(headers: Mapping[str, str], largest: int) -> int:
     """The announced size of the body: 411 without one (a chunked body), 413 above the
     largest object, before a byte of the body is read."""
     value = headers.get("content-length")
@@ -135,7 +135,7 @@ def _content_length(headers: Mapping[str, str], largest: int) -> int:
     return size
 
 
-def _declared_type(headers: Mapping[str, str]) -> str | None:
+def declared_type(headers: Mapping[str, str]) -> str | None:
     """The declared content type (None: none); 400 if it is not a media type, 415 for a
     body that is compressed for the transfer."""
     encoding = headers.get("content-encoding", "").strip().lower()

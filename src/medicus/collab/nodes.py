@@ -1,0 +1,294 @@
+"""The rules that the use-cases on files and folders share (`Nodes`): what the caller may
+see (a file linked to a Patient only if `access` allows), where a name may go, locks and
+preconditions, and keeping a version's bytes as a stored object of the space's organisation
+(encrypted, replicated, counted against its quota)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import mimetypes
+import uuid
+from collections.abc import AsyncIterable, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from medicus.access.policy import Interaction
+from medicus.collab import repository
+from medicus.collab.models import NodeRow, VersionRow
+from medicus.collab.names import name_key
+from medicus.collab.permissions import (
+    InSpace,
+    SpaceGate,
+    file_target,
+    unknown_node,
+)
+from medicus.collab.records import Node
+from medicus.collab.service import note_activity
+from medicus.core.clock import Clock
+from medicus.core.db import Database, utc_now
+from medicus.core.errors import ApiError
+from medicus.storage.service import NewObject, ObjectStore, StoredObject
+from medicus.storage.sniffing import GENERIC_TYPES, essence, peek, settle
+
+VERSIONS_KEPT = 50
+"""Versions of a file kept; older ones are deleted (office programs save often)."""
+LOCK_SECONDS = 30 * 60
+MAX_COMMENT = 5000
+
+
+def owner_of(node_id: str) -> str:
+    """The owner of the stored objects holding a file's versions."""
+    return f"CollabFile/{node_id}"
+
+
+class Nodes:
+    """The rules every use-case on files and folders shares: what the caller may see, where
+    a name may go, locks and preconditions, and keeping a version's bytes."""
+
+    def __init__(
+        self,
+        database: Database,
+        gate: SpaceGate,
+        storage: ObjectStore,
+        clock: Clock = utc_now,
+        versions_kept: int = VERSIONS_KEPT,
+    ) -> None:
+        self.database = database
+        self.gate = gate
+        self.storage = storage
+        self.clock = clock
+        self.versions_kept = versions_kept
+
+    async def visible(self, inside: InSpace, nodes: list[Node]) -> list[Node]:
+        """`nodes` without the files of patients whom `access` keeps from the caller (each
+        patient asked once; a refusal is recorded)."""
+        allowed: dict[str, bool] = {}
+        shown = []
+        for node in nodes:
+            if node.patient_id is not None and node.patient_id not in allowed:
+                event = await self.gate.patient_event(
+                    inside, node.patient_id, node.id, Interaction.SEARCH
+                )
+                allowed[node.patient_id] = event is not None
+            if node.patient_id is None or allowed[node.patient_id]:
+                shown.append(node)
+        return shown
+
+    async def chain(self, node: Node) -> list[Node]:
+        """The folders from the space's root down to `node`, and `node`."""
+        async with self.database.snapshot() as session:
+            row = await repository.live_node(session, node.space_id, node.id)
+            above = [] if row is None else await repository.ancestors(session, row)
+        return [*(Node.of(parent) for parent in above), node]
+
+    async def visible_node(
+        self, inside: InSpace, node_id: str, interaction: Interaction | None = None
+    ) -> Node:
+        async with self.database.snapshot() as session:
+            row = await repository.live_node(session, inside.space.id, node_id)
+        if row is None:
+            await self.gate.refuse(
+                inside.caller,
+                "collab.read",
+                file_target(node_id),
+                "not-known",
+                space=inside.space.id,
+            )
+            raise unknown_node(node_id)
+        node = Node.of(row)
+        if node.patient_id is not None:
+            event = await self.gate.patient_event(
+                inside, node.patient_id, node.id, interaction or Interaction.READ
+            )
+            if event is None:
+                raise unknown_node(node_id)
+        return node
+
+    async def at(self, inside: InSpace, names: Sequence[str]) -> Node:
+        async with self.database.snapshot() as session:
+            row = await repository.live_node(session, inside.space.id, inside.space.root_id)
+            for name in names:
+                if row is None or row.kind != repository.FOLDER:
+                    row = None
+                    break
+                row = await repository.child(session, row.id, name_key(name))
+        if row is None:
+            raise unknown_node("/".join(names))
+        return await self.visible_node(inside, row.id)
+
+    async def folder(
+        self, session: AsyncSession, inside: InSpace, folder_id: str | None
+    ) -> NodeRow:
+        row = await repository.live_node(
+            session, inside.space.id, folder_id or inside.space.root_id
+        )
+        if row is None:
+            raise unknown_node(folder_id or "/")
+        if row.kind != repository.FOLDER:
+            raise ApiError(409, f"{row.name} is a file, not a folder.")
+        return row
+
+    @staticmethod
+    async def name_free(session: AsyncSession, parent_id: str, name: str) -> None:
+        if await repository.child(session, parent_id, name_key(name)) is not None:
+            raise ApiError(409, f"There is already something named {name} in that folder.")
+
+    async def clear(
+        self,
+        session: AsyncSession,
+        inside: InSpace,
+        parent_id: str,
+        name: str,
+        moving: str,
+        replace: bool,
+        now: dt.datetime,
+    ) -> None:
+        """Make room for `name` in the folder: 409 if taken (unless by the node that moves,
+        or `replace`, which trashes what was there)."""
+        there = await repository.child(session, parent_id, name_key(name))
+        if there is None or there.id == moving:
+            return
+        if not replace:
+            raise ApiError(409, f"There is already something named {name} in that folder.")
+        ids = await repository.subtree_ids(session, there.id)
+        if await repository.live_locks(session, ids, now):
+            raise locked(name)
+        await repository.trash_nodes(session, ids, there.id, inside.caller.subject, now)
+
+    async def writable(
+        self, inside: InSpace, node: Node, lock_token: str | None, if_match: str | None
+    ) -> None:
+        if node.is_folder:
+            raise ApiError(409, f"{node.name} is a folder.")
+        if node.patient_id is not None:
+            event = await self.gate.patient_event(
+                inside, node.patient_id, node.id, Interaction.UPDATE
+            )
+            if event is None:
+                raise unknown_node(node.id)
+        if if_match is not None and if_match.strip() not in ("*", node.etag):
+            raise ApiError(
+                412,
+                f"{node.name} was changed by someone else (it is at version {node.version}); "
+                "reload it and apply your change again.",
+            )
+        await self.unlocked(inside, node, lock_token)
+
+    async def unlocked(self, inside: InSpace, node: Node, token: str | None = None) -> None:
+        async with self.database.snapshot() as session:
+            held = await repository.live_locks(session, [node.id], self.clock())
+        if any(row.principal != inside.caller.subject and row.token != token for row in held):
+            raise locked(node.name)
+
+    async def keep(
+        self,
+        inside: InSpace,
+        node_id: str,
+        name: str,
+        size: int,
+        declared_type: str | None,
+        body: AsyncIterable[bytes],
+    ) -> StoredObject:
+        """The bytes as a stored object of the space's organisation (its quota)."""
+        head, rest = await peek(body)
+        declared = None
+        if declared_type is not None and essence(declared_type) not in GENERIC_TYPES:
+            declared = declared_type
+        content_type = settle(declared, head)
+        if content_type == "application/octet-stream":
+            content_type = mimetypes.guess_type(name)[0] or content_type
+        new = NewObject(
+            inside.space.organisation_id,
+            size,
+            content_type,
+            name,
+            owner_of(node_id),
+            inside.caller.actor[:64],
+        )
+        return await self.storage.put(new, rest)
+
+    async def commit(
+        self,
+        inside: InSpace,
+        parent_id: str | None,
+        node_id: str,
+        name: str,
+        stored: StoredObject,
+        existing: NodeRow | None,
+        restored_from: int | None = None,
+    ) -> Node:
+        """Record the stored object as the file's newest version (and the file, if new);
+        versions beyond the kept ones are deleted after."""
+        now = self.clock()
+        subject = inside.caller.subject
+        space_id = inside.space.id
+        async with self.database.transaction() as session:
+            row = await repository.live_node(session, space_id, node_id)
+            if row is None:
+                if existing is not None:
+                    raise unknown_node(name)
+                await self.name_free(session, parent_id or "", name)
+                row = new_node(space_id, parent_id, repository.FILE, name, subject, now, node_id)
+                session.add(row)
+                await session.flush()
+            row.version += 1
+            row.size, row.sha256, row.content_type = stored.size, stored.sha256, stored.content_type
+            row.updated_by, row.updated_at = subject, now
+            session.add(
+                VersionRow(
+                    node_id=node_id,
+                    number=row.version,
+                    object_id=stored.id,
+                    size=stored.size,
+                    sha256=stored.sha256,
+                    content_type=stored.content_type,
+                    created_by=subject,
+                    created_at=now,
+                    restored_from=restored_from,
+                )
+            )
+            action = "uploaded" if row.version == 1 else "new-version"
+            if restored_from is not None:
+                action = "version-restored"
+            await note_activity(session, space_id, subject, action, name, node_id, now)
+            old = await repository.versions_beyond(session, node_id, self.versions_kept)
+            await repository.remove_versions(session, node_id, [v.number for v in old])
+            node = Node.of(row)
+        for version in old:
+            await self.storage.delete(version.object_id)
+        return node
+
+
+def new_node(
+    space_id: str,
+    parent_id: str | None,
+    kind: str,
+    name: str,
+    creator: str,
+    now: dt.datetime,
+    node_id: str | None = None,
+) -> NodeRow:
+    return NodeRow(
+        id=node_id or str(uuid.uuid4()),
+        space_id=space_id,
+        parent_id=parent_id,
+        kind=kind,
+        name=name,
+        name_key=name_key(name),
+        version=0,
+        size=0,
+        content_type="",
+        sha256="",
+        created_by=creator,
+        created_at=now,
+        updated_by=creator,
+        updated_at=now,
+    )
+
+
+def locked(name: str) -> ApiError:
+    return ApiError(
+        423,
+        f"{name} is locked for editing by someone else; try again when they are done.",
+        title="Locked",
+    )

@@ -1,0 +1,146 @@
+"""Who may do what in a space, and the audit event of every decision.
+
+A space is seen only by its members (users of any organisation, each with a `Role`); to
+anyone else it does not exist (404, audited as `not-a-member`), whatever path or id they
+name. A file linked to a Patient is patient data besides: `access` decides on it exactly as on
+a DocumentReference of that Patient (the record's organisation's staff, consent sharing,
+break-glass; the caller's scopes), and a member whom `access` refuses does not see it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from medicus.access.policy import AccessDenied, Interaction, audited
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome
+from medicus.collab import repository
+from medicus.collab.records import Role, Space
+from medicus.core.db import Database
+from medicus.core.errors import ApiError
+from medicus.fhir import repository as fhir_repository
+from medicus.fhir.guard import Guard
+from medicus.iam.tokens import Principal
+
+PATIENT_DOCUMENT = "DocumentReference"
+"""As which FHIR resource type `access` decides on a file linked to a Patient."""
+
+
+def space_target(space_id: str) -> str:
+    return f"CollabSpace/{space_id}"
+
+
+def file_target(node_id: str) -> str:
+    return f"CollabFile/{node_id}"
+
+
+def unknown_space(space_id: str) -> ApiError:
+    return ApiError(404, f"There is no space {space_id} here.")
+
+
+def unknown_node(name: str) -> ApiError:
+    return ApiError(404, f"There is no file or folder {name} here.")
+
+
+@dataclass(frozen=True)
+class InSpace:
+    """A caller let into a space, with their role there."""
+
+    caller: Principal
+    space: Space
+
+    @property
+    def role(self) -> Role:
+        return self.space.role
+
+
+class SpaceGate:
+    def __init__(self, database: Database, audit: AuditTrail, guard: Guard) -> None:
+        self._database = database
+        self._audit = audit
+        self._guard = guard
+
+    async def enter(self, caller: Principal, space_id: str, needed: Role, action: str) -> InSpace:
+        """The caller in the space, if they are a member with at least `needed`'s role
+        (nothing recorded yet: the use-case records what it did); 404 for anyone else and
+        403 for a member whose role does not allow `action` (both recorded)."""
+        found = None
+        if caller.kind == "user" and caller.role != "patient":
+            async with self._database.snapshot() as session:
+                found = await repository.space_with_role(session, space_id, caller.subject)
+        space_row, role_name = found if found is not None else (None, None)
+        if space_row is None or role_name is None:
+            await self.refuse(caller, action, space_target(space_id), "not-a-member")
+            raise unknown_space(space_id)
+        role = Role(role_name)
+        if not role.allows(needed):
+            await self.refuse(caller, action, space_target(space_id), f"role-{role}")
+            raise ApiError(
+                403,
+                f"Your role in this space ({role}) does not allow this; ask one of its "
+                f"managers to make you {needed}.",
+            )
+        return InSpace(caller, Space.of(space_row, role))
+
+    async def refuse(
+        self, caller: Principal, action: str, target: str, reason: str, **detail: str
+    ) -> None:
+        await self._audit.record(
+            audited(caller, action, target, {"reason": reason, **detail}, Outcome.DENIED)
+        )
+
+    async def record(
+        self,
+        inside: InSpace,
+        action: str,
+        target: str,
+        patient_id: str | None = None,
+        **detail: str,
+    ) -> None:
+        """The audit event of something done in the space (ids and counts only: names of
+        files may be patient data)."""
+        event = audited(inside.caller, action, target, {"space": inside.space.id, **detail})
+        await self._audit.record(event.about(patient_id))
+
+    async def search_recorded(self, caller: Principal, found: int) -> None:
+        """A search across the caller's spaces (what was asked is not kept: it may name a
+        patient; how much was found is)."""
+        await self._audit.record(
+            audited(caller, "collab.search", "CollabSpace", {"found": str(found)})
+        )
+
+    async def patient_event(
+        self, inside: InSpace, patient_id: str, node_id: str, interaction: Interaction
+    ) -> AuditRecord | None:
+        """The audit event that lets the caller at a file of Patient `patient_id` (of the
+        space's organisation), None (the refusal recorded) if `access` does not."""
+        caller = inside.caller
+        viewpoint = self._guard.viewpoint(caller)
+        row = await self._database.fetch_one(
+            *fhir_repository.lookup("Patient", patient_id, None, viewpoint)
+        )
+        found = None if row is None else fhir_repository.LookedUp.of(row)
+        owner = found.owner if found is not None else inside.space.organisation_id
+        try:
+            event = self._guard.check(
+                caller,
+                interaction,
+                PATIENT_DOCUMENT,
+                node_id,
+                owner,
+                found.shared if found else False,
+                found.opened if found else False,
+                found.patient_id if found else patient_id,
+            )
+        except AccessDenied as denied:
+            await self._audit.record(_as_file(denied.event, node_id, inside.space.id))
+            return None
+        if found is None:
+            await self._audit.record(_as_file(event.refused("not-known"), node_id, inside.space.id))
+            return None
+        return _as_file(event, node_id, inside.space.id)
+
+
+def _as_file(event: AuditRecord, node_id: str, space_id: str) -> AuditRecord:
+    """A decision taken as for a DocumentReference, naming the file it was about."""
+    action = event.action.replace("fhir.", "collab.", 1)
+    named = replace(event, action=action, target=file_target(node_id))
+    return named.noting(space=space_id, decidedAs=PATIENT_DOCUMENT)

@@ -1,0 +1,298 @@
+"""SQL of the collaboration spaces. Each function runs inside the caller's transaction (or
+snapshot); none decides who may do what: the service does, before it calls these."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from medicus.collab.models import (
+    ActivityRow,
+    CommentRow,
+    LockRow,
+    MemberRow,
+    NodeRow,
+    SpaceRow,
+    VersionRow,
+)
+from medicus.iam.models import UserRow
+
+FOLDER = "folder"
+FILE = "file"
+
+
+async def spaces_of(session: AsyncSession, user_id: str) -> Sequence[tuple[SpaceRow, str]]:
+    """The live spaces `user_id` is a member of, with their role, by name."""
+    rows = await session.execute(
+        select(SpaceRow, MemberRow.role)
+        .join(MemberRow, MemberRow.space_id == SpaceRow.id)
+        .where(MemberRow.user_id == user_id, SpaceRow.deleted_at.is_(None))
+        .order_by(SpaceRow.name, SpaceRow.id)
+    )
+    return [(space, role) for space, role in rows.all()]
+
+
+async def space_with_role(
+    session: AsyncSession, space_id: str, user_id: str
+) -> tuple[SpaceRow, str | None] | None:
+    """The live space and the user's role in it (None: not a member); None if no space."""
+    space = await session.scalar(
+        select(SpaceRow).where(SpaceRow.id == space_id, SpaceRow.deleted_at.is_(None))
+    )
+    if space is None:
+        return None
+    role = await session.scalar(
+        select(MemberRow.role).where(MemberRow.space_id == space_id, MemberRow.user_id == user_id)
+    )
+    return space, role
+
+
+async def members(session: AsyncSession, space_id: str) -> Sequence[tuple[MemberRow, UserRow]]:
+    rows = await session.execute(
+        select(MemberRow, UserRow)
+        .join(UserRow, UserRow.id == MemberRow.user_id)
+        .where(MemberRow.space_id == space_id)
+        .order_by(UserRow.display_name, UserRow.id)
+    )
+    return [(member, user) for member, user in rows.all()]
+
+
+async def member(session: AsyncSession, space_id: str, user_id: str) -> MemberRow | None:
+    return await session.get(MemberRow, (space_id, user_id))
+
+
+async def managers(session: AsyncSession, space_id: str) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(MemberRow)
+        .where(MemberRow.space_id == space_id, MemberRow.role == "manager")
+    )
+    return int(count or 0)
+
+
+async def user_by_email(session: AsyncSession, email: str) -> UserRow | None:
+    return await session.scalar(
+        select(UserRow).where(func.lower(UserRow.email) == email.strip().lower())
+    )
+
+
+async def live_node(session: AsyncSession, space_id: str, node_id: str) -> NodeRow | None:
+    return await session.scalar(
+        select(NodeRow).where(
+            NodeRow.id == node_id, NodeRow.space_id == space_id, NodeRow.deleted_at.is_(None)
+        )
+    )
+
+
+async def any_node(session: AsyncSession, space_id: str, node_id: str) -> NodeRow | None:
+    """The node, live or in the trash."""
+    return await session.scalar(
+        select(NodeRow).where(NodeRow.id == node_id, NodeRow.space_id == space_id)
+    )
+
+
+async def child(session: AsyncSession, parent_id: str, name_key: str) -> NodeRow | None:
+    """The live node named `name_key` (compared form) in folder `parent_id`."""
+    return await session.scalar(
+        select(NodeRow).where(
+            NodeRow.parent_id == parent_id,
+            NodeRow.name_key == name_key,
+            NodeRow.deleted_at.is_(None),
+        )
+    )
+
+
+async def children(session: AsyncSession, parent_id: str) -> Sequence[NodeRow]:
+    """The live nodes of folder `parent_id`: folders first, then by name."""
+    found = await session.scalars(
+        select(NodeRow)
+        .where(NodeRow.parent_id == parent_id, NodeRow.deleted_at.is_(None))
+        .order_by(NodeRow.kind.desc(), NodeRow.name_key)
+    )
+    return list(found)
+
+
+async def subtree_ids(session: AsyncSession, node_id: str, live: bool = True) -> list[str]:
+    """The ids of `node_id` and every node below it (live ones, or those trashed with it),
+    breadth first. Folders are shallow in practice, so a query per level is cheap and
+    works the same on SQLite and PostgreSQL."""
+    found = [node_id]
+    level = [node_id]
+    while level:
+        condition = NodeRow.deleted_at.is_(None) if live else NodeRow.trash_root == node_id
+        rows = await session.scalars(
+            select(NodeRow.id).where(NodeRow.parent_id.in_(level), condition)
+        )
+        level = list(rows)
+        found.extend(level)
+    return found
+
+
+async def ancestors(session: AsyncSession, node: NodeRow) -> list[NodeRow]:
+    """The folders above `node`, the space's root first."""
+    chain: list[NodeRow] = []
+    parent_id = node.parent_id
+    while parent_id is not None:
+        parent = await session.get(NodeRow, parent_id)
+        if parent is None:
+            break
+        chain.append(parent)
+        parent_id = parent.parent_id
+    return list(reversed(chain))
+
+
+async def trash_nodes(
+    session: AsyncSession, ids: Sequence[str], root: str, actor: str, now: dt.datetime
+) -> None:
+    await session.execute(
+        update(NodeRow)
+        .where(NodeRow.id.in_(ids))
+        .values(deleted_at=now, deleted_by=actor, trash_root=root)
+    )
+
+
+async def untrash(session: AsyncSession, root: str) -> None:
+    await session.execute(
+        update(NodeRow)
+        .where(NodeRow.trash_root == root)
+        .values(deleted_at=None, deleted_by=None, trash_root=None)
+    )
+
+
+async def trash_of(session: AsyncSession, space_id: str) -> Sequence[NodeRow]:
+    """What members deleted (the top nodes; a folder's content comes back with it)."""
+    found = await session.scalars(
+        select(NodeRow)
+        .where(NodeRow.space_id == space_id, NodeRow.trash_root == NodeRow.id)
+        .order_by(NodeRow.deleted_at.desc())
+    )
+    return list(found)
+
+
+async def expired_trash(
+    session: AsyncSession, now: dt.datetime, limit: int
+) -> Sequence[tuple[str, str]]:
+    """(space, node) of trashed top nodes whose space's retention has run out."""
+    rows = await session.execute(
+        select(NodeRow.space_id, NodeRow.id, NodeRow.deleted_at, SpaceRow.trash_days)
+        .join(SpaceRow, SpaceRow.id == NodeRow.space_id)
+        .where(NodeRow.trash_root == NodeRow.id)
+        .order_by(NodeRow.deleted_at)
+        .limit(limit * 4)
+    )
+    due = [
+        (space_id, node_id)
+        for space_id, node_id, deleted_at, days in rows.all()
+        if deleted_at is not None and deleted_at + dt.timedelta(days=days) <= now
+    ]
+    return due[:limit]
+
+
+async def versions(session: AsyncSession, node_id: str) -> Sequence[VersionRow]:
+    found = await session.scalars(
+        select(VersionRow).where(VersionRow.node_id == node_id).order_by(VersionRow.number.desc())
+    )
+    return list(found)
+
+
+async def version(session: AsyncSession, node_id: str, number: int) -> VersionRow | None:
+    return await session.get(VersionRow, (node_id, number))
+
+
+async def objects_of(session: AsyncSession, node_ids: Sequence[str]) -> list[str]:
+    """The stored objects of every version of these nodes."""
+    rows = await session.scalars(
+        select(VersionRow.object_id).where(VersionRow.node_id.in_(node_ids))
+    )
+    return list(rows)
+
+
+async def versions_beyond(session: AsyncSession, node_id: str, kept: int) -> list[VersionRow]:
+    """The versions of a file older than its newest `kept`."""
+    found = await session.scalars(
+        select(VersionRow)
+        .where(VersionRow.node_id == node_id)
+        .order_by(VersionRow.number.desc())
+        .offset(kept)
+    )
+    return list(found)
+
+
+async def remove_versions(session: AsyncSession, node_id: str, numbers: Sequence[int]) -> None:
+    await session.execute(
+        delete(VersionRow).where(VersionRow.node_id == node_id, VersionRow.number.in_(numbers))
+    )
+
+
+async def remove_nodes(session: AsyncSession, ids: Sequence[str]) -> None:
+    await session.execute(delete(VersionRow).where(VersionRow.node_id.in_(ids)))
+    await session.execute(delete(CommentRow).where(CommentRow.node_id.in_(ids)))
+    await session.execute(delete(LockRow).where(LockRow.node_id.in_(ids)))
+    await session.execute(delete(NodeRow).where(NodeRow.id.in_(ids)))
+
+
+async def live_locks(
+    session: AsyncSession, node_ids: Sequence[str], now: dt.datetime
+) -> Sequence[LockRow]:
+    found = await session.scalars(
+        select(LockRow).where(LockRow.node_id.in_(node_ids), LockRow.expires_at > now)
+    )
+    return list(found)
+
+
+async def comments(session: AsyncSession, node_id: str) -> Sequence[CommentRow]:
+    found = await session.scalars(
+        select(CommentRow).where(CommentRow.node_id == node_id).order_by(CommentRow.created_at)
+    )
+    return list(found)
+
+
+async def activity(
+    session: AsyncSession, space_id: str, before: int | None, limit: int
+) -> Sequence[ActivityRow]:
+    statement = select(ActivityRow).where(ActivityRow.space_id == space_id)
+    if before is not None:
+        statement = statement.where(ActivityRow.id < before)
+    found = await session.scalars(statement.order_by(ActivityRow.id.desc()).limit(limit))
+    return list(found)
+
+
+async def search(
+    session: AsyncSession,
+    space_ids: Sequence[str],
+    words: Sequence[str],
+    content_type: str | None,
+    owner: str | None,
+    changed_since: dt.datetime | None,
+    limit: int,
+) -> Sequence[NodeRow]:
+    """Live files and folders of these spaces whose name (or extracted text) holds every
+    word, newest first."""
+    statement = select(NodeRow).where(
+        NodeRow.space_id.in_(space_ids),
+        NodeRow.deleted_at.is_(None),
+        NodeRow.parent_id.is_not(None),
+    )
+    for word in words:
+        pattern = f"%{_escaped(word.casefold())}%"
+        statement = statement.where(
+            or_(
+                NodeRow.name_key.like(pattern, escape="\\"),
+                func.lower(NodeRow.text_content).like(pattern, escape="\\"),
+            )
+        )
+    if content_type:
+        statement = statement.where(NodeRow.content_type.like(f"{_escaped(content_type)}%"))
+    if owner:
+        statement = statement.where(NodeRow.created_by == owner)
+    if changed_since is not None:
+        statement = statement.where(NodeRow.updated_at >= changed_since)
+    found = await session.scalars(statement.order_by(NodeRow.updated_at.desc()).limit(limit))
+    return list(found)
+
+
+def _escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,234 @@
+"""Use-cases of the spaces themselves: create a space, see one's spaces, decide who is a
+member (users of any organisation), the activity feed, and search across what one may see.
+The files and folders inside a space are `collab.files`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from medicus.collab import repository
+from medicus.collab.models import ActivityRow, MemberRow, NodeRow, SpaceRow
+from medicus.collab.names import checked_name
+from medicus.collab.permissions import InSpace, SpaceGate, space_target
+from medicus.collab.records import Activity, Member, Role, Space
+from medicus.core.clock import Clock
+from medicus.core.db import Database, utc_now
+from medicus.core.errors import ApiError
+from medicus.core.logging import get_logger
+from medicus.core.mail import Mail, MailSender
+from medicus.iam.tokens import Principal
+
+log = get_logger("medicus.collab")
+MAX_DESCRIPTION = 2000
+DEFAULT_TRASH_DAYS = 30
+
+
+def _space_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ApiError(400, "A space's name has 1 to 200 characters.", title="Invalid name")
+    return checked_name(name)
+
+
+async def note_activity(
+    session: AsyncSession,
+    space_id: str,
+    actor: str,
+    action: str,
+    summary: str,
+    node_id: str | None,
+    now: dt.datetime,
+) -> None:
+    """An entry of the space's activity feed (its members see it: names may be there)."""
+    session.add(
+        ActivityRow(
+            space_id=space_id,
+            node_id=node_id,
+            actor=actor,
+            action=action,
+            summary=summary[:600],
+            at=now,
+        )
+    )
+
+
+class Spaces:
+    def __init__(
+        self,
+        database: Database,
+        gate: SpaceGate,
+        mail: MailSender,
+        public_url: str,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._database = database
+        self.gate = gate
+        self._mail = mail
+        self._public_url = public_url
+        self._clock = clock
+
+    async def create(self, caller: Principal, name: str, description: str = "") -> Space:
+        """A new space of the caller's organisation, with the caller as its manager."""
+        if caller.kind != "user" or caller.role == "patient":
+            await self.gate.refuse(caller, "collab.create", "CollabSpace", "not-staff")
+            raise ApiError(403, "Spaces are created by the staff of an organisation.")
+        if len(description) > MAX_DESCRIPTION:
+            raise ApiError(400, f"A description has at most {MAX_DESCRIPTION} characters.")
+        now = self._clock()
+        space_id, root_id = str(uuid.uuid4()), str(uuid.uuid4())
+        row = SpaceRow(
+            id=space_id,
+            organisation_id=caller.organisation_id,
+            name=_space_name(name),
+            description=description.strip(),
+            root_id=root_id,
+            trash_days=DEFAULT_TRASH_DAYS,
+            created_by=caller.subject,
+            created_at=now,
+        )
+        async with self._database.transaction() as session:
+            session.add(row)
+            await session.flush()
+            session.add(_root(space_id, root_id, caller.subject, now))
+            session.add(
+                MemberRow(
+                    space_id=space_id,
+                    user_id=caller.subject,
+                    role=Role.MANAGER,
+                    added_by=caller.subject,
+                    added_at=now,
+                )
+            )
+            await note_activity(
+                session, space_id, caller.subject, "space.created", row.name, None, now
+            )
+        space = Space.of(row, Role.MANAGER)
+        await self.gate.record(InSpace(caller, space), "collab.create", space_target(space_id))
+        return space
+
+    async def mine(self, caller: Principal) -> list[Space]:
+        """The spaces the caller is a member of."""
+        if caller.kind != "user":
+            return []
+        async with self._database.snapshot() as session:
+            found = await repository.spaces_of(session, caller.subject)
+        return [Space.of(row, Role(role)) for row, role in found]
+
+    async def get(self, caller: Principal, space_id: str) -> Space:
+        inside = await self.gate.enter(caller, space_id, Role.VIEWER, "collab.read")
+        return inside.space
+
+    async def members(self, caller: Principal, space_id: str) -> list[Member]:
+        await self.gate.enter(caller, space_id, Role.VIEWER, "collab.read")
+        async with self._database.snapshot() as session:
+            found = await repository.members(session, space_id)
+        return [
+            Member(user.id, user.display_name, user.email, Role(member.role), member.added_at)
+            for member, user in found
+        ]
+
+    async def invite(self, caller: Principal, space_id: str, email: str, role: Role) -> Member:
+        """Make the user with `email` (of any organisation on the platform) a member in
+        `role`, or change their role; they are told by e-mail."""
+        inside = await self.gate.enter(caller, space_id, Role.MANAGER, "collab.member")
+        now = self._clock()
+        async with self._database.transaction() as session:
+            user = await repository.user_by_email(session, email)
+            if user is None or not user.active:
+                raise ApiError(
+                    404,
+                    "There is no active user with that e-mail address on this platform; "
+                    "their organisation invites them first.",
+                )
+            existing = await repository.member(session, space_id, user.id)
+            if existing is not None:
+                await self._keep_a_manager(session, space_id, existing, role)
+                existing.role = role
+            else:
+                session.add(
+                    MemberRow(
+                        space_id=space_id,
+                        user_id=user.id,
+                        role=role,
+                        added_by=caller.subject,
+                        added_at=now,
+                    )
+                )
+            summary = f"{user.display_name} as {role}"
+            await note_activity(
+                session, space_id, caller.subject, "member.added", summary, None, now
+            )
+        await self.gate.record(
+            inside, "collab.member", space_target(space_id), member=user.id, role=str(role)
+        )
+        if existing is None:
+            await self._tell(user.email, inside.space, role)
+        return Member(user.id, user.display_name, user.email, role, now)
+
+    async def remove(self, caller: Principal, space_id: str, user_id: str) -> None:
+        """Take a member out (a member may always leave); the last manager stays."""
+        needed = Role.VIEWER if user_id == caller.subject else Role.MANAGER
+        inside = await self.gate.enter(caller, space_id, needed, "collab.member")
+        async with self._database.transaction() as session:
+            existing = await repository.member(session, space_id, user_id)
+            if existing is None:
+                raise ApiError(404, "That user is not a member of this space.")
+            await self._keep_a_manager(session, space_id, existing, None)
+            await session.delete(existing)
+            await note_activity(
+                session, space_id, caller.subject, "member.removed", user_id, None, self._clock()
+            )
+        await self.gate.record(inside, "collab.member", space_target(space_id), removed=user_id)
+
+    async def activity(
+        self, caller: Principal, space_id: str, before: int | None = None, limit: int = 50
+    ) -> list[Activity]:
+        """The space's feed, newest first, `limit` entries older than entry `before`."""
+        await self.gate.enter(caller, space_id, Role.VIEWER, "collab.read")
+        async with self._database.snapshot() as session:
+            rows = await repository.activity(session, space_id, before, max(1, min(limit, 200)))
+        return [Activity.of(row) for row in rows]
+
+    @staticmethod
+    async def _keep_a_manager(
+        session: AsyncSession, space_id: str, member: MemberRow, new_role: Role | None
+    ) -> None:
+        if member.role != Role.MANAGER or new_role == Role.MANAGER:
+            return
+        if await repository.managers(session, space_id) <= 1:
+            raise ApiError(
+                409, "A space keeps at least one manager: make another member manager first."
+            )
+
+    async def _tell(self, email: str, space: Space, role: Role) -> None:
+        """The e-mail to a new member; a failure to send does not undo the membership."""
+        body = (
+            f'You were added to the space "{space.name}" on medicus as {role}.\n\n'
+            f"Open it: {self._public_url}/portal/spaces/{space.id}\n"
+        )
+        try:
+            await self._mail.send(Mail(email, f"medicus: {space.name}", body))
+        except ApiError as error:
+            log.warning("space invitation mail not sent", reason=error.detail)
+
+
+def _root(space_id: str, root_id: str, creator: str, now: dt.datetime) -> NodeRow:
+    return NodeRow(
+        id=root_id,
+        space_id=space_id,
+        parent_id=None,
+        kind=repository.FOLDER,
+        name="",
+        name_key="",
+        version=0,
+        size=0,
+        content_type="",
+        sha256="",
+        created_by=creator,
+        created_at=now,
+        updated_by=creator,
+        updated_at=now,
+    )

@@ -1,0 +1,51 @@
+"""The collaboration API through HTTP: a space of hospital A with a member of hospital B,
+files with versions, moves, the trash, locks and preconditions; hospital C sees nothing."""
+
+from __future__ import annotations
+
+import hashlib
+
+from tests.collab.conftest import Region
+
+
+async def test_a_member_of_another_hospital_writes_and_reads_files(region: Region) -> None:
+    space = await region.space()
+    written = await region.upload(region.bob, space["id"], "SOP Lyse.txt", b"version one")
+    assert written.status_code == 201, written.text
+    file_id = written.json()["id"]
+    again = await region.upload(region.alice, space["id"], "sop lyse.txt", b"version two!")
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == file_id
+    assert again.json()["version"] == 2
+    read = await region.http.get(
+        f"/collab/content/{space['id']}/{file_id}", headers=region.bob.headers
+    )
+    assert read.status_code == 200
+    assert read.content == b"version two!"
+    assert read.headers["etag"] == f'"{hashlib.sha256(b"version two!").hexdigest()}"'
+    old = await region.http.get(
+        f"/collab/content/{space['id']}/{file_id}?version=1", headers=region.bob.headers
+    )
+    assert old.content == b"version one"
+
+
+async def test_another_hospital_without_membership_gets_404_everywhere(region: Region) -> None:
+    space = await region.space()
+    written = await region.upload(region.alice, space["id"], "a.txt", b"secret")
+    file_id = written.json()["id"]
+    base = f"/collab/spaces/{space['id']}"
+    for path in (
+        base,
+        f"{base}/members",
+        f"{base}/activity",
+        f"{base}/nodes/root/children",
+        f"{base}/nodes/{file_id}",
+        f"{base}/trash",
+        f"/collab/content/{space['id']}/{file_id}",
+    ):
+        answer = await region.http.get(path, headers=region.carol.headers)
+        assert answer.status_code == 404, (path, answer.text)
+    upload = await region.upload(region.carol, space["id"], "b.txt", b"x")
+    assert upload.status_code == 404
+    listed = await region.http.get("/collab/spaces", headers=region.carol.headers)
+    assert listed.json() == {"spaces": []}
