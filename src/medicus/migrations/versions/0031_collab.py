@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 _LIVE = sa.text("deleted_at IS NULL")
 
 
-def _space_key() -> sa.Column:
+def _space_key() -> sa.Column[str]:
     return sa.Column(
         "space_id",
         sa.String(36),
