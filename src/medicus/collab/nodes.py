@@ -10,6 +10,7 @@ import mimetypes
 import uuid
 from collections.abc import AsyncIterable, Sequence
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.access.policy import Interaction
@@ -217,46 +218,79 @@ class Nodes:
         existing: NodeRow | None,
         restored_from: int | None = None,
     ) -> Node:
-        """Record the stored object as the file's newest version (and the file, if new);
-        versions beyond the kept ones are deleted after."""
+        """Record the stored object as the file's newest version (and the file, if new: if
+        another writer created a file of that name meanwhile, this becomes its next version,
+        so that nothing written is lost); versions beyond the kept ones are deleted after."""
+        try:
+            node, old = await self._record(
+                inside, parent_id, node_id, name, stored, existing, restored_from
+            )
+        except IntegrityError:
+            # Two writers created the same name at once (PostgreSQL): the other one is
+            # committed now, so this write becomes its next version.
+            node, old = await self._record(
+                inside, parent_id, node_id, name, stored, existing, restored_from
+            )
+        for version in old:
+            await self.storage.delete(version.object_id)
+        return node
+
+    async def _record(
+        self,
+        inside: InSpace,
+        parent_id: str | None,
+        node_id: str,
+        name: str,
+        stored: StoredObject,
+        existing: NodeRow | None,
+        restored_from: int | None,
+    ) -> tuple[Node, list[VersionRow]]:
         now = self.clock()
         subject = inside.caller.subject
         space_id = inside.space.id
         async with self.database.transaction() as session:
-            row = await repository.live_node(session, space_id, node_id)
+            row = await repository.live_node(session, space_id, node_id, for_update=True)
+            if row is None and existing is not None:
+                raise unknown_node(name)
             if row is None:
-                if existing is not None:
-                    raise unknown_node(name)
-                await self.name_free(session, parent_id or "", name)
+                row = await repository.child(session, parent_id or "", name_key(name), True)
+                if row is not None and row.kind != repository.FILE:
+                    raise ApiError(409, f"There is already a folder named {name} there.")
+            if row is None:
                 row = new_node(space_id, parent_id, repository.FILE, name, subject, now, node_id)
                 session.add(row)
                 await session.flush()
             row.version += 1
             row.size, row.sha256, row.content_type = stored.size, stored.sha256, stored.content_type
             row.updated_by, row.updated_at = subject, now
-            session.add(
-                VersionRow(
-                    node_id=node_id,
-                    number=row.version,
-                    object_id=stored.id,
-                    size=stored.size,
-                    sha256=stored.sha256,
-                    content_type=stored.content_type,
-                    created_by=subject,
-                    created_at=now,
-                    restored_from=restored_from,
-                )
-            )
+            session.add(_version_row(row, stored, subject, now, restored_from))
             action = "uploaded" if row.version == 1 else "new-version"
             if restored_from is not None:
                 action = "version-restored"
-            await note_activity(session, space_id, subject, action, name, node_id, now)
-            old = await repository.versions_beyond(session, node_id, self.versions_kept)
-            await repository.remove_versions(session, node_id, [v.number for v in old])
-            node = Node.of(row)
-        for version in old:
-            await self.storage.delete(version.object_id)
-        return node
+            await note_activity(session, space_id, subject, action, name, row.id, now)
+            old = await repository.versions_beyond(session, row.id, self.versions_kept)
+            await repository.remove_versions(session, row.id, [v.number for v in old])
+            return Node.of(row), list(old)
+
+
+def _version_row(
+    node: NodeRow,
+    stored: StoredObject,
+    creator: str,
+    now: dt.datetime,
+    restored_from: int | None,
+) -> VersionRow:
+    return VersionRow(
+        node_id=node.id,
+        number=node.version,
+        object_id=stored.id,
+        size=stored.size,
+        sha256=stored.sha256,
+        content_type=stored.content_type,
+        created_by=creator,
+        created_at=now,
+        restored_from=restored_from,
+    )
 
 
 def new_node(

@@ -79,12 +79,15 @@ async def user_by_email(session: AsyncSession, email: str) -> UserRow | None:
     )
 
 
-async def live_node(session: AsyncSession, space_id: str, node_id: str) -> NodeRow | None:
-    return await session.scalar(
-        select(NodeRow).where(
-            NodeRow.id == node_id, NodeRow.space_id == space_id, NodeRow.deleted_at.is_(None)
-        )
+async def live_node(
+    session: AsyncSession, space_id: str, node_id: str, for_update: bool = False
+) -> NodeRow | None:
+    """The live node; `for_update`: its row locked until the transaction ends (PostgreSQL;
+    SQLite has one writer anyway), so that two writers of one file take turns."""
+    statement = select(NodeRow).where(
+        NodeRow.id == node_id, NodeRow.space_id == space_id, NodeRow.deleted_at.is_(None)
     )
+    return await session.scalar(statement.with_for_update() if for_update else statement)
 
 
 async def any_node(session: AsyncSession, space_id: str, node_id: str) -> NodeRow | None:
@@ -94,15 +97,16 @@ async def any_node(session: AsyncSession, space_id: str, node_id: str) -> NodeRo
     )
 
 
-async def child(session: AsyncSession, parent_id: str, name_key: str) -> NodeRow | None:
+async def child(
+    session: AsyncSession, parent_id: str, name_key: str, for_update: bool = False
+) -> NodeRow | None:
     """The live node named `name_key` (compared form) in folder `parent_id`."""
-    return await session.scalar(
-        select(NodeRow).where(
-            NodeRow.parent_id == parent_id,
-            NodeRow.name_key == name_key,
-            NodeRow.deleted_at.is_(None),
-        )
+    statement = select(NodeRow).where(
+        NodeRow.parent_id == parent_id,
+        NodeRow.name_key == name_key,
+        NodeRow.deleted_at.is_(None),
     )
+    return await session.scalar(statement.with_for_update() if for_update else statement)
 
 
 async def children(session: AsyncSession, parent_id: str) -> Sequence[NodeRow]:
