@@ -358,7 +358,7 @@ def _collab(
     gate = SpaceGate(database, audit, guard)
     nodes = Nodes(database, gate, storage, clock)
     return Collab(
-        spaces=Spaces(database, gate, _mail_sender(settings), settings.public_url, clock),
+        spaces=Spaces(database, gate, storage, _mail_sender(settings), settings.public_url, clock),
         files=Files(nodes),
         tree=Tree(nodes),
         editing=Editing(nodes),

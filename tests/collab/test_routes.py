@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from tests.collab.conftest import Region
+from tests.support.database import rows
 
 
 async def test_a_member_of_another_hospital_writes_and_reads_files(region: Region) -> None:
@@ -48,4 +49,28 @@ async def test_another_hospital_without_membership_gets_404_everywhere(region: R
     upload = await region.upload(region.carol, space["id"], "b.txt", b"x")
     assert upload.status_code == 404
     listed = await region.http.get("/collab/spaces", headers=region.carol.headers)
+    assert listed.json() == {"spaces": []}
+
+
+async def test_a_manager_renames_and_deletes_a_space_with_its_files(region: Region) -> None:
+    space = await region.space()
+    written = await region.upload(region.bob, space["id"], "a.txt", b"bytes")
+    renamed = await region.http.patch(
+        f"/collab/spaces/{space['id']}",
+        json={"name": "Tumorzentrum", "trashDays": 7},
+        headers=region.alice.headers,
+    )
+    assert (renamed.json()["name"], renamed.json()["trashDays"]) == ("Tumorzentrum", 7)
+    refused = await region.http.delete(f"/collab/spaces/{space['id']}", headers=region.bob.headers)
+    assert refused.status_code == 403
+    [(object_id,)] = await rows(region.platform, "SELECT id FROM stored_object")
+    deleted = await region.http.delete(
+        f"/collab/spaces/{space['id']}", headers=region.alice.headers
+    )
+    assert deleted.status_code == 204
+    gone = await region.http.get(f"/collab/spaces/{space['id']}", headers=region.alice.headers)
+    assert gone.status_code == 404
+    assert written.status_code == 201
+    assert await region.platform.storage.describe(object_id) is None
+    listed = await region.http.get("/collab/spaces", headers=region.bob.headers)
     assert listed.json() == {"spaces": []}

@@ -61,7 +61,13 @@ class Files:
                 for row, role in await repository.spaces_of(session, caller.subject)
             }
             rows = await repository.search(
-                session, list(spaces), words, content_type, owner, changed_since, limit
+                session,
+                list(spaces),
+                words,
+                content_type,
+                owner,
+                changed_since,
+                max(1, min(limit, 200)),
             )
         found: list[Node] = []
         for node in (Node.of(row) for row in rows):

@@ -119,6 +119,11 @@ async def children(session: AsyncSession, parent_id: str) -> Sequence[NodeRow]:
     return list(found)
 
 
+async def space_node_ids(session: AsyncSession, space_id: str) -> list[str]:
+    """Every node of the space, live or in the trash."""
+    return list(await session.scalars(select(NodeRow.id).where(NodeRow.space_id == space_id)))
+
+
 async def subtree_ids(session: AsyncSession, node_id: str, live: bool = True) -> list[str]:
     """The ids of `node_id` and every node below it (live ones, or those trashed with it),
     breadth first. Folders are shallow in practice, so a query per level is cheap and

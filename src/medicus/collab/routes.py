@@ -36,6 +36,12 @@ class NewSpace(BaseModel):
     description: str = Field("", max_length=2000)
 
 
+class SpaceChange(BaseModel):
+    name: str | None = Field(None, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    trashDays: int | None = Field(None, ge=1, le=365)
+
+
 class Invitation(BaseModel):
     email: str = Field(max_length=320)
     role: Role = Role.VIEWER
@@ -90,6 +96,20 @@ def _space_routes(router: APIRouter, spaces: Spaces, caller: Caller) -> None:
     @router.get("/spaces/{space_id}")
     async def one_space(space_id: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         return space_json(await spaces.get(who, space_id))
+
+    @router.patch("/spaces/{space_id}")
+    async def change_space(
+        space_id: str, change: SpaceChange, who: Principal = Depends(caller)
+    ) -> dict[str, Any]:
+        changed = await spaces.change(
+            who, space_id, change.name, change.description, change.trashDays
+        )
+        return space_json(changed)
+
+    @router.delete("/spaces/{space_id}", status_code=204)
+    async def delete_space(space_id: str, who: Principal = Depends(caller)) -> Response:
+        await spaces.delete(who, space_id)
+        return Response(status_code=204)
 
     @router.get("/spaces/{space_id}/members")
     async def members(space_id: str, who: Principal = Depends(caller)) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from medicus.core.errors import ApiError
 from medicus.core.logging import get_logger
 from medicus.core.mail import Mail, MailSender
 from medicus.iam.tokens import Principal
+from medicus.storage.service import ObjectStore
 
 log = get_logger("medicus.collab")
 MAX_DESCRIPTION = 2000
@@ -60,12 +61,14 @@ class Spaces:
         self,
         database: Database,
         gate: SpaceGate,
+        storage: ObjectStore,
         mail: MailSender,
         public_url: str,
         clock: Clock = utc_now,
     ) -> None:
         self._database = database
         self.gate = gate
+        self._storage = storage
         self._mail = mail
         self._public_url = public_url
         self._clock = clock
@@ -120,6 +123,50 @@ class Spaces:
     async def get(self, caller: Principal, space_id: str) -> Space:
         inside = await self.gate.enter(caller, space_id, Role.VIEWER, "collab.read")
         return inside.space
+
+    async def change(
+        self,
+        caller: Principal,
+        space_id: str,
+        name: str | None = None,
+        description: str | None = None,
+        trash_days: int | None = None,
+    ) -> Space:
+        """Rename a space, describe it, or say how long its trash keeps things (1 to 365 days)."""
+        inside = await self.gate.enter(caller, space_id, Role.MANAGER, "collab.update")
+        if description is not None and len(description) > MAX_DESCRIPTION:
+            raise ApiError(400, f"A description has at most {MAX_DESCRIPTION} characters.")
+        if trash_days is not None and not 1 <= trash_days <= 365:
+            raise ApiError(400, "The trash keeps things for 1 to 365 days.")
+        async with self._database.transaction() as session:
+            row = await session.get(SpaceRow, space_id)
+            assert row is not None
+            row.name = _space_name(name) if name is not None else row.name
+            row.description = description.strip() if description is not None else row.description
+            row.trash_days = trash_days or row.trash_days
+            await note_activity(
+                session, space_id, caller.subject, "space.changed", row.name, None, self._clock()
+            )
+            changed = Space.of(row, inside.role)
+        await self.gate.record(inside, "collab.update", space_target(space_id))
+        return changed
+
+    async def delete(self, caller: Principal, space_id: str) -> None:
+        """Delete a space with everything in it, for good: its files' stored objects are
+        deleted (their keys destroyed), its share links stop working."""
+        inside = await self.gate.enter(caller, space_id, Role.MANAGER, "collab.delete")
+        async with self._database.transaction() as session:
+            ids = await repository.space_node_ids(session, space_id)
+            objects = await repository.objects_of(session, ids)
+            await repository.remove_nodes(session, ids)
+            row = await session.get(SpaceRow, space_id)
+            assert row is not None
+            row.deleted_at = self._clock()
+        for object_id in objects:
+            await self._storage.delete(object_id)
+        await self.gate.record(
+            inside, "collab.delete", space_target(space_id), files=str(len(objects))
+        )
 
     async def members(self, caller: Principal, space_id: str) -> list[Member]:
         await self.gate.enter(caller, space_id, Role.VIEWER, "collab.read")
