@@ -150,10 +150,20 @@ class Files:
         stored = None if row is None else await self._nodes.storage.describe(row.object_id)
         if stored is None:
             raise ApiError(404, f"{node.name} has no version {number}.")
-        await self._nodes.gate.record(
-            inside, "collab.read", file_target(node.id), node.patient_id, version=str(number)
-        )
+        await self._read_recorded(inside, node, number)
         return node, stored
+
+    async def _read_recorded(self, inside: InSpace, node: Node, number: int) -> None:
+        """The read in the audit trail; of a patient's file as `access` allowed it (its
+        reason: own organisation, consent, break-glass), in the patient's access log."""
+        gate = self._nodes.gate
+        if node.patient_id is None:
+            await gate.record(inside, "collab.read", file_target(node.id), version=str(number))
+            return
+        event = await gate.patient_event(inside, node.patient_id, node.id, Interaction.READ)
+        if event is None:
+            raise ApiError(404, f"There is no file or folder {node.id} here.")
+        await gate.record_event(event.noting(version=str(number)))
 
     async def versions(self, caller: Principal, space_id: str, node_id: str) -> list[Version]:
         inside = await self._nodes.gate.enter(caller, space_id, Role.VIEWER, "collab.read")

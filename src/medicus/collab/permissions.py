@@ -100,6 +100,9 @@ class SpaceGate:
         event = audited(inside.caller, action, target, {"space": inside.space.id, **detail})
         await self._audit.record(event.about(patient_id))
 
+    async def record_event(self, event: AuditRecord) -> None:
+        await self._audit.record(event)
+
     async def search_recorded(self, caller: Principal, found: int) -> None:
         """A search across the caller's spaces (what was asked is not kept: it may name a
         patient; how much was found is)."""
