@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint format install browser azurite migrate demo bench clean
+.PHONY: run test lint format install browser webdav-clients azurite migrate demo bench clean
 
 # Serves on MEDICUS_HOST:MEDICUS_PORT, 127.0.0.1:8080 unless set. Each step prints what it did
 # in a line or two; the demo's lines say how to log in and how to get a token.
@@ -14,7 +14,7 @@ run: install
 	@$(BIN)/medicus demo
 	@$(BIN)/medicus serve
 
-test: install browser azurite
+test: install browser webdav-clients azurite
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
@@ -27,6 +27,10 @@ install: $(VENV)/.synced
 # Debian's chromium for the portal's browser tests (scripts/browser.sh says when it cannot).
 browser:
 	@scripts/browser.sh
+
+# Debian's rclone and fuse3 for the WebDAV tests (scripts/webdav_clients.sh says when it cannot).
+webdav-clients:
+	@scripts/webdav_clients.sh
 
 # Azurite (npm) for the Azure Blob storage tests, installed from its lock, again only when the
 # lock changes. Without npm it says so and the Azure tests fail, saying what to do.

@@ -12,7 +12,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 import medicus
 from medicus import health
 from medicus.access import routes as access_routes
+from medicus.collab import app_password_routes, share_link_routes
 from medicus.collab import routes as collab_routes
+from medicus.collab.share_link_pages import SharePages
+from medicus.collab.webdav import DavMount
+from medicus.collab.webdav_resources import DavServices
 from medicus.core.http import BodySizeLimit, RequestObserver, install_errors
 from medicus.core.i18n import Languages
 from medicus.core.logging import AccessLog, configure_logging
@@ -31,9 +35,16 @@ from medicus.web import routes as web_routes
 from medicus.web.assets import Assets
 from medicus.web.pages import PortalPages
 
-STREAMING_PREFIXES = ("/storage/", "/portal/uploads", "/collab/content/")
-"""Where bodies of any size stream to storage (objects, resumable uploads): their routes set
-their own limits (the largest object, the organisation's quota) instead of max_body_bytes."""
+STREAMING_PREFIXES = (
+    "/storage/",
+    "/portal/uploads",
+    "/portal/space-uploads",
+    "/collab/content/",
+    "/dav/",
+)
+"""Where bodies of any size stream to storage (objects, resumable uploads, WebDAV's PUT): their
+routes set their own limits (the largest object, the organisation's quota) instead of
+max_body_bytes."""
 
 _LANDING_HEADERS = {
     "Content-Security-Policy": (
@@ -104,26 +115,30 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             platform.endpoints.fhir_base_url,
         )
     )
-    app.include_router(_storage_router(platform))
-    portal_pages = PortalPages(Assets(), languages, platform.endpoints.secure_cookies)
-    app.include_router(
-        web_routes.build_router(
-            platform.portal,
-            platform.portal_own_data,
-            platform.portal_oversight,
-            platform.admin,
-            platform.logins,
-            portal_pages,
-            platform.organisation_settings,
-            platform.portal_stewardship,
-            platform.portal_storage,
-        )
-    )
+    _include_storage(app, platform)
+    app.include_router(_portal_router(platform, languages))
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, streaming_prefixes=STREAMING_PREFIXES
     )
     app.add_middleware(RequestObserver, metrics=platform.metrics, access_log=_access_log(settings))
     return app
+
+
+def _portal_router(platform: Platform, languages: Languages) -> APIRouter:
+    """The portal's pages (and its static files, and the tus endpoints of its uploads)."""
+    portal_pages = PortalPages(Assets(), languages, platform.endpoints.secure_cookies)
+    return web_routes.build_router(
+        platform.portal,
+        platform.portal_own_data,
+        platform.portal_oversight,
+        platform.admin,
+        platform.logins,
+        portal_pages,
+        platform.organisation_settings,
+        platform.portal_stewardship,
+        platform.portal_storage,
+        platform.portal_collab,
+    )
 
 
 def _access_log(settings: Settings) -> AccessLog:
@@ -152,7 +167,23 @@ def _storage_router(platform: Platform) -> APIRouter:
             collab.spaces, collab.files, collab.tree, collab.editing, platform.tokens
         )
     )
+    # Share links: their members' API, and the pages and downloads at /s/ for anyone with one.
+    share_pages = SharePages(Languages(), platform.endpoints.secure_cookies)
+    router.include_router(
+        share_link_routes.build_router(collab.share_links, platform.tokens, share_pages)
+    )
+    router.include_router(app_password_routes.build_router(collab.app_passwords, platform.tokens))
     return router
+
+
+def _include_storage(app: FastAPI, platform: Platform) -> None:
+    """The storage and collaboration APIs, and WebDAV at /dav/ (a mount: WsgiDAV is its own
+    application, behind app passwords instead of bearer tokens)."""
+    app.include_router(_storage_router(platform))
+    collab = platform.collab
+    staging = platform.settings.data_dir / "tmp"
+    services = DavServices(collab.spaces, collab.files, collab.tree, collab.dav_locks, staging)
+    app.mount("/dav", DavMount(services, collab.app_passwords))
 
 
 def _landing_router(endpoints: Endpoints) -> APIRouter:

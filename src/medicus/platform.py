@@ -19,12 +19,17 @@ from medicus.access.policy import AccessPolicy
 from medicus.access.trail_reader import AuditTrailReader
 from medicus.audit.sealer import AuditSealer
 from medicus.audit.service import AuditTrail
+from medicus.collab.app_passwords import AppPasswords
 from medicus.collab.editing import Editing
 from medicus.collab.files import Files
+from medicus.collab.lock_state import LockState
 from medicus.collab.nodes import Nodes
 from medicus.collab.permissions import SpaceGate
 from medicus.collab.service import Spaces
+from medicus.collab.share_links import ShareLinks
 from medicus.collab.tree import Tree
+from medicus.collab.uploads import SpaceUploads
+from medicus.collab.webdav_locks import DavLocks
 from medicus.core.background import BackgroundUpdates
 from medicus.core.clock import Clock
 from medicus.core.crypto import SecretBox
@@ -66,8 +71,9 @@ from medicus.storage.maintenance import StorageMaintenance
 from medicus.storage.permissions import StoragePermissions
 from medicus.storage.service import ObjectStore
 from medicus.storage.uploads import UploadService
-from medicus.storage.work import ReplicaWork
+from medicus.storage.work import ReplicaWork, Sweep
 from medicus.updates import update_steps
+from medicus.web.collab_pages import PortalCollab
 from medicus.web.oversight import OversightPages
 from medicus.web.own_data import OwnData
 from medicus.web.service import Portal
@@ -94,6 +100,11 @@ class Collab:
     files: Files
     tree: Tree
     editing: Editing
+    share_links: ShareLinks
+    app_passwords: AppPasswords
+    dav_locks: DavLocks
+    uploads: SpaceUploads
+    locks: LockState
 
 
 @dataclass
@@ -125,6 +136,7 @@ class Platform:
     portal_oversight: OversightPages
     portal_stewardship: Stewardship
     portal_storage: PortalStorage
+    portal_collab: PortalCollab
     storage: ObjectStore
     storage_permissions: StoragePermissions
     storage_uploads: UploadService
@@ -185,6 +197,7 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         database, fhir, patients, break_glass, identity, accounts, endpoints.fhir_base_url
     )
     uploads = _uploads(settings, storage, storage_permissions, clock)
+    collab = _collab(settings, database, audit, fhir.guard, storage, clock)
     portal_storage = _portal_storage(settings, database, audit, fhir, patients, identity, uploads)
     return Platform(
         settings=settings,
@@ -216,11 +229,14 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         portal_oversight=OversightPages(database, break_glass, trail_reader, identity),
         portal_stewardship=Stewardship(database, patients, identity),
         portal_storage=portal_storage,
+        portal_collab=_portal_collab(settings, database, identity, collab),
         storage=storage,
         storage_permissions=storage_permissions,
         storage_uploads=uploads,
-        storage_work=ReplicaWork(storage, clock, sweeps=[uploads.expire_due]),
-        collab=_collab(settings, database, audit, fhir.guard, storage, clock),
+        storage_work=ReplicaWork(
+            storage, clock, sweeps=[uploads.expire_due, _trash_retention(collab.tree)]
+        ),
+        collab=collab,
     )
 
 
@@ -362,7 +378,56 @@ def _collab(
         files=Files(nodes),
         tree=Tree(nodes),
         editing=Editing(nodes),
+        share_links=ShareLinks(
+            nodes,
+            audit,
+            PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_kib),
+            SecretBox(settings.effective_secret_key()),
+            _mail_sender(settings),
+            settings.public_url,
+        ),
+        app_passwords=AppPasswords(database, audit, clock),
+        dav_locks=DavLocks(nodes),
+        uploads=SpaceUploads(
+            storage,
+            StoragePermissions(guard, audit),
+            settings.data_dir / "uploads",
+            dt.timedelta(hours=settings.storage_upload_hours),
+            gate,
+            nodes,
+            clock,
+        ),
+        locks=LockState(nodes),
     )
+
+
+def _portal_collab(
+    settings: Settings, database: Database, identity: IdentityService, collab: Collab
+) -> PortalCollab:
+    """The portal's pages of the spaces, over the collaboration services."""
+    return PortalCollab(
+        database,
+        identity,
+        collab.spaces,
+        collab.files,
+        collab.tree,
+        collab.editing,
+        collab.uploads,
+        collab.share_links,
+        collab.app_passwords,
+        collab.locks,
+        settings.public_url,
+    )
+
+
+def _trash_retention(tree: Tree) -> Sweep:
+    """The collaboration spaces' trash emptied of what lay there past its space's retention,
+    as a sweep of the background work (the tree reads the same clock)."""
+
+    async def purge(_now: dt.datetime) -> int:
+        return await tree.purge_expired()
+
+    return purge
 
 
 def _portal_storage(

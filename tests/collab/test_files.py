@@ -195,15 +195,15 @@ async def test_a_lock_keeps_others_from_writing_moving_and_deleting(region: Regi
     assert locked.status_code == 200, locked.text
     _problem(await region.upload(region.bob, space["id"], "Dienstplan.txt", b"v2"), 423)
     _problem(await region.http.delete(base, headers=region.bob.headers), 423)
-    _problem(
-        await region.http.patch(base, json={"name": "x.txt"}, headers=region.bob.headers), 423
-    )
+    _problem(await region.http.patch(base, json={"name": "x.txt"}, headers=region.bob.headers), 423)
     _problem(await region.http.delete(f"{base}/lock", headers=region.bob.headers), 423)
     mine = await region.upload(region.alice, space["id"], "Dienstplan.txt", b"v2 by alice")
     assert mine.status_code == 200
     unlocked = await region.http.delete(f"{base}/lock", headers=region.alice.headers)
     assert unlocked.status_code == 204
-    assert (await region.upload(region.bob, space["id"], "Dienstplan.txt", b"v3")).status_code == 200
+    assert (
+        await region.upload(region.bob, space["id"], "Dienstplan.txt", b"v3")
+    ).status_code == 200
 
 
 async def test_writers_racing_for_one_name_lose_nothing(region: Region) -> None:
@@ -212,9 +212,7 @@ async def test_writers_racing_for_one_name_lose_nothing(region: Region) -> None:
     answers = await asyncio.gather(
         *(region.upload(region.alice, space["id"], "Protokoll.txt", body) for body in bodies)
     )
-    assert all(answer.status_code in (200, 201) for answer in answers), [
-        a.text for a in answers
-    ]
+    assert all(answer.status_code in (200, 201) for answer in answers), [a.text for a in answers]
     assert {answer.json()["id"] for answer in answers} == {answers[0].json()["id"]}
     versions = await region.http.get(
         f"/collab/spaces/{space['id']}/nodes/{answers[0].json()['id']}/versions",

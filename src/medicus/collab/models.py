@@ -185,6 +185,9 @@ class ShareLinkRow(Base):
     max_downloads: Mapped[int | None] = mapped_column(Integer)
     downloads: Mapped[int] = mapped_column(Integer, default=0)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Wrong passwords in a row; at the limit the link refuses passwords until `locked_until`.
+    failed_passwords: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_collab_share_link_space", "space_id"),)
 

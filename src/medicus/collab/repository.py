@@ -305,3 +305,13 @@ async def search(
 
 def _escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def set_text(session: AsyncSession, node_id: str, version: int, text: str) -> None:
+    """The searchable text of a file's version `version`; nothing if the file has a newer
+    version by now (its own text is on its way)."""
+    await session.execute(
+        update(NodeRow)
+        .where(NodeRow.id == node_id, NodeRow.version == version)
+        .values(text_content=text)
+    )

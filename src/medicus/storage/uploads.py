@@ -13,6 +13,10 @@ Surplus bytes of a crash between appending and committing are cut off by the nex
 At the last byte the file is checked and written to the backends (`put_sealed`). One
 request at a time works on an upload (ids in the process, `flock` across processes); another
 gets 423 at once, as from tusd, and retries, rather than wait behind a dead connection.
+
+One module over 500 lines on purpose: the protocol's states, the staging file and the lock
+that guards both are one piece. An upload into a collaboration space (`collab.uploads`) is
+one of these, of the space's organisation (`create`'s `organisation`).
 """
 
 from __future__ import annotations
@@ -136,13 +140,15 @@ class UploadService:
         new: NewUpload,
         body: AsyncIterable[bytes] | None = None,
         checksum: Checksum | None = None,
+        organisation: str | None = None,
     ) -> Upload:
-        """A new upload of the caller's organisation, its length counted against the quota
-        (413, 507); with `body`, its first bytes too: if they fail (460 for a `checksum`
-        they do not match), nothing is left behind."""
+        """A new upload of the caller's organisation (or of `organisation`, whose own gate
+        let the caller in: a space's), counted against its quota (413, 507); with `body`, its
+        first bytes too: if they fail (460 for a `checksum` they do not match), nothing is
+        left behind."""
         upload_id = str(uuid.uuid4())
         detail = {"upload": upload_id, "size": str(new.length)}
-        organisation = await self._permissions.creator(caller, detail)
+        organisation = organisation or await self._permissions.creator(caller, detail)
         await self._store.reserve(organisation, new.length)
         try:
             await self._begin(caller, organisation, upload_id, new)

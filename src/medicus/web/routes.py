@@ -16,6 +16,8 @@ from medicus.iam.pages import Pages, safe_next
 from medicus.web.admin_routes import build_admin_router
 from medicus.web.assets import IMMUTABLE, STATIC_PREFIX
 from medicus.web.chart_routes import build_chart_router
+from medicus.web.collab_pages import PortalCollab
+from medicus.web.collab_routes import build_collab_router
 from medicus.web.doorway import Doorway
 from medicus.web.oversight import OversightPages
 from medicus.web.oversight_routes import build_oversight_router
@@ -43,6 +45,7 @@ def build_router(
     settings: OrganisationSettings,
     stewardship: Stewardship,
     storage: PortalStorage,
+    collab: PortalCollab,
 ) -> APIRouter:
     """Every page of the portal, and its static files."""
     doorway = Doorway(logins, pages)
@@ -56,6 +59,7 @@ def build_router(
     router.include_router(build_settings_router(doorway, settings, pages))
     router.include_router(build_platform_router(doorway, admin, settings, stewardship, pages))
     router.include_router(build_storage_router(doorway, logins, storage, portal, pages))
+    router.include_router(build_collab_router(doorway, logins, collab, pages))
     return router
 
 

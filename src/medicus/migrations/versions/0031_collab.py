@@ -165,6 +165,8 @@ def upgrade() -> None:
         sa.Column("max_downloads", sa.Integer()),
         sa.Column("downloads", sa.Integer(), nullable=False),
         sa.Column("revoked_at", UTCDateTime()),
+        sa.Column("failed_passwords", sa.Integer(), nullable=False),
+        sa.Column("locked_until", UTCDateTime()),
     )
     op.create_index("ix_collab_share_link_space", "collab_share_link", ["space_id"])
     op.create_table(

@@ -1,0 +1,142 @@
+"""WebDAV (RFC 4918, classes 1 and 2) at `/dav/`: the caller's spaces as folders, for rclone,
+Finder, Explorer and office programs. `/dav/` lists the spaces, `/dav/<space>/<path…>` is a
+space's tree (`webdav_resources`); locks are the collab locks (`webdav_locks`).
+
+The protocol is WsgiDAV 4.4's, behind medicus's own authentication: HTTP Basic with the user's
+e-mail address and an app password (`AppPasswords`), checked in the database on every request;
+without one, 401 with `WWW-Authenticate: Basic realm="medicus"`. WsgiDAV runs in a2wsgi's
+worker threads and reaches the services on the server's loop (`webdav_context`). It is told
+the mount path (`/dav`), or PROPFIND would answer with paths without it.
+
+WsgiDAV's own logging is off: its request lines and errors name the paths, which are file
+names and may be patient data. What medicus logs of a WebDAV request is its access line (the
+route, not the path) and, for a failure, where it happened without its message. Its directory
+browser is off too (the portal is the browser's view of a space), and so are dead properties
+(PROPPATCH of anything but Windows' time stamps is refused): nothing of a space lives only in
+one process's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+from starlette.types import Receive, Scope, Send
+from wsgidav.error_printer import ErrorPrinter
+from wsgidav.request_resolver import RequestResolver
+from wsgidav.wsgidav_app import WsgiDAVApp
+
+from medicus.collab.app_passwords import AppPasswords
+from medicus.collab.webdav_context import DavRequest, folder_names
+from medicus.collab.webdav_locks import LockStorage
+from medicus.collab.webdav_provider import SpacesProvider
+from medicus.collab.webdav_resources import DavServices
+from medicus.core.errors import ApiError, render_error
+from medicus.core.http import current_request_id
+from medicus.iam.tokens import Principal
+
+MOUNT_PATH = "/dav"
+CHALLENGE = 'Basic realm="medicus"'
+BLOCK_BYTES = 1024 * 1024
+"""How much WsgiDAV reads of a PUT and hands to a GET at a time (its default, 8 KiB, would
+cross between thread and loop for every 8 KiB)."""
+WORKERS = 32
+"""Requests served at once (rclone alone runs 16: 8 transfers, 8 checkers)."""
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class DavMount:
+    """The ASGI app mounted at `/dav`: authenticates, then lets WsgiDAV serve the request."""
+
+    def __init__(
+        self, services: DavServices, passwords: AppPasswords, workers: int = WORKERS
+    ) -> None:
+        _silence_wsgidav()
+        self._services = services
+        self._passwords = passwords
+        dav = WsgiDAVApp(_config(SpacesProvider(services), LockStorage(services.locks)))
+        self._wsgi = WSGIMiddleware(_as_caller(dav), workers=workers)  # type: ignore[arg-type]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        caller = await self._caller(scope)
+        if caller is None:
+            error = ApiError(
+                401,
+                "WebDAV needs your e-mail address and an app password (HTTP Basic); make one "
+                "for this device in the portal.",
+                headers={"WWW-Authenticate": CHALLENGE},
+            )
+            await render_error(error, scope["path"], current_request_id())(scope, receive, send)
+            return
+        spaces = await self._services.spaces.mine(caller)
+        request = DavRequest(caller, asyncio.get_running_loop(), folder_names(spaces))
+        token = request.enter()
+        try:
+            await self._wsgi(scope, receive, send)  # type: ignore[arg-type]
+        finally:
+            DavRequest.leave(token)
+
+    async def _caller(self, scope: Scope) -> Principal | None:
+        login, password = _basic_credentials(scope)
+        if login is None or password is None:
+            return None
+        return await self._passwords.authenticate(login, password)
+
+
+def _basic_credentials(scope: Scope) -> tuple[str | None, str | None]:
+    """The login and password of an `Authorization: Basic` header, (None, None) without."""
+    for name, value in scope.get("headers", ()):
+        if name != b"authorization":
+            continue
+        scheme, _, encoded = value.decode("latin-1").partition(" ")
+        if scheme.lower() != "basic":
+            return None, None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None, None
+        login, colon, password = decoded.partition(":")
+        return (login, password) if colon else (None, None)
+    return None, None
+
+
+def _as_caller(dav: WsgiDAVApp) -> WsgiApp:
+    """WsgiDAV, told who calls (the principal its locks belong to)."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["wsgidav.auth.user_name"] = DavRequest.current().caller.subject
+        environ["wsgidav.auth.realm"] = "medicus"
+        return dav(environ, start_response)  # type: ignore[no-any-return]
+
+    return app
+
+
+def _config(provider: SpacesProvider, locks: LockStorage) -> dict[str, Any]:
+    return {
+        "mount_path": MOUNT_PATH,
+        "provider_mapping": {"/": provider},
+        "lock_storage": locks,
+        "property_manager": None,
+        "middleware_stack": [ErrorPrinter, RequestResolver],
+        "dir_browser": {"enable": False},
+        "block_size": BLOCK_BYTES,
+        "verbose": 0,
+        "logging": {"enable": False},
+        "suppress_version_info": True,
+        # Windows' mini-redirector sets its time stamps after each upload; say yes.
+        "hotfixes": {"emulate_win32_lastmod": True},
+    }
+
+
+def _silence_wsgidav() -> None:
+    """No record of WsgiDAV's loggers is even made (they name paths; see above)."""
+    wsgidav = logging.getLogger("wsgidav")
+    wsgidav.setLevel(logging.CRITICAL + 1)
+    wsgidav.propagate = False

@@ -1,0 +1,87 @@
+"""WebDAV as the tests speak it: app passwords for the region's colleagues, their Basic
+headers, requests with WebDAV's methods, and medicus on a loopback port for the clients that
+need a socket (rclone, webdavclient3)."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+
+from medicus.app import create_app
+from medicus.settings import Settings
+from tests.collab.conftest import Colleague, Region
+from tests.support.clients import bearer
+
+FULL_SCOPE = "user/*.cruds patient/*.cruds"
+"""What a physician's token must allow to make an app password (what the password will)."""
+
+
+async def app_password(region: Region, who: Colleague, label: str = "Laptop") -> str:
+    """A new app password of `who` (through the REST API, with a token of full scope)."""
+    token = await bearer(region.platform, who.organisation, subject=who.user_id, scope=FULL_SCOPE)
+    made = await region.http.post(
+        "/collab/app-passwords",
+        json={"label": label},
+        headers={"Authorization": token["Authorization"]},
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["password"])
+
+
+def basic(email: str, password: str) -> dict[str, str]:
+    credentials = base64.b64encode(f"{email}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {credentials}"}
+
+
+async def dav_login(region: Region, who: Colleague) -> dict[str, str]:
+    """The Basic header of a new app password of `who`."""
+    return basic(who.email, await app_password(region, who))
+
+
+async def dav(
+    http: httpx.AsyncClient,
+    method: str,
+    path: str,
+    login: dict[str, str],
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> httpx.Response:
+    """A WebDAV request as `login` (`path` below /dav/, quoted as it goes on the wire)."""
+    return await http.request(method, f"/dav/{path}", headers={**login, **(headers or {})}, **extra)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """medicus for `settings` on a free loopback port, in a thread of its own (with its own
+    event loop and platform, as a separate server would be); its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="medicus-test-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "the server stopped while starting"
+        assert time.monotonic() < deadline, "the server did not start within 30 s"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
