@@ -304,3 +304,32 @@ async def test_the_last_manager_stays(region: Region) -> None:
         headers=region.alice.headers,
     )
     assert "at least one manager" in _problem(leave, 409)["detail"]
+
+
+async def test_folders_of_one_name_created_at_once_are_one_folder(region: Region) -> None:
+    space = await region.space()
+    answers = await asyncio.gather(
+        *(
+            region.http.post(
+                f"/collab/spaces/{space['id']}/nodes/root/folders",
+                json={"name": "Leitlinien"},
+                headers=(region.alice if n % 2 else region.bob).headers,
+            )
+            for n in range(6)
+        )
+    )
+    assert sorted(answer.status_code for answer in answers) == [201] + [409] * 5
+
+
+async def test_one_lock_wins_when_two_are_asked_at_once(region: Region) -> None:
+    space = await region.space()
+    file_id = (await region.upload(region.alice, space["id"], "OP-Plan.txt", b"v1")).json()["id"]
+    answers = await asyncio.gather(
+        *(
+            region.http.post(
+                f"/collab/spaces/{space['id']}/nodes/{file_id}/lock", json={}, headers=who.headers
+            )
+            for who in (region.alice, region.bob, region.alice, region.bob)
+        )
+    )
+    assert sorted(answer.status_code for answer in answers) == [200, 423, 423, 423]

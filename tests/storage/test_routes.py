@@ -4,6 +4,7 @@ another hospital's user finds nothing (404, audited); bad input is a problem, ne
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -157,6 +158,19 @@ async def test_an_empty_object_is_kept_and_read(
         f"/storage/objects/{kept['id']}", headers={**headers, "range": "bytes=0-10"}
     )
     assert ranged.status_code == 200
+
+
+async def test_an_organisations_first_uploads_at_once_are_all_kept(
+    platform: Platform, client: httpx.AsyncClient
+) -> None:
+    """The first uploads of an organisation create its usage row together: the later ones
+    wait for it (PostgreSQL answered 500 for a duplicate key before)."""
+    headers = await _auth(platform, "klinikum-neu")
+    answers = await asyncio.gather(
+        *(_upload(client, headers, PDF, "application/pdf") for _ in range(6))
+    )
+    assert [answer.status_code for answer in answers] == [201] * 6, [a.text for a in answers]
+    assert await _used(client, headers) == 6 * len(PDF)
 
 
 SNIFFED = [

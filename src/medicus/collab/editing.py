@@ -15,6 +15,7 @@ from medicus.collab.permissions import (
 )
 from medicus.collab.records import Comment, Node, Role
 from medicus.collab.service import note_activity
+from medicus.core.db import hold_lock
 from medicus.core.errors import ApiError
 from medicus.iam.tokens import Principal
 
@@ -36,6 +37,7 @@ class Editing:
         seconds = max(60, min(seconds, 24 * 3600))
         path = [n.name for n in await self._nodes.chain(node)][1:]
         async with self._nodes.database.transaction() as session:
+            await hold_lock(session, f"collab-lock:{node.id}")
             if await repository.live_locks(session, [node.id], now):
                 raise locked(node.name)
             row = LockRow(

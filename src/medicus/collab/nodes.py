@@ -136,7 +136,9 @@ class Nodes:
 
     @staticmethod
     async def name_free(session: AsyncSession, parent_id: str, name: str) -> None:
-        if await repository.child(session, parent_id, name_key(name)) is not None:
+        """409 if the folder holds `name`; else the name is held for this transaction, so
+        that two writers of one new name take turns and the second one sees the first."""
+        if await repository.claimed_child(session, parent_id, name_key(name)) is not None:
             raise ApiError(409, f"There is already something named {name} in that folder.")
 
     async def clear(
@@ -151,7 +153,7 @@ class Nodes:
     ) -> None:
         """Make room for `name` in the folder: 409 if taken (unless by the node that moves,
         or `replace`, which trashes what was there)."""
-        there = await repository.child(session, parent_id, name_key(name))
+        there = await repository.claimed_child(session, parent_id, name_key(name))
         if there is None or there.id == moving:
             return
         if not replace:

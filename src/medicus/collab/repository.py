@@ -18,6 +18,7 @@ from medicus.collab.models import (
     SpaceRow,
     VersionRow,
 )
+from medicus.core.db import hold_lock
 from medicus.iam.models import UserRow
 
 FOLDER = "folder"
@@ -107,6 +108,13 @@ async def child(
         NodeRow.deleted_at.is_(None),
     )
     return await session.scalar(statement.with_for_update() if for_update else statement)
+
+
+async def claimed_child(session: AsyncSession, parent_id: str, name_key: str) -> NodeRow | None:
+    """`child`, after holding the name in that folder until the transaction ends
+    (PostgreSQL; SQLite has one writer): a name that is free stays free for this writer."""
+    await hold_lock(session, f"collab-name:{parent_id}:{name_key}")
+    return await child(session, parent_id, name_key)
 
 
 async def children(session: AsyncSession, parent_id: str) -> Sequence[NodeRow]:

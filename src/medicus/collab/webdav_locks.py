@@ -28,6 +28,7 @@ from medicus.collab.nodes import Nodes, locked
 from medicus.collab.permissions import file_target
 from medicus.collab.records import Role, Space
 from medicus.collab.webdav_context import DavRequest
+from medicus.core.db import hold_lock
 from medicus.core.errors import ApiError
 from medicus.iam.tokens import Principal
 
@@ -76,6 +77,7 @@ class DavLocks:
         now = self._nodes.clock()
         async with self._nodes.database.transaction() as session:
             await repository.remove_expired(session, space_id, now)
+            await hold_lock(session, f"collab-lock:{node.id}")
             held = await collab_repository.live_locks(session, [node.id], now)
             if any(scope == "exclusive" or row.scope == "exclusive" for row in held):
                 raise locked(node.name)

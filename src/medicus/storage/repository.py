@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.iam.models import OrganisationRow
@@ -210,12 +212,23 @@ async def set_draining(
 
 
 async def _usage_row(session: AsyncSession, organisation_id: str) -> StorageUsageRow:
+    """The organisation's usage row, locked until the transaction ends. Created if missing
+    with ON CONFLICT DO NOTHING: the first uploads of an organisation arrive together, and
+    the second creator must wait for the first instead of failing on its key."""
     row = await session.get(StorageUsageRow, organisation_id, with_for_update=True)
-    if row is None:
-        row = StorageUsageRow(organisation_id=organisation_id, used_bytes=0, quota_bytes=None)
-        session.add(row)
-        await session.flush()
-    return row
+    if row is not None:
+        return row
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(StorageUsageRow)
+        .values(organisation_id=organisation_id, used_bytes=0, quota_bytes=None)
+        .on_conflict_do_nothing(index_elements=["organisation_id"])
+    )
+    created = await session.get(
+        StorageUsageRow, organisation_id, with_for_update=True, populate_existing=True
+    )
+    assert created is not None
+    return created
 
 
 async def reserve(
