@@ -112,9 +112,9 @@ def _zip_bomb(part: str) -> bytes:
 
 
 def _slow_pdf() -> bytes:
-    """A PDF of 7 KB with one page of a word and 150,000 lines to draw, which pypdf parses
+    """A PDF of 7 KB with one page of a word and 250,000 lines to draw, which pypdf parses
     in one step (seconds) before it finds the word."""
-    drawing = b"BT /F1 9 Tf (Befund) Tj ET\n" + b"1 2 m 3 4 l S\n" * 150_000
+    drawing = b"BT /F1 9 Tf (Befund) Tj ET\n" + b"1 2 m 3 4 l S\n" * 250_000
     content = zlib.compress(drawing, 9)
     return with_cross_references(
         [
@@ -143,7 +143,7 @@ async def test_a_slow_document_does_not_hold_up_the_upload_nor_pile_up_threads(
     storage = region.platform.storage
     slow = await _stored(storage, _slow_pdf(), "application/pdf")
     quick = await _stored(storage, b"Befund", "text/plain")
-    texts = DocumentText(storage, seconds=0.2, slots=1)
+    texts = DocumentText(storage, seconds=0.05, slots=1)
     began = time.monotonic()
     assert await texts.of(slow, "plan.pdf") is None
     assert time.monotonic() - began < 2
