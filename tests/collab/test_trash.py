@@ -131,6 +131,29 @@ async def test_the_retention_is_the_spaces(region: Region, clock: MovableClock) 
     assert [node["name"] for node in await _trash(region, long)] == ["Notiz.txt"]
 
 
+async def test_things_not_yet_due_never_hold_up_those_due(
+    region: Region, clock: MovableClock
+) -> None:
+    """Many older things in a space that keeps its trash long came before a due one of a
+    space that keeps it a day, and it was never purged (the due check came after a limit)."""
+    short, long = (await region.space("Short"))["id"], (await region.space("Long"))["id"]
+    await region.http.patch(
+        f"/collab/spaces/{short}", json={"trashDays": 1}, headers=region.alice.headers
+    )
+    for space, count in ((long, 6), (short, 1)):
+        for n in range(count):
+            written = await region.upload(region.alice, space, f"Notiz {n}.txt", b"note")
+            await region.http.delete(
+                f"/collab/spaces/{space}/nodes/{written.json()['id']}",
+                headers=region.alice.headers,
+            )
+            clock.advance(dt.timedelta(minutes=1))
+    clock.advance(dt.timedelta(days=2))
+    assert await region.platform.collab.tree.purge_expired(limit=1) == 1
+    assert await _trash(region, short) == []
+    assert len(await _trash(region, long)) == 6
+
+
 async def test_a_name_taken_meanwhile_keeps_the_old_file_in_the_trash(region: Region) -> None:
     space = (await region.space())["id"]
     old = (await region.upload(region.alice, space, "SOP.txt", b"old")).json()["id"]

@@ -14,7 +14,7 @@ from medicus.collab.permissions import (
     file_target,
 )
 from medicus.collab.records import Comment, Node, Role
-from medicus.collab.service import note_activity
+from medicus.collab.repository import note_activity
 from medicus.core.db import hold_lock
 from medicus.core.errors import ApiError
 from medicus.iam.tokens import Principal

@@ -24,7 +24,7 @@ from medicus.collab.permissions import (
     unknown_node,
 )
 from medicus.collab.records import Node
-from medicus.collab.service import note_activity
+from medicus.collab.repository import note_activity
 from medicus.collab.text import DocumentText
 from medicus.core.clock import Clock
 from medicus.core.db import Database, utc_now

@@ -192,20 +192,26 @@ async def trash_of(session: AsyncSession, space_id: str) -> Sequence[NodeRow]:
 async def expired_trash(
     session: AsyncSession, now: dt.datetime, limit: int
 ) -> Sequence[tuple[str, str]]:
-    """(space, node) of trashed top nodes whose space's retention has run out."""
-    rows = await session.execute(
-        select(NodeRow.space_id, NodeRow.id, NodeRow.deleted_at, SpaceRow.trash_days)
-        .join(SpaceRow, SpaceRow.id == NodeRow.space_id)
-        .where(NodeRow.trash_root == NodeRow.id)
-        .order_by(NodeRow.deleted_at)
-        .limit(limit * 4)
-    )
-    due = [
-        (space_id, node_id)
-        for space_id, node_id, deleted_at, days in rows.all()
-        if deleted_at is not None and deleted_at + dt.timedelta(days=days) <= now
-    ]
-    return due[:limit]
+    """(space, node) of trashed top nodes whose space's retention has run out, oldest first:
+    asked per retention period in use, so that things not yet due in one space never keep
+    another's due ones from their turn."""
+    periods = await session.scalars(select(SpaceRow.trash_days).distinct())
+    due: list[tuple[str, str, dt.datetime]] = []
+    for days in periods:
+        rows = await session.execute(
+            select(NodeRow.space_id, NodeRow.id, NodeRow.deleted_at)
+            .join(SpaceRow, SpaceRow.id == NodeRow.space_id)
+            .where(
+                SpaceRow.trash_days == days,
+                NodeRow.trash_root == NodeRow.id,
+                NodeRow.deleted_at <= now - dt.timedelta(days=days),
+            )
+            .order_by(NodeRow.deleted_at)
+            .limit(limit)
+        )
+        due.extend((space, node, at) for space, node, at in rows.all() if at is not None)
+    due.sort(key=lambda entry: entry[2])
+    return [(space_id, node_id) for space_id, node_id, _ in due[:limit]]
 
 
 async def versions(session: AsyncSession, node_id: str) -> Sequence[VersionRow]:
@@ -302,7 +308,9 @@ async def search(
             )
         )
     if content_type:
-        statement = statement.where(NodeRow.content_type.like(f"{_escaped(content_type)}%"))
+        statement = statement.where(
+            NodeRow.content_type.like(f"{_escaped(content_type)}%", escape="\\")
+        )
     if owner:
         statement = statement.where(NodeRow.created_by == owner)
     if changed_since is not None:
@@ -322,4 +330,26 @@ async def set_text(session: AsyncSession, node_id: str, version: int, text: str)
         update(NodeRow)
         .where(NodeRow.id == node_id, NodeRow.version == version)
         .values(text_content=text)
+    )
+
+
+async def note_activity(
+    session: AsyncSession,
+    space_id: str,
+    actor: str,
+    action: str,
+    summary: str,
+    node_id: str | None,
+    now: dt.datetime,
+) -> None:
+    """An entry of the space's activity feed (its members see it: names may be there)."""
+    session.add(
+        ActivityRow(
+            space_id=space_id,
+            node_id=node_id,
+            actor=actor,
+            action=action,
+            summary=summary[:600],
+            at=now,
+        )
     )

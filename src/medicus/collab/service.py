@@ -4,16 +4,17 @@ The files and folders inside a space are `collab.files`."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.collab import repository
-from medicus.collab.models import ActivityRow, MemberRow, NodeRow, SpaceRow
+from medicus.collab.models import MemberRow, SpaceRow
 from medicus.collab.names import checked_name
+from medicus.collab.nodes import new_node
 from medicus.collab.permissions import InSpace, SpaceGate, space_target
 from medicus.collab.records import Activity, Member, Role, Space
+from medicus.collab.repository import note_activity
 from medicus.core.clock import Clock
 from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
@@ -32,28 +33,6 @@ def _space_name(name: str) -> str:
     if not name or len(name) > 200:
         raise ApiError(400, "A space's name has 1 to 200 characters.", title="Invalid name")
     return checked_name(name)
-
-
-async def note_activity(
-    session: AsyncSession,
-    space_id: str,
-    actor: str,
-    action: str,
-    summary: str,
-    node_id: str | None,
-    now: dt.datetime,
-) -> None:
-    """An entry of the space's activity feed (its members see it: names may be there)."""
-    session.add(
-        ActivityRow(
-            space_id=space_id,
-            node_id=node_id,
-            actor=actor,
-            action=action,
-            summary=summary[:600],
-            at=now,
-        )
-    )
 
 
 class Spaces:
@@ -95,7 +74,9 @@ class Spaces:
         async with self._database.transaction() as session:
             session.add(row)
             await session.flush()
-            session.add(_root(space_id, root_id, caller.subject, now))
+            session.add(
+                new_node(space_id, None, repository.FOLDER, "", caller.subject, now, root_id)
+            )
             session.add(
                 MemberRow(
                     space_id=space_id,
@@ -260,22 +241,3 @@ class Spaces:
             await self._mail.send(Mail(email, f"medicus: {space.name}", body))
         except ApiError as error:
             log.warning("space invitation mail not sent", reason=error.detail)
-
-
-def _root(space_id: str, root_id: str, creator: str, now: dt.datetime) -> NodeRow:
-    return NodeRow(
-        id=root_id,
-        space_id=space_id,
-        parent_id=None,
-        kind=repository.FOLDER,
-        name="",
-        name_key="",
-        version=0,
-        size=0,
-        content_type="",
-        sha256="",
-        created_by=creator,
-        created_at=now,
-        updated_by=creator,
-        updated_at=now,
-    )

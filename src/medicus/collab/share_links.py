@@ -40,7 +40,7 @@ from medicus.collab.models import NodeRow, ShareLinkRow
 from medicus.collab.nodes import Nodes
 from medicus.collab.permissions import file_target
 from medicus.collab.records import Node, Role
-from medicus.collab.service import note_activity
+from medicus.collab.repository import note_activity
 from medicus.collab.share_link_records import (
     LinkRefused,
     LinkState,

@@ -15,7 +15,7 @@ from medicus.collab.permissions import (
     unknown_node,
 )
 from medicus.collab.records import Node, Role
-from medicus.collab.service import note_activity
+from medicus.collab.repository import note_activity
 from medicus.core.errors import ApiError
 from medicus.iam.tokens import Principal
 
