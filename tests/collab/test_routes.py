@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from tests.collab.conftest import Region
+from tests.support.clients import bearer
 from tests.support.database import rows
 
 
@@ -74,3 +75,30 @@ async def test_a_manager_renames_and_deletes_a_space_with_its_files(region: Regi
     assert await region.platform.storage.describe(object_id) is None
     listed = await region.http.get("/collab/spaces", headers=region.bob.headers)
     assert listed.json() == {"spaces": []}
+
+
+async def test_an_app_without_document_scopes_does_not_reach_the_users_spaces(
+    region: Region,
+) -> None:
+    """A third-party app the user granted laboratory values alone acts with those scopes:
+    it neither lists, reads nor writes the user's spaces."""
+    space = await region.space()
+    written = await region.upload(region.alice, space["id"], "SOP.txt", b"sop")
+    issued = await bearer(
+        region.platform,
+        region.alice.organisation,
+        scope="user/Observation.rs",
+        subject=region.alice.user_id,
+    )
+    app = {"Authorization": issued["Authorization"]}
+    listed = await region.http.get("/collab/spaces", headers=app)
+    assert listed.json() == {"spaces": []}
+    read = await region.http.get(
+        f"/collab/content/{space['id']}/{written.json()['id']}", headers=app
+    )
+    assert read.status_code == 403
+    assert "user/DocumentReference" in read.json()["detail"]
+    found = await region.http.get("/collab/search?q=SOP", headers=app)
+    assert found.json() == {"results": []}
+    created = await region.http.post("/collab/spaces", json={"name": "x"}, headers=app)
+    assert created.status_code == 403

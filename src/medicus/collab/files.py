@@ -12,7 +12,7 @@ from medicus.access.policy import Interaction
 from medicus.collab import repository
 from medicus.collab.names import checked_name, name_key
 from medicus.collab.nodes import Nodes
-from medicus.collab.permissions import InSpace, file_target
+from medicus.collab.permissions import InSpace, file_target, token_allows
 from medicus.collab.records import Node, Role, Space, Version
 from medicus.core.errors import ApiError
 from medicus.iam.tokens import Principal
@@ -53,7 +53,8 @@ class Files:
         created them and when they changed, without files of patients `access` keeps from
         the caller; the search is recorded (counts only)."""
         words = [word for word in text.split() if word][:10]
-        if caller.kind != "user" or not (words or content_type or owner or changed_since):
+        wanted = words or content_type or owner or changed_since
+        if caller.kind != "user" or not wanted or not token_allows(caller, Role.VIEWER):
             return []
         async with self._nodes.database.snapshot() as session:
             spaces = {

@@ -13,15 +13,36 @@ from dataclasses import dataclass, replace
 from medicus.access.policy import AccessDenied, Interaction, audited
 from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.collab import repository
+from medicus.collab.app_passwords import WEBDAV_CLIENT
 from medicus.collab.records import Role, Space
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
 from medicus.fhir import repository as fhir_repository
 from medicus.fhir.guard import Guard
+from medicus.iam.scopes import Context
 from medicus.iam.tokens import Principal
 
 PATIENT_DOCUMENT = "DocumentReference"
 """As which FHIR resource type `access` decides on a file linked to a Patient."""
+
+
+FIRST_PARTY_CLIENTS = frozenset({"medicus-portal", WEBDAV_CLIENT})
+"""The platform's own clients (the portal, WebDAV with app passwords): they act with the
+user's role and reach the user's spaces in full."""
+
+
+def token_allows(caller: Principal, needed: Role) -> bool:
+    """Whether the caller's token lets it act in spaces with `needed`'s role. A space holds
+    the user's documents: any app but the platform's own acts with its token's scopes on
+    DocumentReference (read for a viewer's actions; create and update for the others'), so
+    that an app granted, say, laboratory values alone cannot read a user's spaces."""
+    if caller.client_id in FIRST_PARTY_CLIENTS:
+        return True
+    permissions = ("r",) if needed is Role.VIEWER else ("c", "u")
+    return all(
+        caller.scope.allows(Context.USER, PATIENT_DOCUMENT, permission)
+        for permission in permissions
+    )
 
 
 def space_target(space_id: str) -> str:
@@ -71,6 +92,13 @@ class SpaceGate:
             await self.refuse(caller, action, space_target(space_id), "not-a-member")
             raise unknown_space(space_id)
         role = Role(role_name)
+        if not token_allows(caller, needed):
+            await self.refuse(caller, action, space_target(space_id), "scope")
+            raise ApiError(
+                403,
+                "Your access token does not allow this in spaces: an app needs "
+                f"user/{PATIENT_DOCUMENT} scopes for it.",
+            )
         if not role.allows(needed):
             await self.refuse(caller, action, space_target(space_id), f"role-{role}")
             raise ApiError(

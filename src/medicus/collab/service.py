@@ -12,7 +12,7 @@ from medicus.collab import repository
 from medicus.collab.models import MemberRow, SpaceRow
 from medicus.collab.names import checked_name
 from medicus.collab.nodes import new_node
-from medicus.collab.permissions import InSpace, SpaceGate, space_target
+from medicus.collab.permissions import InSpace, SpaceGate, space_target, token_allows
 from medicus.collab.records import Activity, Member, Role, Space
 from medicus.collab.repository import note_activity
 from medicus.core.clock import Clock
@@ -54,7 +54,11 @@ class Spaces:
 
     async def create(self, caller: Principal, name: str, description: str = "") -> Space:
         """A new space of the caller's organisation, with the caller as its manager."""
-        if caller.kind != "user" or caller.role == "patient":
+        if (
+            caller.kind != "user"
+            or caller.role == "patient"
+            or not token_allows(caller, Role.EDITOR)
+        ):
             await self.gate.refuse(caller, "collab.create", "CollabSpace", "not-staff")
             raise ApiError(403, "Spaces are created by the staff of an organisation.")
         if len(description) > MAX_DESCRIPTION:
@@ -95,7 +99,7 @@ class Spaces:
 
     async def mine(self, caller: Principal) -> list[Space]:
         """The spaces the caller is a member of."""
-        if caller.kind != "user":
+        if caller.kind != "user" or not token_allows(caller, Role.VIEWER):
             return []
         async with self._database.snapshot() as session:
             found = await repository.spaces_of(session, caller.subject)
