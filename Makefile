@@ -4,6 +4,9 @@ UV_VERSION := 0.13.8
 VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Python keeps its compiled modules (some machines ask it not to): every server process the
+# end-to-end tests start would compile medicus and its libraries again, seconds each time.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test lint format install browser webdav-clients azurite migrate demo bench clean
 

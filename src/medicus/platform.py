@@ -4,6 +4,8 @@ Nothing else creates engines, clients or services; routes receive what they need
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import ssl
 from dataclasses import dataclass
 
 import httpx
@@ -180,7 +182,7 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
     identity = IdentityService(audit, hasher, resource_types())
     oversight = Oversight(database, identity)
     logins = _logins(settings, database, audit, hasher, box, revocations)
-    http_client = httpx.AsyncClient(timeout=10, follow_redirects=False)
+    http_client = httpx.AsyncClient(timeout=10, follow_redirects=False, verify=_tls_context())
     patients = PatientIndex(database, audit, clock)
     break_glass = BreakGlass(
         database, audit, oversight, dt.timedelta(minutes=settings.break_glass_minutes), clock
@@ -461,3 +463,10 @@ def _mail_sender(settings: Settings) -> MailSender:
     if settings.smtp_url is not None:
         return SmtpMailSender(settings.smtp_url.get_secret_value(), settings.mail_from)
     return UnavailableMailSender() if settings.env == "production" else LogMailSender()
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS settings of medicus's outgoing calls (an upstream identity provider, an app's
+    keys), read once per process: loading the system's CA certificates takes ~25 ms."""
+    return httpx.create_ssl_context()

@@ -108,12 +108,21 @@ def _basic_credentials(scope: Scope) -> tuple[str | None, str | None]:
 
 
 def _as_caller(dav: WsgiDAVApp) -> WsgiApp:
-    """WsgiDAV, told who calls (the principal its locks belong to)."""
+    """WsgiDAV, told who calls (the principal its locks belong to). A MOVE or COPY that made
+    its destination answers 201 Created (RFC 4918 9.8.5, 9.9.4): WsgiDAV 4.4 answers 204 for
+    every move or copy a resource handles itself."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        environ["wsgidav.auth.user_name"] = DavRequest.current().caller.subject
+        request = DavRequest.current()
+        environ["wsgidav.auth.user_name"] = request.caller.subject
         environ["wsgidav.auth.realm"] = "medicus"
-        return dav(environ, start_response)  # type: ignore[no-any-return]
+
+        def respond(status: str, headers: list[tuple[str, str]], *info: Any) -> Any:
+            if request.created and status.startswith("204"):
+                status = "201 Created"
+            return start_response(status, headers, *info)
+
+        return dav(environ, respond)  # type: ignore[no-any-return]
 
     return app
 

@@ -43,12 +43,14 @@ _NOT_IN_NAMES = re.compile(r'[/\\<>:"|?*\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u
 @dataclass
 class DavRequest:
     """One WebDAV request: the caller, the loop its services run on, the caller's spaces by
-    the folder names `/dav/` shows, and the locks of a space as read once in this request."""
+    the folder names `/dav/` shows, the locks of a space as read once in this request, and
+    whether a MOVE or COPY made its destination (201) rather than replaced it (204)."""
 
     caller: Principal
     loop: asyncio.AbstractEventLoop
     folders: dict[str, Space]
     locks: dict[str, list[LockRow]] = field(default_factory=dict)
+    created: bool = False
 
     @staticmethod
     def current() -> DavRequest:

@@ -124,6 +124,7 @@ class _InSpace:
         parent_id, name, there = self._destination(dest_path)
         if there is not None:
             there.release_locks()
+        request.created = there is None
         tree = self.services.tree
         request.run(
             tree.move(
@@ -144,6 +145,7 @@ class _InSpace:
         if there is not None:
             there.release_locks()
             request.run(tree.trash(caller, self.space.id, there.node_id))
+        request.created = there is None
         if self.is_collection and not depth_infinity:
             request.run(tree.create_folder(caller, self.space.id, parent_id, name))
         else:

@@ -12,6 +12,7 @@ process starts, so that `make run` needs no build step. A user's language is the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -35,8 +36,10 @@ def translatable(message: str) -> str:
     return message
 
 
+@functools.cache
 def _compiled(language: str) -> NullTranslations:
-    """The catalogue of `language`, compiled in memory (none for the source language)."""
+    """The catalogue of `language`, compiled in memory (none for the source language), once
+    per process: every app the process builds reads the same, unchanging messages."""
     source = _LOCALE_DIR / language / "LC_MESSAGES" / "messages.po"
     if not source.exists():
         return NullTranslations()
