@@ -5,6 +5,7 @@ out; every use is audited as the link, and the token is never logged."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.message
 import logging
@@ -314,6 +315,22 @@ async def test_ten_wrong_passwords_close_the_link_for_fifteen_minutes(
     assert closed.status_code == 429
     assert int(closed.headers["retry-after"]) > 0
     assert open_again.status_code == 303
+
+
+async def test_guesses_sent_at_once_get_no_more_than_ten_tries(region: Region) -> None:
+    space = await region.space()
+    file_id = await _file(region, space["id"], "a.txt", b"a")
+    _, path = await _link(region, space["id"], file_id, password=PASSWORD)
+    async with _visitor(region) as visitor:
+        await visitor.get(path)
+        guesses = await asyncio.gather(
+            *(_unlock(visitor, path, f"wrong guess {n}") for n in range(30))
+        )
+        right_after = await _unlock(visitor, path, PASSWORD)
+    answers = sorted(answer.status_code for answer in guesses)
+    assert answers.count(403) <= 9, answers
+    assert set(answers) == {403, 429}, answers
+    assert right_after.status_code == 429, "the tenth wrong one closed the link"
 
 
 async def test_a_download_limit_ends_the_link_but_not_a_download_being_resumed(

@@ -313,6 +313,19 @@ async def test_odd_requests_get_a_4xx_never_a_500(region: Region) -> None:
     for method, path, extra in requests:
         answer = await dav(region.http, method, path, alice, **extra)
         assert 400 <= answer.status_code < 500, (method, path, extra, answer.status_code)
+        if answer.headers.get("content-type", "").startswith("application/xml"):
+            assert ET.fromstring(answer.content).tag == "{DAV:}error"  # RFC 4918 conditions
+        elif answer.content:
+            assert answer.headers["content-type"] == "application/problem+json", (
+                method,
+                path,
+                answer.headers,
+                answer.text[:300],
+            )
+            problem = answer.json()
+            assert problem["status"] == answer.status_code
+            assert problem["detail"], problem
+            assert "<" not in problem["detail"], problem
     moved = await dav(region.http, "MOVE", "S/f.txt", alice, headers={"Destination": elsewhere})
     assert moved.status_code == 502  # RFC 4918 9.9.4: the destination is another server's
     assert (await dav(region.http, "GET", "S/f.txt", alice)).content == b"x"
@@ -418,6 +431,55 @@ async def test_a_rest_lock_blocks_a_webdav_put(region: Region) -> None:
     assert held.json()["token"] in discovered.text
     await region.http.delete(lock_path, headers=region.alice.headers)
     assert (await dav(region.http, "PUT", path, bob, content=b"bob")).status_code == 204
+
+
+async def test_a_webdav_lock_of_a_folder_keeps_the_api_out_of_all_it_holds(
+    region: Region,
+) -> None:
+    space, folder = await _space(region)
+    alice = await dav_login(region, region.alice)
+    await dav(region.http, "MKCOL", f"{folder}/Protokolle", alice)
+    await dav(region.http, "MKCOL", f"{folder}/Protokolle/2026", alice)
+    await dav(region.http, "PUT", f"{folder}/Protokolle/2026/a.txt", alice, content=b"a")
+    locked = await dav(
+        region.http,
+        "LOCK",
+        f"{folder}/Protokolle/",
+        alice,
+        headers={"Depth": "infinity", "Timeout": "Second-600", "Content-Type": "application/xml"},
+        content=LOCK_BODY.format(owner="Alice's laptop"),
+    )
+    assert locked.status_code == 200, locked.text
+    nodes = f"/collab/spaces/{space['id']}/nodes"
+    bob = region.bob.headers
+    outside = await region.upload(region.bob, space["id"], "outside.txt", b"free")
+    assert outside.status_code == 201, outside.text
+    listing = await region.http.get(f"{nodes}/root/children", headers=bob)
+    protokolle = next(n for n in listing.json()["children"] if n["name"] == "Protokolle")
+    inner = await region.http.get(f"{nodes}/{protokolle['id']}/children", headers=bob)
+    year = inner.json()["children"][0]
+    deeper = await region.http.get(f"{nodes}/{year['id']}/children", headers=bob)
+    file_id = deeper.json()["children"][0]["id"]
+    into = {"parent": year["id"]}
+    refused = [
+        await region.upload(region.bob, space["id"], "a.txt", b"bob", folder=year["id"]),
+        await region.upload(region.bob, space["id"], "new.txt", b"bob", folder=year["id"]),
+        await region.http.post(f"{nodes}/{year['id']}/folders", json={"name": "X"}, headers=bob),
+        await region.http.delete(f"{nodes}/{file_id}", headers=bob),
+        await region.http.patch(f"{nodes}/{file_id}", json={"name": "b.txt"}, headers=bob),
+        await region.http.patch(f"{nodes}/{file_id}", json={"parent": "root"}, headers=bob),
+        await region.http.post(f"{nodes}/{outside.json()['id']}/copy", json=into, headers=bob),
+        await region.http.patch(f"{nodes}/{outside.json()['id']}", json=into, headers=bob),
+    ]
+    assert [answer.status_code for answer in refused] == [423] * 8, [a.text for a in refused]
+    assert all(a.headers["content-type"] == "application/problem+json" for a in refused)
+    free = await region.upload(region.bob, space["id"], "outside.txt", b"still free")
+    assert free.status_code == 200, free.text
+    assert (await dav(region.http, "GET", f"{folder}/Protokolle/2026/a.txt", alice)).content == (
+        b"a"
+    )
+    by_holder = await region.upload(region.alice, space["id"], "b.txt", b"alice", folder=year["id"])
+    assert by_holder.status_code == 201, by_holder.text
 
 
 async def test_a_lock_on_a_new_name_makes_an_empty_file(region: Region) -> None:

@@ -424,3 +424,31 @@ async def test_app_passwords_are_shown_once_and_revoked(ward: Ward) -> None:
         )
         assert revoked.status_code == 303
         assert "Stationsrechner" not in (await nurse.http.get("/portal/app-passwords")).text
+
+
+async def test_a_file_and_a_folder_are_copied_from_their_pages(ward: Ward) -> None:
+    async with _team(ward) as team:
+        space = f"/portal/spaces/{team.space_id}"
+        filed = await _upload(team.b, team.space_id, PDF_1, "SOP.pdf", "application/pdf")
+        node_id = filed.headers["location"].rpartition("/")[2]
+        page = await team.b.http.get(filed.headers["location"])
+        assert f'formaction="{space}/nodes/{node_id}/copy"' in page.text
+        copy = {"csrf": _csrf(team.b), "name": "SOP (Entwurf).pdf", "parent": ""}
+        copied = await team.b.http.post(f"{space}/nodes/{node_id}/copy", data=copy)
+        assert copied.status_code == 303
+        assert copied.headers["location"].endswith("?done=copied")
+        assert node_id not in copied.headers["location"], "the copy's page"
+        shown = await team.b.http.get(copied.headers["location"])
+        assert "SOP (Entwurf).pdf" in shown.text
+        assert "This is the copy" in shown.text
+        download = await team.b.http.get(copied.headers["location"].split("?")[0] + "/content")
+        assert download.content == PDF_1
+        again = await team.b.http.post(
+            f"{space}/nodes/{node_id}/copy", data={**copy, "csrf": _csrf(team.b)}
+        )
+        assert again.status_code == 409
+        assert "give the copy another name" in again.text
+        assert 'value="SOP (Entwurf).pdf"' in again.text, "what was typed stays"
+        listing = (await team.a.http.get(space)).text
+        assert "SOP.pdf" in listing
+        assert "SOP (Entwurf).pdf" in listing

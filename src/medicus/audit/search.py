@@ -34,6 +34,10 @@ _REFERENCE_ACTORS = {"Practitioner": "user", "Device": "service"}
 accounts Devices."""
 
 
+_TRAIL_ACTORS = ("user", "service", "system", "share-link")
+"""The kinds of actor the trail names (`kind:id`)."""
+
+
 @dataclass(frozen=True)
 class AuditQuery:
     """Entries that meet every condition given (None: no condition), newest first."""
@@ -112,12 +116,12 @@ def _patient(value: str) -> str | None:
 
 def _actor(value: str) -> str | None:
     """`Practitioner/ID` (a user), `Device/ID` (a service account), or the trail's own
-    form (`user:ID`)."""
+    form (`user:ID`, `share-link:ID` for a collab share link's visitors)."""
     kind, _, subject = value.partition("/")
     if subject and kind in _REFERENCE_ACTORS and is_fhir_id(subject):
         return f"{_REFERENCE_ACTORS[kind]}:{subject}"
     kind, _, subject = value.partition(":")
-    return value if kind in ("user", "service", "system") and subject else None
+    return value if kind in _TRAIL_ACTORS and subject else None
 
 
 def _outcome(value: str) -> Outcome | None:

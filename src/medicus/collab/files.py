@@ -124,6 +124,8 @@ class Files:
             await self._nodes.writable(inside, Node.of(existing), lock_token, if_match)
         elif if_match is not None:
             raise ApiError(412, f"There is no {name} to match (If-Match).")
+        else:
+            await self._nodes.unlocked(inside, Node.of(parent), lock_token)
         node_id = existing.id if existing is not None else str(uuid.uuid4())
         stored = await self._nodes.keep(inside, node_id, name, size, declared_type, body)
         try:

@@ -134,10 +134,13 @@ class Nodes:
             raise ApiError(409, f"{row.name} is a file, not a folder.")
         return row
 
-    @staticmethod
-    async def name_free(session: AsyncSession, parent_id: str, name: str) -> None:
-        """409 if the folder holds `name`; else the name is held for this transaction, so
-        that two writers of one new name take turns and the second one sees the first."""
+    async def name_free(
+        self, session: AsyncSession, inside: InSpace, parent_id: str, name: str
+    ) -> None:
+        """409 if the folder holds `name`, 423 if someone else's lock covers the folder;
+        else the name is held for this transaction, so that two writers of one new name
+        take turns and the second one sees the first."""
+        await self.covered_by_no_lock(session, inside, parent_id, name)
         if await repository.claimed_child(session, parent_id, name_key(name)) is not None:
             raise ApiError(409, f"There is already something named {name} in that folder.")
 
@@ -153,6 +156,7 @@ class Nodes:
     ) -> None:
         """Make room for `name` in the folder: 409 if taken (unless by the node that moves,
         or `replace`, which trashes what was there)."""
+        await self.covered_by_no_lock(session, inside, parent_id, name)
         there = await repository.claimed_child(session, parent_id, name_key(name))
         if there is None or there.id == moving:
             return
@@ -183,10 +187,24 @@ class Nodes:
         await self.unlocked(inside, node, lock_token)
 
     async def unlocked(self, inside: InSpace, node: Node, token: str | None = None) -> None:
+        """423 if someone else's lock covers the node (`token` names the caller's lock)."""
         async with self.database.snapshot() as session:
-            held = await repository.live_locks(session, [node.id], self.clock())
+            await self.covered_by_no_lock(session, inside, node.id, node.name, token)
+
+    async def covered_by_no_lock(
+        self,
+        session: AsyncSession,
+        inside: InSpace,
+        node_id: str,
+        name: str,
+        token: str | None = None,
+    ) -> None:
+        """423 if a lock that is not the caller's covers the node: one on it, or a
+        depth-infinity lock on a folder above it (a WebDAV client's lock of a folder keeps
+        the portal and the API out of it too)."""
+        held = await repository.locks_covering(session, node_id, self.clock())
         if any(row.principal != inside.caller.subject and row.token != token for row in held):
-            raise locked(node.name)
+            raise locked(name or inside.space.name)
 
     async def keep(
         self,

@@ -266,6 +266,26 @@ async def live_locks(
     return list(found)
 
 
+async def locks_covering(
+    session: AsyncSession, node_id: str, now: dt.datetime
+) -> Sequence[LockRow]:
+    """The live locks that cover a node: its own (of any depth: a lock on a folder covers
+    what it holds, RFC 4918 6.1) and the depth-infinity locks of the folders above it."""
+    chain = [node_id]
+    parent_id = await session.scalar(select(NodeRow.parent_id).where(NodeRow.id == node_id))
+    while parent_id is not None and parent_id not in chain:
+        chain.append(parent_id)
+        parent_id = await session.scalar(select(NodeRow.parent_id).where(NodeRow.id == parent_id))
+    found = await session.scalars(
+        select(LockRow).where(
+            LockRow.node_id.in_(chain),
+            LockRow.expires_at > now,
+            or_(LockRow.node_id == node_id, LockRow.depth == "infinity"),
+        )
+    )
+    return list(found)
+
+
 async def comments(session: AsyncSession, node_id: str) -> Sequence[CommentRow]:
     found = await session.scalars(
         select(CommentRow).where(CommentRow.node_id == node_id).order_by(CommentRow.created_at)

@@ -74,25 +74,33 @@ async def take_download(session: AsyncSession, link_id: str) -> bool:
     return counted.first() is not None
 
 
-async def password_failed(
-    session: AsyncSession, link_id: str, limit: int, until: dt.datetime
-) -> bool:
-    """Count a wrong password; at the `limit`-th in a row, lock the link's password until
-    `until` and start counting again. Whether it is locked now."""
-    failures = await session.scalar(
+async def password_attempt(
+    session: AsyncSession, link_id: str, limit: int, now: dt.datetime
+) -> int | None:
+    """Count an attempt at the link's password before it is checked: its number among the
+    attempts since the last right one, None if the link takes none now (locked, or `limit`
+    attempts are counted). Counting first keeps guesses sent at the same moment from
+    getting past the limit while the first ones are still being checked."""
+    return await session.scalar(
         update(ShareLinkRow)
-        .where(ShareLinkRow.id == link_id)
+        .where(
+            ShareLinkRow.id == link_id,
+            ShareLinkRow.failed_passwords < limit,
+            or_(ShareLinkRow.locked_until.is_(None), ShareLinkRow.locked_until <= now),
+        )
         .values(failed_passwords=ShareLinkRow.failed_passwords + 1)
         .returning(ShareLinkRow.failed_passwords)
     )
-    if failures is None or failures < limit:
-        return False
+
+
+async def lock_password(session: AsyncSession, link_id: str, until: dt.datetime) -> None:
+    """The last attempt allowed was wrong: the link takes none until `until`, then counts
+    from zero."""
     await session.execute(
         update(ShareLinkRow)
         .where(ShareLinkRow.id == link_id)
         .values(failed_passwords=0, locked_until=until)
     )
-    return True
 
 
 async def password_right(session: AsyncSession, link_id: str) -> None:

@@ -243,20 +243,21 @@ class ShareLinks:
         if link.password_hash is None:
             return link, self._pass(link)
         now = self._nodes.clock()
-        if link.locked_until is not None and link.locked_until > now:
+        async with self._nodes.database.transaction() as session:
+            attempt = await links.password_attempt(session, link.id, WRONG_PASSWORDS, now)
+        if attempt is None:
             await self._refused(link, _UNLOCK, "throttled")
-            raise throttled(link.locked_until - now)
+            locked_until = link.locked_until
+            raise throttled(locked_until - now if locked_until and locked_until > now else LOCKOUT)
         right = len(password) <= MAX_PASSWORD and await asyncio.to_thread(
             self._hasher.verify, link.password_hash, password
         )
-        locked = False
+        locked = not right and attempt >= WRONG_PASSWORDS
         async with self._nodes.database.transaction() as session:
             if right:
                 await links.password_right(session, link.id)
-            else:
-                locked = await links.password_failed(
-                    session, link.id, WRONG_PASSWORDS, now + LOCKOUT
-                )
+            elif locked:
+                await links.lock_password(session, link.id, now + LOCKOUT)
         if not right:
             await self._refused(link, _UNLOCK, "wrong-password")
             if locked:

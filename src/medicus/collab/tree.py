@@ -34,7 +34,7 @@ class Tree:
         now = self._nodes.clock()
         async with self._nodes.database.transaction() as session:
             parent = await self._nodes.folder(session, inside, parent_id)
-            await self._nodes.name_free(session, parent.id, name)
+            await self._nodes.name_free(session, inside, parent.id, name)
             row = new_node(space_id, parent.id, repository.FOLDER, name, caller.subject, now)
             session.add(row)
             await note_activity(
@@ -65,6 +65,7 @@ class Tree:
             target = await self._nodes.folder(session, inside, parent_id or node.parent_id)
             if target.id in await repository.subtree_ids(session, node.id):
                 raise ApiError(409, f"{node.name} cannot be moved into itself or its subfolders.")
+            await self._nodes.covered_by_no_lock(session, inside, node.parent_id, node.name)
             await self._nodes.clear(session, inside, target.id, name, node.id, replace, now)
             row = await repository.live_node(session, space_id, node.id)
             assert row is not None
@@ -101,7 +102,7 @@ class Tree:
     async def _copy(self, inside: InSpace, node: Node, parent_id: str, name: str) -> Node:
         if not node.is_folder:
             async with self._nodes.database.snapshot() as session:
-                await self._nodes.name_free(session, parent_id, name)
+                await self._nodes.name_free(session, inside, parent_id, name)
                 current = await repository.version(session, node.id, node.version)
             assert current is not None
             node_id = str(uuid.uuid4())
@@ -118,7 +119,7 @@ class Tree:
             return copied
         now = self._nodes.clock()
         async with self._nodes.database.transaction() as session:
-            await self._nodes.name_free(session, parent_id, name)
+            await self._nodes.name_free(session, inside, parent_id, name)
             row = new_node(
                 inside.space.id, parent_id, repository.FOLDER, name, inside.caller.subject, now
             )
@@ -141,6 +142,7 @@ class Tree:
             ids = await repository.subtree_ids(session, node.id)
             if await repository.live_locks(session, ids, now):
                 raise locked(node.name)
+            await self._nodes.covered_by_no_lock(session, inside, node.parent_id, node.name)
             await repository.trash_nodes(session, ids, node.id, caller.subject, now)
             await note_activity(
                 session, space_id, caller.subject, "trashed", node.name, node.id, now
@@ -168,7 +170,7 @@ class Tree:
             parent = await repository.live_node(session, space_id, row.parent_id or "")
             if parent is None:
                 raise ApiError(409, "The folder it was in is gone; restore that folder first.")
-            await self._nodes.name_free(session, parent.id, row.name)
+            await self._nodes.name_free(session, inside, parent.id, row.name)
             await repository.untrash(session, row.id)
             await note_activity(
                 session, space_id, caller.subject, "restored", row.name, row.id, now

@@ -106,10 +106,10 @@ class SpaceUploads(UploadService):
         )
         return upload
 
-    async def _visible(self, caller: Principal, upload_id: str) -> StorageUploadRow:
+    async def visible_upload(self, caller: Principal, upload_id: str) -> StorageUploadRow:
         """The upload, if the caller began it and is still an editor of its space (the gate
         records a refusal); 404 for any other upload, a chart's too."""
-        row = await self._row(upload_id) if _ID.fullmatch(upload_id) else None
+        row = await self.upload_row(upload_id) if _ID.fullmatch(upload_id) else None
         space_id = None if row is None else space_of(Upload.of(row).metadata)
         if row is None or space_id is None or row.created_by != caller.actor[:64]:
             await self._gate.refuse(caller, _WRITE, f"CollabUpload/{upload_id[:36]}", "not-theirs")
@@ -132,7 +132,7 @@ class SpaceUploads(UploadService):
         upload = await self.describe(caller, upload_id)
         if space_of(upload.metadata) != space_id:
             raise _unknown(upload_id)
-        stored = None if upload.object_id is None else await self.store.describe(upload.object_id)
+        stored = None if upload.object_id is None else await self._store.describe(upload.object_id)
         if stored is None:
             raise ApiError(409, "The upload is not complete yet: send the rest of it first.")
         try:
@@ -141,7 +141,7 @@ class SpaceUploads(UploadService):
             await self._give_up(inside, stored, upload_id)
             raise
         with contextlib.suppress(ApiError):
-            await self._discard(upload_id)  # the upload's record; its object is the file's now
+            await self.discard(upload_id)  # the upload's record; its object is the file's now
         action = "collab.create" if created else "collab.update"
         await self._gate.record(
             inside,
@@ -164,6 +164,8 @@ class SpaceUploads(UploadService):
             existing = await repository.child(session, parent.id, name_key(name))
         if existing is not None:
             await self._nodes.writable(inside, Node.of(existing), None, None)
+        else:
+            await self._nodes.unlocked(inside, Node.of(parent))
         node_id = existing.id if existing is not None else str(uuid.uuid4())
         adopted = await self._adopt(inside, stored, owner_of(node_id))
         if adopted is None:
@@ -171,7 +173,7 @@ class SpaceUploads(UploadService):
         try:
             node = await self._nodes.commit(inside, parent.id, node_id, name, adopted, existing)
         except BaseException:
-            await self.store.delete(adopted.id)
+            await self._store.delete(adopted.id)
             raise
         return node, existing is None
 
@@ -179,18 +181,14 @@ class SpaceUploads(UploadService):
         """Delete a refused upload's object, unless a file has it (taken like a filing, so
         that a filing at the same moment keeps it), and its record."""
         if await self._adopt(inside, stored, f"CollabUpload/{upload_id}") is not None:
-            await self.store.delete(stored.id)
+            await self._store.delete(stored.id)
         with contextlib.suppress(ApiError):
-            await self._discard(upload_id)
+            await self.discard(upload_id)
 
     async def _adopt(
         self, inside: InSpace, stored: StoredObject, owner: str
     ) -> StoredObject | None:
         async with self._nodes.database.transaction() as session:
-            return await self.store.adopt(
+            return await self._store.adopt(
                 session, stored.id, inside.space.organisation_id, inside.caller.actor[:64], owner
             )
-
-    @property
-    def store(self) -> ObjectStore:
-        return self._store

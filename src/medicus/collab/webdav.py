@@ -32,6 +32,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from medicus.collab.app_passwords import AppPasswords
 from medicus.collab.webdav_context import DavRequest, folder_names
+from medicus.collab.webdav_errors import WsgiApp, as_problems
 from medicus.collab.webdav_locks import LockStorage
 from medicus.collab.webdav_provider import SpacesProvider
 from medicus.collab.webdav_resources import DavServices
@@ -47,8 +48,6 @@ cross between thread and loop for every 8 KiB)."""
 WORKERS = 32
 """Requests served at once (rclone alone runs 16: 8 transfers, 8 checkers)."""
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
 
 class DavMount:
     """The ASGI app mounted at `/dav`: authenticates, then lets WsgiDAV serve the request."""
@@ -60,7 +59,7 @@ class DavMount:
         self._services = services
         self._passwords = passwords
         dav = WsgiDAVApp(_config(SpacesProvider(services), LockStorage(services.locks)))
-        self._wsgi = WSGIMiddleware(_as_caller(dav), workers=workers)  # type: ignore[arg-type]
+        self._wsgi = WSGIMiddleware(as_problems(_as_caller(dav)), workers=workers)  # type: ignore[arg-type]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -105,7 +105,8 @@ def internal_error() -> ApiError:
     )
 
 
-def _problem_body(error: ApiError, instance: str, request_id: str | None) -> dict[str, Any]:
+def problem_body(error: ApiError, instance: str, request_id: str | None) -> dict[str, Any]:
+    """An RFC 9457 problem document of `error` at `instance` (the request's path)."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": error.effective_title,
@@ -151,7 +152,7 @@ def render_error(error: ApiError, path: str, request_id: str | None) -> Response
         body = operation_outcome(error)
         media_type = FHIR_JSON
     else:
-        body = _problem_body(error, path, request_id)
+        body = problem_body(error, path, request_id)
         media_type = PROBLEM_JSON
     return Response(
         orjson.dumps(body),

@@ -115,6 +115,11 @@ def _lost() -> ApiError:
 
 
 class UploadService:
+    """Resumable uploads of a caller's organisation (tus). A capability whose uploads are
+    decided otherwise (collab's: into a space, of the space's organisation) subclasses it and
+    changes `create` and `visible_upload`, the two places that decide who may upload what;
+    the protocol, the staging and the sealing stay here."""
+
     def __init__(
         self,
         store: ObjectStore,
@@ -160,14 +165,14 @@ class UploadService:
         try:
             return await self._append(upload_id, 0, body or _nothing(), checksum)
         except ApiError:
-            await self._discard(upload_id)  # the caller never learns its address
+            await self.discard(upload_id)  # the caller never learns its address
             raise
 
     async def describe(self, caller: Principal, upload_id: str) -> Upload:
         """The upload (410 once it expired unfinished). One that holds every byte but did
         not become an object (the backends failed at the end, or the process died) is
         finished now, answering as that does; if a request is finishing it, as it stands."""
-        row = await self._visible(caller, upload_id)
+        row = await self.visible_upload(caller, upload_id)
         self._refuse_expired(row)
         if row.object_id is None and row.received == row.length:
             try:
@@ -188,14 +193,14 @@ class UploadService:
         """Take the bytes of `body` from `offset` on (409 unless the upload holds exactly
         `offset` bytes). What arrives is kept even if the body ends early (the client hung
         up); with a `checksum`, all or nothing (460). The last byte makes it the object."""
-        await self._visible(caller, upload_id)
+        await self.visible_upload(caller, upload_id)
         return await self._append(upload_id, offset, body, checksum)
 
     async def terminate(self, caller: Principal, upload_id: str) -> None:
         """Give up the upload: its bytes and row are removed, its quota released (a
         finished upload's object stays: only the record of the upload goes)."""
-        await self._visible(caller, upload_id)
-        await self._discard(upload_id)
+        await self.visible_upload(caller, upload_id)
+        await self.discard(upload_id)
 
     async def expire_due(self, now: dt.datetime) -> int:
         """Remove up to 100 uploads whose time ran out by `now`, their bytes and their quota
@@ -205,7 +210,7 @@ class UploadService:
             due = await upload_repository.due(session, now, 100)
         for upload_id in due:
             with contextlib.suppress(ApiError):
-                removed += await self._discard(upload_id, expired_by=now)
+                removed += await self.discard(upload_id, expired_by=now)
         return removed
 
     async def _begin(
@@ -345,11 +350,11 @@ class UploadService:
         row.object_id = stored.id
         await asyncio.to_thread(self._path(row.id).unlink, missing_ok=True)
 
-    async def _discard(self, upload_id: str, expired_by: dt.datetime | None = None) -> int:
+    async def discard(self, upload_id: str, expired_by: dt.datetime | None = None) -> int:
         """Remove the upload (with `expired_by`, only if its time ran out by then): 1 if it
         did, 0 if not. 423 while a request is working on it."""
         async with self._lock(upload_id):
-            row = await self._row(upload_id)
+            row = await self.upload_row(upload_id)
             if row is None or (expired_by is not None and row.expires_at > expired_by):
                 return 0
             return await self._remove(upload_id)
@@ -364,10 +369,11 @@ class UploadService:
         await asyncio.to_thread(self._path(upload_id).unlink, missing_ok=True)
         return 0 if row is None else 1
 
-    async def _visible(self, caller: Principal, upload_id: str) -> StorageUploadRow:
+    async def visible_upload(self, caller: Principal, upload_id: str) -> StorageUploadRow:
         """The upload, if the caller may go on creating it (Binary create scope, their
-        organisation's upload); 404 for any other, audited as for objects."""
-        row = await self._row(upload_id) if _UPLOAD_ID.fullmatch(upload_id) else None
+        organisation's upload); 404 for any other, audited as for objects. (The hook that
+        a subclass changes.)"""
+        row = await self.upload_row(upload_id) if _UPLOAD_ID.fullmatch(upload_id) else None
         stand_in = None  # of the object to be, for the decision: only its organisation counts
         if row is not None:
             stand_in = StoredObject(row.id, row.organisation_id, row.length, "", "", None, None)
@@ -380,12 +386,12 @@ class UploadService:
         assert row is not None
         return row
 
-    async def _row(self, upload_id: str) -> StorageUploadRow | None:
+    async def upload_row(self, upload_id: str) -> StorageUploadRow | None:
         async with self._store.database.snapshot() as session:
             return await upload_repository.get(session, upload_id)
 
     async def _current(self, upload_id: str) -> StorageUploadRow:
-        row = await self._row(upload_id)
+        row = await self.upload_row(upload_id)
         if row is None:
             raise _unknown(upload_id)
         return row

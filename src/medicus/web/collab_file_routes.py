@@ -1,5 +1,5 @@
 """HTTP of a file in a space (`/portal/spaces/{space}/files/{file}`): its page, its bytes
-(a download, or a preview), renaming and moving it (a folder too), putting it in the trash,
+(a download, or a preview), renaming, moving and copying it (a folder too), the trash,
 restoring an older version, comments, and the lock for editing.
 
 Previews: only PNG, JPEG, GIF, WebP and PDF are ever answered inline (`?preview=1`), in a
@@ -85,32 +85,51 @@ def _changes(router: APIRouter, doorway: Doorway, views: SpaceViews) -> None:
     collab = views.collab
 
     async def refused_page(
-        request: Request, user: PortalUser, space_id: str, node_id: str, error: ApiError, act: str
+        request: Request,
+        user: PortalUser,
+        space_id: str,
+        node_id: str,
+        error: ApiError,
+        act: str,
+        fields: dict[str, str],
     ) -> Response:
-        """The page the form came from (the file's, or the folder's), with the refusal."""
+        """The page the form came from (the file's, or the folder's), with the refusal and
+        what was typed."""
         problem = f"{act}-{problem_of(error)}"
         node = await collab.files.node(user.principal, space_id, node_id)
-        if node.is_folder:
-            return await views.folder(
-                request, user, space_id, node_id, error.status, problem=problem
-            )
-        return await views.file(request, user, space_id, node_id, error.status, problem=problem)
+        show = views.folder if node.is_folder else views.file
+        return await show(
+            request, user, space_id, node_id, error.status, problem=problem, form=fields
+        )
 
-    @router.post(NODE + "/move", response_class=HTMLResponse)
-    async def move(request: Request, space_id: str, node_id: str) -> Response:
+    async def place(request: Request, space_id: str, node_id: str, act: str) -> Response:
+        """Move or copy (`act`) to the folder and under the name of the form."""
+
         async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
             staff(user)
             name = fields.get("name", "")[:300] or None
             target = fields.get("parent") or None
+            tree = collab.tree
             try:
-                moved = await collab.tree.move(user.principal, space_id, node_id, target, name)
+                if act == "copy":
+                    placed = await tree.copy(user.principal, space_id, node_id, target, name)
+                else:
+                    placed = await tree.move(user.principal, space_id, node_id, target, name)
             except ApiError as refused:
-                return await refused_page(request, user, space_id, node_id, refused, "move")
-            if moved.is_folder:
-                return RedirectResponse(space_url(space_id, moved.id, "moved"), status_code=303)
-            return RedirectResponse(file_url(space_id, moved.id, "moved"), status_code=303)
+                return await refused_page(request, user, space_id, node_id, refused, act, fields)
+            done = "copied" if act == "copy" else "moved"
+            url = space_url if placed.is_folder else file_url
+            return RedirectResponse(url(space_id, placed.id, done), status_code=303)
 
         return await doorway.submit(request, submit)
+
+    @router.post(NODE + "/move", response_class=HTMLResponse)
+    async def move(request: Request, space_id: str, node_id: str) -> Response:
+        return await place(request, space_id, node_id, "move")
+
+    @router.post(NODE + "/copy", response_class=HTMLResponse)
+    async def copy(request: Request, space_id: str, node_id: str) -> Response:
+        return await place(request, space_id, node_id, "copy")
 
     @router.post(NODE + "/trash", response_class=HTMLResponse)
     async def trash(request: Request, space_id: str, node_id: str) -> Response:
@@ -119,7 +138,9 @@ def _changes(router: APIRouter, doorway: Doorway, views: SpaceViews) -> None:
             try:
                 node = await collab.tree.trash(user.principal, space_id, node_id)
             except ApiError as refused:
-                return await refused_page(request, user, space_id, node_id, refused, "trash")
+                return await refused_page(
+                    request, user, space_id, node_id, refused, "trash", fields
+                )
             back = space_url(space_id, node.parent_id, "trashed")
             return RedirectResponse(back, status_code=303)
 
