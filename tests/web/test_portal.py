@@ -285,6 +285,6 @@ async def test_every_pages_help_link_leads_to_a_section_of_the_help_page(ward: W
         for template in templates.glob("*.html")
         for found in re.finditer(r"{% block help %}([\w-]+){% endblock %}", template.read_text())
     }
-    assert {"start", "chart", "own-data"} <= anchors
+    assert {"start", "chart", "own-data", "spaces"} <= anchors
     missing = {anchor for anchor in anchors if f'<section id="{anchor}"' not in page.text}
     assert missing == set()
