@@ -4,7 +4,8 @@ medicus in this process (uvicorn in a thread), so that the test can move the pla
 clock: a physician of the university hospital (A) creates a space and invites a physician
 of the district hospital (B) as editor; A adds a first version of a findings PDF through
 the file chooser, B drops a new version on the folder (drag and drop, tus, the first PATCH
-cut off and resumed) and watches its progress bar reach 100 %; the bytes are counted
+cut off and resumed; its filing refused once, then tried again with the button) and watches
+its progress bar reach 100 %; the bytes are counted
 against A's organisation's quota, not B's; A restores the older version from the file's
 version history, makes a share link in the share dialog, which answers until the clock
 passes its expiry and then 410; A makes an app password for WebDAV. axe-core and Tab on
@@ -180,6 +181,23 @@ def _cut_first_patch(page: Page) -> list[str]:
     return seen
 
 
+def _fail_first_filing(page: Page, space_id: str) -> list[int]:
+    """Answer the first filing of an upload with 503, as a server being restarted would;
+    the statuses the page was given."""
+    given: list[int] = []
+
+    def handle(route: Route) -> None:
+        if route.request.method == "POST" and not given:
+            given.append(503)
+            route.fulfill(status=503, body="restarting")
+        else:
+            given.append(0)
+            route.continue_()
+
+    page.route(f"**/portal/spaces/{space_id}/files", handle)
+    return given
+
+
 def test_two_hospitals_share_a_space(
     collab_server: InProcessServer,
     browser: Browser,  # noqa: F811
@@ -266,11 +284,18 @@ def _upload_as_b(
     _accessible(b, "space")
     _keyboard_reachable(b, "space")
     seen = _cut_first_patch(b)
+    filings = _fail_first_filing(b, b.url.split("/portal/spaces/")[1].split("?")[0])
     b.evaluate(_WATCH_PROGRESS)
     transfer = b.evaluate_handle(_SECOND_JS, SECOND_SIZE)
     b.dispatch_event("#drop-zone", "dragover", {"dataTransfer": transfer})
     b.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+    retry = b.get_by_role("button", name=words("Try again"))
+    retry.wait_for(timeout=60_000)
+    failed = "The upload failed. Try again, or drop the file again, to resume where it stopped."
+    assert b.locator("#upload-list li .status").inner_text() == words(failed)
+    retry.click()
     b.locator("#upload-list li .status", has_text=words("Added.")).wait_for(timeout=60_000)
+    assert filings == [503, 0], "filed on the second try"
     assert seen.count("PATCH") >= 2, f"the cut PATCH is sent again: {seen}"
     assert "HEAD" in seen, "tus-js-client asks the offset before it resumes"
     assert b.evaluate("() => sessionStorage.getItem('most')") == "100"

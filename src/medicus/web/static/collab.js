@@ -6,8 +6,10 @@
    Uploads: files dropped on the folder's drop zone (or chosen) go one after the other to
    /portal/space-uploads by tus (tus-js-client, vendored) in 8 MiB requests that are retried
    after a dropped connection; each has its own progress bar and can be paused. Dropping the
-   same file again after a failure resumes it where it stopped (tus-js-client keeps the
-   upload's address in localStorage until it succeeds). When the last byte is in, the upload
+   same file again after a failure, or its "Try again" button (offered unless the refusal
+   is final: a bad name, no right, a name taken, too large, a refused type), resumes it where
+   it stopped (tus-js-client keeps the upload's address in localStorage until it succeeds);
+   an upload whose bytes all arrived but whose filing failed is only filed again. When the last byte is in, the upload
    is filed into the folder (a POST with the page's CSRF token) and the listing is reloaded
    (htmx). Every text shown comes translated from the drop zone's data attributes. */
 (function () {
@@ -39,6 +41,7 @@
     style: "percent",
     maximumFractionDigits: 0
   });
+  var FINAL = [400, 403, 409, 413, 415];
   var queue = [];
   var busy = false;
   var count = 0;
@@ -84,7 +87,12 @@
       return;
     }
     busy = true;
-    send(queue.shift());
+    var job = queue.shift();
+    if (job.address) {
+      file(job, job.address);
+    } else {
+      send(job);
+    }
   }
 
   function finished(job) {
@@ -100,6 +108,20 @@
     };
     say(job, texts[messages[code] || "failed"], true);
     finished(job);
+    if (FINAL.indexOf(code) < 0) {
+      offerRetry(job);
+    }
+  }
+
+  function offerRetry(job) {
+    job.toggle.hidden = false;
+    job.toggle.textContent = texts.retry;
+    job.toggle.onclick = function () {
+      job.toggle.hidden = true;
+      say(job, texts.waiting);
+      queue.push(job);
+      next();
+    };
   }
 
   function file(job, address) {
@@ -155,6 +177,7 @@
       },
       onSuccess: function () {
         job.bar.value = 100;
+        job.address = upload.url;
         file(job, upload.url);
       }
     });
