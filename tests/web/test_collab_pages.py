@@ -452,3 +452,45 @@ async def test_a_file_and_a_folder_are_copied_from_their_pages(ward: Ward) -> No
         listing = (await team.a.http.get(space)).text
         assert "SOP.pdf" in listing
         assert "SOP (Entwurf).pdf" in listing
+
+
+async def test_a_manager_changes_the_settings_and_deletes_the_space(ward: Ward) -> None:
+    async with _team(ward) as team:
+        space = f"/portal/spaces/{team.space_id}"
+        page = await team.a.http.get(space + "/settings")
+        assert page.status_code == 200
+        assert 'value="Tumorboard"' in page.text
+        assert f'href="{space}/settings"' in (await team.a.http.get(space)).text
+        assert f'href="{space}/settings"' not in (await team.b.http.get(space)).text
+        assert (await team.b.http.get(space + "/settings")).status_code == 403
+        bad = {
+            "csrf": _csrf(team.a),
+            "name": "Tumorboard Nord",
+            "description": "",
+            "trash_days": "0",
+        }
+        refused = await team.a.http.post(space + "/settings", data=bad)
+        assert refused.status_code == 422
+        assert 'value="Tumorboard Nord"' in refused.text, "what was typed stays"
+        good = {**bad, "trash_days": "60", "description": "Fallbesprechungen"}
+        saved = await team.a.http.post(space + "/settings", data=good)
+        assert saved.status_code == 303
+        shown = await team.a.http.get(saved.headers["location"])
+        assert "The settings were saved." in shown.text
+        assert 'value="Tumorboard Nord"' in shown.text
+        assert "60 days" in (await team.b.http.get(space + "/trash")).text
+        not_by_b = await team.b.http.post(
+            space + "/delete", data={"csrf": _csrf(team.b), "confirm": "Tumorboard Nord"}
+        )
+        assert not_by_b.status_code == 403
+        wrong = await team.a.http.post(
+            space + "/delete", data={"csrf": _csrf(team.a), "confirm": "Tumorboard"}
+        )
+        assert wrong.status_code == 422
+        assert "nothing was deleted" in wrong.text
+        deleted = await team.a.http.post(
+            space + "/delete", data={"csrf": _csrf(team.a), "confirm": "Tumorboard Nord"}
+        )
+        assert deleted.status_code == 303
+        assert "The space was deleted." in (await team.a.http.get(deleted.headers["location"])).text
+        assert (await team.b.http.get(space)).status_code == 404

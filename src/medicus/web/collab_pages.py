@@ -231,6 +231,13 @@ class PortalCollab:
                     queue.append((child.id, f"{path}{child.name}/"))
         return found
 
+    async def settings(self, user: PortalUser, space_id: str) -> InSpacePage:
+        """A space's settings (its managers')."""
+        space = await self.spaces.get(user.principal, space_id)
+        if space.role is not Role.MANAGER:
+            raise ApiError(403, "Only the space's managers change its settings.")
+        return InSpacePage(space, await self.names((), [space.organisation_id]))
+
     async def members(self, user: PortalUser, space_id: str) -> MembersPage:
         space = await self.spaces.get(user.principal, space_id)
         members = await self.spaces.members(user.principal, space_id)

@@ -59,8 +59,11 @@ def _spaces(doorway: Doorway, views: SpaceViews) -> APIRouter:
     collab = views.collab
 
     @router.get(SPACES, response_class=HTMLResponse)
-    async def spaces(request: Request) -> Response:
-        return await doorway.enter(request, views.spaces)
+    async def spaces(request: Request, done: str = "") -> Response:
+        async def show(request: Request, user: PortalUser) -> Response:
+            return await views.spaces(request, user, done=done[:20])
+
+        return await doorway.enter(request, show)
 
     @router.post(SPACES, response_class=HTMLResponse)
     async def create(request: Request) -> Response:

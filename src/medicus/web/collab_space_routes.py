@@ -1,5 +1,6 @@
 """HTTP of what a space has besides its files: members (invite by e-mail with a role,
-remove), the activity feed, the trash (restore), share links of a file or folder (make one
+remove), its settings (name, description, trash retention; deleting it, confirmed by typing
+its name), the activity feed, the trash (restore), share links of a file or folder (make one
 with an expiry, an optional password and download limit; revoke), and the user's own app
 passwords for WebDAV clients (`/portal/app-passwords`: the password is shown once)."""
 
@@ -30,6 +31,7 @@ MAX_RECIPIENTS_FIELD = 2000
 def build_space_router(doorway: Doorway, views: SpaceViews) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     _members(router, doorway, views)
+    _settings(router, doorway, views)
     _feed_and_trash(router, doorway, views)
     _links(router, doorway, views)
     _app_passwords(router, doorway, views)
@@ -78,6 +80,56 @@ def _members(router: APIRouter, doorway: Doorway, views: SpaceViews) -> None:
             if user_id == user.principal.subject:
                 return RedirectResponse(f"{SPACES}?done=left", status_code=303)
             return RedirectResponse(f"{SPACES}/{space_id}/members?done=removed", status_code=303)
+
+        return await doorway.submit(request, submit)
+
+
+def _settings(router: APIRouter, doorway: Doorway, views: SpaceViews) -> None:
+    """A space's name, description and trash retention, and deleting it (managers)."""
+    collab = views.collab
+
+    @router.get(SPACE + "/settings", response_class=HTMLResponse)
+    async def settings(request: Request, space_id: str, done: str = "") -> Response:
+        async def show(request: Request, user: PortalUser) -> Response:
+            return await views.settings(request, user, space_id, done=done[:20])
+
+        return await doorway.enter(request, show)
+
+    @router.post(SPACE + "/settings", response_class=HTMLResponse)
+    async def change(request: Request, space_id: str) -> Response:
+        async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
+            staff(user)
+            days = fields.get("trash_days", "").strip()
+            try:
+                if not days.isdigit() or len(days) > 3:
+                    raise ApiError(400, "The trash keeps things for 1 to 365 days.")
+                await collab.spaces.change(
+                    user.principal,
+                    space_id,
+                    fields.get("name", "")[:300],
+                    fields.get("description", "")[:3000],
+                    int(days),
+                )
+            except ApiError as refused:
+                problem = "settings-" + problem_of(refused, (400,))
+                return await views.settings(
+                    request, user, space_id, 422, problem=problem, form=fields
+                )
+            return RedirectResponse(f"{SPACES}/{space_id}/settings?done=saved", status_code=303)
+
+        return await doorway.submit(request, submit)
+
+    @router.post(SPACE + "/delete", response_class=HTMLResponse)
+    async def delete(request: Request, space_id: str) -> Response:
+        async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
+            staff(user)
+            space = await collab.spaces.get(user.principal, space_id)
+            if fields.get("confirm", "").strip() != space.name:
+                return await views.settings(
+                    request, user, space_id, 422, problem="delete-invalid", form={}
+                )
+            await collab.spaces.delete(user.principal, space_id)
+            return RedirectResponse(f"{SPACES}?done=deleted", status_code=303)
 
         return await doorway.submit(request, submit)
 

@@ -122,6 +122,13 @@ class SpaceViews:
             response.headers["content-security-policy"] = policy + "; frame-src 'self'"
         return response
 
+    async def settings(
+        self, request: Request, user: PortalUser, space_id: str, status: int = 200, **extra: Any
+    ) -> Response:
+        staff(user)
+        page = await self.collab.settings(user, space_id)
+        return self.render(request, "collab_settings.html", user, status, page=page, **extra)
+
     async def members(
         self, request: Request, user: PortalUser, space_id: str, status: int = 200, **extra: Any
     ) -> Response:
