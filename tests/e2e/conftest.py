@@ -62,6 +62,11 @@ class RunningServer:
     process: subprocess.Popen[str]
     base_url: str
     environment: dict[str, str]
+    log: Path
+
+    def output(self) -> str:
+        """What the server printed so far."""
+        return self.log.read_text()
 
 
 @pytest.fixture
@@ -76,34 +81,41 @@ async def server_database_url(database_factory: DatabaseFactory) -> str | None:
 
 @contextmanager
 def serving(environment: dict[str, str]) -> Iterator[RunningServer]:
-    """`medicus serve` on a free loopback port, ready to answer; killed on exit."""
+    """`medicus serve` on a free loopback port, ready to answer; killed on exit. Its output
+    goes to a file beside its data: a pipe nobody reads fills up after some hundred log
+    lines and then stops the server in the middle of a request."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "medicus", "serve", "--port", str(port)],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-        if process.poll() is not None:
-            raise AssertionError(f"medicus serve exited early:\n{process.stdout.read()}")  # type: ignore[union-attr]
-    else:
-        process.kill()
-        raise AssertionError("medicus serve did not become ready within 60 s")
+    log = Path(environment["MEDICUS_DATA_DIR"]).parent / f"serve-{port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "medicus", "serve", "--port", str(port)],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    running = RunningServer(process, f"http://127.0.0.1:{port}", environment, log)
     try:
-        yield RunningServer(process, base_url, environment)
+        _wait_until_ready(running)
+        yield running
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def _wait_until_ready(server: RunningServer) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{server.base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if server.process.poll() is not None:
+            raise AssertionError(f"medicus serve exited early:\n{server.output()}")
+    raise AssertionError("medicus serve did not become ready within 60 s")
 
 
 @pytest.fixture

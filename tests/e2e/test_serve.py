@@ -39,7 +39,7 @@ def test_the_server_stops_cleanly_and_logs_no_paths(server: RunningServer) -> No
     server.process.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal for the process manager to see.
     assert server.process.wait(15) in (0, -signal.SIGTERM)
-    output = server.process.stdout.read()  # type: ignore[union-attr]
+    output = server.output()
     assert "Application shutdown complete" in output
     assert "route=<unmatched> status=404" in output
     assert "Mustermann" not in output

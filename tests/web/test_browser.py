@@ -106,6 +106,7 @@ def browser() -> Iterator[Browser]:
 def _accessible(page: Page, name: str) -> None:
     """axe-core on the page as it is: no serious or critical violation. Run through the
     debugging protocol, which the page's Content-Security-Policy does not govern."""
+    page.wait_for_load_state()
     page.evaluate(AXE.read_text())
     found = page.evaluate(
         "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
@@ -335,6 +336,7 @@ def test_an_admin_invites_a_nurse_who_accepts_and_sets_up_totp(
     page.fill("#password", DEMO_PASSWORD)
     page.click("button[type=submit]")
     page.get_by_role("link", name=t("Members")).click()
+    page.wait_for_url("**/portal/admin/members")
     _accessible(page, "members")
     _keyboard_reachable(page, "members")
     page.fill("#i-email", nurse_email)
@@ -382,6 +384,7 @@ def _settings_pages(page: Page, language: str, t: Callable[..., str]) -> None:
     _keyboard_reachable(page, "apps and services")
     _shot(page, f"apps-and-services-{language}")
     page.get_by_role("link", name=t("Sign-in"), exact=True).click()
+    page.wait_for_url("**/sign-in")
     _accessible(page, "sign-in settings")
     _keyboard_reachable(page, "sign-in settings")
     _shot(page, f"sign-in-settings-{language}")
