@@ -1,5 +1,5 @@
 """The `medicus` command: serve, migrate, demo data, configuration and the capabilities' own
-commands (`medicus audit ...`, `medicus admin ...`, `medicus storage ...`).
+commands (`medicus audit ...`, `medicus admin ...`, `medicus storage ...`, `medicus collab ...`).
 
 Every command imports what it needs inside its own function, so that `medicus --help` and the
 short commands start in a fraction of a second instead of loading the whole platform first."""
@@ -18,11 +18,13 @@ import orjson
 import typer
 
 from medicus.audit.cli import build_cli as build_audit_cli
+from medicus.collab.cli import build_cli as build_collab_cli
 from medicus.iam.cli import build_cli as build_admin_cli
 from medicus.storage.cli import build_cli as build_storage_cli
 
 if TYPE_CHECKING:
     from medicus.audit.service import AuditTrail
+    from medicus.collab.text_backfill import TextBackfill
     from medicus.iam.cli import AdminContext
     from medicus.platform import Platform
     from medicus.settings import Settings
@@ -107,6 +109,17 @@ async def _open_storage() -> AsyncIterator[StorageMaintenance]:
 
 
 app.add_typer(build_storage_cli(_open_storage), name="storage")
+
+
+@asynccontextmanager
+async def _open_text_backfill(seconds: float) -> AsyncIterator[TextBackfill]:
+    from medicus.collab.text_backfill import TextBackfill
+
+    async with _open_platform() as platform:
+        yield TextBackfill(platform.database, platform.storage, platform.audit, seconds)
+
+
+app.add_typer(build_collab_cli(_open_text_backfill), name="collab")
 
 
 def _migrate(settings: Settings, finish: bool = False) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -341,6 +342,45 @@ async def search(
 
 def _escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True)
+class FileWithoutText:
+    node_id: str
+    version: int
+    name: str
+    content_type: str
+    object_id: str
+
+
+_WITHOUT_TEXT = (
+    NodeRow.kind == FILE,
+    NodeRow.deleted_at.is_(None),
+    NodeRow.text_content.is_(None),
+)
+
+
+async def count_files_without_text(session: AsyncSession) -> int:
+    found = await session.scalar(select(func.count(NodeRow.id)).where(*_WITHOUT_TEXT))
+    return int(found or 0)
+
+
+async def files_without_text(
+    session: AsyncSession, after: str, limit: int
+) -> list[FileWithoutText]:
+    """Live files whose current version has no text, in the order of their ids after `after`."""
+    rows = await session.execute(
+        select(
+            NodeRow.id, NodeRow.version, NodeRow.name, NodeRow.content_type, VersionRow.object_id
+        )
+        .join(
+            VersionRow, (VersionRow.node_id == NodeRow.id) & (VersionRow.number == NodeRow.version)
+        )
+        .where(*_WITHOUT_TEXT, NodeRow.id > after)
+        .order_by(NodeRow.id)
+        .limit(limit)
+    )
+    return [FileWithoutText(*row) for row in rows.all()]
 
 
 async def set_text(session: AsyncSession, node_id: str, version: int, text: str) -> None:

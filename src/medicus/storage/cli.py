@@ -27,18 +27,21 @@ if TYPE_CHECKING:
 
 OpenMaintenance = Callable[[], AbstractAsyncContextManager["StorageMaintenance"]]
 T = TypeVar("T")
+M = TypeVar("M")
 GIGABYTE = 1024**3
 SHOWN_PROBLEMS = 50
 
 
-def _run(
-    open_maintenance: OpenMaintenance, work: Callable[[StorageMaintenance], Awaitable[T]]
+def run_command(
+    open_context: Callable[[], AbstractAsyncContextManager[M]], work: Callable[[M], Awaitable[T]]
 ) -> T:
+    """Run an operator's command's `work` in what `open_context` opens: a refusal is one
+    sentence and exit code 2, an interruption exit code 130 (the commands can be run again)."""
     from medicus.storage.reports import MaintenanceError
 
     async def run() -> T:
-        async with open_maintenance() as maintenance:
-            return await work(maintenance)
+        async with open_context() as context:
+            return await work(context)
 
     try:
         return asyncio.run(run())
@@ -51,7 +54,7 @@ def _run(
 
 
 @contextmanager
-def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     """A progress bar on standard error (the report goes to standard output), shown from
     the first progress on: a command refused at once shows none."""
     from rich.console import Console
@@ -220,7 +223,7 @@ def _add_replica_commands(cli: typer.Typer, open_maintenance: OpenMaintenance) -
     def status(as_json: bool = _AS_JSON) -> None:
         """Each backend (reachable? draining?) with its objects and the replicas' work still
         to do, and each organisation's usage against its quota."""
-        report = _run(open_maintenance, lambda maintenance: maintenance.status())
+        report = run_command(open_maintenance, lambda maintenance: maintenance.status())
         typer.echo(_json(asdict(report)) if as_json else "\n".join(_status_lines(report)))
 
     @cli.command()
@@ -232,8 +235,8 @@ def _add_replica_commands(cli: typer.Typer, open_maintenance: OpenMaintenance) -
     ) -> None:
         """Check every object's replicas: missing, of the wrong size, or (--deep) damaged.
         Those found are marked for repair. Exits with 1 if there were problems."""
-        with _progress_bar("verifying") as progress:
-            report = _run(open_maintenance, lambda m: m.verify(deep, progress))
+        with progress_bar("verifying") as progress:
+            report = run_command(open_maintenance, lambda m: m.verify(deep, progress))
         if as_json:
             typer.echo(_json({**asdict(report), "counts": report.counts()}))
         else:
@@ -246,8 +249,8 @@ def _add_replica_commands(cli: typer.Typer, open_maintenance: OpenMaintenance) -
         """Add replicas objects lack (after a backend was added), copy the pending and
         corrupt ones from good ones and remove the deleted ones' bytes, now, whatever their
         backoff. Exits with 1 if some could not be done."""
-        with _progress_bar("repairing") as progress:
-            report = _run(open_maintenance, lambda m: m.repair(progress))
+        with progress_bar("repairing") as progress:
+            report = run_command(open_maintenance, lambda m: m.repair(progress))
         typer.echo("\n".join(_repair_lines(report)))
         if report.failed:
             raise typer.Exit(1)
@@ -259,8 +262,8 @@ def _add_replica_commands(cli: typer.Typer, open_maintenance: OpenMaintenance) -
     ) -> None:
         """Move every object off a backend while the platform stays online. The source takes
         no new objects from now on; safe to interrupt and run again."""
-        with _progress_bar(f"moving {source} -> {target}") as progress:
-            report = _run(open_maintenance, lambda m: m.migrate(source, target, progress))
+        with progress_bar(f"moving {source} -> {target}") as progress:
+            report = run_command(open_maintenance, lambda m: m.migrate(source, target, progress))
         typer.echo("\n".join(_migrate_lines(report)))
         if report.failed or report.remaining:
             raise typer.Exit(1)
@@ -271,7 +274,7 @@ def _add_organisation_commands(cli: typer.Typer, open_maintenance: OpenMaintenan
     def rotate_key(org: str = typer.Option(..., "--org", help="The organisation's id.")) -> None:
         """Give an organisation a new key-encryption key and re-wrap its objects' data keys
         under it (the objects' bytes stay as they are). Safe to run again."""
-        report = _run(open_maintenance, lambda m: m.rotate_key(org))
+        report = run_command(open_maintenance, lambda m: m.rotate_key(org))
         typer.echo(
             f"{report.organisation_id}: new key {report.kek_id}; data keys re-wrapped: "
             f"{report.objects} object(s), {report.uploads} upload(s) under way"
@@ -291,6 +294,6 @@ def _add_organisation_commands(cli: typer.Typer, open_maintenance: OpenMaintenan
             typer.echo("medicus: give either --gb N or --default", err=True)
             raise typer.Exit(2)
         quota_bytes = None if gigabytes is None else int(gigabytes * GIGABYTE)
-        _run(open_maintenance, lambda m: m.set_quota(org, quota_bytes))
+        run_command(open_maintenance, lambda m: m.set_quota(org, quota_bytes))
         shown = "the platform's default" if quota_bytes is None else size(quota_bytes)
         typer.echo(f"quota of {org}: {shown}")
