@@ -261,6 +261,14 @@ async def test_a_patient_linked_file_is_seen_only_where_access_allows(region: Re
         f"/collab/spaces/{space['id']}/nodes/root/children", headers=region.bob.headers
     )
     assert listing.json()["children"] == []
+    feed = f"/collab/spaces/{space['id']}/activity"
+    seen_by_bob = (await region.http.get(feed, headers=region.bob.headers)).text
+    assert "Arztbrief" not in seen_by_bob, "a patient file's name is patient data"
+    assert "Arztbrief" in (await region.http.get(feed, headers=region.alice.headers)).text
+    newest = await region.http.get(feed, params={"limit": 1}, headers=region.bob.headers)
+    assert [entry["action"] for entry in newest.json()["activity"]] == ["member.added"], (
+        "a page of hidden entries is followed by the next"
+    )
     await region.platform.audit.seal_all()
     entries = await rows(
         region.platform,

@@ -23,8 +23,9 @@ from medicus.iam.roles import Role
 from medicus.storage.service import usage
 from tests.iam.browser import Browser
 from tests.iam.conftest import add_user
+from tests.support import resources
 from tests.support.clock import MovableClock
-from tests.web.conftest import NURSE, Ward, sealed_entries
+from tests.web.conftest import ANNA_KVNR, NURSE, Ward, sealed_entries
 
 SURGEON = "dr.a@hospital-a.example"
 """A physician of hospital A, who owns the spaces here."""
@@ -494,3 +495,48 @@ async def test_a_manager_changes_the_settings_and_deletes_the_space(ward: Ward) 
         assert deleted.status_code == 303
         assert "The space was deleted." in (await team.a.http.get(deleted.headers["location"])).text
         assert (await team.b.http.get(space)).status_code == 404
+
+
+async def test_a_file_is_linked_to_a_patient_found_from_its_page(ward: Ward) -> None:
+    """The surgeon finds a patient of hospital A from the file's page and links the file:
+    then it is hospital A's patient data, which hospital B's nurse does not see (no consent),
+    and it is in the patient's part of the audit trail; unlinked, she sees it again."""
+    async with _team(ward) as team:
+        anna = resources.patient(ANNA_KVNR, "Müller", "Anna", "1964-05-17")
+        record = await ward.region.create("hospital-a", anna)
+        elsewhere = await ward.region.create("hospital-c", anna)
+        filed = await _upload(team.a, team.space_id, PDF_1, "Befund.pdf", "application/pdf")
+        page = filed.headers["location"]
+        assert "Data of Anna" not in (await team.a.http.get(page)).text
+        found = await team.a.http.get(page, params={"patient": "Müller 17.05.1964"})
+        assert found.status_code == 200
+        assert f'name="patient" value="{record}"' in found.text
+        assert f'value="{elsewhere}"' not in found.text, "only records the surgeon may see"
+        refused = await team.a.http.post(
+            page + "/patient", data={"csrf": _csrf(team.a), "patient": elsewhere}
+        )
+        assert refused.status_code == 404
+        assert "you may not see their records" in refused.text
+        assert (await team.b.http.get(page)).status_code == 200, "not linked by the refusal"
+        linked = await team.a.http.post(
+            page + "/patient", data={"csrf": _csrf(team.a), "patient": record}
+        )
+        assert linked.status_code == 303, linked.text
+        shown = await team.a.http.get(linked.headers["location"])
+        assert "it is patient data now" in shown.text
+        assert "Data of Müller, Anna, born" in shown.text
+        assert f'href="/portal/patients/{record}"' in shown.text
+        assert (await team.b.http.get(page)).status_code == 404
+        folder = await team.b.http.get(f"/portal/spaces/{team.space_id}")
+        assert "Befund.pdf" not in folder.text
+        (link,) = await sealed_entries(ward, "collab.link", "outcome, patients")
+        assert link == ("success", record)
+        refusals = await sealed_entries(ward, "collab.update", "outcome, patients")
+        assert [patients for outcome, patients in refusals if outcome != "success"] == [
+            elsewhere
+        ], "the refused link is audited with the patient"
+        unlinked = await team.a.http.post(
+            page + "/patient", data={"csrf": _csrf(team.a), "patient": ""}
+        )
+        assert unlinked.status_code == 303
+        assert (await team.b.http.get(page)).status_code == 200

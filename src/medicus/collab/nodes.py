@@ -68,17 +68,9 @@ class Nodes:
     async def visible(self, inside: InSpace, nodes: list[Node]) -> list[Node]:
         """`nodes` without the files of patients whom `access` keeps from the caller (each
         patient asked once; a refusal is recorded)."""
-        allowed: dict[str, bool] = {}
-        shown = []
-        for node in nodes:
-            if node.patient_id is not None and node.patient_id not in allowed:
-                event = await self.gate.patient_event(
-                    inside, node.patient_id, node.id, Interaction.SEARCH
-                )
-                allowed[node.patient_id] = event is not None
-            if node.patient_id is None or allowed[node.patient_id]:
-                shown.append(node)
-        return shown
+        files = {node.patient_id: node.id for node in reversed(nodes) if node.patient_id}
+        seen = await self.gate.patients_seen(inside, files)
+        return [node for node in nodes if node.patient_id is None or node.patient_id in seen]
 
     async def chain(self, node: Node) -> list[Node]:
         """The folders from the space's root down to `node`, and `node`."""

@@ -8,6 +8,7 @@ break-glass; the caller's scopes), and a member whom `access` refuses does not s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from medicus.access.policy import AccessDenied, Interaction, audited
@@ -168,6 +169,16 @@ class SpaceGate:
             await self._audit.record(_as_file(event.refused("not-known"), node_id, inside.space.id))
             return None
         return _as_file(event, node_id, inside.space.id)
+
+    async def patients_seen(self, inside: InSpace, files: Mapping[str, str]) -> set[str]:
+        """Of the patients of `files` (a Patient's id: one of its files' ids, named in the
+        audit trail), those whose files `access` lets the caller see in a listing; each
+        patient asked once, a refusal recorded."""
+        seen = set()
+        for patient_id, node_id in files.items():
+            if await self.patient_event(inside, patient_id, node_id, Interaction.SEARCH):
+                seen.add(patient_id)
+        return seen
 
 
 def _as_file(event: AuditRecord, node_id: str, space_id: str) -> AuditRecord:

@@ -296,12 +296,18 @@ async def comments(session: AsyncSession, node_id: str) -> Sequence[CommentRow]:
 
 async def activity(
     session: AsyncSession, space_id: str, before: int | None, limit: int
-) -> Sequence[ActivityRow]:
-    statement = select(ActivityRow).where(ActivityRow.space_id == space_id)
+) -> list[tuple[ActivityRow, str | None]]:
+    """The space's feed, newest first, each entry with the Patient its file is linked to
+    now (None: no file, or not patient data)."""
+    statement = (
+        select(ActivityRow, NodeRow.patient_id)
+        .outerjoin(NodeRow, NodeRow.id == ActivityRow.node_id)
+        .where(ActivityRow.space_id == space_id)
+    )
     if before is not None:
         statement = statement.where(ActivityRow.id < before)
-    found = await session.scalars(statement.order_by(ActivityRow.id.desc()).limit(limit))
-    return list(found)
+    found = await session.execute(statement.order_by(ActivityRow.id.desc()).limit(limit))
+    return [(entry, patient_id) for entry, patient_id in found.all()]
 
 
 async def search(

@@ -1,6 +1,6 @@
 """HTTP of a file in a space (`/portal/spaces/{space}/files/{file}`): its page, its bytes
 (a download, or a preview), renaming, moving and copying it (a folder too), the trash,
-restoring an older version, comments, and the lock for editing.
+restoring an older version, comments, the lock for editing, and its link to a patient.
 
 Previews: only PNG, JPEG, GIF, WebP and PDF are ever answered inline (`?preview=1`), in a
 sandbox (`Content-Security-Policy: sandbox`, `X-Content-Type-Options: nosniff`) that only
@@ -44,9 +44,13 @@ def build_file_router(doorway: Doorway, views: SpaceViews) -> APIRouter:
     collab = views.collab
 
     @router.get(FILE, response_class=HTMLResponse)
-    async def file(request: Request, space_id: str, node_id: str, done: str = "") -> Response:
+    async def file(
+        request: Request, space_id: str, node_id: str, done: str = "", patient: str = ""
+    ) -> Response:
         async def show(request: Request, user: PortalUser) -> Response:
-            return await views.file(request, user, space_id, node_id, done=done[:20])
+            return await views.file(
+                request, user, space_id, node_id, done=done[:20], patient_query=patient[:200]
+            )
 
         return await doorway.enter(request, show)
 
@@ -183,6 +187,26 @@ def _editing(router: APIRouter, doorway: Doorway, views: SpaceViews) -> None:
             return RedirectResponse(
                 file_url(space_id, node_id, "commented") + "#comments", status_code=303
             )
+
+        return await doorway.submit(request, submit)
+
+    @router.post(FILE + "/patient", response_class=HTMLResponse)
+    async def link_patient(request: Request, space_id: str, node_id: str) -> Response:
+        """Link the file to the patient chosen from a search (`patient`: the record's id), or
+        unlink it (empty)."""
+
+        async def submit(request: Request, user: PortalUser, fields: dict[str, str]) -> Response:
+            staff(user)
+            patient = fields.get("patient", "")[:64] or None
+            try:
+                await collab.editing.link_patient(user.principal, space_id, node_id, patient)
+            except ApiError as refused:
+                problem = "patient-" + problem_of(refused, (400, 403, 404, 409))
+                return await views.file(
+                    request, user, space_id, node_id, refused.status, problem=problem
+                )
+            done = "linked" if patient else "unlinked"
+            return RedirectResponse(file_url(space_id, node_id, done) + "#patient", 303)
 
         return await doorway.submit(request, submit)
 

@@ -33,6 +33,7 @@ from medicus.web.collab_views import (
 )
 from medicus.web.doorway import Doorway
 from medicus.web.pages import PortalPages
+from medicus.web.service import Portal
 from medicus.web.uploads_routes import session_caller
 from medicus.web.users import PortalUser
 
@@ -40,10 +41,14 @@ MAX_QUERY = 200
 
 
 def build_collab_router(
-    doorway: Doorway, logins: LoginService, collab: PortalCollab, pages: PortalPages
+    doorway: Doorway,
+    logins: LoginService,
+    collab: PortalCollab,
+    portal: Portal,
+    pages: PortalPages,
 ) -> APIRouter:
     """Every page of the spaces, and the tus endpoint of their uploads."""
-    views = SpaceViews(collab, pages)
+    views = SpaceViews(collab, portal, pages)
     router = APIRouter(include_in_schema=False)
     router.include_router(tus_router(collab.uploads, session_caller(logins), SPACE_UPLOADS))
     router.include_router(_spaces(doorway, views))

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from medicus.core.errors import ApiError
 from medicus.web.collab_pages import PortalCollab
 from medicus.web.pages import PortalPages
+from medicus.web.service import FoundPatient, Portal
 from medicus.web.storage_pages import human_bytes
 from medicus.web.users import PortalUser
 
@@ -58,8 +59,9 @@ def file_url(space_id: str, node_id: str, done: str | None = None) -> str:
 
 
 class SpaceViews:
-    def __init__(self, collab: PortalCollab, pages: PortalPages) -> None:
+    def __init__(self, collab: PortalCollab, portal: Portal, pages: PortalPages) -> None:
         self.collab = collab
+        self.portal = portal
         self.pages = pages
 
     def render(
@@ -111,16 +113,41 @@ class SpaceViews:
         space_id: str,
         node_id: str,
         status: int = 200,
+        patient_query: str = "",
         **extra: Any,
     ) -> Response:
-        """A file's page; a PDF's preview is framed (the portal's own frame, nothing else)."""
+        """A file's page; a PDF's preview is framed (the portal's own frame, nothing else).
+        With `patient_query`, the patients it finds are offered to link the file to."""
         staff(user)
         page = await self.collab.file(user, space_id, node_id)
-        response = self.render(request, "collab_file.html", user, status, page=page, **extra)
+        patient = None
+        if page.node.patient_id:
+            patient = await self.portal.patient(user, page.node.patient_id)
+        candidates = await self._candidates(user, page.edits and not patient, patient_query)
+        response = self.render(
+            request,
+            "collab_file.html",
+            user,
+            status,
+            page=page,
+            patient=patient,
+            patient_query=patient_query,
+            candidates=candidates,
+            links_patients=page.edits and user.sees_patient_data,
+            **extra,
+        )
         if page.preview == "pdf":
             policy = response.headers["content-security-policy"]
             response.headers["content-security-policy"] = policy + "; frame-src 'self'"
         return response
+
+    async def _candidates(
+        self, user: PortalUser, may_link: bool, query: str
+    ) -> list[FoundPatient] | None:
+        """The patients a search on a file's page finds (None: no search asked or allowed)."""
+        if not (may_link and user.sees_patient_data and query.strip()):
+            return None
+        return await self.portal.find_patients(user, query)
 
     async def settings(
         self, request: Request, user: PortalUser, space_id: str, status: int = 200, **extra: Any

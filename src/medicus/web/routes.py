@@ -59,7 +59,7 @@ def build_router(
     router.include_router(build_settings_router(doorway, settings, pages))
     router.include_router(build_platform_router(doorway, admin, settings, stewardship, pages))
     router.include_router(build_storage_router(doorway, logins, storage, portal, pages))
-    router.include_router(build_collab_router(doorway, logins, collab, pages))
+    router.include_router(build_collab_router(doorway, logins, collab, portal, pages))
     return router
 
 

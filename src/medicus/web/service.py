@@ -208,6 +208,15 @@ class Portal:
             for resource in found
         ]
 
+    async def patient(self, user: PortalUser, patient_id: str) -> FoundPatient | None:
+        """The Patient record `patient_id` as a search shows it (audited), None if the user
+        may not see it."""
+        found = await self._search(user, "Patient", [("_id", patient_id)], 1)
+        if not found:
+            return None
+        holders = await self.holders_of_records(user, [patient_id])
+        return _found(found[0], holders[patient_id])
+
     async def chart(self, user: PortalUser, patient_id: str) -> Chart:
         """The chart of the person of Patient record `patient_id`: a 404 (ApiError) if the
         user may not see that record; of the person's other records those `access` lets the
