@@ -259,6 +259,12 @@ async def test_patient_data_is_never_shared_by_link(region: Region) -> None:
     assert "CT-Befund.pdf" not in listing.text
     assert direct.status_code == 404
     assert became_patient_data.status_code == 410
+    space_links = f"/collab/spaces/{space['id']}/links"
+    by_bob = await region.http.get(space_links, headers=region.bob.headers)
+    by_alice = await region.http.get(space_links, headers=region.alice.headers)
+    assert "SOP.pdf" not in by_bob.text, "its name became patient data"
+    assert "Fälle" in by_bob.text
+    assert "SOP.pdf" in by_alice.text
 
 
 async def test_a_password_is_asked_for_and_checked(region: Region) -> None:

@@ -197,8 +197,9 @@ class ShareLinks:
         )
 
     async def list(self, caller: Principal, space_id: str) -> builtins.list[ShareLink]:
-        """The space's links, newest first (any member)."""
-        await self._nodes.gate.enter(caller, space_id, Role.VIEWER, "collab.read")
+        """The space's links, newest first (any member); but those to a file that became
+        data of a patient whom `access` keeps from the caller (its name may be patient data)."""
+        inside = await self._nodes.gate.enter(caller, space_id, Role.VIEWER, "collab.read")
         now = self._nodes.clock()
         async with self._nodes.database.snapshot() as session:
             found = await links.of_space(session, space_id)
@@ -206,6 +207,8 @@ class ShareLinks:
                 member.user_id: Role(member.role)
                 for member, _ in await repository.members(session, space_id)
             }
+        files = {node.patient_id: node.id for _, node in found if node and node.patient_id}
+        seen = await self._nodes.gate.patients_seen(inside, files)
         return [
             ShareLink.of(
                 row,
@@ -214,6 +217,7 @@ class ShareLinks:
                 link_state(row, node, True, roles.get(row.created_by), now)[0],
             )
             for row, node in found
+            if node is None or node.patient_id is None or node.patient_id in seen
         ]
 
     async def open(self, token: str, pass_value: str | None, folder_id: str | None) -> SharedView:
