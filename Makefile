@@ -31,7 +31,7 @@ install: $(VENV)/.synced
 browser:
 	@scripts/browser.sh
 
-# Debian's rclone and fuse3 for the WebDAV tests (scripts/webdav_clients.sh says when it cannot).
+# Debian's rclone, fuse3 and litmus for the WebDAV tests (scripts/webdav_clients.sh says when it cannot).
 webdav-clients:
 	@scripts/webdav_clients.sh
 

@@ -182,7 +182,9 @@ def _include_storage(app: FastAPI, platform: Platform) -> None:
     app.include_router(_storage_router(platform))
     collab = platform.collab
     staging = platform.settings.data_dir / "tmp"
-    services = DavServices(collab.spaces, collab.files, collab.tree, collab.dav_locks, staging)
+    services = DavServices(
+        collab.spaces, collab.files, collab.tree, collab.dav_locks, collab.properties, staging
+    )
     app.mount("/dav", DavMount(services, collab.app_passwords))
 
 

@@ -27,6 +27,7 @@ from medicus.collab.files import Files
 from medicus.collab.lock_state import LockState
 from medicus.collab.nodes import Nodes
 from medicus.collab.permissions import SpaceGate
+from medicus.collab.properties import Properties
 from medicus.collab.service import Spaces
 from medicus.collab.share_links import ShareLinks
 from medicus.collab.tree import Tree
@@ -107,6 +108,7 @@ class Collab:
     dav_locks: DavLocks
     uploads: SpaceUploads
     locks: LockState
+    properties: Properties
 
 
 @dataclass
@@ -390,6 +392,7 @@ def _collab(
         ),
         app_passwords=AppPasswords(database, audit, clock),
         dav_locks=DavLocks(nodes),
+        properties=Properties(nodes),
         uploads=SpaceUploads(
             storage,
             StoragePermissions(guard, audit),

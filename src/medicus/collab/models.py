@@ -148,6 +148,20 @@ class CommentRow(Base):
     __table_args__ = (Index("ix_collab_comment_node", "node_id", "created_at"),)
 
 
+class PropertyRow(Base):
+    """A WebDAV client's own property of a file or folder (RFC 4918 "dead" property: Windows'
+    timestamps and attributes, a Finder tag), kept as the client sent it (its XML)."""
+
+    __tablename__ = "collab_property"
+
+    node_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("collab_node.id", ondelete="CASCADE"), primary_key=True
+    )
+    # In Clark notation: {namespace}name.
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 class ActivityRow(Base):
     """Who did what in a space (the feed members see; the audit trail has it too)."""
 

@@ -16,6 +16,7 @@ from medicus.collab.models import (
     LockRow,
     MemberRow,
     NodeRow,
+    PropertyRow,
     SpaceRow,
     VersionRow,
 )
@@ -255,7 +256,47 @@ async def remove_nodes(session: AsyncSession, ids: Sequence[str]) -> None:
     await session.execute(delete(VersionRow).where(VersionRow.node_id.in_(ids)))
     await session.execute(delete(CommentRow).where(CommentRow.node_id.in_(ids)))
     await session.execute(delete(LockRow).where(LockRow.node_id.in_(ids)))
+    await session.execute(delete(PropertyRow).where(PropertyRow.node_id.in_(ids)))
     await session.execute(delete(NodeRow).where(NodeRow.id.in_(ids)))
+
+
+async def properties_of(
+    session: AsyncSession, space_id: str, node_ids: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """The WebDAV clients' own properties of each of the space's `node_ids` (name: XML)."""
+    found: dict[str, dict[str, str]] = {node_id: {} for node_id in node_ids}
+    rows = await session.execute(
+        select(PropertyRow.node_id, PropertyRow.name, PropertyRow.value)
+        .join(NodeRow, NodeRow.id == PropertyRow.node_id)
+        .where(PropertyRow.node_id.in_(node_ids), NodeRow.space_id == space_id)
+    )
+    for node_id, name, value in rows.all():
+        found[node_id][name] = value
+    return found
+
+
+async def set_property(session: AsyncSession, node_id: str, name: str, value: str | None) -> int:
+    """Set (or with None remove) one property; how many the node has then."""
+    await session.execute(
+        delete(PropertyRow).where(PropertyRow.node_id == node_id, PropertyRow.name == name)
+    )
+    if value is not None:
+        session.add(PropertyRow(node_id=node_id, name=name, value=value))
+        await session.flush()
+    counted = await session.scalar(
+        select(func.count()).select_from(PropertyRow).where(PropertyRow.node_id == node_id)
+    )
+    return int(counted or 0)
+
+
+async def copy_properties(session: AsyncSession, source_id: str, copy_id: str) -> None:
+    """A copy has the properties of what it copies (RFC 4918 9.8.2)."""
+    rows = await session.execute(
+        select(PropertyRow.name, PropertyRow.value).where(PropertyRow.node_id == source_id)
+    )
+    session.add_all(
+        PropertyRow(node_id=copy_id, name=name, value=value) for name, value in rows.all()
+    )
 
 
 async def live_locks(

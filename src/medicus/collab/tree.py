@@ -111,8 +111,9 @@ class Tree:
                 inside, node_id, name, current.size, current.content_type, body
             )
             copied = await self._nodes.commit(inside, parent_id, node_id, name, stored, None)
-            if node.patient_id is not None:
-                async with self._nodes.database.transaction() as session:
+            async with self._nodes.database.transaction() as session:
+                await repository.copy_properties(session, node.id, node_id)
+                if node.patient_id is not None:
                     row = await repository.live_node(session, inside.space.id, node_id)
                     assert row is not None
                     row.patient_id = node.patient_id
@@ -124,6 +125,8 @@ class Tree:
                 inside.space.id, parent_id, repository.FOLDER, name, inside.caller.subject, now
             )
             session.add(row)
+            await session.flush()
+            await repository.copy_properties(session, node.id, row.id)
             folder = Node.of(row)
         async with self._nodes.database.snapshot() as session:
             inner = [Node.of(child) for child in await repository.children(session, node.id)]

@@ -131,6 +131,7 @@ def _config(provider: SpacesProvider, locks: LockStorage) -> dict[str, Any]:
         "mount_path": MOUNT_PATH,
         "provider_mapping": {"/": provider},
         "lock_storage": locks,
+        # Clients' own properties are kept by the nodes (`collab.properties`), not by URL.
         "property_manager": None,
         "middleware_stack": [ErrorPrinter, RequestResolver],
         "dir_browser": {"enable": False},
@@ -138,8 +139,6 @@ def _config(provider: SpacesProvider, locks: LockStorage) -> dict[str, Any]:
         "verbose": 0,
         "logging": {"enable": False},
         "suppress_version_info": True,
-        # Windows' mini-redirector sets its time stamps after each upload; say yes.
-        "hotfixes": {"emulate_win32_lastmod": True},
     }
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from wsgidav import util
+from wsgidav import util, xml_tools
 from wsgidav.dav_error import DAVError
-from wsgidav.dav_provider import DAVCollection, DAVNonCollection
+from wsgidav.dav_provider import DAVCollection, DAVNonCollection, _DAVResource
 
 from medicus.collab.files import Files
 from medicus.collab.names import checked_name
+from medicus.collab.properties import Properties, check_property
 from medicus.collab.records import Node, Role, Space
 from medicus.collab.service import Spaces
 from medicus.collab.tree import Tree
@@ -47,6 +48,7 @@ class DavServices:
     files: Files
     tree: Tree
     locks: DavLocks
+    properties: Properties
     staging: Path
 
 
@@ -85,6 +87,8 @@ class _InSpace:
         self.space = space
         self.names = names
         self.node = node
+        self.own_properties: dict[str, str] | None = None
+        """The clients' own properties, read once (for a folder's members, all at once)."""
 
     @property
     def node_id(self) -> str:
@@ -104,6 +108,54 @@ class _InSpace:
     def is_space(self) -> bool:
         """Whether this is the space's top folder (the space's folder in `/dav/`)."""
         return self.node is None or self.node.parent_id is None
+
+    def _own_properties(self) -> dict[str, str]:
+        if self.own_properties is None:
+            request = DavRequest.current()
+            found = request.run(
+                self.services.properties.of(request.caller, self.space.id, [self.node_id])
+            )
+            self.own_properties = found[self.node_id]
+        return self.own_properties
+
+    def get_property_names(self, *, is_allprop: bool) -> list[str]:
+        names = _DAVResource.get_property_names(self, is_allprop=is_allprop)
+        return [*names, *self._own_properties()]
+
+    def get_property_value(self, name: str) -> Any:
+        if not _own(name):
+            return _DAVResource.get_property_value(self, name)
+        value = self._own_properties().get(name)
+        if value is None:
+            raise DAVError(404)
+        return xml_tools.string_to_xml(value)
+
+    def set_property_value(self, name: str, value: Any, *, dry_run: bool = False) -> None:
+        """A client's own property (`collab.properties`) set, or removed (None); WsgiDAV
+        asks for every property of a PROPPATCH with `dry_run` first, then sets them."""
+        if not _own(name):
+            _DAVResource.set_property_value(self, name, value, dry_run=dry_run)
+            return
+        text = None if value is None else xml_tools.etree.tostring(value, encoding="unicode")
+        request = DavRequest.current()
+        if dry_run:
+            try:
+                check_property(name, text)
+            except ApiError as error:
+                raise dav_error(error) from None
+            return
+        properties = self.services.properties
+        request.run(
+            properties.set(request.caller, self.space.id, self.node_id, name, text, self.patient)
+        )
+        self.own_properties = None
+
+    def remove_all_properties(self, *, recursive: bool) -> None:
+        """Nothing: the properties stay with the file or folder in the trash."""
+
+    @property
+    def patient(self) -> str | None:
+        return self.node.patient_id if self.node is not None else None
 
     def handle_delete(self) -> bool:
         """Into the space's trash, with what a folder holds; the caller's locks on it (held
@@ -185,6 +237,11 @@ class _InSpace:
         return parent.node_id, names[-1], there
 
 
+def _own(name: str) -> bool:
+    """Whether a property is a client's own (RFC 4918 "dead"): not in the DAV: namespace."""
+    return not name.startswith("{DAV:}")
+
+
 class Folder(_InSpace, DAVCollection):  # type: ignore[misc]
     """A folder of a space (its top folder: the space's folder in `/dav/`)."""
 
@@ -209,11 +266,14 @@ class Folder(_InSpace, DAVCollection):  # type: ignore[misc]
     def get_member_list(self) -> list[Any]:
         """What the folder holds that the caller may see, from one listing."""
         request = DavRequest.current()
-        _, children = request.run(
-            self.services.files.listing(request.caller, self.space.id, self.node_id)
+        caller = request.caller
+        _, children = request.run(self.services.files.listing(caller, self.space.id, self.node_id))
+        properties = request.run(
+            self.services.properties.of(caller, self.space.id, [child.id for child in children])
         )
-        return [
-            resource_of(
+        members = []
+        for child in children:
+            member = resource_of(
                 util.join_uri(self.path, child.name),
                 self.environ,
                 self.services,
@@ -221,8 +281,9 @@ class Folder(_InSpace, DAVCollection):  # type: ignore[misc]
                 [*self.names, child.name],
                 child,
             )
-            for child in children
-        ]
+            member.own_properties = properties[child.id]
+            members.append(member)
+        return members
 
     def create_collection(self, name: str) -> None:
         """A new folder; 405 if one of that name was made meanwhile (MKCOL's answer for a

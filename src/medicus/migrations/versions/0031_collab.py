@@ -1,5 +1,6 @@
 """Collaboration spaces: spaces and members, folders and files with versions, locks,
-comments, the activity feed, share links and WebDAV app passwords (docs/collab.md).
+comments, WebDAV clients' own properties, the activity feed, share links and WebDAV app
+passwords (docs/collab.md).
 
 Revision ID: 0031
 Revises: 0030
@@ -137,6 +138,17 @@ def upgrade() -> None:
     )
     op.create_index("ix_collab_comment_node", "collab_comment", ["node_id", "created_at"])
     op.create_table(
+        "collab_property",
+        sa.Column(
+            "node_id",
+            sa.String(36),
+            sa.ForeignKey("collab_node.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("name", sa.String(512), primary_key=True),
+        sa.Column("value", sa.Text(), nullable=False),
+    )
+    op.create_table(
         "collab_activity",
         sa.Column(
             "id",
@@ -188,6 +200,7 @@ def downgrade() -> None:
         "collab_app_password",
         "collab_share_link",
         "collab_activity",
+        "collab_property",
         "collab_comment",
         "collab_lock",
         "collab_version",
