@@ -5,6 +5,8 @@ need a socket (rclone, webdavclient3)."""
 from __future__ import annotations
 
 import base64
+import os
+import shutil
 import socket
 import threading
 import time
@@ -13,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 from medicus.app import create_app
@@ -85,3 +88,14 @@ def serving(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def debian_client(program: str) -> str:
+    """The path of one of Debian's WebDAV clients (`make webdav-clients` installs them);
+    the test skips without it, but fails in CI, which must run it."""
+    found = shutil.which(program)
+    if found is None:
+        if os.environ.get("CI"):
+            raise RuntimeError(f"CI needs Debian's {program} for the WebDAV tests")
+        pytest.skip(f"Debian's {program} is not installed (make webdav-clients)")
+    return found

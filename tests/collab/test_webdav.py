@@ -10,7 +10,6 @@ import datetime as dt
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -27,7 +26,14 @@ from webdav3.exceptions import ResponseErrorCode
 from medicus.collab.records import Role, Space
 from medicus.collab.webdav_context import folder_names
 from tests.collab.conftest import Region
-from tests.collab.dav_clients import app_password, basic, dav, dav_login, serving
+from tests.collab.dav_clients import (
+    app_password,
+    basic,
+    dav,
+    dav_login,
+    debian_client,
+    serving,
+)
 from tests.support.database import rows
 
 DAV = "{DAV:}"
@@ -528,17 +534,6 @@ async def test_parallel_puts_of_many_files(region: Region) -> None:
     assert sorted(answer.status_code for answer in made) == [201] + [405] * 7
 
 
-def _rclone_or_skip() -> str:
-    found = shutil.which("rclone")
-    if found is None:
-        if os.environ.get("CI"):
-            raise RuntimeError(
-                "CI needs Debian's rclone for the WebDAV tests (make webdav-clients)"
-            )
-        pytest.skip("Debian's rclone is not installed (make webdav-clients)")
-    return found
-
-
 def _tree(root: Path, files: int) -> dict[str, str]:
     """`files` files of random bytes in folders two deep (a few of several MiB, so that a
     GET streams more than one piece of storage), by path: their SHA-256."""
@@ -569,7 +564,7 @@ def _rclone_environment(url: str, login: str, password: str) -> dict[str, str]:
     """rclone's on-the-fly WebDAV remote (`:webdav:`) at `url`, configured through its
     environment: no config file, and nothing to quote."""
     obscured = subprocess.run(
-        [_rclone_or_skip(), "obscure", password], capture_output=True, text=True, check=True
+        [debian_client("rclone"), "obscure", password], capture_output=True, text=True, check=True
     ).stdout.strip()
     return {
         **os.environ,
@@ -586,7 +581,7 @@ def _rclone(url: str, login: str, password: str, *arguments: str) -> None:
     environment = _rclone_environment(url, login, password)
     flags = ["--transfers", "8", "--checkers", "8", "--retries", "1", "--low-level-retries", "1"]
     done = subprocess.run(
-        [_rclone_or_skip(), *arguments, *flags],
+        [debian_client("rclone"), *arguments, *flags],
         env=environment,
         capture_output=True,
         text=True,
@@ -602,7 +597,7 @@ def _rclone(url: str, login: str, password: str, *arguments: str) -> None:
 async def test_rclone_syncs_1000_files_there_and_back_byte_exact(
     region: Region, tmp_path: Path
 ) -> None:
-    _rclone_or_skip()
+    debian_client("rclone")
     await region.space("rclone-sync")
     password = await app_password(region, region.alice, "rclone")
     source, back = tmp_path / "source", tmp_path / "back"
@@ -687,7 +682,7 @@ async def test_webdavclient3_locks_edits_and_unlocks_while_others_wait(region: R
 async def test_a_space_mounted_with_rclone_is_edited_like_a_folder(
     region: Region, tmp_path: Path
 ) -> None:
-    _rclone_or_skip()
+    debian_client("rclone")
     space = await region.space("Mount")
     await region.upload(region.alice, space["id"], "Bestand.txt", b"from the portal")
     password = await app_password(region, region.alice, "rclone mount")
@@ -715,7 +710,7 @@ def _edit_mounted(
     mountpoint.mkdir()
     mount = subprocess.Popen(
         [
-            _rclone_or_skip(),
+            debian_client("rclone"),
             "mount",
             ":webdav:",
             str(mountpoint),

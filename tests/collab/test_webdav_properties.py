@@ -17,7 +17,7 @@ import pytest
 
 from medicus.collab.properties import MAX_PROPERTIES
 from tests.collab.conftest import Region
-from tests.collab.dav_clients import app_password, dav, dav_login, serving
+from tests.collab.dav_clients import app_password, dav, dav_login, debian_client, serving
 
 WINDOWS = "urn:schemas-microsoft-com:"
 SET_TIMES = f"""<?xml version="1.0" encoding="utf-8"?>
@@ -107,7 +107,7 @@ def _litmus_or_skip() -> str:
 
 
 async def test_litmus_passes_every_test(region: Region, tmp_path: Path) -> None:
-    litmus = _litmus_or_skip()
+    litmus = debian_client("litmus")
     await region.space("litmus")
     password = await app_password(region, region.alice, "litmus")
     with serving(region.platform.settings) as base_url:
