@@ -239,6 +239,8 @@ def test_two_hospitals_share_a_space(
     _restore_the_first_version(a, space_url, language, t)
     _share_until_expiry(a, collab_server, language, t)
     _app_password(a, base_url, language, t)
+    _link_to_a_patient(a, space_url, language, t)
+    _settings(a, space_url, language, t)
     assert not [e for e in errors if "Content Security Policy" in e], errors
     a_context.close()
 
@@ -360,6 +362,38 @@ def _share_until_expiry(
         server.clock.ahead = dt.timedelta()
         visitor.close()
     a.keyboard.press("Escape")
+
+
+def _link_to_a_patient(a: Page, space_url: str, lang: str, words: Callable[..., str]) -> None:
+    """A finds Erika Wagner from the file's page and links the file to her record."""
+    a.goto(space_url)
+    a.locator("#listing a.node.file", has_text="Befund.pdf").click()
+    a.fill("#patient-query", "Wagner 08.03.1971")
+    a.get_by_role("button", name=words("Find the patient")).click()
+    link = a.locator("section#patient ul.candidates button")
+    assert link.count() == 1
+    link.click()
+    assert a.locator(".notice").inner_text() == words(
+        "The file is linked to the patient: it is patient data now."
+    )
+    assert "Wagner" in a.locator("section#patient").inner_text()
+    _accessible(a, "file of a patient")
+    _keyboard_reachable(a, "file of a patient")
+    a.locator("section#patient").scroll_into_view_if_needed()
+    _shot(a, f"{lang}-collab-patient")
+
+
+def _settings(a: Page, space_url: str, lang: str, words: Callable[..., str]) -> None:
+    """A, a manager, renames the space in its settings."""
+    a.goto(space_url)
+    a.get_by_role("link", name=words("Settings"), exact=True).click()
+    a.fill("#settings-name", "Tumorboard Nord")
+    a.get_by_role("button", name=words("Save")).click()
+    assert a.locator(".notice").inner_text() == words("The settings were saved.")
+    assert a.locator("#settings-name").input_value() == "Tumorboard Nord"
+    _accessible(a, "settings")
+    _keyboard_reachable(a, "settings")
+    _shot(a, f"{lang}-collab-settings")
 
 
 def _app_password(a: Page, base_url: str, lang: str, words: Callable[..., str]) -> None:
