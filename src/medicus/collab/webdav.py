@@ -11,9 +11,9 @@ the mount path (`/dav`), or PROPFIND would answer with paths without it.
 WsgiDAV's own logging is off: its request lines and errors name the paths, which are file
 names and may be patient data. What medicus logs of a WebDAV request is its access line (the
 route, not the path) and, for a failure, where it happened without its message. Its directory
-browser is off too (the portal is the browser's view of a space), and so are dead properties
-(PROPPATCH of anything but Windows' time stamps is refused): nothing of a space lives only in
-one process's memory."""
+browser is off too (the portal is the browser's view of a space), and so is its property
+manager: clients' own properties are kept by the files and folders in the database
+(`collab.properties`), so that nothing of a space lives only in one process's memory."""
 
 from __future__ import annotations
 
