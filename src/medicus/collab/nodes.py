@@ -93,26 +93,34 @@ class Nodes:
                 space=inside.space.id,
             )
             raise unknown_node(node_id)
-        node = Node.of(row)
+        return await self._seen(inside, Node.of(row), interaction)
+
+    async def _seen(
+        self, inside: InSpace, node: Node, interaction: Interaction | None = None
+    ) -> Node:
+        """`node`, if it is no patient's data or `access` lets the caller see it; else 404."""
         if node.patient_id is not None:
             event = await self.gate.patient_event(
                 inside, node.patient_id, node.id, interaction or Interaction.READ
             )
             if event is None:
-                raise unknown_node(node_id)
+                raise unknown_node(node.id)
         return node
 
     async def at(self, inside: InSpace, names: Sequence[str]) -> Node:
+        """The node at the path `names` below the space's top folder, one query a step."""
+        if not names:
+            return await self.visible_node(inside, inside.space.root_id)
         async with self.database.snapshot() as session:
-            row = await repository.live_node(session, inside.space.id, inside.space.root_id)
-            for name in names:
+            row = await repository.child(session, inside.space.root_id, name_key(names[0]))
+            for name in names[1:]:
                 if row is None or row.kind != repository.FOLDER:
                     row = None
                     break
                 row = await repository.child(session, row.id, name_key(name))
         if row is None:
             raise unknown_node("/".join(names))
-        return await self.visible_node(inside, row.id)
+        return await self._seen(inside, Node.of(row))
 
     async def folder(
         self, session: AsyncSession, inside: InSpace, folder_id: str | None

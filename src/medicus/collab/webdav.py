@@ -31,6 +31,7 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from medicus.collab.app_passwords import AppPasswords
+from medicus.collab.permissions import memberships_known
 from medicus.collab.webdav_context import DavRequest, folder_names
 from medicus.collab.webdav_errors import WsgiApp, as_problems
 from medicus.collab.webdav_locks import LockStorage
@@ -78,7 +79,8 @@ class DavMount:
         request = DavRequest(caller, asyncio.get_running_loop(), folder_names(spaces))
         token = request.enter()
         try:
-            await self._wsgi(scope, receive, send)  # type: ignore[arg-type]
+            with memberships_known(caller, spaces):
+                await self._wsgi(scope, receive, send)  # type: ignore[arg-type]
         finally:
             DavRequest.leave(token)
 
