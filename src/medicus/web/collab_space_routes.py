@@ -6,6 +6,8 @@ passwords for WebDAV clients (`/portal/app-passwords`: the password is shown onc
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -25,11 +27,19 @@ from medicus.web.doorway import Doorway
 from medicus.web.users import PortalUser
 
 SPACE = SPACES + "/{space_id}"
+TabView = Callable[..., Awaitable[Response]]
+"""A `SpaceViews` page of a space: (request, user, space id, **extra)."""
 MAX_RECIPIENTS_FIELD = 2000
 
 
 def build_space_router(doorway: Doorway, views: SpaceViews) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    for tab, view in (
+        ("members", views.members),
+        ("settings", views.settings),
+        ("trash", views.trash),
+    ):
+        _tab(router, doorway, tab, view)
     _members(router, doorway, views)
     _settings(router, doorway, views)
     _feed_and_trash(router, doorway, views)
@@ -38,15 +48,19 @@ def build_space_router(doorway: Doorway, views: SpaceViews) -> APIRouter:
     return router
 
 
-def _members(router: APIRouter, doorway: Doorway, views: SpaceViews) -> None:
-    collab = views.collab
+def _tab(router: APIRouter, doorway: Doorway, tab: str, view: TabView) -> None:
+    """The page of a space's tab (`done`: what the form before it did)."""
 
-    @router.get(SPACE + "/members", response_class=HTMLResponse)
-    async def members(request: Request, space_id: str, done: str = "") -> Response:
+    @router.get(f"{SPACE}/{tab}", response_class=HTMLResponse, name=f"space-{tab}")
+    async def page(request: Request, space_id: str, done: str = "") -> Response:
         async def show(request: Request, user: PortalUser) -> Response:
-            return await views.members(request, user, space_id, done=done[:20])
+            return await view(request, user, space_id, done=done[:20])
 
         return await doorway.enter(request, show)
+
+
+def _members(router: APIRouter, doorway: Doorway, views: SpaceViews) -> None:
+    collab = views.collab
 
     @router.post(SPACE + "/members", response_class=HTMLResponse)
     async def invite(request: Request, space_id: str) -> Response:
@@ -87,13 +101,6 @@ def _members(router: APIRouter, doorway: Doorway, views: SpaceViews) -> None:
 def _settings(router: APIRouter, doorway: Doorway, views: SpaceViews) -> None:
     """A space's name, description and trash retention, and deleting it (managers)."""
     collab = views.collab
-
-    @router.get(SPACE + "/settings", response_class=HTMLResponse)
-    async def settings(request: Request, space_id: str, done: str = "") -> Response:
-        async def show(request: Request, user: PortalUser) -> Response:
-            return await views.settings(request, user, space_id, done=done[:20])
-
-        return await doorway.enter(request, show)
 
     @router.post(SPACE + "/settings", response_class=HTMLResponse)
     async def change(request: Request, space_id: str) -> Response:
@@ -141,13 +148,6 @@ def _feed_and_trash(router: APIRouter, doorway: Doorway, views: SpaceViews) -> N
     async def activity(request: Request, space_id: str, before: int | None = None) -> Response:
         async def show(request: Request, user: PortalUser) -> Response:
             return await views.activity(request, user, space_id, before)
-
-        return await doorway.enter(request, show)
-
-    @router.get(SPACE + "/trash", response_class=HTMLResponse)
-    async def trash(request: Request, space_id: str, done: str = "") -> Response:
-        async def show(request: Request, user: PortalUser) -> Response:
-            return await views.trash(request, user, space_id, done=done[:20])
 
         return await doorway.enter(request, show)
 
