@@ -340,6 +340,23 @@ async def test_odd_requests_get_a_4xx_never_a_500(region: Region) -> None:
     assert "/portal" in folder_page.text
 
 
+async def test_xml_bodies_are_bounded_while_put_is_not(region: Region) -> None:
+    """WsgiDAV reads a PROPFIND's, PROPPATCH's or LOCK's body whole into memory: one that
+    announces more than 2 MiB is refused (413) before it is read; a PUT streams any size."""
+    await _space(region, "S")
+    alice = await dav_login(region, region.alice)
+    huge = b"<?xml version='1.0'?><D:propfind xmlns:D='DAV:'>" + b" " * (3 * 1024 * 1024)
+    for method in ("PROPFIND", "PROPPATCH", "LOCK"):
+        refused = await dav(region.http, method, "S/", alice, content=huge)
+        assert refused.status_code == 413, (method, refused.text[:200])
+        assert refused.headers["content-type"] == "application/problem+json"
+    big = bytes(3 * 1024 * 1024)
+    assert (await dav(region.http, "PUT", "S/big.bin", alice, content=big)).status_code == 201
+    listed = await dav(region.http, "PROPFIND", "S/", alice, headers={"Depth": "1"})
+    assert listed.status_code == 207
+    assert "big.bin" in listed.text
+
+
 def test_space_names_become_valid_distinct_folder_names() -> None:
     now = dt.datetime.now(dt.UTC)
 

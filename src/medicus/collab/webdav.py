@@ -37,7 +37,7 @@ from medicus.collab.webdav_errors import WsgiApp, as_problems
 from medicus.collab.webdav_locks import LockStorage
 from medicus.collab.webdav_provider import SpacesProvider
 from medicus.collab.webdav_resources import DavServices
-from medicus.core.errors import ApiError, render_error
+from medicus.core.errors import ApiError, payload_too_large, render_error
 from medicus.core.http import current_request_id
 from medicus.iam.tokens import Principal
 
@@ -48,6 +48,10 @@ BLOCK_BYTES = 1024 * 1024
 cross between thread and loop for every 8 KiB)."""
 WORKERS = 32
 """Requests served at once (rclone alone runs 16: 8 transfers, 8 checkers)."""
+MAX_XML_BYTES = 2 * 1024 * 1024
+"""The largest body of a request other than PUT (PROPFIND, PROPPATCH, LOCK: XML, which
+WsgiDAV reads whole into memory). /dav/ is exempt from the platform's body limit because a
+PUT streams files of any size; these are refused with 413 before a byte is read."""
 
 
 class DavMount:
@@ -75,6 +79,10 @@ class DavMount:
             )
             await render_error(error, scope["path"], current_request_id())(scope, receive, send)
             return
+        if _too_large_for_xml(scope):
+            too_large = payload_too_large(MAX_XML_BYTES)
+            await render_error(too_large, scope["path"], current_request_id())(scope, receive, send)
+            return
         spaces = await self._services.spaces.mine(caller)
         request = DavRequest(caller, asyncio.get_running_loop(), folder_names(spaces))
         token = request.enter()
@@ -89,6 +97,17 @@ class DavMount:
         if login is None or password is None:
             return None
         return await self._passwords.authenticate(login, password)
+
+
+def _too_large_for_xml(scope: Scope) -> bool:
+    """Whether a request other than PUT announces a body over `MAX_XML_BYTES` (one sent
+    without Content-Length WsgiDAV does not read)."""
+    if scope["method"] == "PUT":
+        return False
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return value.isdigit() and int(value) > MAX_XML_BYTES
+    return False
 
 
 def _basic_credentials(scope: Scope) -> tuple[str | None, str | None]:
