@@ -357,6 +357,23 @@ async def test_xml_bodies_are_bounded_while_put_is_not(region: Region) -> None:
     assert "big.bin" in listed.text
 
 
+async def test_a_propfind_of_infinite_depth_is_refused(region: Region) -> None:
+    """RFC 4918 9.1: a server may refuse Depth: infinity (a whole space's tree in one answer,
+    held in memory); Depth 0 and 1 are what clients use."""
+    await _space(region, "S")
+    alice = await dav_login(region, region.alice)
+    await dav(region.http, "MKCOL", "S/d", alice)
+    for path in ("", "S/", "S/d/"):
+        for headers in ({"Depth": "infinity"}, {}):
+            refused = await dav(region.http, "PROPFIND", path, alice, headers=headers)
+            assert refused.status_code == 403, (path, headers, refused.text[:200])
+            condition = ET.fromstring(refused.content)
+            assert condition.find("{DAV:}propfind-finite-depth") is not None
+    for depth in ("0", "1"):
+        listed = await dav(region.http, "PROPFIND", "S/", alice, headers={"Depth": depth})
+        assert listed.status_code == 207
+
+
 def test_space_names_become_valid_distinct_folder_names() -> None:
     now = dt.datetime.now(dt.UTC)
 

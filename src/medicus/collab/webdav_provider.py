@@ -16,7 +16,7 @@ from wsgidav.dav_provider import DAVCollection, DAVProvider
 
 from medicus.collab.records import Role, Space
 from medicus.collab.webdav_context import DavRequest, is_space_id
-from medicus.collab.webdav_resources import DavServices, Folder, resource_of
+from medicus.collab.webdav_resources import DavServices, Folder, listed_in_depth, resource_of
 
 _ACTIONS = {
     "PUT": "collab.write",
@@ -132,6 +132,9 @@ class TopFolder(DAVCollection):  # type: ignore[misc]
 
     def get_member_names(self) -> list[str]:
         return list(DavRequest.current().folders)
+
+    def get_descendants(self, **options: Any) -> list[Any]:
+        return listed_in_depth(self, options)
 
     def get_member_list(self) -> list[Any]:
         folders = DavRequest.current().folders

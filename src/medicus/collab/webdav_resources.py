@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from wsgidav import util, xml_tools
-from wsgidav.dav_error import DAVError
+from wsgidav.dav_error import DAVError, PRECONDITION_CODE_PropfindFiniteDepth
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, _DAVResource
 
 from medicus.collab.files import Files
@@ -237,6 +237,21 @@ class _InSpace:
         return parent.node_id, names[-1], there
 
 
+def listed_in_depth(collection: Any, options: dict[str, Any]) -> list[Any]:
+    """A collection's descendants, as WsgiDAV asks for them; but a PROPFIND of
+    `Depth: infinity` (or none, which means infinity) is refused, as RFC 4918 9.1 allows
+    (403, `propfind-finite-depth`): its answer would hold a whole space, or all of the
+    caller's spaces, in memory at once. Clients list one folder at a time (`Depth: 1`)."""
+    method = collection.environ["REQUEST_METHOD"]
+    if method == "PROPFIND" and options.get("depth", "infinity") == "infinity":
+        raise DAVError(
+            403,
+            context_info="List one folder at a time (Depth: 0 or 1).",
+            err_condition=PRECONDITION_CODE_PropfindFiniteDepth,
+        )
+    return DAVCollection.get_descendants(collection, **options)  # type: ignore[no-any-return]
+
+
 def _own(name: str) -> bool:
     """Whether a property is a client's own (RFC 4918 "dead"): not in the DAV: namespace."""
     return not name.startswith("{DAV:}")
@@ -259,6 +274,9 @@ class Folder(_InSpace, DAVCollection):  # type: ignore[misc]
 
     def get_display_name(self) -> str:
         return self.node.name if self.node is not None and self.node.name else self.name
+
+    def get_descendants(self, **options: Any) -> list[Any]:
+        return listed_in_depth(self, options)
 
     def get_member_names(self) -> list[str]:
         return [member.name for member in self.get_member_list()]
