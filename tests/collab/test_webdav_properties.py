@@ -38,6 +38,14 @@ def _set(name: str, value: str) -> str:
     )
 
 
+XXE = """<?xml version="1.0"?>
+<!DOCTYPE p [<!ENTITY secret SYSTEM "file:///etc/passwd"><!ENTITY a "aaaaaaaaaa">
+<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>
+<D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:test:"><D:set><D:prop>
+<Z:leak>&secret;</Z:leak><Z:laughs>&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;</Z:laughs>
+</D:prop></D:set></D:propertyupdate>"""
+
+
 def _statuses(answer: httpx.Response) -> list[str]:
     assert answer.status_code == 207, answer.text
     return re.findall(r"<D:status>HTTP/1.1 (\d+)", answer.text)
@@ -126,3 +134,17 @@ async def test_litmus_passes_every_test(region: Region, tmp_path: Path) -> None:
     assert failed == [], done.stdout[-3000:]
     assert all(run == passed for _, run, passed in summaries), summaries
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+async def test_xml_entities_are_not_resolved(region: Region) -> None:
+    """A property's value never reads a file of the server nor expands entities."""
+    await region.space("XML")
+    alice = await dav_login(region, region.alice)
+    http = region.http
+    await dav(http, "PUT", "XML/a.txt", alice, content=b"a")
+    patched = await dav(http, "PROPPATCH", "XML/a.txt", alice, content=XXE)
+    assert patched.status_code in (207, 400), patched.text[:300]
+    found = await dav(http, "PROPFIND", "XML/a.txt", alice, {"Depth": "0"})
+    assert found.status_code == 207
+    assert "root:" not in found.text
+    assert "a" * 1000 not in found.text
