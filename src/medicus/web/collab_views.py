@@ -121,7 +121,7 @@ class SpaceViews:
         staff(user)
         page = await self.collab.file(user, space_id, node_id)
         patient = None
-        if page.node.patient_id:
+        if page.node.patient_id and user.sees_patient_data:
             patient = await self.portal.patient(user, page.node.patient_id)
         candidates = await self._candidates(user, page.edits and not patient, patient_query)
         response = self.render(
