@@ -39,7 +39,7 @@ print(orjson.dumps({"shown": shown, "modules": sorted(sys.modules)}).decode())
 _HEAVY = ("sqlalchemy", "fastapi", "starlette", "uvicorn", "alembic", "httpx", "joserfc", "argon2")
 _LIGHT_MEDICUS = {"medicus", "medicus.cli", "medicus.audit", "medicus.audit.cli", "medicus.iam"}
 _LIGHT_MEDICUS |= {"medicus.iam.cli", "medicus.iam.roles", "medicus.storage", "medicus.storage.cli"}
-_LIGHT_MEDICUS |= {"medicus.audit.actors"}
+_LIGHT_MEDICUS |= {"medicus.audit.actors", "medicus.collab", "medicus.collab.cli"}
 
 
 def test_help_of_every_command_loads_nothing_heavy() -> None:
@@ -48,7 +48,7 @@ def test_help_of_every_command_loads_nothing_heavy() -> None:
     )
     report = orjson.loads(result.stdout.splitlines()[-1])
     assert {"", "serve", "migrate", "demo", "config show", "audit verify"} <= set(report["shown"])
-    assert {"admin create-client", "admin token"} <= set(report["shown"])
+    assert {"admin create-client", "admin token", "collab index-text"} <= set(report["shown"])
     loaded = set(report["modules"])
     assert not {name for name in loaded if name.split(".")[0] in _HEAVY}
     assert {name for name in loaded if name.startswith("medicus")} <= _LIGHT_MEDICUS
