@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -18,6 +19,8 @@ import pytest
 from medicus.collab.properties import MAX_PROPERTIES
 from tests.collab.conftest import Region
 from tests.collab.dav_clients import app_password, dav, dav_login, debian_client, serving
+from tests.support import clients, resources
+from tests.support.database import rows
 
 WINDOWS = "urn:schemas-microsoft-com:"
 SET_TIMES = f"""<?xml version="1.0" encoding="utf-8"?>
@@ -148,3 +151,34 @@ async def test_xml_entities_are_not_resolved(region: Region) -> None:
     assert found.status_code == 207
     assert "root:" not in found.text
     assert "a" * 1000 not in found.text
+
+
+async def test_a_patients_file_gets_properties_only_where_access_allows(region: Region) -> None:
+    space = await region.space("Fälle")
+    alice = await dav_login(region, region.alice)
+    bob = await dav_login(region, region.bob)
+    http = region.http
+    written = await dav(http, "PUT", "Fälle/CT.txt", alice, content=b"Befund")
+    assert written.status_code == 201
+    fhir = {**region.alice.headers, **resources.FHIR_JSON}
+    patient_id = await clients.create(http, fhir, resources.patient("Erika", "Muster"))
+    listing = await http.get(
+        f"/collab/spaces/{space['id']}/nodes/root/children", headers=region.alice.headers
+    )
+    (file_id,) = [child["id"] for child in listing.json()["children"]]
+    linked = await http.put(
+        f"/collab/spaces/{space['id']}/nodes/{file_id}/patient",
+        json={"patient": patient_id},
+        headers=region.alice.headers,
+    )
+    assert linked.status_code == 200, linked.text
+    path = quote("Fälle/CT.txt")
+    assert _statuses(await dav(http, "PROPPATCH", path, alice, content=SET_TIMES)) == ["200"]
+    refused = await dav(http, "PROPPATCH", path, bob, content=SET_TIMES)
+    assert refused.status_code == 404, "another hospital's editor without consent"
+    await region.platform.audit.seal_all()
+    recorded = await rows(
+        region.platform,
+        "SELECT patients FROM audit_entry WHERE action = 'collab.properties'",
+    )
+    assert [patient_id in patients for (patients,) in recorded] == [True] * 3, "one a property"

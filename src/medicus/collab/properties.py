@@ -10,6 +10,7 @@ Bounds, since anyone with an editor's app password can write them: at most
 
 from __future__ import annotations
 
+from medicus.access.policy import Interaction
 from medicus.collab import repository
 from medicus.collab.nodes import Nodes
 from medicus.collab.permissions import file_target
@@ -44,19 +45,17 @@ class Properties:
             return await repository.properties_of(session, space_id, node_ids)
 
     async def set(
-        self,
-        caller: Principal,
-        space_id: str,
-        node_id: str,
-        name: str,
-        value: str | None,
-        patient_id: str | None = None,
+        self, caller: Principal, space_id: str, node_id: str, name: str, value: str | None
     ) -> None:
-        """Set one property of the node `node_id` (as `Files` showed it; of `patient_id`'s
-        data, if it is) to `value` (XML), or remove it (None)."""
+        """Set one property of the space's node `node_id` to `value` (XML), or remove it
+        (None). A patient's file is written only if `access` lets the caller change it, and
+        the change is recorded with the patient."""
         check_property(name, value)
         inside = await self._nodes.gate.enter(caller, space_id, Role.EDITOR, "collab.write")
+        node = await self._nodes.visible_node(inside, node_id, Interaction.UPDATE)
         async with self._nodes.database.transaction() as session:
-            if await repository.set_property(session, node_id, name, value) > MAX_PROPERTIES:
+            if await repository.set_property(session, node.id, name, value) > MAX_PROPERTIES:
                 raise ApiError(507, f"A file or folder keeps at most {MAX_PROPERTIES} properties.")
-        await self._nodes.gate.record(inside, "collab.properties", file_target(node_id), patient_id)
+        await self._nodes.gate.record(
+            inside, "collab.properties", file_target(node.id), node.patient_id
+        )

@@ -145,17 +145,11 @@ class _InSpace:
                 raise dav_error(error) from None
             return
         properties = self.services.properties
-        request.run(
-            properties.set(request.caller, self.space.id, self.node_id, name, text, self.patient)
-        )
+        request.run(properties.set(request.caller, self.space.id, self.node_id, name, text))
         self.own_properties = None
 
     def remove_all_properties(self, *, recursive: bool) -> None:
         """Nothing: the properties stay with the file or folder in the trash."""
-
-    @property
-    def patient(self) -> str | None:
-        return self.node.patient_id if self.node is not None else None
 
     def handle_delete(self) -> bool:
         """Into the space's trash, with what a folder holds; the caller's locks on it (held
