@@ -123,7 +123,9 @@ class SpaceViews:
         patient = None
         if page.node.patient_id and user.sees_patient_data:
             patient = await self.portal.patient(user, page.node.patient_id)
-        candidates = await self._candidates(user, page.edits and not patient, patient_query)
+        candidates = await self._candidates(
+            user, page.edits and not page.node.patient_id, patient_query
+        )
         response = self.render(
             request,
             "collab_file.html",
