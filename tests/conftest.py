@@ -161,11 +161,12 @@ CHEAP_PASSWORD_HASHING = {"argon2_time_cost": 1, "argon2_memory_kib": 1024}
 
 
 def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:
-    """Settings for a test: its own data dir and database, cheap argon2 (tests log in often)."""
+    """Settings for a test: its own data dir and database, cheap argon2 (tests log in often),
+    no messenger unless asked for (tests/messenger runs one Synapse for all)."""
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
-        **{**CHEAP_PASSWORD_HASHING, **overrides},  # type: ignore[arg-type]
+        **{**CHEAP_PASSWORD_HASHING, "messenger": "off", **overrides},  # type: ignore[arg-type]
     )
 
 

@@ -27,6 +27,8 @@ from medicus.iam import routes as iam_routes
 from medicus.iam.bearer import bearer_principal
 from medicus.iam.discovery import Endpoints
 from medicus.iam.pages import Pages
+from medicus.messenger import routes as messenger_routes
+from medicus.messenger.proxy import MatrixProxy
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings, load_settings
 from medicus.storage import routes as storage_routes
@@ -41,6 +43,7 @@ STREAMING_PREFIXES = (
     "/portal/space-uploads",
     "/collab/content/",
     "/dav/",
+    "/_matrix/",
 )
 """Where bodies of any size stream to storage (objects, resumable uploads, WebDAV's PUT): their
 routes set their own limits (the largest object, the organisation's quota) instead of
@@ -116,6 +119,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         )
     )
     _include_storage(app, platform)
+    _include_messenger(app, platform)
     app.include_router(_portal_router(platform, languages))
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, streaming_prefixes=STREAMING_PREFIXES
@@ -186,6 +190,18 @@ def _include_storage(app: FastAPI, platform: Platform) -> None:
         collab.spaces, collab.files, collab.tree, collab.dav_locks, collab.properties, staging
     )
     app.mount("/dav", DavMount(services, collab.app_passwords))
+
+
+def _include_messenger(app: FastAPI, platform: Platform) -> None:
+    """The messenger's own API, and the Messenger-Proxy in front of Synapse's client-server
+    API (its SSO pages included); Synapse's admin API is never exposed."""
+    hub = platform.messenger
+    if hub is None:
+        return
+    app.include_router(messenger_routes.build_router(hub.service, platform.tokens))
+    proxy = MatrixProxy(hub.service, hub.proxy_http)
+    app.mount("/_matrix", proxy)
+    app.mount("/_synapse/client", proxy)
 
 
 def _landing_router(endpoints: Endpoints) -> APIRouter:

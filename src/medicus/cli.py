@@ -20,12 +20,14 @@ import typer
 from medicus.audit.cli import build_cli as build_audit_cli
 from medicus.collab.cli import build_cli as build_collab_cli
 from medicus.iam.cli import build_cli as build_admin_cli
+from medicus.messenger.cli import build_cli as build_messenger_cli
 from medicus.storage.cli import build_cli as build_storage_cli
 
 if TYPE_CHECKING:
     from medicus.audit.service import AuditTrail
     from medicus.collab.text_backfill import TextBackfill
     from medicus.iam.cli import AdminContext
+    from medicus.messenger.service import Messenger
     from medicus.platform import Platform
     from medicus.settings import Settings
     from medicus.storage.maintenance import StorageMaintenance
@@ -120,6 +122,18 @@ async def _open_text_backfill(seconds: float) -> AsyncIterator[TextBackfill]:
 
 
 app.add_typer(build_collab_cli(_open_text_backfill), name="collab")
+
+
+@asynccontextmanager
+async def _open_messenger() -> AsyncIterator[Messenger]:
+    async with _open_platform() as platform:
+        if platform.messenger is None:
+            typer.echo("medicus: the messenger is off (MEDICUS_MESSENGER=off)", err=True)
+            raise typer.Exit(2)
+        yield platform.messenger.service
+
+
+app.add_typer(build_messenger_cli(_open_messenger, _settings), name="messenger")
 
 
 def _migrate(settings: Settings, finish: bool = False) -> str:
@@ -237,6 +251,8 @@ def serve(
         "server_header": False,
         "timeout_graceful_shutdown": 10,
     }
+    if settings.messenger == "managed":
+        _start_synapse(settings)
     typer.echo(
         f"starting medicus on {settings.public_url}/ (log in at {settings.public_url}/login, "
         f"API docs at {settings.public_url}/docs); Ctrl+C stops it"
@@ -248,6 +264,21 @@ def serve(
         return
     _prepare_for_workers(settings, overrides)
     uvicorn.run("medicus.app:create_worker_app", factory=True, workers=settings.workers, **options)
+
+
+def _start_synapse(settings: Settings) -> None:
+    """The managed Synapse, as a child that ends with this process (unless one answers
+    already, as after `medicus messenger start`)."""
+    from medicus.messenger import synapse_process
+    from medicus.messenger.homeserver import Homeserver
+
+    homeserver = Homeserver.from_settings(settings)
+    try:
+        synapse_process.start(homeserver, settings.effective_secret_key(), with_parent=True)
+    except synapse_process.SynapseError as error:
+        typer.echo(f"medicus: the messenger cannot start: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"messenger: Synapse answers at {homeserver.synapse_url}, behind /_matrix")
 
 
 def _prepare_for_workers(settings: Settings, overrides: Mapping[str, object]) -> None:

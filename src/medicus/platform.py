@@ -67,6 +67,10 @@ from medicus.iam.revocations import Revocations
 from medicus.iam.service import IdentityService
 from medicus.iam.tokens import TokenService
 from medicus.iam.upstream import UpstreamLogins
+from medicus.messenger.homeserver import Homeserver
+from medicus.messenger.service import Messenger
+from medicus.messenger.synapse_admin import SynapseAdmin
+from medicus.messenger.upkeep import MessengerUpkeep
 from medicus.settings import Settings
 from medicus.storage.backends import Backend
 from medicus.storage.keyring import LocalKeyring
@@ -111,6 +115,17 @@ class Collab:
     properties: Properties
 
 
+@dataclass(frozen=True)
+class MessengerHub:
+    """The messenger's services (docs/messenger.md): the use-cases, the HTTP client the
+    Messenger-Proxy streams through (no time limits: a sync waits, an upload takes minutes),
+    and the upkeep loop."""
+
+    service: Messenger
+    proxy_http: httpx.AsyncClient
+    upkeep: MessengerUpkeep
+
+
 @dataclass
 class Platform:
     settings: Settings
@@ -146,6 +161,7 @@ class Platform:
     storage_uploads: UploadService
     storage_work: ReplicaWork
     collab: Collab
+    messenger: MessengerHub | None
 
     async def start_background_work(self) -> None:
         """Start the loops of a server process. The background updates run only on a database
@@ -155,6 +171,8 @@ class Platform:
         self.revocations.start()
         self.audit_sealer.start()
         self.storage_work.start()
+        if self.messenger is not None:
+            self.messenger.upkeep.start()
         if await migrations.current_revision(self.database) == migrations.head_revision():
             self.background_updates.start()
 
@@ -163,9 +181,13 @@ class Platform:
         await self.revocations.stop()
         await self.audit_sealer.stop()
         await self.storage_work.stop()
+        if self.messenger is not None:
+            await self.messenger.upkeep.stop()
 
     async def close(self) -> None:
         await self.http_client.aclose()
+        if self.messenger is not None:
+            await self.messenger.proxy_http.aclose()
         await self.database.dispose()
 
 
@@ -241,7 +263,29 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
             storage, clock, sweeps=[uploads.expire_due, _trash_retention(collab.tree)]
         ),
         collab=collab,
+        messenger=_messenger(settings, database, audit, http_client, clock),
     )
+
+
+def _messenger(
+    settings: Settings,
+    database: Database,
+    audit: AuditTrail,
+    http_client: httpx.AsyncClient,
+    clock: Clock,
+) -> MessengerHub | None:
+    if settings.messenger == "off":
+        return None
+    homeserver = Homeserver.from_settings(settings)
+    secret = settings.effective_secret_key()
+    synapse = SynapseAdmin(homeserver, secret, http_client)
+    service = Messenger(database, audit, homeserver, synapse, secret, clock)
+    proxy_http = httpx.AsyncClient(
+        timeout=httpx.Timeout(None, connect=10),
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        follow_redirects=False,
+    )
+    return MessengerHub(service, proxy_http, MessengerUpkeep(service, clock))
 
 
 def _token_services(

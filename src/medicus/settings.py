@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     storage_quota_gb: float | None = Field(default=500.0, gt=0)
     storage_max_object_gb: float = Field(default=50.0, gt=0)
     storage_upload_hours: int = Field(default=7 * 24, ge=1, le=90 * 24)
+    # The messenger (docs/messenger.md): "managed" runs Synapse beside `medicus serve`,
+    # "external" proxies to one run elsewhere (workers, PostgreSQL), "off" has no messenger.
+    messenger: Literal["managed", "external", "off"] = "managed"
+    messenger_synapse_url: str = "http://127.0.0.1:8008"
+    messenger_server_name: str = ""
+    messenger_max_upload_mb: int = Field(default=2000, ge=1, le=2047)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -125,6 +131,9 @@ class Settings(BaseSettings):
     def _fill_defaults(self) -> Settings:
         if not self.public_url:
             object.__setattr__(self, "public_url", f"http://{self.host}:{self.port}")
+        if not self.messenger_server_name:
+            host = self.public_url.split("://", 1)[1]
+            object.__setattr__(self, "messenger_server_name", host)
         if not self.database_url:
             path = (self.data_dir / "medicus.db").as_posix()
             object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{path}")

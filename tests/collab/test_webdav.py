@@ -32,9 +32,9 @@ from tests.collab.dav_clients import (
     dav,
     dav_login,
     debian_client,
-    serving,
 )
 from tests.support.database import rows
+from tests.support.served import serving
 
 DAV = "{DAV:}"
 LOCK_BODY = (

@@ -18,9 +18,10 @@ import pytest
 
 from medicus.collab.properties import MAX_PROPERTIES
 from tests.collab.conftest import Region
-from tests.collab.dav_clients import app_password, dav, dav_login, debian_client, serving
+from tests.collab.dav_clients import app_password, dav, dav_login, debian_client
 from tests.support import clients, resources
 from tests.support.database import rows
+from tests.support.served import serving
 
 WINDOWS = "urn:schemas-microsoft-com:"
 SET_TIMES = f"""<?xml version="1.0" encoding="utf-8"?>

@@ -31,6 +31,7 @@ from tests.conftest import POSTGRES_ADMIN_URL, DatabaseFactory
 def medicus_environment(data_dir: Path, database_url: str | None, **extra: str) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MEDICUS_")}
     environment["MEDICUS_DATA_DIR"] = str(data_dir)
+    environment["MEDICUS_MESSENGER"] = "off"
     if database_url:
         environment["MEDICUS_DATABASE_URL"] = database_url
     environment.update(extra)

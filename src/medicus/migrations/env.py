@@ -13,6 +13,7 @@ import medicus.collab.models
 import medicus.core.background
 import medicus.fhir.models
 import medicus.iam.models
+import medicus.messenger.models
 import medicus.storage.models  # noqa: F401  (register the tables on the metadata)
 from medicus.core.db import Base
 

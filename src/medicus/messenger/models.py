@@ -1,0 +1,74 @@
+"""Tables of the messenger (docs/messenger.md): one-time login tokens, who is listed in the
+directory, who blocks or allows whom, the organisations on the federation list, and the
+Matrix accounts medicus made (to lock them when their user is suspended). Messages are not
+here: they live in Synapse."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Boolean, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from medicus.core.db import Base, UTCDateTime
+
+
+class LoginTokenRow(Base):
+    """A login token medicus signed: usable once, until `expires_at` (Synapse's own check
+    accepts a token twice and two minutes late)."""
+
+    __tablename__ = "messenger_login_token"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    __table_args__ = (Index("ix_messenger_login_token_expires", "expires_at"),)
+
+
+class ListingRow(Base):
+    """A member whom their organisation lists in the directory: reachable from other
+    organisations."""
+
+    __tablename__ = "messenger_listing"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    listed_by: Mapped[str] = mapped_column(String(200))
+    listed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ContactRuleRow(Base):
+    """A user's own rule about one contact: `block` (never reaches them) or `allow` (may
+    invite them from another organisation although not listed)."""
+
+    __tablename__ = "messenger_contact_rule"
+
+    owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contact: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class FederationRow(Base):
+    """An organisation on the platform's federation list: its members may reach and be
+    reached across organisations."""
+
+    __tablename__ = "messenger_federation"
+
+    organisation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    added_by: Mapped[str] = mapped_column(String(200))
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class AccountRow(Base):
+    """A Matrix account medicus made for a user, and whether medicus locked it."""
+
+    __tablename__ = "messenger_account"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    matrix_id: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")

@@ -1,0 +1,339 @@
+"""The Messenger-Proxy: medicus's own ASGI app in front of Synapse's client-server API (as the
+TI-Messenger architecture prescribes), mounted at `/_matrix` and `/_synapse/client`. Every
+client request passes it; it streams bodies both ways and steps in only where a rule applies:
+
+- login tokens are checked and used up (`Messenger.redeem_login`) before Synapse sees them;
+- invitations (`/invite`, a member state event with `membership: invite`, `createRoom`'s
+  `invite`) are decided by the invite rules; third-party (e-mail) invitations are refused;
+- a user who may not work now (suspended, removed) gets `M_USER_LOCKED` on every request;
+- uploads larger than the limit get `M_TOO_LARGE` before a byte is sent on.
+
+Refusals answer as Synapse would, with the Matrix error a client expects. Keeping these rules
+out of Synapse's process keeps medicus's code under its own licence (docs/messenger.md).
+
+Written by hand: no maintained ASGI reverse proxy streams both ways with hooks like these;
+httpx does the HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import httpx
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from medicus.core.crypto import token_hash
+from medicus.messenger.homeserver import LOGIN_TOKEN_TYPE
+from medicus.messenger.service import Messenger
+
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"x-forwarded-for",
+    }
+)
+_MAX_INSPECTED_BODY = 1024 * 1024
+"""Bodies the proxy reads to decide (login, invitations): Matrix events are at most 64 KiB."""
+STATE_MEMBER = ["state", "m.room.member"]
+_IDENTITY_SECONDS = 300.0
+_WORKING_SECONDS = 2.0
+_CACHED_TOKENS = 10_000
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, errcode: str, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"errcode": errcode, "error": message, **extra}
+
+
+class MatrixProxy:
+    def __init__(self, messenger: Messenger, http: httpx.AsyncClient) -> None:
+        self._messenger = messenger
+        self._homeserver = messenger.homeserver
+        self._http = http
+        self._identities: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
+        self._working: dict[str, tuple[bool, float]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        segments = [unquote(part) for part in scope.get("raw_path", b"").decode().split("/")]
+        try:
+            user_id = await self._caller(scope)
+            body = await self._inspected_body(scope, receive, segments)
+            if body is not None:
+                await self._check(scope["method"], segments, body, user_id)
+            await self._forward(scope, receive, send, body, segments)
+        except _Refusal as refusal:
+            await _answer(send, refusal.status, refusal.body)
+
+    async def _caller(self, scope: Scope) -> str | None:
+        """The medicus user behind the request's access token (None without one, or for a
+        token Synapse does not know: Synapse answers that itself); refuses a user who may not
+        work now."""
+        token = _access_token(scope)
+        if token is None:
+            return None
+        matrix_id = await self._identity(token)
+        user_id = None if matrix_id is None else self._homeserver.user_id(matrix_id)
+        if user_id is not None and not await self._is_working(user_id):
+            raise _Refusal(
+                401,
+                "M_USER_LOCKED",
+                "This account is suspended: its user may not work for an organisation now.",
+                soft_logout=True,
+            )
+        return user_id
+
+    async def _identity(self, token: str) -> str | None:
+        key = token_hash(token)
+        now = time.monotonic()
+        cached = self._identities.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        matrix_id = await self._whoami(token)
+        self._identities[key] = (matrix_id, now + _IDENTITY_SECONDS)
+        self._identities.move_to_end(key)
+        while len(self._identities) > _CACHED_TOKENS:
+            self._identities.popitem(last=False)
+        return matrix_id
+
+    async def _whoami(self, token: str) -> str | None:
+        url = f"{self._homeserver.synapse_url}/_matrix/client/v3/account/whoami"
+        try:
+            answer = await self._http.get(url, headers={"Authorization": f"Bearer {token}"})
+        except httpx.TransportError:
+            raise _Refusal(502, "M_UNKNOWN", "The homeserver is not answering.") from None
+        if answer.status_code != 200:
+            return None
+        user_id = answer.json().get("user_id")
+        return str(user_id) if user_id else None
+
+    async def _is_working(self, user_id: str) -> bool:
+        now = time.monotonic()
+        cached = self._working.get(user_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        working = await self._messenger.is_working(user_id)
+        if len(self._working) > _CACHED_TOKENS:
+            self._working.clear()
+        self._working[user_id] = (working, now + _WORKING_SECONDS)
+        return working
+
+    async def _inspected_body(
+        self, scope: Scope, receive: Receive, segments: list[str]
+    ) -> bytes | None:
+        """The whole body of a request a rule applies to (None for every other request,
+        whose body streams through untouched)."""
+        if _rule_for(scope["method"], segments) is None:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Refusal(400, "M_BAD_JSON", "The request ended before its body.")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > _MAX_INSPECTED_BODY:
+                raise _Refusal(413, "M_TOO_LARGE", "The request body is too large.")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _check(
+        self, method: str, segments: list[str], body: bytes, user_id: str | None
+    ) -> None:
+        rule = _rule_for(method, segments)
+        content = _json_object(body)
+        if rule == "login":
+            if content.get("type") == LOGIN_TOKEN_TYPE:
+                refusal = await self._messenger.redeem_login(str(content.get("token") or ""))
+                if refusal is not None:
+                    raise _Refusal(403, "M_FORBIDDEN", refusal)
+            return
+        invitees = _invitees(rule, segments, content)
+        if not invitees:
+            return
+        if user_id is None:
+            raise _Refusal(401, "M_MISSING_TOKEN", "Inviting takes an access token.")
+        for invitee in invitees:
+            refusal = await self._messenger.invite_refusal(user_id, invitee)
+            if refusal is not None:
+                raise _Refusal(403, "M_FORBIDDEN", refusal)
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes | None,
+        segments: list[str],
+    ) -> None:
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
+        length = _content_length(scope)
+        limit = self._homeserver.max_upload_bytes
+        if _is_upload(segments) and length is not None and length > limit:
+            raise _Refusal(413, "M_TOO_LARGE", f"Uploads are limited to {limit} bytes.")
+        client = scope.get("client")
+        if client:
+            headers.append((b"x-forwarded-for", client[0].encode()))
+        content: bytes | AsyncIterator[bytes] = (
+            body
+            if body is not None
+            else _streamed(receive, limit if _is_upload(segments) else None)
+        )
+        url = f"{self._homeserver.synapse_url}{scope.get('raw_path', b'').decode()}"
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode()
+        request = self._http.build_request(scope["method"], url, headers=headers, content=content)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError:
+            raise _Refusal(502, "M_UNKNOWN", "The homeserver is not answering.") from None
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        (k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP
+                    ],
+                }
+            )
+            async for piece in response.aiter_raw():
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+
+
+def _rule_for(method: str, segments: list[str]) -> str | None:
+    """Which rule a request falls under, by the end of its path (any API version prefix)."""
+    if len(segments) < 4 or segments[1] != "_matrix" or segments[2] != "client":
+        return None
+    tail = segments[3:]
+    if method == "POST" and tail[-1] == "login":
+        return "login"
+    if method == "POST" and tail[-1] == "createRoom":
+        return "createRoom"
+    if method == "POST" and len(tail) >= 3 and tail[-3] == "rooms" and tail[-1] == "invite":
+        return "invite"
+    if method == "PUT" and _is_member_event(tail):
+        return "member"
+    return None
+
+
+def _is_member_event(tail: list[str]) -> bool:
+    """rooms/{room}/state/m.room.member/{state key}, or without a state key (about nobody)."""
+    for end in (len(tail) - 1, len(tail)):
+        if end >= 4 and tail[end - 4] == "rooms" and tail[end - 2 : end] == STATE_MEMBER:
+            return True
+    return False
+
+
+def _invitees(rule: str | None, segments: list[str], content: dict[str, Any]) -> list[str]:
+    """The Matrix IDs a request invites; refuses invitations by e-mail or phone (a
+    third-party identifier that no invite rule can check)."""
+    if rule == "createRoom":
+        if content.get("invite_3pid"):
+            raise _Refusal(403, "M_FORBIDDEN", "Invitations by e-mail or phone are not allowed.")
+        invited = content.get("invite") or []
+        if not isinstance(invited, list) or not all(isinstance(i, str) for i in invited):
+            raise _Refusal(400, "M_BAD_JSON", "invite must be a list of Matrix IDs.")
+        return list(invited)
+    if rule == "invite":
+        if "medium" in content or "address" in content or "id_server" in content:
+            raise _Refusal(403, "M_FORBIDDEN", "Invitations by e-mail or phone are not allowed.")
+        invitee = content.get("user_id")
+        if not isinstance(invitee, str):
+            raise _Refusal(400, "M_BAD_JSON", "user_id must be a Matrix ID.")
+        return [invitee]
+    if rule == "member" and content.get("membership") == "invite":
+        state_key = segments[-1] if segments[-2] == "m.room.member" else ""
+        return [state_key]
+    return []
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        content = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        raise _Refusal(400, "M_NOT_JSON", "The body is not valid JSON.") from None
+    if not isinstance(content, dict):
+        raise _Refusal(400, "M_BAD_JSON", "The body must be a JSON object.")
+    return content
+
+
+def _is_upload(segments: list[str]) -> bool:
+    return (
+        len(segments) >= 5
+        and segments[1] == "_matrix"
+        and segments[2] == "media"
+        and (segments[4] == "upload")
+    )
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope["headers"]:
+        if key.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                raise _Refusal(400, "M_UNKNOWN", "Content-Length is not a number.") from None
+    return None
+
+
+def _access_token(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    tokens = query.get("access_token")
+    return tokens[0] if tokens else None
+
+
+async def _streamed(receive: Receive, limit: int | None) -> AsyncIterator[bytes]:
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise _Refusal(413, "M_TOO_LARGE", f"Uploads are limited to {limit} bytes.")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def _answer(send: Send, status: int, body: dict[str, object]) -> None:
+    payload = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,194 @@
+"""SQL of the messenger's tables, and what it reads of `iam`'s (who works where). Each function
+runs inside the caller's transaction or snapshot; `messenger.service` decides."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from medicus.iam.models import MembershipRow, UserRow
+from medicus.iam.roles import Role
+from medicus.messenger.models import (
+    AccountRow,
+    ContactRuleRow,
+    FederationRow,
+    ListingRow,
+    LoginTokenRow,
+)
+
+STAFF_ROLES = tuple(str(role) for role in Role if role not in (Role.PATIENT, Role.SERVICE))
+
+
+async def staff_organisations(session: AsyncSession, user_id: str) -> frozenset[str]:
+    """The organisations the user works for now (active user, active staff membership)."""
+    found = await session.scalars(
+        select(MembershipRow.organisation_id)
+        .join(UserRow, UserRow.id == MembershipRow.user_id)
+        .where(
+            MembershipRow.user_id == user_id,
+            MembershipRow.active.is_(True),
+            MembershipRow.role.in_(STAFF_ROLES),
+            UserRow.active.is_(True),
+        )
+    )
+    return frozenset(found)
+
+
+async def display_name(session: AsyncSession, user_id: str) -> str | None:
+    found: str | None = await session.scalar(
+        select(UserRow.display_name).where(UserRow.id == user_id)
+    )
+    return found
+
+
+async def listed_in(session: AsyncSession, user_id: str) -> frozenset[str]:
+    found = await session.scalars(
+        select(ListingRow.organisation_id).where(ListingRow.user_id == user_id)
+    )
+    return frozenset(found)
+
+
+async def set_listed(
+    session: AsyncSession, user_id: str, organisation_id: str, by: str, now: dt.datetime
+) -> None:
+    if await session.get(ListingRow, (user_id, organisation_id)) is None:
+        session.add(
+            ListingRow(
+                user_id=user_id, organisation_id=organisation_id, listed_by=by, listed_at=now
+            )
+        )
+
+
+async def unset_listed(session: AsyncSession, user_id: str, organisation_id: str) -> None:
+    await session.execute(
+        delete(ListingRow).where(
+            ListingRow.user_id == user_id, ListingRow.organisation_id == organisation_id
+        )
+    )
+
+
+async def federation(session: AsyncSession) -> frozenset[str]:
+    return frozenset(await session.scalars(select(FederationRow.organisation_id)))
+
+
+async def add_to_federation(
+    session: AsyncSession, organisation_id: str, by: str, now: dt.datetime
+) -> bool:
+    if await session.get(FederationRow, organisation_id) is not None:
+        return False
+    session.add(FederationRow(organisation_id=organisation_id, added_by=by, added_at=now))
+    return True
+
+
+async def remove_from_federation(session: AsyncSession, organisation_id: str) -> bool:
+    removed = await session.execute(
+        delete(FederationRow).where(FederationRow.organisation_id == organisation_id)
+    )
+    return bool(getattr(removed, "rowcount", 0))
+
+
+async def contact_rule(session: AsyncSession, owner_id: str, contact: str) -> str | None:
+    found: str | None = await session.scalar(
+        select(ContactRuleRow.kind).where(
+            ContactRuleRow.owner_id == owner_id, ContactRuleRow.contact == contact
+        )
+    )
+    return found
+
+
+async def contact_rules(session: AsyncSession, owner_id: str) -> Sequence[ContactRuleRow]:
+    found = await session.scalars(
+        select(ContactRuleRow)
+        .where(ContactRuleRow.owner_id == owner_id)
+        .order_by(ContactRuleRow.contact)
+    )
+    return found.all()
+
+
+async def count_contact_rules(session: AsyncSession, owner_id: str) -> int:
+    found = await session.scalar(
+        select(func.count()).select_from(ContactRuleRow).where(ContactRuleRow.owner_id == owner_id)
+    )
+    return int(found or 0)
+
+
+async def put_contact_rule(
+    session: AsyncSession, owner_id: str, contact: str, kind: str, now: dt.datetime
+) -> None:
+    row = await session.get(ContactRuleRow, (owner_id, contact))
+    if row is None:
+        session.add(ContactRuleRow(owner_id=owner_id, contact=contact, kind=kind, created_at=now))
+    else:
+        row.kind = kind
+
+
+async def delete_contact_rule(session: AsyncSession, owner_id: str, contact: str) -> bool:
+    removed = await session.execute(
+        delete(ContactRuleRow).where(
+            ContactRuleRow.owner_id == owner_id, ContactRuleRow.contact == contact
+        )
+    )
+    return bool(getattr(removed, "rowcount", 0))
+
+
+async def add_login_token(session: AsyncSession, row: LoginTokenRow) -> None:
+    session.add(row)
+
+
+async def redeem_login_token(
+    session: AsyncSession, jti: str, user_id: str, now: dt.datetime
+) -> bool:
+    """Mark the token used, if it is this user's, unused and unexpired: True if it was."""
+    redeemed = await session.execute(
+        update(LoginTokenRow)
+        .where(
+            LoginTokenRow.jti == jti,
+            LoginTokenRow.user_id == user_id,
+            LoginTokenRow.used_at.is_(None),
+            LoginTokenRow.expires_at > now,
+        )
+        .values(used_at=now)
+    )
+    return getattr(redeemed, "rowcount", 0) == 1
+
+
+async def forget_login_tokens(session: AsyncSession, before: dt.datetime) -> None:
+    await session.execute(delete(LoginTokenRow).where(LoginTokenRow.expires_at < before))
+
+
+async def ensure_account(
+    session: AsyncSession, user_id: str, matrix_id: str, now: dt.datetime
+) -> None:
+    if await session.get(AccountRow, user_id) is None:
+        session.add(AccountRow(user_id=user_id, matrix_id=matrix_id, created_at=now))
+
+
+async def accounts_out_of_step(session: AsyncSession) -> Sequence[tuple[str, str, bool]]:
+    """(user id, Matrix ID, should be locked) of every account whose lock is not what its
+    user's memberships say: locked without a staff membership left, unlocked with one."""
+    working = exists().where(
+        MembershipRow.user_id == AccountRow.user_id,
+        MembershipRow.active.is_(True),
+        MembershipRow.role.in_(STAFF_ROLES),
+        UserRow.id == MembershipRow.user_id,
+        UserRow.active.is_(True),
+    )
+    found = await session.execute(
+        select(AccountRow.user_id, AccountRow.matrix_id, ~working).where(
+            AccountRow.locked == working
+        )
+    )
+    return [(user_id, matrix_id, bool(lock)) for user_id, matrix_id, lock in found.all()]
+
+
+async def account(session: AsyncSession, user_id: str) -> AccountRow | None:
+    return await session.get(AccountRow, user_id)
+
+
+async def set_account_locked(session: AsyncSession, user_id: str, locked: bool) -> None:
+    await session.execute(
+        update(AccountRow).where(AccountRow.user_id == user_id).values(locked=locked)
+    )

@@ -1,0 +1,269 @@
+"""The messenger's use-cases: login tokens (issued to medicus users, redeemed once), the invite
+rules' facts and decisions, the directory listing, users' contact rules, the federation list,
+and keeping Synapse's accounts locked while their users may not work."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from medicus.access.policy import audited
+from medicus.audit.service import AuditRecord, AuditTrail, Outcome
+from medicus.core.clock import Clock
+from medicus.core.db import Database, utc_now
+from medicus.core.errors import ApiError
+from medicus.iam.admin import authorise_admin
+from medicus.iam.roles import Role
+from medicus.iam.tokens import Principal
+from medicus.messenger import repository
+from medicus.messenger.homeserver import SYSTEM_LOCALPART, Homeserver, login_signing_key
+from medicus.messenger.models import LoginTokenRow
+from medicus.messenger.rules import InviteFacts, Person, invite_refusal
+from medicus.messenger.synapse_admin import SynapseAdmin, SynapseUnavailable
+
+LOGIN_TOKEN_SECONDS = 60
+"""How long a login token is good for: enough to hand it to a client, not to keep it."""
+MAX_CONTACT_RULES = 1000
+_LOCALPART = re.compile(r"[a-z0-9._=/-]{1,200}\Z")
+_STAFF = frozenset(repository.STAFF_ROLES)
+
+
+@dataclass(frozen=True)
+class IssuedLogin:
+    token: str
+    matrix_id: str
+    expires_in: int
+
+
+def _system(action: str, target: str, detail: dict[str, str] | None = None) -> AuditRecord:
+    return AuditRecord(action, "system:messenger", target=target, detail=detail or {})
+
+
+class Messenger:
+    def __init__(
+        self,
+        database: Database,
+        audit: AuditTrail,
+        homeserver: Homeserver,
+        synapse: SynapseAdmin,
+        platform_secret: bytes,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._database = database
+        self._audit = audit
+        self.homeserver = homeserver
+        self._synapse = synapse
+        self._public_key = ECKey.import_key(login_signing_key(platform_secret).public_key())
+        self._clock = clock
+
+    async def issue_login(self, caller: Principal) -> IssuedLogin:
+        """A login token for the caller's Matrix account (made on its first use): staff only,
+        good once, for a minute."""
+        if caller.kind != "user" or caller.role not in _STAFF:
+            raise ApiError(403, "Only staff of an organisation use the messenger.")
+        if not _LOCALPART.match(caller.subject) or caller.subject == SYSTEM_LOCALPART:
+            raise ApiError(422, "This account's id cannot be a Matrix ID.")
+        now = self._clock()
+        jti = uuid.uuid4().hex
+        matrix_id = self.homeserver.matrix_id(caller.subject)
+        async with self._database.transaction() as session:
+            name = await repository.display_name(session, caller.subject)
+            if name is None or not await repository.staff_organisations(session, caller.subject):
+                raise ApiError(403, "Only staff of an organisation use the messenger.")
+            expires = now + dt.timedelta(seconds=LOGIN_TOKEN_SECONDS)
+            await repository.add_login_token(
+                session,
+                LoginTokenRow(jti=jti, user_id=caller.subject, issued_at=now, expires_at=expires),
+            )
+            await repository.ensure_account(session, caller.subject, matrix_id, now)
+            await self._audit.append(session, audited(caller, "messenger.login.issue", matrix_id))
+        token = self._synapse.signed_login_token(caller.subject, name, jti, LOGIN_TOKEN_SECONDS)
+        return IssuedLogin(token, matrix_id, LOGIN_TOKEN_SECONDS)
+
+    async def redeem_login(self, token: str) -> str | None:
+        """Check a login token on its way to Synapse and use it up: None if it may pass, else
+        why not. Stricter than Synapse: medicus's signature, issuer and audience, an expiry
+        that has not passed (no leeway), and a token id medicus issued to that user and never
+        saw redeemed."""
+        now = self._clock()
+        claims = self._claims(token)
+        if claims is None:
+            return "The login token is not one medicus signed."
+        subject, jti, expires = claims.get("sub"), claims.get("jti"), claims.get("exp")
+        if not isinstance(subject, str) or not isinstance(jti, str):
+            return "The login token names no user or has no id."
+        if not isinstance(expires, int) or expires <= now.timestamp():
+            return "The login token has expired."
+        async with self._database.transaction() as session:
+            redeemed = await repository.redeem_login_token(session, jti, subject, now)
+            outcome = Outcome.SUCCESS if redeemed else Outcome.DENIED
+            matrix_id = self.homeserver.matrix_id(subject)
+            await self._audit.append(
+                session,
+                AuditRecord(
+                    "messenger.login", f"user:{subject}", outcome=outcome, target=matrix_id
+                ),
+            )
+        return None if redeemed else "The login token was used already or is not known."
+
+    def _claims(self, token: str) -> dict[str, object] | None:
+        try:
+            decoded = jwt.decode(token, self._public_key, algorithms=["ES256"])
+        except (JoseError, ValueError, TypeError):
+            return None
+        claims = dict(decoded.claims)
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if claims.get("iss") != self.homeserver.issuer:
+            return None
+        if self.homeserver.server_name not in audiences:
+            return None
+        return claims
+
+    async def is_working(self, user_id: str) -> bool:
+        """Whether the user works for an organisation now (else their Matrix sessions end)."""
+        async with self._database.snapshot() as session:
+            return bool(await repository.staff_organisations(session, user_id))
+
+    async def invite_refusal(self, inviter_id: str, invitee_matrix_id: str) -> str | None:
+        """Why `inviter_id` may not invite `invitee_matrix_id` (None: they may); refusals and
+        invitations across organisations are audited."""
+        invitee_id = self.homeserver.user_id(invitee_matrix_id)
+        inviter_matrix_id = self.homeserver.matrix_id(inviter_id)
+        async with self._database.transaction() as session:
+            federation = await repository.federation(session)
+            inviter = await self._person(session, inviter_id)
+            invitee = None if invitee_id is None else await self._person(session, invitee_id)
+            rule = None
+            if invitee_id is not None:
+                rule = await repository.contact_rule(session, invitee_id, inviter_matrix_id)
+            facts = InviteFacts(inviter, invitee, federation, rule)
+            refusal = invite_refusal(facts)
+            across = invitee is not None and not inviter.organisations & invitee.organisations
+            if refusal is not None or across:
+                outcome = Outcome.DENIED if refusal else Outcome.SUCCESS
+                await self._audit.append(
+                    session,
+                    AuditRecord(
+                        "messenger.invite",
+                        f"user:{inviter_id}",
+                        outcome=outcome,
+                        target=invitee_matrix_id,
+                    ),
+                )
+        return refusal
+
+    async def _person(self, session: AsyncSession, user_id: str) -> Person:
+        organisations = await repository.staff_organisations(session, user_id)
+        listed = await repository.listed_in(session, user_id)
+        return Person(user_id, self.homeserver.matrix_id(user_id), organisations, listed)
+
+    async def set_listed(
+        self, caller: Principal, organisation_id: str, user_id: str, listed: bool
+    ) -> None:
+        """An organisation's admin lists a member in the directory (reachable from other
+        organisations) or takes them off it."""
+        await authorise_admin(self._audit, caller, organisation_id, "messenger.listing")
+        async with self._database.transaction() as session:
+            if organisation_id not in await repository.staff_organisations(session, user_id):
+                raise ApiError(404, "This person is not staff of the organisation.")
+            if listed:
+                await repository.set_listed(
+                    session, user_id, organisation_id, caller.actor, self._clock()
+                )
+            else:
+                await repository.unset_listed(session, user_id, organisation_id)
+            await self._audit.append(
+                session,
+                audited(
+                    caller,
+                    "messenger.listing",
+                    f"Practitioner/{user_id}",
+                    {"listed": str(listed).lower()},
+                ),
+            )
+
+    async def contact_rules(self, caller: Principal) -> dict[str, str]:
+        """The caller's own rules: Matrix ID → "block" or "allow"."""
+        async with self._database.snapshot() as session:
+            rows = await repository.contact_rules(session, _staff_user(caller))
+        return {row.contact: row.kind for row in rows}
+
+    async def set_contact_rule(self, caller: Principal, contact: str, kind: str | None) -> None:
+        """Block or allow a Matrix ID, or (None) forget the rule about it."""
+        owner = _staff_user(caller)
+        if not contact.startswith("@") or ":" not in contact or len(contact) > 255:
+            raise ApiError(422, "A contact is a Matrix ID, as in @name:server.")
+        async with self._database.transaction() as session:
+            if kind is None:
+                if not await repository.delete_contact_rule(session, owner, contact):
+                    raise ApiError(404, "There is no rule about this contact.")
+            else:
+                if (
+                    await repository.contact_rule(session, owner, contact) is None
+                    and await repository.count_contact_rules(session, owner) >= MAX_CONTACT_RULES
+                ):
+                    raise ApiError(422, f"At most {MAX_CONTACT_RULES} contact rules.")
+                await repository.put_contact_rule(session, owner, contact, kind, self._clock())
+            await self._audit.append(
+                session,
+                audited(caller, "messenger.contact", contact, {"rule": kind or "none"}),
+            )
+
+    async def federate(self, organisation_id: str, member: bool, actor: str) -> bool:
+        """Put an organisation on the federation list or take it off; False if nothing
+        changed."""
+        async with self._database.transaction() as session:
+            if member:
+                changed = await repository.add_to_federation(
+                    session, organisation_id, actor, self._clock()
+                )
+            else:
+                changed = await repository.remove_from_federation(session, organisation_id)
+            if changed:
+                detail = {"member": str(member).lower(), "by": actor}
+                await self._audit.append(
+                    session,
+                    _system("messenger.federation", f"Organization/{organisation_id}", detail),
+                )
+        return changed
+
+    async def federation(self) -> frozenset[str]:
+        async with self._database.snapshot() as session:
+            return await repository.federation(session)
+
+    async def align_accounts(self) -> int:
+        """Lock the Matrix accounts of users who may not work now (ending their sessions) and
+        unlock those who may again; returns how many changed. Synapse not answering leaves the
+        rest for the next round (the proxy refuses such users meanwhile)."""
+        async with self._database.snapshot() as session:
+            pending = await repository.accounts_out_of_step(session)
+        changed = 0
+        for user_id, matrix_id, lock in pending:
+            try:
+                await self._synapse.set_locked(matrix_id, lock)
+            except SynapseUnavailable:
+                break
+            async with self._database.transaction() as session:
+                await repository.set_account_locked(session, user_id, lock)
+                action = "messenger.account.lock" if lock else "messenger.account.unlock"
+                await self._audit.append(session, _system(action, matrix_id))
+            changed += 1
+        return changed
+
+    async def forget_old_login_tokens(self, now: dt.datetime) -> None:
+        async with self._database.transaction() as session:
+            await repository.forget_login_tokens(session, now - dt.timedelta(days=1))
+
+
+def _staff_user(caller: Principal) -> str:
+    if caller.kind != "user" or caller.role not in _STAFF or caller.role == Role.PATIENT:
+        raise ApiError(403, "Only staff of an organisation use the messenger.")
+    return caller.subject
