@@ -56,6 +56,9 @@ def configure_logging(level: str, json_lines: bool) -> None:
     # Access lines are written by medicus itself with the route template instead of the raw
     # path, because raw paths and query strings can carry patient identifiers.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx announces every request it sends with its full URL at info: the Messenger-Proxy's
+    # carry access tokens in query strings (media downloads) and room ids in paths.
+    logging.getLogger("httpx").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
