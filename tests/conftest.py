@@ -25,6 +25,7 @@ from medicus import migrations
 from medicus.app import create_app
 from medicus.core.db import utc_now
 from medicus.iam.models import OrganisationRow
+from medicus.messenger.homeserver import Homeserver
 from medicus.platform import Platform, build_platform
 from medicus.settings import Settings
 from tests.support.clock import MovableClock
@@ -173,6 +174,26 @@ def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Set
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
+    """A real Synapse on a free loopback port for the whole session, configured and started
+    by medicus's own code for the tests' platform secret (tests/support/messenger.py)."""
+    from medicus.messenger import synapse_process
+    from tests.support.messenger import SECRET, SERVER_NAME
+    from tests.support.served import free_port
+
+    homeserver = Homeserver(
+        server_name=SERVER_NAME,
+        synapse_url=f"http://127.0.0.1:{free_port()}",
+        public_url="http://medicus.test",
+        max_upload_bytes=600 * 1024 * 1024,
+        directory=tmp_path_factory.mktemp("synapse"),
+    )
+    synapse_process.start(homeserver, SECRET.encode(), with_parent=True)
+    yield homeserver
+    synapse_process.stop(homeserver)
 
 
 @pytest.fixture

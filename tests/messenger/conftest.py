@@ -5,7 +5,7 @@ two hospitals with staff, and matrix-nio clients that log in through medicus."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,52 +15,17 @@ import pytest
 from nio import AsyncClient, AsyncClientConfig, LoginResponse
 
 from medicus.iam.roles import Role
-from medicus.messenger import synapse_process
 from medicus.messenger.homeserver import LOGIN_TOKEN_TYPE, Homeserver
 from medicus.platform import Platform, build_platform
-from medicus.settings import Settings
-from tests.conftest import make_settings, register_organisation
+from tests.conftest import register_organisation
 from tests.iam.conftest import add_user
 from tests.support.clients import bearer
-from tests.support.served import free_port, serving
+from tests.support.messenger import SERVER_NAME, messenger_settings
+from tests.support.served import serving
 
-ISSUER = "http://medicus.test"
-SERVER_NAME = "medicus.test"
-SECRET = "messenger-tests-platform-secret-0123456789"
 HOSPITAL_A = "klinikum-a"
 HOSPITAL_B = "klinikum-b"
 HOSPITAL_C = "klinikum-c"
-
-
-@pytest.fixture(scope="session")
-def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
-    """A real Synapse on a free loopback port, configured by medicus for the tests' secret."""
-    homeserver = Homeserver(
-        server_name=SERVER_NAME,
-        synapse_url=f"http://127.0.0.1:{free_port()}",
-        issuer=ISSUER,
-        max_upload_bytes=600 * 1024 * 1024,
-        directory=tmp_path_factory.mktemp("synapse"),
-    )
-    synapse_process.start(homeserver, SECRET.encode(), with_parent=True)
-    yield homeserver
-    synapse_process.stop(homeserver)
-
-
-def messenger_settings(
-    tmp_path: Path, database_url: str, homeserver: Homeserver, **overrides: object
-) -> Settings:
-    return make_settings(
-        tmp_path,
-        database_url,
-        messenger="external",
-        messenger_synapse_url=homeserver.synapse_url,
-        messenger_server_name=homeserver.server_name,
-        messenger_max_upload_mb=homeserver.max_upload_bytes // (1024 * 1024),
-        public_url=ISSUER,
-        secret_key=SECRET,
-        **overrides,
-    )
 
 
 @dataclass

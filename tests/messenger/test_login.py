@@ -9,8 +9,9 @@ import uuid
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from medicus.messenger.homeserver import LOGIN_TOKEN_TYPE, login_signing_key
-from tests.messenger.conftest import ISSUER, SECRET, SERVER_NAME, Region
+from medicus.messenger.homeserver import LOGIN_ISSUER, LOGIN_TOKEN_TYPE, login_signing_key
+from tests.messenger.conftest import Region
+from tests.support.messenger import SECRET, SERVER_NAME
 
 
 async def _login(region: Region, token: str) -> tuple[int, dict[str, object]]:
@@ -41,7 +42,7 @@ async def test_a_user_logs_in_once_with_a_token_from_medicus(region: Region) -> 
 
 async def test_forged_expired_and_unknown_tokens_are_refused(region: Region) -> None:
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": SERVER_NAME, "sub": region.alice.user_id, "iat": now}
+    claims = {"iss": LOGIN_ISSUER, "aud": SERVER_NAME, "sub": region.alice.user_id, "iat": now}
     forged_key = ECKey.generate_key("P-256")
     forged = _signed({**claims, "exp": now + 60, "jti": uuid.uuid4().hex}, forged_key)
     no_expiry = _signed({**claims, "jti": uuid.uuid4().hex})

@@ -19,6 +19,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from medicus.settings import Settings
 
+LOGIN_ISSUER = "medicus"
+"""The issuer of login tokens (`iss`), the same whatever medicus's public URL is; the audience
+(`aud`) is the homeserver's name."""
 LOGIN_TOKEN_TYPE = "org.matrix.login.jwt"  # noqa: S105 (a login type's name)
 SYSTEM_LOCALPART = "medicus-system"
 """The account medicus itself uses for Synapse's admin API (locking, deactivating)."""
@@ -45,7 +48,7 @@ class Homeserver:
 
     server_name: str
     synapse_url: str
-    issuer: str
+    public_url: str
     max_upload_bytes: int
     directory: Path
 
@@ -54,7 +57,7 @@ class Homeserver:
         return cls(
             server_name=settings.messenger_server_name,
             synapse_url=settings.messenger_synapse_url.rstrip("/"),
-            issuer=settings.public_url,
+            public_url=settings.public_url,
             max_upload_bytes=settings.messenger_max_upload_mb * 1024 * 1024,
             directory=settings.data_dir / "messenger",
         )
@@ -99,7 +102,7 @@ class Homeserver:
         public_key = login_signing_key(platform_secret).public_key()
         return {
             "server_name": self.server_name,
-            "public_baseurl": f"{self.issuer}/",
+            "public_baseurl": f"{self.public_url}/",
             "report_stats": False,
             "listeners": [
                 {
@@ -137,7 +140,7 @@ class Homeserver:
                     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
                 ).decode(),
                 "algorithm": "ES256",
-                "issuer": self.issuer,
+                "issuer": LOGIN_ISSUER,
                 "audiences": [self.server_name],
                 "display_name_claim": "name",
             },

@@ -33,7 +33,7 @@ def build_router(messenger: Messenger, tokens: TokenService) -> APIRouter:
 
     @router.get("/.well-known/matrix/client", include_in_schema=False)
     async def client_discovery() -> JSONResponse:
-        body = {"m.homeserver": {"base_url": homeserver.issuer}}
+        body = {"m.homeserver": {"base_url": homeserver.public_url}}
         return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*"})
 
     @router.post("/messenger/login-token")
@@ -46,7 +46,7 @@ def build_router(messenger: Messenger, tokens: TokenService) -> APIRouter:
             "token": issued.token,
             "user_id": issued.matrix_id,
             "expires_in": issued.expires_in,
-            "homeserver": homeserver.issuer,
+            "homeserver": homeserver.public_url,
         }
         return JSONResponse(body, headers=_NOT_STORED)
 

@@ -23,7 +23,12 @@ from medicus.iam.admin import authorise_admin
 from medicus.iam.roles import Role
 from medicus.iam.tokens import Principal
 from medicus.messenger import repository
-from medicus.messenger.homeserver import SYSTEM_LOCALPART, Homeserver, login_signing_key
+from medicus.messenger.homeserver import (
+    LOGIN_ISSUER,
+    SYSTEM_LOCALPART,
+    Homeserver,
+    login_signing_key,
+)
 from medicus.messenger.models import LoginTokenRow
 from medicus.messenger.rules import InviteFacts, Person, invite_refusal
 from medicus.messenger.synapse_admin import SynapseAdmin, SynapseUnavailable
@@ -121,7 +126,7 @@ class Messenger:
         claims = dict(decoded.claims)
         audience = claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
-        if claims.get("iss") != self.homeserver.issuer:
+        if claims.get("iss") != LOGIN_ISSUER:
             return None
         if self.homeserver.server_name not in audiences:
             return None

@@ -19,6 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from medicus.messenger.homeserver import (
+    LOGIN_ISSUER,
     LOGIN_TOKEN_TYPE,
     SYSTEM_LOCALPART,
     Homeserver,
@@ -47,7 +48,7 @@ class SynapseAdmin:
         """An ES256 login token for `localpart`, as Synapse's `jwt_config` checks it."""
         now = int(time.time())
         claims = {
-            "iss": self._homeserver.issuer,
+            "iss": LOGIN_ISSUER,
             "aud": self._homeserver.server_name,
             "sub": localpart,
             "name": display_name,
