@@ -72,14 +72,18 @@ class Region:
         assert isinstance(login, LoginResponse), login
         return client
 
-    async def list_in_directory(self, who: Member) -> None:
+    async def admin_headers(self, organisation: str) -> dict[str, str]:
+        """An organisation admin's bearer header."""
         admin = await bearer(
-            self.platform, who.organisation, role="organisation_admin", scope="user/*.cruds admin"
+            self.platform, organisation, role="organisation_admin", scope="user/*.cruds admin"
         )
+        return {"Authorization": admin["Authorization"]}
+
+    async def list_in_directory(self, who: Member) -> None:
         answer = await self.http.put(
             f"/messenger/organisations/{who.organisation}/listing/{who.user_id}",
             json={"listed": True},
-            headers={"Authorization": admin["Authorization"]},
+            headers=await self.admin_headers(who.organisation),
         )
         assert answer.status_code == 204, answer.text
 
