@@ -40,6 +40,7 @@ _HEAVY = ("sqlalchemy", "fastapi", "starlette", "uvicorn", "alembic", "httpx", "
 _LIGHT_MEDICUS = {"medicus", "medicus.cli", "medicus.audit", "medicus.audit.cli", "medicus.iam"}
 _LIGHT_MEDICUS |= {"medicus.iam.cli", "medicus.iam.roles", "medicus.storage", "medicus.storage.cli"}
 _LIGHT_MEDICUS |= {"medicus.audit.actors", "medicus.collab", "medicus.collab.cli"}
+_LIGHT_MEDICUS |= {"medicus.messenger", "medicus.messenger.cli"}
 
 
 def test_help_of_every_command_loads_nothing_heavy() -> None:
@@ -49,6 +50,9 @@ def test_help_of_every_command_loads_nothing_heavy() -> None:
     report = orjson.loads(result.stdout.splitlines()[-1])
     assert {"", "serve", "migrate", "demo", "config show", "audit verify"} <= set(report["shown"])
     assert {"admin create-client", "admin token", "collab index-text"} <= set(report["shown"])
+    assert {"messenger start", "messenger status", "messenger federation add"} <= set(
+        report["shown"]
+    )
     loaded = set(report["modules"])
     assert not {name for name in loaded if name.split(".")[0] in _HEAVY}
     assert {name for name in loaded if name.startswith("medicus")} <= _LIGHT_MEDICUS

@@ -27,6 +27,7 @@ from medicus.iam import routes as iam_routes
 from medicus.iam.bearer import bearer_principal
 from medicus.iam.discovery import Endpoints
 from medicus.iam.pages import Pages
+from medicus.messenger import directory_routes
 from medicus.messenger import routes as messenger_routes
 from medicus.messenger.proxy import MatrixProxy
 from medicus.platform import Platform, build_platform
@@ -142,6 +143,7 @@ def _portal_router(platform: Platform, languages: Languages) -> APIRouter:
         platform.portal_stewardship,
         platform.portal_storage,
         platform.portal_collab,
+        web_routes.PortalMessenger.of(platform.database, platform.messenger),
     )
 
 
@@ -199,6 +201,10 @@ def _include_messenger(app: FastAPI, platform: Platform) -> None:
     if hub is None:
         return
     app.include_router(messenger_routes.build_router(hub.service, platform.tokens))
+    directory_base = f"{platform.settings.public_url}/directory/fhir"
+    app.include_router(
+        directory_routes.build_router(hub.directory_hub, platform.tokens, directory_base)
+    )
     proxy = MatrixProxy(hub.service, hub.proxy_http)
     app.mount("/_matrix", proxy)
     app.mount("/_synapse/client", proxy)

@@ -67,6 +67,7 @@ from medicus.iam.revocations import Revocations
 from medicus.iam.service import IdentityService
 from medicus.iam.tokens import TokenService
 from medicus.iam.upstream import UpstreamLogins
+from medicus.messenger.directory import Directory
 from medicus.messenger.homeserver import Homeserver
 from medicus.messenger.service import Messenger
 from medicus.messenger.synapse_admin import SynapseAdmin
@@ -124,6 +125,8 @@ class MessengerHub:
     service: Messenger
     proxy_http: httpx.AsyncClient
     upkeep: MessengerUpkeep
+    directory_hub: FhirRouter
+    """The FHIR hub answering at `/directory/fhir` (its links point there)."""
 
 
 @dataclass
@@ -263,7 +266,7 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
             storage, clock, sweeps=[uploads.expire_due, _trash_retention(collab.tree)]
         ),
         collab=collab,
-        messenger=_messenger(settings, database, audit, http_client, clock),
+        messenger=_messenger(settings, database, audit, http_client, fhir, clock),
     )
 
 
@@ -272,6 +275,7 @@ def _messenger(
     database: Database,
     audit: AuditTrail,
     http_client: httpx.AsyncClient,
+    fhir: FhirHub,
     clock: Clock,
 ) -> MessengerHub | None:
     if settings.messenger == "off":
@@ -279,13 +283,15 @@ def _messenger(
     homeserver = Homeserver.from_settings(settings)
     secret = settings.effective_secret_key()
     synapse = SynapseAdmin(homeserver, secret, http_client)
-    service = Messenger(database, audit, homeserver, synapse, secret, clock)
+    directory = Directory(database, fhir.service, homeserver)
+    service = Messenger(database, audit, homeserver, synapse, directory, secret, clock)
     proxy_http = httpx.AsyncClient(
         timeout=httpx.Timeout(None, connect=10),
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
         follow_redirects=False,
     )
-    return MessengerHub(service, proxy_http, MessengerUpkeep(service, clock))
+    directory_hub = fhir.router.rebased(f"{settings.public_url}/directory/fhir")
+    return MessengerHub(service, proxy_http, MessengerUpkeep(service, clock), directory_hub)
 
 
 def _token_services(

@@ -72,3 +72,20 @@ class AccountRow(Base):
     matrix_id: Mapped[str] = mapped_column(String(255), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class ServiceRow(Base):
+    """A service an organisation lists in the directory ("Kardiologie Rufdienst"), reachable
+    at the Matrix account of the member who answers for it (a functional account)."""
+
+    __tablename__ = "messenger_service"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    specialty: Mapped[str | None] = mapped_column(String(200), default=None)
+    user_id: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_messenger_service_organisation", "organisation_id"),)

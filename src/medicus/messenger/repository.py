@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.iam.models import MembershipRow, UserRow
+from medicus.iam.models import MembershipRow, OrganisationRow, UserRow
 from medicus.iam.roles import Role
 from medicus.messenger.models import (
     AccountRow,
@@ -17,6 +17,7 @@ from medicus.messenger.models import (
     FederationRow,
     ListingRow,
     LoginTokenRow,
+    ServiceRow,
 )
 
 STAFF_ROLES = tuple(str(role) for role in Role if role not in (Role.PATIENT, Role.SERVICE))
@@ -45,8 +46,66 @@ async def display_name(session: AsyncSession, user_id: str) -> str | None:
 
 
 async def listed_in(session: AsyncSession, user_id: str) -> frozenset[str]:
+    """The organisations that list the user in the directory, themselves or as the account
+    of one of their services."""
+    people = select(ListingRow.organisation_id).where(ListingRow.user_id == user_id)
+    services = select(ServiceRow.organisation_id).where(ServiceRow.user_id == user_id)
+    return frozenset(await session.scalars(people.union(services)))
+
+
+async def listed_staff(
+    session: AsyncSession, organisation_id: str
+) -> Sequence[tuple[str, str, str]]:
+    """(user id, display name, role) of the organisation's listed members who work for it now."""
+    found = await session.execute(
+        select(UserRow.id, UserRow.display_name, MembershipRow.role)
+        .join(ListingRow, ListingRow.user_id == UserRow.id)
+        .join(
+            MembershipRow,
+            (MembershipRow.user_id == UserRow.id)
+            & (MembershipRow.organisation_id == ListingRow.organisation_id),
+        )
+        .where(
+            ListingRow.organisation_id == organisation_id,
+            MembershipRow.active.is_(True),
+            MembershipRow.role.in_(STAFF_ROLES),
+            UserRow.active.is_(True),
+        )
+        .order_by(UserRow.id)
+    )
+    return [(user_id, name, role) for user_id, name, role in found.all()]
+
+
+async def services(session: AsyncSession, organisation_id: str) -> Sequence[ServiceRow]:
     found = await session.scalars(
-        select(ListingRow.organisation_id).where(ListingRow.user_id == user_id)
+        select(ServiceRow)
+        .where(ServiceRow.organisation_id == organisation_id)
+        .order_by(ServiceRow.name, ServiceRow.id)
+    )
+    return found.all()
+
+
+async def add_service(session: AsyncSession, row: ServiceRow) -> None:
+    session.add(row)
+
+
+async def remove_service(session: AsyncSession, organisation_id: str, service_id: str) -> bool:
+    removed = await session.execute(
+        delete(ServiceRow).where(
+            ServiceRow.id == service_id, ServiceRow.organisation_id == organisation_id
+        )
+    )
+    return bool(getattr(removed, "rowcount", 0))
+
+
+async def organisation(session: AsyncSession, organisation_id: str) -> OrganisationRow | None:
+    return await session.get(OrganisationRow, organisation_id)
+
+
+async def organisations_of(session: AsyncSession, user_id: str) -> frozenset[str]:
+    """Every organisation the user is or was a member of (to sync their directory entries)."""
+    found = await session.scalars(
+        select(MembershipRow.organisation_id).where(MembershipRow.user_id == user_id)
     )
     return frozenset(found)
 

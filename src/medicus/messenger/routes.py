@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from medicus.iam.bearer import bearer_principal
 from medicus.iam.tokens import Principal, TokenService
@@ -24,6 +24,12 @@ class ContactRule(BaseModel):
 
 class Listing(BaseModel):
     listed: bool
+
+
+class NewService(BaseModel):
+    name: str = Field(max_length=200)
+    specialty: str | None = Field(default=None, max_length=200)
+    user_id: str = Field(max_length=64)
 
 
 def build_router(messenger: Messenger, tokens: TokenService) -> APIRouter:
@@ -72,6 +78,35 @@ def build_router(messenger: Messenger, tokens: TokenService) -> APIRouter:
         organisation_id: str, user_id: str, listing: Listing, who: Principal = Depends(caller)
     ) -> Response:
         await messenger.set_listed(who, organisation_id, user_id, listing.listed)
+        return Response(status_code=204)
+
+    @router.get("/messenger/organisations/{organisation_id}/services")
+    async def services(organisation_id: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        found = await messenger.services(who, organisation_id)
+        return {
+            "services": [
+                {"id": s.id, "name": s.name, "specialty": s.specialty, "user_id": s.user_id}
+                for s in found
+            ]
+        }
+
+    @router.post("/messenger/organisations/{organisation_id}/services", status_code=201)
+    async def add_service(
+        organisation_id: str, new: NewService, who: Principal = Depends(caller)
+    ) -> dict[str, str]:
+        """List a service in the directory, reachable at the Matrix account of `user_id`."""
+        service_id = await messenger.add_service(
+            who, organisation_id, new.name, new.specialty, new.user_id
+        )
+        return {"id": service_id}
+
+    @router.delete(
+        "/messenger/organisations/{organisation_id}/services/{service_id}", status_code=204
+    )
+    async def remove_service(
+        organisation_id: str, service_id: str, who: Principal = Depends(caller)
+    ) -> Response:
+        await messenger.remove_service(who, organisation_id, service_id)
         return Response(status_code=204)
 
     return router

@@ -23,13 +23,14 @@ from medicus.iam.admin import authorise_admin
 from medicus.iam.roles import Role
 from medicus.iam.tokens import Principal
 from medicus.messenger import repository
+from medicus.messenger.directory import Directory
 from medicus.messenger.homeserver import (
     LOGIN_ISSUER,
     SYSTEM_LOCALPART,
     Homeserver,
     login_signing_key,
 )
-from medicus.messenger.models import LoginTokenRow
+from medicus.messenger.models import LoginTokenRow, ServiceRow
 from medicus.messenger.rules import InviteFacts, Person, invite_refusal
 from medicus.messenger.synapse_admin import SynapseAdmin, SynapseUnavailable
 
@@ -58,10 +59,12 @@ class Messenger:
         audit: AuditTrail,
         homeserver: Homeserver,
         synapse: SynapseAdmin,
+        directory: Directory,
         platform_secret: bytes,
         clock: Clock = utc_now,
     ) -> None:
         self._database = database
+        self.directory = directory
         self._audit = audit
         self.homeserver = homeserver
         self._synapse = synapse
@@ -194,6 +197,59 @@ class Messenger:
                     {"listed": str(listed).lower()},
                 ),
             )
+        await self.directory.sync_organisation(organisation_id)
+
+    async def services(self, caller: Principal, organisation_id: str) -> list[ServiceRow]:
+        """The services the organisation lists in the directory (its admins see them)."""
+        await authorise_admin(self._audit, caller, organisation_id, "messenger.service.list")
+        async with self._database.snapshot() as session:
+            return list(await repository.services(session, organisation_id))
+
+    async def add_service(
+        self,
+        caller: Principal,
+        organisation_id: str,
+        name: str,
+        specialty: str | None,
+        user_id: str,
+    ) -> str:
+        """List a service ("Kardiologie Rufdienst") reachable at a member's Matrix account."""
+        await authorise_admin(self._audit, caller, organisation_id, "messenger.service")
+        name = name.strip()
+        if not name:
+            raise ApiError(422, "A service needs a name.")
+        service_id = str(uuid.uuid4())
+        async with self._database.transaction() as session:
+            if organisation_id not in await repository.staff_organisations(session, user_id):
+                raise ApiError(422, "The service's account must be staff of the organisation.")
+            await repository.add_service(
+                session,
+                ServiceRow(
+                    id=service_id,
+                    organisation_id=organisation_id,
+                    name=name,
+                    specialty=(specialty or "").strip() or None,
+                    user_id=user_id,
+                    created_by=caller.actor,
+                    created_at=self._clock(),
+                ),
+            )
+            target = f"HealthcareService/{service_id}"
+            await self._audit.append(session, audited(caller, "messenger.service", target))
+        await self.directory.sync_organisation(organisation_id)
+        return service_id
+
+    async def remove_service(
+        self, caller: Principal, organisation_id: str, service_id: str
+    ) -> None:
+        await authorise_admin(self._audit, caller, organisation_id, "messenger.service")
+        async with self._database.transaction() as session:
+            if not await repository.remove_service(session, organisation_id, service_id):
+                raise ApiError(404, "The organisation lists no such service.")
+            target = f"HealthcareService/{service_id}"
+            detail = {"removed": "true"}
+            await self._audit.append(session, audited(caller, "messenger.service", target, detail))
+        await self.directory.sync_organisation(organisation_id)
 
     async def contact_rules(self, caller: Principal) -> dict[str, str]:
         """The caller's own rules: Matrix ID → "block" or "allow"."""
@@ -238,6 +294,8 @@ class Messenger:
                     session,
                     _system("messenger.federation", f"Organization/{organisation_id}", detail),
                 )
+        if changed:
+            await self.directory.sync_organisation(organisation_id)
         return changed
 
     async def federation(self) -> frozenset[str]:
@@ -251,6 +309,7 @@ class Messenger:
         async with self._database.snapshot() as session:
             pending = await repository.accounts_out_of_step(session)
         changed = 0
+        affected: set[str] = set()
         for user_id, matrix_id, lock in pending:
             try:
                 await self._synapse.set_locked(matrix_id, lock)
@@ -260,7 +319,9 @@ class Messenger:
                 await repository.set_account_locked(session, user_id, lock)
                 action = "messenger.account.lock" if lock else "messenger.account.unlock"
                 await self._audit.append(session, _system(action, matrix_id))
+                affected |= await repository.organisations_of(session, user_id)
             changed += 1
+        await self.directory.sync_everywhere(affected)
         return changed
 
     async def forget_old_login_tokens(self, now: dt.datetime) -> None:

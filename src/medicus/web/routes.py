@@ -19,6 +19,8 @@ from medicus.web.chart_routes import build_chart_router
 from medicus.web.collab_pages import PortalCollab
 from medicus.web.collab_routes import build_collab_router
 from medicus.web.doorway import Doorway
+from medicus.web.messenger_pages import PortalMessenger as PortalMessenger
+from medicus.web.messenger_routes import build_messenger_router, navigation_marks
 from medicus.web.oversight import OversightPages
 from medicus.web.oversight_routes import build_oversight_router
 from medicus.web.own_data import OwnData
@@ -46,10 +48,11 @@ def build_router(
     stewardship: Stewardship,
     storage: PortalStorage,
     collab: PortalCollab,
+    messenger: PortalMessenger | None = None,
 ) -> APIRouter:
     """Every page of the portal, and its static files."""
     doorway = Doorway(logins, pages)
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False, dependencies=navigation_marks(messenger))
     router.include_router(_shell(doorway, pages))
     router.include_router(_patients(doorway, portal, pages))
     router.include_router(build_chart_router(doorway, portal, pages))
@@ -60,6 +63,7 @@ def build_router(
     router.include_router(build_platform_router(doorway, admin, settings, stewardship, pages))
     router.include_router(build_storage_router(doorway, logins, storage, portal, pages))
     router.include_router(build_collab_router(doorway, logins, collab, portal, pages))
+    router.include_router(build_messenger_router(doorway, logins, messenger, pages))
     return router
 
 

@@ -1,5 +1,5 @@
-"""The messenger: one-time login tokens, directory listings, contact rules, the federation list
-and the Matrix accounts medicus made (docs/messenger.md).
+"""The messenger: one-time login tokens, directory listings and services, contact rules, the
+federation list and the Matrix accounts medicus made (docs/messenger.md).
 
 Revision ID: 0032
 Revises: 0031
@@ -50,6 +50,17 @@ def upgrade() -> None:
         sa.Column("added_at", UTCDateTime(), nullable=False),
     )
     op.create_table(
+        "messenger_service",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("organisation_id", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("specialty", sa.String(200)),
+        sa.Column("user_id", sa.String(64), nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+    )
+    op.create_index("ix_messenger_service_organisation", "messenger_service", ["organisation_id"])
+    op.create_table(
         "messenger_account",
         sa.Column("user_id", sa.String(64), primary_key=True),
         sa.Column("matrix_id", sa.String(255), nullable=False, unique=True),
@@ -61,6 +72,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in (
         "messenger_account",
+        "messenger_service",
         "messenger_federation",
         "messenger_contact_rule",
         "messenger_listing",

@@ -1,0 +1,486 @@
+/* The portal's messages page (docs/portal.md, messages): a Matrix client in the page, built on
+   matrix-js-sdk (vendored, the global `matrixcs`), talking to the Messenger-Proxy at
+   /_matrix on this origin.
+
+   Session: the page asks the portal for a login token (POST /portal/messages/session with
+   the page's CSRF token in X-CSRF-Token) and logs in at /_matrix/client/v3/login with it;
+   the access token stays in sessionStorage (this tab only, gone with it), is checked on the
+   next page load (whoami) and used again while it works. A stored session of another user
+   is logged out first. Logging out of the portal logs this session out of Matrix too.
+
+   Rooms: joined ones and invitations (accepted with a button), newest activity first; the
+   chosen room's timeline shows its text and file messages, newest at the bottom. Files go
+   to the media repository (POST /_matrix/media/v3/upload, with a progress bar) and are
+   sent as m.file (m.image for images); a download fetches the authenticated media API with
+   the access token as a header and saves the bytes from an object URL. Rooms the page
+   starts (createRoom with is_direct and the invitee) are not end-to-end encrypted: the
+   bundle has no Rust crypto. Every text shown comes translated from the data attributes of
+   #messenger. */
+(function () {
+  "use strict";
+
+  var root = document.getElementById("messenger");
+  var sdk = window.matrixcs;
+  if (!root || !sdk) {
+    return;
+  }
+  var texts = root.dataset;
+  var STORED = "medicus.messenger.session";
+  var origin = window.location.origin;
+  var language = document.documentElement.lang || "en";
+  var when = new Intl.DateTimeFormat(language, { dateStyle: "short", timeStyle: "short" });
+  var percent = new Intl.NumberFormat(language, { style: "percent", maximumFractionDigits: 0 });
+  var status = document.getElementById("messenger-status");
+  var roomList = document.getElementById("room-list");
+  var timeline = document.getElementById("timeline");
+  var members = document.getElementById("room-members");
+  var heading = document.getElementById("conversation-heading");
+  var untitled = heading.textContent;
+  var composer = document.getElementById("composer");
+  var text = document.getElementById("composer-text");
+  var chooser = document.getElementById("composer-file");
+  var progress = document.getElementById("file-progress");
+  var bar = document.getElementById("file-progress-bar");
+  var progressName = document.getElementById("file-progress-name");
+  var progressStatus = document.getElementById("file-progress-status");
+  var search = document.getElementById("contact-search");
+  var query = document.getElementById("contact-query");
+  var contactList = document.getElementById("contact-list");
+  var contactStatus = document.getElementById("contact-status");
+  var client = null;
+  var session = null;
+  var current = null;
+
+  function fill(template, key, value) {
+    return template.replace("{" + key + "}", value);
+  }
+
+  function say(element, message, failed) {
+    element.textContent = message;
+    element.classList.toggle("field-error", Boolean(failed));
+  }
+
+  function reason(error) {
+    return (error && (error.data && error.data.error)) || (error && error.message) || String(error);
+  }
+
+  function stored() {
+    try {
+      return JSON.parse(sessionStorage.getItem(STORED) || "null");
+    } catch (ignored) {
+      return null;
+    }
+  }
+
+  function logOut(saved, keepalive) {
+    sessionStorage.removeItem(STORED);
+    return fetch(origin + "/_matrix/client/v3/logout", {
+      method: "POST",
+      headers: { Authorization: "Bearer " + saved.access_token, "Content-Type": "application/json" },
+      body: "{}",
+      keepalive: Boolean(keepalive)
+    }).catch(function () {});
+  }
+
+  async function usable(saved) {
+    if (!saved || saved.user_id !== texts.user || !saved.access_token) {
+      return false;
+    }
+    var answer = await fetch(origin + "/_matrix/client/v3/account/whoami", {
+      headers: { Authorization: "Bearer " + saved.access_token }
+    });
+    return answer.ok;
+  }
+
+  async function logIn() {
+    var saved = stored();
+    if (await usable(saved)) {
+      return saved;
+    }
+    if (saved && saved.access_token) {
+      await logOut(saved, false);
+    }
+    var issued = await fetch(texts.session, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": texts.csrf }
+    });
+    if (issued.status === 401) {
+      throw new Error(texts.expired);
+    }
+    if (!issued.ok) {
+      throw new Error(texts.sessionFailed);
+    }
+    var grant = await issued.json();
+    var answer = await fetch(origin + "/_matrix/client/v3/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        type: "org.matrix.login.jwt",
+        token: grant.token,
+        initial_device_display_name: "medicus portal"
+      })
+    });
+    if (!answer.ok) {
+      throw new Error(texts.sessionFailed);
+    }
+    var body = await answer.json();
+    saved = { user_id: body.user_id, access_token: body.access_token, device_id: body.device_id };
+    sessionStorage.setItem(STORED, JSON.stringify(saved));
+    return saved;
+  }
+
+  document.querySelectorAll("form[action='/logout']").forEach(function (form) {
+    form.addEventListener("submit", function () {
+      var saved = stored();
+      if (saved && saved.access_token) {
+        logOut(saved, true);
+      }
+    });
+  });
+
+  function rooms() {
+    return client
+      .getRooms()
+      .filter(function (room) {
+        var membership = room.getMyMembership();
+        return membership === "join" || membership === "invite";
+      })
+      .sort(function (a, b) {
+        return b.getLastActiveTimestamp() - a.getLastActiveTimestamp();
+      });
+  }
+
+  function showRooms() {
+    var found = rooms();
+    roomList.replaceChildren();
+    if (!found.length) {
+      var empty = document.createElement("li");
+      empty.className = "hint";
+      empty.textContent = texts.noRooms;
+      roomList.append(empty);
+      return;
+    }
+    found.forEach(function (room) {
+      var entry = document.createElement("li");
+      var open = document.createElement("button");
+      open.type = "button";
+      open.className = "room";
+      open.textContent = room.name;
+      open.dataset.room = room.roomId;
+      if (room.roomId === current) {
+        open.setAttribute("aria-current", "true");
+      }
+      open.addEventListener("click", function () {
+        choose(room.roomId);
+      });
+      entry.append(open);
+      if (room.getMyMembership() === "invite") {
+        var mark = document.createElement("span");
+        mark.className = "invited";
+        mark.textContent = texts.invited;
+        var accept = document.createElement("button");
+        accept.type = "button";
+        accept.className = "secondary accept";
+        accept.textContent = texts.accept;
+        accept.setAttribute("aria-label", texts.accept + ": " + room.name);
+        accept.addEventListener("click", function () {
+          accept.disabled = true;
+          client.joinRoom(room.roomId).then(
+            function () {
+              choose(room.roomId);
+            },
+            function (error) {
+              accept.disabled = false;
+              say(status, fill(texts.refused, "reason", reason(error)), true);
+            }
+          );
+        });
+        entry.append(mark, accept);
+      }
+      roomList.append(entry);
+    });
+  }
+
+  function choose(roomId) {
+    current = roomId;
+    showRooms();
+    showTimeline();
+  }
+
+  function senderName(room, event) {
+    if (event.getSender() === session.user_id) {
+      return texts.you;
+    }
+    var member = room.getMember(event.getSender());
+    return member ? member.name : event.getSender();
+  }
+
+  function fileItem(content) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary download";
+    var name = content.filename || content.body || "file";
+    button.textContent = fill(texts.download, "name", name);
+    button.addEventListener("click", function () {
+      download(content.url, name, button);
+    });
+    return button;
+  }
+
+  function messageItem(room, event) {
+    var content = event.getContent();
+    var item = document.createElement("li");
+    item.className = event.getSender() === session.user_id ? "message own" : "message";
+    var who = document.createElement("span");
+    who.className = "sender";
+    who.textContent = senderName(room, event);
+    var time = document.createElement("time");
+    time.dateTime = new Date(event.getTs()).toISOString();
+    time.textContent = when.format(new Date(event.getTs()));
+    var body = document.createElement("div");
+    body.className = "body";
+    if ((content.msgtype === "m.file" || content.msgtype === "m.image") && content.url) {
+      body.append(fileItem(content));
+    } else {
+      body.textContent = content.body || "";
+    }
+    item.append(who, time, body);
+    return item;
+  }
+
+  function showTimeline() {
+    var room = current && client.getRoom(current);
+    if (!room) {
+      heading.textContent = untitled;
+      timeline.replaceChildren();
+      members.textContent = texts.choose;
+      composer.hidden = true;
+      return;
+    }
+    heading.textContent = room.name;
+    var names = room.getJoinedMembers().map(function (member) {
+      return member.userId === session.user_id ? texts.you : member.name;
+    });
+    members.textContent = fill(texts.members, "names", names.join(", "));
+    var events = room
+      .getLiveTimeline()
+      .getEvents()
+      .filter(function (event) {
+        return event.getType() === "m.room.message" && !event.isRedacted();
+      });
+    timeline.replaceChildren();
+    if (!events.length) {
+      var empty = document.createElement("li");
+      empty.className = "hint";
+      empty.textContent = texts.noMessages;
+      timeline.append(empty);
+    }
+    events.forEach(function (event) {
+      timeline.append(messageItem(room, event));
+    });
+    timeline.scrollTop = timeline.scrollHeight;
+    composer.hidden = room.getMyMembership() !== "join";
+  }
+
+  async function download(mxc, name, button) {
+    var url = client.mxcUrlToHttp(mxc, undefined, undefined, undefined, false, true, true);
+    var label = button.textContent;
+    button.disabled = true;
+    button.textContent = texts.downloading;
+    try {
+      var answer = await fetch(url, { headers: { Authorization: "Bearer " + session.access_token } });
+      if (!answer.ok) {
+        throw new Error(String(answer.status));
+      }
+      var address = URL.createObjectURL(await answer.blob());
+      var link = document.createElement("a");
+      link.href = address;
+      link.download = name;
+      link.hidden = true;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(function () {
+        URL.revokeObjectURL(address);
+      }, 60000);
+      button.textContent = label;
+    } catch (error) {
+      button.textContent = label;
+      say(status, texts.downloadFailed, true);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  composer.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var message = text.value.trim();
+    if (!message || !current) {
+      return;
+    }
+    client.sendTextMessage(current, message).then(
+      function () {
+        text.value = "";
+      },
+      function (error) {
+        say(status, fill(texts.sendFailed, "reason", reason(error)), true);
+      }
+    );
+  });
+
+  text.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      composer.requestSubmit();
+    }
+  });
+
+  chooser.addEventListener("change", async function () {
+    var file = chooser.files && chooser.files[0];
+    var roomId = current;
+    if (!file || !roomId) {
+      return;
+    }
+    progress.hidden = false;
+    bar.value = 0;
+    progressName.textContent = file.name;
+    say(progressStatus, fill(texts.progress, "percent", percent.format(0)));
+    try {
+      var uploaded = await client.uploadContent(file, {
+        name: file.name,
+        type: file.type || "application/octet-stream",
+        progressHandler: function (state) {
+          var share = state.total ? state.loaded / state.total : 0;
+          bar.value = Math.round(share * 100);
+          say(progressStatus, fill(texts.progress, "percent", percent.format(share)));
+        }
+      });
+      var image = /^image\/(png|jpeg|gif|webp)$/.test(file.type);
+      await client.sendMessage(roomId, {
+        msgtype: image ? "m.image" : "m.file",
+        body: file.name,
+        filename: file.name,
+        url: uploaded.content_uri,
+        info: { size: file.size, mimetype: file.type || "application/octet-stream" }
+      });
+      bar.value = 100;
+      say(progressStatus, texts.sent);
+    } catch (error) {
+      var large = error && (error.errcode === "M_TOO_LARGE" || error.httpStatus === 413);
+      say(progressStatus, large ? texts.tooLarge : fill(texts.sendFailed, "reason", reason(error)), true);
+    } finally {
+      chooser.value = "";
+    }
+  });
+
+  search.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    var answer = await fetch(texts.contacts + "?q=" + encodeURIComponent(query.value.trim()), {
+      credentials: "same-origin"
+    });
+    if (!answer.ok) {
+      say(contactStatus, answer.status === 401 ? texts.expired : texts.sessionFailed, true);
+      return;
+    }
+    var found = (await answer.json()).contacts;
+    contactList.replaceChildren();
+    say(contactStatus, found.length ? "" : texts.nobody);
+    found.forEach(function (person) {
+      var entry = document.createElement("li");
+      var name = document.createElement("span");
+      name.className = "name";
+      name.textContent = person.name;
+      var place = document.createElement("span");
+      place.className = "hint";
+      place.textContent = person.organisation;
+      var start = document.createElement("button");
+      start.type = "button";
+      start.className = "secondary";
+      start.textContent = texts.start;
+      start.setAttribute("aria-label", texts.start + ": " + person.name);
+      start.addEventListener("click", function () {
+        startChat(person, start);
+      });
+      entry.append(name, place, start);
+      contactList.append(entry);
+    });
+  });
+
+  async function startChat(person, button) {
+    button.disabled = true;
+    try {
+      var made = await client.createRoom({
+        is_direct: true,
+        invite: [person.user_id],
+        preset: "trusted_private_chat"
+      });
+      say(contactStatus, fill(texts.started, "name", person.name));
+      current = made.room_id;
+      await new Promise(function (resolve) {
+        var waited = 0;
+        (function wait() {
+          if (client.getRoom(made.room_id) || waited > 50) {
+            resolve();
+            return;
+          }
+          waited += 1;
+          setTimeout(wait, 100);
+        })();
+      });
+      choose(made.room_id);
+      text.focus();
+    } catch (error) {
+      say(contactStatus, fill(texts.refused, "reason", reason(error)), true);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function refresh(room) {
+    showRooms();
+    if (room && room.roomId === current) {
+      showTimeline();
+    }
+  }
+
+  async function start() {
+    try {
+      session = await logIn();
+    } catch (error) {
+      say(status, error.message || texts.sessionFailed, true);
+      return;
+    }
+    client = sdk.createClient({
+      baseUrl: origin,
+      accessToken: session.access_token,
+      userId: session.user_id,
+      deviceId: session.device_id,
+      store: new sdk.MemoryStore(),
+      timelineSupport: true
+    });
+    client.on(sdk.ClientEvent.Sync, function (state, previous) {
+      if (state === "PREPARED" || (state === "SYNCING" && previous !== "SYNCING")) {
+        say(status, texts.connected);
+        if (state === "PREPARED") {
+          showRooms();
+          showTimeline();
+        }
+      } else if (state === "ERROR" || state === "RECONNECTING") {
+        say(status, texts.offline, true);
+      }
+    });
+    client.on(sdk.RoomEvent.Timeline, function (event, room) {
+      refresh(room);
+    });
+    client.on(sdk.RoomEvent.MyMembership, refresh);
+    client.on(sdk.RoomEvent.Name, refresh);
+    client.on(sdk.RoomMemberEvent.Membership, function (event, member) {
+      refresh(client.getRoom(member.roomId));
+    });
+    client.on(sdk.ClientEvent.Room, refresh);
+    await client.startClient({ initialSyncLimit: 50, lazyLoadMembers: true });
+  }
+
+  start();
+})();
