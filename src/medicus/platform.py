@@ -1,5 +1,6 @@
 """The composition root: builds every service of one medicus process from its Settings, once.
-Nothing else creates engines, clients or services; routes receive what they need from here."""
+Nothing else creates engines, clients or services; routes receive what they need from here.
+Longer than 500 lines because it names every capability's services in this one place."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 import functools
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -67,11 +69,7 @@ from medicus.iam.revocations import Revocations
 from medicus.iam.service import IdentityService
 from medicus.iam.tokens import TokenService
 from medicus.iam.upstream import UpstreamLogins
-from medicus.messenger.directory import Directory
-from medicus.messenger.homeserver import Homeserver
-from medicus.messenger.service import Messenger
-from medicus.messenger.synapse_admin import SynapseAdmin
-from medicus.messenger.upkeep import MessengerUpkeep
+from medicus.messenger.hub import MessengerHub, build_messenger
 from medicus.settings import Settings
 from medicus.storage.backends import Backend
 from medicus.storage.keyring import LocalKeyring
@@ -98,6 +96,14 @@ class FhirHub:
     bundles: BundleService
     operations: Operations
     guard: Guard
+    capabilities: dict[str, Any]
+
+    def router_at(self, base: str) -> FhirRouter:
+        """The hub answering under another public base URL (the messenger's directory at
+        `/directory/fhir`): links and paging in its answers point there."""
+        return FhirRouter(
+            self.service, self.operations, self.capabilities, base, self.router.stored
+        )
 
 
 @dataclass(frozen=True)
@@ -114,19 +120,6 @@ class Collab:
     uploads: SpaceUploads
     locks: LockState
     properties: Properties
-
-
-@dataclass(frozen=True)
-class MessengerHub:
-    """The messenger's services (docs/messenger.md): the use-cases, the HTTP client the
-    Messenger-Proxy streams through (no time limits: a sync waits, an upload takes minutes),
-    and the upkeep loop."""
-
-    service: Messenger
-    proxy_http: httpx.AsyncClient
-    upkeep: MessengerUpkeep
-    directory_hub: FhirRouter
-    """The FHIR hub answering at `/directory/fhir` (its links point there)."""
 
 
 @dataclass
@@ -274,24 +267,12 @@ def _messenger(
     settings: Settings,
     database: Database,
     audit: AuditTrail,
-    http_client: httpx.AsyncClient,
+    http: httpx.AsyncClient,
     fhir: FhirHub,
     clock: Clock,
 ) -> MessengerHub | None:
-    if settings.messenger == "off":
-        return None
-    homeserver = Homeserver.from_settings(settings)
-    secret = settings.effective_secret_key()
-    synapse = SynapseAdmin(homeserver, secret, http_client)
-    directory = Directory(database, fhir.service, homeserver)
-    service = Messenger(database, audit, homeserver, synapse, directory, secret, clock)
-    proxy_http = httpx.AsyncClient(
-        timeout=httpx.Timeout(None, connect=10),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-        follow_redirects=False,
-    )
-    directory_hub = fhir.router.rebased(f"{settings.public_url}/directory/fhir")
-    return MessengerHub(service, proxy_http, MessengerUpkeep(service, clock), directory_hub)
+    directory_hub = fhir.router_at(f"{settings.public_url}/directory/fhir")
+    return build_messenger(settings, database, audit, http, fhir.service, directory_hub, clock)
 
 
 def _token_services(
@@ -398,7 +379,8 @@ def _fhir_hub(
     base = endpoints.fhir_base_url
     stored = StoredBytes(database, guard, audit, writer, storage, base)
     router = FhirRouter(service, operations, capabilities, base, stored)
-    return FhirHub(service, router, BundleService(service, router), operations, guard)
+    bundles = BundleService(service, router)
+    return FhirHub(service, router, bundles, operations, guard, capabilities)
 
 
 def _storage(settings: Settings, database: Database, box: SecretBox) -> ObjectStore:

@@ -286,14 +286,6 @@ class FhirRouter:
         self.capabilities = orjson.dumps(capabilities)
         self._base = base
 
-    def rebased(self, base: str) -> FhirRouter:
-        """The same hub answering under another public base URL (the messenger's directory at
-        `/directory/fhir`): links and paging in answers point there."""
-        copy = object.__new__(FhirRouter)
-        copy.__dict__.update(self.__dict__)
-        copy._base = base
-        return copy
-
     async def handle(
         self, caller: Principal, request: FhirRequest, session: AsyncSession | None = None
     ) -> FhirResponse:

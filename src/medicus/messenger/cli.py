@@ -81,12 +81,16 @@ def build_cli(open_messenger: OpenMessenger, load_settings: Callable[[], Setting
         if not found.answering:
             raise typer.Exit(1)
 
+    cli.add_typer(_federation_cli(open_messenger), name="federation")
+    return cli
+
+
+def _federation_cli(open_messenger: OpenMessenger) -> typer.Typer:
     federation = typer.Typer(
         help="Organisations whose members may reach and be reached across organisations.",
         no_args_is_help=True,
         rich_markup_mode=None,
     )
-    cli.add_typer(federation, name="federation")
 
     @federation.command("list")
     def federation_list() -> None:
@@ -111,4 +115,4 @@ def build_cli(open_messenger: OpenMessenger, load_settings: Callable[[], Setting
         )
         typer.echo("removed" if changed else "was not on the list")
 
-    return cli
+    return federation

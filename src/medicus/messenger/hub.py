@@ -1,0 +1,56 @@
+"""The messenger's services, built once by the composition root (`platform`) from the settings:
+nothing when the messenger is off."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from medicus.audit.service import AuditTrail
+from medicus.core.clock import Clock
+from medicus.core.db import Database
+from medicus.fhir.router import FhirRouter
+from medicus.fhir.service import FhirService
+from medicus.messenger.directory import Directory
+from medicus.messenger.homeserver import Homeserver
+from medicus.messenger.service import Messenger
+from medicus.messenger.synapse_admin import SynapseAdmin
+from medicus.messenger.upkeep import MessengerUpkeep
+from medicus.settings import Settings
+
+
+@dataclass(frozen=True)
+class MessengerHub:
+    """The use-cases, the HTTP client the Messenger-Proxy streams through (no time limits: a
+    sync waits, an upload takes minutes), the upkeep loop, and the FHIR hub answering at
+    `/directory/fhir`."""
+
+    service: Messenger
+    proxy_http: httpx.AsyncClient
+    upkeep: MessengerUpkeep
+    directory_hub: FhirRouter
+
+
+def build_messenger(
+    settings: Settings,
+    database: Database,
+    audit: AuditTrail,
+    http_client: httpx.AsyncClient,
+    fhir: FhirService,
+    directory_hub: FhirRouter,
+    clock: Clock,
+) -> MessengerHub | None:
+    if settings.messenger == "off":
+        return None
+    homeserver = Homeserver.from_settings(settings)
+    secret = settings.effective_secret_key()
+    synapse = SynapseAdmin(homeserver, secret, http_client)
+    directory = Directory(database, fhir, homeserver)
+    service = Messenger(database, audit, homeserver, synapse, directory, secret, clock)
+    proxy_http = httpx.AsyncClient(
+        timeout=httpx.Timeout(None, connect=10),
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        follow_redirects=False,
+    )
+    return MessengerHub(service, proxy_http, MessengerUpkeep(service, clock), directory_hub)

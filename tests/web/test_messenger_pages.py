@@ -1,0 +1,194 @@
+"""The portal's messages page over HTTP (the Browser of tests/iam logs in through the real
+login pages), with medicus in front of the session's real Synapse: the page in German and
+English for staff (a patient gets 403), "Messages" in the navigation only while the messenger
+is on (else the page is the 404 page), the session route that gives the page a Matrix login
+token (refused without the session cookie or the page's CSRF token; the token logs in at the
+Messenger-Proxy once), and the search of whom the user may reach (colleagues, and people
+listed by another organisation on the federation list: nobody else)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from medicus.app import create_app
+from medicus.core.db import utc_now
+from medicus.iam.pages import CSRF_COOKIE
+from medicus.iam.roles import Role
+from medicus.messenger import repository
+from medicus.messenger.homeserver import LOGIN_TOKEN_TYPE, Homeserver
+from medicus.platform import Platform, build_platform
+from tests.conftest import register_organisation
+from tests.iam.browser import Browser
+from tests.iam.conftest import PASSWORD, add_user
+from tests.support.messenger import SERVER_NAME, messenger_settings
+from tests.web.conftest import Ward
+
+ALICE = "alice@klinikum-a.example"
+CAROL = "carol@klinikum-a.example"
+BOB = "bob@klinikum-b.example"
+BERTA = "berta@klinikum-b.example"
+DAVE = "dave@klinikum-c.example"
+PATIENT = "paula@example.org"
+SESSION = "/portal/messages/session"
+
+
+@dataclass
+class Hospitals:
+    platform: Platform
+    ids: dict[str, str]
+    secrets: dict[str, tuple[str | None, int | None]] = field(default_factory=dict)
+    """Each person's authenticator (TOTP secret, last step used), learnt at enrolment."""
+
+    @asynccontextmanager
+    async def browser_of(self, email: str, language: str = "en") -> AsyncIterator[Browser]:
+        app = create_app(self.platform.settings, self.platform)
+        transport = httpx.ASGITransport(app=app)
+        base_url = self.platform.settings.public_url
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+            http.headers["Accept-Language"] = language
+            browser = Browser(http, email, PASSWORD)
+            browser.totp_secret, browser.last_step = self.secrets.get(email, (None, None))
+            await browser.login("/portal")
+            self.secrets[email] = (browser.totp_secret, browser.last_step)
+            yield browser
+
+
+@pytest.fixture
+async def hospitals(
+    tmp_path: Path, fresh_database_url: str, synapse: Homeserver
+) -> AsyncIterator[Hospitals]:
+    """Klinikum A (Alice, Carol) and B (Bob listed in the directory, Berta not) on the
+    federation list, C (Dave, listed) not on it; a patient of A."""
+    platform = build_platform(messenger_settings(tmp_path, fresh_database_url, synapse))
+    assert platform.messenger is not None
+    for organisation in ("klinikum-a", "klinikum-b", "klinikum-c"):
+        await register_organisation(platform, organisation)
+    people = [
+        (ALICE, "klinikum-a", Role.PHYSICIAN),
+        (CAROL, "klinikum-a", Role.NURSE),
+        (BOB, "klinikum-b", Role.PHYSICIAN),
+        (BERTA, "klinikum-b", Role.PHYSICIAN),
+        (DAVE, "klinikum-c", Role.PHYSICIAN),
+        (PATIENT, "klinikum-a", Role.PATIENT),
+    ]
+    ids: dict[str, str] = {}
+    async with platform.database.transaction() as session:
+        for email, organisation, role in people:
+            ids[email] = await add_user(platform, session, email, [(organisation, role)])
+        for email, organisation in ((BOB, "klinikum-b"), (DAVE, "klinikum-c")):
+            await repository.set_listed(session, ids[email], organisation, "test", utc_now())
+    for organisation in ("klinikum-a", "klinikum-b"):
+        await platform.messenger.service.federate(organisation, True, "test")
+    try:
+        yield Hospitals(platform, ids)
+    finally:
+        await platform.close()
+
+
+def _csrf(browser: Browser) -> str:
+    token = browser.http.cookies.get(CSRF_COOKIE)
+    assert token
+    return token
+
+
+async def test_the_page_in_both_languages_for_staff(hospitals: Hospitals) -> None:
+    matrix_id = f"@{hospitals.ids[ALICE]}:{SERVER_NAME}"
+    for language, heading, other in (
+        ("de", "Nachrichten", "anderen Matrix-Client"),
+        ("en", "Messages", "another Matrix client"),
+    ):
+        async with hospitals.browser_of(ALICE, language) as alice:
+            page = await alice.http.get("/portal/messages")
+            assert page.status_code == 200, page.text
+            assert f"<h1>{heading}</h1>" in page.text
+            assert '<a href="/portal/messages" aria-current="page">' in page.text
+            assert other.lower() in page.text.lower()
+            assert matrix_id in page.text
+            assert hospitals.platform.settings.public_url in page.text
+            assert "vendor/matrix-js-sdk-43.0.0.min." in page.text
+            assert "<script>" not in page.text, "no inline script"
+            policy = page.headers["content-security-policy"]
+            assert "script-src 'self'" in policy
+            assert "connect-src 'self'" in policy
+            start = await alice.http.get("/portal/spaces")
+            assert 'href="/portal/messages"' in start.text, "in the navigation of every page"
+
+
+async def test_a_patient_has_no_messages(hospitals: Hospitals) -> None:
+    async with hospitals.browser_of(PATIENT) as patient:
+        own = await patient.http.get("/portal/me")
+        assert 'href="/portal/messages"' not in own.text
+        page = await patient.http.get("/portal/messages")
+        assert page.status_code == 403
+        token = await patient.http.post(SESSION, headers={"X-CSRF-Token": _csrf(patient)})
+        assert token.status_code == 403
+
+
+async def test_the_session_route_needs_the_cookie_and_the_csrf_token(
+    hospitals: Hospitals,
+) -> None:
+    async with hospitals.browser_of(ALICE) as alice:
+        await alice.http.get("/portal/messages")
+        csrf = _csrf(alice)
+        assert (await alice.http.post(SESSION)).status_code == 403
+        wrong = await alice.http.post(SESSION, headers={"X-CSRF-Token": csrf[:-2] + "xx"})
+        assert wrong.status_code == 403
+        assert wrong.headers["content-type"].startswith("application/problem+json")
+        cookies = dict(alice.http.cookies)
+        alice.http.cookies.clear()
+        only_csrf = {"X-CSRF-Token": csrf, "Cookie": f"{CSRF_COOKIE}={csrf}"}
+        stranger = await alice.http.post(SESSION, headers=only_csrf)
+        assert stranger.status_code == 401
+        alice.http.cookies.update(cookies)
+        issued = await alice.http.post(SESSION, headers={"X-CSRF-Token": csrf})
+        assert issued.status_code == 200, issued.text
+        assert issued.headers["cache-control"] == "no-store"
+        body = issued.json()
+        assert body["user_id"] == f"@{hospitals.ids[ALICE]}:{SERVER_NAME}"
+        assert body["homeserver"] == hospitals.platform.settings.public_url
+        login = {"type": LOGIN_TOKEN_TYPE, "token": body["token"]}
+        logged_in = await alice.http.post("/_matrix/client/v3/login", json=login)
+        assert logged_in.status_code == 200, logged_in.text
+        assert logged_in.json()["user_id"] == body["user_id"]
+        again = await alice.http.post("/_matrix/client/v3/login", json=login)
+        assert again.status_code == 403, "a login token is good once"
+
+
+async def test_the_search_finds_whom_the_user_may_reach(hospitals: Hospitals) -> None:
+    async with hospitals.browser_of(ALICE) as alice:
+        everyone = await alice.http.get("/portal/messages/contacts")
+        assert everyone.status_code == 200
+        found = {c["user_id"]: c for c in everyone.json()["contacts"]}
+        ids = {email: f"@{uid}:{SERVER_NAME}" for email, uid in hospitals.ids.items()}
+        assert set(found) == {ids[CAROL], ids[BOB]}
+        assert found[ids[BOB]] == {"user_id": ids[BOB], "name": "bob", "organisation": "klinikum-b"}
+        by_name = await alice.http.get("/portal/messages/contacts", params={"q": "BO"})
+        assert [c["user_id"] for c in by_name.json()["contacts"]] == [ids[BOB]]
+        by_mail = await alice.http.get("/portal/messages/contacts", params={"q": "klinikum-a"})
+        assert [c["user_id"] for c in by_mail.json()["contacts"]] == [ids[CAROL]]
+        nobody = await alice.http.get("/portal/messages/contacts", params={"q": "%"})
+        assert nobody.json()["contacts"] == []
+    async with hospitals.browser_of(DAVE) as dave:
+        answer = await dave.http.get("/portal/messages/contacts")
+        assert answer.json()["contacts"] == [], "not on the federation list: no one else"
+    transport = httpx.ASGITransport(app=create_app(hospitals.platform.settings, hospitals.platform))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as anonymous:
+        assert (await anonymous.get("/portal/messages/contacts")).status_code == 401
+
+
+async def test_nothing_of_it_while_the_messenger_is_off(ward: Ward) -> None:
+    await ward.physician.login("/portal")
+    start = await ward.http.get("/portal/spaces")
+    assert start.status_code == 200
+    assert 'href="/portal/messages"' not in start.text
+    page = await ward.http.get("/portal/messages")
+    assert page.status_code == 404
+    csrf = ward.http.cookies.get(CSRF_COOKIE) or ""
+    session = await ward.http.post(SESSION, headers={"X-CSRF-Token": csrf})
+    assert session.status_code == 404
