@@ -13,6 +13,7 @@ from medicus.demo_records import load_demo_records
 from medicus.iam import client_keys
 from medicus.iam.roles import MfaPolicy, OrganisationType, Role
 from medicus.iam.service import Provisioned
+from medicus.messenger.demo import load_messenger_demo
 from medicus.platform import Platform
 
 DEMO_ACTOR = "system:demo"
@@ -97,6 +98,7 @@ async def load_demo(platform: Platform) -> DemoSummary:
     identity = platform.identity
     organisations = users = memberships = 0
     ids: list[str] = []
+    physicians: list[tuple[str, list[str]]] = []
     async with platform.database.transaction() as session:
         for demo in DEMO_ORGANISATIONS:
             organisation = await identity.ensure_organisation(
@@ -117,9 +119,12 @@ async def load_demo(platform: Platform) -> DemoSummary:
                 (email, name, Role.PATIENT, f"{organisation.id}.{record}")
                 for email, name, record in demo.patients
             ]
+            physicians.append((organisation.id, []))
             for email, display_name, role, record in people:
                 user = await identity.ensure_user(session, DEMO_ACTOR, email, display_name)
                 users += user.created
+                if role == Role.PHYSICIAN and demo.kind != OrganisationType.PLATFORM_OPERATOR:
+                    physicians[-1][1].append(user.id)
                 if user.created:
                     await identity.set_password(session, DEMO_ACTOR, user.id, DEMO_PASSWORD)
                 memberships += await identity.ensure_membership(
@@ -127,6 +132,10 @@ async def load_demo(platform: Platform) -> DemoSummary:
                 )
         client = await _ensure_backend_client(platform, session, ids[0])
     patients = await load_demo_records(platform, ids[0], ids[1])
+    if platform.messenger is not None:
+        listed = [(organisation, people) for organisation, people in physicians if people]
+        on_call = (ids[0], physicians[0][1][0])
+        await load_messenger_demo(platform.messenger.service, ids[-1], listed, on_call)
     return DemoSummary(organisations, users, memberships, client, patients)
 
 

@@ -1,0 +1,226 @@
+"""The portal's messages page in a real browser (Debian's chromium, Playwright, as
+tests/web/test_browser.py), in German and in English: medicus in front of the session's real
+Synapse, served by uvicorn in a thread of this process. A physician of the university
+hospital finds a physician of the district hospital (both hospitals on the federation list,
+she listed in the directory) by the page's search and starts a chat; the other accepts the
+invitation, answers, and sends a file (its progress bar reaches 100 %), which the first
+downloads: the same bytes. Logging out of the portal logs the page's Matrix session out.
+axe-core and Tab on the page; screenshots to `build/screenshots/`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page
+
+from medicus.app import create_app
+from medicus.core.db import utc_now
+from medicus.demo import DEMO_PASSWORD
+from medicus.iam.roles import Role
+from medicus.messenger import repository
+from medicus.messenger.homeserver import Homeserver
+from medicus.platform import build_platform
+from medicus.settings import Settings
+from tests.e2e.conftest import free_port
+from tests.conftest import DatabaseFactory, register_organisation
+from tests.support.messenger import messenger_settings
+from tests.web.test_browser import (  # noqa: F401 (fixtures used by name)
+    Authenticator,
+    _accessible,
+    _context,
+    _keep_errors,
+    _keyboard_reachable,
+    _log_in,
+    _shot,
+    browser,
+    language,
+    t,
+)
+
+NORTH, SOUTH = "Uniklinikum Nordstadt", "Kreiskrankenhaus Südheim"
+FILE_SIZE = 2 * 1024 * 1024
+_FILE = bytes((i * 13 + 7) % 251 for i in range(FILE_SIZE))
+_STORED_SESSION = "() => JSON.parse(sessionStorage.getItem('medicus.messenger.session'))"
+
+
+@dataclass
+class Person:
+    email: str
+    name: str
+
+
+@dataclass
+class MessengerServer:
+    base_url: str
+    people: dict[str, tuple[Person, Person]]
+    """By language: (the university's physician, the district hospital's physician)."""
+
+
+async def _set_up(settings: Settings) -> dict[str, tuple[Person, Person]]:
+    """Two hospitals on the federation list; per language a physician of each, the district
+    hospital's listed in the directory."""
+    platform = build_platform(settings)
+    assert platform.messenger is not None
+    people: dict[str, tuple[Person, Person]] = {}
+    try:
+        for organisation in (NORTH, SOUTH):
+            await register_organisation(platform, organisation)
+            await platform.messenger.service.federate(organisation, True, "test")
+        identity = platform.identity
+        async with platform.database.transaction() as session:
+            for language in ("de", "en"):
+                north = Person(f"nord.{language}@uk-nordstadt.example", f"Dr. Nora Nord {language}")
+                south = Person(f"sued.{language}@kkh-suedheim.example", f"Dr. Sven Süd {language}")
+                for person, organisation in ((north, NORTH), (south, SOUTH)):
+                    user = await identity.ensure_user(session, "system:test", person.email, person.name)
+                    await identity.ensure_membership(
+                        session, "system:test", user.id, organisation, Role.PHYSICIAN
+                    )
+                    await identity.set_password(session, "system:test", user.id, DEMO_PASSWORD)
+                    if organisation == SOUTH:
+                        await repository.set_listed(session, user.id, SOUTH, "test", utc_now())
+                people[language] = (north, south)
+    finally:
+        await platform.close()
+    return people
+
+
+@pytest.fixture(scope="module")
+def messenger_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    database_factory: DatabaseFactory,
+    synapse: Homeserver,
+) -> Iterator[MessengerServer]:
+    port = free_port()
+    settings = messenger_settings(
+        tmp_path_factory.mktemp("messenger-portal"),
+        database_factory.new_url(),
+        synapse,
+        host="127.0.0.1",
+        port=port,
+    )
+    people = asyncio.run(_set_up(settings))
+    app = create_app(settings, build_platform(settings))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        raise AssertionError("the server did not become ready within 60 s")
+    try:
+        yield MessengerServer(base_url, people)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def authenticators(messenger_server: MessengerServer) -> dict[str, Authenticator]:
+    return {}
+
+
+def _open_messages(page: Page, words: Callable[..., str]) -> None:
+    nav = page.get_by_role("navigation", name=words("Main"))
+    nav.get_by_role("link", name=words("Messages")).click()
+    page.wait_for_selector("h1")
+    assert page.inner_text("h1") == words("Messages")
+    page.locator("#messenger-status", has_text=words("Connected.")).wait_for(timeout=20_000)
+
+
+def test_two_hospitals_chat_and_send_a_file(
+    messenger_server: MessengerServer,
+    browser: Browser,  # noqa: F811
+    authenticators: dict[str, Authenticator],
+    language: str,  # noqa: F811
+    t: Callable[..., str],  # noqa: F811
+) -> None:
+    base_url = messenger_server.base_url
+    north, south = messenger_server.people[language]
+    a_context, b_context = _context(browser, language), _context(browser, language)
+    a, b = a_context.new_page(), b_context.new_page()
+    errors: list[str] = []
+    for page in (a, b):
+        page.on("console", lambda message: _keep_errors(errors, message.type, message.text))
+    _log_in(a, base_url, authenticators, north.email)
+    _open_messages(a, t)
+    assert t("No chats yet. Find someone below to start one.") in a.inner_text("#room-list")
+    a.locator("details.other-clients summary").click()
+    assert base_url in a.inner_text("details.other-clients")
+    _accessible(a, "messages")
+    _keyboard_reachable(a, "messages")
+    _shot(a, f"{language}-messages-empty")
+
+    a.fill("#contact-query", "Süd")
+    a.get_by_role("button", name=t("Search"), exact=True).click()
+    found = a.locator("#contact-list li")
+    found.first.wait_for()
+    assert found.count() == 1
+    assert SOUTH in found.inner_text()
+    found.get_by_role("button").click()
+    a.locator("#composer").wait_for(state="visible")
+    a.fill("#composer-text", "Guten Tag, haben Sie die CT-Bilder von Frau Müller?")
+    a.keyboard.press("Enter")
+    a.locator("#timeline li.message.own", has_text="CT-Bilder").wait_for()
+
+    _log_in(b, base_url, authenticators, south.email)
+    _open_messages(b, t)
+    accept = b.locator("#room-list button.accept")
+    accept.wait_for(timeout=20_000)
+    _shot(b, f"{language}-messages-invitation")
+    accept.click()
+    b.locator("#timeline li.message", has_text="CT-Bilder").wait_for(timeout=20_000)
+    assert north.name in b.inner_text("#timeline")
+    b.fill("#composer-text", "Ja, der Befund kommt als Datei.")
+    b.get_by_role("button", name=t("Send"), exact=True).click()
+    b.set_input_files(
+        "#composer-file",
+        files=[{"name": "Befund.pdf", "mimeType": "application/pdf", "buffer": _FILE}],
+    )
+    b.locator("#file-progress-status", has_text=t("Sent.")).wait_for(timeout=30_000)
+    assert b.locator("#file-progress-bar").evaluate("bar => bar.value") == 100
+    _accessible(b, "conversation")
+    _keyboard_reachable(b, "conversation")
+    _shot(b, f"{language}-messages-file-sent")
+
+    download = a.get_by_role("button", name=t("Download %(name)s", name="Befund.pdf"))
+    download.wait_for(timeout=20_000)
+    assert "Ja, der Befund kommt" in a.inner_text("#timeline")
+    with a.expect_download() as started:
+        download.click()
+    saved = Path(started.value.path())
+    assert hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(_FILE).digest()
+    assert started.value.suggested_filename == "Befund.pdf"
+    _accessible(a, "conversation with a file")
+    _shot(a, f"{language}-messages-conversation")
+
+    stored = a.evaluate(_STORED_SESSION)
+    assert a.evaluate("() => localStorage.length") == 0, "nothing in localStorage"
+    headers = {"Authorization": f"Bearer {stored['access_token']}"}
+    whoami = f"{base_url}/_matrix/client/v3/account/whoami"
+    assert httpx.get(whoami, headers=headers).status_code == 200
+    a.get_by_role("button", name=t("Log out")).click()
+    a.wait_for_load_state()
+    deadline = time.monotonic() + 10
+    while httpx.get(whoami, headers=headers).status_code == 200:
+        assert time.monotonic() < deadline, "the portal's logout ends the Matrix session"
+        time.sleep(0.2)
+    assert not [e for e in errors if "Content Security Policy" in e], errors
+    assert errors == [], errors
+    a_context.close()
+    b_context.close()
