@@ -29,6 +29,10 @@ DEFAULT_CONFIG_FILE = "medicus.toml"
 SECRET_KEY_FILE = "keys/secret_key"  # noqa: S105 (a file name, not a secret)
 
 
+RoomKind = Literal["direct", "group", "case"]
+DEFAULT_RETENTION_DAYS: dict[RoomKind, int] = {"direct": 180, "group": 180, "case": 365}
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message is one sentence for the operator."""
 
@@ -109,6 +113,10 @@ class Settings(BaseSettings):
     messenger_synapse_url: str = "http://127.0.0.1:8008"
     messenger_server_name: str = ""
     messenger_max_upload_mb: int = Field(default=2000, ge=1, le=2047)
+    # Days until Synapse deletes a message, by the kind of room (docs/messenger.md).
+    messenger_retention_days: dict[RoomKind, int] = Field(
+        default_factory=lambda: dict(DEFAULT_RETENTION_DAYS)
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -144,7 +152,13 @@ class Settings(BaseSettings):
         if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("MEDICUS_SECRET_KEY must be at least 32 characters long")
         self._check_storage()
+        self._check_retention()
         return self
+
+    def _check_retention(self) -> None:
+        for kind, days in self.messenger_retention_days.items():
+            if not 1 <= days <= 36500:
+                raise ValueError(f"messenger_retention_days: {kind} must be 1 to 36500 days")
 
     def _check_storage(self) -> None:
         names = [backend.name for backend in self.storage_backends]

@@ -133,3 +133,28 @@ async def test_a_foreign_homeserver_is_not_reachable(region: Region) -> None:
     )
     assert answer.status_code == 403
     assert answer.json()["errcode"] == "M_FORBIDDEN"
+
+
+@pytest.mark.parametrize(
+    ("room", "days"),
+    [
+        ({"is_direct": True}, 180),
+        ({"name": "Stationsteam"}, 180),
+        ({"creation_content": {"type": "de.medicus.case"}}, 365),
+        (
+            {"initial_state": [{"type": "m.room.retention", "state_key": "", "content": {}}]},
+            180,
+        ),
+    ],
+)
+async def test_each_new_room_gets_the_retention_of_its_kind(
+    region: Region, room: dict[str, Any], days: int
+) -> None:
+    headers = await _token(region, region.alice)
+    room_id = await _room(region, headers, **room)
+    state = f"/_matrix/client/v3/rooms/{room_id}/state/m.room.retention/"
+    policy = await region.http.get(state, headers=headers)
+    assert policy.json() == {"max_lifetime": days * 86_400_000}
+    changed = await region.http.put(state, json={"max_lifetime": 1}, headers=headers)
+    assert changed.status_code == 403
+    assert changed.json()["errcode"] == "M_FORBIDDEN"

@@ -30,8 +30,8 @@ from medicus.messenger import repository
 from medicus.messenger.homeserver import Homeserver
 from medicus.platform import build_platform
 from medicus.settings import Settings
-from tests.e2e.conftest import free_port
 from tests.conftest import DatabaseFactory, register_organisation
+from tests.e2e.conftest import free_port
 from tests.support.messenger import messenger_settings
 from tests.web.test_browser import (  # noqa: F401 (fixtures used by name)
     Authenticator,
@@ -46,7 +46,8 @@ from tests.web.test_browser import (  # noqa: F401 (fixtures used by name)
     t,
 )
 
-NORTH, SOUTH = "Uniklinikum Nordstadt", "Kreiskrankenhaus Südheim"
+NORTH, SOUTH = "uk-nordstadt", "kkh-suedheim"
+NAMES = {"de": ("Dr. Nora Nord", "Dr. Sven Süd"), "en": ("Dr. Nick North", "Dr. Sophie South")}
 FILE_SIZE = 2 * 1024 * 1024
 _FILE = bytes((i * 13 + 7) % 251 for i in range(FILE_SIZE))
 _STORED_SESSION = "() => JSON.parse(sessionStorage.getItem('medicus.messenger.session'))"
@@ -77,11 +78,13 @@ async def _set_up(settings: Settings) -> dict[str, tuple[Person, Person]]:
             await platform.messenger.service.federate(organisation, True, "test")
         identity = platform.identity
         async with platform.database.transaction() as session:
-            for language in ("de", "en"):
-                north = Person(f"nord.{language}@uk-nordstadt.example", f"Dr. Nora Nord {language}")
-                south = Person(f"sued.{language}@kkh-suedheim.example", f"Dr. Sven Süd {language}")
+            for language, (north_name, south_name) in NAMES.items():
+                north = Person(f"nord.{language}@uk-nordstadt.example", north_name)
+                south = Person(f"sued.{language}@kkh-suedheim.example", south_name)
                 for person, organisation in ((north, NORTH), (south, SOUTH)):
-                    user = await identity.ensure_user(session, "system:test", person.email, person.name)
+                    user = await identity.ensure_user(
+                        session, "system:test", person.email, person.name
+                    )
                     await identity.ensure_membership(
                         session, "system:test", user.id, organisation, Role.PHYSICIAN
                     )
@@ -110,7 +113,11 @@ def messenger_server(
     )
     people = asyncio.run(_set_up(settings))
     app = create_app(settings, build_platform(settings))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base_url = f"http://127.0.0.1:{port}"
@@ -157,6 +164,7 @@ def test_two_hospitals_chat_and_send_a_file(
     errors: list[str] = []
     for page in (a, b):
         page.on("console", lambda message: _keep_errors(errors, message.type, message.text))
+        page.on("response", lambda r: print("RESP", r.status, r.url) if r.status >= 400 else None)
     _log_in(a, base_url, authenticators, north.email)
     _open_messages(a, t)
     assert t("No chats yet. Find someone below to start one.") in a.inner_text("#room-list")
@@ -166,7 +174,7 @@ def test_two_hospitals_chat_and_send_a_file(
     _keyboard_reachable(a, "messages")
     _shot(a, f"{language}-messages-empty")
 
-    a.fill("#contact-query", "Süd")
+    a.fill("#contact-query", south.name.split()[1])
     a.get_by_role("button", name=t("Search"), exact=True).click()
     found = a.locator("#contact-list li")
     found.first.wait_for()

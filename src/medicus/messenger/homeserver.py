@@ -8,7 +8,8 @@ without storing them, and a new platform secret renews them all."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from medicus.settings import Settings
+from medicus.settings import DEFAULT_RETENTION_DAYS, RoomKind, Settings
 
 LOGIN_ISSUER = "medicus"
 """The issuer of login tokens (`iss`), the same whatever medicus's public URL is; the audience
@@ -51,6 +52,8 @@ class Homeserver:
     public_url: str
     max_upload_bytes: int
     directory: Path
+    retention_days: Mapping[RoomKind, int] = field(default_factory=lambda: DEFAULT_RETENTION_DAYS)
+    """Days until messages are deleted, by kind of room: "direct", "group", "case"."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Homeserver:
@@ -60,6 +63,7 @@ class Homeserver:
             public_url=settings.public_url,
             max_upload_bytes=settings.messenger_max_upload_mb * 1024 * 1024,
             directory=settings.data_dir / "messenger",
+            retention_days={**DEFAULT_RETENTION_DAYS, **settings.messenger_retention_days},
         )
 
     def matrix_id(self, user_id: str) -> str:
@@ -146,6 +150,15 @@ class Homeserver:
             },
             # Medicus's own login tokens arrive at a high rate in load and tests; Synapse's
             # per-IP limits would count the proxy's one address for everybody.
+            # Messages are deleted after the days of their kind of room: the Messenger-Proxy
+            # sets each new room's policy; rooms without one keep a group's.
+            "retention": {
+                "enabled": True,
+                "default_policy": {"max_lifetime": f"{self.retention_days['group']}d"},
+                "allowed_lifetime_min": "1d",
+                "allowed_lifetime_max": f"{max(self.retention_days.values())}d",
+                "purge_jobs": [{"interval": "12h"}],
+            },
             "rc_login": {
                 "address": {"per_second": 1000, "burst_count": 1000},
                 "account": {"per_second": 1000, "burst_count": 1000},

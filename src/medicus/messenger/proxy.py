@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 from medicus.core.crypto import token_hash
 from medicus.messenger.homeserver import LOGIN_TOKEN_TYPE
 from medicus.messenger.service import Messenger
+from medicus.settings import RoomKind
 
 _HOP_BY_HOP = frozenset(
     {
@@ -46,7 +47,10 @@ _HOP_BY_HOP = frozenset(
 )
 _MAX_INSPECTED_BODY = 1024 * 1024
 """Bodies the proxy reads to decide (login, invitations): Matrix events are at most 64 KiB."""
-STATE_MEMBER = ["state", "m.room.member"]
+RETENTION = "m.room.retention"
+CASE_ROOM_TYPE = "de.medicus.case"
+"""The room type (`creation_content.type`) of a case room: one about a patient or a
+teleconsultation, kept as long as case rooms are."""
 _IDENTITY_SECONDS = 300.0
 _WORKING_SECONDS = 2.0
 _CACHED_TOKENS = 10_000
@@ -75,7 +79,7 @@ class MatrixProxy:
             user_id = await self._caller(scope)
             body = await self._inspected_body(scope, receive, segments)
             if body is not None:
-                await self._check(scope["method"], segments, body, user_id)
+                body = await self._check(scope["method"], segments, body, user_id)
             await self._forward(scope, receive, send, body, segments)
         except _Refusal as refusal:
             await _answer(send, refusal.status, refusal.body)
@@ -156,24 +160,29 @@ class MatrixProxy:
 
     async def _check(
         self, method: str, segments: list[str], body: bytes, user_id: str | None
-    ) -> None:
+    ) -> bytes:
+        """Refuse what a rule forbids; the body to send on (a new room's with the platform's
+        retention policy in its initial state)."""
         rule = _rule_for(method, segments)
+        if rule == "retention":
+            raise _Refusal(403, "M_FORBIDDEN", "Message retention is set by the platform.")
         content = _json_object(body)
         if rule == "login":
             if content.get("type") == LOGIN_TOKEN_TYPE:
                 refusal = await self._messenger.redeem_login(str(content.get("token") or ""))
                 if refusal is not None:
                     raise _Refusal(403, "M_FORBIDDEN", refusal)
-            return
+            return body
         invitees = _invitees(rule, segments, content)
-        if not invitees:
-            return
-        if user_id is None:
+        if invitees and user_id is None:
             raise _Refusal(401, "M_MISSING_TOKEN", "Inviting takes an access token.")
         for invitee in invitees:
-            refusal = await self._messenger.invite_refusal(user_id, invitee)
+            refusal = await self._messenger.invite_refusal(user_id or "", invitee)
             if refusal is not None:
                 raise _Refusal(403, "M_FORBIDDEN", refusal)
+        if rule == "createRoom":
+            return orjson.dumps(_with_retention(content, self._homeserver.retention_days))
+        return body
 
     async def _forward(
         self,
@@ -183,7 +192,9 @@ class MatrixProxy:
         body: bytes | None,
         segments: list[str],
     ) -> None:
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
+        # A body the proxy read (and may have changed) gets its length from httpx.
+        dropped = _HOP_BY_HOP if body is None else _HOP_BY_HOP | {b"content-length"}
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in dropped]
         length = _content_length(scope)
         limit = self._homeserver.max_upload_bytes
         if _is_upload(segments) and length is not None and length > limit:
@@ -232,17 +243,42 @@ def _rule_for(method: str, segments: list[str]) -> str | None:
         return "createRoom"
     if method == "POST" and len(tail) >= 3 and tail[-3] == "rooms" and tail[-1] == "invite":
         return "invite"
-    if method == "PUT" and _is_member_event(tail):
+    if method == "PUT" and _is_state_event(tail, "m.room.member"):
         return "member"
+    if method == "PUT" and _is_state_event(tail, "m.room.retention"):
+        return "retention"
     return None
 
 
-def _is_member_event(tail: list[str]) -> bool:
-    """rooms/{room}/state/m.room.member/{state key}, or without a state key (about nobody)."""
+def _is_state_event(tail: list[str], event_type: str) -> bool:
+    """rooms/{room}/state/{event_type}/{state key}, or without a state key."""
     for end in (len(tail) - 1, len(tail)):
-        if end >= 4 and tail[end - 4] == "rooms" and tail[end - 2 : end] == STATE_MEMBER:
+        if end >= 4 and tail[end - 4] == "rooms" and tail[end - 2 : end] == ["state", event_type]:
             return True
     return False
+
+
+def _with_retention(
+    content: dict[str, Any], retention_days: Mapping[RoomKind, int]
+) -> dict[str, Any]:
+    """A createRoom body with the retention policy of its kind of room in its initial state
+    (in place of any the client asked for): a case room (`creation_content.type` is
+    CASE_ROOM_TYPE), a direct chat (`is_direct`), else a group."""
+    creation = content.get("creation_content")
+    kind: RoomKind
+    if isinstance(creation, dict) and creation.get("type") == CASE_ROOM_TYPE:
+        kind = "case"
+    elif content.get("is_direct") is True:
+        kind = "direct"
+    else:
+        kind = "group"
+    initial = content.get("initial_state")
+    if not isinstance(initial, list):
+        initial = []
+    kept = [e for e in initial if not (isinstance(e, dict) and e.get("type") == RETENTION)]
+    policy = {"max_lifetime": retention_days[kind] * 24 * 3600 * 1000}
+    kept.append({"type": RETENTION, "state_key": "", "content": policy})
+    return {**content, "initial_state": kept}
 
 
 def _invitees(rule: str | None, segments: list[str], content: dict[str, Any]) -> list[str]:
