@@ -47,7 +47,7 @@ def build_messenger(
     secret = settings.effective_secret_key()
     synapse = SynapseAdmin(homeserver, secret, http_client)
     directory = Directory(database, fhir, homeserver)
-    service = Messenger(database, audit, homeserver, synapse, directory, secret, clock)
+    service = Messenger(database, audit, homeserver, synapse, directory, fhir, secret, clock)
     proxy_http = httpx.AsyncClient(
         timeout=httpx.Timeout(None, connect=10),
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),

@@ -89,3 +89,17 @@ class ServiceRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_messenger_service_organisation", "organisation_id"),)
+
+
+class RoomSubjectRow(Base):
+    """What a case room is about: a Patient, or a teleconsultation request (a Task or
+    ServiceRequest), in the FHIR hub of the organisation that linked it. Knowing the link grants
+    nothing: each member sees it only if `access` lets them read that resource."""
+
+    __tablename__ = "messenger_room_subject"
+
+    room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(200))
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    linked_by: Mapped[str] = mapped_column(String(200))
+    linked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -17,6 +17,7 @@ from medicus.messenger.models import (
     FederationRow,
     ListingRow,
     LoginTokenRow,
+    RoomSubjectRow,
     ServiceRow,
 )
 
@@ -251,3 +252,16 @@ async def set_account_locked(session: AsyncSession, user_id: str, locked: bool) 
     await session.execute(
         update(AccountRow).where(AccountRow.user_id == user_id).values(locked=locked)
     )
+
+
+async def room_subject(session: AsyncSession, room_id: str) -> RoomSubjectRow | None:
+    return await session.get(RoomSubjectRow, room_id)
+
+
+async def put_room_subject(session: AsyncSession, row: RoomSubjectRow) -> None:
+    await session.merge(row)
+
+
+async def delete_room_subject(session: AsyncSession, room_id: str) -> bool:
+    removed = await session.execute(delete(RoomSubjectRow).where(RoomSubjectRow.room_id == room_id))
+    return bool(getattr(removed, "rowcount", 0))

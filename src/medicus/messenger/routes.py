@@ -26,6 +26,10 @@ class Listing(BaseModel):
     listed: bool
 
 
+class RoomSubject(BaseModel):
+    reference: str = Field(max_length=200)
+
+
 class NewService(BaseModel):
     name: str = Field(max_length=200)
     specialty: str | None = Field(default=None, max_length=200)
@@ -78,6 +82,25 @@ def build_router(messenger: Messenger, tokens: TokenService) -> APIRouter:
         organisation_id: str, user_id: str, listing: Listing, who: Principal = Depends(caller)
     ) -> Response:
         await messenger.set_listed(who, organisation_id, user_id, listing.listed)
+        return Response(status_code=204)
+
+    @router.put("/messenger/rooms/{room_id}/subject", status_code=204)
+    async def link_room(
+        room_id: str, subject: RoomSubject, who: Principal = Depends(caller)
+    ) -> Response:
+        """Make the room a case room about `reference` (Patient/…, Task/…, ServiceRequest/…),
+        which the caller, a member of the room, may read."""
+        await messenger.link_room(who, room_id, subject.reference)
+        return Response(status_code=204)
+
+    @router.get("/messenger/rooms/{room_id}/subject")
+    async def room_subject(room_id: str, who: Principal = Depends(caller)) -> dict[str, str]:
+        """What the case room is about, for members who may read it (else 404)."""
+        return {"reference": await messenger.room_subject(who, room_id)}
+
+    @router.delete("/messenger/rooms/{room_id}/subject", status_code=204)
+    async def unlink_room(room_id: str, who: Principal = Depends(caller)) -> Response:
+        await messenger.unlink_room(who, room_id)
         return Response(status_code=204)
 
     @router.get("/messenger/organisations/{organisation_id}/services")

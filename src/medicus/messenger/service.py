@@ -19,6 +19,8 @@ from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.clock import Clock
 from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
+from medicus.core.ids import is_fhir_id
+from medicus.fhir.service import FhirService
 from medicus.iam.admin import authorise_admin
 from medicus.iam.roles import Role
 from medicus.iam.tokens import Principal
@@ -30,13 +32,15 @@ from medicus.messenger.homeserver import (
     Homeserver,
     login_signing_key,
 )
-from medicus.messenger.models import LoginTokenRow, ServiceRow
+from medicus.messenger.models import LoginTokenRow, RoomSubjectRow, ServiceRow
 from medicus.messenger.rules import InviteFacts, Person, invite_refusal
 from medicus.messenger.synapse_admin import SynapseAdmin, SynapseUnavailable
 
 LOGIN_TOKEN_SECONDS = 60
 """How long a login token is good for: enough to hand it to a client, not to keep it."""
 MAX_CONTACT_RULES = 1000
+SUBJECT_TYPES = ("Patient", "Task", "ServiceRequest")
+"""What a case room can be about: a patient, or a teleconsultation request."""
 _LOCALPART = re.compile(r"[a-z0-9._=/-]{1,200}\Z")
 _STAFF = frozenset(repository.STAFF_ROLES)
 
@@ -60,11 +64,13 @@ class Messenger:
         homeserver: Homeserver,
         synapse: SynapseAdmin,
         directory: Directory,
+        fhir: FhirService,
         platform_secret: bytes,
         clock: Clock = utc_now,
     ) -> None:
         self._database = database
         self.directory = directory
+        self._fhir = fhir
         self._audit = audit
         self.homeserver = homeserver
         self._synapse = synapse
@@ -251,6 +257,64 @@ class Messenger:
             await self._audit.append(session, audited(caller, "messenger.service", target, detail))
         await self.directory.sync_organisation(organisation_id)
 
+    async def link_room(self, caller: Principal, room_id: str, reference: str) -> None:
+        """Make a room a case room about a Patient or a teleconsultation request (Task,
+        ServiceRequest): a member who may read that resource links it (the read is audited)."""
+        kind, fhir_id = _subject(reference)
+        await self._require_member(caller, room_id)
+        await self._fhir.read(caller, kind, fhir_id)
+        record = audited(caller, "messenger.room.subject", room_id, {"subject": reference})
+        async with self._database.transaction() as session:
+            await repository.put_room_subject(
+                session,
+                RoomSubjectRow(
+                    room_id=room_id,
+                    reference=reference,
+                    organisation_id=caller.organisation_id,
+                    linked_by=caller.actor,
+                    linked_at=self._clock(),
+                ),
+            )
+            await self._audit.append(session, record.about(fhir_id if kind == "Patient" else None))
+
+    async def room_subject(self, caller: Principal, room_id: str) -> str:
+        """What a case room is about, for a member who may read it: being in the room is not
+        enough (a colleague of another hospital without a share of the patient gets 404, as
+        for a room with no subject)."""
+        await self._require_member(caller, room_id)
+        async with self._database.snapshot() as session:
+            found = await repository.room_subject(session, room_id)
+        if found is None:
+            raise ApiError(404, "This room is about no patient or request you may see.")
+        kind, fhir_id = _subject(found.reference)
+        try:
+            await self._fhir.read(caller, kind, fhir_id)
+        except ApiError as refused:
+            if refused.status in (403, 404, 410):
+                raise ApiError(
+                    404, "This room is about no patient or request you may see."
+                ) from None
+            raise
+        return found.reference
+
+    async def unlink_room(self, caller: Principal, room_id: str) -> None:
+        await self._require_member(caller, room_id)
+        async with self._database.transaction() as session:
+            if not await repository.delete_room_subject(session, room_id):
+                raise ApiError(404, "This room is about no patient or request.")
+            await self._audit.append(session, audited(caller, "messenger.room.unlink", room_id))
+
+    async def _require_member(self, caller: Principal, room_id: str) -> None:
+        user_id = _staff_user(caller)
+        if not room_id.startswith("!") or len(room_id) > 255:
+            raise ApiError(422, "A room id looks like !opaque:server.")
+        try:
+            members = await self._synapse.room_members(room_id)
+        except SynapseUnavailable:
+            raise ApiError(503, "The messenger's homeserver is not answering.") from None
+        if self.homeserver.matrix_id(user_id) not in members:
+            raise ApiError(404, "You are not in this room.")
+
     async def contact_rules(self, caller: Principal) -> dict[str, str]:
         """The caller's own rules: Matrix ID → "block" or "allow"."""
         async with self._database.snapshot() as session:
@@ -327,6 +391,13 @@ class Messenger:
     async def forget_old_login_tokens(self, now: dt.datetime) -> None:
         async with self._database.transaction() as session:
             await repository.forget_login_tokens(session, now - dt.timedelta(days=1))
+
+
+def _subject(reference: str) -> tuple[str, str]:
+    kind, _, fhir_id = reference.partition("/")
+    if kind not in SUBJECT_TYPES or not is_fhir_id(fhir_id):
+        raise ApiError(422, "A case room is about a Patient, Task or ServiceRequest: Patient/id.")
+    return kind, fhir_id
 
 
 def _staff_user(caller: Principal) -> str:

@@ -77,13 +77,35 @@ class SynapseAdmin:
             if ids:
                 await self._admin("POST", f"{path}/delete_devices", {"devices": ids})
 
+    async def room_members(self, room_id: str) -> frozenset[str]:
+        """The Matrix IDs that have joined the room (none if Synapse knows no such room)."""
+        answer = await self._admin_answer(
+            "GET", f"{_ADMIN}/v1/rooms/{quote(room_id, safe='')}/members"
+        )
+        if answer is None:
+            return frozenset()
+        members: list[str] = answer.get("members", [])  # type: ignore[assignment]
+        return frozenset(members)
+
     async def _admin(self, method: str, path: str, body: object = None) -> dict[str, object]:
+        answer = await self._admin_answer(method, path, body)
+        if answer is None:
+            raise SynapseUnavailable(f"Synapse's admin API knows no {path}")
+        return answer
+
+    async def _admin_answer(
+        self, method: str, path: str, body: object = None
+    ) -> dict[str, object] | None:
+        """Synapse's answer to an admin request (logging medicus in again once if its token
+        expired); None for 404."""
         for attempt in (1, 2):
             token = await self._admin_token()
             answer = await self._call(method, path, json=body, headers=_bearer(token))
             if answer.status_code == 401 and attempt == 1:
                 self._token = None
                 continue
+            if answer.status_code == 404:
+                return None
             if answer.status_code >= 400:
                 raise SynapseUnavailable(f"Synapse's admin API answered {answer.status_code}")
             result: dict[str, object] = answer.json()

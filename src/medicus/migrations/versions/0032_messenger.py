@@ -1,5 +1,5 @@
 """The messenger: one-time login tokens, directory listings and services, contact rules, the
-federation list and the Matrix accounts medicus made (docs/messenger.md).
+federation list, case rooms' subjects and the Matrix accounts medicus made (docs/messenger.md).
 
 Revision ID: 0032
 Revises: 0031
@@ -61,6 +61,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_messenger_service_organisation", "messenger_service", ["organisation_id"])
     op.create_table(
+        "messenger_room_subject",
+        sa.Column("room_id", sa.String(255), primary_key=True),
+        sa.Column("reference", sa.String(200), nullable=False),
+        sa.Column("organisation_id", sa.String(64), nullable=False),
+        sa.Column("linked_by", sa.String(200), nullable=False),
+        sa.Column("linked_at", UTCDateTime(), nullable=False),
+    )
+    op.create_table(
         "messenger_account",
         sa.Column("user_id", sa.String(64), primary_key=True),
         sa.Column("matrix_id", sa.String(255), nullable=False, unique=True),
@@ -72,6 +80,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in (
         "messenger_account",
+        "messenger_room_subject",
         "messenger_service",
         "messenger_federation",
         "messenger_contact_rule",
