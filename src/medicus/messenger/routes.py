@@ -77,12 +77,13 @@ def build_router(messenger: Messenger, tokens: TokenService) -> APIRouter:
         await messenger.set_contact_rule(who, contact, None)
         return Response(status_code=204)
 
-    @router.put("/messenger/organisations/{organisation_id}/listing/{user_id}", status_code=204)
-    async def set_listing(
-        organisation_id: str, user_id: str, listing: Listing, who: Principal = Depends(caller)
-    ) -> Response:
-        await messenger.set_listed(who, organisation_id, user_id, listing.listed)
-        return Response(status_code=204)
+    router.include_router(_case_rooms(messenger, caller))
+    router.include_router(_organisations(messenger, caller))
+    return router
+
+
+def _case_rooms(messenger: Messenger, caller: Any) -> APIRouter:
+    router = APIRouter(tags=["messenger"])
 
     @router.put("/messenger/rooms/{room_id}/subject", status_code=204)
     async def link_room(
@@ -101,6 +102,20 @@ def build_router(messenger: Messenger, tokens: TokenService) -> APIRouter:
     @router.delete("/messenger/rooms/{room_id}/subject", status_code=204)
     async def unlink_room(room_id: str, who: Principal = Depends(caller)) -> Response:
         await messenger.unlink_room(who, room_id)
+        return Response(status_code=204)
+
+    return router
+
+
+def _organisations(messenger: Messenger, caller: Any) -> APIRouter:
+    """What organisation admins decide: who and which services the directory lists."""
+    router = APIRouter(tags=["messenger"])
+
+    @router.put("/messenger/organisations/{organisation_id}/listing/{user_id}", status_code=204)
+    async def set_listing(
+        organisation_id: str, user_id: str, listing: Listing, who: Principal = Depends(caller)
+    ) -> Response:
+        await messenger.set_listed(who, organisation_id, user_id, listing.listed)
         return Response(status_code=204)
 
     @router.get("/messenger/organisations/{organisation_id}/services")

@@ -37,6 +37,7 @@
   var heading = document.getElementById("conversation-heading");
   var untitled = heading.textContent;
   var composer = document.getElementById("composer");
+  var earlier = document.getElementById("earlier");
   var text = document.getElementById("composer-text");
   var chooser = document.getElementById("composer-file");
   var progress = document.getElementById("file-progress");
@@ -243,7 +244,10 @@
     time.textContent = when.format(new Date(event.getTs()));
     var body = document.createElement("div");
     body.className = "body";
-    if ((content.msgtype === "m.file" || content.msgtype === "m.image") && content.url) {
+    if (event.getType() === "m.room.encrypted") {
+      body.className = "body hint";
+      body.textContent = texts.encrypted;
+    } else if ((content.msgtype === "m.file" || content.msgtype === "m.image") && content.url) {
       body.append(fileItem(content));
     } else {
       body.textContent = content.body || "";
@@ -252,9 +256,10 @@
     return item;
   }
 
-  function showTimeline() {
+  function showTimeline(keepPlace) {
     var room = current && client.getRoom(current);
     if (!room) {
+      earlier.hidden = true;
       heading.textContent = untitled;
       timeline.replaceChildren();
       members.textContent = texts.choose;
@@ -270,7 +275,8 @@
       .getLiveTimeline()
       .getEvents()
       .filter(function (event) {
-        return event.getType() === "m.room.message" && !event.isRedacted();
+        var type = event.getType();
+        return (type === "m.room.message" || type === "m.room.encrypted") && !event.isRedacted();
       });
     timeline.replaceChildren();
     if (!events.length) {
@@ -282,8 +288,11 @@
     events.forEach(function (event) {
       timeline.append(messageItem(room, event));
     });
-    timeline.scrollTop = timeline.scrollHeight;
+    if (!keepPlace) {
+      timeline.scrollTop = timeline.scrollHeight;
+    }
     composer.hidden = room.getMyMembership() !== "join";
+    earlier.hidden = room.getMyMembership() !== "join" || !room.getLiveTimeline().getPaginationToken("b");
   }
 
   async function download(mxc, name, button) {
@@ -315,6 +324,25 @@
       button.disabled = false;
     }
   }
+
+  earlier.addEventListener("click", function () {
+    var room = current && client.getRoom(current);
+    if (!room) {
+      return;
+    }
+    earlier.disabled = true;
+    client.scrollback(room, 30).then(
+      function () {
+        earlier.disabled = false;
+        showTimeline(true);
+        timeline.scrollTop = 0;
+      },
+      function (error) {
+        earlier.disabled = false;
+        say(status, fill(texts.refused, "reason", reason(error)), true);
+      }
+    );
+  });
 
   composer.addEventListener("submit", function (event) {
     event.preventDefault();
@@ -406,9 +434,43 @@
         startChat(person, start);
       });
       entry.append(name, place, start);
+      var room = current && client.getRoom(current);
+      if (room && room.getMyMembership() === "join" && !room.getMember(person.user_id)) {
+        var invite = document.createElement("button");
+        invite.type = "button";
+        invite.className = "secondary";
+        invite.textContent = texts.invite;
+        invite.setAttribute(
+          "aria-label",
+          fill(fill(texts.inviteTo, "name", person.name), "room", room.name)
+        );
+        invite.addEventListener("click", function () {
+          inviteInto(room, person, invite);
+        });
+        entry.append(invite);
+      }
       contactList.append(entry);
     });
   });
+
+  async function inviteInto(room, person, button) {
+    button.disabled = true;
+    try {
+      await client.invite(room.roomId, person.user_id);
+      say(contactStatus, fill(texts.invitedTo, "name", person.name));
+      button.remove();
+    } catch (error) {
+      button.disabled = false;
+      say(contactStatus, fill(texts.refused, "reason", reason(error)), true);
+    }
+  }
+
+  function rememberDirect(userId, roomId) {
+    var known = client.getAccountData("m.direct");
+    var direct = Object.assign({}, known ? known.getContent() : {});
+    direct[userId] = (direct[userId] || []).concat([roomId]);
+    return client.setAccountData("m.direct", direct).catch(function () {});
+  }
 
   async function startChat(person, button) {
     button.disabled = true;
@@ -419,6 +481,7 @@
         preset: "trusted_private_chat"
       });
       say(contactStatus, fill(texts.started, "name", person.name));
+      rememberDirect(person.user_id, made.room_id);
       current = made.room_id;
       await new Promise(function (resolve) {
         var waited = 0;
