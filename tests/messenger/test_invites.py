@@ -158,3 +158,33 @@ async def test_each_new_room_gets_the_retention_of_its_kind(
     changed = await region.http.put(state, json={"max_lifetime": 1}, headers=headers)
     assert changed.status_code == 403
     assert changed.json()["errcode"] == "M_FORBIDDEN"
+
+
+@pytest.mark.parametrize(
+    "room",
+    [
+        {"preset": "public_chat"},
+        {"visibility": "public"},
+        {
+            "initial_state": [
+                {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "public"}}
+            ]
+        },
+    ],
+)
+async def test_no_room_is_opened_to_everyone(region: Region, room: dict[str, Any]) -> None:
+    """A public room would let anyone of any hospital join without an invitation."""
+    headers = await _token(region, region.alice)
+    answer = await region.http.post("/_matrix/client/v3/createRoom", json=room, headers=headers)
+    assert answer.status_code == 403
+    assert answer.json()["errcode"] == "M_FORBIDDEN"
+
+
+async def test_a_room_cannot_be_made_public_later(region: Region) -> None:
+    headers = await _token(region, region.alice)
+    room_id = await _room(region, headers)
+    rules = f"/_matrix/client/v3/rooms/{room_id}/state/m.room.join_rules/"
+    answer = await region.http.put(rules, json={"join_rule": "public"}, headers=headers)
+    assert answer.status_code == 403
+    answer = await region.http.put(rules, json={"join_rule": "knock"}, headers=headers)
+    assert answer.status_code == 200, answer.text

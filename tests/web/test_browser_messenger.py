@@ -2,9 +2,10 @@
 tests/web/test_browser.py), in German and in English: medicus in front of the session's real
 Synapse, served by uvicorn in a thread of this process. A physician of the university
 hospital finds a physician of the district hospital (both hospitals on the federation list,
-she listed in the directory) by the page's search and starts a chat; the other accepts the
-invitation, answers, and sends a file (its progress bar reaches 100 %), which the first
-downloads: the same bytes. Logging out of the portal logs the page's Matrix session out.
+she listed in the directory) by the page's search and starts a chat (her page, reloaded,
+goes on with the same Matrix session); the other accepts the invitation, answers, and sends
+a file (its progress bar reaches 100 %), which the first downloads: the same bytes. Logging
+out of the portal logs the page's Matrix session out, and nothing was kept in localStorage.
 axe-core and Tab on the page; screenshots to `build/screenshots/`."""
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ NORTH, SOUTH = "uk-nordstadt", "kkh-suedheim"
 NAMES = {"de": ("Dr. Nora Nord", "Dr. Sven Süd"), "en": ("Dr. Nick North", "Dr. Sophie South")}
 FILE_SIZE = 2 * 1024 * 1024
 _FILE = bytes((i * 13 + 7) % 251 for i in range(FILE_SIZE))
+SESSION = "/portal/messages/session"
 _STORED_SESSION = "() => JSON.parse(sessionStorage.getItem('medicus.messenger.session'))"
 
 
@@ -164,6 +166,8 @@ def test_two_hospitals_chat_and_send_a_file(
     errors: list[str] = []
     for page in (a, b):
         page.on("console", lambda message: _keep_errors(errors, message.type, message.text))
+    sessions: list[str] = []
+    a.on("request", lambda r: sessions.append(r.method) if r.url.endswith(SESSION) else None)
     _log_in(a, base_url, authenticators, north.email)
     _open_messages(a, t)
     assert t("No chats yet. Find someone below to start one.") in a.inner_text("#room-list")
@@ -183,6 +187,12 @@ def test_two_hospitals_chat_and_send_a_file(
     a.locator("#composer").wait_for(state="visible")
     a.fill("#composer-text", "Guten Tag, haben Sie die CT-Bilder von Frau Müller?")
     a.keyboard.press("Enter")
+    a.locator("#timeline li.message.own", has_text="CT-Bilder").wait_for()
+    a.reload()
+    a.locator("#messenger-status", has_text=t("Connected.")).wait_for(timeout=20_000)
+    assert a.locator("#room-list button.room", has_text=south.name).count() == 1
+    assert sessions == ["POST"], "the reloaded page goes on with its Matrix session"
+    a.locator("#room-list button.room").click()
     a.locator("#timeline li.message.own", has_text="CT-Bilder").wait_for()
 
     _log_in(b, base_url, authenticators, south.email)

@@ -167,6 +167,12 @@ class MatrixProxy:
         if rule == "retention":
             raise _Refusal(403, "M_FORBIDDEN", "Message retention is set by the platform.")
         content = _json_object(body)
+        if rule in ("createRoom", "join_rules") and _opens_to_everyone(rule, content):
+            raise _Refusal(
+                403,
+                "M_FORBIDDEN",
+                "Rooms are not public here: whoever joins is invited, by the invite rules.",
+            )
         if rule == "login":
             if content.get("type") == LOGIN_TOKEN_TYPE:
                 refusal = await self._messenger.redeem_login(str(content.get("token") or ""))
@@ -247,6 +253,8 @@ def _rule_for(method: str, segments: list[str]) -> str | None:
         return "member"
     if method == "PUT" and _is_state_event(tail, "m.room.retention"):
         return "retention"
+    if method == "PUT" and _is_state_event(tail, "m.room.join_rules"):
+        return "join_rules"
     return None
 
 
@@ -256,6 +264,23 @@ def _is_state_event(tail: list[str], event_type: str) -> bool:
         if end >= 4 and tail[end - 4] == "rooms" and tail[end - 2 : end] == ["state", event_type]:
             return True
     return False
+
+
+def _opens_to_everyone(rule: str, content: dict[str, Any]) -> bool:
+    """Whether a new room or a change of join rules lets anyone join without an invitation,
+    which would go around the invite rules."""
+    if rule == "join_rules":
+        return content.get("join_rule") == "public"
+    if content.get("preset") == "public_chat" or content.get("visibility") == "public":
+        return True
+    initial = content.get("initial_state")
+    return isinstance(initial, list) and any(
+        isinstance(event, dict)
+        and event.get("type") == "m.room.join_rules"
+        and isinstance(event.get("content"), dict)
+        and event["content"].get("join_rule") == "public"
+        for event in initial
+    )
 
 
 def _with_retention(

@@ -550,7 +550,7 @@
       refresh(client.getRoom(member.roomId));
     });
     client.on(sdk.ClientEvent.Room, refresh);
-    await client.startClient({ initialSyncLimit: 50, lazyLoadMembers: true });
+    await client.startClient({ initialSyncLimit: 50 });
   }
 
   start();
