@@ -186,4 +186,16 @@ def describe(summary: DemoSummary, platform: Platform, command: str) -> list[str
         f"{client_keys.key_path(platform.settings.data_dir, summary.client.id)}):",
         f'  curl -H "Authorization: Bearer $({command} admin token --client {summary.client.id})"'
         f" {fhir}/Patient",
+        *_messenger_lines(platform),
+    ]
+
+
+def _messenger_lines(platform: Platform) -> list[str]:
+    if platform.messenger is None:
+        return []
+    issuer = platform.endpoints.issuer
+    return [
+        f"messenger: Matrix clients use {issuer} as their homeserver, logging in with a token "
+        f"from POST {issuer}/messenger/login-token; the physicians are listed in the directory "
+        f"at {issuer}/directory/fhir (docs/messenger.md)"
     ]

@@ -64,10 +64,16 @@ def _collect(stream: Iterator[str], output: Output) -> None:
 
 @contextmanager
 def make_run(data_dir: Path) -> Iterator[MakeRun]:
-    """`make run` in the checkout until its server is ready; the whole process group is ended
-    on exit."""
+    """`make run` in the checkout until its server is ready, with the messenger it manages (its
+    Synapse on a free port); the whole process group is ended on exit."""
     port = free_port()
-    environment = medicus_environment(data_dir, None, MEDICUS_PORT=str(port))
+    environment = medicus_environment(
+        data_dir,
+        None,
+        MEDICUS_PORT=str(port),
+        MEDICUS_MESSENGER="managed",
+        MEDICUS_MESSENGER_SYNAPSE_URL=f"http://127.0.0.1:{free_port()}",
+    )
     process = subprocess.Popen(
         ["make", "--no-print-directory", "run"],
         cwd=ROOT,
@@ -161,6 +167,10 @@ def test_make_run_then_a_token_as_the_demo_says_then_a_fhir_read(tmp_path: Path)
         bundle = orjson.loads(answer.stdout)
         assert bundle["resourceType"] == "Bundle"
         assert bundle["type"] == "searchset"
+
+        versions = httpx.get(f"{run.base_url}/_matrix/client/versions")
+        assert versions.status_code == 200, "make run brings up the messenger's Synapse"
+        assert "v1.11" in versions.json()["versions"]
 
         landing = httpx.get(run.base_url, headers={"Accept": "text/html"}, follow_redirects=True)
         assert str(landing.url).startswith(f"{run.base_url}/login?next=")
