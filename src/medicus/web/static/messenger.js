@@ -51,6 +51,23 @@
   var client = null;
   var session = null;
   var current = null;
+  var NAMES = "medicus.messenger.names";
+  var profiles = readNames();
+
+  function readNames() {
+    // The names of the people found by the search in this tab: someone invited who has not
+    // used the messenger yet has no profile to ask for.
+    try {
+      return JSON.parse(sessionStorage.getItem(NAMES) || "{}");
+    } catch (ignored) {
+      return {};
+    }
+  }
+
+  function learnName(userId, name) {
+    profiles[userId] = name;
+    sessionStorage.setItem(NAMES, JSON.stringify(profiles));
+  }
 
   function fill(template, key, value) {
     return template.replace("{" + key + "}", value);
@@ -75,6 +92,7 @@
 
   function logOut(saved, keepalive) {
     sessionStorage.removeItem(STORED);
+    sessionStorage.removeItem(NAMES);
     return fetch(origin + "/_matrix/client/v3/logout", {
       method: "POST",
       headers: { Authorization: "Bearer " + saved.access_token, "Content-Type": "application/json" },
@@ -155,6 +173,47 @@
       });
   }
 
+  function title(room) {
+    // A room without a name of its own is called after the others in it (joined or
+    // invited); matrix-js-sdk's own naming depends on the server's room summary.
+    var named = room.currentState.getStateEvents("m.room.name", "");
+    if (named && named.getContent().name) {
+      return room.name;
+    }
+    var others = room.currentState
+      .getMembers()
+      .filter(function (member) {
+        return (
+          member.userId !== session.user_id &&
+          (member.membership === "join" || member.membership === "invite")
+        );
+      })
+      .map(function (member) {
+        return nameOf(member);
+      });
+    return others.length ? others.join(", ") : room.name;
+  }
+
+  function nameOf(member) {
+    // An invitation names no display name: ask the homeserver for the profile, once.
+    if (member.name !== member.userId) {
+      return member.name;
+    }
+    if (!(member.userId in profiles)) {
+      profiles[member.userId] = member.userId;
+      client.getProfileInfo(member.userId).then(
+        function (profile) {
+          if (profile.displayname) {
+            learnName(member.userId, profile.displayname);
+            refresh(client.getRoom(member.roomId));
+          }
+        },
+        function () {}
+      );
+    }
+    return profiles[member.userId];
+  }
+
   function showRooms() {
     var found = rooms();
     roomList.replaceChildren();
@@ -170,7 +229,7 @@
       var open = document.createElement("button");
       open.type = "button";
       open.className = "room";
-      open.textContent = room.name;
+      open.textContent = title(room);
       open.dataset.room = room.roomId;
       if (room.roomId === current) {
         open.setAttribute("aria-current", "true");
@@ -187,7 +246,7 @@
         accept.type = "button";
         accept.className = "secondary accept";
         accept.textContent = texts.accept;
-        accept.setAttribute("aria-label", texts.accept + ": " + room.name);
+        accept.setAttribute("aria-label", texts.accept + ": " + title(room));
         accept.addEventListener("click", function () {
           accept.disabled = true;
           client.joinRoom(room.roomId).then(
@@ -266,7 +325,7 @@
       composer.hidden = true;
       return;
     }
-    heading.textContent = room.name;
+    heading.textContent = title(room);
     var names = room.getJoinedMembers().map(function (member) {
       return member.userId === session.user_id ? texts.you : member.name;
     });
@@ -418,6 +477,7 @@
     contactList.replaceChildren();
     say(contactStatus, found.length ? "" : texts.nobody);
     found.forEach(function (person) {
+      learnName(person.user_id, person.name);
       var entry = document.createElement("li");
       var name = document.createElement("span");
       name.className = "name";
@@ -442,7 +502,7 @@
         invite.textContent = texts.invite;
         invite.setAttribute(
           "aria-label",
-          fill(fill(texts.inviteTo, "name", person.name), "room", room.name)
+          fill(fill(texts.inviteTo, "name", person.name), "room", title(room))
         );
         invite.addEventListener("click", function () {
           inviteInto(room, person, invite);
