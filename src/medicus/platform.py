@@ -259,7 +259,7 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
             storage, clock, sweeps=[uploads.expire_due, _trash_retention(collab.tree)]
         ),
         collab=collab,
-        messenger=_messenger(settings, database, audit, http_client, fhir, clock),
+        messenger=_messenger(settings, database, audit, http_client, fhir, storage, clock),
     )
 
 
@@ -269,10 +269,13 @@ def _messenger(
     audit: AuditTrail,
     http: httpx.AsyncClient,
     fhir: FhirHub,
+    storage: ObjectStore,
     clock: Clock,
 ) -> MessengerHub | None:
     directory_hub = fhir.router_at(f"{settings.public_url}/directory/fhir")
-    return build_messenger(settings, database, audit, http, fhir.service, directory_hub, clock)
+    return build_messenger(
+        settings, database, audit, http, fhir.service, directory_hub, storage, clock
+    )
 
 
 def _token_services(

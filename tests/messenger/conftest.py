@@ -120,6 +120,12 @@ async def region(
     await platform.close()
 
 
+@pytest.fixture
+def synapse_media(synapse: Homeserver) -> Path:
+    """Synapse's own media store."""
+    return synapse.directory / "media"
+
+
 def run_large() -> bool:
     """Whether this run moves the 500 MB files (the SQLite run; the PostgreSQL run tests the
     same Synapse path with the database of medicus swapped, which a large file does not

@@ -14,10 +14,13 @@ from medicus.fhir.router import FhirRouter
 from medicus.fhir.service import FhirService
 from medicus.messenger.directory import Directory
 from medicus.messenger.homeserver import Homeserver
+from medicus.messenger.media import MessengerMedia
+from medicus.messenger.media_proxy import MediaRoutes
 from medicus.messenger.service import Messenger
 from medicus.messenger.synapse_admin import SynapseAdmin
 from medicus.messenger.upkeep import MessengerUpkeep
 from medicus.settings import Settings
+from medicus.storage.service import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class MessengerHub:
     `/directory/fhir`."""
 
     service: Messenger
+    media: MediaRoutes
     proxy_http: httpx.AsyncClient
     upkeep: MessengerUpkeep
     directory_hub: FhirRouter
@@ -39,6 +43,7 @@ def build_messenger(
     http_client: httpx.AsyncClient,
     fhir: FhirService,
     directory_hub: FhirRouter,
+    storage: ObjectStore,
     clock: Clock,
 ) -> MessengerHub | None:
     if settings.messenger == "off":
@@ -53,4 +58,8 @@ def build_messenger(
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
         follow_redirects=False,
     )
-    return MessengerHub(service, proxy_http, MessengerUpkeep(service, clock), directory_hub)
+    media = MediaRoutes(
+        MessengerMedia(database, storage, audit, homeserver, clock), homeserver.max_upload_bytes
+    )
+    upkeep = MessengerUpkeep(service, clock)
+    return MessengerHub(service, media, proxy_http, upkeep, directory_hub)

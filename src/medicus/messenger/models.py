@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Index, String
+from sqlalchemy import BigInteger, Boolean, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medicus.core.db import Base, UTCDateTime
@@ -103,3 +103,20 @@ class RoomSubjectRow(Base):
     organisation_id: Mapped[str] = mapped_column(String(64))
     linked_by: Mapped[str] = mapped_column(String(200))
     linked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class MediaRow(Base):
+    """An attachment uploaded through the Messenger-Proxy: its bytes are an object of `storage`
+    (encrypted, replicated, counted against the uploader's organisation's quota); Synapse never
+    holds them."""
+
+    __tablename__ = "messenger_media"
+
+    media_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(36))
+    content_type: Mapped[str] = mapped_column(String(255))
+    file_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    size: Mapped[int] = mapped_column(BigInteger)
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -6,7 +6,8 @@ client request passes it; it streams bodies both ways and steps in only where a 
 - invitations (`/invite`, a member state event with `membership: invite`, `createRoom`'s
   `invite`) are decided by the invite rules; third-party (e-mail) invitations are refused;
 - a user who may not work now (suspended, removed) gets `M_USER_LOCKED` on every request;
-- uploads larger than the limit get `M_TOO_LARGE` before a byte is sent on.
+- attachments go to medicus's `storage`, not to Synapse (`media_proxy`); uploads larger than
+  the limit get `M_TOO_LARGE` before a byte is read.
 
 Refusals answer as Synapse would, with the Matrix error a client expects. Keeping these rules
 out of Synapse's process keeps medicus's code under its own licence (docs/messenger.md).
@@ -28,6 +29,8 @@ from starlette.types import Receive, Scope, Send
 
 from medicus.core.crypto import token_hash
 from medicus.messenger.homeserver import LOGIN_TOKEN_TYPE
+from medicus.messenger.matrix_http import Refusal, answer, streamed
+from medicus.messenger.media_proxy import MediaRoutes, media_request
 from medicus.messenger.service import Messenger
 from medicus.settings import RoomKind
 
@@ -56,16 +59,10 @@ _WORKING_SECONDS = 2.0
 _CACHED_TOKENS = 10_000
 
 
-class _Refusal(Exception):
-    def __init__(self, status: int, errcode: str, message: str, **extra: object) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"errcode": errcode, "error": message, **extra}
-
-
 class MatrixProxy:
-    def __init__(self, messenger: Messenger, http: httpx.AsyncClient) -> None:
+    def __init__(self, messenger: Messenger, media: MediaRoutes, http: httpx.AsyncClient) -> None:
         self._messenger = messenger
+        self._media = media
         self._homeserver = messenger.homeserver
         self._http = http
         self._identities: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
@@ -77,12 +74,15 @@ class MatrixProxy:
         segments = [unquote(part) for part in scope.get("raw_path", b"").decode().split("/")]
         try:
             user_id = await self._caller(scope)
+            asked = media_request(scope["method"], segments)
+            if asked and await self._media.handle(asked, scope, receive, send, user_id):
+                return
             body = await self._inspected_body(scope, receive, segments)
             if body is not None:
                 body = await self._check(scope["method"], segments, body, user_id)
             await self._forward(scope, receive, send, body, segments)
-        except _Refusal as refusal:
-            await _answer(send, refusal.status, refusal.body)
+        except Refusal as refusal:
+            await answer(send, refusal.status, refusal.body)
 
     async def _caller(self, scope: Scope) -> str | None:
         """The medicus user behind the request's access token (None without one, or for a
@@ -94,7 +94,7 @@ class MatrixProxy:
         matrix_id = await self._identity(token)
         user_id = None if matrix_id is None else self._homeserver.user_id(matrix_id)
         if user_id is not None and not await self._is_working(user_id):
-            raise _Refusal(
+            raise Refusal(
                 401,
                 "M_USER_LOCKED",
                 "This account is suspended: its user may not work for an organisation now.",
@@ -120,7 +120,7 @@ class MatrixProxy:
         try:
             answer = await self._http.get(url, headers={"Authorization": f"Bearer {token}"})
         except httpx.TransportError:
-            raise _Refusal(502, "M_UNKNOWN", "The homeserver is not answering.") from None
+            raise Refusal(502, "M_UNKNOWN", "The homeserver is not answering.") from None
         if answer.status_code != 200:
             return None
         user_id = answer.json().get("user_id")
@@ -149,11 +149,11 @@ class MatrixProxy:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _Refusal(400, "M_BAD_JSON", "The request ended before its body.")
+                raise Refusal(400, "M_BAD_JSON", "The request ended before its body.")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > _MAX_INSPECTED_BODY:
-                raise _Refusal(413, "M_TOO_LARGE", "The request body is too large.")
+                raise Refusal(413, "M_TOO_LARGE", "The request body is too large.")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -165,10 +165,10 @@ class MatrixProxy:
         retention policy in its initial state)."""
         rule = _rule_for(method, segments)
         if rule == "retention":
-            raise _Refusal(403, "M_FORBIDDEN", "Message retention is set by the platform.")
+            raise Refusal(403, "M_FORBIDDEN", "Message retention is set by the platform.")
         content = _json_object(body)
         if rule in ("createRoom", "join_rules") and _opens_to_everyone(rule, content):
-            raise _Refusal(
+            raise Refusal(
                 403,
                 "M_FORBIDDEN",
                 "Rooms are not public here: whoever joins is invited, by the invite rules.",
@@ -177,15 +177,15 @@ class MatrixProxy:
             if content.get("type") == LOGIN_TOKEN_TYPE:
                 refusal = await self._messenger.redeem_login(str(content.get("token") or ""))
                 if refusal is not None:
-                    raise _Refusal(403, "M_FORBIDDEN", refusal)
+                    raise Refusal(403, "M_FORBIDDEN", refusal)
             return body
         invitees = _invitees(rule, segments, content)
         if invitees and user_id is None:
-            raise _Refusal(401, "M_MISSING_TOKEN", "Inviting takes an access token.")
+            raise Refusal(401, "M_MISSING_TOKEN", "Inviting takes an access token.")
         for invitee in invitees:
             refusal = await self._messenger.invite_refusal(user_id or "", invitee)
             if refusal is not None:
-                raise _Refusal(403, "M_FORBIDDEN", refusal)
+                raise Refusal(403, "M_FORBIDDEN", refusal)
         if rule == "createRoom":
             return orjson.dumps(_with_retention(content, self._homeserver.retention_days))
         return body
@@ -201,17 +201,11 @@ class MatrixProxy:
         # A body the proxy read (and may have changed) gets its length from httpx.
         dropped = _HOP_BY_HOP if body is None else _HOP_BY_HOP | {b"content-length"}
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in dropped]
-        length = _content_length(scope)
-        limit = self._homeserver.max_upload_bytes
-        if _is_upload(segments) and length is not None and length > limit:
-            raise _Refusal(413, "M_TOO_LARGE", f"Uploads are limited to {limit} bytes.")
         client = scope.get("client")
         if client:
             headers.append((b"x-forwarded-for", client[0].encode()))
         content: bytes | AsyncIterator[bytes] = (
-            body
-            if body is not None
-            else _streamed(receive, limit if _is_upload(segments) else None)
+            body if body is not None else streamed(receive, None)
         )
         url = f"{self._homeserver.synapse_url}{scope.get('raw_path', b'').decode()}"
         if scope.get("query_string"):
@@ -220,7 +214,7 @@ class MatrixProxy:
         try:
             response = await self._http.send(request, stream=True)
         except httpx.TransportError:
-            raise _Refusal(502, "M_UNKNOWN", "The homeserver is not answering.") from None
+            raise Refusal(502, "M_UNKNOWN", "The homeserver is not answering.") from None
         try:
             await send(
                 {
@@ -311,17 +305,17 @@ def _invitees(rule: str | None, segments: list[str], content: dict[str, Any]) ->
     third-party identifier that no invite rule can check)."""
     if rule == "createRoom":
         if content.get("invite_3pid"):
-            raise _Refusal(403, "M_FORBIDDEN", "Invitations by e-mail or phone are not allowed.")
+            raise Refusal(403, "M_FORBIDDEN", "Invitations by e-mail or phone are not allowed.")
         invited = content.get("invite") or []
         if not isinstance(invited, list) or not all(isinstance(i, str) for i in invited):
-            raise _Refusal(400, "M_BAD_JSON", "invite must be a list of Matrix IDs.")
+            raise Refusal(400, "M_BAD_JSON", "invite must be a list of Matrix IDs.")
         return list(invited)
     if rule == "invite":
         if "medium" in content or "address" in content or "id_server" in content:
-            raise _Refusal(403, "M_FORBIDDEN", "Invitations by e-mail or phone are not allowed.")
+            raise Refusal(403, "M_FORBIDDEN", "Invitations by e-mail or phone are not allowed.")
         invitee = content.get("user_id")
         if not isinstance(invitee, str):
-            raise _Refusal(400, "M_BAD_JSON", "user_id must be a Matrix ID.")
+            raise Refusal(400, "M_BAD_JSON", "user_id must be a Matrix ID.")
         return [invitee]
     if rule == "member" and content.get("membership") == "invite":
         state_key = segments[-1] if segments[-2] == "m.room.member" else ""
@@ -333,29 +327,10 @@ def _json_object(body: bytes) -> dict[str, Any]:
     try:
         content = orjson.loads(body or b"{}")
     except orjson.JSONDecodeError:
-        raise _Refusal(400, "M_NOT_JSON", "The body is not valid JSON.") from None
+        raise Refusal(400, "M_NOT_JSON", "The body is not valid JSON.") from None
     if not isinstance(content, dict):
-        raise _Refusal(400, "M_BAD_JSON", "The body must be a JSON object.")
+        raise Refusal(400, "M_BAD_JSON", "The body must be a JSON object.")
     return content
-
-
-def _is_upload(segments: list[str]) -> bool:
-    return (
-        len(segments) >= 5
-        and segments[1] == "_matrix"
-        and segments[2] == "media"
-        and (segments[4] == "upload")
-    )
-
-
-def _content_length(scope: Scope) -> int | None:
-    for key, value in scope["headers"]:
-        if key.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                raise _Refusal(400, "M_UNKNOWN", "Content-Length is not a number.") from None
-    return None
 
 
 def _access_token(scope: Scope) -> str | None:
@@ -366,35 +341,3 @@ def _access_token(scope: Scope) -> str | None:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     tokens = query.get("access_token")
     return tokens[0] if tokens else None
-
-
-async def _streamed(receive: Receive, limit: int | None) -> AsyncIterator[bytes]:
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if limit is not None and size > limit:
-            raise _Refusal(413, "M_TOO_LARGE", f"Uploads are limited to {limit} bytes.")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
-
-
-async def _answer(send: Send, status: int, body: dict[str, object]) -> None:
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})

@@ -17,6 +17,7 @@ from medicus.messenger.models import (
     FederationRow,
     ListingRow,
     LoginTokenRow,
+    MediaRow,
     RoomSubjectRow,
     ServiceRow,
 )
@@ -265,3 +266,11 @@ async def put_room_subject(session: AsyncSession, row: RoomSubjectRow) -> None:
 async def delete_room_subject(session: AsyncSession, room_id: str) -> bool:
     removed = await session.execute(delete(RoomSubjectRow).where(RoomSubjectRow.room_id == room_id))
     return bool(getattr(removed, "rowcount", 0))
+
+
+async def add_medium(session: AsyncSession, row: MediaRow) -> None:
+    session.add(row)
+
+
+async def medium(session: AsyncSession, media_id: str) -> MediaRow | None:
+    return await session.get(MediaRow, media_id)

@@ -1,5 +1,6 @@
 """The messenger: one-time login tokens, directory listings and services, contact rules, the
-federation list, case rooms' subjects and the Matrix accounts medicus made (docs/messenger.md).
+federation list, case rooms' subjects, attachments kept in storage and the Matrix accounts
+medicus made (docs/messenger.md).
 
 Revision ID: 0032
 Revises: 0031
@@ -69,6 +70,17 @@ def upgrade() -> None:
         sa.Column("linked_at", UTCDateTime(), nullable=False),
     )
     op.create_table(
+        "messenger_media",
+        sa.Column("media_id", sa.String(64), primary_key=True),
+        sa.Column("object_id", sa.String(36), nullable=False),
+        sa.Column("content_type", sa.String(255), nullable=False),
+        sa.Column("file_name", sa.String(255)),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("uploaded_by", sa.String(64), nullable=False),
+        sa.Column("organisation_id", sa.String(64), nullable=False),
+        sa.Column("uploaded_at", UTCDateTime(), nullable=False),
+    )
+    op.create_table(
         "messenger_account",
         sa.Column("user_id", sa.String(64), primary_key=True),
         sa.Column("matrix_id", sa.String(255), nullable=False, unique=True),
@@ -80,6 +92,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in (
         "messenger_account",
+        "messenger_media",
         "messenger_room_subject",
         "messenger_service",
         "messenger_federation",
