@@ -3,6 +3,7 @@ Messenger-Proxy; forged, expired, replayed and other users' tokens are refused."
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -80,3 +81,9 @@ async def test_only_staff_get_login_tokens(region: Region) -> None:
     stranger = {"Authorization": region.alice.headers["Authorization"][:-4] + "AAAA"}
     answer = await region.http.post("/messenger/login-token", headers=stranger)
     assert answer.status_code == 401
+
+
+async def test_a_token_sent_five_times_at_once_logs_in_once(region: Region) -> None:
+    issued = await region.login_token(region.alice)
+    answers = await asyncio.gather(*(_login(region, issued["token"]) for _ in range(5)))
+    assert sorted(status for status, _body in answers) == [200, 403, 403, 403, 403]
