@@ -46,6 +46,7 @@ _HOP_BY_HOP = frozenset(
         b"upgrade",
         b"host",
         b"x-forwarded-for",
+        b"x-forwarded-proto",
     }
 )
 _MAX_INSPECTED_BODY = 1024 * 1024
@@ -204,6 +205,7 @@ class MatrixProxy:
         client = scope.get("client")
         if client:
             headers.append((b"x-forwarded-for", client[0].encode()))
+        headers.append((b"x-forwarded-proto", str(scope.get("scheme", "http")).encode()))
         content: bytes | AsyncIterator[bytes] = (
             body if body is not None else streamed(receive, None)
         )
