@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from medicus.core.db import Database
 from medicus.core.errors import ApiError
+from medicus.messenger.hub import MessengerHub
 from medicus.messenger.service import IssuedLogin, Messenger
 from medicus.web import messenger_repository
 from medicus.web.users import PortalUser
@@ -35,11 +36,10 @@ class PortalMessenger:
         self._messenger = messenger
 
     @classmethod
-    def of(cls, database: Database, hub: object | None) -> PortalMessenger | None:
+    def of(cls, database: Database, hub: MessengerHub | None) -> PortalMessenger | None:
         """The portal's messenger over the platform's `MessengerHub` (None while the
         messenger is off)."""
-        service = getattr(hub, "service", None)
-        return cls(database, service) if isinstance(service, Messenger) else None
+        return None if hub is None else cls(database, hub.service)
 
     @property
     def homeserver_url(self) -> str:
