@@ -243,3 +243,21 @@ async def _set_active(region: Region, active: bool) -> None:
         headers=admin,
     )
     assert answer.status_code == 204, answer.text
+
+
+async def test_an_erased_account_cannot_log_in_again(region: Region) -> None:
+    bob = await region.client(region.bob)
+    await bob.close()
+    assert region.platform.messenger is not None
+    service = region.platform.messenger.service
+    assert await service.erase_account(region.bob.user_id, "test")
+    login = await region.http.post(
+        "/_matrix/client/v3/login",
+        json={
+            "type": "org.matrix.login.jwt",
+            "token": (await region.login_token(region.bob))["token"],
+        },
+    )
+    assert login.status_code == 403
+    assert login.json()["errcode"] == "M_USER_DEACTIVATED"
+    assert not await service.erase_account(region.carol.user_id, "test"), "Carol has no account"

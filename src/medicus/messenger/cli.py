@@ -81,6 +81,15 @@ def build_cli(open_messenger: OpenMessenger, load_settings: Callable[[], Setting
         if not found.answering:
             raise typer.Exit(1)
 
+    @cli.command("erase")
+    def erase(user_id: str) -> None:
+        """Deactivate a user's Matrix account for good and erase their messages (right to
+        erasure; suspending a member in medicus only locks the account)."""
+        erased = run_command(open_messenger, lambda m: m.erase_account(user_id, "operator:cli"))
+        typer.echo("erased" if erased else "medicus made no Matrix account for this user")
+        if not erased:
+            raise typer.Exit(1)
+
     cli.add_typer(_federation_cli(open_messenger), name="federation")
     return cli
 

@@ -77,6 +77,13 @@ class SynapseAdmin:
             if ids:
                 await self._admin("POST", f"{path}/delete_devices", {"devices": ids})
 
+    async def deactivate(self, matrix_id: str) -> None:
+        """Deactivate an account for good and erase what it sent (Synapse's GDPR erasure):
+        its sessions end, it cannot log in again, its messages are hidden from later joiners."""
+        await self._admin(
+            "POST", f"{_ADMIN}/v1/deactivate/{quote(matrix_id, safe='')}", {"erase": True}
+        )
+
     async def room_members(self, room_id: str) -> frozenset[str]:
         """The Matrix IDs that have joined the room (none if Synapse knows no such room)."""
         answer = await self._admin_answer(
