@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.iam.models import MembershipRow, OrganisationRow, UserRow
 from medicus.messenger.models import FederationRow, ListingRow
-from medicus.messenger.repository import STAFF_ROLES
+from medicus.messenger.repository import STAFF_ROLES, staff_organisations
 
 Reachable = tuple[str, str, str]
 """(user id, display name, organisation name)"""
@@ -24,7 +24,7 @@ async def reachable(
     """Up to `limit` people the caller may invite whose name or e-mail address contains
     `words` (any case), each with the organisation through which they are reachable; people
     of the caller's organisations first, then by name."""
-    own = set(await _staff_organisations(session, caller_id))
+    own = set(await staff_organisations(session, caller_id))
     federation = set(await session.scalars(select(FederationRow.organisation_id)))
     found: list[Reachable] = []
     if own:
@@ -71,19 +71,6 @@ def _people(words: str, caller_id: str) -> Select[str, str, str]:
             )
         )
     return statement
-
-
-async def _staff_organisations(session: AsyncSession, user_id: str) -> Iterable[str]:
-    return await session.scalars(
-        select(MembershipRow.organisation_id)
-        .join(UserRow, UserRow.id == MembershipRow.user_id)
-        .where(
-            MembershipRow.user_id == user_id,
-            MembershipRow.active.is_(True),
-            MembershipRow.role.in_(STAFF_ROLES),
-            UserRow.active.is_(True),
-        )
-    )
 
 
 def _once_each(found: Iterable[Reachable]) -> list[Reachable]:
