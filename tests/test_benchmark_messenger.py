@@ -10,6 +10,7 @@ from benchmarks.messenger import (
     compare,
     comparison,
     diagnostic,
+    server_cpu_added,
 )
 
 
@@ -76,4 +77,15 @@ def test_cpu_is_milliseconds_per_unit_of_the_phase() -> None:
     assert _measured(1.0).cpu_ms_per_unit() == {
         "latency_per_message": {"medicus": 2.0, "synapse": 8.0},
         "upload_per_mb": {"synapse": 2.0},
+    }
+
+
+def test_server_cpu_counts_the_servers_not_the_client() -> None:
+    medicus, synapse = _measured(1.0), _measured(1.0)
+    medicus.cpu_seconds["latency"]["client"] = 9.0
+    synapse.cpu_seconds = {"latency": {"synapse": 2.0}, "upload": {"synapse": 0.5}}
+    assert medicus.server_cpu_ms_per_unit() == {"latency_per_message": 10.0, "upload_per_mb": 2.0}
+    assert server_cpu_added(medicus, synapse) == {
+        "latency_per_message": 25.0,
+        "upload_per_mb": 100.0,
     }
