@@ -13,6 +13,7 @@ import pytest
 from medicus.app import create_app
 from medicus.core.logging import configure_logging
 from medicus.messenger.homeserver import Homeserver
+from medicus.messenger.proxy import MatrixProxy
 from medicus.platform import build_platform
 from tests.messenger.conftest import Region
 from tests.support.messenger import messenger_settings
@@ -102,3 +103,35 @@ async def test_access_tokens_in_query_strings_are_not_logged(
     logged = "\n".join(record.getMessage() for record in server_logging.records)
     assert secret not in logged
     assert logging.getLogger("medicus.messenger").isEnabledFor(logging.INFO), "INFO was logged"
+
+
+async def test_a_failed_token_check_is_not_remembered(
+    tmp_path: Path, database_url: str, synapse: Homeserver
+) -> None:
+    """Synapse failing once to say who holds a token must not let that token pass unchecked
+    (a suspended user's requests through) for the minutes the proxy remembers answers. A fake
+    Synapse (httpx's MockTransport), since the real one cannot be made to fail on cue."""
+    whoami_answers = [httpx.Response(500), httpx.Response(200, json={"user_id": "@gone:x"})]
+
+    def fake_synapse(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/account/whoami"):
+            return whoami_answers.pop(0)
+        return httpx.Response(200, json={"next_batch": "s1"})
+
+    settings = messenger_settings(tmp_path, database_url, synapse, messenger_server_name="x")
+    platform = build_platform(settings)
+    assert platform.messenger is not None
+    fake = httpx.AsyncClient(transport=httpx.MockTransport(fake_synapse))
+    proxy = MatrixProxy(platform.messenger.service, platform.messenger.media, fake)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=proxy), base_url="http://medicus"
+        ) as http:
+            headers = {"Authorization": "Bearer syt_token"}
+            first = await http.get("/_matrix/client/v3/sync", headers=headers)
+            assert first.status_code == 502
+            second = await http.get("/_matrix/client/v3/sync", headers=headers)
+            assert (second.status_code, second.json()["errcode"]) == (401, "M_USER_LOCKED")
+    finally:
+        await fake.aclose()
+        await platform.close()

@@ -80,7 +80,8 @@ class MatrixProxy:
                 return
             body = await self._inspected_body(scope, receive, segments)
             if body is not None:
-                body = await self._check(scope["method"], segments, body, user_id)
+                token_sent = _access_token(scope) is not None
+                body = await self._check(scope["method"], segments, body, user_id, token_sent)
             await self._forward(scope, receive, send, body, segments)
         except Refusal as refusal:
             await answer(send, refusal.status, refusal.body)
@@ -122,10 +123,15 @@ class MatrixProxy:
             answer = await self._http.get(url, headers={"Authorization": f"Bearer {token}"})
         except httpx.TransportError:
             raise Refusal(502, "M_UNKNOWN", "The homeserver is not answering.") from None
-        if answer.status_code != 200:
-            return None
-        user_id = answer.json().get("user_id")
-        return str(user_id) if user_id else None
+        if answer.status_code == 200:
+            user_id = answer.json().get("user_id")
+            return str(user_id) if user_id else None
+        if answer.status_code in (401, 403):
+            return None  # a token Synapse does not know (or no longer): it says so itself
+        # Anything else is no answer about the token: nothing is cached, the request waits.
+        if answer.status_code == 429:
+            raise Refusal(429, "M_LIMIT_EXCEEDED", "Too many requests; retry shortly.")
+        raise Refusal(502, "M_UNKNOWN", "The homeserver could not check the access token.")
 
     async def _is_working(self, user_id: str) -> bool:
         now = time.monotonic()
@@ -160,7 +166,12 @@ class MatrixProxy:
                 return b"".join(chunks)
 
     async def _check(
-        self, method: str, segments: list[str], body: bytes, user_id: str | None
+        self,
+        method: str,
+        segments: list[str],
+        body: bytes,
+        user_id: str | None,
+        token_sent: bool,
     ) -> bytes:
         """Refuse what a rule forbids; the body to send on (a new room's with the platform's
         retention policy in its initial state)."""
@@ -182,7 +193,8 @@ class MatrixProxy:
             return body
         invitees = _invitees(rule, segments, content)
         if invitees and user_id is None:
-            raise Refusal(401, "M_MISSING_TOKEN", "Inviting takes an access token.")
+            errcode = "M_UNKNOWN_TOKEN" if token_sent else "M_MISSING_TOKEN"
+            raise Refusal(401, errcode, "Inviting takes a valid access token.")
         for invitee in invitees:
             refusal = await self._messenger.invite_refusal(user_id or "", invitee)
             if refusal is not None:
