@@ -36,14 +36,17 @@ webdav-clients:
 	@scripts/webdav_clients.sh
 
 # Azurite (npm) for the Azure Blob storage tests, installed from its lock, again only when the
-# lock changes. Without npm it says so and the Azure tests fail, saying what to do.
+# lock changes; a failed install (a registry hiccup) is tried once more, then says why.
+# Without npm it says so and the Azure tests fail, saying what to do.
 AZURITE := tests/support/azurite
 azurite: $(AZURITE)/node_modules/.installed
 
 $(AZURITE)/node_modules/.installed: $(AZURITE)/package-lock.json
 	@if command -v npm >/dev/null; then \
 	  echo "installing azurite for the storage tests (first run only, about a minute)..."; \
-	  cd $(AZURITE) && npm ci --silent --no-audit --no-fund && touch node_modules/.installed; \
+	  cd $(AZURITE) && { npm ci --silent --no-audit --no-fund \
+	    || { echo "npm ci failed; trying once more" >&2; npm ci --no-audit --no-fund; }; } \
+	  && touch node_modules/.installed; \
 	else \
 	  echo "npm is missing: the Azure Blob storage tests will fail (they need node 20 and npm)" >&2; \
 	fi
