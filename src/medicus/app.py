@@ -205,7 +205,7 @@ def _include_messenger(app: FastAPI, platform: Platform) -> None:
     app.include_router(
         directory_routes.build_router(hub.directory_hub, platform.tokens, directory_base)
     )
-    proxy = MatrixProxy(hub.service, hub.media, hub.proxy_http)
+    proxy = MatrixProxy(hub.service, hub.media, hub.forwarder, platform.http_client)
     app.mount("/_matrix", proxy)
     app.mount("/_synapse/client", proxy)
 

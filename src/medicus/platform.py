@@ -183,7 +183,7 @@ class Platform:
     async def close(self) -> None:
         await self.http_client.aclose()
         if self.messenger is not None:
-            await self.messenger.proxy_http.aclose()
+            await self.messenger.forwarder.aclose()
         await self.database.dispose()
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from medicus.app import create_app
 from medicus.core.logging import configure_logging
+from medicus.messenger.forwarding import SynapseForwarder
 from medicus.messenger.homeserver import Homeserver
 from medicus.messenger.proxy import MatrixProxy
 from medicus.platform import build_platform
@@ -114,15 +115,15 @@ async def test_a_failed_token_check_is_not_remembered(
     whoami_answers = [httpx.Response(500), httpx.Response(200, json={"user_id": "@gone:x"})]
 
     def fake_synapse(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/account/whoami"):
-            return whoami_answers.pop(0)
-        return httpx.Response(200, json={"next_batch": "s1"})
+        assert request.url.path.endswith("/account/whoami"), "only the token check is faked"
+        return whoami_answers.pop(0)
 
     settings = messenger_settings(tmp_path, database_url, synapse, messenger_server_name="x")
     platform = build_platform(settings)
     assert platform.messenger is not None
     fake = httpx.AsyncClient(transport=httpx.MockTransport(fake_synapse))
-    proxy = MatrixProxy(platform.messenger.service, platform.messenger.media, fake)
+    hub = platform.messenger
+    proxy = MatrixProxy(hub.service, hub.media, SynapseForwarder(synapse.synapse_url), fake)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=proxy), base_url="http://medicus"

@@ -13,6 +13,7 @@ from medicus.core.db import Database
 from medicus.fhir.router import FhirRouter
 from medicus.fhir.service import FhirService
 from medicus.messenger.directory import Directory
+from medicus.messenger.forwarding import SynapseForwarder
 from medicus.messenger.homeserver import Homeserver
 from medicus.messenger.media import MessengerMedia
 from medicus.messenger.media_proxy import MediaRoutes
@@ -25,13 +26,13 @@ from medicus.storage.service import ObjectStore
 
 @dataclass(frozen=True)
 class MessengerHub:
-    """The use-cases, the HTTP client the Messenger-Proxy streams through (no time limits: a
-    sync waits, an upload takes minutes), the upkeep loop, and the FHIR hub answering at
-    `/directory/fhir`."""
+    """The use-cases, the media routes, the client the Messenger-Proxy streams through (no time
+    limits: a sync waits, an upload takes minutes), the upkeep loop, and the FHIR hub answering
+    at `/directory/fhir`."""
 
     service: Messenger
     media: MediaRoutes
-    proxy_http: httpx.AsyncClient
+    forwarder: SynapseForwarder
     upkeep: MessengerUpkeep
     directory_hub: FhirRouter
 
@@ -53,13 +54,9 @@ def build_messenger(
     synapse = SynapseAdmin(homeserver, secret, http_client)
     directory = Directory(database, fhir, homeserver)
     service = Messenger(database, audit, homeserver, synapse, directory, fhir, secret, clock)
-    proxy_http = httpx.AsyncClient(
-        timeout=httpx.Timeout(None, connect=10),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-        follow_redirects=False,
-    )
     media = MediaRoutes(
         MessengerMedia(database, storage, audit, homeserver, clock), homeserver.max_upload_bytes
     )
     upkeep = MessengerUpkeep(service, clock)
-    return MessengerHub(service, media, proxy_http, upkeep, directory_hub)
+    forwarder = SynapseForwarder(homeserver.synapse_url)
+    return MessengerHub(service, media, forwarder, upkeep, directory_hub)

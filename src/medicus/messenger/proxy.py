@@ -28,6 +28,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from medicus.core.crypto import token_hash
+from medicus.messenger.forwarding import SynapseForwarder
 from medicus.messenger.homeserver import LOGIN_TOKEN_TYPE
 from medicus.messenger.matrix_http import Refusal, answer, streamed
 from medicus.messenger.media_proxy import MediaRoutes, media_request
@@ -61,9 +62,17 @@ _CACHED_TOKENS = 10_000
 
 
 class MatrixProxy:
-    def __init__(self, messenger: Messenger, media: MediaRoutes, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        messenger: Messenger,
+        media: MediaRoutes,
+        forwarder: SynapseForwarder,
+        http: httpx.AsyncClient,
+    ) -> None:
+        """`http` asks Synapse who holds a token; `forwarder` carries every request on."""
         self._messenger = messenger
         self._media = media
+        self._forwarder = forwarder
         self._homeserver = messenger.homeserver
         self._http = http
         self._identities: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
@@ -211,7 +220,7 @@ class MatrixProxy:
         body: bytes | None,
         segments: list[str],
     ) -> None:
-        # A body the proxy read (and may have changed) gets its length from httpx.
+        # A body the proxy read (and may have changed) gets its length from the client.
         dropped = _HOP_BY_HOP if body is None else _HOP_BY_HOP | {b"content-length"}
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in dropped]
         client = scope.get("client")
@@ -221,29 +230,10 @@ class MatrixProxy:
         content: bytes | AsyncIterator[bytes] = (
             body if body is not None else streamed(receive, None)
         )
-        url = f"{self._homeserver.synapse_url}{scope.get('raw_path', b'').decode()}"
+        raw_path = scope.get("raw_path", b"").decode("latin-1")
         if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode()
-        request = self._http.build_request(scope["method"], url, headers=headers, content=content)
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx.TransportError:
-            raise Refusal(502, "M_UNKNOWN", "The homeserver is not answering.") from None
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": [
-                        (k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP
-                    ],
-                }
-            )
-            async for piece in response.aiter_raw():
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            await response.aclose()
+            raw_path += "?" + scope["query_string"].decode("latin-1")
+        await self._forwarder.forward(scope["method"], raw_path, headers, content, send)
 
 
 def _rule_for(method: str, segments: list[str]) -> str | None:
