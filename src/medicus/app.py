@@ -84,6 +84,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     )
     app.state.platform = platform
     install_errors(app)
+    # The Messenger-Proxy's mounts first: a Matrix client's every request goes there, and two
+    # prefix checks cost the other routes nothing worth measuring.
+    _mount_matrix_proxy(app, platform)
     app.include_router(health.build_router(platform.database, platform.metrics))
     app.include_router(_landing_router(platform.endpoints))
     # The FHIR hub's routes first: they take most requests, and routes are tried in order.
@@ -194,9 +197,19 @@ def _include_storage(app: FastAPI, platform: Platform) -> None:
     app.mount("/dav", DavMount(services, collab.app_passwords))
 
 
+def _mount_matrix_proxy(app: FastAPI, platform: Platform) -> None:
+    """The Messenger-Proxy in front of Synapse's client-server API (its SSO pages included);
+    Synapse's admin API is never exposed."""
+    hub = platform.messenger
+    if hub is None:
+        return
+    proxy = MatrixProxy(hub.service, hub.media, hub.forwarder, platform.http_client)
+    app.mount("/_matrix", proxy)
+    app.mount("/_synapse/client", proxy)
+
+
 def _include_messenger(app: FastAPI, platform: Platform) -> None:
-    """The messenger's own API, and the Messenger-Proxy in front of Synapse's client-server
-    API (its SSO pages included); Synapse's admin API is never exposed."""
+    """The messenger's own API: login tokens, contacts, listings, case rooms, the directory."""
     hub = platform.messenger
     if hub is None:
         return
@@ -205,9 +218,6 @@ def _include_messenger(app: FastAPI, platform: Platform) -> None:
     app.include_router(
         directory_routes.build_router(hub.directory_hub, platform.tokens, directory_base)
     )
-    proxy = MatrixProxy(hub.service, hub.media, hub.forwarder, platform.http_client)
-    app.mount("/_matrix", proxy)
-    app.mount("/_synapse/client", proxy)
 
 
 def _landing_router(endpoints: Endpoints) -> APIRouter:
