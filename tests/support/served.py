@@ -22,12 +22,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """medicus for `settings` on a free loopback port, in a thread of its own (with its own
-    event loop and platform, as a separate server would be); its base URL."""
-    port = free_port()
+def serving(settings: Settings, port: int | None = None) -> Iterator[str]:
+    """medicus for `settings` on loopback (`port`, or a free one), in a thread of its own
+    (with its own event loop and platform, as a separate server would be); its base URL."""
+    port = port or free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="medicus-test-server", daemon=True)

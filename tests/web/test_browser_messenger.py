@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,10 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page
 
-from medicus.app import create_app
 from medicus.core.db import utc_now
 from medicus.demo import DEMO_PASSWORD
 from medicus.iam.roles import Role
@@ -32,8 +29,8 @@ from medicus.messenger.homeserver import Homeserver
 from medicus.platform import build_platform
 from medicus.settings import Settings
 from tests.conftest import DatabaseFactory, register_organisation
-from tests.e2e.conftest import free_port
 from tests.support.messenger import messenger_settings
+from tests.support.served import free_port, serving
 from tests.web.test_browser import (  # noqa: F401 (fixtures used by name)
     Authenticator,
     _accessible,
@@ -114,29 +111,8 @@ def messenger_server(
         port=port,
     )
     people = asyncio.run(_set_up(settings))
-    app = create_app(settings, build_platform(settings))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        raise AssertionError("the server did not become ready within 60 s")
-    try:
+    with serving(settings, port) as base_url:
         yield MessengerServer(base_url, people)
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from yarl import URL
 
 from medicus.messenger.matrix_http import Refusal
 
-_HOP_BY_HOP = frozenset(
+HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -70,7 +70,7 @@ class SynapseForwarder:
         except (aiohttp.ClientError, TimeoutError):
             raise Refusal(502, "M_UNKNOWN", "The homeserver is not answering.") from None
         try:
-            kept = [(k, v) for k, v in response.raw_headers if k.lower() not in _HOP_BY_HOP]
+            kept = [(k, v) for k, v in response.raw_headers if k.lower() not in HOP_BY_HOP]
             await send({"type": "http.response.start", "status": response.status, "headers": kept})
             async for piece in response.content.iter_any():
                 await send({"type": "http.response.body", "body": piece, "more_body": True})

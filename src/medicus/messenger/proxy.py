@@ -28,28 +28,15 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from medicus.core.crypto import token_hash
-from medicus.messenger.forwarding import SynapseForwarder
+from medicus.messenger.forwarding import HOP_BY_HOP, SynapseForwarder
 from medicus.messenger.homeserver import LOGIN_TOKEN_TYPE
 from medicus.messenger.matrix_http import Refusal, answer, streamed
 from medicus.messenger.media_proxy import MediaRoutes, media_request
 from medicus.messenger.service import Messenger
 from medicus.settings import RoomKind
 
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-    }
-)
+_NOT_PASSED_ON = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto"}
+"""Request headers the proxy does not pass on (it sets the forwarded ones itself)."""
 _MAX_INSPECTED_BODY = 1024 * 1024
 """Bodies the proxy reads to decide (login, invitations): Matrix events are at most 64 KiB."""
 RETENTION = "m.room.retention"
@@ -221,7 +208,7 @@ class MatrixProxy:
         segments: list[str],
     ) -> None:
         # A body the proxy read (and may have changed) gets its length from the client.
-        dropped = _HOP_BY_HOP if body is None else _HOP_BY_HOP | {b"content-length"}
+        dropped = _NOT_PASSED_ON if body is None else _NOT_PASSED_ON | {b"content-length"}
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in dropped]
         client = scope.get("client")
         if client:
