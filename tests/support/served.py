@@ -22,9 +22,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(settings: Settings, port: int | None = None) -> Iterator[str]:
+def serving(
+    settings: Settings, port: int | None = None, graceful_seconds: int | None = None
+) -> Iterator[str]:
     """medicus for `settings` on loopback (`port`, or a free one), in a thread of its own
-    (with its own event loop and platform, as a separate server would be); its base URL."""
+    (with its own event loop and platform, as a separate server would be); its base URL.
+    `graceful_seconds`: how long the end waits for open requests (a browser's long poll)
+    before cutting them; by default it waits for them."""
     port = port or free_port()
     config = uvicorn.Config(
         create_app(settings),
@@ -32,7 +36,7 @@ def serving(settings: Settings, port: int | None = None) -> Iterator[str]:
         port=port,
         log_level="warning",
         lifespan="on",
-        timeout_graceful_shutdown=1,
+        timeout_graceful_shutdown=graceful_seconds,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="medicus-test-server", daemon=True)

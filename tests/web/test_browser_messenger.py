@@ -111,7 +111,7 @@ def messenger_server(
         port=port,
     )
     people = asyncio.run(_set_up(settings))
-    with serving(settings, port) as base_url:
+    with serving(settings, port, graceful_seconds=1) as base_url:
         yield MessengerServer(base_url, people)
 
 
