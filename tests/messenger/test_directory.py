@@ -144,3 +144,24 @@ async def test_only_the_organisations_admin_lists_its_members(region: Region) ->
         headers=await region.admin_headers(HOSPITAL_B),
     )
     assert answer.status_code == 404, "Alice is not staff of Klinikum B"
+
+
+async def test_whom_an_organisation_took_off_the_directory_stays_hidden(region: Region) -> None:
+    await region.list_in_directory(region.bob)
+    found = await _search(region, region.alice, "Endpoint?connection-type=tim")
+    (endpoint,) = _of_type(found, "Endpoint")
+    answer = await region.http.put(
+        f"/messenger/organisations/{HOSPITAL_B}/listing/{region.bob.user_id}",
+        json={"listed": False},
+        headers=await region.admin_headers(HOSPITAL_B),
+    )
+    assert answer.status_code == 204
+    history = await region.http.get(
+        "/directory/fhir/Endpoint/_history", headers=region.alice.headers
+    )
+    assert history.status_code == 404
+    assert region.bob.matrix_id not in history.text
+    removed = await region.http.get(
+        f"/directory/fhir/Endpoint/{endpoint['id']}", headers=region.alice.headers
+    )
+    assert removed.status_code == 404

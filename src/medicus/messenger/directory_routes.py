@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from medicus.core.errors import ApiError
+from medicus.core.ids import is_fhir_id
 from medicus.fhir.router import FhirRouter
 from medicus.fhir.routes import fhir_request, http_response
 from medicus.iam.bearer import bearer_principal
@@ -38,8 +39,19 @@ def build_router(hub: FhirRouter, tokens: TokenService, base: str) -> APIRouter:
     async def read(
         resource_type: str, fhir_id: str, request: Request, who: Principal = caller
     ) -> Response:
+        """The current entry only: no history (`_history` would show whom an organisation
+        listed once and took off), and a removed entry is as unknown as one never made."""
         _directory_type(resource_type)
-        return await answer(request, who)
+        if not is_fhir_id(fhir_id):
+            raise ApiError(404, "The directory has no such entry.", issue_type="not-found")
+        try:
+            return await answer(request, who)
+        except ApiError as failed:
+            if failed.status == 410:
+                raise ApiError(
+                    404, "The directory has no such entry.", issue_type="not-found"
+                ) from None
+            raise
 
     return routes
 
