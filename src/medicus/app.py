@@ -147,6 +147,7 @@ def _portal_router(platform: Platform, languages: Languages) -> APIRouter:
         platform.portal_storage,
         platform.portal_collab,
         web_routes.PortalMessenger.of(platform.database, platform.messenger),
+        public_url=platform.settings.public_url,
     )
 
 

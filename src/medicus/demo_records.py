@@ -2,9 +2,9 @@
 four people with records at both demo hospitals.
 
 - Anna Müller was an inpatient at the university hospital (labs over two years, diagnoses,
-  medication, a procedure, a discharge letter) and consented there to sharing her data; she
-  is now treated at the district hospital, which therefore sees the university hospital's
-  data of her.
+  medication, a procedure, a discharge letter, a chest X-ray and a CT) and consented there
+  to sharing her data; she is now treated at the district hospital, which therefore sees the
+  university hospital's data of her.
 - Max Schmidt has records at both too, but gave no consent: the district hospital sees the
   university hospital's data of him only after a physician opens it by break-glass.
 - Erika Wagner is an inpatient at the university hospital now and was admitted to the
@@ -31,6 +31,10 @@ LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 ICD10GM = "http://fhir.de/CodeSystem/bfarm/icd-10-gm"
 KVNR = "http://fhir.de/sid/gkv/kvid-10"
+DICOM = "http://dicom.nema.org/resources/ontology/DCM"
+SNOMED = "http://snomed.info/sct"
+DEMO_DICOM_ROOT = "1.2.276.0.7230010.3.1.2.4711"
+"""A made-up UID root for the demo's studies (never a real device's)."""
 LABS = (
     ("718-7", "Hämoglobin", "g/dL", 12.0, 16.0, (13.4, 12.9, 11.2, 9.8, 10.6, 11.9, 12.6)),
     ("2160-0", "Kreatinin", "mg/dL", 0.5, 1.1, (0.9, 1.0, 1.3, 1.6, 1.4, 1.2, 1.1)),
@@ -146,6 +150,60 @@ def _consent(id_: str, patient: str, signed: dt.date) -> dict[str, Any]:
     }
 
 
+def _series(
+    number: int, modality: str, site: tuple[str, str], text: str, images: int
+) -> dict[str, Any]:
+    return {
+        "number": number,
+        "modality": {"system": DICOM, "code": modality},
+        "description": text,
+        "numberOfInstances": images,
+        "bodySite": {"system": SNOMED, "code": site[0], "display": site[1]},
+    }
+
+
+def _imaging_studies(patient: str, today: dt.date) -> list[dict[str, Any]]:
+    """A chest X-ray and a CT of the chest, as the PACS connector will record them (no
+    images yet: those come with `imaging`)."""
+    chest = ("51185008", "Thorax")
+    studies = []
+    for suffix, modality, days, text, series, endpoint in (
+        ("xray", "DX", 96, "Röntgen Thorax p.a.", [_series(1, "DX", chest, "Thorax p.a.", 1)], []),
+        (
+            "ct",
+            "CT",
+            94,
+            "CT Thorax mit Kontrastmittel",
+            [
+                _series(1, "CT", chest, "Topogramm", 1),
+                _series(2, "CT", chest, "Thorax arteriell 1 mm", 412),
+                _series(3, "CT", chest, "Thorax venös 3 mm", 138),
+            ],
+            [{"display": "PACS Universitätsklinikum (DICOMweb)"}],
+        ),
+    ):
+        started = today - dt.timedelta(days=days)
+        uid = f"{DEMO_DICOM_ROOT}.{days}"
+        studies.append(
+            {
+                "resourceType": "ImagingStudy",
+                "id": f"{patient}-{suffix}",
+                "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"}],
+                "status": "available",
+                "modality": [{"system": DICOM, "code": modality}],
+                "subject": {"reference": f"Patient/{patient}"},
+                "started": f"{started.isoformat()}T10:20:00+01:00",
+                "referrer": {"display": "Dr. Lena Berger, Innere Medizin"},
+                "numberOfSeries": len(series),
+                "numberOfInstances": sum(s["numberOfInstances"] for s in series),
+                "description": text,
+                "series": [{**s, "uid": f"{uid}.{s['number']}"} for s in series],
+                **({"endpoint": endpoint} if endpoint else {}),
+            }
+        )
+    return studies
+
+
 def _university_records(uk: str, today: dt.date) -> list[dict[str, Any]]:
     first = today - dt.timedelta(days=700)
     anna, max_, erika = f"{uk}.anna", f"{uk}.max", f"{uk}.erika"
@@ -183,6 +241,7 @@ def _university_records(uk: str, today: dt.date) -> list[dict[str, Any]]:
         _condition(f"{max_}-i25", max_, "I25.1", "Atherosklerotische Herzkrankheit", first),
         medication,
         letter,
+        *_imaging_studies(anna, today),
     ]
 
 

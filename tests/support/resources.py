@@ -119,3 +119,51 @@ def referral(patient_id: str, to: str, status: str = "active", **elements: Any) 
         "performer": [{"reference": f"Organization/{to}"}],
         **elements,
     }
+
+
+DICOM_MODALITY = "http://dicom.nema.org/resources/ontology/DCM"
+CHEST_XRAY_UID = "1.2.276.0.7230010.3.1.2.8323329.4711.1"
+
+
+def chest_xray(patient_id: str, **elements: Any) -> dict[str, Any]:
+    """An ImagingStudy of the person of Patient record `patient_id`: a chest X-ray, p.a. and
+    lateral, with its DICOM Study Instance UID (CHEST_XRAY_UID)."""
+    return {
+        "resourceType": "ImagingStudy",
+        "status": "available",
+        "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{CHEST_XRAY_UID}"}],
+        "modality": [{"system": DICOM_MODALITY, "code": "DX"}],
+        "subject": subject(patient_id),
+        "started": "2026-11-02T09:15:00+01:00",
+        "referrer": {"display": "Dr. Weber, Innere Medizin"},
+        "numberOfSeries": 2,
+        "numberOfInstances": 2,
+        "description": "Röntgen Thorax p.a. und seitlich",
+        "series": [
+            {
+                "uid": f"{CHEST_XRAY_UID}.1",
+                "number": 1,
+                "modality": {"system": DICOM_MODALITY, "code": "DX"},
+                "description": "Thorax p.a.",
+                "numberOfInstances": 1,
+                "bodySite": {
+                    "system": "http://snomed.info/sct",
+                    "code": "51185008",
+                    "display": "Thorax",
+                },
+            },
+            {
+                "uid": f"{CHEST_XRAY_UID}.2",
+                "number": 2,
+                "modality": {"system": DICOM_MODALITY, "code": "DX"},
+                "description": "Thorax seitlich",
+                "numberOfInstances": 1,
+                "bodySite": {
+                    "system": "http://snomed.info/sct",
+                    "code": "51185008",
+                    "display": "Thorax",
+                },
+            },
+        ],
+        **elements,
+    }

@@ -223,6 +223,7 @@ def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
     browser: Browser,
     authenticators: dict[str, Authenticator],
     language: str,
+    t: Callable[..., str],
 ) -> None:
     context = _context(browser, language)
     page = context.new_page()
@@ -248,8 +249,26 @@ def test_a_physician_finds_a_patient_and_reads_another_hospitals_labs(
     _accessible(page, "chart")
     _keyboard_reachable(page, "chart")
     _shot(page, f"chart-{language}")
+    _open_a_study_and_copy_its_link(page, t)
+    _shot(page, f"{language}-imaging-study")
     assert errors == [], errors
     context.close()
+
+
+def _open_a_study_and_copy_its_link(page: Page, t: Callable[..., str]) -> None:
+    """From the chart to the university hospital's chest X-ray (shared as her labs are), and
+    its link copied for a message by the page's script."""
+    page.locator("section[aria-labelledby=section-ImagingStudy]").get_by_role(
+        "link", name="Röntgen Thorax p.a."
+    ).click()
+    page.wait_for_selector("h1#study-heading")
+    assert "DX" in page.inner_text("main")
+    link = page.input_value("#study-link")
+    assert re.fullmatch(r"http://[^/]+/portal/imaging-studies/[\w.-]+", link), link
+    page.get_by_role("button", name=t("Copy link for a message")).click()
+    page.get_by_text(t("The link was copied. Paste it into a message.")).wait_for()
+    _accessible(page, "imaging study")
+    _keyboard_reachable(page, "imaging study")
 
 
 def test_break_glass_opens_the_records_of_a_patient_without_consent(

@@ -22,6 +22,7 @@ SECTIONS = (
     "MedicationStatement",
     "Procedure",
     "DocumentReference",
+    "ImagingStudy",
 )
 """The resource types of the chart's sections besides laboratory values, in page order."""
 
@@ -80,7 +81,7 @@ class LabSeries:
         )
 
 
-def _text(concept: Any) -> str:
+def concept_text(concept: Any) -> str:
     """What a CodeableConcept says to a person: its text, a coding's display, or a code."""
     if not isinstance(concept, dict):
         return ""
@@ -93,7 +94,7 @@ def _text(concept: Any) -> str:
     return next((str(c["code"]) for c in codings if isinstance(c.get("code"), str)), "")
 
 
-def _moment(value: Any) -> dt.datetime | None:
+def fhir_moment(value: Any) -> dt.datetime | None:
     """A FHIR date or dateTime as a moment (a date alone: its start, in UTC)."""
     if not isinstance(value, str) or len(value) < 4:
         return None
@@ -113,7 +114,7 @@ def _first_moment(resource: dict[str, Any], *paths: str) -> dt.datetime | None:
         value: Any = resource
         for step in path.split("."):
             value = value.get(step) if isinstance(value, dict) else None
-        found = _moment(value)
+        found = fhir_moment(value)
         if found is not None:
             return found
     return None
@@ -127,6 +128,7 @@ _WHEN = {
     "MedicationStatement": ("effectiveDateTime", "effectivePeriod.start", "dateAsserted"),
     "Procedure": ("performedDateTime", "performedPeriod.start"),
     "DocumentReference": ("date", "context.period.start"),
+    "ImagingStudy": ("started",),
     "Observation": ("effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued"),
 }
 
@@ -135,14 +137,17 @@ def _what(resource: dict[str, Any]) -> str:
     kind = resource.get("resourceType")
     if kind == "Encounter":
         types = resource.get("type") or [{}]
-        return _text(types[0]) or str((resource.get("class") or {}).get("display", ""))
+        return concept_text(types[0]) or str((resource.get("class") or {}).get("display", ""))
     if kind in ("MedicationRequest", "MedicationStatement"):
-        return _text(resource.get("medicationCodeableConcept")) or str(
+        return concept_text(resource.get("medicationCodeableConcept")) or str(
             (resource.get("medicationReference") or {}).get("display", "")
         )
     if kind == "DocumentReference":
-        return _text(resource.get("type")) or str(resource.get("description", ""))
-    return _text(resource.get("code"))
+        return concept_text(resource.get("type")) or str(resource.get("description", ""))
+    if kind == "ImagingStudy":
+        codes = resource.get("procedureCode") or [{}]
+        return str(resource.get("description", "")) or concept_text(codes[0])
+    return concept_text(resource.get("code"))
 
 
 def _detail(resource: dict[str, Any]) -> str:
@@ -158,13 +163,16 @@ def _detail(resource: dict[str, Any]) -> str:
         return str(attachment.get("title", resource.get("description", "")))
     if kind == "AllergyIntolerance":
         return str(resource.get("criticality", ""))
-    return _text(resource.get("bodySite", [{}])[0]) if resource.get("bodySite") else ""
+    if kind == "ImagingStudy":
+        modalities = [m for m in resource.get("modality", []) if isinstance(m, dict)]
+        return ", ".join(str(m["code"]) for m in modalities if isinstance(m.get("code"), str))
+    return concept_text(resource.get("bodySite", [{}])[0]) if resource.get("bodySite") else ""
 
 
 def _status(resource: dict[str, Any]) -> str:
     for name in ("clinicalStatus", "verificationStatus"):
         if isinstance(resource.get(name), dict):
-            return _text(resource[name])
+            return concept_text(resource[name])
     return str(resource.get("status", ""))
 
 
@@ -204,7 +212,7 @@ def _lab_code(resource: dict[str, Any]) -> tuple[str, str, str]:
     concept = resource.get("code") or {}
     codings = [c for c in concept.get("coding", []) if isinstance(c, dict) and c.get("code")]
     chosen = next((c for c in codings if c.get("system") == LOINC), codings[0] if codings else {})
-    return str(chosen.get("system", "")), str(chosen.get("code", "")), _text(concept)
+    return str(chosen.get("system", "")), str(chosen.get("code", "")), concept_text(concept)
 
 
 def _bound(range_: dict[str, Any], end: str) -> float | None:

@@ -19,6 +19,7 @@ from medicus.web.chart_routes import build_chart_router
 from medicus.web.collab_pages import PortalCollab
 from medicus.web.collab_routes import build_collab_router
 from medicus.web.doorway import Doorway
+from medicus.web.imaging_study_routes import build_imaging_study_router
 from medicus.web.messenger_pages import PortalMessenger as PortalMessenger
 from medicus.web.messenger_routes import build_messenger_router, navigation_marks
 from medicus.web.oversight import OversightPages
@@ -49,13 +50,17 @@ def build_router(
     storage: PortalStorage,
     collab: PortalCollab,
     messenger: PortalMessenger | None = None,
+    *,
+    public_url: str,
 ) -> APIRouter:
-    """Every page of the portal, and its static files."""
+    """Every page of the portal, and its static files (`public_url`: the portal's address
+    as others reach it, for links that are shared)."""
     doorway = Doorway(logins, pages)
     router = APIRouter(include_in_schema=False, dependencies=navigation_marks(messenger))
     router.include_router(_shell(doorway, pages))
     router.include_router(_patients(doorway, portal, pages))
     router.include_router(build_chart_router(doorway, portal, pages))
+    router.include_router(build_imaging_study_router(doorway, portal, pages, public_url))
     router.include_router(build_own_data_router(doorway, own_data, pages))
     router.include_router(build_oversight_router(doorway, oversight, pages))
     router.include_router(build_admin_router(doorway, admin, pages))

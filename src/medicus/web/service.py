@@ -217,6 +217,13 @@ class Portal:
         holders = await self.holders_of_records(user, [patient_id])
         return _found(found[0], holders[patient_id])
 
+    async def read(self, user: PortalUser, resource_type: str, fhir_id: str) -> dict[str, Any]:
+        """Resource `resource_type/fhir_id` read as the API reads it (audited with its Patient
+        record): a 404 (ApiError) if there is none or the user may not see it, alike."""
+        found = await self._fhir.read(user.principal, resource_type, fhir_id)
+        content: dict[str, Any] = orjson.loads(found.content or b"{}")
+        return content
+
     async def chart(self, user: PortalUser, patient_id: str) -> Chart:
         """The chart of the person of Patient record `patient_id`: a 404 (ApiError) if the
         user may not see that record; of the person's other records those `access` lets the
