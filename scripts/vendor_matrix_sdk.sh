@@ -2,10 +2,15 @@
 # Rebuild the portal's vendored matrix-js-sdk (src/medicus/web/static/vendor/): the versions
 # pinned in scripts/matrix-sdk-bundle/package-lock.json, installed from npm (`npm ci`, no
 # install scripts run) and bundled by esbuild into one minified IIFE that defines the global
-# `matrixcs` (scripts/matrix-sdk-bundle/entry.js names what it exports). The Rust crypto
-# (@matrix-org/matrix-sdk-crypto-wasm) is left out: the portal's rooms are not end-to-end
-# encrypted (docs/portal.md, messages). The licence file beside the bundle holds the licence
-# of every npm package that went into it.
+# `matrixcs` (scripts/matrix-sdk-bundle/entry.js names what it exports), with the Rust crypto
+# (@matrix-org/matrix-sdk-crypto-wasm, the version matrix-js-sdk's lock pins) for the portal's
+# end-to-end encrypted rooms (docs/portal.md, messages) and matrix-encrypt-attachment for
+# their files. The crypto's WebAssembly is not inlined: it is copied beside the bundle as
+# matrix-sdk-crypto-wasm-<version>.wasm (served as application/wasm under a hashed name), and
+# the page hands its URL to the bundle's `initCryptoWasm` before matrix-js-sdk needs it (the
+# package's own default, a URL relative to `import.meta.url`, means nothing in a bundle).
+# The licence file beside the bundle holds the licence of every npm package that went into
+# it, the .wasm's its package's. Two runs give the same bytes.
 #
 #     scripts/vendor_matrix_sdk.sh
 set -euo pipefail
@@ -17,9 +22,19 @@ vendor="$here/../src/medicus/web/static/vendor"
 cd "$bundle"
 npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 version="$(node -p 'require("matrix-js-sdk/package.json").version')"
+crypto="node_modules/@matrix-org/matrix-sdk-crypto-wasm"
+crypto_version="$(node -p "require('./$crypto/package.json').version")"
 out="$vendor/matrix-js-sdk-$version.min.js"
 licence="$vendor/matrix-js-sdk-$version.LICENSE"
+wasm="$vendor/matrix-sdk-crypto-wasm-$crypto_version"
 rm -f "$vendor"/matrix-js-sdk-*.min.js "$vendor"/matrix-js-sdk-*.LICENSE
+rm -f "$vendor"/matrix-sdk-crypto-wasm-*.wasm "$vendor"/matrix-sdk-crypto-wasm-*.LICENSE
+cp "$crypto/pkg/matrix_sdk_crypto_wasm_bg.wasm" "$wasm.wasm"
+{
+  printf '%s\n' "@matrix-org/matrix-sdk-crypto-wasm $crypto_version (Apache-2.0): its WebAssembly"
+  printf '%s\n\n' "(pkg/matrix_sdk_crypto_wasm_bg.wasm as published on npm)."
+  cat "$crypto/LICENSE"
+} >"$wasm.LICENSE"
 
 # esbuild's own binary comes from its platform package (its install script is not run).
 node -e '
@@ -36,7 +51,8 @@ const result = esbuild.buildSync({
   platform: "browser",
   target: "es2020",
   legalComments: "none",
-  external: ["@matrix-org/matrix-sdk-crypto-wasm"],
+  // the Rust crypto loader names its .wasm relative to its module: unused (initCryptoWasm)
+  define: { "import.meta.url": "self.location.href" },
   metafile: true,
   outfile: out,
 });

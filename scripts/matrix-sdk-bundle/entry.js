@@ -1,9 +1,11 @@
 // The parts of matrix-js-sdk the portal's messages page uses, as one global `matrixcs`
-// (scripts/vendor_matrix_sdk.sh bundles this with esbuild).
+// (scripts/vendor_matrix_sdk.sh bundles this with esbuild), with the Rust crypto's loader and
+// Matrix's encrypted attachments (AES-CTR-256 with WebCrypto, the library Element uses).
 export {
   createClient,
   ClientEvent,
   RoomEvent,
+  MatrixEventEvent,
   RoomMemberEvent,
   EventType,
   MsgType,
@@ -11,3 +13,8 @@ export {
   KnownMembership,
   MemoryStore,
 } from "matrix-js-sdk";
+// matrix-js-sdk's initRustCrypto() loads the WebAssembly from a URL beside the module, which a
+// bundle does not have: the page calls initAsync with the vendored .wasm's own URL first (the
+// loader loads once, so matrix-js-sdk's later call finds it loaded).
+export { initAsync as initCryptoWasm } from "@matrix-org/matrix-sdk-crypto-wasm";
+export { encryptAttachment, decryptAttachment } from "matrix-encrypt-attachment";

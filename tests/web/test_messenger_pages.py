@@ -3,11 +3,14 @@ login pages), with medicus in front of the session's real Synapse: the page in G
 English for staff (a patient gets 403), "Messages" in the navigation only while the messenger
 is on (else the page is the 404 page), the session route that gives the page a Matrix login
 token (refused without the session cookie or the page's CSRF token; the token logs in at the
-Messenger-Proxy once), and the search of whom the user may reach (colleagues, and people
-listed by another organisation on the federation list: nobody else)."""
+Messenger-Proxy once), the page's Content-Security-Policy (compiling WebAssembly, for the Rust
+crypto, allowed there and on no other page) and the crypto's .wasm served as
+application/wasm, and the search of whom the user may reach (colleagues, and people listed
+by another organisation on the federation list: nobody else)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -114,10 +117,23 @@ async def test_the_page_in_both_languages_for_staff(hospitals: Hospitals) -> Non
             assert "vendor/matrix-js-sdk-43.0.0.min." in page.text
             assert "<script>" not in page.text, "no inline script"
             policy = page.headers["content-security-policy"]
-            assert "script-src 'self'" in policy
+            assert "script-src 'self' 'wasm-unsafe-eval';" in policy, "the Rust crypto"
             assert "connect-src 'self'" in policy
+            assert "unsafe-inline" not in policy
+            assert "'unsafe-eval'" not in policy
             start = await alice.http.get("/portal/spaces")
             assert 'href="/portal/messages"' in start.text, "in the navigation of every page"
+            strict = start.headers["content-security-policy"]
+            assert "script-src 'self';" in strict, "every other page keeps the strict policy"
+            assert "wasm" not in strict
+            assert policy == strict.replace("'self';", "'self' 'wasm-unsafe-eval';", 1)
+            wasm = re.search(r'data-crypto-wasm="([^"]+)"', page.text)
+            assert wasm
+            assert wasm[1].startswith("/portal/static/vendor/matrix-sdk-crypto-wasm-")
+            served = await alice.http.get(wasm[1])
+            assert served.status_code == 200
+            assert served.headers["content-type"] == "application/wasm"
+            assert served.content[:4] == b"\0asm", "a WebAssembly module"
 
 
 async def test_a_patient_has_no_messages(hospitals: Hospitals) -> None:

@@ -1,4 +1,6 @@
-"""The portal's static files (its stylesheet, its one script, vendored htmx), served by
+"""The portal's static files (its stylesheet, its scripts, vendored htmx, matrix-js-sdk and the
+WebAssembly of its Rust crypto: `application/wasm`, which WebAssembly's streaming compile
+asks for), served by
 medicus itself under names that carry a hash of their content: a page names
 `/portal/static/portal.3f2a9c1d0e4b.css`, which may be cached for a year, and a new release
 names a new file. No CDN (the pages' Content-Security-Policy allows only our own origin) and
@@ -15,7 +17,12 @@ from pathlib import Path
 
 STATIC_PREFIX = "/portal/static/"
 _STATIC_DIR = Path(__file__).parent / "static"
-_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+_TYPES = {
+    ".css": "text/css",
+    ".js": "text/javascript",
+    ".svg": "image/svg+xml",
+    ".wasm": "application/wasm",
+}
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 

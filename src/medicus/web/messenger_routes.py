@@ -9,7 +9,8 @@ login token for the user of the session cookie, which needs the page's CSRF toke
 `X-CSRF-Token` (double submit with identity's cookie, as the portal's uploads do): another
 site's page cannot log a user's browser in to Matrix. Without a finished login: 401; without
 the token: 403 (problem+json). With the messenger off every route here is a 404, and the
-navigation has no "Messages" (`navigation_marks`)."""
+navigation has no "Messages" (`navigation_marks`). The page's Content-Security-Policy allows
+compiling WebAssembly (`allow_webassembly`), which no other page's does."""
 
 from __future__ import annotations
 
@@ -73,13 +74,15 @@ def build_messenger_router(
         async def show(request: Request, user: PortalUser) -> Response:
             found = turned_on()
             staff(user)
-            return pages.render(
+            response = pages.render(
                 request,
                 "messenger.html",
                 user=user,
                 homeserver=found.homeserver_url,
                 matrix_id=found.matrix_id(user),
             )
+            allow_webassembly(response)
+            return response
 
         return await doorway.enter(request, show)
 
@@ -110,3 +113,14 @@ def build_messenger_router(
         return JSONResponse(body, headers=_NOT_STORED)
 
     return router
+
+
+def allow_webassembly(response: Response) -> None:
+    """The messages page compiles the Rust crypto's WebAssembly (matrix-js-sdk's end-to-end
+    encryption): its policy alone adds `'wasm-unsafe-eval'` to `script-src`, which allows
+    compiling WebAssembly, not `eval` of JavaScript; every other page keeps the strict one."""
+    policy = response.headers["content-security-policy"]
+    strict = "script-src 'self';"
+    response.headers["content-security-policy"] = policy.replace(
+        strict, "script-src 'self' 'wasm-unsafe-eval';"
+    )

@@ -12,10 +12,20 @@
    chosen room's timeline shows its text and file messages, newest at the bottom. Files go
    to the media repository (POST /_matrix/media/v3/upload, with a progress bar) and are
    sent as m.file (m.image for images); a download fetches the authenticated media API with
-   the access token as a header and saves the bytes from an object URL. Rooms the page
-   starts (createRoom with is_direct and the invitee) are not end-to-end encrypted: the
-   bundle has no Rust crypto. Every text shown comes translated from the data attributes of
-   #messenger. */
+   the access token as a header and saves the bytes from an object URL. Every text shown
+   comes translated from the data attributes of #messenger.
+
+   End-to-end encryption: matrix-js-sdk's Rust crypto (its WebAssembly from our own static
+   files, which is why this page's CSP has 'wasm-unsafe-eval'). Its keys live in IndexedDB,
+   one store per user and device ("medicus.messenger.crypto:<user>:<device>"), encrypted with
+   a random key kept beside the access token in sessionStorage: a reload of the tab opens the
+   same store, a closed tab leaves ciphertext nobody can open, and logging out of the portal
+   deletes this origin's stores. Rooms the page starts carry m.room.encryption (megolm) from
+   their first state on; messages go to every device of the members, unverified ones too
+   (the Rust crypto's default). Files in an encrypted room are encrypted in the page first
+   (AES-CTR-256, matrix-encrypt-attachment) and sent as content.file; a download decrypts
+   them in the page, and checks their SHA-256. A message whose keys this device never got
+   says so. */
 (function () {
   "use strict";
 
@@ -52,6 +62,9 @@
   var session = null;
   var current = null;
   var NAMES = "medicus.messenger.names";
+  var CRYPTO = "medicus.messenger.crypto:";
+  var STORES = ["::matrix-sdk-crypto", "::matrix-sdk-crypto-meta"];
+  var security = document.getElementById("room-security");
   var profiles = readNames();
 
   function readNames() {
@@ -90,6 +103,52 @@
     }
   }
 
+  function storePrefix(saved) {
+    return CRYPTO + saved.user_id + ":" + saved.device_id;
+  }
+
+  function storeKey(saved) {
+    return Uint8Array.from(atob(saved.store_key), function (c) {
+      return c.charCodeAt(0);
+    });
+  }
+
+  function newStoreKey() {
+    return btoa(String.fromCharCode.apply(null, crypto.getRandomValues(new Uint8Array(32))));
+  }
+
+  function deleteDatabase(name) {
+    // Another tab that still has the store open holds the deletion back until it closes it:
+    // nobody waits for that longer than three seconds.
+    return new Promise(function (resolve) {
+      var request = indexedDB.deleteDatabase(name);
+      request.onsuccess = request.onerror = resolve;
+      setTimeout(resolve, 3000);
+    });
+  }
+
+  async function forgetKeys(saved, everyone) {
+    // The crypto store of `saved`'s device, or (`everyone`) every store of this page on this
+    // origin, where the browser can list them.
+    var names = [];
+    if (everyone && indexedDB.databases) {
+      names = (await indexedDB.databases().catch(function () {
+        return [];
+      }))
+        .map(function (database) {
+          return database.name;
+        })
+        .filter(function (name) {
+          return name && name.indexOf(CRYPTO) === 0;
+        });
+    } else if (saved && saved.device_id) {
+      names = STORES.map(function (suffix) {
+        return storePrefix(saved) + suffix;
+      });
+    }
+    await Promise.all(names.map(deleteDatabase));
+  }
+
   function logOut(saved, keepalive) {
     sessionStorage.removeItem(STORED);
     sessionStorage.removeItem(NAMES);
@@ -102,7 +161,7 @@
   }
 
   async function usable(saved) {
-    if (!saved || saved.user_id !== texts.user || !saved.access_token) {
+    if (!saved || saved.user_id !== texts.user || !saved.access_token || !saved.store_key) {
       return false;
     }
     var answer = await fetch(origin + "/_matrix/client/v3/account/whoami", {
@@ -118,6 +177,7 @@
     }
     if (saved && saved.access_token) {
       await logOut(saved, false);
+      await forgetKeys(saved, false);
     }
     var issued = await fetch(texts.session, {
       method: "POST",
@@ -144,13 +204,20 @@
       throw new Error(texts.sessionFailed);
     }
     var body = await answer.json();
-    saved = { user_id: body.user_id, access_token: body.access_token, device_id: body.device_id };
+    saved = {
+      user_id: body.user_id,
+      access_token: body.access_token,
+      device_id: body.device_id,
+      store_key: newStoreKey()
+    };
     sessionStorage.setItem(STORED, JSON.stringify(saved));
     return saved;
   }
 
   document.querySelectorAll("form[action='/logout']").forEach(function (form) {
-    form.addEventListener("submit", function () {
+    form.addEventListener("submit", function (event) {
+      // The keys go with the session: the form is sent once the crypto stores are deleted.
+      event.preventDefault();
       if (client) {
         client.stopClient();
       }
@@ -158,6 +225,9 @@
       if (saved && saved.access_token) {
         logOut(saved, true);
       }
+      forgetKeys(saved, true).then(function () {
+        form.submit();
+      });
     });
   });
 
@@ -286,15 +356,23 @@
     var name = content.filename || content.body || "file";
     button.textContent = fill(texts.download, "name", name);
     button.addEventListener("click", function () {
-      download(content.url, name, button);
+      download(content, name, button);
     });
     return button;
+  }
+
+  function isFile(content) {
+    var kind = content.msgtype === "m.file" || content.msgtype === "m.image";
+    return kind && Boolean(content.url || (content.file && content.file.url));
   }
 
   function messageItem(room, event) {
     var content = event.getContent();
     var item = document.createElement("li");
     item.className = event.getSender() === session.user_id ? "message own" : "message";
+    // Encrypting or on its way (a local echo): shown, but not yet on the server.
+    var pending = event.status && event.status !== "sent";
+    item.classList.toggle("pending", Boolean(pending));
     var who = document.createElement("span");
     who.className = "sender";
     who.textContent = senderName(room, event);
@@ -303,10 +381,13 @@
     time.textContent = when.format(new Date(event.getTs()));
     var body = document.createElement("div");
     body.className = "body";
-    if (event.getType() === "m.room.encrypted") {
+    if (event.isDecryptionFailure()) {
+      body.className = "body hint undecryptable";
+      body.textContent = texts.undecryptable;
+    } else if (event.getType() === "m.room.encrypted") {
       body.className = "body hint";
-      body.textContent = texts.encrypted;
-    } else if ((content.msgtype === "m.file" || content.msgtype === "m.image") && content.url) {
+      body.textContent = texts.decrypting;
+    } else if (isFile(content)) {
       body.append(fileItem(content));
     } else {
       body.textContent = content.body || "";
@@ -330,6 +411,7 @@
       return member.userId === session.user_id ? texts.you : member.name;
     });
     members.textContent = fill(texts.members, "names", names.join(", "));
+    security.hidden = !room.hasEncryptionStateEvent();
     var events = room
       .getLiveTimeline()
       .getEvents()
@@ -354,7 +436,10 @@
     earlier.hidden = room.getMyMembership() !== "join" || !room.getLiveTimeline().getPaginationToken("b");
   }
 
-  async function download(mxc, name, button) {
+  async function download(content, name, button) {
+    // An encrypted file (content.file) comes as ciphertext and is decrypted here, which also
+    // checks its SHA-256 against the one the message names.
+    var mxc = content.file ? content.file.url : content.url;
     var url = client.mxcUrlToHttp(mxc, undefined, undefined, undefined, false, true, true);
     var label = button.textContent;
     button.disabled = true;
@@ -364,7 +449,15 @@
       if (!answer.ok) {
         throw new Error(String(answer.status));
       }
-      var address = URL.createObjectURL(await answer.blob());
+      var blob;
+      if (content.file) {
+        var plain = await sdk.decryptAttachment(await answer.arrayBuffer(), content.file);
+        var type = (content.info && content.info.mimetype) || "application/octet-stream";
+        blob = new Blob([plain], { type: type });
+      } else {
+        blob = await answer.blob();
+      }
+      var address = URL.createObjectURL(blob);
       var link = document.createElement("a");
       link.href = address;
       link.download = name;
@@ -436,10 +529,19 @@
     bar.value = 0;
     progressName.textContent = file.name;
     say(progressStatus, fill(texts.progress, "percent", percent.format(0)));
+    var type = file.type || "application/octet-stream";
+    var room = client.getRoom(roomId);
     try {
-      var uploaded = await client.uploadContent(file, {
-        name: file.name,
-        type: file.type || "application/octet-stream",
+      // In an encrypted room the server gets only ciphertext, without the file's name or type:
+      // both, with the key, go inside the encrypted message.
+      var sealed = room && room.hasEncryptionStateEvent()
+        ? await sdk.encryptAttachment(await file.arrayBuffer())
+        : null;
+      var upload = sealed ? new Blob([sealed.data], { type: "application/octet-stream" }) : file;
+      var uploaded = await client.uploadContent(upload, {
+        name: sealed ? undefined : file.name,
+        includeFilename: !sealed,
+        type: sealed ? "application/octet-stream" : type,
         progressHandler: function (state) {
           var share = state.total ? state.loaded / state.total : 0;
           bar.value = Math.round(share * 100);
@@ -447,13 +549,18 @@
         }
       });
       var image = /^image\/(png|jpeg|gif|webp)$/.test(file.type);
-      await client.sendMessage(roomId, {
+      var content = {
         msgtype: image ? "m.image" : "m.file",
         body: file.name,
         filename: file.name,
-        url: uploaded.content_uri,
-        info: { size: file.size, mimetype: file.type || "application/octet-stream" }
-      });
+        info: { size: file.size, mimetype: type }
+      };
+      if (sealed) {
+        content.file = Object.assign({ url: uploaded.content_uri }, sealed.info);
+      } else {
+        content.url = uploaded.content_uri;
+      }
+      await client.sendMessage(roomId, content);
       bar.value = 100;
       say(progressStatus, texts.sent);
     } catch (error) {
@@ -538,7 +645,14 @@
       var made = await client.createRoom({
         is_direct: true,
         invite: [person.user_id],
-        preset: "trusted_private_chat"
+        preset: "trusted_private_chat",
+        initial_state: [
+          {
+            type: "m.room.encryption",
+            state_key: "",
+            content: { algorithm: "m.megolm.v1.aes-sha2" }
+          }
+        ]
       });
       say(contactStatus, fill(texts.started, "name", person.name));
       rememberDirect(person.user_id, made.room_id);
@@ -573,23 +687,28 @@
   async function start() {
     try {
       session = await logIn();
+      client = sdk.createClient({
+        baseUrl: origin,
+        accessToken: session.access_token,
+        userId: session.user_id,
+        deviceId: session.device_id,
+        store: new sdk.MemoryStore(),
+        timelineSupport: true
+      });
+      // MatrixRTC (calls) is not offered here: no probe of its transports (MSC4143), which
+      // Synapse answers with 404.
+      client._unstable_getRTCTransports = function () {
+        return Promise.resolve([]);
+      };
+      await sdk.initCryptoWasm(texts.cryptoWasm);
+      await client.initRustCrypto({
+        cryptoDatabasePrefix: storePrefix(session),
+        storageKey: storeKey(session)
+      });
     } catch (error) {
       say(status, error.message || texts.sessionFailed, true);
       return;
     }
-    client = sdk.createClient({
-      baseUrl: origin,
-      accessToken: session.access_token,
-      userId: session.user_id,
-      deviceId: session.device_id,
-      store: new sdk.MemoryStore(),
-      timelineSupport: true
-    });
-    // MatrixRTC (calls) is not offered here: no probe of its transports (MSC4143), which
-    // Synapse answers with 404.
-    client._unstable_getRTCTransports = function () {
-      return Promise.resolve([]);
-    };
     client.on(sdk.ClientEvent.Sync, function (state, previous) {
       if (state === "PREPARED" || (state === "SYNCING" && previous !== "SYNCING")) {
         say(status, texts.connected);
@@ -602,6 +721,12 @@
       }
     });
     client.on(sdk.RoomEvent.Timeline, function (event, room) {
+      refresh(room);
+    });
+    client.on(sdk.MatrixEventEvent.Decrypted, function (event) {
+      refresh(client.getRoom(event.getRoomId()));
+    });
+    client.on(sdk.RoomEvent.LocalEchoUpdated, function (event, room) {
       refresh(room);
     });
     client.on(sdk.RoomEvent.MyMembership, refresh);
