@@ -160,16 +160,20 @@ class Platform:
     messenger: MessengerHub | None
 
     async def start_background_work(self) -> None:
-        """Start the loops of a server process. The background updates run only on a database
-        at this code's head: during a rolling release, older servers leave them to newer ones."""
+        """Start the loops of a server process (and register the messenger's sign-on client).
+        The background updates run only on a database at this code's head: during a rolling
+        release, older servers leave them to newer ones."""
         await self.signing_keys.ring()
         await self.revocations.poll()
         self.revocations.start()
         self.audit_sealer.start()
         self.storage_work.start()
+        at_head = await migrations.current_revision(self.database) == migrations.head_revision()
         if self.messenger is not None:
+            if at_head:
+                await self.messenger.sign_on.register()
             self.messenger.upkeep.start()
-        if await migrations.current_revision(self.database) == migrations.head_revision():
+        if at_head:
             self.background_updates.start()
 
     async def stop_background_work(self) -> None:
@@ -259,7 +263,9 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
             storage, clock, sweeps=[uploads.expire_due, _trash_retention(collab.tree)]
         ),
         collab=collab,
-        messenger=_messenger(settings, database, audit, http_client, fhir, storage, clock),
+        messenger=_messenger(
+            settings, database, audit, identity, http_client, fhir, storage, clock
+        ),
     )
 
 
@@ -267,6 +273,7 @@ def _messenger(
     settings: Settings,
     database: Database,
     audit: AuditTrail,
+    identity: IdentityService,
     http: httpx.AsyncClient,
     fhir: FhirHub,
     storage: ObjectStore,
@@ -274,7 +281,7 @@ def _messenger(
 ) -> MessengerHub | None:
     directory_hub = fhir.router_at(f"{settings.public_url}/directory/fhir")
     return build_messenger(
-        settings, database, audit, http, fhir.service, directory_hub, storage, clock
+        settings, database, audit, identity, http, fhir.service, directory_hub, storage, clock
     )
 
 

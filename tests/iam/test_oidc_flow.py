@@ -188,6 +188,37 @@ async def test_a_replayed_code_is_refused_and_revokes_what_it_issued(world: Worl
     assert (status, body["error"]) == (400, "invalid_grant")
 
 
+async def test_a_platform_client_signs_in_staff_of_any_organisation(world: World) -> None:
+    """The messenger's single sign-on client belongs to no organisation: the consultant signs
+    in for Klinikum B through it, and the id_token names that organisation."""
+    async with world.platform.database.transaction() as session:
+        changed = await world.platform.identity.register_platform_client(
+            session, "medicus-messenger", "medicus Messenger", REDIRECT_URI, "openid profile"
+        )
+    assert changed
+    verifier = secrets.token_urlsafe(48)
+    browser = _browser(world, "dr.ab@klinikum-a.example")
+    browser.organisation = world.hospital_b
+    query = await _code(
+        world, browser, verifier, client_id="medicus-messenger", scope="openid profile"
+    )
+    status, tokens = await _token(
+        world,
+        grant_type="authorization_code",
+        code=query["code"],
+        redirect_uri=REDIRECT_URI,
+        client_id="medicus-messenger",
+        code_verifier=verifier,
+    )
+    assert status == 200, tokens
+    jwks = KeySet.import_key_set((await world.http.get("/oauth/jwks")).json())
+    claims = jwt.decode(str(tokens["id_token"]), jwks, algorithms=["ES256"]).claims
+    assert (claims["aud"], claims["org"]) == ("medicus-messenger", world.hospital_b)
+    info = (await world.http.get("/oauth/userinfo", headers=_bearer(tokens))).json()
+    assert info["sub"] == claims["sub"]
+    assert info["name"]
+
+
 async def test_redirect_uri_mismatch_is_shown_not_redirected(world: World) -> None:
     params = _authorize_params(
         world, secrets.token_urlsafe(48), redirect_uri="https://evil.example/cb"

@@ -118,12 +118,14 @@ class BrowserSessionRow(Base):
 
 class OAuthClientRow(Base):
     """A registered OAuth client: a public app (authorization code + PKCE) or a backend service
-    (client credentials, authenticated by `private_key_jwt` against its registered JWKS)."""
+    (client credentials, authenticated by `private_key_jwt` against its registered JWKS).
+    `organisation_id` is None for a public client of the platform itself (the messenger's
+    single sign-on), which any organisation's staff may use."""
 
     __tablename__ = "oauth_client"
 
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisation.id"))
+    organisation_id: Mapped[str | None] = mapped_column(ForeignKey("organisation.id"))
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(20))
     redirect_uris: Mapped[str] = mapped_column(Text, default="[]")

@@ -362,6 +362,7 @@ class OAuthService:
     async def _client_credentials(self, form: Mapping[str, str]) -> dict[str, Any]:
         async with self._database.transaction() as session:
             client = await self._authenticate(session, form, allow_public=False)
+            assert client.organisation_id is not None, "a backend service has an owner"
             requested = self._requested_scope(form.get("scope", ""))
             granted = _grantable(requested, parse_scopes(client.scope))
             if granted is None:

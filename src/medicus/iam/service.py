@@ -277,3 +277,48 @@ class IdentityService:
             ),
         )
         return client_id
+
+    async def register_platform_client(
+        self, session: AsyncSession, client_id: str, name: str, redirect_uri: str, scope: str
+    ) -> bool:
+        """Register (or bring up to date) a public client of the platform itself, with a fixed
+        id and no owner organisation; True when something changed. Called at each server
+        start: the redirect URI follows the public URL of the day, and two replicas starting
+        together agree (the second finds the first's row, or loses the insert and retries)."""
+        redirect_uris = orjson.dumps([redirect_uri]).decode()
+        scope = parse_scopes(scope, self._resource_types).to_string()
+        row = await token_repository.client(session, client_id)
+        if row is not None:
+            if row.organisation_id is not None:
+                raise AdministrationError(f"The client id {client_id} belongs to an organisation.")
+            if (row.name, row.redirect_uris, row.scope, row.active) == (
+                name,
+                redirect_uris,
+                scope,
+                True,
+            ):
+                return False
+            row.name, row.redirect_uris, row.scope, row.active = name, redirect_uris, scope, True
+        else:
+            await token_repository.add(
+                session,
+                OAuthClientRow(
+                    client_id=client_id,
+                    organisation_id=None,
+                    name=name,
+                    kind=ClientKind.PUBLIC,
+                    redirect_uris=redirect_uris,
+                    scope=scope,
+                    created_at=utc_now(),
+                ),
+            )
+        await self._audit.append(
+            session,
+            AuditRecord(
+                "iam.client.register",
+                "system:medicus",
+                target=f"client:{client_id}",
+                detail={"scope": scope, "redirect_uri": redirect_uri},
+            ),
+        )
+        return True

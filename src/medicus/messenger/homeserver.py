@@ -24,6 +24,12 @@ LOGIN_ISSUER = "medicus"
 """The issuer of login tokens (`iss`), the same whatever medicus's public URL is; the audience
 (`aud`) is the homeserver's name."""
 LOGIN_TOKEN_TYPE = "org.matrix.login.jwt"  # noqa: S105 (a login type's name)
+SIGN_ON_CLIENT_ID = "medicus-messenger"
+"""The OAuth client id under which Synapse signs users in with medicus (OpenID Connect): a
+public client of the platform itself, registered at every server start."""
+SIGN_ON_SCOPE = "openid profile"
+SIGN_ON_IDP = "medicus"
+"""Synapse's name of the identity provider: clients open `/login/sso/redirect/oidc-medicus`."""
 SYSTEM_LOCALPART = "medicus-system"
 """The account medicus itself uses for Synapse's admin API (locking, deactivating)."""
 
@@ -76,6 +82,11 @@ class Homeserver:
         if not matrix_id.startswith("@") or not separator or server != self.server_name:
             return None
         return localpart or None
+
+    @property
+    def sign_on_redirect_uri(self) -> str:
+        """Where medicus sends a signed-in user back to Synapse (through the Messenger-Proxy)."""
+        return f"{self.public_url}/_synapse/client/oidc/callback"
 
     @property
     def config_path(self) -> Path:
@@ -148,6 +159,7 @@ class Homeserver:
                 "audiences": [self.server_name],
                 "display_name_claim": "name",
             },
+            **self._sign_on(),
             # Medicus's own login tokens arrive at a high rate in load and tests; Synapse's
             # per-IP limits would count the proxy's one address for everybody.
             # Messages are deleted after the days of their kind of room: the Messenger-Proxy
@@ -169,6 +181,44 @@ class Homeserver:
                 "per_room": {"per_second": 1000, "burst_count": 1000},
                 "per_user": {"per_second": 1000, "burst_count": 1000},
             },
+        }
+
+    def _sign_on(self) -> dict[str, object]:
+        """Single sign-on for people's Matrix clients (Element and others): Synapse's own
+        OpenID Connect login against medicus as the provider. The Matrix ID is the medicus
+        user id (`sub`), as with login tokens, so both ways reach the same account; the
+        display name follows medicus at every login. Synapse exchanges the code, checks the
+        id_token and reads userinfo at medicus's public URL. The endpoints are given rather
+        than discovered, and the profile read from userinfo: otherwise Synapse fetches the
+        discovery document and the keys when it starts, before the medicus that starts it
+        listens, and logs that login "may be broken"."""
+        return {
+            "oidc_providers": [
+                {
+                    "idp_id": SIGN_ON_IDP,
+                    "idp_name": "medicus",
+                    "issuer": self.public_url,
+                    "discover": False,
+                    "authorization_endpoint": f"{self.public_url}/oauth/authorize",
+                    "token_endpoint": f"{self.public_url}/oauth/token",
+                    "jwks_uri": f"{self.public_url}/oauth/jwks",
+                    "userinfo_endpoint": f"{self.public_url}/oauth/userinfo",
+                    "user_profile_method": "userinfo_endpoint",
+                    "id_token_signing_alg_values_supported": ["ES256"],
+                    "client_id": SIGN_ON_CLIENT_ID,
+                    "client_auth_method": "none",
+                    "pkce_method": "always",
+                    "scopes": SIGN_ON_SCOPE.split(),
+                    "allow_existing_users": True,
+                    "user_mapping_provider": {
+                        "config": {
+                            "localpart_template": "{{ user.sub }}",
+                            "display_name_template": "{{ user.name }}",
+                        }
+                    },
+                }
+            ],
+            "sso": {"update_profile_information": True},
         }
 
     def _logging(self) -> dict[str, object]:

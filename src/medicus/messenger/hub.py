@@ -12,12 +12,14 @@ from medicus.core.clock import Clock
 from medicus.core.db import Database
 from medicus.fhir.router import FhirRouter
 from medicus.fhir.service import FhirService
+from medicus.iam.service import IdentityService
 from medicus.messenger.directory import Directory
 from medicus.messenger.forwarding import SynapseForwarder
 from medicus.messenger.homeserver import Homeserver
 from medicus.messenger.media import MessengerMedia
 from medicus.messenger.media_proxy import MediaRoutes
 from medicus.messenger.service import Messenger
+from medicus.messenger.sign_on import SignOnClient
 from medicus.messenger.synapse_admin import SynapseAdmin
 from medicus.messenger.upkeep import MessengerUpkeep
 from medicus.settings import Settings
@@ -35,12 +37,14 @@ class MessengerHub:
     forwarder: SynapseForwarder
     upkeep: MessengerUpkeep
     directory_hub: FhirRouter
+    sign_on: SignOnClient
 
 
 def build_messenger(
     settings: Settings,
     database: Database,
     audit: AuditTrail,
+    identity: IdentityService,
     http_client: httpx.AsyncClient,
     fhir: FhirService,
     directory_hub: FhirRouter,
@@ -59,4 +63,5 @@ def build_messenger(
     )
     upkeep = MessengerUpkeep(service, clock)
     forwarder = SynapseForwarder(homeserver.synapse_url)
-    return MessengerHub(service, media, forwarder, upkeep, directory_hub)
+    sign_on = SignOnClient(database, identity, homeserver)
+    return MessengerHub(service, media, forwarder, upkeep, directory_hub, sign_on)

@@ -35,8 +35,10 @@ from medicus.messenger.media_proxy import MediaRoutes, media_request
 from medicus.messenger.service import Messenger
 from medicus.settings import RoomKind
 
-_NOT_PASSED_ON = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto"}
-"""Request headers the proxy does not pass on (it sets the forwarded ones itself)."""
+_NOT_PASSED_ON = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto"}
+"""Request headers the proxy does not pass on (it sets the forwarded ones itself). The
+client's `Host` goes on, as Synapse asks of a reverse proxy: single sign-on compares it with
+the public base URL and otherwise redirects there, for ever."""
 _MAX_INSPECTED_BODY = 1024 * 1024
 """Bodies the proxy reads to decide (login, invitations): Matrix events are at most 64 KiB."""
 RETENTION = "m.room.retention"
