@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 STATIC_PREFIX = "/portal/static/"
@@ -36,17 +37,7 @@ class Assets:
     """The static files by their hashed names, and each file's hashed URL by its own name."""
 
     def __init__(self, folder: Path = _STATIC_DIR) -> None:
-        self._by_hashed_name: dict[str, Asset] = {}
-        self._urls: dict[str, str] = {}
-        for path in sorted(folder.rglob("*")):
-            if path.suffix not in _TYPES:
-                continue
-            content = path.read_bytes()
-            digest = hashlib.sha256(content).hexdigest()[:12]
-            name = path.relative_to(folder).as_posix()
-            hashed = f"{name.removesuffix(path.suffix)}.{digest}{path.suffix}"
-            self._by_hashed_name[hashed] = Asset(content, _TYPES[path.suffix])
-            self._urls[name] = STATIC_PREFIX + hashed
+        self._by_hashed_name, self._urls = _read(folder)
 
     def url(self, name: str) -> str:
         """The URL of static file `name` (as under `static/`, e.g. `portal.css`)."""
@@ -54,3 +45,21 @@ class Assets:
 
     def get(self, hashed_name: str) -> Asset | None:
         return self._by_hashed_name.get(hashed_name)
+
+
+@cache
+def _read(folder: Path) -> tuple[dict[str, Asset], dict[str, str]]:
+    """The files of `folder` by hashed name, and their URLs by name: read once per process
+    (the WebAssembly alone is 8 MB, and every app the process builds has its Assets)."""
+    by_hashed_name: dict[str, Asset] = {}
+    urls: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix not in _TYPES:
+            continue
+        content = path.read_bytes()
+        digest = hashlib.sha256(content).hexdigest()[:12]
+        name = path.relative_to(folder).as_posix()
+        hashed = f"{name.removesuffix(path.suffix)}.{digest}{path.suffix}"
+        by_hashed_name[hashed] = Asset(content, _TYPES[path.suffix])
+        urls[name] = STATIC_PREFIX + hashed
+    return by_hashed_name, urls
