@@ -169,11 +169,45 @@ async def test_the_session_route_needs_the_cookie_and_the_csrf_token(
         assert body["user_id"] == f"@{hospitals.ids[ALICE]}:{SERVER_NAME}"
         assert body["homeserver"] == hospitals.platform.settings.public_url
         login = {"type": LOGIN_TOKEN_TYPE, "token": body["token"]}
+        elsewhere = await alice.http.post(
+            "/_matrix/client/v3/login", json={**login, "device_id": "ANOTHER"}
+        )
+        assert elsewhere.status_code == 403, "the token logs in the portal's device only"
+        assert (await alice.http.post("/_matrix/client/v3/login", json=login)).status_code == 403
+        login["device_id"] = body["device_id"]
         logged_in = await alice.http.post("/_matrix/client/v3/login", json=login)
         assert logged_in.status_code == 200, logged_in.text
         assert logged_in.json()["user_id"] == body["user_id"]
+        assert logged_in.json()["device_id"] == body["device_id"]
         again = await alice.http.post("/_matrix/client/v3/login", json=login)
         assert again.status_code == 403, "a login token is good once"
+
+
+async def test_the_portal_device_is_logged_out_when_the_browser_session_ends(
+    hospitals: Hospitals,
+) -> None:
+    """Logging out of the portal on any page (here: the account page's form) ends the
+    Matrix session the messages page kept in another tab."""
+    messenger = hospitals.platform.messenger
+    assert messenger is not None
+    async with hospitals.browser_of(ALICE) as alice:
+        await alice.http.get("/portal/messages")
+        csrf = _csrf(alice)
+        body = (await alice.http.post(SESSION, headers={"X-CSRF-Token": csrf})).json()
+        login = {"type": LOGIN_TOKEN_TYPE, "token": body["token"], "device_id": body["device_id"]}
+        matrix = (await alice.http.post("/_matrix/client/v3/login", json=login)).json()
+        bearer = {"Authorization": f"Bearer {matrix['access_token']}"}
+        whoami = "/_matrix/client/v3/account/whoami"
+        assert (await alice.http.get(whoami, headers=bearer)).status_code == 200
+        assert await messenger.service.end_portal_devices() == 0, "the session is live"
+
+        logged_out = await alice.http.post("/logout", data={"csrf": csrf})
+        assert logged_out.status_code == 303
+        assert await messenger.service.end_portal_devices() == 1
+        refused = await alice.http.get(whoami, headers=bearer)
+        assert refused.status_code == 401
+        assert refused.json()["errcode"] == "M_UNKNOWN_TOKEN"
+        assert await messenger.service.end_portal_devices() == 0, "done once"
 
 
 async def test_the_search_finds_whom_the_user_may_reach(hospitals: Hospitals) -> None:

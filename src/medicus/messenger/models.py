@@ -24,8 +24,24 @@ class LoginTokenRow(Base):
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    device_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The only Matrix device the token may log in (a portal session's), or None: any."""
 
     __table_args__ = (Index("ix_messenger_login_token_expires", "expires_at"),)
+
+
+class PortalDeviceRow(Base):
+    """The Matrix device a portal login made: medicus logs it out in Synapse when the browser
+    session it belongs to ends (logout on any page, expiry, logout everywhere), so that the
+    access token the page kept stops working."""
+
+    __tablename__ = "messenger_portal_device"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    browser_session: Mapped[str] = mapped_column(String(64))
+    """The `id_hash` of the browser session."""
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class ListingRow(Base):

@@ -185,7 +185,10 @@ class MatrixProxy:
             )
         if rule == "login":
             if content.get("type") == LOGIN_TOKEN_TYPE:
-                refusal = await self._messenger.redeem_login(str(content.get("token") or ""))
+                device = content.get("device_id")
+                refusal = await self._messenger.redeem_login(
+                    str(content.get("token") or ""), device if isinstance(device, str) else None
+                )
                 if refusal is not None:
                     raise Refusal(403, "M_FORBIDDEN", refusal)
             return body

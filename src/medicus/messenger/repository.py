@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from medicus.iam.models import MembershipRow, OrganisationRow, UserRow
+from medicus.iam.models import BrowserSessionRow, MembershipRow, OrganisationRow, UserRow
 from medicus.iam.roles import Role
 from medicus.messenger.models import (
     AccountRow,
@@ -18,6 +18,7 @@ from medicus.messenger.models import (
     ListingRow,
     LoginTokenRow,
     MediaRow,
+    PortalDeviceRow,
     RoomSubjectRow,
     ServiceRow,
 )
@@ -200,9 +201,11 @@ async def add_login_token(session: AsyncSession, row: LoginTokenRow) -> None:
 
 
 async def redeem_login_token(
-    session: AsyncSession, jti: str, user_id: str, now: dt.datetime
+    session: AsyncSession, jti: str, user_id: str, device_id: str | None, now: dt.datetime
 ) -> bool:
-    """Mark the token used, if it is this user's, unused and unexpired: True if it was."""
+    """Mark the token used, if it is this user's, unused, unexpired and either for any device
+    or for `device_id`: True if it was."""
+    any_device = LoginTokenRow.device_id.is_(None)
     redeemed = await session.execute(
         update(LoginTokenRow)
         .where(
@@ -210,10 +213,37 @@ async def redeem_login_token(
             LoginTokenRow.user_id == user_id,
             LoginTokenRow.used_at.is_(None),
             LoginTokenRow.expires_at > now,
+            any_device
+            if device_id is None
+            else any_device | (LoginTokenRow.device_id == device_id),
         )
         .values(used_at=now)
     )
     return getattr(redeemed, "rowcount", 0) == 1
+
+
+async def add_portal_device(session: AsyncSession, row: PortalDeviceRow) -> None:
+    session.add(row)
+
+
+async def portal_devices_of_ended_sessions(
+    session: AsyncSession, now: dt.datetime
+) -> Sequence[tuple[str, str]]:
+    """(device id, user id) of the portal's Matrix devices whose browser session has ended:
+    logged out, revoked, expired or gone."""
+    live = exists().where(
+        BrowserSessionRow.id_hash == PortalDeviceRow.browser_session,
+        BrowserSessionRow.revoked.is_(False),
+        BrowserSessionRow.expires_at > now,
+    )
+    found = await session.execute(
+        select(PortalDeviceRow.device_id, PortalDeviceRow.user_id).where(~live)
+    )
+    return [(device_id, user_id) for device_id, user_id in found.all()]
+
+
+async def forget_portal_device(session: AsyncSession, device_id: str) -> None:
+    await session.execute(delete(PortalDeviceRow).where(PortalDeviceRow.device_id == device_id))
 
 
 async def forget_login_tokens(session: AsyncSession, before: dt.datetime) -> None:

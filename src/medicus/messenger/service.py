@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from medicus.messenger.homeserver import (
     Homeserver,
     login_signing_key,
 )
-from medicus.messenger.models import LoginTokenRow, RoomSubjectRow, ServiceRow
+from medicus.messenger.models import LoginTokenRow, PortalDeviceRow, RoomSubjectRow, ServiceRow
 from medicus.messenger.rules import InviteFacts, Person, invite_refusal
 from medicus.messenger.synapse_admin import SynapseAdmin, SynapseUnavailable
 
@@ -50,6 +51,8 @@ class IssuedLogin:
     token: str
     matrix_id: str
     expires_in: int
+    device_id: str | None = None
+    """The device the token must log in, for a portal session's token."""
 
 
 def _system(action: str, target: str, detail: dict[str, str] | None = None) -> AuditRecord:
@@ -77,9 +80,13 @@ class Messenger:
         self._public_key = ECKey.import_key(login_signing_key(platform_secret).public_key())
         self._clock = clock
 
-    async def issue_login(self, caller: Principal) -> IssuedLogin:
+    async def issue_login(
+        self, caller: Principal, browser_session: str | None = None
+    ) -> IssuedLogin:
         """A login token for the caller's Matrix account (made on its first use): staff only,
-        good once, for a minute."""
+        good once, for a minute. For a portal page (`browser_session`: its `id_hash`) the
+        token logs in one device of medicus's choosing only, which is logged out when that
+        browser session ends (`end_portal_devices`)."""
         if caller.kind != "user" or caller.role not in _STAFF:
             raise ApiError(403, "Only staff of an organisation use the messenger.")
         if not _LOCALPART.match(caller.subject) or caller.subject == SYSTEM_LOCALPART:
@@ -87,6 +94,7 @@ class Messenger:
         now = self._clock()
         jti = uuid.uuid4().hex
         matrix_id = self.homeserver.matrix_id(caller.subject)
+        device_id = None if browser_session is None else f"PORTAL{secrets.token_hex(5).upper()}"
         async with self._database.transaction() as session:
             name = await repository.display_name(session, caller.subject)
             if name is None or not await repository.staff_organisations(session, caller.subject):
@@ -94,18 +102,45 @@ class Messenger:
             expires = now + dt.timedelta(seconds=LOGIN_TOKEN_SECONDS)
             await repository.add_login_token(
                 session,
-                LoginTokenRow(jti=jti, user_id=caller.subject, issued_at=now, expires_at=expires),
+                LoginTokenRow(
+                    jti=jti,
+                    user_id=caller.subject,
+                    issued_at=now,
+                    expires_at=expires,
+                    device_id=device_id,
+                ),
             )
+            if browser_session is not None and device_id is not None:
+                await repository.add_portal_device(
+                    session,
+                    PortalDeviceRow(
+                        device_id=device_id,
+                        user_id=caller.subject,
+                        browser_session=browser_session,
+                        created_at=now,
+                    ),
+                )
             await repository.ensure_account(session, caller.subject, matrix_id, now)
             await self._audit.append(session, audited(caller, "messenger.login.issue", matrix_id))
         token = self._synapse.signed_login_token(caller.subject, name, jti, LOGIN_TOKEN_SECONDS)
-        return IssuedLogin(token, matrix_id, LOGIN_TOKEN_SECONDS)
+        return IssuedLogin(token, matrix_id, LOGIN_TOKEN_SECONDS, device_id)
 
-    async def redeem_login(self, token: str) -> str | None:
+    async def end_portal_devices(self) -> int:
+        """Log out the portal's Matrix devices whose browser session has ended; how many."""
+        async with self._database.snapshot() as session:
+            ended = await repository.portal_devices_of_ended_sessions(session, self._clock())
+        for device_id, user_id in ended:
+            await self._synapse.log_out_device(self.homeserver.matrix_id(user_id), device_id)
+            async with self._database.transaction() as session:
+                await repository.forget_portal_device(session, device_id)
+        return len(ended)
+
+    async def redeem_login(self, token: str, device_id: str | None = None) -> str | None:
         """Check a login token on its way to Synapse and use it up: None if it may pass, else
         why not. Stricter than Synapse: medicus's signature, issuer and audience, an expiry
-        that has not passed (no leeway), and a token id medicus issued to that user and never
-        saw redeemed."""
+        that has not passed (no leeway), a token id medicus issued to that user and never saw
+        redeemed, and the device the token is for, if it is for one (`device_id`: the one
+        the login asks for)."""
         now = self._clock()
         claims = self._claims(token)
         if claims is None:
@@ -116,7 +151,7 @@ class Messenger:
         if not isinstance(expires, int) or expires <= now.timestamp():
             return "The login token has expired."
         async with self._database.transaction() as session:
-            redeemed = await repository.redeem_login_token(session, jti, subject, now)
+            redeemed = await repository.redeem_login_token(session, jti, subject, device_id, now)
             outcome = Outcome.SUCCESS if redeemed else Outcome.DENIED
             matrix_id = self.homeserver.matrix_id(subject)
             await self._audit.append(

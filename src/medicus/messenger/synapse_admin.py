@@ -77,6 +77,12 @@ class SynapseAdmin:
             if ids:
                 await self._admin("POST", f"{path}/delete_devices", {"devices": ids})
 
+    async def log_out_device(self, matrix_id: str, device_id: str) -> None:
+        """Delete one device of an account: its access tokens stop working (a device that is
+        gone already is fine)."""
+        user, device = quote(matrix_id, safe=""), quote(device_id, safe="")
+        await self._admin_answer("DELETE", f"{_ADMIN}/v2/users/{user}/devices/{device}")
+
     async def deactivate(self, matrix_id: str) -> None:
         """Deactivate an account for good and erase what it sent (Synapse's GDPR erasure):
         its sessions end, it cannot log in again, its messages are hidden from later joiners."""

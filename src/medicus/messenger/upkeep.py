@@ -1,5 +1,6 @@
 """The messenger's loop beside the requests: Synapse's account locks follow medicus's
-memberships (a suspended user's sessions end within a round), and used login tokens are
+memberships (a suspended user's sessions end within a round), the portal's Matrix devices
+are logged out when their browser sessions end (within a round), and used login tokens are
 forgotten after a day."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class MessengerUpkeep(ServerLoop):
         while not self.stopping:
             try:
                 await self._messenger.align_accounts()
+                await self._messenger.end_portal_devices()
                 await self._messenger.forget_old_login_tokens(self._clock())
             except Exception:  # a round that fails is tried again; the loop must go on
                 _log.exception("messenger upkeep round failed")

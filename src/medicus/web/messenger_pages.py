@@ -50,9 +50,10 @@ class PortalMessenger:
         return self._messenger.homeserver.matrix_id(user.principal.subject)
 
     async def session(self, user: PortalUser) -> IssuedLogin:
-        """A login token for the user's Matrix account (staff only, good once, a minute)."""
+        """A login token for the user's Matrix account (staff only, good once, a minute), for
+        a device of its own that is logged out when this browser session ends."""
         staff(user)
-        return await self._messenger.issue_login(user.principal)
+        return await self._messenger.issue_login(user.principal, user.login.id_hash)
 
     async def contacts(self, user: PortalUser, words: str) -> list[Contact]:
         """Whom the user may invite, by name or e-mail address (empty words: the first ones

@@ -4,13 +4,15 @@ Matrix client), the route that gives the page its Matrix session, and the search
 user may reach. The page's script (`static/messenger.js`, matrix-js-sdk) talks Matrix to the
 Messenger-Proxy at `/_matrix` on the same origin with the session's access token.
 
-`POST /portal/messages/session` answers JSON `{token, user_id, homeserver, expires_in}`: a
-login token for the user of the session cookie, which needs the page's CSRF token in
-`X-CSRF-Token` (double submit with identity's cookie, as the portal's uploads do): another
-site's page cannot log a user's browser in to Matrix. Without a finished login: 401; without
-the token: 403 (problem+json). With the messenger off every route here is a 404, and the
-navigation has no "Messages" (`navigation_marks`). The page's Content-Security-Policy allows
-compiling WebAssembly (`allow_webassembly`), which no other page's does."""
+`POST /portal/messages/session` answers JSON `{token, user_id, homeserver, expires_in,
+device_id}`: a login token for the user of the session cookie, good for that one Matrix
+device only (medicus logs it out when the browser session ends), which needs the page's CSRF
+token in `X-CSRF-Token` (double submit with identity's cookie, as the portal's uploads do):
+another site's page cannot log a user's browser in to Matrix. Without a finished login:
+401; without the token: 403 (problem+json). With the messenger off every route here is a
+404, and the navigation has no "Messages" (`navigation_marks`). The page's
+Content-Security-Policy allows compiling WebAssembly (`allow_webassembly`), which no other
+page's does."""
 
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ def build_messenger_router(
             "user_id": issued.matrix_id,
             "homeserver": found.homeserver_url,
             "expires_in": issued.expires_in,
+            "device_id": issued.device_id,
         }
         return JSONResponse(body, headers=_NOT_STORED)
 

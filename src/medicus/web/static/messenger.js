@@ -6,7 +6,9 @@
    the page's CSRF token in X-CSRF-Token) and logs in at /_matrix/client/v3/login with it;
    the access token stays in sessionStorage (this tab only, gone with it), is checked on the
    next page load (whoami) and used again while it works. A stored session of another user
-   is logged out first. Logging out of the portal logs this session out of Matrix too.
+   is logged out first. Logging out of the portal logs this session out of Matrix too; the
+   token logs in only the device the portal names (grant.device_id), which medicus logs out
+   in Synapse when the browser session ends, whichever page it ends on.
 
    Rooms: joined ones and invitations (accepted with a button), newest activity first; the
    chosen room's timeline shows its text and file messages, newest at the bottom. Files go
@@ -197,6 +199,7 @@
       body: JSON.stringify({
         type: "org.matrix.login.jwt",
         token: grant.token,
+        device_id: grant.device_id,
         initial_device_display_name: "medicus portal"
       })
     });
