@@ -239,6 +239,7 @@ def test_two_hospitals_chat_and_send_a_file(
     assert httpx.get(whoami, headers=headers).status_code == 200
     assert errors == [], errors
     a.get_by_role("button", name=t("Log out")).click()
+    a.wait_for_url(lambda url: not url.endswith("/portal/messages"))  # after the keys went
     a.wait_for_load_state()
     deadline = time.monotonic() + 10
     while httpx.get(whoami, headers=headers).status_code == 200:
