@@ -179,21 +179,38 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture(scope="session")
 def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
     """A real Synapse on a free loopback port for the whole session, configured and started
-    by medicus's own code for the tests' platform secret (tests/support/messenger.py)."""
+    by medicus's own code for the tests' platform secret (tests/support/messenger.py); in the
+    PostgreSQL run on PostgreSQL (`MEDICUS_MESSENGER_DATABASE_URL`), else on SQLite."""
     from medicus.messenger import synapse_process
     from tests.support.messenger import SECRET, SERVER_NAME
     from tests.support.served import free_port
 
+    database = f"medicus_test_synapse_{uuid.uuid4().hex[:12]}" if POSTGRES_ADMIN_URL else None
+    if database is not None:
+        # Synapse insists on C collation (its text ordering); a database of its own.
+        asyncio.run(
+            _postgres(
+                f"CREATE DATABASE \"{database}\" TEMPLATE template0 ENCODING 'UTF8' "
+                "LC_COLLATE 'C' LC_CTYPE 'C'"
+            )
+        )
     homeserver = Homeserver(
         server_name=SERVER_NAME,
         synapse_url=f"http://127.0.0.1:{free_port()}",
         public_url="http://medicus.test",
         max_upload_bytes=600 * 1024 * 1024,
         directory=tmp_path_factory.mktemp("synapse"),
+        database_url=""
+        if database is None
+        else make_url(_admin_url())
+        .set(drivername="postgresql", database=database)
+        .render_as_string(hide_password=False),
     )
     synapse_process.start(homeserver, SECRET.encode(), with_parent=True)
     yield homeserver
     synapse_process.stop(homeserver)
+    if database is not None:
+        asyncio.run(_drop_databases([database]))
 
 
 @pytest.fixture

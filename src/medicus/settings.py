@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     messenger_synapse_url: str = "http://127.0.0.1:8008"
     messenger_server_name: str = ""
     messenger_max_upload_mb: int = Field(default=2000, ge=1, le=2047)
+    # The managed Synapse's database: empty for SQLite under the data directory, or a
+    # PostgreSQL URL (postgresql://user:password@host:5432/synapse; a database of its own,
+    # created with C collation, as Synapse requires).
+    messenger_database_url: str = ""
     # Days until Synapse deletes a message, by the kind of room (docs/messenger.md).
     messenger_retention_days: dict[RoomKind, int] = Field(
         default_factory=lambda: dict(DEFAULT_RETENTION_DAYS)
@@ -127,6 +131,13 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: str) -> str:
         return _async_driver_url(value) if value else value
+
+    @field_validator("messenger_database_url")
+    @classmethod
+    def _messenger_database_url(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("it must be a PostgreSQL URL, as in postgresql://synapse@db/synapse")
+        return value
 
     @field_validator("public_url")
     @classmethod

@@ -1,9 +1,13 @@
 """One real Synapse for the whole test session, started by medicus's own code (as `medicus
-serve` starts it), and settings of a medicus in front of it."""
+serve` starts it; on PostgreSQL in the PostgreSQL run), settings of a medicus in front of it,
+and a look into its database."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+
+import psycopg2
 
 from medicus.messenger.homeserver import Homeserver
 from medicus.settings import Settings
@@ -30,3 +34,19 @@ def messenger_settings(
             **overrides,
         },
     )
+
+
+def synapse_database_holds(homeserver: Homeserver, text: str) -> bool:
+    """Whether Synapse's database holds `text`: anywhere in its SQLite files, or in the JSON
+    of its events on PostgreSQL (where a message's content would be)."""
+    if not homeserver.database_url:
+        files = list(homeserver.directory.glob("homeserver.db*"))
+        assert files, "Synapse's SQLite database"
+        return any(text.encode() in file.read_bytes() for file in files)
+    with (
+        contextlib.closing(psycopg2.connect(homeserver.database_url)) as connection,
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT count(*) FROM event_json WHERE json LIKE %s", (f"%{text}%",))
+        found = cursor.fetchone()
+    return bool(found and found[0])

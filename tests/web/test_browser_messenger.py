@@ -36,7 +36,7 @@ from medicus.platform import build_platform
 from medicus.settings import Settings
 from tests.conftest import DatabaseFactory, register_organisation
 from tests.messenger.test_attachments import _files_containing
-from tests.support.messenger import messenger_settings
+from tests.support.messenger import messenger_settings, synapse_database_holds
 from tests.support.served import free_port, serving
 from tests.web.test_browser import (  # noqa: F401 (fixtures used by name)
     Authenticator,
@@ -77,8 +77,7 @@ class MessengerServer:
     """By language: (the university's physician, the district hospital's physician)."""
     objects: Path
     """Storage's objects (the attachments)."""
-    synapse: Path
-    """Synapse's directory (its database)."""
+    synapse: Homeserver
 
 
 async def _set_up(settings: Settings) -> dict[str, tuple[Person, Person]]:
@@ -128,7 +127,7 @@ def messenger_server(
     )
     people = asyncio.run(_set_up(settings))
     with serving(settings, port, graceful_seconds=1) as base_url:
-        yield MessengerServer(base_url, people, settings.data_dir / "objects", synapse.directory)
+        yield MessengerServer(base_url, people, settings.data_dir / "objects", synapse)
 
 
 @pytest.fixture(scope="module")
@@ -280,10 +279,8 @@ def _only_ciphertext(
     assert any(e["type"] == "m.room.encryption" for e in answer.json().get("state", events))
     for plain in ("CT-Bilder", "Befund", "Danke", "Müller", "M\\u00fcller"):
         assert plain not in answer.text, plain
-    database = list(server.synapse.glob("homeserver.db*"))
-    assert database, "Synapse's SQLite database"
-    for plain in (b"CT-Bilder", b"Befund kommt", b"Danke, ist angekommen"):
-        assert not [p for p in database if plain in p.read_bytes()], plain
+    for plain in ("CT-Bilder", "Befund kommt", "Danke, ist angekommen"):
+        assert not synapse_database_holds(server.synapse, plain), plain
     media, media_id = content_uri.removeprefix("mxc://").split("/")
     served = httpx.get(
         f"{server.base_url}/_matrix/client/v1/media/download/{media}/{media_id}",

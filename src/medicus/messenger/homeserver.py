@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import orjson
 from cryptography.hazmat.primitives import hashes, serialization
@@ -60,6 +60,8 @@ class Homeserver:
     directory: Path
     retention_days: Mapping[RoomKind, int] = field(default_factory=lambda: DEFAULT_RETENTION_DAYS)
     """Days until messages are deleted, by kind of room: "direct", "group", "case"."""
+    database_url: str = ""
+    """Synapse's PostgreSQL database (empty: SQLite in `directory`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Homeserver:
@@ -70,6 +72,7 @@ class Homeserver:
             max_upload_bytes=settings.messenger_max_upload_mb * 1024 * 1024,
             directory=settings.data_dir / "messenger",
             retention_days={**DEFAULT_RETENTION_DAYS, **settings.messenger_retention_days},
+            database_url=settings.messenger_database_url,
         )
 
     def matrix_id(self, user_id: str) -> str:
@@ -129,10 +132,7 @@ class Homeserver:
                     "resources": [{"names": ["client"], "compress": False}],
                 }
             ],
-            "database": {
-                "name": "sqlite3",
-                "args": {"database": str(self.directory / "homeserver.db")},
-            },
+            "database": self._database(),
             "log_config": str(log_config),
             "media_store_path": str(self.directory / "media"),
             "max_upload_size": self.max_upload_bytes,
@@ -182,6 +182,25 @@ class Homeserver:
                 "per_user": {"per_second": 1000, "burst_count": 1000},
             },
         }
+
+    def _database(self) -> dict[str, object]:
+        """SQLite beside the configuration, or PostgreSQL through psycopg2 (Synapse's
+        driver) with a connection pool of 5 to 10."""
+        if not self.database_url:
+            return {"name": "sqlite3", "args": {"database": str(self.directory / "homeserver.db")}}
+        url = urlsplit(self.database_url)
+        args: dict[str, object] = {
+            "dbname": unquote(url.path.lstrip("/")),
+            "host": url.hostname or "127.0.0.1",
+            "port": url.port or 5432,
+            "cp_min": 5,
+            "cp_max": 10,
+        }
+        if url.username:
+            args["user"] = unquote(url.username)
+        if url.password:
+            args["password"] = unquote(url.password)
+        return {"name": "psycopg2", "args": args}
 
     def _sign_on(self) -> dict[str, object]:
         """Single sign-on for people's Matrix clients (Element and others): Synapse's own
