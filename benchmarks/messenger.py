@@ -54,6 +54,11 @@ ALICE = "dr.berg@uk-nordstadt.example"
 BOB = "dr.koch@kkh-suedheim.example"
 """The receiver: a physician of the district hospital, listed in the directory by its admin."""
 BOB_ADMIN = "admin@kkh-suedheim.example"
+DIRECT_SENDER = "dr.yilmaz@uk-nordstadt.example"
+DIRECT_RECEIVER = "pfleger.lang@uk-nordstadt.example"
+"""The diagnostic side's two people (medicus's Synapse without the proxy): others than Alice
+and Bob, whose syncs would otherwise also walk that side's room (measured: +20 % Synapse CPU
+per message, wrongly put down to medicus's Synapse configuration)."""
 GOAL_PERCENT = 10.0
 """The issue's goal: medicus adds at most this much to each number."""
 IN_FLIGHT = 20
@@ -340,17 +345,15 @@ async def _prepare_medicus(url: str, data_dir: Path, synapse_url: str) -> Side:
         assert platform.messenger is not None
         ids: dict[str, tuple[str, str]] = {}
         async with platform.database.snapshot() as session:
-            for email in (ALICE, BOB, BOB_ADMIN):
+            for email in (ALICE, BOB, BOB_ADMIN, DIRECT_SENDER, DIRECT_RECEIVER):
                 user = await repository.user_by_email(session, email)
                 assert user is not None, email
                 (_membership, organisation), *_ = await repository.memberships_of(session, user.id)
                 ids[email] = (user.id, organisation.id)
         for _user, organisation_id in (ids[ALICE], ids[BOB]):
             await platform.messenger.service.federate(organisation_id, True, "benchmark")
-        bearers = {
-            email: await demo_token(platform, email, scope)
-            for email, scope in ((ALICE, "openid"), (BOB, "openid"), (BOB_ADMIN, "openid admin"))
-        }
+        scopes = {email: "openid" for email in ids} | {BOB_ADMIN: "openid admin"}
+        bearers = {email: await demo_token(platform, email, scopes[email]) for email in ids}
     finally:
         await platform.close()
     bob_id, bob_organisation = ids[BOB]
@@ -362,7 +365,8 @@ async def _prepare_medicus(url: str, data_dir: Path, synapse_url: str) -> Side:
         )
     assert listed.status_code == 204, listed.text
     matrix_ids = {ids[email][0]: f"@{ids[email][0]}:{MEDICUS_SERVER_NAME}" for email in ids}
-    medicus_bearer = {matrix_ids[ids[email][0]]: bearers[email] for email in (ALICE, BOB)}
+    people = (ALICE, BOB, DIRECT_SENDER, DIRECT_RECEIVER)
+    medicus_bearer = {matrix_ids[ids[email][0]]: bearers[email] for email in people}
 
     async def login(http: httpx.AsyncClient, user: User) -> str:
         """A login token from medicus, redeemed at medicus's `/_matrix` (the proxy)."""
@@ -385,6 +389,8 @@ async def _prepare_medicus(url: str, data_dir: Path, synapse_url: str) -> Side:
             "users": "two physicians of two organisations (Universitätsklinikum Nordstadt → "
             "Kreiskrankenhaus Südheim), both on the federation list, the invitee listed in "
             "the directory; logins with login tokens from medicus",
+            "direct_sender": matrix_ids[ids[DIRECT_SENDER][0]],
+            "direct_receiver": matrix_ids[ids[DIRECT_RECEIVER][0]],
         },
     )
 
@@ -463,14 +469,15 @@ def synapse_side(folder: Path, max_upload_bytes: int) -> Iterator[Side]:
 def direct(medicus: Side) -> Side:
     """The Synapse medicus manages, addressed without the Messenger-Proxy (a diagnostic: what
     the proxy costs, apart from the two Synapses' configurations): login tokens from medicus,
-    redeemed by Synapse alone."""
+    redeemed by Synapse alone. Two other people than the medicus side's, in a room of their
+    own."""
     return Side(
         "medicus_synapse_direct",
         medicus.notes["synapse_url"],
-        User(medicus.alice.user_id),
-        User(medicus.bob.user_id),
+        User(medicus.notes["direct_sender"]),
+        User(medicus.notes["direct_receiver"]),
         medicus.login,
-        notes={"users": "medicus's, clients at its Synapse's own port (no proxy)"},
+        notes={"users": "two other people of medicus's, clients at its Synapse's own port"},
         pids=medicus.pids,
     )
 
