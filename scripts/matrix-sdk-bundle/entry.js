@@ -17,4 +17,8 @@ export {
 // bundle does not have: the page calls initAsync with the vendored .wasm's own URL first (the
 // loader loads once, so matrix-js-sdk's later call finds it loaded).
 export { initAsync as initCryptoWasm } from "@matrix-org/matrix-sdk-crypto-wasm";
+// The Rust crypto's key backup waits up to `maxBackupLoopStartDelayMillis` (10 s) before it
+// uploads new room keys: the page shortens the wait (a key read just before logging out of the
+// portal would otherwise be lost to the next login's device).
+export { RustBackupManager } from "matrix-js-sdk/lib/rust-crypto/backup.js";
 export { encryptAttachment, decryptAttachment } from "matrix-encrypt-attachment";

@@ -264,7 +264,7 @@ def build_platform(settings: Settings, clock: Clock = utc_now) -> Platform:
         ),
         collab=collab,
         messenger=_messenger(
-            settings, database, audit, identity, http_client, fhir, storage, clock
+            settings, database, audit, identity, http_client, fhir, storage, clock, box
         ),
     )
 
@@ -278,10 +278,11 @@ def _messenger(
     fhir: FhirHub,
     storage: ObjectStore,
     clock: Clock,
+    box: SecretBox,
 ) -> MessengerHub | None:
     directory_hub = fhir.router_at(f"{settings.public_url}/directory/fhir")
     return build_messenger(
-        settings, database, audit, identity, http, fhir.service, directory_hub, storage, clock
+        settings, database, audit, identity, http, fhir.service, directory_hub, storage, clock, box
     )
 
 

@@ -5,11 +5,13 @@ is on (else the page is the 404 page), the session route that gives the page a M
 token (refused without the session cookie or the page's CSRF token; the token logs in at the
 Messenger-Proxy once), the page's Content-Security-Policy (compiling WebAssembly, for the Rust
 crypto, allowed there and on no other page) and the crypto's .wasm served as
-application/wasm, and the search of whom the user may reach (colleagues, and people listed
-by another organisation on the federation list: nobody else)."""
+application/wasm, the search of whom the user may reach (colleagues, and people listed
+by another organisation on the federation list: nobody else), and the backup key medicus keeps
+for each user (their own only, encrypted at rest, audited without the key, bad input 422)."""
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +31,7 @@ from medicus.platform import Platform, build_platform
 from tests.conftest import register_organisation
 from tests.iam.browser import Browser
 from tests.iam.conftest import PASSWORD, add_user
+from tests.support.database import rows
 from tests.support.messenger import SERVER_NAME, messenger_settings
 from tests.web.conftest import Ward
 
@@ -39,6 +42,7 @@ BERTA = "berta@klinikum-b.example"
 DAVE = "dave@klinikum-c.example"
 PATIENT = "paula@example.org"
 SESSION = "/portal/messages/session"
+BACKUP_KEY = "/portal/messages/backup-key"
 
 
 @dataclass
@@ -144,6 +148,10 @@ async def test_a_patient_has_no_messages(hospitals: Hospitals) -> None:
         assert page.status_code == 403
         token = await patient.http.post(SESSION, headers={"X-CSRF-Token": _csrf(patient)})
         assert token.status_code == 403
+        assert (await patient.http.get(BACKUP_KEY)).status_code == 403
+        key = {"version": "1", "key": base64.b64encode(bytes(32)).decode()}
+        put = await patient.http.put(BACKUP_KEY, json=key, headers={"X-CSRF-Token": _csrf(patient)})
+        assert put.status_code == 403
 
 
 async def test_the_session_route_needs_the_cookie_and_the_csrf_token(
@@ -208,6 +216,79 @@ async def test_the_portal_device_is_logged_out_when_the_browser_session_ends(
         assert refused.status_code == 401
         assert refused.json()["errcode"] == "M_UNKNOWN_TOKEN"
         assert await messenger.service.end_portal_devices() == 0, "done once"
+
+
+async def test_medicus_keeps_each_users_own_backup_key(hospitals: Hospitals) -> None:
+    """The decryption key of the user's room-key backup: none at first, kept encrypted with the
+    platform's key, given back to that user alone; both ways audited, without the key."""
+    key = bytes(range(7, 39))
+    sent = {"version": "12", "key": base64.b64encode(key).decode()}
+    async with hospitals.browser_of(ALICE) as alice:
+        await alice.http.get("/portal/messages")
+        csrf = {"X-CSRF-Token": _csrf(alice)}
+        none = await alice.http.get(BACKUP_KEY)
+        assert none.status_code == 404
+        assert none.headers["content-type"].startswith("application/problem+json")
+        assert (await alice.http.put(BACKUP_KEY, json=sent)).status_code == 403, "no CSRF token"
+        bad_bodies: list[bytes | dict[str, object]] = [
+            b"not json",
+            b"\xff\xfe",
+            {"version": 12, "key": sent["key"]},
+            {"version": "12"},
+            {"version": "12", "key": "not base64!"},
+            {"version": "12", "key": base64.b64encode(key[:31]).decode()},
+            {"version": "12", "key": base64.b64encode(key * 2).decode()},
+            {"version": "x" * 65, "key": sent["key"]},
+            {"version": "1 2", "key": sent["key"]},
+            {"version": "", "key": sent["key"]},
+        ]
+        for bad in bad_bodies:
+            body = {"content": bad} if isinstance(bad, bytes) else {"json": bad}
+            refused = await alice.http.put(BACKUP_KEY, headers=csrf, **body)  # type: ignore[arg-type]
+            assert refused.status_code == 422, (bad, refused.text)
+            assert refused.headers["content-type"].startswith("application/problem+json")
+        assert (await alice.http.put(BACKUP_KEY, json=[1], headers=csrf)).status_code == 422
+        kept = await alice.http.put(BACKUP_KEY, json=sent, headers=csrf)
+        assert kept.status_code == 204, kept.text
+        assert kept.headers["cache-control"] == "no-store"
+        read = await alice.http.get(BACKUP_KEY)
+        assert read.status_code == 200
+        assert read.headers["cache-control"] == "no-store"
+        assert read.json() == sent
+        alice.http.cookies.delete(CSRF_COOKIE)
+        assert (await alice.http.put(BACKUP_KEY, json=sent, headers=csrf)).status_code == 403
+    transport = httpx.ASGITransport(app=create_app(hospitals.platform.settings, hospitals.platform))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as anonymous:
+        assert (await anonymous.get(BACKUP_KEY)).status_code == 401
+        anonymous.cookies.set(CSRF_COOKIE, "x")
+        refused = await anonymous.put(BACKUP_KEY, json=sent, headers={"X-CSRF-Token": "x"})
+        assert refused.status_code == 401
+    async with hospitals.browser_of(CAROL) as carol:
+        assert (await carol.http.get(BACKUP_KEY)).status_code == 404, "her own: none"
+
+    platform = hospitals.platform
+    [(version, sealed)] = await rows(
+        platform,
+        "SELECT version, sealed_key FROM messenger_backup_key WHERE user_id = :u",
+        u=hospitals.ids[ALICE],
+    )
+    assert version == "12"
+    assert sent["key"] not in sealed, "encrypted at rest"
+    assert key.hex() not in sealed
+    assert base64.urlsafe_b64encode(key).decode().rstrip("=") not in sealed
+    await platform.audit.seal_all()
+    audit = await rows(
+        platform,
+        "SELECT action, actor, target, detail FROM audit_entry "
+        "WHERE action LIKE 'messenger.backup_key.%' ORDER BY seq",
+    )
+    expected = [("read", ALICE), ("write", ALICE), ("read", ALICE), ("read", CAROL)]
+    assert [(action, actor) for action, actor, _, _ in audit] == [
+        (f"messenger.backup_key.{what}", f"user:{hospitals.ids[who]}") for what, who in expected
+    ]
+    for _, _, _, detail in audit:
+        assert sent["key"] not in detail, "no key in the trail"
+        assert key.hex() not in detail
 
 
 async def test_the_search_finds_whom_the_user_may_reach(hospitals: Hospitals) -> None:

@@ -9,6 +9,7 @@ import httpx
 
 from medicus.audit.service import AuditTrail
 from medicus.core.clock import Clock
+from medicus.core.crypto import SecretBox
 from medicus.core.db import Database
 from medicus.fhir.router import FhirRouter
 from medicus.fhir.service import FhirService
@@ -50,6 +51,7 @@ def build_messenger(
     directory_hub: FhirRouter,
     storage: ObjectStore,
     clock: Clock,
+    box: SecretBox,
 ) -> MessengerHub | None:
     if settings.messenger == "off":
         return None
@@ -57,7 +59,7 @@ def build_messenger(
     secret = settings.effective_secret_key()
     synapse = SynapseAdmin(homeserver, secret, http_client)
     directory = Directory(database, fhir, homeserver)
-    service = Messenger(database, audit, homeserver, synapse, directory, fhir, secret, clock)
+    service = Messenger(database, audit, homeserver, synapse, directory, fhir, secret, box, clock)
     media = MediaRoutes(
         MessengerMedia(database, storage, audit, homeserver, clock), homeserver.max_upload_bytes
     )

@@ -44,6 +44,22 @@ class PortalDeviceRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
+class BackupKeyRow(Base):
+    """The decryption key of a user's server-side room-key backup (Matrix's
+    `m.megolm_backup.v1.curve25519-aes-sha2`), which medicus keeps for the user's portal
+    sessions: each new portal device restores the earlier messages' keys with it. Encrypted
+    with the platform's key (`SecretBox`, bound to the user); never leaves medicus but to the
+    user's own portal session."""
+
+    __tablename__ = "messenger_backup_key"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    """The backup version (Synapse's `/room_keys/version`) the key opens."""
+    sealed_key: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class ListingRow(Base):
     """A member whom their organisation lists in the directory: reachable from other
     organisations."""

@@ -13,6 +13,7 @@ from medicus.iam.models import BrowserSessionRow, MembershipRow, OrganisationRow
 from medicus.iam.roles import Role
 from medicus.messenger.models import (
     AccountRow,
+    BackupKeyRow,
     ContactRuleRow,
     FederationRow,
     ListingRow,
@@ -244,6 +245,18 @@ async def portal_devices_of_ended_sessions(
 
 async def forget_portal_device(session: AsyncSession, device_id: str) -> None:
     await session.execute(delete(PortalDeviceRow).where(PortalDeviceRow.device_id == device_id))
+
+
+async def backup_key(session: AsyncSession, user_id: str) -> BackupKeyRow | None:
+    return await session.get(BackupKeyRow, user_id)
+
+
+async def put_backup_key(
+    session: AsyncSession, user_id: str, version: str, sealed_key: str, now: dt.datetime
+) -> None:
+    """Keep (or replace) the user's sealed backup key."""
+    row = BackupKeyRow(user_id=user_id, version=version, sealed_key=sealed_key, updated_at=now)
+    await session.merge(row)
 
 
 async def forget_login_tokens(session: AsyncSession, before: dt.datetime) -> None:

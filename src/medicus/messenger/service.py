@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from medicus.access.policy import audited
 from medicus.audit.service import AuditRecord, AuditTrail, Outcome
 from medicus.core.clock import Clock
+from medicus.core.crypto import SecretBox
 from medicus.core.db import Database, utc_now
 from medicus.core.errors import ApiError
 from medicus.core.ids import is_fhir_id
@@ -44,6 +45,9 @@ SUBJECT_TYPES = ("Patient", "Task", "ServiceRequest")
 """What a case room can be about: a patient, or a teleconsultation request."""
 _LOCALPART = re.compile(r"[a-z0-9._=/-]{1,200}\Z")
 _STAFF = frozenset(repository.STAFF_ROLES)
+BACKUP_KEY_BYTES = 32
+"""A Curve25519 private key: the decryption key of `m.megolm_backup.v1.curve25519-aes-sha2`."""
+_BACKUP_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,11 @@ class IssuedLogin:
     expires_in: int
     device_id: str | None = None
     """The device the token must log in, for a portal session's token."""
+
+
+def _staff_only(caller: Principal) -> None:
+    if caller.kind != "user" or caller.role not in _STAFF:
+        raise ApiError(403, "Only staff of an organisation use the messenger.")
 
 
 def _system(action: str, target: str, detail: dict[str, str] | None = None) -> AuditRecord:
@@ -69,6 +78,7 @@ class Messenger:
         directory: Directory,
         fhir: FhirService,
         platform_secret: bytes,
+        box: SecretBox,
         clock: Clock = utc_now,
     ) -> None:
         self._database = database
@@ -79,6 +89,7 @@ class Messenger:
         self._synapse = synapse
         self._public_key = ECKey.import_key(login_signing_key(platform_secret).public_key())
         self._clock = clock
+        self._box = box
 
     async def issue_login(
         self, caller: Principal, browser_session: str | None = None
@@ -87,8 +98,7 @@ class Messenger:
         good once, for a minute. For a portal page (`browser_session`: its `id_hash`) the
         token logs in one device of medicus's choosing only, which is logged out when that
         browser session ends (`end_portal_devices`)."""
-        if caller.kind != "user" or caller.role not in _STAFF:
-            raise ApiError(403, "Only staff of an organisation use the messenger.")
+        _staff_only(caller)
         if not _LOCALPART.match(caller.subject) or caller.subject == SYSTEM_LOCALPART:
             raise ApiError(422, "This account's id cannot be a Matrix ID.")
         now = self._clock()
@@ -124,6 +134,37 @@ class Messenger:
             await self._audit.append(session, audited(caller, "messenger.login.issue", matrix_id))
         token = self._synapse.signed_login_token(caller.subject, name, jti, LOGIN_TOKEN_SECONDS)
         return IssuedLogin(token, matrix_id, LOGIN_TOKEN_SECONDS, device_id)
+
+    async def backup_key(self, caller: Principal) -> tuple[str, bytes] | None:
+        """(version, key) of the caller's own room-key backup as medicus keeps it for their
+        portal sessions, or None; audited either way (the key is not)."""
+        _staff_only(caller)
+        matrix_id = self.homeserver.matrix_id(caller.subject)
+        async with self._database.transaction() as session:
+            row = await repository.backup_key(session, caller.subject)
+            found = {"found": "yes" if row else "no"}
+            await self._audit.append(
+                session, audited(caller, "messenger.backup_key.read", matrix_id, found)
+            )
+        if row is None:
+            return None
+        # the purpose names the user: a sealed key opens for its own user only
+        return row.version, self._box.decrypt(f"messenger.backup_key:{row.user_id}", row.sealed_key)
+
+    async def keep_backup_key(self, caller: Principal, version: str, key: bytes) -> None:
+        """Keep the decryption key of the caller's room-key backup `version` (replacing an
+        earlier one), encrypted with the platform's key; 422 for what is not one."""
+        _staff_only(caller)
+        if not _BACKUP_VERSION.match(version) or len(key) != BACKUP_KEY_BYTES:
+            raise ApiError(422, "A backup key is 32 bytes for a version of up to 64 characters.")
+        sealed = self._box.encrypt(f"messenger.backup_key:{caller.subject}", key)
+        matrix_id = self.homeserver.matrix_id(caller.subject)
+        async with self._database.transaction() as session:
+            await repository.put_backup_key(session, caller.subject, version, sealed, self._clock())
+            await self._audit.append(
+                session,
+                audited(caller, "messenger.backup_key.write", matrix_id, {"version": version}),
+            )
 
     async def end_portal_devices(self) -> int:
         """Log out the portal's Matrix devices whose browser session has ended; how many."""

@@ -2,9 +2,10 @@
 the logged-in user (a login token of `messenger.Messenger`, which decides and audits exactly
 as for `POST /messenger/login-token`), whom the user may reach (a search among the staff of
 their own organisations and those listed by other organisations on the federation list, as
-the invite rules see it), and what a page says about the homeserver to people who prefer
-another Matrix client. The messages themselves never pass here: the browser talks Matrix to
-the Messenger-Proxy (`/_matrix`), which applies the invite rules."""
+the invite rules see it), the decryption key of the user's own Matrix key backup that
+medicus keeps for their portal devices, and what a page says about the homeserver to people
+who prefer another Matrix client. The messages themselves never pass here: the browser talks
+Matrix to the Messenger-Proxy (`/_matrix`), which applies the invite rules."""
 
 from __future__ import annotations
 
@@ -54,6 +55,15 @@ class PortalMessenger:
         a device of its own that is logged out when this browser session ends."""
         staff(user)
         return await self._messenger.issue_login(user.principal, user.login.id_hash)
+
+    async def backup_key(self, user: PortalUser) -> tuple[str, bytes] | None:
+        """(version, key) of the user's own room-key backup, kept by medicus (staff only)."""
+        staff(user)
+        return await self._messenger.backup_key(user.principal)
+
+    async def keep_backup_key(self, user: PortalUser, version: str, key: bytes) -> None:
+        staff(user)
+        await self._messenger.keep_backup_key(user.principal, version, key)
 
     async def contacts(self, user: PortalUser, words: str) -> list[Contact]:
         """Whom the user may invite, by name or e-mail address (empty words: the first ones

@@ -10,11 +10,23 @@ device only (medicus logs it out when the browser session ends), which needs the
 token in `X-CSRF-Token` (double submit with identity's cookie, as the portal's uploads do):
 another site's page cannot log a user's browser in to Matrix. Without a finished login:
 401; without the token: 403 (problem+json). With the messenger off every route here is a
-404, and the navigation has no "Messages" (`navigation_marks`). The page's
+404, and the navigation has no "Messages" (`navigation_marks`).
+
+`GET /portal/messages/backup-key` answers the decryption key of the user's own Matrix
+room-key backup as medicus keeps it, JSON `{version, key}` (key: standard base64 of 32
+bytes), or 404 if none; `PUT` keeps one (the same JSON, CSRF token as above; 204). Each new
+portal device restores the keys of earlier messages with it (docs/messenger.md, key
+backup). Anything but that JSON: 422 (problem+json). The page's
 Content-Security-Policy allows compiling WebAssembly (`allow_webassembly`), which no other
 page's does."""
 
 from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, params
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -102,6 +114,8 @@ def build_messenger_router(
         }
         return JSONResponse(body, headers=_NOT_STORED)
 
+    _backup_key_routes(router, turned_on, session_user)
+
     @router.get(MESSAGES + "/contacts")
     async def contacts(request: Request, q: str = "") -> Response:
         found = turned_on()
@@ -116,6 +130,48 @@ def build_messenger_router(
         return JSONResponse(body, headers=_NOT_STORED)
 
     return router
+
+
+def _backup_key_routes(
+    router: APIRouter,
+    turned_on: Callable[[], PortalMessenger],
+    session_user: Callable[[Request, bool], Awaitable[PortalUser]],
+) -> None:
+    """`GET`/`PUT /portal/messages/backup-key`: the user's own backup key, kept by medicus."""
+
+    @router.get(MESSAGES + "/backup-key")
+    async def backup_key(request: Request) -> Response:
+        found = turned_on()
+        kept = await found.backup_key(await session_user(request, False))
+        if kept is None:
+            raise ApiError(404, "medicus keeps no key backup for you yet.")
+        body = {"version": kept[0], "key": base64.b64encode(kept[1]).decode("ascii")}
+        return JSONResponse(body, headers=_NOT_STORED)
+
+    @router.put(MESSAGES + "/backup-key")
+    async def keep_backup_key(request: Request) -> Response:
+        found = turned_on()
+        user = await session_user(request, True)
+        version, key = _backup_key(await request.body())
+        await found.keep_backup_key(user, version, key)
+        return Response(status_code=204, headers=_NOT_STORED)
+
+
+def _backup_key(body: bytes) -> tuple[str, bytes]:
+    """(version, key) of a `PUT /portal/messages/backup-key`'s JSON; 422 for anything else
+    (the service checks the key's length and the version's form)."""
+    try:
+        sent: Any = json.loads(body)
+    except ValueError:
+        raise ApiError(422, "The body must be JSON.") from None
+    version = sent.get("version") if isinstance(sent, dict) else None
+    key = sent.get("key") if isinstance(sent, dict) else None
+    if not isinstance(version, str) or not isinstance(key, str) or len(key) > 64:
+        raise ApiError(422, 'The body must be {"version": string, "key": base64}.')
+    try:
+        return version, base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "The key must be base64.") from None
 
 
 def allow_webassembly(response: Response) -> None:

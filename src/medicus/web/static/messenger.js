@@ -27,7 +27,19 @@
    (the Rust crypto's default). Files in an encrypted room are encrypted in the page first
    (AES-CTR-256, matrix-encrypt-attachment) and sent as content.file; a download decrypts
    them in the page, and checks their SHA-256. A message whose keys this device never got
-   says so. */
+   says so.
+
+   Key backup: every portal login is a new device with an empty store, so the room keys go
+   to the account's server-side backup (m.megolm_backup.v1.curve25519-aes-sha2), whose
+   decryption key medicus keeps for the user (GET/PUT /portal/messages/backup-key,
+   docs/messenger.md). After the crypto starts, the page asks medicus for it: if it opens the
+   homeserver's current backup, the page caches it, enables the backup and restores the keys
+   of earlier messages (matrix-js-sdk decrypts them again as they arrive); if medicus has
+   none, or the backup on the server is another (deleted, or reset by another client), the
+   page makes a new backup and gives its key to medicus. The Rust crypto then uploads each
+   room key this device gets, after a random wait of up to two seconds (matrix-js-sdk's
+   default of ten would lose the keys of a message read just before logging out). A failure
+   leaves the chat working, without the backup. */
 (function () {
   "use strict";
 
@@ -67,6 +79,8 @@
   var CRYPTO = "medicus.messenger.crypto:";
   var STORES = ["::matrix-sdk-crypto", "::matrix-sdk-crypto-meta"];
   var security = document.getElementById("room-security");
+  // Room keys go to the backup within two seconds rather than ten (see above).
+  sdk.RustBackupManager.maxBackupLoopStartDelayMillis = 2000;
   var profiles = readNames();
 
   function readNames() {
@@ -109,14 +123,22 @@
     return CRYPTO + saved.user_id + ":" + saved.device_id;
   }
 
-  function storeKey(saved) {
-    return Uint8Array.from(atob(saved.store_key), function (c) {
+  function fromBase64(text) {
+    return Uint8Array.from(atob(text), function (c) {
       return c.charCodeAt(0);
     });
   }
 
+  function toBase64(bytes) {
+    return btoa(String.fromCharCode.apply(null, bytes));
+  }
+
+  function storeKey(saved) {
+    return fromBase64(saved.store_key);
+  }
+
   function newStoreKey() {
-    return btoa(String.fromCharCode.apply(null, crypto.getRandomValues(new Uint8Array(32))));
+    return toBase64(crypto.getRandomValues(new Uint8Array(32)));
   }
 
   function deleteDatabase(name) {
@@ -687,6 +709,52 @@
     }
   }
 
+  async function serverBackup() {
+    // The version of the account's current key backup on the homeserver, or null if it has
+    // none (404); anything else fails, so that no backup is replaced for a passing error.
+    var answer = await fetch(origin + "/_matrix/client/v3/room_keys/version", {
+      headers: { Authorization: "Bearer " + session.access_token }
+    });
+    if (answer.status === 404) {
+      return null;
+    }
+    if (!answer.ok) {
+      throw new Error("key backup: " + answer.status);
+    }
+    return (await answer.json()).version;
+  }
+
+  async function keepKeys() {
+    var keys = client.getCrypto();
+    var held = await fetch(texts.backupKey, { credentials: "same-origin" });
+    if (!held.ok && held.status !== 404) {
+      throw new Error("backup key: " + held.status);
+    }
+    var mine = held.ok ? await held.json() : null;
+    var version = await serverBackup();
+    if (mine && mine.version === version) {
+      await keys.storeSessionBackupPrivateKey(fromBase64(mine.key), version);
+      var check = await keys.checkKeyBackupAndEnable();
+      if (check && check.trustInfo.matchesDecryptionKey) {
+        await keys.restoreKeyBackup();
+        return;
+      }
+    }
+    await keys.resetKeyBackup();
+    var kept = await fetch(texts.backupKey, {
+      method: "PUT",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": texts.csrf },
+      body: JSON.stringify({
+        version: await keys.getActiveSessionBackupVersion(),
+        key: toBase64(await keys.getSessionBackupPrivateKey())
+      })
+    });
+    if (!kept.ok) {
+      throw new Error("backup key: " + kept.status);
+    }
+  }
+
   async function start() {
     try {
       session = await logIn();
@@ -738,6 +806,9 @@
       refresh(client.getRoom(member.roomId));
     });
     client.on(sdk.ClientEvent.Room, refresh);
+    keepKeys().catch(function (error) {
+      console.warn("The key backup is not in use:", reason(error));
+    });
     await client.startClient({ initialSyncLimit: 50 });
   }
 
