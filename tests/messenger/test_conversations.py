@@ -22,6 +22,8 @@ from nio import (
     UploadResponse,
 )
 
+from medicus.core.db import utc_now
+from medicus.messenger import repository
 from tests.messenger.conftest import Region, run_large
 from tests.support.clients import bearer
 
@@ -250,7 +252,12 @@ async def test_an_erased_account_cannot_log_in_again(region: Region) -> None:
     await bob.close()
     assert region.platform.messenger is not None
     service = region.platform.messenger.service
+    async with region.platform.database.transaction() as session:
+        await repository.put_backup_key(session, region.bob.user_id, "1", "sealed", utc_now())
+        await repository.put_backup_key(session, region.bob.user_id, "2", "sealed", utc_now())
     assert await service.erase_account(region.bob.user_id, "test")
+    async with region.platform.database.snapshot() as session:
+        assert await repository.backup_key(session, region.bob.user_id) is None, "key forgotten"
     login = await region.http.post(
         "/_matrix/client/v3/login",
         json={

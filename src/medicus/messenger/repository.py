@@ -7,6 +7,8 @@ import datetime as dt
 from collections.abc import Sequence
 
 from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from medicus.iam.models import BrowserSessionRow, MembershipRow, OrganisationRow, UserRow
@@ -254,9 +256,19 @@ async def backup_key(session: AsyncSession, user_id: str) -> BackupKeyRow | None
 async def put_backup_key(
     session: AsyncSession, user_id: str, version: str, sealed_key: str, now: dt.datetime
 ) -> None:
-    """Keep (or replace) the user's sealed backup key."""
-    row = BackupKeyRow(user_id=user_id, version=version, sealed_key=sealed_key, updated_at=now)
-    await session.merge(row)
+    """Keep (or replace) the user's sealed backup key, in one statement (INSERT ... ON
+    CONFLICT DO UPDATE): two tabs storing at once must not fail on the key."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    values = {"version": version, "sealed_key": sealed_key, "updated_at": now}
+    await session.execute(
+        insert(BackupKeyRow)
+        .values(user_id=user_id, **values)
+        .on_conflict_do_update(index_elements=["user_id"], set_=values)
+    )
+
+
+async def forget_backup_key(session: AsyncSession, user_id: str) -> None:
+    await session.execute(delete(BackupKeyRow).where(BackupKeyRow.user_id == user_id))
 
 
 async def forget_login_tokens(session: AsyncSession, before: dt.datetime) -> None:

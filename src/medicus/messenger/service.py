@@ -465,15 +465,16 @@ class Messenger:
         return changed
 
     async def erase_account(self, user_id: str, actor: str) -> bool:
-        """Deactivate a user's Matrix account for good and erase their messages (a person's
-        right to erasure, or someone who left for good; suspension only locks). False if
-        medicus never made an account for them."""
+        """Deactivate a user's Matrix account for good, erase their messages and forget their
+        key backup's key (a person's right to erasure, or someone who left for good;
+        suspension only locks). False if medicus never made an account for them."""
         async with self._database.snapshot() as session:
             found = await repository.account(session, user_id)
         if found is None:
             return False
         await self._synapse.deactivate(found.matrix_id)
         async with self._database.transaction() as session:
+            await repository.forget_backup_key(session, user_id)
             await self._audit.append(
                 session, _system("messenger.account.erase", found.matrix_id, {"by": actor})
             )
