@@ -63,6 +63,8 @@ _CRYPTO_STORES = """async () => (await indexedDB.databases())
   .map(d => d.name).filter(n => n.startsWith('medicus.messenger.crypto:'))"""
 _CURRENT_ROOM = "() => document.querySelector('#room-list button[aria-current]').dataset.room"
 _UPLOAD = "/_matrix/media/v3/upload"
+_STUDY = "e737f2ae-57ca-4b51-bc5e-12a0c3d1f0aa"
+"""An imaging study's id, shared as a link in a message (no study needs to exist for the link)."""
 _BACKUP = "/_matrix/client/v3/room_keys/version"
 _NO_BACKUP = ("/_matrix/client/v3/room_keys/", "/portal/messages/backup-key")
 _KEPT_VERSION = "async () => (await (await fetch('/portal/messages/backup-key')).json()).version"
@@ -206,7 +208,11 @@ def test_two_hospitals_chat_and_send_a_file(
     b.locator("#timeline li.message", has_text=undecryptable).wait_for(timeout=20_000)
     assert north.name in b.inner_text("#timeline")
     assert "CT-Bilder" not in b.inner_text("#timeline"), "sent before this device existed"
-    b.fill("#composer-text", "Ja, der Befund kommt als Datei.")
+    study = f"{messenger_server.base_url}/portal/imaging-studies/{_STUDY}"
+    b.fill(
+        "#composer-text",
+        f"Ja, der Befund kommt als Datei. Die Aufnahme: {study}. Anleitung: https://example.org/x",
+    )
     b.get_by_role("button", name=t("Send"), exact=True).click()
     with b.expect_response(lambda answer: _UPLOAD in answer.url) as uploaded:
         b.set_input_files(
@@ -223,6 +229,8 @@ def test_two_hospitals_chat_and_send_a_file(
     download = a.get_by_role("button", name=t("Download %(name)s", name="Befund.pdf"))
     download.wait_for(timeout=20_000)
     assert "Ja, der Befund kommt" in a.inner_text("#timeline")
+    assert a.locator(f'#timeline a[href="{study}"]').count() == 1, "a portal link opens"
+    assert a.locator('#timeline a[href^="https://example.org"]').count() == 0, "others stay text"
     with a.expect_download() as started:
         download.click()
     saved = Path(started.value.path())

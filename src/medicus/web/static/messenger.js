@@ -415,10 +415,35 @@
     } else if (isFile(content)) {
       body.append(fileItem(content));
     } else {
-      body.textContent = content.body || "";
+      body.append(withPortalLinks(content.body || ""));
     }
     item.append(who, time, body);
     return item;
+  }
+
+  // Addresses of this portal in a message (a shared imaging study, say) become links; the
+  // rest stays text: messages never bring markup, and other sites' addresses are not made
+  // clickable in a clinical chat.
+  function withPortalLinks(text) {
+    var fragment = document.createDocumentFragment();
+    var portal = origin + "/portal/";
+    var address = /https?:\/\/[^\s<>"]+/g;
+    var done = 0;
+    var found;
+    while ((found = address.exec(text)) !== null) {
+      var target = found[0].replace(/[.,;:!?)]+$/, "");
+      if (target.indexOf(portal) !== 0) {
+        continue;
+      }
+      fragment.append(text.slice(done, found.index));
+      var link = document.createElement("a");
+      link.href = target;
+      link.textContent = target;
+      fragment.append(link);
+      done = found.index + target.length;
+    }
+    fragment.append(text.slice(done));
+    return fragment;
   }
 
   function showTimeline(keepPlace) {
