@@ -94,6 +94,13 @@ async def test_static_files_are_served_by_hashed_name_for_a_year(ward: Ward) -> 
     assert css.headers["content-type"].startswith("text/css")
     assert "immutable" in css.headers["Cache-Control"]
     assert (await ward.http.get(script.group(1))).status_code == 200
+    plain = await ward.http.get(script.group(1), headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    zipped = await ward.http.get(script.group(1), headers={"Accept-Encoding": "gzip, br"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.headers["vary"] == "Accept-Encoding"
+    assert int(zipped.headers["content-length"]) < len(plain.content) / 2
+    assert zipped.content == plain.content, "httpx decompressed what was sent"
     assert (await ward.http.get("/portal/static/portal.css")).status_code == 404
     assert (await ward.http.get("/portal/static/../pages.py")).status_code == 404
 

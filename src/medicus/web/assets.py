@@ -4,13 +4,15 @@ asks for), served by
 medicus itself under names that carry a hash of their content: a page names
 `/portal/static/portal.3f2a9c1d0e4b.css`, which may be cached for a year, and a new release
 names a new file. No CDN (the pages' Content-Security-Policy allows only our own origin) and
-no build step: the files are read and hashed once when the process starts.
+no build step: the files are read and hashed once when the process starts. A browser that
+accepts gzip gets them compressed (`Vary: Accept-Encoding`).
 
 Vendored files keep their version in their name and their licence beside them
 (`static/vendor/`)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from dataclasses import dataclass
 from functools import cache
@@ -32,6 +34,11 @@ class Asset:
     content: bytes
     media_type: str
 
+    def gzipped(self) -> bytes:
+        """The content gzip-compressed, made on first use and kept for the process (the
+        crypto's WebAssembly: 7.6 MB → 2 MB, about 0.4 s of CPU once)."""
+        return _gzipped(self.content)
+
 
 class Assets:
     """The static files by their hashed names, and each file's hashed URL by its own name."""
@@ -45,6 +52,11 @@ class Assets:
 
     def get(self, hashed_name: str) -> Asset | None:
         return self._by_hashed_name.get(hashed_name)
+
+
+@cache
+def _gzipped(content: bytes) -> bytes:
+    return gzip.compress(content, compresslevel=6, mtime=0)
 
 
 @cache

@@ -5,6 +5,8 @@ becomes the 403 or 404 page, a form's bad value a message next to its field."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -101,12 +103,20 @@ def _shell(doorway: Doorway, pages: PortalPages) -> APIRouter:
         return pages.choose_language(fields.get("language", ""), safe_next(fields.get("next")))
 
     @router.get(STATIC_PREFIX + "{name:path}")
-    async def static(name: str) -> Response:
+    async def static(request: Request, name: str) -> Response:
         found = pages.assets.get(name)
         if found is None:
             return Response(status_code=404)
-        headers = {"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"}
-        return Response(found.content, media_type=found.media_type, headers=headers)
+        headers = {
+            "Cache-Control": IMMUTABLE,
+            "X-Content-Type-Options": "nosniff",
+            "Vary": "Accept-Encoding",
+        }
+        if "gzip" not in request.headers.get("accept-encoding", ""):
+            return Response(found.content, media_type=found.media_type, headers=headers)
+        content = await asyncio.to_thread(found.gzipped)
+        headers["Content-Encoding"] = "gzip"
+        return Response(content, media_type=found.media_type, headers=headers)
 
     @router.get("/favicon.ico")
     async def icon() -> Response:
