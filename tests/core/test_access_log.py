@@ -3,6 +3,9 @@ chooses; the audit trail records every access to data whatever the access log wr
 
 from __future__ import annotations
 
+import io
+import logging
+import sys
 from pathlib import Path
 
 import httpx
@@ -83,3 +86,16 @@ async def test_an_unlogged_read_is_still_audited(
         assert ("fhir.read",) in audited
     finally:
         await platform.close()
+
+
+def test_lines_go_to_the_standard_error_of_the_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server thread that outlives the code that configured logging (a test whose captured
+    stream is closed since) writes to the stream of the moment, without a logging error."""
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging("INFO", json_lines=True)
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("medicus.test").info("after the first stream closed")
+    assert "after the first stream closed" in second.getvalue()
+    assert "Logging error" not in second.getvalue()

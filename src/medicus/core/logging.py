@@ -12,7 +12,7 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TextIO
 
 import orjson
 import structlog
@@ -25,6 +25,20 @@ _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
+
+
+class _StandardError(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to whatever `sys.stderr` is when a record comes, not to the stream
+    it was at configuration: a server thread that outlives the configuring code (a test's
+    captured stream, closed since) must neither fail nor lose its lines."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO | None) -> None:
+        """`StreamHandler.__init__` sets it; the stream is looked up at each write instead."""
 
 
 def configure_logging(level: str, json_lines: bool) -> None:
@@ -42,7 +56,7 @@ def configure_logging(level: str, json_lines: bool) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler()
+    handler = _StandardError()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
