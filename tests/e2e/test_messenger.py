@@ -93,11 +93,10 @@ def test_a_killed_server_takes_its_synapse_with_it(
         assert not _answers(synapse_url), "Synapse ended with the server that started it"
 
 
-def _staff_member(server: RunningServer, email: str) -> str:
-    admin(server, "create-org", "Klinikum SSO", "--type", "hospital", "--iknr", "262200077")
+def _member(server: RunningServer, email: str, role: str = "physician") -> str:
     user = admin(
         server,
-        *("create-user", email, "--org", "262200077", "--role", "physician"),
+        *("create-user", email, "--org", "262200077", "--role", role),
         *("--name", "Dr. Single Sign-On", "--password-stdin"),
         stdin=PASSWORD + "\n",
     )
@@ -127,7 +126,7 @@ async def _sign_on(http: httpx.AsyncClient, browser: Browser, base_url: str) -> 
         headers = session if path.startswith("/_synapse/client/oidc/") else None
         response = await browser.follow(await http.get(path, headers=headers))
     found = _LOGIN_TOKEN.search(location or response.text)
-    assert found is not None, (visited, response.text[:2000])
+    assert found is not None, ("no login token", visited, response.text[:2000])
     return found.group(1)
 
 
@@ -136,8 +135,9 @@ async def test_a_matrix_client_signs_in_with_medicus(
 ) -> None:
     environment = _messenger_environment(tmp_path / "var", server_database_url)
     with serving(environment) as server:
+        admin(server, "create-org", "Klinikum SSO", "--type", "hospital", "--iknr", "262200077")
         email = "dr.sso@klinikum-sso.example"
-        user_id = _staff_member(server, email)
+        user_id = _member(server, email)
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
             flows = (await http.get("/_matrix/client/v3/login")).json()["flows"]
             sso = next(flow for flow in flows if flow["type"] == "m.login.sso")
@@ -160,3 +160,18 @@ async def test_a_matrix_client_signs_in_with_medicus(
                 "/_matrix/client/v3/login", json={"type": "m.login.token", "token": token}
             )
             assert replayed.status_code == 403
+
+            # An account made by single sign-on is medicus's to lock and erase.
+            # As an operator's shell has it: the public URL the server runs under (it names
+            # the Matrix server), which `serve --port` set for the server alone.
+            operator = {**server.environment, "MEDICUS_PUBLIC_URL": server.base_url}
+            erased = run_medicus("messenger", "erase", user_id, environment=operator)
+            assert erased.stdout.strip() == "erased", (erased.stdout, erased.stderr)
+            gone = await http.get("/_matrix/client/v3/account/whoami", headers=bearer)
+            assert gone.status_code == 401
+
+            http.cookies.clear()
+            patient = "patientin@klinikum-sso.example"
+            _member(server, patient, role="patient")
+            with pytest.raises(AssertionError, match="no login token"):
+                await _sign_on(http, Browser(http, patient, PASSWORD), server.base_url)

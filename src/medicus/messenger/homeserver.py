@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from medicus.messenger.repository import STAFF_ROLES
 from medicus.settings import DEFAULT_RETENTION_DAYS, RoomKind, Settings
 
 LOGIN_ISSUER = "medicus"
@@ -229,6 +230,9 @@ class Homeserver:
                     "pkce_method": "always",
                     "scopes": SIGN_ON_SCOPE.split(),
                     "allow_existing_users": True,
+                    # Staff only (the role medicus names in userinfo for the organisation
+                    # chosen at login): a patient gets no Matrix account.
+                    "attribute_requirements": [{"attribute": "role", "one_of": STAFF_ROLES}],
                     "user_mapping_provider": {
                         "config": {
                             "localpart_template": "{{ user.sub }}",

@@ -109,6 +109,8 @@ class MatrixProxy:
         if cached is not None and cached[1] > now:
             return cached[0]
         matrix_id = await self._whoami(token)
+        if matrix_id is not None:
+            await self._messenger.note_account(matrix_id)
         self._identities[key] = (matrix_id, now + _IDENTITY_SECONDS)
         self._identities.move_to_end(key)
         while len(self._identities) > _CACHED_TOKENS:

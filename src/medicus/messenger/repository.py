@@ -225,8 +225,14 @@ async def redeem_login_token(
     return getattr(redeemed, "rowcount", 0) == 1
 
 
-async def add_portal_device(session: AsyncSession, row: PortalDeviceRow) -> None:
-    session.add(row)
+async def add_portal_device(
+    session: AsyncSession, device_id: str, user_id: str, browser_session: str, now: dt.datetime
+) -> None:
+    session.add(
+        PortalDeviceRow(
+            device_id=device_id, user_id=user_id, browser_session=browser_session, created_at=now
+        )
+    )
 
 
 async def portal_devices_of_ended_sessions(
@@ -278,8 +284,14 @@ async def forget_login_tokens(session: AsyncSession, before: dt.datetime) -> Non
 async def ensure_account(
     session: AsyncSession, user_id: str, matrix_id: str, now: dt.datetime
 ) -> None:
-    if await session.get(AccountRow, user_id) is None:
-        session.add(AccountRow(user_id=user_id, matrix_id=matrix_id, created_at=now))
+    """Remember the user's Matrix account unless it is known (INSERT ... ON CONFLICT DO
+    NOTHING: first logins arrive together)."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(AccountRow)
+        .values(user_id=user_id, matrix_id=matrix_id, created_at=now, locked=False)
+        .on_conflict_do_nothing()
+    )
 
 
 async def accounts_out_of_step(session: AsyncSession) -> Sequence[tuple[str, str, bool]]:

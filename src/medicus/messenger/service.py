@@ -34,7 +34,7 @@ from medicus.messenger.homeserver import (
     Homeserver,
     login_signing_key,
 )
-from medicus.messenger.models import LoginTokenRow, PortalDeviceRow, RoomSubjectRow, ServiceRow
+from medicus.messenger.models import LoginTokenRow, RoomSubjectRow, ServiceRow
 from medicus.messenger.rules import InviteFacts, Person, invite_refusal
 from medicus.messenger.synapse_admin import SynapseAdmin, SynapseUnavailable
 
@@ -122,13 +122,7 @@ class Messenger:
             )
             if browser_session is not None and device_id is not None:
                 await repository.add_portal_device(
-                    session,
-                    PortalDeviceRow(
-                        device_id=device_id,
-                        user_id=caller.subject,
-                        browser_session=browser_session,
-                        created_at=now,
-                    ),
+                    session, device_id, caller.subject, browser_session, now
                 )
             await repository.ensure_account(session, caller.subject, matrix_id, now)
             await self._audit.append(session, audited(caller, "messenger.login.issue", matrix_id))
@@ -165,6 +159,14 @@ class Messenger:
                 session,
                 audited(caller, "messenger.backup_key.write", matrix_id, {"version": version}),
             )
+
+    async def note_account(self, matrix_id: str) -> None:
+        """Remember an account of a medicus user that Synapse made without a login token
+        (single sign-on), so that suspension locks it and erasure finds it."""
+        user_id = self.homeserver.user_id(matrix_id)
+        if user_id is not None and user_id != SYSTEM_LOCALPART:
+            async with self._database.transaction() as session:
+                await repository.ensure_account(session, user_id, matrix_id, self._clock())
 
     async def end_portal_devices(self) -> int:
         """Log out the portal's Matrix devices whose browser session has ended; how many."""
