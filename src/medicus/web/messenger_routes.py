@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request, params
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -161,7 +161,7 @@ def _backup_key(body: bytes) -> tuple[str, bytes]:
     """(version, key) of a `PUT /portal/messages/backup-key`'s JSON; 422 for anything else
     (the service checks the key's length and the version's form)."""
     try:
-        sent: Any = json.loads(body)
+        sent: Any = orjson.loads(body)
     except ValueError:
         raise ApiError(422, "The body must be JSON.") from None
     version = sent.get("version") if isinstance(sent, dict) else None
